@@ -1,0 +1,97 @@
+"""N-way K-shot Q-query episodes from a class-indexed in-memory dataset.
+
+An episode (Vinyals et al. 2016) draws N classes, then K support and Q query
+images of each, without replacement, so a support image is never a query image.
+Local label j names the task's j-th class; ``class_ids[t, j]`` is its global class.
+A whole meta-batch is drawn with tensor operations: random keys + argsort pick
+classes and instances, and one gather fetches the uint8 pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor
+
+from ..data.class_dataset import ClassDataset
+from .batch import TaskBatch
+
+
+class EpisodeSampler:
+    """Samples batches of N-way K-shot Q-query tasks from ``dataset``.
+
+    Args:
+        dataset: images uint8 ``[N, C, H, W]`` with labels.
+        n_way, k_shot, q_query: episode shape.
+        transform: applied to the float images ``[T, S, C, H, W]`` (e.g. augmentation);
+            the default only scales uint8 pixels to ``[0, 1]``.
+    """
+
+    def __init__(self, dataset: ClassDataset, n_way: int, k_shot: int, q_query: int,
+                 transform: Callable[[Tensor], Tensor] | None = None) -> None:
+        if n_way < 1 or k_shot < 1 or q_query < 0:
+            raise ValueError(
+                f"episode shape must have n_way >= 1, k_shot >= 1, q_query >= 0 (got {n_way}-way "
+                f"{k_shot}-shot {q_query}-query)."
+            )
+        table, counts = dataset.class_index()
+        need = k_shot + q_query
+        eligible = torch.nonzero(counts >= need).flatten()
+        if dataset.num_classes < n_way:
+            raise ValueError(
+                f"{dataset.name} has {dataset.num_classes} classes, fewer than n_way={n_way}; "
+                f"choose n_way <= {dataset.num_classes}."
+            )
+        if len(eligible) < n_way:
+            raise ValueError(
+                f"{dataset.name}: only {len(eligible)} classes have k_shot + q_query = {need} images "
+                f"(the smallest class has {int(counts.min())}); lower k_shot/q_query or n_way to at most "
+                f"{len(eligible)}."
+            )
+        self.dataset = dataset
+        self.n_way, self.k_shot, self.q_query = n_way, k_shot, q_query
+        self.transform = transform
+        self._table = table
+        self._counts = counts
+        self._eligible = eligible
+
+    def sample_indices(self, num_tasks: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``(classes [T, N], image_idx [T, N, K+Q])`` for ``num_tasks`` episodes."""
+        if num_tasks < 1:
+            raise ValueError(f"num_tasks must be >= 1 (got {num_tasks}).")
+        n_elig = len(self._eligible)
+        order = torch.rand(num_tasks, n_elig, generator=generator).argsort(dim=1)[:, : self.n_way]
+        classes = self._eligible[order]
+        width = self._table.shape[1]
+        keys = torch.rand(num_tasks, self.n_way, width, generator=generator)
+        keys.masked_fill_(torch.arange(width) >= self._counts[classes][..., None], 2.0)
+        pos = keys.argsort(dim=2)[..., : self.k_shot + self.q_query]
+        return classes, self._table[classes[..., None], pos]
+
+    def sample(self, num_tasks: int, generator: torch.Generator) -> TaskBatch:
+        """Draw ``num_tasks`` episodes as one :class:`TaskBatch` (float images in [0, 1])."""
+        classes, idx = self.sample_indices(num_tasks, generator)
+        t, n, k, q = num_tasks, self.n_way, self.k_shot, self.q_query
+        images = self.dataset.images[idx.flatten()].view(t, n, k + q, *self.dataset.images.shape[1:])
+        images = images.float().div_(255.0)
+        support = images[:, :, :k].reshape(t, n * k, *images.shape[3:])
+        query = images[:, :, k:].reshape(t, n * q, *images.shape[3:])
+        if self.transform is not None:
+            support, query = self.transform(support), self.transform(query)
+        labels = torch.arange(n)
+        return TaskBatch(
+            support, labels.repeat_interleave(k).expand(t, -1).clone(),
+            query, labels.repeat_interleave(q).expand(t, -1).clone(),
+            class_ids=classes, n_way=n,
+        )
+
+    def fixed_episodes(self, num_episodes: int, seed: int, batch_size: int = 32) -> Iterator[TaskBatch]:
+        """The same ``num_episodes`` episodes for a given ``seed``, in batches: two methods
+        evaluated with one seed are scored on identical tasks."""
+        g = torch.Generator().manual_seed(seed)
+        done = 0
+        while done < num_episodes:
+            b = min(batch_size, num_episodes - done)
+            yield self.sample(b, g)
+            done += b
