@@ -1,0 +1,51 @@
+"""ANIL, "almost no inner loop" (Raghu, Raghu, Bengio & Vinyals, ICLR 2020).
+
+MAML's bilevel problem with the inner loop restricted to the head:
+
+    phi_i^(s+1) = phi_i^(s) - alpha grad_phi L(h_phi(f_theta(x)); D_i^tr),  phi^(0) = phi_0,
+
+while the body f_theta is shared and only learned in the outer loop (through
+the adapted head, second order unless ``first_order``). The body runs once per
+task on the support set; the inner steps touch only the small head.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from .inner_loop import Params, TaskBatching, sgd_inner_loop
+from .maml import MAML, LearnedLR
+
+
+def sub_params(params: Params, prefix: str) -> Params:
+    """The entries of ``params`` under ``prefix`` (e.g. ``"head."``), with it stripped."""
+    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+
+
+class ANIL(MAML):
+    """ANIL over a model with ``body`` and ``head`` submodules."""
+
+    name: ClassVar[str] = "anil"
+
+    def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
+                 first_order: bool = False, learn_inner_lr: LearnedLR = None,
+                 eval_steps: int | None = None, task_batching: TaskBatching = "vmap") -> None:
+        if not (hasattr(model, "body") and hasattr(model, "head")):
+            raise ValueError("ANIL needs a model with `body` and `head` submodules (every metabridge model has them).")
+        super().__init__(model, inner_lr, inner_steps, first_order, learn_inner_lr, eval_steps, task_batching)
+
+    def adapted_names(self) -> list[str]:
+        return [n for n, _ in self.model.named_parameters() if n.startswith("head.")]
+
+    def _adapt_task(self, params: Params, xs: Tensor, ys: Tensor, steps: int, first_order: bool) -> Params:
+        feats = functional_call(self.model.body, sub_params(params, "body."), (xs,))
+        head = {k: v for k, v in params.items() if k.startswith("head.")}
+
+        def head_forward(p: Params, f: Tensor) -> Tensor:
+            return functional_call(self.model.head, sub_params(p, "head."), (f,))
+
+        fast = sgd_inner_loop(head_forward, head, feats, ys, steps, self.step_size, first_order)
+        return {**params, **fast}

@@ -1,0 +1,23 @@
+"""First-order MAML (Finn et al. 2017, Sec. 5.2): MAML with the second-order terms
+dropped, i.e. the meta-gradient is grad_phi L(phi_i^(k); D_i^ts) evaluated at the
+adapted parameters and applied to theta (d phi / d theta taken as the identity)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import nn
+
+from .inner_loop import TaskBatching
+from .maml import MAML, LearnedLR
+
+
+class FOMAML(MAML):
+    """:class:`MAML` with ``first_order=True``."""
+
+    name: ClassVar[str] = "fomaml"
+
+    def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
+                 learn_inner_lr: LearnedLR = None, eval_steps: int | None = None,
+                 task_batching: TaskBatching = "vmap") -> None:
+        super().__init__(model, inner_lr, inner_steps, True, learn_inner_lr, eval_steps, task_batching)

@@ -1,0 +1,133 @@
+"""MAML (Finn, Abbeel & Levine, ICML 2017), second or first order, with any number
+of inner steps and optional learned step sizes.
+
+Meta-objective (their Eq. 1-2, with k inner steps):
+
+    min_theta  (1/T) sum_i  L(phi_i^(k)(theta); D_i^ts),
+    phi_i^(s+1) = phi_i^(s) - alpha_s grad L(phi_i^(s); D_i^tr),   phi_i^(0) = theta.
+
+Second order differentiates through the unrolled steps (Hessian-vector products);
+``first_order=True`` drops them (FOMAML). ``learn_inner_lr="per_step"`` learns one
+alpha per step and parameter tensor (MAML++'s LSLR, Antoniou et al. 2019);
+``"per_parameter"`` learns one alpha per weight, shared across steps (Meta-SGD).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ..tasks.batch import TaskBatch
+from .base import MetaAlgorithm, Predictor, task_loss
+from .inner_loop import Params, StepSize, TaskBatching, check_positive, map_tasks, sgd_inner_loop
+
+LearnedLR = Literal["per_step", "per_parameter"] | None
+
+
+class MAML(MetaAlgorithm):
+    """Model-agnostic meta-learning over a functional ``model``.
+
+    Args:
+        model: any ``nn.Module`` (its parameters are theta).
+        inner_lr: alpha (initial value when learned).
+        inner_steps: k steps during meta-training.
+        first_order: FOMAML (drop second-order terms).
+        learn_inner_lr: ``None``, ``"per_step"`` (MAML++ LSLR) or ``"per_parameter"`` (Meta-SGD).
+        eval_steps: steps at test time (default ``inner_steps``); learned step sizes
+            beyond the trained steps reuse the last one.
+        task_batching: ``"vmap"`` or ``"loop"`` over tasks (same numbers).
+    """
+
+    name: ClassVar[str] = "maml"
+
+    def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
+                 first_order: bool = False, learn_inner_lr: LearnedLR = None,
+                 eval_steps: int | None = None, task_batching: TaskBatching = "vmap") -> None:
+        super().__init__()
+        check_positive(inner_lr=inner_lr, inner_steps=inner_steps)
+        if eval_steps is not None:
+            check_positive(eval_steps=eval_steps)
+        self.model = model
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.first_order = first_order
+        self.eval_steps = eval_steps or inner_steps
+        self.task_batching = task_batching
+        self.learn_inner_lr = learn_inner_lr
+        names = self.adapted_names()
+        if learn_inner_lr == "per_step":
+            self.inner_lrs = nn.Parameter(torch.full((inner_steps, len(names)), float(inner_lr)))
+        elif learn_inner_lr == "per_parameter":
+            self.inner_lrs = nn.ParameterList(
+                [nn.Parameter(torch.full_like(p, float(inner_lr))) for n, p in model.named_parameters() if n in names]
+            )
+        elif learn_inner_lr is not None:
+            raise ValueError(f"learn_inner_lr must be None, 'per_step' or 'per_parameter' (got {learn_inner_lr!r}).")
+
+    # --- what is adapted, and how far each step goes -------------------------------
+    def adapted_names(self) -> list[str]:
+        """Names (in ``self.model``) of the parameters the inner loop adapts."""
+        return [n for n, _ in self.model.named_parameters()]
+
+    def step_size(self, step: int) -> dict[str, Tensor | float]:
+        """alpha_s for every adapted parameter tensor."""
+        names = self.adapted_names()
+        if self.learn_inner_lr == "per_step":
+            row = self.inner_lrs[min(step, self.inner_lrs.shape[0] - 1)]
+            return {n: row[i] for i, n in enumerate(names)}
+        if self.learn_inner_lr == "per_parameter":
+            return dict(zip(names, self.inner_lrs))
+        return {n: self.inner_lr for n in names}
+
+    # --- one task -------------------------------------------------------------------
+    def _forward(self, params: Params, x: Tensor) -> Tensor:
+        return functional_call(self.model, params, (x,))
+
+    def _adapt_task(self, params: Params, xs: Tensor, ys: Tensor, steps: int, first_order: bool) -> Params:
+        names = self.adapted_names()
+        fixed = {k: v for k, v in params.items() if k not in names}
+        fast = {k: params[k] for k in names}
+
+        def forward(p: Params, x: Tensor) -> Tensor:
+            return self._forward({**fixed, **p}, x)
+
+        step: StepSize = self.step_size
+        fast = sgd_inner_loop(forward, fast, xs, ys, steps, step, first_order)
+        return {**fixed, **fast}
+
+    def _task_query_loss(self, params: Params, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
+        fast = self._adapt_task(params, xs, ys, self.inner_steps, self.first_order)
+        return task_loss(self._forward(fast, xq), yq)
+
+    def _params(self) -> Params:
+        return dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+
+    # --- the contract ----------------------------------------------------------------
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        losses = map_tasks(self._task_query_loss, self._params(), batch.support_x, batch.support_y,
+                           batch.query_x, batch.query_y, mode=self.task_batching)
+        return losses.mean()
+
+    def _test_init_params(self, batch: TaskBatch) -> Params:
+        """phi^(0) at test time: theta itself (DRS overrides this to swap in a new head)."""
+        return {k: v.detach() for k, v in self._params().items()}
+
+    def adapt(self, batch: TaskBatch) -> Predictor:
+        """``eval_steps`` inner steps per task (first order: no outer graph is kept)."""
+        params = self._test_init_params(batch)
+        steps = self.eval_steps
+
+        def adapt_one(p: Params, xs: Tensor, ys: Tensor) -> Params:
+            return self._adapt_task(p, xs, ys, steps, True)
+
+        with torch.enable_grad():
+            fast = map_tasks(adapt_one, params, batch.support_x, batch.support_y, mode=self.task_batching)
+        fast = {k: v.detach() for k, v in fast.items()}
+
+        def predictor(xq: Tensor) -> Tensor:
+            return map_tasks(lambda _, p, x: self._forward(p, x), None, fast, xq, mode=self.task_batching)
+
+        return predictor

@@ -1,0 +1,151 @@
+"""Multi-task learning as a meta-learner (Wang, Zhao & Li, ICML 2021).
+
+Training (their Sec. 3 and 5): a shared body f_theta and one head per training
+task or class, learned jointly, single level and first order:
+
+    min_{theta, W}  (1/T) sum_i  L( W_{c(i)} f_theta(x) ; D_i^tr u D_i^ts )
+
+* classification: W is ``[C_train, D]``, one bias-free row per training class; task
+  i with classes (c_1..c_N) uses the rows W[c_1..c_N] as its N-way head, on
+  L2-normalized features, with support and query merged into one loss;
+* regression: one linear head (weights and bias) per training task (``task_ids``).
+
+Test-time adaptation refits the head on the frozen support features: multinomial
+L2 logistic regression with C = 3 on normalized features (classification) or
+ridge regression with an unpenalized bias (regression), optionally followed by
+``finetune_steps`` SGD steps of the whole network on the support set.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ..heads.logistic import logistic_fit
+from ..heads.ridge import ridge_fit
+from ..tasks.batch import TaskBatch
+from .anil import sub_params
+from .base import MetaAlgorithm, Predictor, task_loss
+from .embedding import embed_tasks
+from .inner_loop import Params, check_positive, map_tasks, sgd_inner_loop
+
+
+class MTL(MetaAlgorithm):
+    """Shared body + per-class (or per-task) heads; head refit at test time.
+
+    Args:
+        body: embedding network ``[B, *x] -> [B, D]``.
+        feature_dim: D.
+        num_heads: training classes (classification) or training tasks (regression).
+        task: ``"classification"`` or ``"regression"``.
+        out_dim: regression output size d_y.
+        normalize: L2-normalize features (Wang et al.; classification default).
+        C: inverse L2 strength of the test-time logistic regression.
+        ridge_lambda: ridge strength of the test-time regression refit.
+        finetune_steps, finetune_lr: optional SGD fine-tuning of body+head after the refit.
+    """
+
+    name: ClassVar[str] = "mtl"
+
+    def __init__(self, body: nn.Module, feature_dim: int, num_heads: int,
+                 task: Literal["classification", "regression"] = "classification", out_dim: int = 1,
+                 normalize: bool | None = None, C: float = 3.0, ridge_lambda: float = 1e-3,
+                 finetune_steps: int = 0, finetune_lr: float = 0.01) -> None:
+        super().__init__()
+        check_positive(feature_dim=feature_dim, num_heads=num_heads, C=C, ridge_lambda=ridge_lambda)
+        if task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression' (got {task!r}).")
+        if finetune_steps < 0:
+            raise ValueError(f"finetune_steps must be >= 0 (got {finetune_steps}).")
+        if finetune_steps:
+            check_positive(finetune_lr=finetune_lr)
+        self.body = body
+        self.task = task
+        self.normalize = (task == "classification") if normalize is None else normalize
+        self.C, self.ridge_lambda = C, ridge_lambda
+        self.finetune_steps, self.finetune_lr = finetune_steps, finetune_lr
+        bound = 1.0 / math.sqrt(feature_dim)
+        if task == "classification":
+            self.heads = nn.Parameter(torch.empty(num_heads, feature_dim).uniform_(-bound, bound))
+        else:
+            self.heads = nn.Parameter(torch.empty(num_heads, feature_dim, out_dim).uniform_(-bound, bound))
+            self.head_bias = nn.Parameter(torch.zeros(num_heads, out_dim))
+
+    def features(self, x: Tensor) -> Tensor:
+        """``[T, S, *x] -> [T, S, D]`` (L2-normalized when ``normalize``)."""
+        f = embed_tasks(self.body, x)
+        return F.normalize(f, dim=-1) if self.normalize else f
+
+    # --- training: the joint multi-head loss -----------------------------------------
+    def meta_loss(self, batch: TaskBatch) -> Tensor:
+        x = torch.cat([batch.support_x, batch.query_x], 1)
+        y = torch.cat([batch.support_y, batch.query_y], 1)
+        f = self.features(x)
+        if self.task == "classification":
+            if batch.class_ids is None:
+                raise ValueError("MTL classification needs the global class_ids of each task in the batch.")
+            if int(batch.class_ids.max()) >= self.heads.shape[0]:
+                raise ValueError(
+                    f"a task uses class {int(batch.class_ids.max())} but MTL has {self.heads.shape[0]} head rows; "
+                    "set num_heads to the number of training classes."
+                )
+            logits = torch.bmm(f, self.heads[batch.class_ids].transpose(1, 2))
+            return task_loss(logits, y)
+        if batch.task_ids is None:
+            raise ValueError("MTL regression needs task_ids: draw tasks from a finite pool (e.g. SinusoidFamily(num_tasks=M)).")
+        if int(batch.task_ids.max()) >= self.heads.shape[0]:
+            raise ValueError(
+                f"a task has id {int(batch.task_ids.max())} but MTL has {self.heads.shape[0]} heads; "
+                "set num_heads to the size of the training task pool."
+            )
+        pred = torch.bmm(f, self.heads[batch.task_ids]) + self.head_bias[batch.task_ids].unsqueeze(1)
+        return task_loss(pred, y)
+
+    # --- testing: refit the head on frozen support features ----------------------------
+    def _refit(self, fs: Tensor, batch: TaskBatch) -> tuple[Tensor, Tensor]:
+        if self.task == "classification":
+            w, b = logistic_fit(fs, batch.support_y, int(batch.n_way), self.C)  # type: ignore[arg-type]
+        else:
+            w, b = ridge_fit(fs, batch.support_y, self.ridge_lambda, fit_bias=True)
+        assert b is not None
+        return w, b
+
+    def adapt(self, batch: TaskBatch) -> Predictor:
+        if (self.task == "classification") != batch.is_classification:
+            raise ValueError(f"this MTL model was built for {self.task} but got the other kind of task.")
+        with torch.no_grad():
+            w, b = self._refit(self.features(batch.support_x), batch)
+        if self.finetune_steps:
+            return self._finetuned_predictor(batch, w, b)
+
+        def predictor(xq: Tensor) -> Tensor:
+            return torch.bmm(self.features(xq), w) + b.unsqueeze(1)
+
+        return predictor
+
+    def _finetuned_predictor(self, batch: TaskBatch, w: Tensor, b: Tensor) -> Predictor:
+        """SGD on body and refit head per task, on the support loss (full fine-tuning)."""
+        body_params = {f"body.{k}": v.detach() for k, v in self.body.named_parameters()}
+        buffers = dict(self.body.named_buffers())
+
+        def forward(p: Params, x: Tensor) -> Tensor:
+            f = functional_call(self.body, {**sub_params(p, "body."), **buffers}, (x,))
+            f = F.normalize(f, dim=-1) if self.normalize else f
+            return f @ p["w"] + p["b"]
+
+        names = [*body_params, "w", "b"]
+        lr = {k: self.finetune_lr for k in names}
+
+        def adapt_one(shared: Params, wt: Tensor, bt: Tensor, xs: Tensor, ys: Tensor) -> Params:
+            return sgd_inner_loop(forward, {**shared, "w": wt, "b": bt}, xs, ys, self.finetune_steps,
+                                  lambda s: lr, True)
+
+        with torch.enable_grad():
+            fast = map_tasks(adapt_one, body_params, w, b, batch.support_x, batch.support_y, mode="loop")
+        fast = {k: v.detach() for k, v in fast.items()}
+        return lambda xq: map_tasks(lambda _, p, x: forward(p, x), None, fast, xq, mode="loop")
