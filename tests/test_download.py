@@ -49,8 +49,10 @@ def remote(server: FileServer, path: str = "data.bin", **kw) -> RemoteFile:
 
 
 def test_fetch_downloads_verifies_and_places_file(server, tmp_path):
-    out = fetch(remote(server, size=len(PAYLOAD)), tmp_path, backoff=0)
+    seen: list[int] = []
+    out = fetch(remote(server, size=len(PAYLOAD)), tmp_path, backoff=0, progress=seen.append)
     assert out == tmp_path / "data.bin" and out.read_bytes() == PAYLOAD
+    assert len(seen) >= 2 and seen[-1] == len(PAYLOAD)  # progress reported per chunk
     assert not (tmp_path / "data.bin.part").exists()
     n = len(server.requests)
     assert fetch(remote(server), tmp_path) == out  # present and valid: no new request

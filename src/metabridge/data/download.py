@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import tarfile
 import tempfile
 import time
@@ -81,13 +82,20 @@ class RemoteFile:
         return bool(self.sha256 or self.md5)
 
 
+def file_digests(path: Path, algorithms: tuple[str, ...]) -> dict[str, str]:
+    """Hex digests of ``path`` for several ``hashlib`` algorithms in one read (1 MiB chunks)."""
+    hashes = {a: hashlib.new(a) for a in algorithms}
+    if hashes:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(CHUNK), b""):
+                for h in hashes.values():
+                    h.update(block)
+    return {a: h.hexdigest() for a, h in hashes.items()}
+
+
 def file_digest(path: Path, algorithm: str) -> str:
-    """Hex digest of ``path`` with a ``hashlib`` algorithm, read in 1 MiB chunks."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Hex digest of ``path`` with one ``hashlib`` algorithm."""
+    return file_digests(path, (algorithm,))[algorithm]
 
 
 def _looks_like_html(head: bytes) -> bool:
@@ -113,14 +121,14 @@ def verify_file(path: Path, remote: RemoteFile, *, where: str | None = None) -> 
     if remote.size is not None and actual_size != remote.size:
         kind = "truncated" if actual_size < remote.size else "too large"
         raise ChecksumError(f"{path} is {kind}: {actual_size} bytes, expected {remote.size}. {fix}")
-    for algorithm in ("sha256", "md5"):
-        expected = getattr(remote, algorithm)
-        if expected:
-            actual = file_digest(path, algorithm)
-            if actual.lower() != expected.lower():
-                raise ChecksumError(
-                    f"{path} is corrupt or not the expected file: {algorithm} {actual}, expected {expected}. {fix}"
-                )
+    wanted = {a: getattr(remote, a) for a in ("sha256", "md5") if getattr(remote, a)}
+    digests = file_digests(path, tuple(wanted))
+    for algorithm, expected in wanted.items():
+        actual = digests[algorithm]
+        if actual.lower() != expected.lower():
+            raise ChecksumError(
+                f"{path} is corrupt or not the expected file: {algorithm} {actual}, expected {expected}. {fix}"
+            )
     if not remote.has_checksum and not remote.unverified_ok:
         raise ChecksumError(f"No checksum is registered for {remote.filename}; refusing to trust {path}.")
 
@@ -231,6 +239,51 @@ def fetch(
             f"{remote.filename} has no public download URL. {remote.note} Place the file at {dest}.".replace("  ", " ")
         )
     part = dest.with_name(dest.name + ".part")
+    bar = None
+    if progress is None:
+        progress, bar = _terminal_progress(remote)
+    try:
+        _fetch_to_part(remote, dest, part, retries, timeout, backoff, progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    try:
+        verify_file(part, remote, where=str(dest))
+    except ChecksumError:
+        part.unlink(missing_ok=True)  # a bad file must not be resumed next time
+        raise
+    if not remote.has_checksum:
+        digest = file_digest(part, "sha256")
+        log.warning(
+            "%s has no published checksum; recording sha256 %s in %s.sha256 (content is checked by the loader)",
+            remote.filename, digest, dest,
+        )
+        dest.with_name(dest.name + ".sha256").write_text(digest + "\n")
+    os.replace(part, dest)
+    return dest
+
+
+def _terminal_progress(remote: RemoteFile) -> tuple[Callable[[int], None] | None, object]:
+    """A tqdm byte counter on stderr when it is a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None, None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None, None
+    bar = tqdm(total=remote.size, unit="B", unit_scale=True, desc=remote.filename, leave=False)
+
+    def update(received: int) -> None:
+        bar.update(received - bar.n)
+
+    return update, bar
+
+
+def _fetch_to_part(
+    remote: RemoteFile, dest: Path, part: Path, retries: int, timeout: float, backoff: float,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Try every URL (each ``1 + retries`` times) until ``part`` holds the whole file."""
     failures: list[str] = []
     for url in remote.urls:
         last: BaseException | None = None
@@ -261,21 +314,6 @@ def fetch(
             + f"\nCheck the network or proxy, or download it yourself and place it at {dest}"
             + (f" (a partial download is kept at {part} and will be resumed)." if part.exists() else ".")
         )
-    try:
-        verify_file(part, remote, where=str(dest))
-    except ChecksumError:
-        part.unlink(missing_ok=True)  # a bad file must not be resumed next time
-        raise
-    if not remote.has_checksum:
-        log.warning(
-            "%s has no published checksum; recording sha256 %s in %s.sha256 (content is checked by the loader)",
-            remote.filename,
-            file_digest(part, "sha256"),
-            dest,
-        )
-        dest.with_name(dest.name + ".sha256").write_text(file_digest(part, "sha256") + "\n")
-    os.replace(part, dest)
-    return dest
 
 
 # --------------------------------------------------------------------------- extraction
