@@ -1,0 +1,184 @@
+"""Training-time augmentation as batched tensor operations.
+
+Every function takes a whole batch ``[..., C, H, W]`` (any leading dims: a batch of
+images ``[B, C, H, W]`` or a batch of episodes ``[T, S, C, H, W]``), uint8 or float,
+draws one set of random parameters **per image** from an optional
+``torch.Generator``, and has no Python loop over images: a random crop pads once
+and gathers every image's window with one advanced-indexing call; a flip is a
+``torch.where`` between the batch and its mirror; colour jitter is a few
+broadcast multiplications.
+
+Float inputs are taken to be in ``[0, 1]`` (augment before normalising); uint8
+inputs stay uint8 (jitter is computed in float and rounded back). Which
+augmentations suit a dataset is opt-in (``AUGMENT_PRESETS``): characters and
+glyphs are never flipped by default, since a mirrored letter is another letter
+(or none), and grayscale sets get no colour jitter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+
+def _flat(images: Tensor) -> tuple[Tensor, tuple[int, ...]]:
+    if images.dim() < 3:
+        raise ValueError(f"augment: expected [..., C, H, W] images, got shape {tuple(images.shape)}.")
+    lead = tuple(images.shape[:-3])
+    return images.reshape(-1, *images.shape[-3:]), lead
+
+
+def _rand(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    where = generator.device if generator is not None else device
+    return torch.rand(n, generator=generator, device=where).to(device)
+
+
+def _randint(high: int, n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    where = generator.device if generator is not None else device
+    return torch.randint(0, high, (n,), generator=generator, device=where).to(device)
+
+
+def to_float(
+    images: Tensor, mean: float | Sequence[float] | None = None, std: float | Sequence[float] | None = None
+) -> Tensor:
+    """uint8 ``0..255`` -> float32 ``[0, 1]``, then ``(x - mean) / std`` per channel if given.
+
+    Float input is taken as already in ``[0, 1]`` and only normalised.
+    """
+    x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
+    if mean is None and std is None:
+        return x
+    shape = (-1, 1, 1)
+    m = torch.as_tensor(0.0 if mean is None else mean, dtype=x.dtype, device=x.device)
+    s = torch.as_tensor(1.0 if std is None else std, dtype=x.dtype, device=x.device)
+    if m.dim():
+        m = m.reshape(shape)
+    if s.dim():
+        s = s.reshape(shape)
+    return (x - m) / s
+
+
+def crop_at(images: Tensor, padding: int, dy: Tensor, dx: Tensor, fill: float = 0) -> Tensor:
+    """Window ``[dy, dy+H) x [dx, dx+W)`` of each image after padding by ``padding`` on every side.
+
+    ``dy``, ``dx``: ``[B]`` offsets in ``0..2*padding``; ``dy = dx = padding`` is the identity,
+    ``dy = padding + s`` shows the image moved up by ``s`` rows.
+    """
+    x, lead = _flat(images)
+    b, c, h, w = x.shape
+    padded = x.new_full((b, c, h + 2 * padding, w + 2 * padding), fill)
+    padded[:, :, padding : padding + h, padding : padding + w] = x
+    rows = (dy.long().reshape(b, 1) + torch.arange(h, device=x.device)).reshape(b, 1, h, 1)
+    cols = (dx.long().reshape(b, 1) + torch.arange(w, device=x.device)).reshape(b, 1, 1, w)
+    bi = torch.arange(b, device=x.device).reshape(b, 1, 1, 1)
+    ci = torch.arange(c, device=x.device).reshape(1, c, 1, 1)
+    return padded[bi, ci, rows, cols].reshape(*lead, c, h, w)
+
+
+def random_crop(images: Tensor, padding: int, generator: torch.Generator | None = None, fill: float = 0) -> Tensor:
+    """Pad by ``padding`` (with ``fill``) and take a random ``H x W`` window per image."""
+    if padding <= 0:
+        return images
+    n = images.reshape(-1, *images.shape[-3:]).shape[0]
+    dy = _randint(2 * padding + 1, n, generator, images.device)
+    dx = _randint(2 * padding + 1, n, generator, images.device)
+    return crop_at(images, padding, dy, dx, fill)
+
+
+def random_hflip(images: Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> Tensor:
+    """Mirror each image left-right with probability ``p``."""
+    x, lead = _flat(images)
+    flip = _rand(x.shape[0], generator, x.device) < p
+    return torch.where(flip.reshape(-1, 1, 1, 1), x.flip(-1), x).reshape(images.shape)
+
+
+def _factors(n: int, amount: float, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    return 1.0 + amount * (2.0 * _rand(n, generator, device) - 1.0)
+
+
+def color_jitter(
+    images: Tensor,
+    brightness: float = 0.0,
+    contrast: float = 0.0,
+    saturation: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Per-image brightness, contrast and saturation factors drawn from ``U[1-a, 1+a]``, applied in that order.
+
+    brightness scales pixels; contrast blends with the image's mean gray level;
+    saturation blends each pixel with its gray (luma) value (RGB only; skipped for
+    other channel counts). Results are clamped to the valid range.
+    """
+    x, lead = _flat(images)
+    b, c = x.shape[:2]
+    top = 255.0 if images.dtype == torch.uint8 else 1.0
+    y = x.float()
+    luma = torch.tensor([0.299, 0.587, 0.114], device=x.device)
+
+    def gray(z: Tensor) -> Tensor:
+        return (z * luma.reshape(1, 3, 1, 1)).sum(1, keepdim=True) if c == 3 else z.mean(1, keepdim=True)
+
+    if brightness > 0:
+        y = (y * _factors(b, brightness, generator, x.device).reshape(b, 1, 1, 1)).clamp(0, top)
+    if contrast > 0:
+        f = _factors(b, contrast, generator, x.device).reshape(b, 1, 1, 1)
+        m = gray(y).mean(dim=(1, 2, 3), keepdim=True)
+        y = ((y - m) * f + m).clamp(0, top)
+    if saturation > 0 and c == 3:
+        f = _factors(b, saturation, generator, x.device).reshape(b, 1, 1, 1)
+        g = gray(y)
+        y = ((y - g) * f + g).clamp(0, top)
+    if images.dtype == torch.uint8:
+        y = y.round().to(torch.uint8)
+    else:
+        y = y.to(images.dtype)
+    return y.reshape(images.shape)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """A configured augmentation: crop with padding, then optional flip, then colour jitter.
+
+    ``Augment()`` is the identity. Call it on any ``[..., C, H, W]`` batch.
+    """
+
+    crop_padding: int = 0
+    hflip: bool = False
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+
+    @property
+    def is_identity(self) -> bool:
+        return self == Augment()
+
+    def __call__(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        x = random_crop(images, self.crop_padding, generator)
+        if self.hflip:
+            x = random_hflip(x, 0.5, generator)
+        if self.brightness or self.contrast or self.saturation:
+            x = color_jitter(x, self.brightness, self.contrast, self.saturation, generator)
+        return x
+
+
+AUGMENT_PRESETS: dict[str, Augment] = {
+    "none": Augment(),
+    "glyphs": Augment(crop_padding=2),
+    "omniglot": Augment(crop_padding=2),
+    "mini-imagenet": Augment(crop_padding=8, hflip=True, brightness=0.4, contrast=0.4, saturation=0.4),
+    "tiered-imagenet": Augment(crop_padding=8, hflip=True, brightness=0.4, contrast=0.4, saturation=0.4),
+    "cifar-fs": Augment(crop_padding=4, hflip=True, brightness=0.4, contrast=0.4, saturation=0.4),
+    "fc100": Augment(crop_padding=4, hflip=True, brightness=0.4, contrast=0.4, saturation=0.4),
+}
+
+
+def augment_for(dataset: str) -> Augment:
+    """The default training augmentation of a dataset (identity for unknown names)."""
+    key = dataset.lower().replace("_", "-")
+    for name, aug in AUGMENT_PRESETS.items():
+        if key == name or key.startswith(name + "-"):
+            return aug
+    return AUGMENT_PRESETS["none"]
