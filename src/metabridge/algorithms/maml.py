@@ -58,8 +58,10 @@ class MAML(MetaAlgorithm):
         self.task_batching = task_batching
         self.learn_inner_lr = learn_inner_lr
         names = self.adapted_names()
+        ref = next(model.parameters())
         if learn_inner_lr == "per_step":
-            self.inner_lrs = nn.Parameter(torch.full((inner_steps, len(names)), float(inner_lr)))
+            self.inner_lrs = nn.Parameter(
+                torch.full((inner_steps, len(names)), float(inner_lr), dtype=ref.dtype, device=ref.device))
         elif learn_inner_lr == "per_parameter":
             self.inner_lrs = nn.ParameterList(
                 [nn.Parameter(torch.full_like(p, float(inner_lr))) for n, p in model.named_parameters() if n in names]

@@ -10,10 +10,23 @@ task or class, learned jointly, single level and first order:
   L2-normalized features, with support and query merged into one loss;
 * regression: one linear head (weights and bias) per training task (``task_ids``).
 
-Test-time adaptation refits the head on the frozen support features: multinomial
-L2 logistic regression with C = 3 on normalized features (classification) or
-ridge regression with an unpenalized bias (regression), optionally followed by
-``finetune_steps`` SGD steps of the whole network on the support set.
+Test-time adaptation refits the head on the frozen support features, optionally
+followed by ``finetune_steps`` SGD steps of the whole network on the support set:
+
+* classification: multinomial L2 logistic regression with C = 3 on normalized
+  features (Wang et al.'s protocol);
+* regression, ``regression_refit="prior"`` (default): the posterior mean of the head
+  under the Gaussian prior fitted to the learned training heads (an empirical-Bayes
+  refit, our choice: the paper only treats classification). With v = (w, b),
+  z = (f(x), 1), head mean mu and covariance Sigma (+ eps I) over the training heads,
+
+      v* = argmin_v ||Z v - y||^2 + lambda (v - mu)^T Sigma^{-1} (v - mu)
+         = (Z^T Z + lambda Sigma^{-1})^{-1} (Z^T y + lambda Sigma^{-1} mu).
+
+  The training heads span the low-dimensional space in which tasks differ (for
+  sinusoids, a sin x + b cos x), so a 5-shot refit stays in it; plain ridge
+  (``"ridge"``: mu = 0, Sigma = I, unpenalized bias) over a 40-d feature space
+  overfits 5 points (measured: 5-shot sinusoid MSE 1.4-2.1 against 0.004-0.02).
 """
 
 from __future__ import annotations
@@ -55,7 +68,9 @@ class MTL(MetaAlgorithm):
     def __init__(self, body: nn.Module, feature_dim: int, num_heads: int,
                  task: Literal["classification", "regression"] = "classification", out_dim: int = 1,
                  normalize: bool | None = None, C: float = 3.0, ridge_lambda: float = 1e-3,
-                 finetune_steps: int = 0, finetune_lr: float = 0.01) -> None:
+                 finetune_steps: int = 0, finetune_lr: float = 0.01,
+                 regression_refit: Literal["prior", "ridge"] = "prior", prior_lambda: float = 1e-2,
+                 prior_eps: float = 1e-4) -> None:
         super().__init__()
         check_positive(feature_dim=feature_dim, num_heads=num_heads, C=C, ridge_lambda=ridge_lambda)
         if task not in ("classification", "regression"):
@@ -64,6 +79,10 @@ class MTL(MetaAlgorithm):
             raise ValueError(f"finetune_steps must be >= 0 (got {finetune_steps}).")
         if finetune_steps:
             check_positive(finetune_lr=finetune_lr)
+        if regression_refit not in ("prior", "ridge"):
+            raise ValueError(f"regression_refit must be 'prior' or 'ridge' (got {regression_refit!r}).")
+        check_positive(prior_lambda=prior_lambda, prior_eps=prior_eps)
+        self.regression_refit, self.prior_lambda, self.prior_eps = regression_refit, prior_lambda, prior_eps
         self.body = body
         self.task = task
         self.normalize = (task == "classification") if normalize is None else normalize
@@ -110,10 +129,32 @@ class MTL(MetaAlgorithm):
     def _refit(self, fs: Tensor, batch: TaskBatch) -> tuple[Tensor, Tensor]:
         if self.task == "classification":
             w, b = logistic_fit(fs, batch.support_y, int(batch.n_way), self.C)  # type: ignore[arg-type]
-        else:
+        elif self.regression_refit == "ridge":
             w, b = ridge_fit(fs, batch.support_y, self.ridge_lambda, fit_bias=True)
+        else:
+            w, b = self._prior_refit(fs, batch.support_y)
         assert b is not None
         return w, b
+
+    def _prior_refit(self, fs: Tensor, ys: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior-mean head under the Gaussian prior of the training heads (module docstring)."""
+        d_y = self.heads.shape[-1]
+        heads = torch.cat([self.heads, self.head_bias.unsqueeze(1)], 1).double()  # [M, D+1, d_y]
+        mu = heads.mean(0)  # [D+1, d_y]
+        flat = heads.permute(2, 0, 1)  # [d_y, M, D+1]: one prior per output
+        centred = flat - flat.mean(1, keepdim=True)
+        eye = torch.eye(heads.shape[1], dtype=torch.float64, device=fs.device)
+        cov = centred.transpose(1, 2) @ centred / max(heads.shape[0] - 1, 1) + self.prior_eps * eye
+        prec = torch.linalg.inv(cov)  # [d_y, D+1, D+1]
+        z = torch.cat([fs, torch.ones_like(fs[..., :1])], -1).double()  # [T, S, D+1]
+        y = ys.double()
+        cols = []
+        for j in range(d_y):  # d_y is tiny (1 for sinusoids); tasks are batched
+            a = z.transpose(1, 2) @ z + self.prior_lambda * prec[j]
+            rhs = z.transpose(1, 2) @ y[..., j:j + 1] + self.prior_lambda * (prec[j] @ mu[:, j:j + 1])
+            cols.append(torch.linalg.solve(a, rhs))
+        v = torch.cat(cols, -1).to(fs.dtype)  # [T, D+1, d_y]
+        return v[:, :-1], v[:, -1]
 
     def adapt(self, batch: TaskBatch) -> Predictor:
         if (self.task == "classification") != batch.is_classification:
