@@ -124,7 +124,7 @@ def is_candidate_letter(ch: str) -> bool:
     if unicodedata.normalize("NFD", ch) != ch or unicodedata.normalize("NFKD", ch) != ch:
         return False
     script = script_of(ch)
-    return script is not None and script not in EXCLUDED_SCRIPTS
+    return script is not None and script.split()[0] not in EXCLUDED_SCRIPTS
 
 
 def _names(tt) -> tuple[str, str]:
