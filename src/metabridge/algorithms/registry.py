@@ -14,12 +14,13 @@ from .drs import DRS
 from .fomaml import FOMAML
 from .maml import MAML
 from .meta_sgd import MetaSGD
+from .metaoptnet import MetaOptNet
 from .mtl import MTL
 from .protonet import ProtoNet
 from .reptile import Reptile
 
 ALGORITHMS: dict[str, type[MetaAlgorithm]] = {
-    cls.name: cls for cls in (MTL, DRS, MAML, FOMAML, ANIL, Reptile, MetaSGD, ProtoNet)
+    cls.name: cls for cls in (MTL, DRS, MAML, FOMAML, ANIL, Reptile, MetaSGD, ProtoNet, MetaOptNet)
 }
 
 #: Methods whose inner loop runs per task: their batch norm uses the statistics of the
@@ -42,7 +43,7 @@ def build_algorithm(name: str, *, model: str = "conv4", out_dim: int = 5, in_cha
     """Build algorithm ``name`` over backbone ``model``.
 
     Args:
-        name: one of :data:`ALGORITHMS` (mtl, drs, maml, fomaml, anil, reptile, metasgd, protonet).
+        name: one of :data:`ALGORITHMS` (mtl, drs, maml, fomaml, anil, reptile, metasgd, protonet, metaoptnet).
         model: ``mlp``, ``conv4`` or ``resnet12``.
         out_dim: N-way (classification) or d_y (regression) of the per-task predictor.
         in_channels: input channels (or input dimension for ``mlp``).
@@ -64,6 +65,8 @@ def build_algorithm(name: str, *, model: str = "conv4", out_dim: int = 5, in_cha
     body = _model(model, out_dim, in_channels, image_size, False, mk)
     if name == "protonet":
         return ProtoNet(body.body, **hparams)
+    if name == "metaoptnet":
+        return MetaOptNet(body.body, **hparams)
     # mtl
     heads = num_train_classes if classification else num_train_tasks
     if heads is None:
