@@ -1,0 +1,436 @@
+"""The outer training loop: meta-batches in, optimizer steps out, with exact resume.
+
+One step draws ``meta_batch_size`` tasks from a generator seeded by
+``config.seed``, computes ``algorithm.meta_loss(batch)``, back-propagates, optionally
+clips the global gradient norm, and takes one optimizer step. Around that loop the
+:class:`Trainer` keeps a progress bar, validates on fixed episodes every
+``eval_every`` steps (with every RNG saved and restored, so validation never changes
+the training trajectory), writes atomic checkpoints every ``checkpoint_every`` steps
+and logs metrics to ``metrics.jsonl`` (and TensorBoard when it is installed).
+
+Exact resume: a run killed after a checkpoint and resumed from it ends with
+bit-identical parameters to an uninterrupted run with the same seed (on CPU; on GPU
+set ``deterministic=True``). A NaN or infinite loss or gradient stops training with
+:class:`NonFiniteLossError`, which names the step; no checkpoint is written after
+the failure, so the last good one stays on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, CheckpointManager, make_payload, preserved_rng, restore_rng_state
+from .config import ExperimentConfig
+from .device import resolve_device
+from .evaluate import evaluate
+from .experiment import Experiment, build_experiment
+from .stats import MeanCI
+
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.json"
+#: Config fields that may change when a run is resumed without breaking exactness.
+RESUMABLE_OVERRIDES = frozenset({
+    "steps", "device", "out_dir", "log_every", "eval_every", "checkpoint_every", "val_episodes",
+    "test_episodes", "eval_batch_size", "download", "data_root",
+})
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf loss or gradient; ``step`` names where."""
+
+    def __init__(self, step: int, what: str, value: float, checkpoint: Path | None, checkpoint_step: int | None,
+                 config: ExperimentConfig) -> None:
+        self.step, self.what, self.value = step, what, value
+        self.checkpoint, self.checkpoint_step = checkpoint, checkpoint_step
+        inner = [k for k in config.hparams if k.endswith("lr")]
+        fixes = f"lower the learning rate (now --lr {config.lr:g}; try {config.lr / 10:g})"
+        if inner:
+            fixes += f" or the inner-loop rate ({', '.join(f'--hp {k}=...' for k in inner)})"
+        if config.grad_clip is None:
+            fixes += ", or clip gradients (--grad-clip 1.0)"
+        kept = (f"the last good checkpoint {checkpoint} (step {checkpoint_step}) is kept"
+                if checkpoint is not None else "no checkpoint had been written yet")
+        super().__init__(
+            f"the training {what} became {value} at step {step}; training stopped and {kept}. "
+            f"To fix it, {fixes}."
+        )
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports."""
+
+    step: int
+    run_dir: Path
+    last_loss: float
+    val: MeanCI | None
+    best: dict[str, Any] | None
+    checkpoint: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------- pieces
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA), Python's ``random`` and NumPy's global RNG."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def set_deterministic(enabled: bool) -> None:
+    """Ask torch for deterministic kernels (needed for bit-exact GPU runs)."""
+    if not enabled:
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def build_optimizer(config: ExperimentConfig, params: Any) -> torch.optim.Optimizer:
+    """The outer optimizer named by ``config.optimizer``."""
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError(f"algorithm {config.algorithm!r} has no trainable parameters; nothing to optimize.")
+    name, lr, wd = config.optimizer, config.lr, config.weight_decay
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    if name == "radam":
+        return torch.optim.RAdam(params, lr=lr, weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
+    raise ValueError(f"unknown optimizer {name!r}.")
+
+
+def build_scheduler(config: ExperimentConfig, optimizer: torch.optim.Optimizer) -> Any | None:
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
+    return None
+
+
+def higher_is_better(config: ExperimentConfig) -> bool:
+    """Accuracy for classification (higher is better), MSE for regression (lower is better)."""
+    return not config.is_regression
+
+
+class MetricsLog:
+    """Append-only JSONL metrics, plus TensorBoard scalars when ``torch.utils.tensorboard`` imports."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None, tensorboard: bool = True) -> None:
+        self.path = run_dir / METRICS_FILE
+        if resume_step is not None:
+            self._truncate_after(resume_step)
+        elif self.path.exists():
+            self.path.unlink()
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                SummaryWriter = None  # noqa: N806
+            if SummaryWriter is not None:
+                kw = {"purge_step": resume_step + 1} if resume_step is not None else {}
+                self._tb = SummaryWriter(log_dir=str(run_dir / "tb"), **kw)
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop records a killed run wrote after the checkpoint we resume from."""
+        if not self.path.exists():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by the kill
+            if isinstance(rec, dict) and rec.get("step", 0) <= step:
+                kept.append(line)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(f"{k}\n" for k in kept), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            kind = record.get("kind", "train")
+            for k, v in record.items():
+                if k not in ("kind", "step") and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self._tb.add_scalar(f"{kind}/{k}", v, record["step"])
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """All records of a run's ``metrics.jsonl``."""
+    path = Path(run_dir) / METRICS_FILE
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def check_resume_compatible(saved: ExperimentConfig, config: ExperimentConfig) -> None:
+    """Raise ``ValueError`` if ``config`` changes a field that would break an exact resume."""
+    a, b = saved.to_dict(), config.to_dict()
+    diff = sorted(k for k in a if k not in RESUMABLE_OVERRIDES and a[k] != b.get(k))
+    if diff:
+        detail = ", ".join(f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in diff)
+        raise ValueError(
+            f"cannot resume with a different config ({detail}); resume with the run's own config "
+            f"({CONFIG_FILE} in its directory) or start a new run in another --out directory."
+        )
+
+
+def resume_config(run_dir: str | os.PathLike, **overrides: Any) -> ExperimentConfig:
+    """The config a run in ``run_dir`` was started with, with allowed ``overrides`` applied."""
+    bad = sorted(set(overrides) - RESUMABLE_OVERRIDES)
+    if bad:
+        raise ValueError(
+            f"{', '.join(bad)} cannot change when resuming (only {', '.join(sorted(RESUMABLE_OVERRIDES))} can); "
+            "start a new run in another --out directory instead."
+        )
+    path = Path(run_dir) / CONFIG_FILE
+    if path.is_file():
+        config = ExperimentConfig.load(path)
+    else:
+        ckpt, _ = CheckpointManager(run_dir).load_latest()
+        config = ExperimentConfig.from_dict(ckpt["config"])
+    data = config.to_dict()
+    data.update(overrides)
+    data["out_dir"] = str(run_dir)
+    return ExperimentConfig.from_dict(data)
+
+
+def _all_finite(module: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
+# ----------------------------------------------------------------------- trainer
+class Trainer:
+    """Runs (or resumes) the training described by an :class:`ExperimentConfig`.
+
+    Args:
+        config: the run.
+        resume: continue from the newest checkpoint in ``config.out_dir``.
+        overwrite: start afresh even though ``config.out_dir`` already has checkpoints
+            (they are deleted); without it that is an error, so no run is lost by accident.
+        progress: show a tqdm progress bar.
+        tensorboard: also log to TensorBoard when it is installed.
+        builder: ``config -> Experiment`` (default :func:`build_experiment`); tests and
+            custom setups pass their own.
+        on_step: called as ``on_step(step, loss)`` after each optimizer step (after any
+            checkpoint of that step).
+    """
+
+    def __init__(self, config: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True, tensorboard: bool = True,
+                 builder: Callable[[ExperimentConfig], Experiment] = build_experiment,
+                 on_step: Callable[[int, float], None] | None = None) -> None:
+        if resume and overwrite:
+            raise ValueError("--resume and --overwrite contradict each other; pass only one.")
+        self.config = config.validate()
+        self.resume, self.overwrite = resume, overwrite
+        self.progress, self.tensorboard = progress, tensorboard
+        self.builder, self.on_step = builder, on_step
+        self.run_dir = Path(config.out_dir)
+        self.checkpoints = CheckpointManager(self.run_dir)
+        self.device = resolve_device(config.device)
+        self.experiment: Experiment | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any | None = None
+        self.generator = torch.Generator()
+        self.step = 0
+        self.best: dict[str, Any] | None = None
+        self._last_ckpt: tuple[Path, int] | None = None
+
+    # -------------------------------------------------------------- set-up
+    def _prepare_dir(self) -> dict[str, Any] | None:
+        ckpt = None
+        if self.resume:
+            ckpt, path = self.checkpoints.load_latest()
+            check_resume_compatible(ExperimentConfig.from_dict(ckpt["config"]), self.config)
+            if ckpt["step"] > self.config.steps:
+                raise ValueError(
+                    f"the checkpoint {path} is at step {ckpt['step']}, past --steps {self.config.steps}; "
+                    f"pass --steps >= {ckpt['step']}."
+                )
+            self._last_ckpt = (path, ckpt["step"])
+        elif self.checkpoints.exists():
+            if not self.overwrite:
+                raise ValueError(
+                    f"{self.run_dir} already holds a run's checkpoints; pass --resume to continue it, "
+                    "--overwrite to replace it, or choose another --out directory."
+                )
+            for p in (self.checkpoints.last, self.checkpoints.previous, self.checkpoints.best):
+                p.unlink(missing_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.config.save(self.run_dir / CONFIG_FILE)
+        return ckpt
+
+    def setup(self) -> None:
+        """Build everything; restore the checkpoint when resuming."""
+        cfg = self.config
+        set_deterministic(cfg.deterministic)
+        ckpt = self._prepare_dir()
+        seed_everything(cfg.seed)
+        self.generator.manual_seed(cfg.seed)
+        self.experiment = self.builder(cfg)
+        algo = self.experiment.algorithm.to(self.device)
+        self.optimizer = build_optimizer(cfg, algo.parameters())
+        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.step = 0
+        if ckpt is not None:
+            try:
+                algo.load_state_dict(ckpt["algorithm"])
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+                if self.scheduler is not None and ckpt.get("scheduler") is not None:
+                    self.scheduler.load_state_dict(ckpt["scheduler"])
+            except (RuntimeError, ValueError, KeyError) as exc:
+                raise CheckpointError(
+                    f"the checkpoint in {self.run_dir} does not fit this algorithm/optimizer ({exc}); "
+                    "resume with the config the run was started with."
+                ) from exc
+            restore_rng_state(ckpt["rng"], self.generator)
+            self.step = int(ckpt["step"])
+            self.best = ckpt.get("best")
+            self._wall_offset = float(ckpt.get("extra", {}).get("wall_time", 0.0))
+        else:
+            self._wall_offset = 0.0
+
+    # ---------------------------------------------------------------- steps
+    def train_step(self, step: int) -> tuple[float, float]:
+        """One outer step; returns ``(loss, grad_norm)`` or raises :class:`NonFiniteLossError`."""
+        assert self.experiment is not None and self.optimizer is not None
+        cfg, algo = self.config, self.experiment.algorithm
+        batch = self.experiment.train.sample(cfg.meta_batch_size, self.generator).to(self.device)
+        algo.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = algo.meta_loss(batch)
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(f"{cfg.algorithm}.meta_loss must return a scalar tensor (got {shape}).")
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            self._fail(step, "loss", value)
+        loss.backward()
+        params = [p for p in algo.parameters() if p.grad is not None]
+        max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else 0.0
+        if not math.isfinite(grad_norm):
+            self._fail(step, "gradient norm", grad_norm)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return value, grad_norm
+
+    def _fail(self, step: int, what: str, value: float) -> None:
+        ckpt, ckpt_step = self._last_ckpt if self._last_ckpt is not None else (None, None)
+        raise NonFiniteLossError(step, what, value, ckpt, ckpt_step, self.config)
+
+    def validate(self) -> MeanCI:
+        """Score on the fixed validation episodes without disturbing any training RNG."""
+        assert self.experiment is not None
+        cfg = self.config
+        with preserved_rng(self.generator):
+            episodes = self.experiment.val.fixed_episodes(cfg.val_episodes, cfg.val_seed, cfg.eval_batch_size)
+            return evaluate(self.experiment.algorithm, episodes, self.device)
+
+    def save_checkpoint(self, step: int, is_best: bool, wall: float) -> Path:
+        assert self.experiment is not None and self.optimizer is not None
+        algo = self.experiment.algorithm
+        if not _all_finite(algo):
+            self._fail(step, "parameters", float("nan"))
+        payload = make_payload(
+            algorithm=algo, optimizer=self.optimizer, step=step, config=self.config.to_dict(),
+            task_generator=self.generator, scheduler=self.scheduler, best=self.best,
+            extra={"wall_time": wall},
+        )
+        path = self.checkpoints.save(payload, is_best=is_best)
+        self._last_ckpt = (path, step)
+        return path
+
+    # ------------------------------------------------------------------ loop
+    def run(self) -> TrainResult:
+        """Train to ``config.steps``; returns the final state of the run."""
+        self.setup()
+        assert self.experiment is not None
+        cfg = self.config
+        log = MetricsLog(self.run_dir, self.step if self.resume else None, self.tensorboard)
+        history: list[dict[str, Any]] = []
+        start_time = time.perf_counter()
+        window_start, window_losses = start_time, []
+        window_first = self.step
+        last_loss, val = float("nan"), None
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc=cfg.algorithm,
+                   unit="step", dynamic_ncols=True)
+        try:
+            for step in range(self.step + 1, cfg.steps + 1):
+                try:
+                    last_loss, grad_norm = self.train_step(step)
+                except NonFiniteLossError as err:
+                    log.write({"kind": "error", "step": step, "message": str(err)})
+                    raise
+                self.step = step
+                window_losses.append(last_loss)
+                bar.update(1)
+                now = time.perf_counter()
+                wall = self._wall_offset + now - start_time
+                if step % cfg.log_every == 0 or step == cfg.steps:
+                    rec = {
+                        "kind": "train", "step": step, "loss": sum(window_losses) / len(window_losses),
+                        "grad_norm": grad_norm, "lr": self.optimizer.param_groups[0]["lr"],
+                        "wall_time": wall, "it_s": (step - window_first) / max(now - window_start, 1e-9),
+                    }
+                    log.write(rec)
+                    history.append(rec)
+                    bar.set_postfix(loss=f"{rec['loss']:.4g}")
+                    window_start, window_losses, window_first = now, [], step
+                is_best = False
+                if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                    val = self.validate()
+                    is_best = self._update_best(step, val)
+                    rec = {"kind": "val", "step": step, "val_mean": val.mean, "val_ci95": val.ci95, "val_n": val.n,
+                           "wall_time": self._wall_offset + time.perf_counter() - start_time}
+                    log.write(rec)
+                    history.append(rec)
+                    bar.set_postfix(loss=f"{last_loss:.4g}", val=str(val))
+                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps:
+                    self.save_checkpoint(step, is_best, self._wall_offset + time.perf_counter() - start_time)
+                elif is_best:
+                    self.save_checkpoint(step, True, self._wall_offset + time.perf_counter() - start_time)
+                if self.on_step is not None:
+                    self.on_step(step, last_loss)
+        finally:
+            bar.close()
+            log.close()
+        if self._last_ckpt is None:  # resumed at the final step: nothing new to write
+            self._last_ckpt = (self.checkpoints.last, self.step)
+        return TrainResult(self.step, self.run_dir, last_loss, val, self.best, self._last_ckpt[0], history)
+
+    def _update_best(self, step: int, val: MeanCI) -> bool:
+        better = higher_is_better(self.config)
+        if self.best is None or (val.mean > self.best["mean"] if better else val.mean < self.best["mean"]):
+            self.best = {"step": step, "mean": val.mean, "ci95": val.ci95, "n": val.n,
+                         "metric": "accuracy" if better else "mse"}
+            return True
+        return False
+
+
+def train(config: ExperimentConfig, **kwargs: Any) -> TrainResult:
+    """Run :class:`Trainer` (``kwargs`` as in its constructor) and return its result."""
+    return Trainer(config, **kwargs).run()
