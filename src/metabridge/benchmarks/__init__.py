@@ -1,0 +1,1 @@
+"""Benchmarks runnable as ``metabridge bench NAME``; results go to ``bench/results/``."""
