@@ -28,13 +28,14 @@ class ToyANIL(MetaAlgorithm):
     name = "toy_anil"
 
     def __init__(self, hidden: int = 16, inner_lr: float = 0.05, dropout: float = 0.1,
-                 nan_at_call: int | None = None) -> None:
+                 nan_at_call: int | None = None, nan_in_eval: bool = False) -> None:
         super().__init__()
         self.body = nn.Sequential(nn.Linear(1, hidden), nn.Tanh(), nn.Dropout(dropout), nn.Linear(hidden, hidden),
                                   nn.Tanh())
         self.head = nn.Linear(hidden, 1)
         self.inner_lr = inner_lr
         self.nan_at_call = nan_at_call
+        self.nan_in_eval = nan_in_eval
         self.calls = 0
 
     def _adapted_head(self, feats: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -51,6 +52,8 @@ class ToyANIL(MetaAlgorithm):
 
     def adapt(self, batch: TaskBatch) -> Predictor:
         w, b = self._adapted_head(self.body(batch.support_x), batch.support_y)
+        if self.nan_in_eval and not self.training:
+            b = b * float("nan")
         return lambda x: self.body(x) @ w + b
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:

@@ -98,6 +98,15 @@ def test_divergence_from_a_huge_learning_rate_is_caught(tmp_path):
     assert all(torch.isfinite(t).all() for t in ckpt["algorithm"].values())
 
 
+def test_diverged_validation_names_the_step(tmp_path):
+    cfg = toy_config(tmp_path, steps=10, eval_every=3, checkpoint_every=2)
+    with pytest.raises(NonFiniteLossError, match="validation score became nan at step 3") as info:
+        Trainer(cfg, builder=toy_builder(nan_in_eval=True), progress=False).run()
+    assert info.value.checkpoint_step == 2
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
+    assert [r["step"] for r in read_metrics(tmp_path) if r["kind"] == "error"] == [3]
+
+
 def test_metrics_jsonl_and_best_checkpoint(tmp_path):
     result = Trainer(toy_config(tmp_path, steps=8, eval_every=4, log_every=2), builder=toy_builder(),
                      progress=False).run()

@@ -182,7 +182,13 @@ def train(
             data["out_dir"] = out
         data["hparams"] = {**base.hparams, **_parse_hparams(hp)}
         config = ExperimentConfig.from_dict(data).validate()
-    result = Trainer(config, resume=resume, overwrite=overwrite, progress=progress).run()
+    trainer = Trainer(config, resume=resume, overwrite=overwrite, progress=progress)
+    try:
+        result = trainer.run()
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted at step {trainer.step}; continue from the last checkpoint with: "
+                   f"metabridge train --resume --out {config.out_dir}", err=True)
+        raise typer.Exit(130) from None
     msg = f"trained {config.algorithm} on {config.task} to step {result.step}; final loss {result.last_loss:.4g}"
     if result.val is not None:
         msg += f"; validation {'accuracy' if not config.is_regression else 'MSE'} {result.val}"
@@ -251,10 +257,10 @@ def eval_cmd(
         raise CheckpointError(f"{path} does not fit the algorithm its config describes ({exc}).") from exc
     exp.algorithm.to(dev)
     source = exp.test if split == "test" else exp.val
-    result = evaluate(exp.algorithm, source.fixed_episodes(n, s, bs), dev, progress=progress)
+    result = evaluate(exp.algorithm, source.fixed_episodes(n, s, bs), dev, progress=progress, total=-(-n // bs))
     metric = "MSE" if config.is_regression else "accuracy"
-    typer.echo(f"{config.algorithm} on {config.task} ({split}, step {ckpt['step']}): {metric} {result} "
-               f"over {result.n} episodes (95% CI half-width {result.ci95:.3g})")
+    typer.echo(f"{config.algorithm} on {config.task} ({split}, step {ckpt['step']}, {path.name}): {metric} "
+               f"{result.mean:.4g} ± {result.ci95:.3g} (95% CI over {result.n} episodes, seed {s})")
     if output is not None:
         record = {"run": str(run), "checkpoint": str(path), "step": ckpt["step"], "split": split, "seed": s,
                   "metric": metric.lower(), **result.as_dict()}

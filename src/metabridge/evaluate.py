@@ -58,12 +58,14 @@ def _model_device(module: torch.nn.Module) -> torch.device:
 
 
 def episode_scores(algorithm: MetaAlgorithm, episodes: Iterable[TaskBatch],
-                   device: torch.device | str | None = None, *, progress: bool = False) -> Tensor:
+                   device: torch.device | str | None = None, *, progress: bool = False,
+                   total: int | None = None) -> Tensor:
     """Per-episode scores ``[num_episodes]`` (float64, on CPU).
 
     The outer model runs in eval mode under ``torch.no_grad``; algorithms whose
     ``adapt`` takes gradient steps re-enable gradients inside it. The previous
-    train/eval mode is restored afterwards.
+    train/eval mode is restored afterwards. ``total`` (number of batches) only sizes
+    the progress bar.
     """
     dev = _model_device(algorithm) if device is None else resolve_device(device)
     was_training = algorithm.training
@@ -71,7 +73,7 @@ def episode_scores(algorithm: MetaAlgorithm, episodes: Iterable[TaskBatch],
     scores: list[Tensor] = []
     try:
         with torch.no_grad():
-            for batch in tqdm(episodes, desc="eval", unit="batch", disable=not progress, leave=False):
+            for batch in tqdm(episodes, desc="eval", unit="batch", total=total, disable=not progress, leave=False):
                 batch = batch.to(dev)
                 pred = algorithm.predict(batch)
                 check_prediction(pred, batch)
@@ -84,13 +86,14 @@ def episode_scores(algorithm: MetaAlgorithm, episodes: Iterable[TaskBatch],
 
 
 def evaluate(algorithm: MetaAlgorithm, episodes: Iterable[TaskBatch],
-             device: torch.device | str | None = None, *, progress: bool = False) -> MeanCI:
+             device: torch.device | str | None = None, *, progress: bool = False,
+             total: int | None = None) -> MeanCI:
     """Mean and 95% CI half-width of per-episode accuracy (classification) or MSE (regression).
 
     Args:
         algorithm: any :class:`~metabridge.algorithms.base.MetaAlgorithm`, already on ``device``.
         episodes: batches of tasks, e.g. ``source.fixed_episodes(600, seed=...)``.
         device: where the episodes are sent (``None``: wherever the algorithm's parameters are).
-        progress: show a progress bar.
+        progress: show a progress bar (``total`` batches long when given).
     """
-    return mean_ci95(episode_scores(algorithm, episodes, device, progress=progress))
+    return mean_ci95(episode_scores(algorithm, episodes, device, progress=progress, total=total))

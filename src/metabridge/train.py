@@ -34,9 +34,9 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, CheckpointManager, make_payload, preserved_rng, restore_rng_state
 from .config import ExperimentConfig
 from .device import resolve_device
-from .evaluate import evaluate
+from .evaluate import episode_scores
 from .experiment import Experiment, build_experiment
-from .stats import MeanCI
+from .stats import MeanCI, mean_ci95
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
@@ -343,12 +343,20 @@ class Trainer:
         raise NonFiniteLossError(step, what, value, ckpt, ckpt_step, self.config)
 
     def validate(self) -> MeanCI:
-        """Score on the fixed validation episodes without disturbing any training RNG."""
+        """Score on the fixed validation episodes without disturbing any training RNG.
+
+        Raises :class:`NonFiniteLossError` when some episode scores NaN/inf (the
+        adapted model diverged, e.g. from a too-large inner learning rate).
+        """
         assert self.experiment is not None
         cfg = self.config
         with preserved_rng(self.generator):
             episodes = self.experiment.val.fixed_episodes(cfg.val_episodes, cfg.val_seed, cfg.eval_batch_size)
-            return evaluate(self.experiment.algorithm, episodes, self.device)
+            scores = episode_scores(self.experiment.algorithm, episodes, self.device)
+        bad = scores[~torch.isfinite(scores)]
+        if len(bad):
+            self._fail(self.step, "validation score", float(bad[0]))
+        return mean_ci95(scores)
 
     def save_checkpoint(self, step: int, is_best: bool, wall: float) -> Path:
         assert self.experiment is not None and self.optimizer is not None
@@ -380,11 +388,7 @@ class Trainer:
                    unit="step", dynamic_ncols=True)
         try:
             for step in range(self.step + 1, cfg.steps + 1):
-                try:
-                    last_loss, grad_norm = self.train_step(step)
-                except NonFiniteLossError as err:
-                    log.write({"kind": "error", "step": step, "message": str(err)})
-                    raise
+                last_loss, grad_norm = self.train_step(step)
                 self.step = step
                 window_losses.append(last_loss)
                 bar.update(1)
@@ -415,6 +419,9 @@ class Trainer:
                     self.save_checkpoint(step, True, self._wall_offset + time.perf_counter() - start_time)
                 if self.on_step is not None:
                     self.on_step(step, last_loss)
+        except NonFiniteLossError as err:
+            log.write({"kind": "error", "step": err.step, "message": str(err)})
+            raise
         finally:
             bar.close()
             log.close()
