@@ -158,9 +158,14 @@ def test_eval_bad_input(tmp_path):
 def test_bench_dispatches_to_a_module_main(monkeypatch):
     module = types.ModuleType("metabridge.benchmarks.toybench")
 
-    def main(shots: int = typer.Option(5, help="Support points per task."),
-             steps: int = typer.Option(1, help="Inner steps.")) -> None:
-        """A toy benchmark."""
+    def main(shots: int = typer.Option(5, help="Support points per task."), steps: int = 1) -> None:
+        """A toy benchmark.
+
+        Args:
+            shots: ignored here (the typer.Option's help wins).
+            steps: inner steps per task,
+                counted per episode.
+        """
         if shots < 1:
             raise ValueError("shots must be >= 1; pass --shots 5.")
         typer.echo(f"toybench shots={shots} steps={steps}")
@@ -174,9 +179,22 @@ def test_bench_dispatches_to_a_module_main(monkeypatch):
     assert "toybench shots=10 steps=1" in r.output
     r = _run("bench", "toybench", "--help")
     assert r.exit_code == 0 and "--shots" in r.output and "Support points per task." in r.output
+    assert "inner steps per task, counted per episode." in r.output  # from the docstring's Args
+    assert "Args:" not in r.output
     assert "toybench" in _run("bench", "--help").output
     _assert_clean_error(_run("bench", "toybench", "--shots", "0"), "pass --shots 5")
     _assert_clean_error(_run("bench", "nosuch"), "unknown benchmark 'nosuch'", "toybench")
+
+
+@pytest.mark.parametrize("name", cli.available_benchmarks())
+def test_every_installed_benchmark_explains_its_options(name):
+    r = _run("bench", name, "--help")
+    assert r.exit_code == 0, r.output
+    group = typer.main.get_command(app)
+    ctx = typer.Context(group)
+    command = group.commands["bench"].get_command(ctx, name)
+    for param in command.params:
+        assert getattr(param, "help", None), f"bench {name}: option {param.name} has no help text"
 
 
 def test_optional_apps_mount_when_their_module_exists(monkeypatch):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 import json
 import os
 import pkgutil
@@ -278,6 +279,58 @@ def available_benchmarks() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
 
 
+def _split_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+    """``(summary, {arg: help})`` from a Google-style docstring's ``Args:`` section."""
+    if not doc:
+        return "", {}
+    lines = inspect.cleandoc(doc).splitlines()
+    summary: list[str] = []
+    helps: dict[str, str] = {}
+    current: str | None = None
+    in_args = False
+    for line in lines:
+        stripped = line.strip()
+        if stripped in ("Args:", "Arguments:", "Parameters:"):
+            in_args = True
+            continue
+        if in_args:
+            if stripped and not line.startswith(" "):  # a new section ends Args
+                in_args = False
+                continue
+            name, sep, text = stripped.partition(":")
+            if sep and line.startswith("    ") and not line.startswith("     ") and name.isidentifier():
+                current = name
+                helps[name] = text.strip()
+            elif current is not None and stripped:
+                helps[current] += " " + stripped
+            continue
+        summary.append(line)
+    return "\n".join(summary).strip(), helps
+
+
+def with_option_help(main: Callable[..., Any]) -> Callable[..., Any]:
+    """``main`` with each plain-default parameter turned into a ``typer.Option`` whose help
+    text comes from the docstring's ``Args:`` section, so ``bench NAME --help`` explains
+    every option even when the benchmark was written as an ordinary function."""
+    summary, helps = _split_docstring(main.__doc__)
+    sig = inspect.signature(main)
+    params = []
+    for p in sig.parameters.values():
+        default = p.default
+        if not isinstance(default, (typer.models.OptionInfo, typer.models.ArgumentInfo)) and p.name in helps:
+            opt_default = ... if default is inspect.Parameter.empty else default
+            p = p.replace(default=typer.Option(opt_default, help=helps[p.name]))
+        params.append(p)
+
+    @functools.wraps(main)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return main(*args, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__doc__ = summary or None
+    return wrapper
+
+
 class BenchGroup(TyperGroup):
     """``metabridge bench NAME [OPTIONS]``: runs ``metabridge.benchmarks.NAME.main``, found at call time."""
 
@@ -292,7 +345,10 @@ class BenchGroup(TyperGroup):
         if main is None:
             return None
         sub = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-        sub.command(name=cmd_name, help=main.__doc__ or module.__doc__)(friendly_errors(main))
+        command = with_option_help(main)
+        text = command.__doc__ or inspect.cleandoc(module.__doc__ or "")
+        short = text.strip().splitlines()[0] if text.strip() else None
+        sub.command(name=cmd_name, help=text, short_help=short)(friendly_errors(command))
         return typer.main.get_command(sub)
 
     def resolve_command(self, ctx: Any, args: list[str]) -> Any:
