@@ -78,7 +78,14 @@ def _load_split(config: ExperimentConfig, split: str) -> Any:
             f"imported ({exc}); use --task sinusoid or install the data extras."
         ) from exc
     kw = {} if config.image_size is None else {"image_size": config.image_size}
-    return load_dataset(config.task, config.data_root, split, download=config.download, **kw)
+    try:
+        return load_dataset(config.task, config.data_root, split, download=config.download, **kw)
+    except FileNotFoundError as exc:
+        if config.download:
+            raise
+        raise FileNotFoundError(
+            f"{exc} (metabridge train: pass --download, or --data-root DIR where the files are)"
+        ) from exc
 
 
 def build_task_sources(config: ExperimentConfig) -> tuple[TaskSource, TaskSource, TaskSource, dict[str, Any]]:
