@@ -142,6 +142,12 @@ def test_resume_rejects_a_changed_config(tmp_path):
     assert result.step == 6
 
 
+def test_a_cosine_schedule_cannot_be_stretched_on_resume(tmp_path):
+    Trainer(toy_config(tmp_path, steps=2, lr_schedule="cosine"), builder=toy_builder(), progress=False).run()
+    with pytest.raises(ValueError, match="cosine learning-rate schedule"):
+        Trainer(resume_config(tmp_path, steps=4), builder=toy_builder(), progress=False, resume=True).run()
+
+
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="without --resume"):
         Trainer(toy_config(tmp_path), builder=toy_builder(), progress=False, resume=True).run()
