@@ -1,0 +1,203 @@
+"""Batched multinomial L2-regularised logistic regression (MTL's test-time head).
+
+Wang, Zhao & Li, "Bridging Multi-Task Learning and Meta-Learning: Towards Efficient
+Training and Effective Adaptation", ICML 2021, Sec. 5: at test time the head of the
+multi-task-trained network is refitted on the L2-normalised frozen support features by
+L2-regularised logistic regression with C = 3 (scikit-learn's ``LogisticRegression``).
+
+This module fits the same model for a whole meta-batch at once. Objective per task, in
+scikit-learn's convention (W [D, N], b [N], softmax cross-entropy):
+
+    min_{W, b}  0.5 ||W||_F^2  (+ 0.5 ||b||^2 if penalize_bias)
+                + C * sum_{i=1..S} [ -log softmax(x_i W + b)_{y_i} ]                (1)
+
+Solver. By the stationarity condition of (1), W = -C X^T (P - Y) lies in the row span
+of the support features X. With a thin QR factorisation X^T = Q R (Q [D, r],
+r = min(S, D)), W = Q V and ||W|| = ||V||, so (1) is exactly the same problem in the
+r-dimensional features Z = X Q = R^T. That reduced problem, with at most N (r + 1)
+unknowns (130 for 5-way 5-shot, whatever D is), is solved by batched Newton's method
+with a per-task backtracking (Armijo) line search:
+
+    H = blockdiag(I_r, eps I or I) (x) I_N + C sum_i z_i z_i^T (x) (diag(p_i) - p_i p_i^T)
+    theta <- theta - t H^{-1} grad                                                     (2)
+
+Newton converges quadratically, so a handful of steps reach float64 precision; the
+Hessian build is two batched matmuls and a batched Cholesky, with no loop over tasks.
+The unpenalised intercept leaves the softmax shift direction (0, 1_N) flat; a tiny
+ridge ``eps`` on the bias block makes H invertible without moving the solution, because
+the gradient is always orthogonal to that direction (so the intercept stays sum-zero,
+like scikit-learn's lbfgs from a zero start).
+
+The fit is not differentiable (it runs under ``torch.no_grad``); Wang et al. use it only
+at test time.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._checks import check_support
+
+__all__ = ["logistic_fit", "logistic_logits"]
+
+_HEAD = "logistic_fit"
+
+
+def _objective(z: Tensor, y1h: Tensor, theta: Tensor, reg: Tensor, c: float) -> Tensor:
+    """Objective (1) per task: z [T,S,R], y1h [T,S,N], theta [T,R,N], reg [R] -> [T]."""
+    logits = torch.bmm(z, theta)
+    ce = -(y1h * torch.log_softmax(logits, dim=-1)).sum(dim=(1, 2))
+    return 0.5 * (reg.view(1, -1, 1) * theta * theta).sum(dim=(1, 2)) + c * ce
+
+
+@torch.no_grad()
+def logistic_fit(
+    support: Tensor,
+    support_labels: Tensor,
+    n_way: int,
+    C: float = 3.0,
+    *,
+    fit_bias: bool = True,
+    penalize_bias: bool = False,
+    normalize: bool = False,
+    max_iter: int = 100,
+    tol: float = 1e-9,
+    solver_dtype: torch.dtype | None = torch.float64,
+) -> tuple[Tensor, Tensor | None]:
+    """Fit objective (1) for every task of a meta-batch by batched Newton steps (2).
+
+    Args:
+        support: ``[T, S, D]`` support features.
+        support_labels: ``[T, S]`` int64 labels in ``0..n_way-1``.
+        n_way: classes per task N. Classes absent from a task's support get the logits the
+            regulariser prefers (they are never predicted over present ones in practice).
+        C: inverse regularisation strength (scikit-learn's ``C``; Wang et al. use 3).
+        fit_bias: fit an intercept ``b`` (scikit-learn's ``fit_intercept``).
+        penalize_bias: also penalise ``0.5 ||b||^2`` (liblinear's convention, intercept_scaling=1);
+            default False = scikit-learn's lbfgs/newton-cg convention.
+        normalize: L2-normalise each feature vector first (Wang et al.'s test-time protocol).
+        max_iter: Newton iterations at most.
+        tol: stop when every task's gradient max-norm is below ``tol * (1 + C * S)``.
+        solver_dtype: dtype used inside the solver (float64 by default, also for float32
+            inputs: Newton then meets scikit-learn to ~1e-10); ``None`` keeps the input dtype.
+
+    Returns:
+        ``(W, b)`` in the input dtype: ``W`` ``[T, D, N]``, ``b`` ``[T, N]`` (``None`` if
+        ``fit_bias=False``). Logits of a query ``x`` are ``x @ W + b`` (after normalising x
+        when ``normalize=True``; :func:`logistic_logits` does this).
+    """
+    check_support(support, support_labels, n_way, _HEAD)
+    if not (C > 0):
+        raise ValueError(f"{_HEAD}: C must be > 0 (inverse regularisation strength), got {C}.")
+    out_dtype = support.dtype
+    x = support.to(solver_dtype) if solver_dtype is not None else support
+    if normalize:
+        x = F.normalize(x, dim=-1)
+    t, s, d = x.shape
+    n = n_way
+    y1h = F.one_hot(support_labels, n).to(x.dtype)
+
+    # Reduce to r = min(S, D) features without changing the problem (see module docstring).
+    if d > s:
+        q, r_mat = torch.linalg.qr(x.transpose(1, 2), mode="reduced")  # q [T,D,S], r [T,S,S]
+        z = r_mat.transpose(1, 2)  # X Q
+    else:
+        q, z = None, x
+    r = z.shape[2]
+    reg_list = [1.0] * r
+    if fit_bias:
+        z = torch.cat([z, torch.ones(t, s, 1, dtype=x.dtype, device=x.device)], dim=2)
+        reg_list.append(1.0 if penalize_bias else 0.0)
+    reg = torch.tensor(reg_list, dtype=x.dtype, device=x.device)
+    rr = z.shape[2]
+    # Tiny ridge on unpenalised coordinates only (the flat softmax-shift direction).
+    eps = 1e-10 * max(1.0, C * s)
+    hdiag = torch.where(reg > 0, reg, torch.full_like(reg, eps)).repeat_interleave(n)  # [(R N)]
+
+    theta = torch.zeros(t, rr, n, dtype=x.dtype, device=x.device)
+    f = _objective(z, y1h, theta, reg, C)
+    gtol = tol * (1.0 + C * s)
+    for _ in range(max_iter):
+        p = torch.softmax(torch.bmm(z, theta), dim=-1)  # [T,S,N]
+        grad = reg.view(1, -1, 1) * theta + C * torch.bmm(z.transpose(1, 2), p - y1h)  # [T,R,N]
+        if float(grad.abs().amax()) <= gtol:
+            break
+        # Hessian of the CE term, index (a, k) -> a * N + k.
+        zp = (z.unsqueeze(3) * p.unsqueeze(2)).reshape(t, s, rr * n)  # z_ia p_ik
+        hess = -torch.bmm(zp.transpose(1, 2), zp)  # -sum_i z_ia p_ik z_ib p_il
+        diag_part = torch.bmm(zp.transpose(1, 2), z).view(t, rr, n, rr)  # sum_i z_ia p_ik z_ib
+        h5 = hess.view(t, rr, n, rr, n)
+        torch.diagonal(h5, dim1=2, dim2=4).add_(diag_part.permute(0, 1, 3, 2))
+        hess = C * hess
+        hess.diagonal(dim1=1, dim2=2).add_(hdiag)
+        g = grad.reshape(t, rr * n, 1)
+        chol, info = torch.linalg.cholesky_ex(hess)
+        if bool((info != 0).any()):  # numerically indefinite: fall back to a general solve
+            step = -torch.linalg.solve(hess, g)
+        else:
+            step = -torch.cholesky_solve(g, chol)
+        step = step.view(t, rr, n)
+        slope = (grad * step).sum(dim=(1, 2))  # < 0
+        # Per-task backtracking line search (Armijo); most tasks accept t = 1 at once.
+        alpha = torch.ones(t, dtype=x.dtype, device=x.device)
+        accepted = torch.zeros(t, dtype=torch.bool, device=x.device)
+        new_theta, new_f = theta, f
+        for _ls in range(40):
+            cand = theta + alpha.view(t, 1, 1) * step
+            f_c = _objective(z, y1h, cand, reg, C)
+            ok = (f_c <= f + 1e-4 * alpha * slope) | (slope >= 0) | (alpha < 1e-12)
+            take = ok & ~accepted
+            new_theta = torch.where(take.view(t, 1, 1), cand, new_theta)
+            new_f = torch.where(take, f_c, new_f)
+            accepted = accepted | ok
+            if bool(accepted.all()):
+                break
+            alpha = torch.where(accepted, alpha, 0.5 * alpha)
+        theta, f = new_theta, new_f
+
+    v = theta[:, :r, :]
+    w = v if q is None else torch.bmm(q, v)  # [T,D,N]
+    b = theta[:, r, :] if fit_bias else None
+    w = w.to(out_dtype)
+    return w, (b.to(out_dtype) if b is not None else None)
+
+
+@torch.no_grad()
+def logistic_logits(
+    support: Tensor,
+    support_labels: Tensor,
+    query: Tensor,
+    n_way: int,
+    C: float = 3.0,
+    *,
+    normalize: bool = False,
+    fit_bias: bool = True,
+    penalize_bias: bool = False,
+    max_iter: int = 100,
+    tol: float = 1e-9,
+    solver_dtype: torch.dtype | None = torch.float64,
+) -> Tensor:
+    """Fit (1) on the support set of each task and score the queries: ``[T, Q, n_way]``.
+
+    Wang et al. (2021)'s MTL test-time head is
+    ``logistic_logits(s, y, q, n_way, C=3.0, normalize=True)``. With ``normalize=True`` the
+    queries are L2-normalised like the support features. See :func:`logistic_fit`.
+    """
+    check_support(support, support_labels, n_way, "logistic_logits", query)
+    w, b = logistic_fit(
+        support,
+        support_labels,
+        n_way,
+        C,
+        fit_bias=fit_bias,
+        penalize_bias=penalize_bias,
+        normalize=normalize,
+        max_iter=max_iter,
+        tol=tol,
+        solver_dtype=solver_dtype,
+    )
+    qx = F.normalize(query, dim=-1) if normalize else query
+    out = torch.bmm(qx, w)
+    return out if b is None else out + b.unsqueeze(1)
