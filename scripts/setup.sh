@@ -14,5 +14,5 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   $VPIP install "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
 fi
 .venv/bin/python -c "import torch" || { echo "torch failed to install; see above" >&2; exit 1; }
-$VPIP install -e ".[dev,glyphs]" 2>&1 | grep -v "^WARNING: Location" || true
+$VPIP install -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
 .venv/bin/python -c "import metabridge" || { echo "metabridge failed to install; see above" >&2; exit 1; }

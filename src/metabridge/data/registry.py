@@ -21,8 +21,8 @@ _LOADERS: dict[str, tuple[str, str]] = {
     "tiered_imagenet": ("metabridge.data.tiered_imagenet", "load_tiered_imagenet"),
     "cifar_fs": ("metabridge.data.cifar_fs", "load_cifar_fs"),
     "fc100": ("metabridge.data.fc100", "load_fc100"),
-    # "glyphs": the offline real-glyph benchmark (issue 3, item 2) registers here, e.g.
-    # ("metabridge.data.glyphs", "load_glyphs"); it needs no download.
+    # the offline real-glyph benchmark: rendered from installed fonts, never downloaded
+    "glyphs": ("metabridge.data.registry", "_load_glyphs"),
 }
 _CUSTOM: dict[str, Callable[..., ClassDataset]] = {}
 
@@ -61,6 +61,14 @@ def dataset_spec(name: str) -> Any:
     """The registry entry (``SPEC``) of a built-in dataset: files, URLs, checksums, counts."""
     key = _canonical(name)
     return importlib.import_module(_LOADERS[key][0]).SPEC
+
+
+def _load_glyphs(root: str | Path, split: str, download: bool = False, **kw: Any) -> ClassDataset:
+    """``load_glyphs`` behind the common loader signature: glyphs are rendered from the
+    fonts on this machine into their own cache, so ``root`` and ``download`` do not apply."""
+    from .glyphs import load_glyphs
+
+    return load_glyphs(split, **kw)
 
 
 def load_dataset(name: str, root: str | Path, split: str, download: bool = False, **kw: Any) -> ClassDataset:
