@@ -207,3 +207,26 @@ def test_experiment_surfaces_episode_shape_errors(monkeypatch):
         experiment.build_task_sources(ExperimentConfig(task="tiny", n_way=5, k_shot=1, q_query=1))
     with pytest.raises(ValueError, match="k_shot \\+ q_query = 5"):
         experiment.build_task_sources(ExperimentConfig(task="tiny", n_way=3, k_shot=2, q_query=3))
+
+
+def test_training_time_budget_stops_early_and_validates_by_time(tmp_path, monkeypatch):
+    """max_train_seconds stops the run; eval_every_seconds validates as training time passes.
+    A fake clock makes every training step take exactly one second."""
+    import metabridge.train as train_mod
+
+    clock = {"t": 0.0}
+    real_step = Trainer.train_step
+
+    def slow_step(self, step):
+        clock["t"] += 1.0
+        return real_step(self, step)
+
+    monkeypatch.setattr(train_mod.time, "perf_counter", lambda: clock["t"])
+    monkeypatch.setattr(Trainer, "train_step", slow_step)
+    cfg = toy_config(tmp_path / "budget", steps=100, eval_every=0, eval_every_seconds=4.0, max_train_seconds=10.0)
+    result = Trainer(cfg, builder=toy_builder(), progress=False).run()
+    assert result.step == 10
+    vals = [r for r in read_metrics(tmp_path / "budget") if r["kind"] == "val"]
+    assert [r["step"] for r in vals] == [4, 8, 10]
+    assert [r["train_seconds"] for r in vals] == [4.0, 8.0, 10.0]
+    assert load_checkpoint(tmp_path / "budget" / "last.pt")["step"] == 10

@@ -56,9 +56,13 @@ class ExperimentConfig:
             regression, ``conv4`` for images.
     Optimization:
         optimizer, lr, weight_decay, momentum (SGD only), lr_schedule,
-        grad_clip (max global gradient norm, ``None`` = off), meta_batch_size, steps.
+        grad_clip (max global gradient norm, ``None`` = off), meta_batch_size, steps,
+        max_train_seconds (stop once this much time was spent in training steps, not
+        counting validation and checkpoints; ``None`` = run all ``steps``).
     Evaluation and bookkeeping:
-        eval_every (0 = never validate during training), val_episodes, test_episodes,
+        eval_every (0 = never validate during training), eval_every_seconds (also
+        validate each time this much more training time has passed; for accuracy
+        against wall-clock curves), val_episodes, test_episodes,
         eval_batch_size, checkpoint_every (0 = only at the end), log_every,
         seed (initialisation and training tasks), val_seed / test_seed (fixed
         evaluation episodes, independent of ``seed`` so every method is scored on the
@@ -90,8 +94,10 @@ class ExperimentConfig:
     grad_clip: float | None = None
     meta_batch_size: int = 25
     steps: int = 1000
+    max_train_seconds: float | None = None
     # evaluation and bookkeeping
     eval_every: int = 500
+    eval_every_seconds: float | None = None
     val_episodes: int = 600
     test_episodes: int = 600
     eval_batch_size: int = 50
@@ -156,6 +162,10 @@ class ExperimentConfig:
             raise ValueError(f"weight_decay must be >= 0 (got {self.weight_decay}).")
         if not 0 <= self.momentum < 1:
             raise ValueError(f"momentum must lie in [0, 1) (got {self.momentum}).")
+        for name in ("max_train_seconds", "eval_every_seconds"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, (int, float)) and v > 0):
+                raise ValueError(f"{name} must be > 0 seconds or None (got {v!r}).")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None to disable clipping (got {self.grad_clip}).")
         if self.optimizer not in OPTIMIZERS:

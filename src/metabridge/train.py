@@ -314,8 +314,10 @@ class Trainer:
             self.step = int(ckpt["step"])
             self.best = ckpt.get("best")
             self._wall_offset = float(ckpt.get("extra", {}).get("wall_time", 0.0))
+            self._train_seconds = float(ckpt.get("extra", {}).get("train_seconds", 0.0))
         else:
             self._wall_offset = 0.0
+            self._train_seconds = 0.0
 
     # ---------------------------------------------------------------- steps
     def train_step(self, step: int) -> tuple[float, float]:
@@ -371,7 +373,7 @@ class Trainer:
         payload = make_payload(
             algorithm=algo, optimizer=self.optimizer, step=step, config=self.config.to_dict(),
             task_generator=self.generator, scheduler=self.scheduler, best=self.best,
-            extra={"wall_time": wall},
+            extra={"wall_time": wall, "train_seconds": self._train_seconds},
         )
         path = self.checkpoints.save(payload, is_best=is_best)
         self._last_ckpt = (path, step)
@@ -379,7 +381,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def run(self) -> TrainResult:
-        """Train to ``config.steps``; returns the final state of the run."""
+        """Train to ``config.steps`` (or until ``config.max_train_seconds`` of training steps);
+        returns the final state of the run. ``train_seconds`` in the metrics counts only
+        the time spent in training steps, not validation or checkpoints."""
         self.setup()
         assert self.experiment is not None
         cfg = self.config
@@ -391,39 +395,53 @@ class Trainer:
         last_loss, val = float("nan"), None
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc=cfg.algorithm,
                    unit="step", dynamic_ncols=True)
+        next_timed_eval = (self._train_seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds \
+            if cfg.eval_every_seconds else math.inf
         try:
             for step in range(self.step + 1, cfg.steps + 1):
+                t_step = time.perf_counter()
                 last_loss, grad_norm = self.train_step(step)
+                self._train_seconds += time.perf_counter() - t_step
+                out_of_time = cfg.max_train_seconds is not None and self._train_seconds >= cfg.max_train_seconds
+                last = step == cfg.steps or out_of_time
                 self.step = step
                 window_losses.append(last_loss)
                 bar.update(1)
                 now = time.perf_counter()
                 wall = self._wall_offset + now - start_time
-                if step % cfg.log_every == 0 or step == cfg.steps:
+                if step % cfg.log_every == 0 or last:
                     rec = {
                         "kind": "train", "step": step, "loss": sum(window_losses) / len(window_losses),
                         "grad_norm": grad_norm, "lr": self.optimizer.param_groups[0]["lr"],
-                        "wall_time": wall, "it_s": (step - window_first) / max(now - window_start, 1e-9),
+                        "wall_time": wall, "train_seconds": self._train_seconds,
+                        "it_s": (step - window_first) / max(now - window_start, 1e-9),
                     }
                     log.write(rec)
                     history.append(rec)
                     bar.set_postfix(loss=f"{rec['loss']:.4g}")
                     window_start, window_losses, window_first = now, [], step
                 is_best = False
-                if cfg.eval_every and (step % cfg.eval_every == 0 or step == cfg.steps):
+                timed_eval = self._train_seconds >= next_timed_eval
+                if timed_eval:
+                    next_timed_eval = (self._train_seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds
+                if (cfg.eval_every and step % cfg.eval_every == 0) or timed_eval or \
+                        (last and (cfg.eval_every or cfg.eval_every_seconds)):
                     val = self.validate()
                     is_best = self._update_best(step, val)
                     rec = {"kind": "val", "step": step, "val_mean": val.mean, "val_ci95": val.ci95, "val_n": val.n,
-                           "wall_time": self._wall_offset + time.perf_counter() - start_time}
+                           "wall_time": self._wall_offset + time.perf_counter() - start_time,
+                           "train_seconds": self._train_seconds}
                     log.write(rec)
                     history.append(rec)
                     bar.set_postfix(loss=f"{last_loss:.4g}", val=str(val))
-                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps:
+                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or last:
                     self.save_checkpoint(step, is_best, self._wall_offset + time.perf_counter() - start_time)
                 elif is_best:
                     self.save_checkpoint(step, True, self._wall_offset + time.perf_counter() - start_time)
                 if self.on_step is not None:
                     self.on_step(step, last_loss)
+                if out_of_time:
+                    break
         except NonFiniteLossError as err:
             log.write({"kind": "error", "step": err.step, "message": str(err)})
             raise

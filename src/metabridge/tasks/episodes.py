@@ -44,10 +44,14 @@ class EpisodeSampler:
                 f"choose n_way <= {dataset.num_classes}."
             )
         if len(eligible) < n_way:
+            sizes = counts.sort(descending=True).values
+            largest_ok = int(sizes[n_way - 1])  # k_shot + q_query that n_way classes can still give
+            fix = f"lower k_shot + q_query to at most {largest_ok}"
+            if len(eligible):
+                fix += f", or n_way to at most {len(eligible)}"
             raise ValueError(
                 f"{dataset.name}: only {len(eligible)} classes have k_shot + q_query = {need} images "
-                f"(the smallest class has {int(counts.min())}); lower k_shot/q_query or n_way to at most "
-                f"{len(eligible)}."
+                f"(class sizes range from {int(counts.min())} to {int(counts.max())}); {fix}."
             )
         self.dataset = dataset
         self.n_way, self.k_shot, self.q_query = n_way, k_shot, q_query
