@@ -69,7 +69,7 @@ def test_impossible_episodes_name_the_fix():
     ds = _dataset(num_classes=4)
     with pytest.raises(ValueError, match="fewer than n_way=5"):
         EpisodeSampler(ds, 5, 1, 1)
-    with pytest.raises(ValueError, match="lower k_shot \+ q_query to at most 9"):
+    with pytest.raises(ValueError, match=r"lower k_shot \+ q_query to at most 9"):
         EpisodeSampler(ds, 3, 5, 5)
     with pytest.raises(ValueError, match="k_shot >= 1"):
         EpisodeSampler(ds, 3, 0, 5)
