@@ -139,9 +139,9 @@ def linreg(
 @theory_app.command()
 def closeness(
     out: Path = typer.Option(Path("runs/theory/closeness"), help="Folder for JSON and PNG results (created)."),
-    widths: str = typer.Option("16,64,128", help="Comma-separated hidden widths of the MLPs."),
+    widths: str = typer.Option("16,32,64", help="Comma-separated hidden widths of the MLPs."),
     depths: str = typer.Option("1,2", help="Comma-separated numbers of hidden layers."),
-    steps: int = typer.Option(200, help="Outer training steps of every algorithm."),
+    steps: int = typer.Option(150, help="Outer training steps of every algorithm."),
     train_tasks: int = typer.Option(40, help="Size of the fixed pool of training sinusoids (MTL: one head each)."),
     meta_batch: int = typer.Option(8, help="Tasks per training step."),
     k_shot: int = typer.Option(10, help="Support points per task (training and test)."),

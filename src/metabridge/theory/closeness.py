@@ -204,10 +204,10 @@ class ClosenessConfig:
         seeds: training seeds per configuration (gaps are averaged).
     """
 
-    widths: Sequence[int] = (16, 64, 128)
+    widths: Sequence[int] = (16, 32, 64)
     depths: Sequence[int] = (1, 2)
     train_tasks: int = 40
-    steps: int = 200
+    steps: int = 150
     meta_batch: int = 8
     k_shot: int = 10
     k_query: int = 20
