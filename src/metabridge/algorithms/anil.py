@@ -16,8 +16,10 @@ from typing import ClassVar
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .inner_loop import Params, TaskBatching, sgd_inner_loop
-from .maml import MAML, LearnedLR
+from ..models.batched_conv4 import ConvBackend, batched_conv4_body, batched_head
+from .batched_inner_loop import batched_sgd_inner_loop, expand_to_tasks
+from .inner_loop import Params, sgd_inner_loop
+from .maml import MAML, LearnedLR, MetaBatching
 
 
 def sub_params(params: Params, prefix: str) -> Params:
@@ -32,10 +34,12 @@ class ANIL(MAML):
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
                  first_order: bool = False, learn_inner_lr: LearnedLR = None,
-                 eval_steps: int | None = None, task_batching: TaskBatching = "vmap") -> None:
+                 eval_steps: int | None = None, task_batching: MetaBatching = "auto",
+                 conv_backend: ConvBackend = "grouped", channels_last: bool = False) -> None:
         if not (hasattr(model, "body") and hasattr(model, "head")):
             raise ValueError("ANIL needs a model with `body` and `head` submodules (every metabridge model has them).")
-        super().__init__(model, inner_lr, inner_steps, first_order, learn_inner_lr, eval_steps, task_batching)
+        super().__init__(model, inner_lr, inner_steps, first_order, learn_inner_lr, eval_steps, task_batching,
+                         conv_backend, channels_last)
 
     def adapted_names(self) -> list[str]:
         return [n for n, _ in self.model.named_parameters() if n.startswith("head.")]
@@ -49,3 +53,13 @@ class ANIL(MAML):
 
         fast = sgd_inner_loop(head_forward, head, feats, ys, steps, self.step_size, first_order)
         return {**params, **fast}
+
+    def _batched_adapt(self, params: Params, xs: Tensor, ys: Tensor, steps: int, first_order: bool) -> Params:
+        """Body features of every task's support set in one call (shared weights, per-task
+        batch norm), then the head's inner loop for all tasks at once."""
+        body = {k: v for k, v in params.items() if not k.startswith("head.")}
+        feats = batched_conv4_body(body, xs, self.conv_backend, self.channels_last)
+        names = self.adapted_names()
+        fast = batched_sgd_inner_loop(batched_head, expand_to_tasks(params, names, xs.shape[0]), feats, ys, steps,
+                                      self.step_size, first_order, self.checkpoint_inner)
+        return {**body, **fast}

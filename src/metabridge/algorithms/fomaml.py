@@ -8,8 +8,8 @@ from typing import ClassVar
 
 from torch import nn
 
-from .inner_loop import TaskBatching
-from .maml import MAML, LearnedLR
+from ..models.batched_conv4 import ConvBackend
+from .maml import MAML, LearnedLR, MetaBatching
 
 
 class FOMAML(MAML):
@@ -19,5 +19,7 @@ class FOMAML(MAML):
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
                  learn_inner_lr: LearnedLR = None, eval_steps: int | None = None,
-                 task_batching: TaskBatching = "vmap") -> None:
-        super().__init__(model, inner_lr, inner_steps, True, learn_inner_lr, eval_steps, task_batching)
+                 task_batching: MetaBatching = "auto", conv_backend: ConvBackend = "grouped",
+                 channels_last: bool = False) -> None:
+        super().__init__(model, inner_lr, inner_steps, True, learn_inner_lr, eval_steps, task_batching,
+                         conv_backend, channels_last)

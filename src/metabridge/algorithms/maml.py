@@ -10,6 +10,14 @@ Second order differentiates through the unrolled steps (Hessian-vector products)
 ``first_order=True`` drops them (FOMAML). ``learn_inner_lr="per_step"`` learns one
 alpha per step and parameter tensor (MAML++'s LSLR, Antoniou et al. 2019);
 ``"per_parameter"`` learns one alpha per weight, shared across steps (Meta-SGD).
+
+Task batching: ``"batched"`` runs the whole meta-batch as one task-batched network
+(``models/batched_conv4.py``: tasks folded into grouped convolutions) with one
+``autograd.grad`` per inner step (``batched_inner_loop.py``); ``"vmap"`` and
+``"loop"`` map a one-task inner loop over the tasks. ``"auto"`` (default) picks
+``"batched"`` where the model supports it (Conv-4 without running statistics) and
+``"vmap"`` otherwise; all modes give the same numbers (``tests/test_fast_paths.py``).
+Measured on a 2-core CPU in ``bench/peers.py``.
 """
 
 from __future__ import annotations
@@ -21,10 +29,13 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ..tasks.batch import TaskBatch
+from ..models.batched_conv4 import ConvBackend, batched_conv4, supports_batched_conv4
 from .base import MetaAlgorithm, Predictor, task_loss
+from .batched_inner_loop import batched_sgd_inner_loop, expand_to_tasks
 from .inner_loop import Params, StepSize, TaskBatching, check_positive, map_tasks, sgd_inner_loop
 
 LearnedLR = Literal["per_step", "per_parameter"] | None
+MetaBatching = Literal["auto", "batched", "vmap", "loop"]
 
 
 class MAML(MetaAlgorithm):
@@ -38,14 +49,23 @@ class MAML(MetaAlgorithm):
         learn_inner_lr: ``None``, ``"per_step"`` (MAML++ LSLR) or ``"per_parameter"`` (Meta-SGD).
         eval_steps: steps at test time (default ``inner_steps``); learned step sizes
             beyond the trained steps reuse the last one.
-        task_batching: ``"vmap"`` or ``"loop"`` over tasks (same numbers).
+        task_batching: ``"auto"``, ``"batched"``, ``"vmap"`` or ``"loop"`` (module
+            docstring; same numbers).
+        conv_backend: how the batched path runs Conv-4 (``"grouped"``, ``"im2col"``,
+            ``"loop"``; see ``models/batched_conv4.py``).
+        channels_last: channels-last memory format in the grouped backend.
+        checkpoint_inner: recompute each inner step's activations in the outer
+            backward (``torch.utils.checkpoint``) instead of storing them: less memory
+            for long horizons, about 1.3x the compute (batched path, second order).
     """
 
     name: ClassVar[str] = "maml"
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
                  first_order: bool = False, learn_inner_lr: LearnedLR = None,
-                 eval_steps: int | None = None, task_batching: TaskBatching = "vmap") -> None:
+                 eval_steps: int | None = None, task_batching: MetaBatching = "auto",
+                 conv_backend: ConvBackend = "grouped", channels_last: bool = False,
+                 checkpoint_inner: bool = False) -> None:
         super().__init__()
         check_positive(inner_lr=inner_lr, inner_steps=inner_steps)
         if eval_steps is not None:
@@ -55,7 +75,10 @@ class MAML(MetaAlgorithm):
         self.inner_steps = inner_steps
         self.first_order = first_order
         self.eval_steps = eval_steps or inner_steps
-        self.task_batching = task_batching
+        self.batched = self._resolve_batched(task_batching)
+        #: the per-task mapping used where the batched path does not apply (subclasses)
+        self.task_batching: TaskBatching = "vmap" if task_batching in ("auto", "batched") else task_batching
+        self.conv_backend, self.channels_last, self.checkpoint_inner = conv_backend, channels_last, checkpoint_inner
         self.learn_inner_lr = learn_inner_lr
         names = self.adapted_names()
         ref = next(model.parameters())
@@ -68,6 +91,18 @@ class MAML(MetaAlgorithm):
             )
         elif learn_inner_lr is not None:
             raise ValueError(f"learn_inner_lr must be None, 'per_step' or 'per_parameter' (got {learn_inner_lr!r}).")
+
+    def supports_batched(self) -> bool:
+        """Whether this algorithm's model has a task-batched forward."""
+        return supports_batched_conv4(self.model)
+
+    def _resolve_batched(self, mode: str) -> bool:
+        if mode not in ("auto", "batched", "vmap", "loop"):
+            raise ValueError(f"task_batching must be 'auto', 'batched', 'vmap' or 'loop' (got {mode!r}).")
+        if mode == "batched" and not self.supports_batched():
+            raise ValueError("task_batching='batched' needs a Conv4 model without running statistics "
+                             "(track_running_stats=False); use 'vmap' or 'loop' for other models.")
+        return mode == "batched" or (mode == "auto" and self.supports_batched())
 
     # --- what is adapted, and how far each step goes -------------------------------
     def adapted_names(self) -> list[str]:
@@ -107,8 +142,32 @@ class MAML(MetaAlgorithm):
     def _params(self) -> Params:
         return dict(self.model.named_parameters()) | dict(self.model.named_buffers())
 
+    # --- all tasks at once (task_batching="batched") -------------------------------
+    def _batched_forward(self, params: Params, x: Tensor) -> Tensor:
+        """``[T, B, ...] -> [T, B, out]`` with per-task (or shared) ``params``."""
+        return batched_conv4(params, x, self.conv_backend, self.channels_last)
+
+    def _batched_adapt(self, params: Params, xs: Tensor, ys: Tensor, steps: int, first_order: bool) -> Params:
+        """phi_i^(k) of every task, stacked: the adapted tensors get a leading task dimension."""
+        names = self.adapted_names()
+        fixed = {k: v for k, v in params.items() if k not in names}
+
+        def forward(p: Params, x: Tensor) -> Tensor:
+            return self._batched_forward({**fixed, **p}, x)
+
+        fast = batched_sgd_inner_loop(forward, expand_to_tasks(params, names, xs.shape[0]), xs, ys, steps,
+                                      self.step_size, first_order, self.checkpoint_inner)
+        return {**fixed, **fast}
+
+    def _batched_meta_loss(self, batch: TaskBatch) -> Tensor:
+        fast = self._batched_adapt(self._params(), batch.support_x, batch.support_y, self.inner_steps,
+                                   self.first_order)
+        return task_loss(self._batched_forward(fast, batch.query_x), batch.query_y)
+
     # --- the contract ----------------------------------------------------------------
     def meta_loss(self, batch: TaskBatch) -> Tensor:
+        if self.batched:
+            return self._batched_meta_loss(batch)
         losses = map_tasks(self._task_query_loss, self._params(), batch.support_x, batch.support_y,
                            batch.query_x, batch.query_y, mode=self.task_batching)
         return losses.mean()
@@ -121,6 +180,11 @@ class MAML(MetaAlgorithm):
         """``eval_steps`` inner steps per task (first order: no outer graph is kept)."""
         params = self._test_init_params(batch)
         steps = self.eval_steps
+        if self.batched:
+            with torch.enable_grad():
+                adapted = self._batched_adapt(params, batch.support_x, batch.support_y, steps, True)
+            adapted = {k: v.detach() for k, v in adapted.items()}
+            return lambda xq: self._batched_forward(adapted, xq)
 
         def adapt_one(p: Params, xs: Tensor, ys: Tensor) -> Params:
             return self._adapt_task(p, xs, ys, steps, True)
