@@ -156,7 +156,7 @@ def test_svm_dual_kkt_with_dual_ridge_and_batched_equals_single():
         torch.testing.assert_close(logits[t : t + 1], single, rtol=1e-8, atol=1e-9)
 
 
-@pytest.mark.parametrize("d,c,rho", [(6, 0.1, 0.0), (6, 2.0, 0.0), (4, 1.0, 1.0)])
+@pytest.mark.parametrize("d,c,rho", [(6, 0.1, 0.0), (6, 2.0, 0.0), (4, 1.0, 1.0), (3, 1.0, 0.0)])  # last two: S > D
 def test_svm_gradient_matches_finite_differences(d, c, rho):
     xs, ys, xq, _ = episode(2, 3, 2, 1, d, seed=7)
     xs.requires_grad_(True)

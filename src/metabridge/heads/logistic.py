@@ -134,10 +134,11 @@ def logistic_fit(
         hess.diagonal(dim1=1, dim2=2).add_(hdiag)
         g = grad.reshape(t, rr * n, 1)
         chol, info = torch.linalg.cholesky_ex(hess)
-        if bool((info != 0).any()):  # numerically indefinite: fall back to a general solve
-            step = -torch.linalg.solve(hess, g)
-        else:
-            step = -torch.cholesky_solve(g, chol)
+        jitter = 1e-10 * max(1.0, C * s)
+        while bool((info != 0).any()) and jitter < 1.0:  # numerically indefinite: damp more
+            chol, info = torch.linalg.cholesky_ex(hess + jitter * torch.eye(rr * n, dtype=x.dtype, device=x.device))
+            jitter *= 100.0
+        step = -torch.cholesky_solve(g, chol)
         step = step.view(t, rr, n)
         slope = (grad * step).sum(dim=(1, 2))  # < 0
         # Per-task backtracking line search (Armijo); most tasks accept t = 1 at once.

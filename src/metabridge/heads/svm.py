@@ -42,6 +42,8 @@ and, since only G depends on the features, dL/dK_{nm} = -sum_k u_n^k a_m^k (and
 dL/drho = -u.a). This is the exact derivative of the (piecewise smooth) solution map
 wherever strict complementarity holds; it is well posed when K is nonsingular on the free
 support points (S <= D in practice) or rho > 0; otherwise a pseudo-inverse is used.
+Since G is block diagonal over classes, (4) is solved with N Cholesky factorisations of
+S x S blocks and an S x S Schur complement.
 """
 
 from __future__ import annotations
@@ -187,30 +189,68 @@ class _CSDual(torch.autograd.Function):
     def backward(ctx, grad_a: Tensor):  # type: ignore[override]
         k, a, free = ctx.saved_tensors
         t, s_n, n = ctx.shape
-        m = s_n * n
         dt, dev = k.dtype, k.device
-        p = free.to(dt)
-        g = _block_gram(k, n, ctx.rho)
-        et = torch.eye(s_n, dtype=dt, device=dev).repeat_interleave(n, dim=0).expand(t, m, s_n)
-        top_left = p.unsqueeze(-1) * g * p.unsqueeze(-2) + torch.diag_embed(1.0 - p)
-        top_right = p.unsqueeze(-1) * et
-        kkt = torch.cat(
-            [
-                torch.cat([top_left, top_right], dim=2),
-                torch.cat([top_right.transpose(1, 2), torch.zeros(t, s_n, s_n, dtype=dt, device=dev)], dim=2),
-            ],
-            dim=1,
-        )
-        rhs = torch.cat([p * grad_a.reshape(t, m).to(dt), torch.zeros(t, s_n, dtype=dt, device=dev)], dim=1)
-        sol, info = torch.linalg.solve_ex(kkt, rhs.unsqueeze(-1))
-        bad = (info != 0) | ~torch.isfinite(sol).all(dim=(1, 2))
-        if bool(bad.any()):  # singular reduced KKT (K rank-deficient, rho = 0): least-norm solution
-            sol_pinv = torch.bmm(torch.linalg.pinv(kkt[bad], hermitian=True), rhs[bad].unsqueeze(-1))
-            sol = sol.clone()
-            sol[bad] = sol_pinv
-        u = (p * sol[:, :m, 0]).view(t, s_n, n)
-        grad_k = -torch.bmm(u, a.view(t, s_n, n).transpose(1, 2))
+        # Class-major views: [T, N, S]. G = I_N (x) (K + rho I) is block diagonal, so (4)
+        # is solved blockwise, M_k = P_k K P_k + (I - P_k), with the S equality constraints
+        # eliminated through the Schur complement sum_k P_k M_k^{-1} P_k (all Cholesky; no
+        # batched LU, whose MKL path failed here with 2 threads).
+        p = free.view(t, s_n, n).transpose(1, 2).to(dt)
+        a_cm = a.view(t, s_n, n).transpose(1, 2)
+        g_cm = grad_a.to(dt).transpose(1, 2)
+        eye = torch.eye(s_n, dtype=dt, device=dev)
+        kr = k + ctx.rho * eye if ctx.rho else k
+        mk = p.unsqueeze(-1) * kr.unsqueeze(1) * p.unsqueeze(-2) + torch.diag_embed(1.0 - p)
+        minv, ok_m = _spd_inverse(mk)  # [T, N, S, S]
+        pmp = p.unsqueeze(-1) * minv * p.unsqueeze(-2)  # P_k M_k^-1 P_k
+        sinv, ok_s = _spd_inverse(pmp.sum(1))
+        rhs = torch.matmul(pmp, g_cm.unsqueeze(-1)).sum(1)  # [T, S, 1]
+        w = torch.matmul(sinv, rhs)  # [T, S, 1]
+        u = torch.matmul(pmp, (g_cm.unsqueeze(-1) - w.unsqueeze(1))).squeeze(-1)  # [T, N, S]
+        bad = ~(ok_m.all(1) & ok_s)
+        if bool(bad.any()):
+            # A block is singular (K rank-deficient on the free points, S > D, rho = 0): the
+            # blockwise elimination does not apply, but the full system (4) may still be
+            # consistent; solve it densely with a symmetric pseudo-inverse for those tasks.
+            u = u.clone()
+            u[bad] = _dense_kkt_adjoint(kr[bad], p[bad], g_cm[bad])
+        grad_k = -torch.einsum("tki,tkj->tij", u, a_cm)
         return grad_k, None, None, None, None, None
+
+
+def _spd_inverse(mat: Tensor) -> tuple[Tensor, Tensor]:
+    """Cholesky inverse of a batch of SPD matrices, and a flag per matrix saying whether it
+    was safely positive definite (no failure, pivot ratio above ~1e3 eps)."""
+    chol, info = torch.linalg.cholesky_ex(mat)
+    piv = chol.diagonal(dim1=-2, dim2=-1).abs()
+    ratio = piv.amin(-1) / piv.amax(-1).clamp_min(torch.finfo(mat.dtype).tiny)
+    ok = (info == 0) & (ratio * ratio > 1e3 * torch.finfo(mat.dtype).eps)
+    eye = torch.eye(mat.shape[-1], dtype=mat.dtype, device=mat.device)
+    chol = torch.where(ok.unsqueeze(-1).unsqueeze(-1), chol, eye)  # placeholders, replaced by the caller
+    return torch.cholesky_inverse(chol), ok
+
+
+def _dense_kkt_adjoint(kr: Tensor, p: Tensor, g_cm: Tensor) -> Tensor:
+    """Solve (4) densely by a symmetric-eigendecomposition pseudo-inverse (fallback).
+
+    kr [B, S, S], p and g_cm [B, N, S] (class-major) -> u [B, N, S].
+    """
+    b, n, s_n = p.shape
+    m = n * s_n
+    dt, dev = kr.dtype, kr.device
+    eye_n = torch.eye(n, dtype=dt, device=dev)
+    g = (eye_n.view(1, n, 1, n, 1) * kr.view(b, 1, s_n, 1, s_n)).reshape(b, m, m)  # I_N (x) K
+    pf = p.reshape(b, m)
+    et = torch.eye(s_n, dtype=dt, device=dev).repeat(n, 1).expand(b, m, s_n)  # E^T, class-major
+    top_left = pf.unsqueeze(-1) * g * pf.unsqueeze(-2) + torch.diag_embed(1.0 - pf)
+    top_right = pf.unsqueeze(-1) * et
+    zeros = torch.zeros(b, s_n, s_n, dtype=dt, device=dev)
+    kkt = torch.cat([torch.cat([top_left, top_right], 2), torch.cat([top_right.transpose(1, 2), zeros], 2)], 1)
+    evals, evecs = torch.linalg.eigh(kkt)
+    cut = evals.abs().amax(-1, keepdim=True) * (m + s_n) * torch.finfo(dt).eps * 1e3
+    inv_e = torch.where(evals.abs() > cut, 1.0 / evals, torch.zeros_like(evals))
+    rhs = torch.cat([pf * g_cm.reshape(b, m), torch.zeros(b, s_n, dtype=dt, device=dev)], 1)
+    sol = evecs @ (inv_e * (evecs.transpose(1, 2) @ rhs.unsqueeze(-1)).squeeze(-1)).unsqueeze(-1)
+    return (pf * sol[:, :m, 0]).view(b, n, s_n)
 
 
 def svm_cs_dual(
