@@ -23,6 +23,19 @@ sklearn = pytest.importorskip("sklearn")
 from sklearn.linear_model import LogisticRegression, Ridge  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The heads run thousands of tiny batched LAPACK calls here (gradcheck); with 2 intra-op
+    threads on a 2-core machine shared with other jobs they ran ~10x slower (OpenMP spin), so
+    this module uses one thread and restores the setting afterwards."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 DEV = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
