@@ -58,7 +58,7 @@ def test_batched_meta_gradient_equals_loop(cls, kwargs, backend, channels_last):
     batch = _batch(1)
     ref = _grad(cls(_model(1), inner_lr=0.3, task_batching="loop", **kwargs), batch)
     fast = cls(_model(1), inner_lr=0.3, task_batching="batched", conv_backend=backend, channels_last=channels_last,
-               **kwargs)
+               task_chunk=None, **kwargs)
     got = _grad(fast, batch)
     assert ref.abs().max() > 1e-4
     torch.testing.assert_close(got, ref, **TIGHT)
@@ -75,8 +75,8 @@ def test_batched_predictions_equal_loop():
 
 def test_checkpointed_inner_loop_gives_the_same_gradients():
     batch = _batch(3)
-    plain = _grad(MAML(_model(3), inner_lr=0.3, inner_steps=3), batch)
-    ckpt = _grad(MAML(_model(3), inner_lr=0.3, inner_steps=3, checkpoint_inner=True), batch)
+    plain = _grad(MAML(_model(3), inner_lr=0.3, inner_steps=3, task_chunk=None), batch)
+    ckpt = _grad(MAML(_model(3), inner_lr=0.3, inner_steps=3, task_chunk=None, checkpoint_inner=True), batch)
     torch.testing.assert_close(ckpt, plain, **TIGHT)
 
 
@@ -88,3 +88,13 @@ def test_auto_picks_batched_for_conv4_only():
         MAML(MLP(), task_batching="batched")
     with pytest.raises(ValueError, match="task_batching"):
         MAML(_model(), task_batching="threads")
+
+
+@pytest.mark.parametrize("chunk", [1, 2, "auto"])
+@pytest.mark.parametrize("cls", [MAML, FOMAML, ANIL])
+def test_chunked_meta_loss_has_the_same_value_and_gradient(cls, chunk):
+    batch = _batch(4, tasks=5)
+    whole = cls(_model(4), inner_lr=0.3, inner_steps=2, task_chunk=None)
+    chunked = cls(_model(4), inner_lr=0.3, inner_steps=2, task_chunk=chunk)
+    torch.testing.assert_close(chunked.meta_loss(batch), whole.meta_loss(batch), **TIGHT)
+    torch.testing.assert_close(_grad(chunked, batch), _grad(whole, batch), **TIGHT)

@@ -11,7 +11,7 @@ task on the support set; the inner steps touch only the small head.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -35,11 +35,12 @@ class ANIL(MAML):
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
                  first_order: bool = False, learn_inner_lr: LearnedLR = None,
                  eval_steps: int | None = None, task_batching: MetaBatching = "auto",
-                 conv_backend: ConvBackend = "grouped", channels_last: bool = False) -> None:
+                 conv_backend: ConvBackend = "grouped", channels_last: bool = False,
+                 task_chunk: int | Literal["auto"] | None = "auto") -> None:
         if not (hasattr(model, "body") and hasattr(model, "head")):
             raise ValueError("ANIL needs a model with `body` and `head` submodules (every metabridge model has them).")
         super().__init__(model, inner_lr, inner_steps, first_order, learn_inner_lr, eval_steps, task_batching,
-                         conv_backend, channels_last)
+                         conv_backend, channels_last, task_chunk=task_chunk)
 
     def adapted_names(self) -> list[str]:
         return [n for n, _ in self.model.named_parameters() if n.startswith("head.")]

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint as torch_checkpoint
 
+from ..tasks.batch import TaskBatch
 from .base import task_loss
 from .inner_loop import Params, StepSize
 
@@ -78,3 +79,33 @@ def batched_sgd_inner_loop(forward: BatchedForward, fast: Params, x: Tensor, y: 
 def expand_to_tasks(params: Params, names: list[str], num_tasks: int) -> Params:
     """theta -> phi^(0) for every task: a broadcast view ``[T, *shape]`` of each named tensor."""
     return {k: params[k].unsqueeze(0).expand(num_tasks, *params[k].shape) for k in names}
+
+
+def chunked_meta_loss(loss_fn: Callable[[TaskBatch], Tensor], batch: TaskBatch, chunk: int,
+                      params: list[Tensor]) -> Tensor:
+    """The meta-loss of ``batch`` computed ``chunk`` tasks at a time, each chunk's graph freed
+    as soon as its gradient is taken, so memory is that of one chunk, not of the meta-batch.
+
+    The meta-loss is a mean over tasks, so its gradient is the task-weighted sum of the
+    chunks' gradients. Returned is a scalar whose value is the meta-loss and whose
+    gradient with respect to ``params`` is the accumulated one:
+
+        total + (sum_p <p, g_p> - stop_grad(sum_p <p, g_p>))
+
+    (the bracket is exactly zero in value). ``loss.backward()`` then fills ``p.grad`` as
+    usual; differentiating it twice, or with respect to anything but ``params``, is not supported.
+    """
+    t = batch.num_tasks
+    total = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+    grads: list[Tensor | None] = [None] * len(params)
+    for start in range(0, t, chunk):
+        sub = batch[start:start + chunk]
+        loss = loss_fn(sub) * (sub.num_tasks / t)
+        for i, g in enumerate(torch.autograd.grad(loss, params, allow_unused=True)):
+            if g is not None:
+                grads[i] = g if grads[i] is None else grads[i] + g
+        total = total + loss.detach()
+    link = sum((p * g).sum() for p, g in zip(params, grads) if g is not None)
+    if not isinstance(link, Tensor):
+        return total
+    return total + (link - link.detach())

@@ -31,7 +31,7 @@ from torch.func import functional_call
 from ..tasks.batch import TaskBatch
 from ..models.batched_conv4 import ConvBackend, batched_conv4, supports_batched_conv4
 from .base import MetaAlgorithm, Predictor, task_loss
-from .batched_inner_loop import batched_sgd_inner_loop, expand_to_tasks
+from .batched_inner_loop import batched_sgd_inner_loop, chunked_meta_loss, expand_to_tasks
 from .inner_loop import Params, StepSize, TaskBatching, check_positive, map_tasks, sgd_inner_loop
 
 LearnedLR = Literal["per_step", "per_parameter"] | None
@@ -57,6 +57,15 @@ class MAML(MetaAlgorithm):
         checkpoint_inner: recompute each inner step's activations in the outer
             backward (``torch.utils.checkpoint``) instead of storing them: less memory
             for long horizons, about 1.3x the compute (batched path, second order).
+        task_chunk: batched path only: run the meta-batch this many tasks at a time,
+            taking each chunk's gradient before the next (``chunked_meta_loss``), so
+            peak memory is one chunk's; ``None`` runs all tasks at once; ``"auto"``
+            (default) is 1 on CPU and ``None`` on GPU. Measured on a 2-core CPU
+            (MAML, 1-shot): one task at a time used less memory than higher/TorchOpt and
+            ran as fast; 2 at a time was ~10% faster with 1.5x their memory; all 32 at
+            once was slower (large activations fall out of cache) and used T times the
+            memory. A chunked ``meta_loss`` returns a scalar with the right value and
+            first derivative (no double backward through it).
     """
 
     name: ClassVar[str] = "maml"
@@ -65,7 +74,7 @@ class MAML(MetaAlgorithm):
                  first_order: bool = False, learn_inner_lr: LearnedLR = None,
                  eval_steps: int | None = None, task_batching: MetaBatching = "auto",
                  conv_backend: ConvBackend = "grouped", channels_last: bool = False,
-                 checkpoint_inner: bool = False) -> None:
+                 checkpoint_inner: bool = False, task_chunk: int | Literal["auto"] | None = "auto") -> None:
         super().__init__()
         check_positive(inner_lr=inner_lr, inner_steps=inner_steps)
         if eval_steps is not None:
@@ -79,6 +88,9 @@ class MAML(MetaAlgorithm):
         #: the per-task mapping used where the batched path does not apply (subclasses)
         self.task_batching: TaskBatching = "vmap" if task_batching in ("auto", "batched") else task_batching
         self.conv_backend, self.channels_last, self.checkpoint_inner = conv_backend, channels_last, checkpoint_inner
+        if task_chunk not in (None, "auto"):
+            check_positive(task_chunk=task_chunk)
+        self.task_chunk = task_chunk
         self.learn_inner_lr = learn_inner_lr
         names = self.adapted_names()
         ref = next(model.parameters())
@@ -167,7 +179,13 @@ class MAML(MetaAlgorithm):
     # --- the contract ----------------------------------------------------------------
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         if self.batched:
-            return self._batched_meta_loss(batch)
+            chunk = self.task_chunk
+            if chunk == "auto":
+                chunk = 1 if next(self.model.parameters()).device.type == "cpu" else None
+            if chunk is None or chunk >= batch.num_tasks or not torch.is_grad_enabled():
+                return self._batched_meta_loss(batch)
+            params = [p for p in self.parameters() if p.requires_grad]
+            return chunked_meta_loss(self._batched_meta_loss, batch, chunk, params)
         losses = map_tasks(self._task_query_loss, self._params(), batch.support_x, batch.support_y,
                            batch.query_x, batch.query_y, mode=self.task_batching)
         return losses.mean()
