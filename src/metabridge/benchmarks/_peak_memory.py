@@ -1,0 +1,76 @@
+"""Peak memory of one meta-iteration, each configuration in a fresh subprocess.
+
+CPU: PyTorch's CPU allocator keeps no peak statistics, and a tensor-level profiler
+(``torch.profiler(profile_memory=True)``) misses allocator overhead and slows the run.
+What the user pays is resident memory, so a child process builds the model and the
+tasks, resets the kernel's high-water mark (writing ``5`` to ``/proc/self/clear_refs``
+sets ``VmHWM`` to the current ``VmRSS``), runs one meta-iteration, and reads ``VmHWM``.
+A fresh process per configuration keeps one library's cached memory from hiding
+another's peak. The reported figure is ``VmHWM - VmRSS before the iteration``: the
+memory the meta-iteration itself needed (model, tasks and interpreter excluded).
+
+CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus the
+memory allocated before the iteration.
+
+Run as ``python -m metabridge.benchmarks._peak_memory LIB METHOD SHOTS META_BATCH STEPS DEVICE``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def measure_in_this_process(lib: str, method: str, shots: int, meta_batch: int, steps: int, device: str) -> dict:
+    """Build the problem, reset the peak, run one meta-iteration, return the peak in MiB."""
+    import gc
+
+    import torch
+
+    from ._peer_impls import build_step
+    from .peers import make_problem
+
+    model, batch = make_problem(shots, meta_batch, device=device)
+    step, _ = build_step(lib, model, batch, method, 0.4, steps)
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return {"peak_mib": (torch.cuda.max_memory_allocated() - before) / 2**20, "how": "cuda max_memory_allocated"}
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kb("VmRSS")
+    step()
+    peak = _status_kb("VmHWM")
+    return {"peak_mib": (peak - before) / 1024, "rss_before_mib": before / 1024, "vmhwm_mib": peak / 1024,
+            "how": "VmHWM - VmRSS (clear_refs=5), fresh process"}
+
+
+def measure(lib: str, method: str, shots: int, meta_batch: int, steps: int, device: str,
+            timeout: float = 1800) -> dict:
+    """Run :func:`measure_in_this_process` in a child process; ``{"error": ...}`` if it fails."""
+    cmd = [sys.executable, "-m", "metabridge.benchmarks._peak_memory", lib, method, str(shots), str(meta_batch),
+           str(steps), device]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    a = sys.argv[1:]
+    print(json.dumps(measure_in_this_process(a[0], a[1], int(a[2]), int(a[3]), int(a[4]), a[5])))

@@ -1,0 +1,174 @@
+"""One meta-iteration (forward + backward of the meta-loss over a meta-batch) of MAML,
+first-order MAML and ANIL, written the way each library's documentation writes it.
+
+* metabridge: ``alg.meta_loss(batch).backward()`` with its defaults; the variants in
+  :data:`VARIANTS` (``metabridge:loop``, ``:vmap``, ``:im2col``, ``:cl``, ``:all``, ``:c2``,
+  ``:ckpt`` ...) select the other task-batching modes, chunk sizes and checkpointing.
+* higher (Grefenstette et al. 2019): ``higher.innerloop_ctx`` per task, a
+  differentiable SGD (``track_higher_grads=False`` for first order, whose meta-gradient
+  is then the query gradient at the adapted weights, accumulated by hand).
+* TorchOpt (Ren et al. 2023): ``torchopt.MetaSGD`` with ``extract_state_dict`` /
+  ``recover_state_dict`` per task (their MAML example) for second order; the
+  functional ``torchopt.sgd`` + ``apply_updates`` without ``create_graph`` for first order.
+
+Every builder takes the same model (deep-copied), the same :class:`TaskBatch`, and
+returns ``(step, params)``: ``step()`` zeroes and fills ``p.grad`` for ``p in params``,
+which are the meta-parameters in ``Conv4.named_parameters()`` order.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ..algorithms import ANIL, MAML
+from ..tasks.batch import TaskBatch
+
+Step = Callable[[], None]
+METHODS = ("maml", "fomaml", "anil")
+PEERS = ("higher", "torchopt")
+VARIANTS = {
+    "metabridge": {},
+    "metabridge:cl": {"channels_last": True},
+    "metabridge:im2col": {"conv_backend": "im2col"},
+    "metabridge:loop": {"task_batching": "loop"},
+    "metabridge:vmap": {"task_batching": "vmap"},
+    "metabridge:all": {"task_chunk": None},
+    "metabridge:c1": {"task_chunk": 1},
+    "metabridge:c2": {"task_chunk": 2},
+    "metabridge:c4": {"task_chunk": 4},
+    "metabridge:c8": {"task_chunk": 8},
+    "metabridge:ckpt": {"checkpoint_inner": True},
+    "metabridge:all-ckpt": {"task_chunk": None, "checkpoint_inner": True},
+}
+
+
+def _zero(params: list[Tensor]) -> None:
+    for p in params:
+        p.grad = None
+
+
+def _accumulate(params: list[Tensor], grads: tuple[Tensor, ...]) -> None:
+    for p, g in zip(params, grads):
+        p.grad = g.detach() if p.grad is None else p.grad + g.detach()
+
+
+def metabridge_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: float, steps: int,
+                    variant: str = "metabridge") -> tuple[Step, list[Tensor]]:
+    """metabridge's MAML / FOMAML / ANIL (``variant`` picks a task-batching mode)."""
+    kwargs = VARIANTS[variant]
+    if method == "anil":
+        alg: MAML = ANIL(model, inner_lr=inner_lr, inner_steps=steps, **kwargs)
+    else:
+        alg = MAML(model, inner_lr=inner_lr, inner_steps=steps, first_order=method == "fomaml", **kwargs)
+    params = list(model.parameters())
+
+    def step() -> None:
+        _zero(params)
+        alg.meta_loss(batch).backward()
+
+    return step, params
+
+
+def higher_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: float,
+                steps: int) -> tuple[Step, list[Tensor]]:
+    """higher's ``innerloop_ctx`` over the whole model (MAML) or the head (ANIL)."""
+    import higher
+
+    first_order = method == "fomaml"
+    adapted = model.head if method == "anil" else model
+    inner_opt = torch.optim.SGD(adapted.parameters(), lr=inner_lr)
+    params = list(model.parameters())
+    t = batch.num_tasks
+
+    def step() -> None:
+        _zero(params)
+        for i in range(t):
+            xs, ys, xq, yq = batch.support_x[i], batch.support_y[i], batch.query_x[i], batch.query_y[i]
+            if method == "anil":
+                xs, xq = model.body(xs), model.body(xq)
+            with higher.innerloop_ctx(adapted, inner_opt, copy_initial_weights=False,
+                                      track_higher_grads=not first_order) as (fmodel, diffopt):
+                for _ in range(steps):
+                    diffopt.step(F.cross_entropy(fmodel(xs), ys))
+                loss = F.cross_entropy(fmodel(xq), yq) / t
+                if first_order:  # the adapted weights are detached: d phi / d theta = I by hand
+                    _accumulate(params, torch.autograd.grad(loss, list(fmodel.parameters())))
+                else:
+                    loss.backward()
+
+    return step, params
+
+
+def torchopt_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: float,
+                  steps: int) -> tuple[Step, list[Tensor]]:
+    """TorchOpt: ``MetaSGD`` + state dict recovery (second order), functional SGD (first order)."""
+    import torchopt
+
+    adapted = model.head if method == "anil" else model
+    params = list(model.parameters())
+    t = batch.num_tasks
+
+    if method != "fomaml":
+        inner_opt = torchopt.MetaSGD(adapted, lr=inner_lr)
+
+        def step() -> None:
+            _zero(params)
+            net_state = torchopt.extract_state_dict(adapted, by="reference", detach_buffers=True)
+            opt_state = torchopt.extract_state_dict(inner_opt, by="reference")
+            for i in range(t):
+                xs, ys, xq, yq = batch.support_x[i], batch.support_y[i], batch.query_x[i], batch.query_y[i]
+                if method == "anil":
+                    xs, xq = model.body(xs), model.body(xq)
+                for _ in range(steps):
+                    inner_opt.step(F.cross_entropy(adapted(xs), ys))
+                (F.cross_entropy(adapted(xq), yq) / t).backward()
+                torchopt.recover_state_dict(adapted, net_state)
+                torchopt.recover_state_dict(inner_opt, opt_state)
+
+        return step, params
+
+    names = [n for n, _ in model.named_parameters()]
+    sgd = torchopt.sgd(lr=inner_lr)
+
+    def fo_step() -> None:
+        _zero(params)
+        for i in range(t):
+            fast: tuple[Tensor, ...] = tuple(params)
+            state = sgd.init(fast)
+            for _ in range(steps):
+                loss = F.cross_entropy(functional_call(model, dict(zip(names, fast)), (batch.support_x[i],)),
+                                       batch.support_y[i])
+                grads = torch.autograd.grad(loss, fast)
+                updates, state = sgd.update(grads, state, inplace=False)
+                fast = tuple(torchopt.apply_updates(fast, updates, inplace=False))
+            out = functional_call(model, dict(zip(names, fast)), (batch.query_x[i],))
+            (F.cross_entropy(out, batch.query_y[i]) / t).backward()
+
+    return fo_step, params
+
+
+def build_step(lib: str, model: nn.Module, batch: TaskBatch, method: str, inner_lr: float,
+               steps: int) -> tuple[Step, list[Tensor]]:
+    """The meta-iteration of ``lib`` (``metabridge[:variant]``, ``higher``, ``torchopt``) on a
+    private deep copy of ``model``."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}.")
+    own = copy.deepcopy(model)
+    if lib in VARIANTS:
+        return metabridge_step(own, batch, method, inner_lr, steps, lib)
+    if lib == "higher":
+        return higher_step(own, batch, method, inner_lr, steps)
+    if lib == "torchopt":
+        return torchopt_step(own, batch, method, inner_lr, steps)
+    raise ValueError(f"unknown library {lib!r}; choose from {', '.join([*VARIANTS, *PEERS])}.")
+
+
+def flat_grad(params: list[Tensor]) -> Tensor:
+    """All ``p.grad`` concatenated (zeros for parameters that got none)."""
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])

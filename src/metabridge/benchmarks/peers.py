@@ -1,0 +1,222 @@
+"""metabridge against higher and TorchOpt: one meta-iteration of MAML (Finn et al. 2017),
+first-order MAML and ANIL (Raghu et al. 2020) with Conv-4, timed side by side.
+
+Protocol: 5-way K-shot (K = 1 and 5), 15 queries per class, 5 inner SGD steps
+(alpha = 0.4), meta-batch 32, 28x28x1 inputs, Conv-4 with per-batch batch norm.
+Every library gets a deep copy of one initial model and the same tasks (one
+:class:`TaskBatch` drawn by :class:`EpisodeSampler` from a synthetic uint8 dataset);
+all libraries run in one process, interleaved (A B C A B C ...) after one warm-up
+each, and the median per library is reported with the ratio peer / metabridge.
+Peak memory is measured per configuration in a fresh subprocess
+(``_peak_memory.py``). The meta-gradients are checked against each other in
+float64 on a smaller instance (relative error, 2-norm). The floor is the FLOP count
+over the large-matmul rate (``_flops.py``). learn2learn is not compared: its
+source build fails on Python 3.11 (``longintrepr.h`` missing in its generated C).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.class_dataset import ClassDataset
+from ..models import Conv4
+from ..tasks.batch import TaskBatch
+from ..tasks.episodes import EpisodeSampler
+from . import _flops, _peak_memory
+from ._peer_impls import METHODS, build_step, flat_grad
+
+INNER_LR = 0.4
+LABELS = {"maml": "MAML (2nd order)", "fomaml": "first-order MAML", "anil": "ANIL"}
+
+
+def synthetic_dataset(num_classes: int = 1200, per_class: int = 20, size: int = 28, channels: int = 1,
+                      seed: int = 0) -> ClassDataset:
+    """Random uint8 images, ``per_class`` of each of ``num_classes`` classes (Omniglot-sized by default)."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (num_classes * per_class, channels, size, size), generator=g, dtype=torch.uint8)
+    labels = torch.arange(num_classes).repeat_interleave(per_class)
+    return ClassDataset(images, labels, [str(c) for c in range(num_classes)], name="synthetic")
+
+
+def make_problem(shots: int, meta_batch: int, queries: int = 15, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[Conv4, TaskBatch]:
+    """The initial Conv-4 (5-way, no running statistics) and one batch of 5-way tasks."""
+    torch.manual_seed(seed)
+    model = Conv4(5).to(device, dtype)
+    sampler = EpisodeSampler(synthetic_dataset(seed=seed), 5, shots, queries)
+    batch = sampler.sample(meta_batch, torch.Generator().manual_seed(seed)).to(device, dtype)
+    return model, batch
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_interleaved(libs: list[str], method: str, shots: int, meta_batch: int, steps: int, queries: int,
+                     repeats: int, warmup: int, device: str) -> dict[str, list[float]]:
+    """Seconds per meta-iteration of every library, run in turn ``repeats`` times."""
+    model, batch = make_problem(shots, meta_batch, queries, device)
+    stepper = {lib: build_step(lib, model, batch, method, INNER_LR, steps)[0] for lib in libs}
+    times: dict[str, list[float]] = {lib: [] for lib in libs}
+    for r in range(warmup + repeats):
+        for lib in libs:
+            _sync(device)
+            t0 = time.perf_counter()
+            stepper[lib]()
+            _sync(device)
+            if r >= warmup:
+                times[lib].append(time.perf_counter() - t0)
+    return times
+
+
+def gradient_check(libs: list[str], method: str, shots: int, device: str) -> dict[str, float]:
+    """Relative 2-norm error of each library's float64 meta-gradient against metabridge's
+    (meta-batch 2, 3 queries per class, 2 inner steps)."""
+    model, batch = make_problem(shots, 2, 3, device, torch.float64, seed=1)
+    grads = {}
+    for lib in libs:
+        step, params = build_step(lib, model, batch, method, INNER_LR, 2)
+        step()
+        grads[lib] = flat_grad(params)
+    ref = grads["metabridge"]
+    return {lib: float((g - ref).norm() / ref.norm()) for lib, g in grads.items() if lib != "metabridge"}
+
+
+def machine(device: str) -> dict[str, Any]:
+    """CPU model, cores, threads, torch version, load, time (and the GPU when used)."""
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "loadavg_start": os.getloadavg()}
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def table(rows: list[dict[str, Any]], libs: list[str]) -> str:
+    """Markdown table: median seconds, ratio to metabridge, peak MiB, gradient error, floor fraction."""
+    peers = [lib for lib in libs if lib != "metabridge"]
+    head = (["method", "shot", "metabridge s"] + [f"{p} s (x)" for p in peers]
+            + ["peak MiB " + "/".join(libs), "max grad rel err", "floor s", "of floor"])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        med = r["median_s"]
+        cells = [LABELS[r["method"]], str(r["shots"]), f"{med['metabridge']:.3f}"]
+        cells += [f"{med[p]:.3f} ({r['ratio'][p]:.2f}x)" for p in peers]
+        mem = r.get("peak_mib", {})
+        cells.append("/".join(f"{mem[lib]:.0f}" if isinstance(mem.get(lib), float) else "-" for lib in libs))
+        errs = r.get("grad_rel_err", {})
+        cells.append(f"{max(errs.values()):.1e}" if errs else "-")
+        cells.append(f"{r['floor_s']:.3f}" if "floor_s" in r else "-")
+        cells.append(f"{r['floor_fraction']:.0%}" if "floor_fraction" in r else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict[str, Any]], libs: list[str], path: Path) -> None:
+    """Median seconds per meta-iteration, one bar per library and configuration (log scale)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.6 * len(rows) + 3, 4))
+    width = 0.8 / len(libs)
+    for j, lib in enumerate(libs):
+        xs = [i + (j - (len(libs) - 1) / 2) * width for i in range(len(rows))]
+        ax.bar(xs, [r["median_s"][lib] for r in rows], width, label=lib)
+    ax.set_xticks(range(len(rows)), [f"{LABELS[r['method']]}\n{r['shots']}-shot" for r in rows], fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("seconds per meta-iteration (median)")
+    ax.legend(fontsize=8)
+    ax.set_title("One meta-iteration, Conv-4, 5-way, 15 queries, 5 steps", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(methods: str = "maml,fomaml,anil", shots: str = "1,5", meta_batch: int = 32, repeats: int = 5,
+         warmup: int = 1, inner_steps: int = 5, queries: int = 15, libs: str = "metabridge,higher,torchopt",
+         device: str = "cpu", memory: bool = True, check_grads: bool = True, flops: bool = True,
+         out: str = "") -> dict[str, Any]:
+    """Time one meta-iteration of MAML, FOMAML and ANIL in metabridge, higher and TorchOpt.
+
+    Args:
+        methods: comma-separated subset of maml, fomaml, anil.
+        shots: comma-separated K values (5-way K-shot).
+        meta_batch: tasks per meta-iteration.
+        repeats: timed meta-iterations per library (interleaved); the median is reported.
+        warmup: untimed meta-iterations per library first.
+        inner_steps: inner SGD steps (alpha = 0.4).
+        queries: query examples per class.
+        libs: comma-separated libraries; metabridge first; also metabridge:loop, metabridge:vmap,
+            metabridge:im2col, metabridge:cl (the other task-batching modes of metabridge).
+        device: cpu or cuda.
+        memory: measure peak memory per configuration in a fresh subprocess.
+        check_grads: compare float64 meta-gradients on a small instance (meta-batch 2).
+        flops: count FLOPs and measure the matmul rate to report the floor.
+        out: JSON path (default bench/results/peers_cpu.json or peers_cuda.json); a PNG plot goes beside it.
+    """
+    lib_list = [s.strip() for s in libs.split(",") if s.strip()]
+    if lib_list[0] != "metabridge":
+        lib_list = ["metabridge"] + [lib for lib in lib_list if lib != "metabridge"]
+    method_list = [m.strip() for m in methods.split(",") if m.strip()]
+    bad = [m for m in method_list if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}.")
+    shot_list = [int(s) for s in shots.split(",") if s.strip()]
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    out_path = Path(out or f"bench/results/peers_{kind}.json")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    info = machine(device)
+    rate = _flops.matmul_gflops(device) if flops else None
+    rows = []
+    for method in method_list:
+        for k in shot_list:
+            times = time_interleaved(lib_list, method, k, meta_batch, inner_steps, queries, repeats, warmup, device)
+            med = {lib: statistics.median(ts) for lib, ts in times.items()}
+            row: dict[str, Any] = {"method": method, "shots": k, "times_s": times, "median_s": med,
+                                   "ratio": {lib: med[lib] / med["metabridge"] for lib in lib_list}}
+            if check_grads:
+                row["grad_rel_err"] = gradient_check(lib_list, method, k, device)
+            if flops and rate:
+                count = _flops.meta_iteration_flops(method, k, meta_batch, inner_steps, queries)
+                row["flops"] = count
+                row["floor_s"] = count["total"] / (rate * 1e9)
+                row["floor_fraction"] = row["floor_s"] / med["metabridge"]
+                row["achieved_gflops"] = count["total"] / med["metabridge"] / 1e9
+            rows.append(row)
+            print(f"{method} {k}-shot: " + ", ".join(f"{lib} {m:.3f}s" for lib, m in med.items()), flush=True)
+    if memory:
+        for row in rows:
+            row["peak_mib"] = {}
+            for lib in lib_list:
+                res = _peak_memory.measure(lib, row["method"], row["shots"], meta_batch, inner_steps, device)
+                row["peak_mib"][lib] = res.get("peak_mib", res.get("error"))
+                row.setdefault("peak_detail", {})[lib] = res
+    info["loadavg_end"] = os.getloadavg()
+    result = {
+        "protocol": {"n_way": 5, "shots": shot_list, "queries": queries, "inner_steps": inner_steps,
+                     "inner_lr": INNER_LR, "meta_batch": meta_batch, "input": [1, 28, 28], "model": "Conv-4 (64)",
+                     "repeats": repeats, "warmup": warmup, "interleaved": True, "statistic": "median",
+                     "learn2learn": "not compared: source build fails on Python 3.11 (longintrepr.h)"},
+        "machine": info, "matmul_gflops": rate, "rows": rows,
+    }
+    out_path.write_text(json.dumps(result, indent=1))
+    plot(rows, lib_list, out_path.with_suffix(".png"))
+    print(table(rows, lib_list))
+    print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
+          f"load {info['loadavg_start'][0]:.2f} -> {info['loadavg_end'][0]:.2f}; matmul {rate or 0:.0f} GFLOP/s")
+    print(f"wrote {out_path} and {out_path.with_suffix('.png')}")
+    return result
