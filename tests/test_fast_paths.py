@@ -98,3 +98,12 @@ def test_chunked_meta_loss_has_the_same_value_and_gradient(cls, chunk):
     chunked = cls(_model(4), inner_lr=0.3, inner_steps=2, task_chunk=chunk)
     torch.testing.assert_close(chunked.meta_loss(batch), whole.meta_loss(batch), **TIGHT)
     torch.testing.assert_close(_grad(chunked, batch), _grad(whole, batch), **TIGHT)
+
+
+def test_chunks_in_threads_give_the_same_gradient_and_restore_threads():
+    batch = _batch(5, tasks=4)
+    threads = torch.get_num_threads()
+    ref = _grad(MAML(_model(5), inner_lr=0.3, inner_steps=2, task_chunk=None), batch)
+    got = _grad(MAML(_model(5), inner_lr=0.3, inner_steps=2, task_chunk=1, task_threads=2), batch)
+    torch.testing.assert_close(got, ref, **TIGHT)
+    assert torch.get_num_threads() == threads

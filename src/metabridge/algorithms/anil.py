@@ -36,11 +36,12 @@ class ANIL(MAML):
                  first_order: bool = False, learn_inner_lr: LearnedLR = None,
                  eval_steps: int | None = None, task_batching: MetaBatching = "auto",
                  conv_backend: ConvBackend = "grouped", channels_last: bool = False,
-                 task_chunk: int | Literal["auto"] | None = "auto") -> None:
+                 task_chunk: int | Literal["auto"] | None = "auto",
+                 task_threads: int | Literal["auto"] = "auto") -> None:
         if not (hasattr(model, "body") and hasattr(model, "head")):
             raise ValueError("ANIL needs a model with `body` and `head` submodules (every metabridge model has them).")
         super().__init__(model, inner_lr, inner_steps, first_order, learn_inner_lr, eval_steps, task_batching,
-                         conv_backend, channels_last, task_chunk=task_chunk)
+                         conv_backend, channels_last, task_chunk=task_chunk, task_threads=task_threads)
 
     def adapted_names(self) -> list[str]:
         return [n for n, _ in self.model.named_parameters() if n.startswith("head.")]

@@ -23,6 +23,7 @@ step (at about one extra inner step of compute per step).
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 from torch import Tensor
@@ -81,10 +82,22 @@ def expand_to_tasks(params: Params, names: list[str], num_tasks: int) -> Params:
     return {k: params[k].unsqueeze(0).expand(num_tasks, *params[k].shape) for k in names}
 
 
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """A persistent pool per size: fresh threads every meta-iteration were measured slower
+    (new malloc arenas fault their pages in again)."""
+    if threads not in _POOLS:
+        _POOLS[threads] = ThreadPoolExecutor(threads, thread_name_prefix="metabridge-task")
+    return _POOLS[threads]
+
+
 def chunked_meta_loss(loss_fn: Callable[[TaskBatch], Tensor], batch: TaskBatch, chunk: int,
-                      params: list[Tensor]) -> Tensor:
+                      params: list[Tensor], threads: int = 1) -> Tensor:
     """The meta-loss of ``batch`` computed ``chunk`` tasks at a time, each chunk's graph freed
-    as soon as its gradient is taken, so memory is that of one chunk, not of the meta-batch.
+    as soon as its gradient is taken, so memory is that of ``threads`` chunks, not of the
+    whole meta-batch.
 
     The meta-loss is a mean over tasks, so its gradient is the task-weighted sum of the
     chunks' gradients. Returned is a scalar whose value is the meta-loss and whose
@@ -93,18 +106,38 @@ def chunked_meta_loss(loss_fn: Callable[[TaskBatch], Tensor], batch: TaskBatch, 
         total + (sum_p <p, g_p> - stop_grad(sum_p <p, g_p>))
 
     (the bracket is exactly zero in value). ``loss.backward()`` then fills ``p.grad`` as
-    usual; differentiating it twice, or with respect to anything but ``params``, is not supported.
+    usual; differentiating it twice, or with respect to anything but ``params``, is not
+    supported. With ``threads > 1`` that many chunks run at once in Python threads, each
+    with single-threaded operators (``torch.set_num_threads(1)`` for the duration, then
+    restored): on a 2-core CPU two one-task chunks side by side ran 1.3x faster than one
+    task on two threads, because Conv-4's batch norm, ReLU and pooling are
+    memory-bound and small per-task tensors stay in each core's cache. The chunks'
+    gradients are summed in task order, so the result does not depend on scheduling.
     """
     t = batch.num_tasks
-    total = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
-    grads: list[Tensor | None] = [None] * len(params)
-    for start in range(0, t, chunk):
+
+    def run(start: int) -> tuple[Tensor, tuple[Tensor | None, ...]]:
         sub = batch[start:start + chunk]
         loss = loss_fn(sub) * (sub.num_tasks / t)
-        for i, g in enumerate(torch.autograd.grad(loss, params, allow_unused=True)):
+        return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
+
+    starts = range(0, t, chunk)
+    if threads > 1 and len(starts) > 1:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            results = list(_pool(threads).map(run, starts))
+        finally:
+            torch.set_num_threads(previous)
+    else:
+        results = [run(s) for s in starts]
+    total = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+    grads: list[Tensor | None] = [None] * len(params)
+    for loss, chunk_grads in results:
+        total = total + loss
+        for i, g in enumerate(chunk_grads):
             if g is not None:
                 grads[i] = g if grads[i] is None else grads[i] + g
-        total = total + loss.detach()
     link = sum((p * g).sum() for p, g in zip(params, grads) if g is not None)
     if not isinstance(link, Tensor):
         return total

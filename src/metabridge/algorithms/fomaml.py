@@ -20,6 +20,7 @@ class FOMAML(MAML):
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
                  learn_inner_lr: LearnedLR = None, eval_steps: int | None = None,
                  task_batching: MetaBatching = "auto", conv_backend: ConvBackend = "grouped",
-                 channels_last: bool = False, task_chunk: int | Literal["auto"] | None = "auto") -> None:
+                 channels_last: bool = False, task_chunk: int | Literal["auto"] | None = "auto",
+                 task_threads: int | Literal["auto"] = "auto") -> None:
         super().__init__(model, inner_lr, inner_steps, True, learn_inner_lr, eval_steps, task_batching,
-                         conv_backend, channels_last, task_chunk=task_chunk)
+                         conv_backend, channels_last, task_chunk=task_chunk, task_threads=task_threads)

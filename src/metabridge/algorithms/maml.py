@@ -66,6 +66,10 @@ class MAML(MetaAlgorithm):
             once was slower (large activations fall out of cache) and used T times the
             memory. A chunked ``meta_loss`` returns a scalar with the right value and
             first derivative (no double backward through it).
+        task_threads: chunks run at once in threads with single-threaded operators
+            (``chunked_meta_loss``); ``"auto"`` (default): ``torch.get_num_threads()`` on
+            CPU (1.3x faster on 2 cores, with that many tasks' activations alive at
+            once), 1 on GPU. Set 1 for the smallest memory.
     """
 
     name: ClassVar[str] = "maml"
@@ -74,7 +78,8 @@ class MAML(MetaAlgorithm):
                  first_order: bool = False, learn_inner_lr: LearnedLR = None,
                  eval_steps: int | None = None, task_batching: MetaBatching = "auto",
                  conv_backend: ConvBackend = "grouped", channels_last: bool = False,
-                 checkpoint_inner: bool = False, task_chunk: int | Literal["auto"] | None = "auto") -> None:
+                 checkpoint_inner: bool = False, task_chunk: int | Literal["auto"] | None = "auto",
+                 task_threads: int | Literal["auto"] = "auto") -> None:
         super().__init__()
         check_positive(inner_lr=inner_lr, inner_steps=inner_steps)
         if eval_steps is not None:
@@ -91,6 +96,9 @@ class MAML(MetaAlgorithm):
         if task_chunk not in (None, "auto"):
             check_positive(task_chunk=task_chunk)
         self.task_chunk = task_chunk
+        if task_threads != "auto":
+            check_positive(task_threads=task_threads)
+        self.task_threads = task_threads
         self.learn_inner_lr = learn_inner_lr
         names = self.adapted_names()
         ref = next(model.parameters())
@@ -179,13 +187,15 @@ class MAML(MetaAlgorithm):
     # --- the contract ----------------------------------------------------------------
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         if self.batched:
-            chunk = self.task_chunk
-            if chunk == "auto":
-                chunk = 1 if next(self.model.parameters()).device.type == "cpu" else None
+            on_cpu = next(self.model.parameters()).device.type == "cpu"
+            chunk = (1 if on_cpu else None) if self.task_chunk == "auto" else self.task_chunk
             if chunk is None or chunk >= batch.num_tasks or not torch.is_grad_enabled():
                 return self._batched_meta_loss(batch)
+            threads = self.task_threads
+            if threads == "auto":
+                threads = torch.get_num_threads() if on_cpu else 1
             params = [p for p in self.parameters() if p.requires_grad]
-            return chunked_meta_loss(self._batched_meta_loss, batch, chunk, params)
+            return chunked_meta_loss(self._batched_meta_loss, batch, chunk, params, threads)
         losses = map_tasks(self._task_query_loss, self._params(), batch.support_x, batch.support_y,
                            batch.query_x, batch.query_y, mode=self.task_batching)
         return losses.mean()

@@ -43,8 +43,11 @@ VARIANTS = {
     "metabridge:c2": {"task_chunk": 2},
     "metabridge:c4": {"task_chunk": 4},
     "metabridge:c8": {"task_chunk": 8},
+    "metabridge:t1": {"task_threads": 1},
     "metabridge:ckpt": {"checkpoint_inner": True},
     "metabridge:all-ckpt": {"task_chunk": None, "checkpoint_inner": True},
+    "metabridge:all-cl": {"task_chunk": None, "channels_last": True},
+    "metabridge:all-im2col": {"task_chunk": None, "conv_backend": "im2col"},
 }
 
 
