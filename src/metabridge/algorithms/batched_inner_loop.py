@@ -116,7 +116,9 @@ def chunked_meta_loss(loss_fn: Callable[[TaskBatch], Tensor], batch: TaskBatch, 
     """
     t = batch.num_tasks
 
-    def run(start: int) -> tuple[Tensor, tuple[Tensor | None, ...]]:
+    def run(start: int, single: bool = False) -> tuple[Tensor, tuple[Tensor | None, ...]]:
+        if single:  # OpenMP's thread count is per calling thread: set it in the worker itself
+            torch.set_num_threads(1)
         sub = batch[start:start + chunk]
         loss = loss_fn(sub) * (sub.num_tasks / t)
         return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
@@ -126,7 +128,7 @@ def chunked_meta_loss(loss_fn: Callable[[TaskBatch], Tensor], batch: TaskBatch, 
         previous = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            results = list(_pool(threads).map(run, starts))
+            results = list(_pool(threads).map(run, starts, [True] * len(starts)))
         finally:
             torch.set_num_threads(previous)
     else:
