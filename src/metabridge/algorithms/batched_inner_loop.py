@@ -22,7 +22,7 @@ step (at about one extra inner step of compute per step).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -124,22 +124,27 @@ def chunked_meta_loss(loss_fn: Callable[[TaskBatch], Tensor], batch: TaskBatch, 
         return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
 
     starts = range(0, t, chunk)
+    total = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+    grads: list[Tensor | None] = [None] * len(params)
+
+    def accumulate(results: Iterable[tuple[Tensor, tuple[Tensor | None, ...]]]) -> Tensor:
+        acc = total
+        for loss, chunk_grads in results:  # consumed as they come: one chunk's gradient alive at a time
+            acc = acc + loss
+            for i, g in enumerate(chunk_grads):
+                if g is not None:
+                    grads[i] = g if grads[i] is None else grads[i] + g
+        return acc
+
     if threads > 1 and len(starts) > 1:
         previous = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            results = list(_pool(threads).map(run, starts, [True] * len(starts)))
+            total = accumulate(_pool(threads).map(run, starts, [True] * len(starts)))
         finally:
             torch.set_num_threads(previous)
     else:
-        results = [run(s) for s in starts]
-    total = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
-    grads: list[Tensor | None] = [None] * len(params)
-    for loss, chunk_grads in results:
-        total = total + loss
-        for i, g in enumerate(chunk_grads):
-            if g is not None:
-                grads[i] = g if grads[i] is None else grads[i] + g
+        total = accumulate(run(s) for s in starts)
     link = sum((p * g).sum() for p, g in zip(params, grads) if g is not None)
     if not isinstance(link, Tensor):
         return total
