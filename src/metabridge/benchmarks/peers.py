@@ -12,6 +12,11 @@ Peak memory is measured per configuration in a fresh subprocess
 float64 on a smaller instance (relative error, 2-norm). The floor is the FLOP count
 over the large-matmul rate (``_flops.py``). learn2learn is not compared: its
 source build fails on Python 3.11 (``longintrepr.h`` missing in its generated C).
+
+metabridge runs with its defaults: on CPU one task per chunk, two chunks at once in
+threads with single-threaded operators (``MAML(task_chunk="auto", task_threads="auto")``);
+``metabridge:t1`` is one task at a time (the smallest memory), ``metabridge:all`` the
+whole meta-batch as one grouped-convolution network; see ``_peer_impls.VARIANTS``.
 """
 
 from __future__ import annotations
@@ -160,8 +165,9 @@ def main(methods: str = "maml,fomaml,anil", shots: str = "1,5", meta_batch: int 
         warmup: untimed meta-iterations per library first.
         inner_steps: inner SGD steps (alpha = 0.4).
         queries: query examples per class.
-        libs: comma-separated libraries; metabridge first; also metabridge:loop, metabridge:vmap,
-            metabridge:im2col, metabridge:cl (the other task-batching modes of metabridge).
+        libs: comma-separated libraries; metabridge first; also metabridge variants such as
+            metabridge:t1, metabridge:all, metabridge:all-cl, metabridge:all-im2col, metabridge:loop,
+            metabridge:vmap, metabridge:ckpt (other task-batching modes, threads, checkpointing).
         device: cpu or cuda.
         memory: measure peak memory per configuration in a fresh subprocess.
         check_grads: compare float64 meta-gradients on a small instance (meta-batch 2).
