@@ -1,0 +1,100 @@
+"""One method of ``metabridge compare``, run in its own process.
+
+A separate process per method gives each one a clean clock and its own peak-memory
+reading (the resident-set high-water mark ``VmHWM`` is reset after set-up, so it
+measures training), and a crash of one method does not take the others down.
+Usage (internal): ``python -m metabridge.compare_worker SPEC.json RESULT.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import load_checkpoint
+from .config import ExperimentConfig
+from .evaluate import evaluate
+from .experiment import build_task_sources
+from .tasks.episodes import EpisodeSampler
+from .train import Trainer, read_metrics
+
+
+def _reset_peak_rss() -> None:
+    """Reset the kernel's resident-set high-water mark to the current resident set
+    (Linux: write 5 to clear_refs), so the peak read later belongs to training."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mb(device: torch.device) -> float | None:
+    """Peak GPU memory allocated (CUDA) or peak resident set size of this process (MiB)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_method(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train one method under a time budget, then test it on every requested shot."""
+    config = ExperimentConfig.from_dict(spec["config"])
+    trainer = Trainer(config, overwrite=True, progress=spec.get("progress", False), tensorboard=False)
+    if trainer.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(trainer.device)
+    _reset_peak_rss()
+    baseline = peak_memory_mb(trainer.device)
+    t0 = time.perf_counter()
+    result = trainer.run()
+    wall = time.perf_counter() - t0
+    peak = peak_memory_mb(trainer.device)
+    assert trainer.experiment is not None
+    algorithm = trainer.experiment.algorithm
+    best_path = trainer.checkpoints.best if trainer.checkpoints.best.exists() else result.checkpoint
+    algorithm.load_state_dict(load_checkpoint(best_path)["algorithm"])
+
+    records = read_metrics(config.out_dir)
+    train_recs = [r for r in records if r["kind"] == "train"]
+    curve = [{"train_seconds": r["train_seconds"], "step": r["step"], "val_mean": r["val_mean"],
+              "val_ci95": r["val_ci95"]} for r in records if r["kind"] == "val"]
+    train_seconds = train_recs[-1]["train_seconds"] if train_recs else 0.0
+
+    _, _, test_source, _ = build_task_sources(config)
+    assert isinstance(test_source, EpisodeSampler)
+    tests = {}
+    for shot, query in zip(spec["shots"], spec["queries"]):
+        sampler = EpisodeSampler(test_source.dataset, config.n_way, shot, query)
+        t1 = time.perf_counter()
+        res = evaluate(algorithm, sampler.fixed_episodes(spec["test_episodes"], config.test_seed, config.eval_batch_size),
+                       trainer.device)
+        tests[str(shot)] = {**res.as_dict(), "query": query, "seconds": time.perf_counter() - t1}
+    return {
+        "method": spec["method"], "steps": result.step, "train_seconds": train_seconds,
+        "seconds_per_iteration": train_seconds / max(result.step, 1), "wall_seconds": wall,
+        "peak_memory_mb": peak, "baseline_memory_mb": baseline, "best_val": result.best, "curve": curve, "test": tests,
+        "config": config.to_dict(),
+    }
+
+
+def main(argv: list[str]) -> int:
+    spec_path, out_path = argv
+    spec = json.loads(Path(spec_path).read_text())
+    out = run_method(spec)
+    Path(out_path).write_text(json.dumps(out, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,94 @@
+"""``metabridge compare``: time-to-accuracy bookkeeping and one real method run end to end."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from metabridge.compare import CompareSettings, format_table, summarize, time_to_target
+from metabridge.compare_worker import run_method
+from metabridge.data.class_dataset import ClassDataset
+from metabridge.data.registry import register_dataset
+
+
+def _curve(points: list[tuple[float, float]], ci: float = 0.02) -> list[dict]:
+    return [{"train_seconds": t, "step": i, "val_mean": a, "val_ci95": ci} for i, (t, a) in enumerate(points)]
+
+
+def test_time_to_target_is_the_first_crossing() -> None:
+    curve = _curve([(1.0, 0.3), (2.0, 0.55), (3.0, 0.5), (4.0, 0.7)])
+    assert time_to_target(curve, 0.5) == 2.0
+    assert time_to_target(curve, 0.7) == 4.0
+    assert time_to_target(curve, 0.71) is None
+
+
+def test_summary_targets_the_best_gbml_final_accuracy_minus_its_ci() -> None:
+    results = {
+        "maml": {"curve": _curve([(10, 0.4), (20, 0.6)], ci=0.05)},
+        "anil": {"curve": _curve([(10, 0.5), (20, 0.55)])},
+        "mtl": {"curve": _curve([(2, 0.5), (4, 0.58), (6, 0.62)])},
+        "protonet": {"curve": _curve([(5, 0.2)])},
+    }
+    s = summarize(results)
+    assert s["best_gbml"] == "maml"  # ProtoNet is not gradient-based meta-learning
+    assert math.isclose(s["target"], 0.55)
+    assert s["time_to_target"] == {"maml": 20.0, "anil": 20.0, "mtl": 4.0, "protonet": None}
+    assert math.isclose(s["speedup_vs_best_gbml"], 5.0)
+
+
+def test_summary_without_gbml_has_no_target() -> None:
+    s = summarize({"mtl": {"curve": _curve([(1, 0.9)])}})
+    assert s["target"] is None and s["speedup_vs_best_gbml"] is None
+
+
+def test_settings_reject_unknown_methods_and_bad_budgets() -> None:
+    with pytest.raises(ValueError, match="unknown method"):
+        CompareSettings().method_config("maml++")
+    with pytest.raises(ValueError):
+        CompareSettings(budget_seconds=-1.0).method_config("mtl")
+
+
+def _blobs(root: str, split: str, download: bool = False, **kw) -> ClassDataset:
+    """Classes are distinct random 16x16 patterns plus pixel noise: trivially separable."""
+    n_classes = {"train": 12, "val": 6, "test": 6}[split]
+    g = torch.Generator().manual_seed({"train": 0, "val": 1, "test": 2}[split])
+    protos = torch.rand(n_classes, 1, 16, 16, generator=g) * 255
+    noise = torch.randn(n_classes, 12, 1, 16, 16, generator=g) * 20
+    images = (protos[:, None] + noise).clamp(0, 255).to(torch.uint8).reshape(-1, 1, 16, 16)
+    labels = torch.arange(n_classes).repeat_interleave(12)
+    return ClassDataset(images, labels, [f"{split}{c}" for c in range(n_classes)], name=f"blobs-{split}")
+
+
+@pytest.mark.parametrize("method", ["mtl", "protonet"])
+def test_one_method_trains_under_the_budget_and_is_tested_on_each_shot(method: str, tmp_path) -> None:
+    register_dataset("blobs", _blobs)
+    settings = CompareSettings(methods=(method,), dataset="blobs", n_way=3, train_shot=1, train_query=4,
+                               shots=(1, 5), queries=(4, 3), budget_seconds=1.5, eval_every_seconds=0.5,
+                               val_episodes=10, test_episodes=30, meta_batch_size=2, out_dir=str(tmp_path))
+    cfg = settings.method_config(method)
+    torch.set_num_threads(1)
+    out = run_method({"method": method, "config": cfg.to_dict(), "shots": [1, 5], "queries": [4, 3],
+                      "test_episodes": 30, "progress": False})
+    # the budget counts training time only and stops the run soon after it is spent
+    assert 1.5 <= out["train_seconds"] < 6.0
+    assert out["steps"] > 0 and out["curve"], "no validation point was recorded"
+    assert all(b["train_seconds"] >= a["train_seconds"] for a, b in zip(out["curve"], out["curve"][1:]))
+    for shot in ("1", "5"):
+        res = out["test"][shot]
+        assert res["n"] == 30 and res["query"] == {"1": 4, "5": 3}[shot]
+        # 3-way chance is 33%; the classes are separable, so even a short run is far above it
+        assert res["mean"] > 0.6, (shot, res)
+    assert out["test"]["5"]["mean"] >= out["test"]["1"]["mean"] - 0.05
+    report = {"settings": {"shots": [1, 5], "train_shot": 1}, "methods": {method: out},
+              "summary": summarize({method: out})}
+    table = format_table(report)
+    assert f"{100 * out['test']['1']['mean']:.2f}" in table
+
+
+def test_compare_needs_one_query_count_per_shot() -> None:
+    from metabridge.compare import compare
+
+    with pytest.raises(ValueError, match="one query count per test shot"):
+        compare(CompareSettings(shots=(1, 5), queries=(10,)), progress=False)
