@@ -56,6 +56,27 @@ def test_same_seed_same_episodes_other_seed_different():
     assert not all(torch.equal(x.class_ids, y.class_ids) for x, y in zip(a, c))
 
 
+def _cat(batches, name):
+    return torch.cat([getattr(b, name) for b in batches])
+
+
+def test_fixed_episodes_do_not_depend_on_the_batch_size():
+    """Evaluating with another batch size must not change which tasks are scored."""
+    from metabridge.experiment import RegressionSource
+    from metabridge.tasks.sinusoid import SinusoidFamily
+
+    sampler = EpisodeSampler(_dataset(), 5, 2, 3)
+    regression = RegressionSource(SinusoidFamily(), 5, 10)
+    for source, fields in ((sampler, ("support_x", "query_x", "class_ids")), (regression, ("support_x", "query_y"))):
+        one = list(source.fixed_episodes(37, seed=3, batch_size=37))
+        small = list(source.fixed_episodes(37, seed=3, batch_size=5))
+        assert len(one) == 1 and len(small) == 8 and small[-1].num_tasks == 2
+        for name in fields:
+            assert torch.equal(_cat(one, name), _cat(small, name)), (type(source).__name__, name)
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        next(sampler.fixed_episodes(10, seed=0, batch_size=0))
+
+
 def test_sampling_covers_all_classes_and_instances():
     ds = _dataset(uneven=False)
     batch = EpisodeSampler(ds, 3, 1, 0).sample(2000, torch.Generator().manual_seed(1))

@@ -22,7 +22,7 @@ import torch
 
 from .algorithms.base import MetaAlgorithm
 from .config import ExperimentConfig
-from .tasks.batch import TaskBatch
+from .tasks.batch import TaskBatch, batch_slices
 from .tasks.sinusoid import SinusoidFamily
 
 
@@ -47,15 +47,12 @@ class RegressionSource:
         return self.family.sample(num_tasks, self.k_support, self.k_query, generator)
 
     def fixed_episodes(self, num_episodes: int, seed: int, batch_size: int = 32) -> Iterator[TaskBatch]:
-        """The same ``num_episodes`` tasks for a given ``seed``, in batches of ``batch_size``."""
-        if num_episodes < 1 or batch_size < 1:
-            raise ValueError(f"need num_episodes >= 1 and batch_size >= 1 (got {num_episodes}, {batch_size}).")
-        g = torch.Generator().manual_seed(seed)
-        done = 0
-        while done < num_episodes:
-            b = min(batch_size, num_episodes - done)
-            yield self.sample(b, g)
-            done += b
+        """The same ``num_episodes`` tasks for a given ``seed`` whatever ``batch_size``
+        (all drawn at once, then cut into batches)."""
+        parts = list(batch_slices(num_episodes, batch_size))  # checks the counts first
+        tasks = self.sample(num_episodes, torch.Generator().manual_seed(seed))
+        for part in parts:
+            yield tasks[part]
 
 
 @dataclass

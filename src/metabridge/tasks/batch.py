@@ -8,6 +8,8 @@ meta-batch is a handful of tensors and never a Python list of tasks.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -93,3 +95,15 @@ class TaskBatch:
             return None if t is None else t[idx]
 
         return replace(self, **{f.name: sel(getattr(self, f.name)) for f in fields(self) if f.name != "n_way"})
+
+
+def batch_slices(num_items: int, batch_size: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``batch_size`` covering ``range(num_items)``.
+
+    Fixed evaluation episodes are drawn all at once and then cut with these slices, so
+    the episodes a seed gives do not depend on the batch size they are evaluated in.
+    """
+    if num_items < 1 or batch_size < 1:
+        raise ValueError(f"need num_episodes >= 1 and batch_size >= 1 (got {num_items}, {batch_size}).")
+    for start in range(0, num_items, batch_size):
+        yield slice(start, min(start + batch_size, num_items))

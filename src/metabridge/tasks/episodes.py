@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..data.class_dataset import ClassDataset
-from .batch import TaskBatch
+from .batch import TaskBatch, batch_slices
 
 
 class EpisodeSampler:
@@ -75,8 +75,11 @@ class EpisodeSampler:
 
     def sample(self, num_tasks: int, generator: torch.Generator) -> TaskBatch:
         """Draw ``num_tasks`` episodes as one :class:`TaskBatch` (float images in [0, 1])."""
-        classes, idx = self.sample_indices(num_tasks, generator)
-        t, n, k, q = num_tasks, self.n_way, self.k_shot, self.q_query
+        return self.episodes_from_indices(*self.sample_indices(num_tasks, generator))
+
+    def episodes_from_indices(self, classes: Tensor, idx: Tensor) -> TaskBatch:
+        """The :class:`TaskBatch` of episodes given by :meth:`sample_indices`' output."""
+        t, n, k, q = idx.shape[0], self.n_way, self.k_shot, self.q_query
         images = self.dataset.images[idx.flatten()].view(t, n, k + q, *self.dataset.images.shape[1:])
         images = images.float().div_(255.0)
         support = images[:, :, :k].reshape(t, n * k, *images.shape[3:])
@@ -91,11 +94,10 @@ class EpisodeSampler:
         )
 
     def fixed_episodes(self, num_episodes: int, seed: int, batch_size: int = 32) -> Iterator[TaskBatch]:
-        """The same ``num_episodes`` episodes for a given ``seed``, in batches: two methods
-        evaluated with one seed are scored on identical tasks."""
-        g = torch.Generator().manual_seed(seed)
-        done = 0
-        while done < num_episodes:
-            b = min(batch_size, num_episodes - done)
-            yield self.sample(b, g)
-            done += b
+        """The same ``num_episodes`` episodes for a given ``seed``, whatever ``batch_size``:
+        two methods evaluated with one seed are scored on identical tasks. The indices of
+        all episodes are drawn at once (small); pixels are gathered one batch at a time."""
+        parts = list(batch_slices(num_episodes, batch_size))  # checks the counts first
+        classes, idx = self.sample_indices(num_episodes, torch.Generator().manual_seed(seed))
+        for part in parts:
+            yield self.episodes_from_indices(classes[part], idx[part])
