@@ -231,7 +231,7 @@ def eval_cmd(
 ) -> None:
     """Score a trained run on fixed episodes: mean +- 95% confidence interval."""
     from .checkpoint import load_checkpoint
-    from .device import resolve_device
+    from .device import resolve_device, tune_cpu_allocator
     from .evaluate import evaluate
     from .experiment import build_experiment
     from .train import seed_everything
@@ -250,6 +250,8 @@ def eval_cmd(
     if n < 1 or bs < 1:
         raise ValueError(f"--episodes and --batch-size must be >= 1 (got {n}, {bs}).")
     dev = resolve_device(device)
+    if dev.type == "cpu":
+        tune_cpu_allocator()
     seed_everything(config.seed)
     exp = build_experiment(config)
     try:

@@ -67,8 +67,8 @@ class CompareSettings:
     train_query: int = 10
     shots: tuple[int, ...] = (1, 5)
     queries: tuple[int, ...] = (10, 6)
-    budget_seconds: float = 80.0
-    eval_every_seconds: float = 16.0
+    budget_seconds: float = 75.0
+    eval_every_seconds: float = 25.0
     val_episodes: int = 100
     test_episodes: int = 600
     meta_batch_size: int = 16
@@ -232,8 +232,8 @@ def compare_command(
                                 "classes have 11+ typefaces, so K+Q <= 11 by default)."),
     train_shot: int = typer.Option(1, help="K of the training episodes (MTL merges support and query)."),
     train_query: int = typer.Option(10, help="Queries per class of the training episodes."),
-    budget: float = typer.Option(80.0, help="Training wall-clock per method in seconds (validation excluded)."),
-    eval_every: float = typer.Option(16.0, help="Validate each time this many more training seconds have passed."),
+    budget: float = typer.Option(75.0, help="Training wall-clock per method in seconds (validation excluded)."),
+    eval_every: float = typer.Option(25.0, help="Validate each time this many more training seconds have passed."),
     val_episodes: int = typer.Option(100, help="Fixed validation episodes per validation."),
     test_episodes: int = typer.Option(600, help="Fixed test episodes per shot (identical for every method)."),
     meta_batch: int = typer.Option(16, help="Tasks per training step, for every method."),

@@ -1,8 +1,41 @@
-"""Pick the torch device a run uses, with a clear error when it is unavailable."""
+"""Pick the torch device a run uses, with a clear error when it is unavailable, and
+tune the CPU memory allocator for training."""
 
 from __future__ import annotations
 
+import ctypes
+import os
+import sys
+
 import torch
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters from glibc's malloc.h
+_allocator_tuned = False
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory in glibc's heap instead of handing it back to the OS.
+
+    glibc serves every allocation above 32 MiB with its own ``mmap`` and unmaps it on
+    free, so each batch of Conv-4 activations (hundreds of MiB) is zero-filled page by
+    page by the kernel, on every step. Measured on the 2-core development machine
+    (glyphs, meta-batch 16, 5-way 1-shot 10-query): one MTL step 1.16 s -> 0.73 s,
+    100 ProtoNet test episodes 3.6 s -> 1.9 s, system time 3.7 s -> 0.9 s. Freed memory
+    is reused instead, so the resident set stays at its peak. Linux/glibc only; set
+    ``METABRIDGE_MALLOC_TUNING=0`` to leave the allocator alone. Returns whether applied.
+    """
+    global _allocator_tuned
+    if _allocator_tuned:
+        return True
+    if os.environ.get("METABRIDGE_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    _allocator_tuned = ok
+    return ok
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, CheckpointManager, make_payload, preserved_rng, restore_rng_state
 from .config import ExperimentConfig
-from .device import resolve_device
+from .device import resolve_device, tune_cpu_allocator
 from .evaluate import episode_scores
 from .experiment import Experiment, build_experiment
 from .stats import MeanCI, mean_ci95
@@ -291,6 +291,8 @@ class Trainer:
         """Build everything; restore the checkpoint when resuming."""
         cfg = self.config
         set_deterministic(cfg.deterministic)
+        if self.device.type == "cpu":
+            tune_cpu_allocator()
         ckpt = self._prepare_dir()
         seed_everything(cfg.seed)
         self.generator.manual_seed(cfg.seed)
@@ -393,20 +395,27 @@ class Trainer:
         window_start, window_losses = start_time, []
         window_first = self.step
         last_loss, val = float("nan"), None
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc=cfg.algorithm,
-                   unit="step", dynamic_ncols=True)
+        timed = cfg.max_train_seconds is not None  # a time budget: the bar counts training seconds
+        if timed:
+            bar = tqdm(total=cfg.max_train_seconds, initial=min(self._train_seconds, cfg.max_train_seconds),
+                       disable=not self.progress, desc=cfg.algorithm, dynamic_ncols=True,
+                       bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of training [{elapsed}{postfix}]")
+        else:
+            bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc=cfg.algorithm,
+                       unit="step", dynamic_ncols=True)
         next_timed_eval = (self._train_seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds \
             if cfg.eval_every_seconds else math.inf
         try:
             for step in range(self.step + 1, cfg.steps + 1):
                 t_step = time.perf_counter()
                 last_loss, grad_norm = self.train_step(step)
-                self._train_seconds += time.perf_counter() - t_step
+                dt = time.perf_counter() - t_step
+                self._train_seconds += dt
                 out_of_time = cfg.max_train_seconds is not None and self._train_seconds >= cfg.max_train_seconds
                 last = step == cfg.steps or out_of_time
                 self.step = step
                 window_losses.append(last_loss)
-                bar.update(1)
+                bar.update(min(dt, bar.total - bar.n) if timed else 1)
                 now = time.perf_counter()
                 wall = self._wall_offset + now - start_time
                 if step % cfg.log_every == 0 or last:
@@ -418,7 +427,7 @@ class Trainer:
                     }
                     log.write(rec)
                     history.append(rec)
-                    bar.set_postfix(loss=f"{rec['loss']:.4g}")
+                    bar.set_postfix(step=step, loss=f"{rec['loss']:.4g}")
                     window_start, window_losses, window_first = now, [], step
                 is_best = False
                 timed_eval = self._train_seconds >= next_timed_eval
@@ -433,7 +442,7 @@ class Trainer:
                            "train_seconds": self._train_seconds}
                     log.write(rec)
                     history.append(rec)
-                    bar.set_postfix(loss=f"{last_loss:.4g}", val=str(val))
+                    bar.set_postfix(step=step, loss=f"{last_loss:.4g}", val=str(val))
                 if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or last:
                     self.save_checkpoint(step, is_best, self._wall_offset + time.perf_counter() - start_time)
                 elif is_best:

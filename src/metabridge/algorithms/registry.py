@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..models import build_model
@@ -33,7 +34,13 @@ def _model(model: str, out_dim: int, in_channels: int, image_size: int, per_task
     kwargs = dict(model_kwargs)
     if model != "mlp":
         kwargs.setdefault("track_running_stats", not per_task_bn)
-    return build_model(model, out_dim, in_channels=in_channels, image_size=image_size, **kwargs)
+    net = build_model(model, out_dim, in_channels=in_channels, image_size=image_size, **kwargs)
+    if model != "mlp" and not per_task_bn:
+        # Embedding methods run one large batch through the body: channels-last weights make
+        # the convolutions channels-last too (measured: one MTL step on Conv-4, meta-batch 16,
+        # 0.73 s -> 0.44 s on 2 CPU cores). The per-task inner loops measured slower with it.
+        net = net.to(memory_format=torch.channels_last)
+    return net
 
 
 def build_algorithm(name: str, *, model: str = "conv4", out_dim: int = 5, in_channels: int = 1,
