@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from metabridge.compare import CompareSettings, format_table, summarize, time_to_target
+from metabridge.compare import CompareSettings, format_table, speedup_sentence, summarize, time_to_target
 from metabridge.compare_worker import run_method
 from metabridge.data.class_dataset import ClassDataset
 from metabridge.data.registry import register_dataset
@@ -36,6 +36,15 @@ def test_summary_targets_the_best_gbml_final_accuracy_minus_its_ci() -> None:
     assert math.isclose(s["target"], 0.55)
     assert s["time_to_target"] == {"maml": 20.0, "anil": 20.0, "mtl": 4.0, "protonet": None}
     assert math.isclose(s["speedup_vs_best_gbml"], 5.0)
+
+
+def test_speedup_sentence_says_who_was_faster() -> None:
+    base = {"best_gbml": "maml", "time_to_target": {"mtl": 4.0, "maml": 20.0}}
+    assert speedup_sentence({**base, "speedup_vs_best_gbml": 5.0}).startswith("MTL reached it 5.0x sooner")
+    slower = speedup_sentence({**base, "speedup_vs_best_gbml": 0.59})
+    assert "later" in slower and "1.7x as long" in slower
+    never = {"best_gbml": "maml", "time_to_target": {"mtl": None, "maml": 20.0}, "speedup_vs_best_gbml": None}
+    assert "never reached" in speedup_sentence(never)
 
 
 def test_summary_without_gbml_has_no_target() -> None:

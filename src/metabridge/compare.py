@@ -131,6 +131,21 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+def speedup_sentence(summary: dict[str, Any]) -> str:
+    """One honest sentence on MTL's time-to-target against the best GBML method."""
+    best = LABELS.get(summary["best_gbml"], summary["best_gbml"])
+    speedup = summary["speedup_vs_best_gbml"]
+    if "mtl" not in summary["time_to_target"]:
+        return "MTL was not run."
+    if summary["time_to_target"]["mtl"] is None:
+        return f"MTL never reached the target within its budget ({best} did)."
+    if speedup is None:
+        return f"no time-to-target ratio: {best} reached the target at its first validation."
+    if speedup >= 1:
+        return f"MTL reached it {speedup:.1f}x sooner than {best}."
+    return f"MTL reached it later: it took {1 / speedup:.1f}x as long as {best}."
+
+
 def format_table(report: dict[str, Any]) -> str:
     """Plain-text results table."""
     shots = report["settings"]["shots"]
@@ -151,13 +166,13 @@ def format_table(report: dict[str, Any]) -> str:
     if s["target"] is not None:
         lines.append(f"\ntarget = best GBML ({LABELS.get(s['best_gbml'], s['best_gbml'])}) final validation "
                      f"accuracy - CI = {100 * s['target']:.2f}% ({report['settings']['train_shot']}-shot validation)")
-        if s["speedup_vs_best_gbml"] is not None:
-            lines.append(f"MTL reached it {s['speedup_vs_best_gbml']:.1f}x sooner than {LABELS.get(s['best_gbml'])}")
+        lines.append(speedup_sentence(s))
     return "\n".join(lines)
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
-    """Validation accuracy against training wall-clock for every method."""
+    """Validation accuracy against training wall-clock for every method, and each method's
+    test accuracy (same shot as training) at the end of its training time."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -166,12 +181,17 @@ def plot(report: dict[str, Any], path: Path) -> None:
     for m, r in report["methods"].items():
         xs = [p["train_seconds"] for p in r["curve"]]
         ys = [100 * p["val_mean"] for p in r["curve"]]
-        ax.plot(xs, ys, marker="o", ms=3, label=LABELS.get(m, m))
+        line, = ax.plot(xs, ys, marker="o", ms=3, label=LABELS.get(m, m))
+        test = r["test"].get(str(report["settings"]["train_shot"]))
+        if test is not None:  # the test accuracy of the best-validation weights, at the end of training
+            ax.errorbar([r["train_seconds"]], [100 * test["mean"]], yerr=[100 * test["ci95"]], marker="*", ms=10,
+                        color=line.get_color(), capsize=3)
     if report["summary"]["target"] is not None:
         ax.axhline(100 * report["summary"]["target"], color="k", ls="--", lw=1, label="target (best GBML - CI)")
     st = report["settings"]
     ax.set_xlabel("training wall-clock (s, validation excluded)")
-    ax.set_ylabel(f"validation accuracy %, {st['n_way']}-way {st['train_shot']}-shot")
+    ax.plot([], [], "k*", ms=8, ls="", label="test accuracy ± CI (best-val. weights)")
+    ax.set_ylabel(f"accuracy %, {st['n_way']}-way {st['train_shot']}-shot (lines: validation)")
     ax.set_title(f"{st['dataset']} / {st['model']} on {report['machine']['device']}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
