@@ -18,6 +18,7 @@ Run as ``python -m metabridge.benchmarks._peak_memory LIB METHOD SHOTS META_BATC
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,12 +59,17 @@ def measure_in_this_process(lib: str, method: str, shots: int, meta_batch: int, 
 
 
 def measure(lib: str, method: str, shots: int, meta_batch: int, steps: int, device: str,
-            timeout: float = 1800) -> dict:
-    """Run :func:`measure_in_this_process` in a child process; ``{"error": ...}`` if it fails."""
+            timeout: float = 1800, tune_allocator: bool = False) -> dict:
+    """Run :func:`measure_in_this_process` in a child process; ``{"error": ...}`` if it fails.
+
+    ``tune_allocator``: apply :func:`metabridge.device.tune_cpu_allocator` in the child
+    too, so that the peak is measured under the allocator settings the timings used.
+    """
     cmd = [sys.executable, "-m", "metabridge.benchmarks._peak_memory", lib, method, str(shots), str(meta_batch),
            str(steps), device]
+    env = {**os.environ, "METABRIDGE_MALLOC_TUNING": "1" if tune_allocator else "0"}
     try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     if out.returncode != 0:
@@ -73,4 +79,8 @@ def measure(lib: str, method: str, shots: int, meta_batch: int, steps: int, devi
 
 if __name__ == "__main__":
     a = sys.argv[1:]
+    if a[5] == "cpu":
+        from metabridge.device import tune_cpu_allocator
+
+        tune_cpu_allocator()  # a no-op when METABRIDGE_MALLOC_TUNING=0 (the parent decides)
     print(json.dumps(measure_in_this_process(a[0], a[1], int(a[2]), int(a[3]), int(a[4]), a[5])))

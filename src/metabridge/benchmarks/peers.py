@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from ..device import tune_cpu_allocator
 from ..data.class_dataset import ClassDataset
 from ..models import Conv4
 from ..tasks.batch import TaskBatch
@@ -154,7 +155,7 @@ def plot(rows: list[dict[str, Any]], libs: list[str], path: Path) -> None:
 def main(methods: str = "maml,fomaml,anil", shots: str = "1,5", meta_batch: int = 32, repeats: int = 5,
          warmup: int = 1, inner_steps: int = 5, queries: int = 15, libs: str = "metabridge,higher,torchopt",
          device: str = "cpu", memory: bool = True, check_grads: bool = True, flops: bool = True,
-         out: str = "") -> dict[str, Any]:
+         out: str = "", allocator: bool = True) -> dict[str, Any]:
     """Time one meta-iteration of MAML, FOMAML and ANIL in metabridge, higher and TorchOpt.
 
     Args:
@@ -173,6 +174,9 @@ def main(methods: str = "maml,fomaml,anil", shots: str = "1,5", meta_batch: int 
         check_grads: compare float64 meta-gradients on a small instance (meta-batch 2).
         flops: count FLOPs and measure the matmul rate to report the floor.
         out: JSON path (default bench/results/peers_cpu.json or peers_cuda.json); a PNG plot goes beside it.
+        allocator: on CPU, apply :func:`metabridge.device.tune_cpu_allocator` (as metabridge's
+            trainer does) for the whole process, so every library runs under the same allocator
+            settings; ``--no-allocator`` measures glibc's defaults.
     """
     lib_list = [s.strip() for s in libs.split(",") if s.strip()]
     if lib_list[0] != "metabridge":
@@ -185,6 +189,7 @@ def main(methods: str = "maml,fomaml,anil", shots: str = "1,5", meta_batch: int 
     kind = "cuda" if device.startswith("cuda") else "cpu"
     out_path = Path(out or f"bench/results/peers_{kind}.json")
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    tuned = kind == "cpu" and allocator and tune_cpu_allocator()
     info = machine(device)
     rate = _flops.matmul_gflops(device) if flops else None
     rows = []
@@ -208,7 +213,8 @@ def main(methods: str = "maml,fomaml,anil", shots: str = "1,5", meta_batch: int 
         for row in rows:
             row["peak_mib"] = {}
             for lib in lib_list:
-                res = _peak_memory.measure(lib, row["method"], row["shots"], meta_batch, inner_steps, device)
+                res = _peak_memory.measure(lib, row["method"], row["shots"], meta_batch, inner_steps, device,
+                                           tune_allocator=bool(tuned))
                 row["peak_mib"][lib] = res.get("peak_mib", res.get("error"))
                 row.setdefault("peak_detail", {})[lib] = res
     info["loadavg_end"] = os.getloadavg()
@@ -216,6 +222,7 @@ def main(methods: str = "maml,fomaml,anil", shots: str = "1,5", meta_batch: int 
         "protocol": {"n_way": 5, "shots": shot_list, "queries": queries, "inner_steps": inner_steps,
                      "inner_lr": INNER_LR, "meta_batch": meta_batch, "input": [1, 28, 28], "model": "Conv-4 (64)",
                      "repeats": repeats, "warmup": warmup, "interleaved": True, "statistic": "median",
+                     "cpu_allocator_tuned": bool(tuned),
                      "learn2learn": "not compared: source build fails on Python 3.11 (longintrepr.h)"},
         "machine": info, "matmul_gflops": rate, "rows": rows,
     }
