@@ -47,7 +47,7 @@ def _floats(text: str, name: str, allow_zero: bool = True) -> list[float]:
 
 PAPER_LINREG = dict(num_tasks="5,10,20,50,100,200,500", points="2,5,10,25,50,100",
                     alphas="0.05,0.1,0.2,0.3,0.45,0.6,0.8", trials=1000)
-PAPER_CLOSENESS = dict(widths="16,64,256,1024", depths="1,2,3", steps=2000, seeds="0,1,2")
+PAPER_CLOSENESS = dict(widths="16,64,256,512", depths="1,2,3", steps=2000, seeds="0,1,2")
 
 
 @theory_app.command()
@@ -154,7 +154,7 @@ def closeness(
     ridge_lambda: float = typer.Option(1e-2, help="Ridge strength of the common last-layer refit."),
     seeds: str = typer.Option("0", help="Comma-separated training seeds per configuration (gaps averaged)."),
     threads: int = typer.Option(2, help="torch CPU threads."),
-    paper: bool = typer.Option(False, "--paper", help="Larger sweep: widths up to 1024, depths 1-3, 2000 "
+    paper: bool = typer.Option(False, "--paper", help="Larger sweep: widths up to 512, depths 1-3, 2000 "
                                "steps, 3 seeds (overrides those options; tens of minutes on CPU)."),
 ) -> None:
     """Wang et al.: gap between MTL, ANIL and MAML adapted predictions vs width and depth."""

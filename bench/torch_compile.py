@@ -1,0 +1,96 @@
+"""Does ``torch.compile`` pay for Conv-4 training steps on this machine? (issue 4: measure, keep what wins)
+
+Times one forward + backward of the Conv-4 body on one meta-batch of glyph episodes
+(16 tasks x 5-way x (1 support + 10 query) = 880 images of 28x28x1, the ``compare``
+MTL step) in three forms: eager NCHW, eager channels-last (metabridge's default for
+embedding methods), and ``torch.compile`` (inductor) of the channels-last model.
+It also records whether a second-order MAML step (a backward through a
+``create_graph=True`` gradient) runs through the compiled model at all.
+
+    python bench/torch_compile.py --threads 2 --repeats 5
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import typer
+
+from metabridge.benchmarks.peers import machine
+from metabridge.device import tune_cpu_allocator
+from metabridge.models.conv4 import Conv4Backbone
+
+
+def _step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, heads: torch.Tensor) -> None:
+    """The MTL loss of ``algorithms/mtl.py`` in miniature: normalized features, class-row logits."""
+    f = F.normalize(model(x).flatten(1), dim=-1)
+    loss = F.cross_entropy(f @ heads.t(), y)
+    loss.backward()
+
+
+def _time(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, heads: torch.Tensor, repeats: int) -> list[float]:
+    for _ in range(2):  # warm-up (and, for the compiled model, compilation)
+        _step(model, x, y, heads)
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _step(model, x, y, heads)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _second_order_works(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, heads: torch.Tensor) -> str:
+    """One MAML-style inner step with create_graph=True, then the outer backward."""
+    try:
+        params = dict(model.named_parameters())
+        f = F.normalize(model(x[:55]).flatten(1), dim=-1)
+        g = torch.autograd.grad(F.cross_entropy(f @ heads.t(), y[:55]), list(params.values()), create_graph=True)
+        sum((gi * gi).sum() for gi in g).backward()
+        return "ok"
+    except Exception as exc:  # report, do not hide: this is what the benchmark measures
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+
+
+def main(threads: int = 2, repeats: int = 5, meta_batch: int = 16, out: str = "bench/results/torch_compile_cpu.json") -> None:
+    """Median seconds of one Conv-4 forward+backward: eager, channels-last, compiled."""
+    torch.set_num_threads(threads)
+    tune_cpu_allocator()
+    torch.manual_seed(0)
+    n = meta_batch * 5 * 11
+    x = torch.randn(n, 1, 28, 28)
+    y = torch.randint(0, 5, (n,))
+    heads = torch.randn(5, 64, requires_grad=True)
+    eager = Conv4Backbone(1)
+    times = {"eager": _time(eager, x, y, heads, repeats)}
+    cl = Conv4Backbone(1).to(memory_format=torch.channels_last)
+    cl.load_state_dict(eager.state_dict())
+    times["eager_channels_last"] = _time(cl, x, y, heads, repeats)
+    compiled = torch.compile(Conv4Backbone(1).to(memory_format=torch.channels_last))
+    t0 = time.perf_counter()
+    _step(compiled, x, y, heads)
+    compile_s = time.perf_counter() - t0
+    times["compiled_channels_last"] = _time(compiled, x, y, heads, repeats)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    result = {
+        "what": "one Conv-4 forward+backward, MTL loss, 28x28x1",
+        "images": n, "threads": threads, "repeats": repeats, "times_s": times, "median_s": med,
+        "compile_seconds_first_call": compile_s,
+        "second_order_through_compiled": _second_order_works(compiled, x, y, heads),
+        "machine": {**machine("cpu"), "loadavg_end": os.getloadavg()},
+    }
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=1))
+    for k, v in med.items():
+        print(f"{k:24s} {v:.3f} s")
+    print(f"first compiled call {compile_s:.1f} s; second order through compiled: "
+          f"{result['second_order_through_compiled']}\nwrote {out}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
