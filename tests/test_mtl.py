@@ -55,3 +55,27 @@ def test_regression_mtl_learns_sinusoids_and_refits_by_ridge():
     assert mse < 0.05 * baseline
     mtl.regression_refit = "ridge"  # plain ridge overfits 10 points in 40 dimensions
     assert per_task_score(mtl.predict(test), test.query_y).mean() > 2 * mse
+
+
+def test_prior_refit_with_wide_features_matches_the_normal_equations_under_two_threads() -> None:
+    """Regression: torch 2.13's CPU LU fails with 2 threads at >= ~200 unknowns; the refit must not use it."""
+    torch.manual_seed(0)
+    d, tasks, shots = 256, 6, 10
+    mtl = MTL(nn.Identity(), d, 40, task="regression")
+    fs, ys = torch.randn(tasks, shots, d), torch.randn(tasks, shots, 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        w, b = mtl._prior_refit(fs, ys)
+    finally:
+        torch.set_num_threads(threads)
+    heads = torch.cat([mtl.heads, mtl.head_bias.unsqueeze(1)], 1).double()[..., 0]  # [M, D+1]
+    mu, c = heads.mean(0), heads - heads.mean(0)
+    prec = torch.linalg.pinv(c.T @ c / 39 + mtl.prior_eps * torch.eye(d + 1, dtype=torch.float64))
+    z = torch.cat([fs, torch.ones(tasks, shots, 1)], -1).double()
+    for t in range(tasks):  # independent reference: normal equations solved one task at a time by lstsq
+        a = z[t].T @ z[t] + mtl.prior_lambda * prec
+        rhs = z[t].T @ ys[t].double()[:, 0] + mtl.prior_lambda * prec @ mu
+        v = torch.linalg.lstsq(a, rhs.unsqueeze(1)).solution[:, 0]
+        assert torch.allclose(w[t, :, 0].double(), v[:-1], atol=1e-4, rtol=1e-4)
+        assert torch.allclose(b[t].double(), v[-1:], atol=1e-4, rtol=1e-4)

@@ -145,14 +145,16 @@ class MTL(MetaAlgorithm):
         centred = flat - flat.mean(1, keepdim=True)
         eye = torch.eye(heads.shape[1], dtype=torch.float64, device=fs.device)
         cov = centred.transpose(1, 2) @ centred / max(heads.shape[0] - 1, 1) + self.prior_eps * eye
-        prec = torch.linalg.inv(cov)  # [d_y, D+1, D+1]
+        # Cholesky, not LU: both systems are symmetric positive definite, and torch 2.13's CPU
+        # LU (linalg.solve / linalg.inv) fails with 2+ threads for sizes >= ~200 (MKL DLASWP error).
+        prec = torch.cholesky_inverse(torch.linalg.cholesky(cov))  # [d_y, D+1, D+1]
         z = torch.cat([fs, torch.ones_like(fs[..., :1])], -1).double()  # [T, S, D+1]
         y = ys.double()
         cols = []
         for j in range(d_y):  # d_y is tiny (1 for sinusoids); tasks are batched
             a = z.transpose(1, 2) @ z + self.prior_lambda * prec[j]
             rhs = z.transpose(1, 2) @ y[..., j:j + 1] + self.prior_lambda * (prec[j] @ mu[:, j:j + 1])
-            cols.append(torch.linalg.solve(a, rhs))
+            cols.append(torch.cholesky_solve(rhs, torch.linalg.cholesky(a)))
         v = torch.cat(cols, -1).to(fs.dtype)  # [T, D+1, d_y]
         return v[:, :-1], v[:, -1]
 
