@@ -7,7 +7,14 @@ import math
 import pytest
 import torch
 
-from metabridge.compare import CompareSettings, format_table, speedup_sentence, summarize, time_to_target
+from metabridge.compare import (
+    CompareSettings,
+    format_table,
+    merge_reports,
+    speedup_sentence,
+    summarize,
+    time_to_target,
+)
 from metabridge.compare_worker import run_method
 from metabridge.data.class_dataset import ClassDataset
 from metabridge.data.registry import register_dataset
@@ -101,3 +108,61 @@ def test_compare_needs_one_query_count_per_shot() -> None:
 
     with pytest.raises(ValueError, match="one query count per test shot"):
         compare(CompareSettings(shots=(1, 5), queries=(10,)), progress=False)
+
+
+def _report(methods: dict[str, list[tuple[float, float]]], **settings_overrides) -> dict:
+    settings = dict(CompareSettings().__dict__, methods=list(methods), **settings_overrides)
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
+    runs = {m: {"curve": _curve(pts, ci=0.01), "test": {"1": {"mean": pts[-1][1], "ci95": 0.01},
+                                                         "5": {"mean": pts[-1][1], "ci95": 0.01}},
+                "train_seconds": pts[-1][0], "steps": 10, "seconds_per_iteration": 0.5, "peak_memory_mb": 100.0}
+            for m, pts in methods.items()}
+    return {"benchmark": "compare", "settings": settings, "machine": {"device": "CPU (2 cores)"},
+            "total_seconds": 60.0, "methods": runs, "summary": summarize(runs)}
+
+
+def test_merge_recomputes_the_target_over_the_union_of_methods() -> None:
+    first = _report({"mtl": [(10, 0.5), (20, 0.8)], "anil": [(10, 0.4), (20, 0.6)]})
+    second = _report({"maml": [(10, 0.7), (40, 0.81)]}, out_dir="elsewhere", results_dir="other")
+    assert first["summary"]["best_gbml"] == "anil"  # alone, the first run targets ANIL
+    merged = merge_reports([first, second])
+    assert merged["settings"]["methods"] == ["mtl", "anil", "maml"]
+    assert merged["summary"]["best_gbml"] == "maml"
+    assert math.isclose(merged["summary"]["target"], 0.80)
+    assert merged["summary"]["time_to_target"] == {"mtl": 20.0, "anil": None, "maml": 40.0}
+    assert math.isclose(merged["summary"]["speedup_vs_best_gbml"], 2.0)
+    assert merged["total_seconds"] == 120.0
+    assert "MAML" in format_table(merged)
+
+
+def test_merge_refuses_runs_that_are_not_comparable() -> None:
+    base = _report({"mtl": [(10, 0.5)]})
+    with pytest.raises(ValueError, match="budget_seconds"):
+        merge_reports([base, _report({"maml": [(10, 0.5)]}, budget_seconds=1200.0)])
+    with pytest.raises(ValueError, match="disjoint"):
+        merge_reports([base, _report({"mtl": [(10, 0.6)]})])
+    other_machine = _report({"maml": [(10, 0.5)]})
+    other_machine["machine"]["device"] = "cuda"
+    with pytest.raises(ValueError, match="one machine"):
+        merge_reports([base, other_machine])
+
+
+def test_compare_cli_merges_result_directories(tmp_path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from metabridge.compare import compare_app
+
+    for name, methods in (("a", {"mtl": [(10, 0.95)]}), ("b", {"maml": [(10, 0.7), (20, 0.95)]})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "compare.json").write_text(json.dumps(_report(methods)))
+    out = tmp_path / "merged"
+    result = CliRunner().invoke(compare_app, ["--merge", f"{tmp_path / 'a'},{tmp_path / 'b'}",
+                                              "--results-dir", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "MTL reached it 2.0x sooner than MAML" in result.output
+    assert json.loads((out / "compare.json").read_text())["summary"]["best_gbml"] == "maml"
+    assert (out / "compare.png").stat().st_size > 0
+    missing = CliRunner().invoke(compare_app, ["--merge", str(tmp_path / "nope"), "--results-dir", str(out)])
+    assert missing.exit_code == 2 and "does not exist" in missing.output

@@ -232,6 +232,64 @@ def compare(settings: CompareSettings, progress: bool = True) -> dict[str, Any]:
     return report
 
 
+#: Settings that may differ between runs merged into one comparison (everything else must match).
+MERGE_FREE_SETTINGS = ("methods", "out_dir", "results_dir")
+
+
+def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One comparison from several ``compare.json`` reports of disjoint methods.
+
+    A long comparison (``--full``: 20 min of training per method) need not run in one
+    sitting: run ``--methods mtl,maml`` once and ``--methods fomaml,anil`` later, then merge.
+    The runs must share every setting but the method list (same dataset, budget, episodes,
+    seed) and the machine, or their times and accuracies are not comparable; the
+    time-to-target is recomputed over the union of methods.
+    """
+    if not reports:
+        raise ValueError("nothing to merge: give at least one compare.json.")
+    first = reports[0]
+    merged_methods: dict[str, dict[str, Any]] = {}
+    for i, rep in enumerate(reports):
+        for key in set(first["settings"]) | set(rep["settings"]):
+            if key in MERGE_FREE_SETTINGS:
+                continue
+            a, b = first["settings"].get(key), rep["settings"].get(key)
+            if a != b:
+                raise ValueError(f"report {i + 1} was run with {key}={b!r}, report 1 with {key}={a!r}; "
+                                 f"only runs that differ in --methods can be merged: re-run with the same {key}.")
+        if rep["machine"].get("device") != first["machine"].get("device"):
+            raise ValueError(f"report {i + 1} ran on {rep['machine'].get('device')!r}, report 1 on "
+                             f"{first['machine'].get('device')!r}; wall-clock from different machines is not "
+                             "comparable: re-run on one machine.")
+        for m, r in rep["methods"].items():
+            if m in merged_methods:
+                raise ValueError(f"method {m!r} is in more than one report; merge runs of disjoint methods "
+                                 "(drop one of the two runs).")
+            merged_methods[m] = r
+    settings = dict(first["settings"], methods=list(merged_methods))
+    return {
+        "benchmark": "compare", "settings": settings, "machine": first["machine"],
+        "total_seconds": sum(r["total_seconds"] for r in reports),
+        "merged_from": len(reports), "methods": merged_methods, "summary": summarize(merged_methods),
+    }
+
+
+def _merge_files(paths: tuple[str, ...], results_dir: str) -> dict[str, Any]:
+    reports = []
+    for p in paths:
+        path = Path(p)
+        path = path / "compare.json" if path.is_dir() else path
+        if not path.exists():
+            raise ValueError(f"{path} does not exist; give the --results-dir of an earlier compare run.")
+        reports.append(json.loads(path.read_text()))
+    report = merge_reports(reports)
+    out = Path(results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(report, indent=2))
+    plot(report, out / "compare.png")
+    return report
+
+
 def _csv(text: str, cast: type = str) -> tuple:
     return tuple(cast(x.strip()) for x in text.split(",") if x.strip())
 
@@ -263,6 +321,10 @@ def compare_command(
     device: str = typer.Option("cpu", help="cpu, cuda or auto."),
     out_dir: str = typer.Option("runs/compare", help="Run directories (checkpoints, metrics.jsonl) per method."),
     results_dir: str = typer.Option("bench/results", help="Where compare.json and compare.png are written."),
+    merge: str = typer.Option("", help="Train nothing: merge the compare.json files (or their directories) of "
+                              "earlier runs of disjoint --methods with otherwise identical settings, comma-"
+                              "separated, into one table, JSON and plot in --results-dir (split a --full run "
+                              "over several sittings)."),
 ) -> None:
     """Train MTL, MAML, first-order MAML, ANIL, ProtoNet and MetaOptNet for the same training time
     on the same episodes, test them on identical fixed episodes, and print accuracy +- 95% CI,
@@ -277,7 +339,7 @@ def compare_command(
         results_dir=results_dir,
     )
     try:
-        report = compare(settings)
+        report = _merge_files(_csv(merge), results_dir) if merge else compare(settings)
     except ValueError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(2) from exc
