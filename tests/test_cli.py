@@ -231,3 +231,28 @@ def test_train_and_eval_a_real_algorithm(tmp_path):
     r = _run("eval", str(out), "--episodes", "10", "--no-progress", "--device", "cpu")
     assert r.exit_code == 0, r.output
     assert "MSE" in r.output and "10 episodes" in r.output
+
+
+def test_eval_overrides_a_test_time_hyperparameter(tmp_path):
+    out = tmp_path / "maml"
+    r = _run("train", *FAST, "--algorithm", "maml", "--steps", "2", "--eval-every", "0", "--out", str(out),
+             "--hp", "inner_steps=1", "--hp", "inner_lr=0.05")
+    assert r.exit_code == 0, r.output
+    means = {}
+    for steps in (1, 8):
+        record = tmp_path / f"eval{steps}.json"
+        r = _run("eval", str(out), "--episodes", "10", "--no-progress", "--device", "cpu",
+                 "--hp", f"eval_steps={steps}", "--output", str(record))
+        assert r.exit_code == 0, r.output
+        assert f"eval_steps={steps}" in r.output
+        saved = json.loads(record.read_text())
+        assert saved["hparam_overrides"] == {"eval_steps": steps}
+        means[steps] = saved["mean"]
+    assert means[8] < means[1]  # more test-time steps on the same 10 tasks: a lower MSE
+    _assert_clean_error(_run("eval", str(out), "--no-progress", "--hp", "eval_stpes=3"),
+                        "no hyperparameter 'eval_stpes'", "eval_steps")
+
+
+def test_train_refuses_an_unknown_hyperparameter(tmp_path):
+    _assert_clean_error(_run("train", *FAST, "--algorithm", "anil", "--out", str(tmp_path / "x"),
+                             "--hp", "inner_lrr=0.1"), "no hyperparameter 'inner_lrr'", "inner_lr")

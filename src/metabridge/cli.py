@@ -227,6 +227,11 @@ def eval_cmd(
                                              "eval_batch_size]."),
     device: str = typer.Option("auto", help="auto (CUDA when available), cpu, cuda or cuda:N."),
     output: Optional[Path] = typer.Option(None, help="Also write the result as JSON to this file."),
+    hp: list[str] = typer.Option([], "--hp", metavar="KEY=VALUE",
+                                 help="Override a test-time hyperparameter of the run's algorithm, repeatable "
+                                 "(e.g. --hp finetune_steps=20 for MTL, --hp eval_steps=10 for MAML, "
+                                 "--hp C=1 for a logistic head refit). Weights are the checkpoint's; an "
+                                 "override that changes parameter shapes is refused."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Score a trained run on fixed episodes: mean +- 95% confidence interval."""
@@ -243,6 +248,8 @@ def eval_cmd(
     config = ExperimentConfig.from_dict(ckpt["config"])
     if k_shot is not None:
         config.eval_k_shot = k_shot
+    overrides = _parse_hparams(hp)
+    config.hparams = {**config.hparams, **overrides}
     config.validate()
     n = episodes if episodes is not None else (config.test_episodes if split == "test" else config.val_episodes)
     s = seed if seed is not None else (config.test_seed if split == "test" else config.val_seed)
@@ -262,11 +269,12 @@ def eval_cmd(
     source = exp.test if split == "test" else exp.val
     result = evaluate(exp.algorithm, source.fixed_episodes(n, s, bs), dev, progress=progress, total=-(-n // bs))
     metric = "MSE" if config.is_regression else "accuracy"
-    typer.echo(f"{config.algorithm} on {config.task} ({split}, step {ckpt['step']}, {path.name}): {metric} "
+    changed = "".join(f", {k}={v}" for k, v in overrides.items())
+    typer.echo(f"{config.algorithm} on {config.task} ({split}, step {ckpt['step']}, {path.name}{changed}): {metric} "
                f"{result.mean:.4g} ± {result.ci95:.3g} (95% CI over {result.n} episodes, seed {s})")
     if output is not None:
         record = {"run": str(run), "checkpoint": str(path), "step": ckpt["step"], "split": split, "seed": s,
-                  "metric": metric.lower(), **result.as_dict()}
+                  "metric": metric.lower(), "hparam_overrides": overrides, **result.as_dict()}
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(record, indent=2) + "\n")
 

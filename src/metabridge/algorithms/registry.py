@@ -3,6 +3,7 @@ training loop and the benchmarks treat every method alike."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -43,6 +44,22 @@ def _model(model: str, out_dim: int, in_channels: int, image_size: int, per_task
     return net
 
 
+#: Constructor arguments the registry supplies itself; not settable through hparams.
+_SUPPLIED = {"self", "model", "body", "net", "feature_dim", "num_heads", "task", "out_dim"}
+
+
+def _check_hparam_names(name: str, hparams: dict[str, Any]) -> None:
+    """Refuse a misspelt or foreign hyperparameter with the list of valid ones (not a TypeError)."""
+    params = inspect.signature(ALGORITHMS[name].__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = sorted(set(params) - _SUPPLIED)
+    unknown = sorted(set(hparams) - set(valid))
+    if unknown:
+        raise ValueError(f"{name} has no hyperparameter {', '.join(map(repr, unknown))}; "
+                         f"valid --hp keys: {', '.join(valid) or '(none)'}.")
+
+
 def build_algorithm(name: str, *, model: str = "conv4", out_dim: int = 5, in_channels: int = 1,
                     image_size: int = 28, num_train_classes: int | None = None,
                     num_train_tasks: int | None = None, model_kwargs: dict[str, Any] | None = None,
@@ -61,6 +78,7 @@ def build_algorithm(name: str, *, model: str = "conv4", out_dim: int = 5, in_cha
     """
     if name not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}.")
+    _check_hparam_names(name, hparams)
     mk = model_kwargs or {}
     classification = num_train_classes is not None
     if name in _PER_TASK_BN:
