@@ -79,3 +79,34 @@ def test_prior_refit_with_wide_features_matches_the_normal_equations_under_two_t
         v = torch.linalg.lstsq(a, rhs.unsqueeze(1)).solution[:, 0]
         assert torch.allclose(w[t, :, 0].double(), v[:-1], atol=1e-4, rtol=1e-4)
         assert torch.allclose(b[t].double(), v[-1:], atol=1e-4, rtol=1e-4)
+
+
+def test_task_batch_norm_uses_each_tasks_own_statistics_and_keeps_running_ones():
+    """test_batch_norm="task": task t's features equal a train-mode BN forward of task t alone."""
+    import copy
+
+    from metabridge.models import build_model
+
+    torch.manual_seed(0)
+    body = build_model("conv4", 5, in_channels=1, image_size=28, track_running_stats=True).body
+    mtl = MTL(body, feature_dim=body(torch.zeros(1, 1, 28, 28)).shape[-1], num_heads=10,
+              test_batch_norm="task").eval()
+    before = {k: v.clone() for k, v in body.state_dict().items()}
+    # tasks on very different intensity scales: running statistics fit neither
+    x = torch.rand(3, 6, 1, 28, 28) * torch.tensor([1.0, 10.0, 100.0]).view(3, 1, 1, 1, 1)
+    with torch.no_grad():
+        f = mtl.features(x)
+        for t in range(3):
+            ref = copy.deepcopy(body).train()(x[t])  # an independent train-mode forward
+            torch.testing.assert_close(f[t], torch.nn.functional.normalize(ref, dim=-1), rtol=1e-5, atol=1e-6)
+        running = MTL(body, feature_dim=f.shape[-1], num_heads=10).eval().features(x)
+    assert not torch.allclose(f, running, atol=1e-3)
+    for k, v in body.state_dict().items():  # running statistics untouched
+        assert torch.equal(v, before[k]), k
+    assert not body.training
+    try:
+        MTL(body, feature_dim=8, num_heads=2, test_batch_norm="batch")
+    except ValueError as exc:
+        assert "'running' or 'task'" in str(exc)
+    else:
+        raise AssertionError("an unknown test_batch_norm must be refused")

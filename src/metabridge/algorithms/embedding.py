@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -14,3 +15,32 @@ def embed_tasks(body: nn.Module, x: Tensor) -> Tensor:
     """
     t, s = x.shape[:2]
     return body(x.flatten(0, 1)).unflatten(0, (t, s))
+
+
+def embed_tasks_with_task_statistics(body: nn.Module, x: Tensor) -> Tensor:
+    """Like :func:`embed_tasks`, but batch norm normalizes with each task's own batch.
+
+    MAML's transductive convention (Finn et al. 2017, their code): at test time a task's
+    support (or query) images are normalized with the mean and variance of that batch,
+    not with running statistics gathered on the training classes. Only the batch-norm
+    layers switch to training behaviour (DropBlock / dropout stay in eval mode), and the
+    running statistics are left untouched: they are replaced by throw-away copies.
+    One forward per task (the statistics differ per task).
+    """
+    from torch.func import functional_call
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    norms = [m for m in body.modules() if isinstance(m, _BatchNorm)]
+    modes = [m.training for m in norms]
+    params = dict(body.named_parameters())
+    try:
+        for m in norms:
+            m.train()
+        feats = []
+        for xt in x:
+            scratch = {k: v.clone() for k, v in body.named_buffers()}
+            feats.append(functional_call(body, {**params, **scratch}, (xt,)))
+    finally:
+        for m, mode in zip(norms, modes):
+            m.train(mode)
+    return torch.stack(feats)

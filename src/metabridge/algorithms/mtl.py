@@ -44,7 +44,7 @@ from ..heads.ridge import ridge_fit
 from ..tasks.batch import TaskBatch
 from .anil import sub_params
 from .base import MetaAlgorithm, Predictor, task_loss
-from .embedding import embed_tasks
+from .embedding import embed_tasks, embed_tasks_with_task_statistics
 from .inner_loop import Params, check_positive, map_tasks, sgd_inner_loop
 
 
@@ -61,6 +61,10 @@ class MTL(MetaAlgorithm):
         C: inverse L2 strength of the test-time logistic regression.
         ridge_lambda: ridge strength of the test-time regression refit.
         finetune_steps, finetune_lr: optional SGD fine-tuning of body+head after the refit.
+        test_batch_norm: ``"running"`` (default, the paper's protocol: frozen features with
+            the running statistics of the training classes) or ``"task"`` (at test time each
+            task's support and query batches are normalized with their own statistics, as
+            MAML does; a diagnostic for distribution shift between training and test classes).
     """
 
     name: ClassVar[str] = "mtl"
@@ -70,7 +74,7 @@ class MTL(MetaAlgorithm):
                  normalize: bool | None = None, C: float = 3.0, ridge_lambda: float = 1e-3,
                  finetune_steps: int = 0, finetune_lr: float = 0.01,
                  regression_refit: Literal["prior", "ridge"] = "prior", prior_lambda: float = 1e-2,
-                 prior_eps: float = 1e-4) -> None:
+                 prior_eps: float = 1e-4, test_batch_norm: Literal["running", "task"] = "running") -> None:
         super().__init__()
         check_positive(feature_dim=feature_dim, num_heads=num_heads, C=C, ridge_lambda=ridge_lambda)
         if task not in ("classification", "regression"):
@@ -82,6 +86,9 @@ class MTL(MetaAlgorithm):
         if regression_refit not in ("prior", "ridge"):
             raise ValueError(f"regression_refit must be 'prior' or 'ridge' (got {regression_refit!r}).")
         check_positive(prior_lambda=prior_lambda, prior_eps=prior_eps)
+        if test_batch_norm not in ("running", "task"):
+            raise ValueError(f"test_batch_norm must be 'running' or 'task' (got {test_batch_norm!r}).")
+        self.test_batch_norm = test_batch_norm
         self.regression_refit, self.prior_lambda, self.prior_eps = regression_refit, prior_lambda, prior_eps
         self.body = body
         self.task = task
@@ -97,7 +104,8 @@ class MTL(MetaAlgorithm):
 
     def features(self, x: Tensor) -> Tensor:
         """``[T, S, *x] -> [T, S, D]`` (L2-normalized when ``normalize``)."""
-        f = embed_tasks(self.body, x)
+        per_task = self.test_batch_norm == "task" and not self.training
+        f = embed_tasks_with_task_statistics(self.body, x) if per_task else embed_tasks(self.body, x)
         return F.normalize(f, dim=-1) if self.normalize else f
 
     # --- training: the joint multi-head loss -----------------------------------------
