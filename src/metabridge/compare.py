@@ -200,6 +200,14 @@ def plot(report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def write_report(report: dict[str, Any], results_dir: str) -> None:
+    """Write ``compare.json`` and ``compare.png`` into ``results_dir``."""
+    out = Path(results_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.json").write_text(json.dumps(report, indent=2))
+    plot(report, out / "compare.png")
+
+
 def compare(settings: CompareSettings, progress: bool = True) -> dict[str, Any]:
     """Train and test every method; write ``compare.json`` and ``compare.png``."""
     if len(settings.shots) != len(settings.queries):
@@ -225,10 +233,7 @@ def compare(settings: CompareSettings, progress: bool = True) -> dict[str, Any]:
         "total_seconds": time.perf_counter() - t0,
         "methods": results, "summary": summarize(results),
     }
-    out = Path(settings.results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.json").write_text(json.dumps(report, indent=2))
-    plot(report, out / "compare.png")
+    write_report(report, settings.results_dir)
     return report
 
 
@@ -283,10 +288,7 @@ def _merge_files(paths: tuple[str, ...], results_dir: str) -> dict[str, Any]:
             raise ValueError(f"{path} does not exist; give the --results-dir of an earlier compare run.")
         reports.append(json.loads(path.read_text()))
     report = merge_reports(reports)
-    out = Path(results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.json").write_text(json.dumps(report, indent=2))
-    plot(report, out / "compare.png")
+    write_report(report, results_dir)
     return report
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
+from torch.nn.modules.batchnorm import _BatchNorm
 
 
 def embed_tasks(body: nn.Module, x: Tensor) -> Tensor:
@@ -24,22 +26,17 @@ def embed_tasks_with_task_statistics(body: nn.Module, x: Tensor) -> Tensor:
     support (or query) images are normalized with the mean and variance of that batch,
     not with running statistics gathered on the training classes. Only the batch-norm
     layers switch to training behaviour (DropBlock / dropout stay in eval mode), and the
-    running statistics are left untouched: they are replaced by throw-away copies.
+    running statistics are left untouched: the forwards update one throw-away copy, which
+    no forward reads (training-mode batch norm normalizes with the batch's statistics).
     One forward per task (the statistics differ per task).
     """
-    from torch.func import functional_call
-    from torch.nn.modules.batchnorm import _BatchNorm
-
     norms = [m for m in body.modules() if isinstance(m, _BatchNorm)]
     modes = [m.training for m in norms]
-    params = dict(body.named_parameters())
+    state = {**dict(body.named_parameters()), **{k: v.clone() for k, v in body.named_buffers()}}
     try:
         for m in norms:
             m.train()
-        feats = []
-        for xt in x:
-            scratch = {k: v.clone() for k, v in body.named_buffers()}
-            feats.append(functional_call(body, {**params, **scratch}, (xt,)))
+        feats = [functional_call(body, state, (xt,)) for xt in x]
     finally:
         for m, mode in zip(norms, modes):
             m.train(mode)

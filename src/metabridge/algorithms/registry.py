@@ -45,7 +45,7 @@ def _model(model: str, out_dim: int, in_channels: int, image_size: int, per_task
 
 
 #: Constructor arguments the registry supplies itself; not settable through hparams.
-_SUPPLIED = {"self", "model", "body", "net", "feature_dim", "num_heads", "task", "out_dim"}
+_SUPPLIED = {"self", "model", "body", "feature_dim", "num_heads", "task", "out_dim"}
 
 
 def _check_hparam_names(name: str, hparams: dict[str, Any]) -> None:
