@@ -22,8 +22,10 @@ from metabridge.data.download import (
     HTMLPageError,
     RemoteFile,
     UnsafeArchiveError,
+    ensure_file,
     extract_archive,
     fetch,
+    fetch_and_extract,
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -272,3 +274,45 @@ def test_archive_without_expected_top_folder(tmp_path):
     with pytest.raises(DownloadError, match="does not contain the folder 'top'"):
         extract_archive(arch, tmp_path / "d" / "top", top="top")
     assert not (tmp_path / "d" / "top").exists()
+
+
+# ------------------------------------------------------- download -> verify -> extract
+
+
+def test_ensure_file_uses_a_good_copy_downloads_when_allowed_and_otherwise_names_the_fix(server, tmp_path):
+    r = remote(server)
+    with pytest.raises(FileNotFoundError) as e:
+        ensure_file(r, tmp_path, download=False, what="Toy set", alternative=", or place other.npz in X")
+    msg = str(e.value)
+    assert msg.startswith("Toy set not found: call with download=True") and server.url("data.bin") in msg
+    assert str(tmp_path / "data.bin") in msg and msg.endswith(", or place other.npz in X.")
+    assert server.requests == [] and list(tmp_path.iterdir()) == []
+    assert ensure_file(r, tmp_path, download=True, what="Toy set").read_bytes() == PAYLOAD
+    assert ensure_file(r, tmp_path, download=False, what="Toy set") == tmp_path / "data.bin"
+    assert len(server.requests) == 1  # the verified copy is used, not fetched again
+    (tmp_path / "data.bin").write_bytes(PAYLOAD[:-1] + b"!")
+    for download in (False, True):  # a bad copy is reported, never silently replaced
+        with pytest.raises(ChecksumError, match="corrupt"):
+            ensure_file(r, tmp_path, download=download, what="Toy set")
+
+
+def test_fetch_and_extract_downloads_verifies_extracts_once(tmp_path):
+    arch = make_tar(tmp_path / "src.tar.gz", FILES)
+    data = arch.read_bytes()
+    s = FileServer(files={"a.tar.gz": data}).start()
+    try:
+        r = RemoteFile("a.tar.gz", (s.url("a.tar.gz"),), sha256=sha(data), size=len(data))
+        base = tmp_path / "base"
+        with pytest.raises(FileNotFoundError, match="download=True"):
+            fetch_and_extract(r, base, base / "top", download=False, what="Toy", top="top")
+        out = fetch_and_extract(r, base, base / "top", download=True, what="Toy", top="top")
+        assert out == base / "top" and (out / "sub" / "c.txt").read_bytes() == b"gamma"
+        (base / "a.tar.gz").unlink()  # the extracted folder is enough from now on
+        assert fetch_and_extract(r, base, base / "top", download=False, what="Toy", top="top") == out
+        assert len(s.requests) == 1
+        s.modes["a.tar.gz"] = "html"
+        with pytest.raises(HTMLPageError):
+            fetch_and_extract(r, tmp_path / "other", tmp_path / "other" / "top", download=True, what="Toy", top="top")
+        assert not (tmp_path / "other" / "top").exists()
+    finally:
+        s.stop()

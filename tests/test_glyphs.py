@@ -5,6 +5,7 @@ Fast by construction: small font subsets from matplotlib's wheel (the Computer
 Modern faces: Latin only; the four DejaVu Serif faces: five scripts).
 """
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from metabridge.data import glyphs
-from metabridge.data.glyph_fonts import discover_faces, face_letters, is_candidate_letter, script_of
+from metabridge.data.glyph_fonts import discover_faces, face_letters, is_candidate_letter, quiet_fonttools, script_of
 from metabridge.data.glyph_render import DEFAULT_MARGIN, INK_LEVEL, render_char
 
 TTF = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
@@ -56,6 +57,23 @@ def test_font_rules_drop_placeholders_and_mislabelled_slots(tmp_path):
     shutil.copy(TTF / "DejaVuSerif.ttf", copy / "AnotherName.ttf")
     faces = discover_faces([str(TTF / "DejaVuSerif.ttf"), str(copy)])
     assert len(faces) == 1  # the same face under two file names is one instance
+
+
+@pytest.mark.parametrize("level", [logging.NOTSET, logging.DEBUG, logging.CRITICAL])
+def test_reading_fonts_leaves_the_fonttools_log_level_alone(level):
+    logger = logging.getLogger("fontTools")
+    saved = logger.level
+    try:
+        logger.setLevel(level)
+        assert discover_faces([str(TTF / "DejaVuSerif.ttf")])  # the call reads a font
+        assert logger.level == level
+        with pytest.raises(KeyError):  # restored on error too
+            with quiet_fonttools():
+                assert logger.getEffectiveLevel() >= logging.ERROR  # quiet while fonts are read
+                raise KeyError("boom")
+        assert logger.level == level
+    finally:
+        logger.setLevel(saved)
 
 
 def test_rendering_is_deterministic_inked_and_framed():

@@ -1,21 +1,21 @@
 """Decoded-array caches: a ClassDataset saved once as a ``.pt`` file, memory-mapped after.
 
 Decoding thousands of PNGs or a 160 MB pickle is done once; the uint8 result is
-written next to the raw data with ``torch.save`` to a temporary file and renamed into
-place (so a killed run never leaves a truncated cache), and later calls open it with
+written next to the raw data with ``torch.save`` through :func:`metabridge.atomic.atomic_open`
+(so a killed run never leaves a truncated cache), and later calls open it with
 ``torch.load(mmap=True)``: pages are read on demand and shared between processes.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from metabridge.atomic import atomic_open
 from metabridge.data.class_dataset import ClassDataset
 
 CACHE_VERSION = 1
@@ -33,16 +33,8 @@ def save_dataset(ds: ClassDataset, path: str | os.PathLike) -> Path:
         "groups": None if ds.groups is None else list(ds.groups),
         "name": ds.name,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(payload, f)
     return path
 
 

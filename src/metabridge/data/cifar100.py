@@ -20,7 +20,7 @@ import torch
 
 from metabridge.data.cache import cached
 from metabridge.data.class_dataset import ClassDataset
-from metabridge.data.download import RemoteFile, extract_archive, fetch, verify_file
+from metabridge.data.download import RemoteFile, fetch_and_extract
 from metabridge.data.safe_pickle import load_pickle
 from metabridge.data.spec import DatasetFormatError
 
@@ -80,19 +80,7 @@ def load_cifar100(root: str | Path, download: bool = False) -> ClassDataset:
     base = Path(root).expanduser() / "cifar100"
 
     def build() -> ClassDataset:
-        folder = base / TOP
-        if not folder.exists():
-            tar = base / SPEC.archive.filename
-            if download:
-                fetch(SPEC.archive, base)
-            elif tar.exists():
-                verify_file(tar, SPEC.archive)
-            else:
-                raise FileNotFoundError(
-                    f"CIFAR-100 not found: call with download=True, or place {SPEC.archive.filename} "
-                    f"(from {SPEC.archive.urls[0]}) at {tar}."
-                )
-            extract_archive(tar, folder, top=TOP)
+        folder = fetch_and_extract(SPEC.archive, base, base / TOP, download=download, what="CIFAR-100", top=TOP)
         meta = load_pickle(folder / "meta", encoding="bytes")
         fine_names = _names(_get(meta, "fine_label_names", folder / "meta"))
         coarse_names = _names(_get(meta, "coarse_label_names", folder / "meta"))

@@ -34,9 +34,12 @@ Rules, each with the failure it prevents:
 
 from __future__ import annotations
 
+import logging
 import os
 import unicodedata
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +66,24 @@ class FontFace:
     def label(self) -> str:
         """A readable, unique name of the face, e.g. ``DejaVu Sans Bold``."""
         return f"{self.family} {self.style}".strip()
+
+
+@contextmanager
+def quiet_fonttools(level: int = logging.ERROR) -> Iterator[None]:
+    """Silence fontTools' warnings about odd tables while a block reads fonts, then restore.
+
+    Sets the ``fontTools`` logger to ``level`` only if it would let lower records
+    through, and puts its own level back on exit (even on error), so the
+    application's logging configuration is the same after a call as before.
+    """
+    logger = logging.getLogger("fontTools")
+    previous = logger.level
+    if logger.getEffectiveLevel() < level:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
 
 
 def default_font_dirs() -> list[str]:
@@ -176,29 +197,27 @@ def discover_faces(font_dirs: list[str]) -> list[tuple[FontFace, set[str]]]:
 
     Faces are deduplicated by (family, style); unreadable files are skipped.
     """
-    import logging
-
     from fontTools.ttLib import TTFont
 
-    logging.getLogger("fontTools").setLevel(logging.ERROR)
     out: list[tuple[FontFace, set[str]]] = []
     seen: set[tuple[str, str]] = set()
-    for path in list_font_files(font_dirs):
-        try:
-            n = _num_faces(path)
-        except Exception:
-            continue
-        for i in range(n):
+    with quiet_fonttools():  # odd tables in system fonts are skipped, not reported
+        for path in list_font_files(font_dirs):
             try:
-                with TTFont(str(path), fontNumber=i, lazy=True) as tt:
-                    family, style = _names(tt)
-                    key = (family.lower(), style.lower())
-                    if key in seen:
-                        continue
-                    letters = face_letters(tt)
+                n = _num_faces(path)
             except Exception:
                 continue
-            seen.add(key)
-            if letters:
-                out.append((FontFace(str(path), i, family, style), letters))
+            for i in range(n):
+                try:
+                    with TTFont(str(path), fontNumber=i, lazy=True) as tt:
+                        family, style = _names(tt)
+                        key = (family.lower(), style.lower())
+                        if key in seen:
+                            continue
+                        letters = face_letters(tt)
+                except Exception:
+                    continue
+                seen.add(key)
+                if letters:
+                    out.append((FontFace(str(path), i, family, style), letters))
     return out

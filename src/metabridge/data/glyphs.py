@@ -29,8 +29,8 @@ inside scripts); ``glyph_inventory`` reports which rule was used.
 The rendered arrays of all splits are cached in one ``.npz`` file under
 ``cache_dir`` (default ``$METABRIDGE_CACHE/glyphs``, else ``~/.cache/metabridge/glyphs``),
 named by a hash of the font files (path, size, mtime), the rendering and
-selection parameters, and the Pillow/FreeType versions; it is written to a
-temporary file and renamed, so a crash never leaves a half-written cache.
+selection parameters, and the Pillow/FreeType versions; it is written with
+:func:`metabridge.atomic.atomic_open`, so a crash never leaves a half-written cache.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import atomic_open
 from .class_dataset import ClassDataset
 from .glyph_fonts import default_font_dirs, discover_faces, font_files_fingerprint, list_font_files, script_of
 from .glyph_render import DEFAULT_MARGIN, INK_LEVEL, RENDER_SCALE, render_many
@@ -185,16 +185,8 @@ def _save(table: GlyphTable, path: Path) -> None:
         "stats": table.stats,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, images=table.images, labels=table.labels, faces=table.faces, meta=np.array(json.dumps(meta)))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        np.savez(f, images=table.images, labels=table.labels, faces=table.faces, meta=np.array(json.dumps(meta)))
 
 
 def _load(path: Path) -> GlyphTable:

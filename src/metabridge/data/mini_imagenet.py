@@ -24,7 +24,7 @@ import torch
 
 from metabridge.data.cache import cached, resize_uint8
 from metabridge.data.class_dataset import ClassDataset
-from metabridge.data.download import RemoteFile, fetch, verify_file
+from metabridge.data.download import RemoteFile, ensure_file
 from metabridge.data.safe_pickle import load_pickle
 from metabridge.data.spec import DatasetFormatError, DatasetSpec, canonical_split, check_counts
 
@@ -82,19 +82,10 @@ def decode_cache_pickle(obj: object, source: Path, name: str) -> ClassDataset:
 
 def _raw_file(base: Path, split: str, download: bool) -> Path:
     remote = SPEC.files[split]
-    path = base / remote.filename
     old = base / _OLD_NAMES.get(split, remote.filename)
-    if path.exists():
-        verify_file(path, remote)
-        return path
-    if old.exists():
-        return old
-    if download:
-        return fetch(remote, base)
-    raise FileNotFoundError(
-        f"mini-ImageNet {split} not found: call with download=True, or place {remote.filename} "
-        f"(from {remote.urls[0]}) at {path}."
-    )
+    if not (base / remote.filename).exists() and old.exists():
+        return old  # the older file name, placed by hand
+    return ensure_file(remote, base, download=download, what=f"mini-ImageNet {split}")
 
 
 def load_mini_imagenet(

@@ -38,7 +38,7 @@ import torch
 
 from metabridge.data.cache import cached
 from metabridge.data.class_dataset import ClassDataset
-from metabridge.data.download import RemoteFile, extract_archive, fetch, verify_file
+from metabridge.data.download import RemoteFile, fetch_and_extract
 from metabridge.data.spec import DatasetFormatError
 
 _BASE = "https://raw.githubusercontent.com/brendenlake/omniglot/master/python/"
@@ -125,20 +125,8 @@ def load_archive(root: str | Path, archive: str, *, download: bool = False, imag
     cache_file = base / f"{archive}_{image_size}px.pt"
 
     def build() -> ClassDataset:
-        remote = SPEC.archives[archive][0]
-        folder = base / archive
-        if not folder.exists():
-            zip_path = base / remote.filename
-            if download:
-                fetch(remote, base)
-            elif zip_path.exists():
-                verify_file(zip_path, remote)
-            else:
-                raise FileNotFoundError(
-                    f"Omniglot {archive} not found: call with download=True, or place {remote.filename} "
-                    f"(from {remote.urls[0]}) at {zip_path}."
-                )
-            extract_archive(zip_path, folder, top=archive)
+        folder = fetch_and_extract(SPEC.archives[archive][0], base, base / archive, download=download,
+                                   what=f"Omniglot {archive}", top=archive)
         return _read_folder(folder, archive, image_size)
 
     return cached(cache_file, build)

@@ -36,7 +36,7 @@ import torch
 
 from metabridge.data.cache import cached, resize_uint8
 from metabridge.data.class_dataset import ClassDataset
-from metabridge.data.download import RemoteFile, extract_archive, fetch, verify_file
+from metabridge.data.download import RemoteFile, fetch_and_extract
 from metabridge.data.safe_pickle import load_pickle
 from metabridge.data.spec import DatasetFormatError, DatasetSpec, canonical_split, check_counts
 
@@ -110,20 +110,11 @@ def _read(base: Path, split: str, download: bool, npz_bgr: bool) -> tuple[np.nda
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (NATIVE_SIZE, NATIVE_SIZE, 3):
             raise DatasetFormatError(f"{npz}: images are {images.dtype} {images.shape}, expected uint8 [N, 84, 84, 3].")
         return (images[..., ::-1] if npz_bgr else images), npz, npz_labels
-    folder = base / ARCHIVE_TOP
-    if not folder.exists():
-        remote = SPEC.files["archive"]
-        tar = base / remote.filename
-        if download:
-            fetch(remote, base)
-        elif tar.exists():
-            verify_file(tar, remote)
-        else:
-            raise FileNotFoundError(
-                f"tiered-ImageNet {split} not found: call with download=True, or place {remote.filename} at {tar}, "
-                f"or place {split}_images.npz and {split}_labels.pkl (MetaOptNet/RFS format) in {base}."
-            )
-        extract_archive(tar, folder, top=ARCHIVE_TOP)
+    folder = fetch_and_extract(
+        SPEC.files["archive"], base, base / ARCHIVE_TOP, download=download, what=f"tiered-ImageNet {split}",
+        top=ARCHIVE_TOP,
+        alternative=f", or place {split}_images.npz and {split}_labels.pkl (MetaOptNet/RFS format) in {base}",
+    )
     png, labels = folder / f"{split}_images_png.pkl", folder / f"{split}_labels.pkl"
     if not png.exists() or not labels.exists():
         raise DatasetFormatError(f"{folder} lacks {png.name} or {labels.name}: delete {folder} and extract again.")
