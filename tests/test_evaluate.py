@@ -12,8 +12,7 @@ from torch import nn
 
 from _metabridge_toys import ToyANIL
 from metabridge.algorithms.base import MetaAlgorithm
-from metabridge.config import ExperimentConfig
-from metabridge.evaluate import DEFAULT_EVAL_EPISODES, episode_scores, evaluate
+from metabridge.evaluate import episode_scores, evaluate
 from metabridge.experiment import RegressionSource
 from metabridge.tasks.batch import TaskBatch
 from metabridge.tasks.sinusoid import SinusoidFamily
@@ -104,10 +103,34 @@ def test_same_seed_same_score_different_seed_different_score():
     assert a == b and a != c
 
 
-def test_default_protocol_is_at_least_600_episodes():
-    assert DEFAULT_EVAL_EPISODES >= 600
-    cfg = ExperimentConfig()
-    assert cfg.val_episodes >= 600 and cfg.test_episodes >= 600
+def _binomial_episodes(correct: torch.Tensor, q: int, n_way: int = 3) -> TaskBatch:
+    """One batch of episodes for :class:`Echo` whose query accuracies are ``correct / q``."""
+    y = torch.arange(q).remainder(n_way).expand(len(correct), -1)
+    wrong = torch.arange(q) >= correct.unsqueeze(1)
+    guess = torch.where(wrong, (y + 1) % n_way, y)
+    x = guess.float().unsqueeze(-1)
+    return TaskBatch(x[:, :1], y[:, :1].clone(), x, y.clone(), n_way=n_way)
+
+
+def test_the_95_percent_interval_covers_the_true_accuracy_95_percent_of_the_time():
+    """What the 600-episode protocol relies on: over repeated evaluations of a model whose true
+    accuracy is p, the reported interval mean +- ci95 contains p in ~95% of them, and it narrows
+    as 1/sqrt(episodes) (so 600 episodes give half the width of 150)."""
+    g = torch.Generator().manual_seed(0)
+    p, q, echo = 0.6, 15, Echo(3)
+
+    def evaluations(n: int, repeats: int) -> list:
+        counts = torch.binomial(torch.full((repeats, n), float(q)), torch.full((repeats, n), p), generator=g)
+        return [evaluate(echo, [_binomial_episodes(c.long(), q)], "cpu") for c in counts]
+
+    wide, narrow = evaluations(150, 300), evaluations(600, 1000)
+    assert all(r.n == 600 for r in narrow)
+    coverage = sum(abs(r.mean - p) <= r.ci95 for r in narrow) / len(narrow)
+    assert 0.925 <= coverage <= 0.975, coverage  # a 90% quantile (1.645) would give ~0.90
+    ratio = statistics.mean(r.ci95 for r in wide) / statistics.mean(r.ci95 for r in narrow)
+    assert ratio == pytest.approx(2.0, rel=0.03)
+    # the half-width is about 1.96 binomial standard errors of one episode's accuracy
+    assert statistics.mean(r.ci95 for r in narrow) == pytest.approx(1.96 * math.sqrt(p * (1 - p) / q / 600), rel=0.03)
 
 
 def test_mismatched_prediction_shapes_are_rejected():

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 from torch.func import functional_call
 
 from metabridge.algorithms import ANIL, FOMAML, MAML, MetaSGD, Reptile
 from metabridge.algorithms.base import task_loss
 from metabridge.models import MLP
+from metabridge.tasks.batch import TaskBatch
 from metabridge.tasks.sinusoid import SinusoidFamily
 
 
@@ -58,8 +60,8 @@ def test_second_order_meta_gradient_matches_finite_differences(make):
 
 def test_vmap_and_loop_give_identical_meta_gradients():
     model, batch = _setup(1)
-    g_vmap = _flat_grad(MAML(model, 0.05, 2, task_batching="vmap"), batch)
-    g_loop = _flat_grad(MAML(model, 0.05, 2, task_batching="loop"), batch)
+    g_vmap = _flat_grad(MAML(model, 0.05, 2, execution={"task_batching": "vmap"}), batch)
+    g_loop = _flat_grad(MAML(model, 0.05, 2, execution={"task_batching": "loop"}), batch)
     torch.testing.assert_close(g_vmap, g_loop, rtol=1e-12, atol=1e-14)
 
 
@@ -112,3 +114,45 @@ def test_reptile_gradient_is_theta_minus_mean_adapted_weights():
     theta = torch.cat([q.detach().flatten() for q in model.parameters()])
     expected = theta - torch.stack(adapted).mean(0)
     torch.testing.assert_close(_flat_grad(alg, batch), expected, rtol=1e-10, atol=1e-12)
+
+
+class _BNNet(nn.Module):
+    """A user's network with an ordinary batch-norm layer."""
+
+    def __init__(self, track_running_stats: bool) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3, track_running_stats=track_running_stats),
+                                  nn.ReLU(), nn.Flatten())
+        self.head = nn.Linear(3 * 6 * 6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))
+
+
+@pytest.mark.parametrize("mode", ["vmap", "loop"])
+@pytest.mark.parametrize("cls", [MAML, ANIL], ids=["maml", "anil"])
+def test_running_statistics_batch_norm_is_per_task_and_untouched(cls, mode):
+    """Defect 3: MAML on an ordinary nn.BatchNorm2d (track_running_stats=True) failed with a
+    functorch in-place error. Now it normalizes with each task's batch statistics, exactly
+    like the same weights without running statistics, and never writes the buffers."""
+    def net(track: bool) -> nn.Module:
+        torch.manual_seed(7)
+        return _BNNet(track).double()
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat(2).expand(3, -1).clone()
+    batch = TaskBatch(torch.rand(3, 8, 1, 8, 8, generator=g, dtype=torch.float64), labels,
+                      torch.rand(3, 8, 1, 8, 8, generator=g, dtype=torch.float64), labels.clone(), n_way=4)
+    tracked, plain = net(True), net(False)
+    buffers = {k: v.clone() for k, v in tracked.named_buffers()}
+    assert buffers  # the layer really keeps running statistics
+    a = cls(tracked, inner_lr=0.2, inner_steps=2, execution={"task_batching": mode})
+    b = cls(plain, inner_lr=0.2, inner_steps=2, execution={"task_batching": mode})
+    ga = _flat_grad(a, batch)
+    torch.testing.assert_close(ga, _flat_grad(b, batch), rtol=1e-12, atol=1e-14)
+    assert ga.abs().max() > 1e-4
+    for alg in (a, b):
+        alg.eval()
+    torch.testing.assert_close(a.predict(batch), b.predict(batch), rtol=1e-12, atol=1e-14)
+    for k, v in tracked.named_buffers():
+        torch.testing.assert_close(v, buffers[k], rtol=0, atol=0)

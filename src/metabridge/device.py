@@ -1,41 +1,109 @@
 """Pick the torch device a run uses, with a clear error when it is unavailable, and
-tune the CPU memory allocator for training."""
+(opt-in) tune the CPU memory allocator for training.
+
+No library call changes the allocator: a process that owns itself (the command line,
+compare's worker processes) calls :func:`tune_cpu_allocator`; library code that wants
+the tuning for a stretch of work uses the context manager :func:`cpu_allocator_tuning`.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import os
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameters from glibc's malloc.h
-_allocator_tuned = False
+#: glibc's documented defaults (mallopt(3): DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX)
+GLIBC_DEFAULT_TRIM_THRESHOLD = 128 * 1024
+GLIBC_DEFAULT_MMAP_MAX = 65536
+_TUNED_TRIM_THRESHOLD = 2**31 - 1
+
+_lock = threading.Lock()
+_process_tuned = False  # tune_cpu_allocator() ran: the process keeps the tuning for good
+_context_depth = 0  # open cpu_allocator_tuning() blocks
+_context_tuned = False  # the outermost block applied the tuning (and restores it)
 
 
-def tune_cpu_allocator() -> bool:
-    """Keep freed memory in glibc's heap instead of handing it back to the OS.
-
-    glibc serves every allocation above 32 MiB with its own ``mmap`` and unmaps it on
-    free, so each batch of Conv-4 activations (hundreds of MiB) is zero-filled page by
-    page by the kernel, on every step. Measured on the 2-core development machine
-    (glyphs, meta-batch 16, 5-way 1-shot 10-query): one MTL step 1.16 s -> 0.73 s,
-    100 ProtoNet test episodes 3.6 s -> 1.9 s, system time 3.7 s -> 0.9 s. Freed memory
-    is reused instead, so the resident set stays at its peak. Linux/glibc only; set
-    ``METABRIDGE_MALLOC_TUNING=0`` to leave the allocator alone. Returns whether applied.
-    """
-    global _allocator_tuned
-    if _allocator_tuned:
-        return True
-    if os.environ.get("METABRIDGE_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+def _mallopt(*settings: tuple[int, int]) -> bool:
+    """Apply ``(param, value)`` pairs with glibc's ``mallopt``; False where it is not glibc."""
+    if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+        return all(libc.mallopt(param, value) == 1 for param, value in settings)
     except (OSError, AttributeError):  # not glibc (e.g. musl)
         return False
-    _allocator_tuned = ok
-    return ok
+
+
+def _wanted() -> bool:
+    return os.environ.get("METABRIDGE_MALLOC_TUNING", "1") != "0"
+
+
+def _apply() -> bool:
+    return _wanted() and _mallopt((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, _TUNED_TRIM_THRESHOLD))
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed memory in glibc's heap instead of handing it back to the OS, for good.
+
+    For a process that owns itself (the ``metabridge`` command line, compare's worker
+    processes); library code uses :func:`cpu_allocator_tuning` instead. glibc serves large
+    allocations with their own ``mmap`` (above its mmap threshold: 128 KiB, growing
+    dynamically up to 32 MiB) and unmaps them on free, so each batch of Conv-4 activations
+    (hundreds of MiB) is zero-filled page by page by the kernel, on every step. This sets
+    ``M_MMAP_MAX`` to 0 (no mmap-served allocations) and ``M_TRIM_THRESHOLD`` to 2 GiB (no
+    trimming of the heap top). Measured on the 2-core development machine (glyphs,
+    meta-batch 16, 5-way 1-shot 10-query): one MTL step 1.16 s -> 0.73 s, 100 ProtoNet test
+    episodes 3.6 s -> 1.9 s, system time 3.7 s -> 0.9 s. Freed memory is reused instead, so
+    the resident set stays at its peak. Linux/glibc only; ``METABRIDGE_MALLOC_TUNING=0``
+    leaves the allocator alone. Returns whether the tuning is in force.
+    """
+    global _process_tuned
+    with _lock:
+        if not _process_tuned:
+            _process_tuned = _context_tuned or _apply()
+        return _process_tuned
+
+
+@contextmanager
+def cpu_allocator_tuning() -> Iterator[bool]:
+    """The allocator tuning of :func:`tune_cpu_allocator` for the duration of a ``with`` block.
+
+    Yields whether the tuning is in force. Blocks nest (the outermost one applies and
+    restores) and are thread-safe. On exit ``M_MMAP_MAX`` and ``M_TRIM_THRESHOLD`` are set
+    back to glibc's documented defaults (65536 and 128 KiB): glibc has no call that
+    reports the values in force before, so a value the process had set itself (with
+    ``mallopt`` or ``MALLOC_*_`` environment variables) is not restored. glibc's dynamic
+    mmap threshold is not re-enabled: setting either parameter switches it off for the
+    rest of the process, and no glibc call switches it back on. So after the block the
+    mmap threshold stays at the value it had on entry (128 KiB unless freed large blocks
+    had already raised it) instead of growing with later large frees, and the trim
+    threshold stays at 128 KiB instead of following it (glibc sets it to twice the
+    threshold while adjusting dynamically). Memory the heap kept during the block goes
+    back to the OS when a later free (of a block of 64 KiB or more) finds more than
+    128 KiB free at the top of the heap.
+    Inside a process that called :func:`tune_cpu_allocator` the block changes nothing.
+    """
+    global _context_depth, _context_tuned
+    with _lock:
+        if _context_depth == 0 and not _process_tuned:
+            _context_tuned = _apply()
+        _context_depth += 1
+        active = _process_tuned or _context_tuned
+    try:
+        yield active
+    finally:
+        with _lock:
+            _context_depth -= 1
+            if _context_depth == 0 and _context_tuned:
+                if not _process_tuned:
+                    _mallopt((_M_MMAP_MAX, GLIBC_DEFAULT_MMAP_MAX), (_M_TRIM_THRESHOLD, GLIBC_DEFAULT_TRIM_THRESHOLD))
+                _context_tuned = False
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:

@@ -3,8 +3,10 @@
 Each episode (task) gets one score, its query accuracy (classification) or query
 mean squared error (regression), and the report is the mean over episodes with the
 half-width of its 95% confidence interval (:func:`metabridge.stats.mean_ci95`).
-By default 600 episodes, the usual few-shot protocol (Finn et al. 2017; Chen et al.
-2019); pass the same ``seed`` to score several methods on identical tasks.
+The usual few-shot protocol scores 600 episodes (Finn et al. 2017; Chen et al. 2019;
+the default of a run's ``val_episodes`` / ``test_episodes``); draw them with
+``fixed_episodes(n, seed=...)`` and pass the same ``seed`` to score several methods on
+identical tasks. Scores do not depend on how the episodes are batched.
 """
 
 from __future__ import annotations
@@ -19,9 +21,6 @@ from .algorithms.base import MetaAlgorithm, per_task_score
 from .device import resolve_device
 from .stats import MeanCI, mean_ci95
 from .tasks.batch import TaskBatch
-
-#: Default number of evaluation episodes.
-DEFAULT_EVAL_EPISODES = 600
 
 
 def check_prediction(pred: Tensor, batch: TaskBatch) -> None:

@@ -1,16 +1,18 @@
 """One file per method, all behind :class:`MetaAlgorithm` (``meta_loss`` / ``adapt``)."""
 
 from .anil import ANIL
-from .base import MetaAlgorithm, Predictor, per_task_score, task_loss
+from .base import DataInfo, MetaAlgorithm, ModelMaker, Predictor, per_task_score, task_loss
 from .drs import DRS
+from .execution import ExecutionOptions
 from .fomaml import FOMAML
 from .maml import MAML
 from .meta_sgd import MetaSGD
 from .metaoptnet import MetaOptNet
 from .mtl import MTL
 from .protonet import ProtoNet
-from .registry import ALGORITHMS, build_algorithm
+from .registry import ALGORITHMS, algorithm_hparams, build_algorithm, register_algorithm, unregister_algorithm
 from .reptile import Reptile
 
-__all__ = ["ANIL", "DRS", "FOMAML", "MAML", "MTL", "MetaAlgorithm", "MetaSGD", "MetaOptNet", "Predictor", "ProtoNet",
-           "Reptile", "ALGORITHMS", "build_algorithm", "per_task_score", "task_loss"]
+__all__ = ["ALGORITHMS", "ANIL", "DRS", "DataInfo", "ExecutionOptions", "FOMAML", "MAML", "MTL", "MetaAlgorithm",
+           "MetaOptNet", "MetaSGD", "ModelMaker", "Predictor", "ProtoNet", "Reptile", "algorithm_hparams",
+           "build_algorithm", "per_task_score", "register_algorithm", "task_loss", "unregister_algorithm"]

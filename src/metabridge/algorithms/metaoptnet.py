@@ -9,6 +9,11 @@ with phi_i the multi-class (Crammer-Singer) SVM (``head="svm"``, C = 0.1, solved
 the dual, gradients through the KKT conditions) or ridge regression to one-hot
 targets (``head="ridge"``, R2D2, W = X^T (X X^T + lambda I)^{-1} Y). The logit
 scale s (and R2D2's bias) are learned, as in both papers.
+
+Batch norm: a body with running statistics embeds all tasks of a batch in one forward
+(in eval mode nothing is shared between tasks); a body whose batch norm has no running
+statistics (e.g. a default ``Conv4Backbone()``) embeds one task at a time, so scores do
+not depend on the evaluation batch size (:func:`~metabridge.algorithms.embedding.embed_tasks`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ class MetaOptNet(MetaAlgorithm):
     """Differentiable-solver head on a shared embedding ``body``.
 
     Args:
-        body: embedding network.
+        body: embedding network ``[B, *x] -> [B, D]`` (batch norm: module docstring).
         head: ``"svm"`` (MetaOptNet-SVM) or ``"ridge"`` (R2D2 / MetaOptNet-RR).
         C: SVM cost. lam: ridge strength (learned in R2D2's log space when ``learn_lambda``).
         scale: initial logit scale (learned).

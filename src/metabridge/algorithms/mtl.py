@@ -54,7 +54,9 @@ class MTL(MetaAlgorithm):
     Args:
         body: embedding network ``[B, *x] -> [B, D]``.
         feature_dim: D.
-        num_heads: training classes (classification) or training tasks (regression).
+        num_train_heads: how many heads are learned in training: one per training class
+            (classification: the classes of the training split) or one per training task
+            (regression: the size of the finite training task pool).
         task: ``"classification"`` or ``"regression"``.
         out_dim: regression output size d_y.
         normalize: L2-normalize features (Wang et al.; classification default).
@@ -65,18 +67,23 @@ class MTL(MetaAlgorithm):
             the running statistics of the training classes) or ``"task"`` (at test time each
             task's support and query batches are normalized with their own statistics, as
             MAML does; a diagnostic for distribution shift between training and test classes).
+            A body whose batch norm has no running statistics (e.g. a default
+            ``Conv4Backbone()``) has only the second choice: it is run one task at a time in
+            training and testing (:func:`~metabridge.algorithms.embedding.embed_tasks`), so
+            no statistic is shared between tasks and scores do not depend on the
+            evaluation batch size.
     """
 
     name: ClassVar[str] = "mtl"
 
-    def __init__(self, body: nn.Module, feature_dim: int, num_heads: int,
+    def __init__(self, body: nn.Module, feature_dim: int, num_train_heads: int,
                  task: Literal["classification", "regression"] = "classification", out_dim: int = 1,
                  normalize: bool | None = None, C: float = 3.0, ridge_lambda: float = 1e-3,
                  finetune_steps: int = 0, finetune_lr: float = 0.01,
                  regression_refit: Literal["prior", "ridge"] = "prior", prior_lambda: float = 1e-2,
                  prior_eps: float = 1e-4, test_batch_norm: Literal["running", "task"] = "running") -> None:
         super().__init__()
-        check_positive(feature_dim=feature_dim, num_heads=num_heads, C=C, ridge_lambda=ridge_lambda)
+        check_positive(feature_dim=feature_dim, num_train_heads=num_train_heads, C=C, ridge_lambda=ridge_lambda)
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression' (got {task!r}).")
         if finetune_steps < 0:
@@ -97,10 +104,10 @@ class MTL(MetaAlgorithm):
         self.finetune_steps, self.finetune_lr = finetune_steps, finetune_lr
         bound = 1.0 / math.sqrt(feature_dim)
         if task == "classification":
-            self.heads = nn.Parameter(torch.empty(num_heads, feature_dim).uniform_(-bound, bound))
+            self.heads = nn.Parameter(torch.empty(num_train_heads, feature_dim).uniform_(-bound, bound))
         else:
-            self.heads = nn.Parameter(torch.empty(num_heads, feature_dim, out_dim).uniform_(-bound, bound))
-            self.head_bias = nn.Parameter(torch.zeros(num_heads, out_dim))
+            self.heads = nn.Parameter(torch.empty(num_train_heads, feature_dim, out_dim).uniform_(-bound, bound))
+            self.head_bias = nn.Parameter(torch.zeros(num_train_heads, out_dim))
 
     def features(self, x: Tensor) -> Tensor:
         """``[T, S, *x] -> [T, S, D]`` (L2-normalized when ``normalize``)."""
@@ -119,7 +126,7 @@ class MTL(MetaAlgorithm):
             if int(batch.class_ids.max()) >= self.heads.shape[0]:
                 raise ValueError(
                     f"a task uses class {int(batch.class_ids.max())} but MTL has {self.heads.shape[0]} head rows; "
-                    "set num_heads to the number of training classes."
+                    "set num_train_heads to the number of training classes."
                 )
             logits = torch.bmm(f, self.heads[batch.class_ids].transpose(1, 2))
             return task_loss(logits, y)
@@ -128,7 +135,7 @@ class MTL(MetaAlgorithm):
         if int(batch.task_ids.max()) >= self.heads.shape[0]:
             raise ValueError(
                 f"a task has id {int(batch.task_ids.max())} but MTL has {self.heads.shape[0]} heads; "
-                "set num_heads to the size of the training task pool."
+                "set num_train_heads to the size of the training task pool."
             )
         pred = torch.bmm(f, self.heads[batch.task_ids]) + self.head_bias[batch.task_ids].unsqueeze(1)
         return task_loss(pred, y)

@@ -3,6 +3,12 @@
 phi_i are the class prototypes c_k = mean of f_theta(x) over class k's support
 examples (their Eq. 1); p(y=k|x) = softmax_k(-||f_theta(x) - c_k||^2) (Eq. 2).
 Training minimizes the query cross-entropy (first order: no inner loop).
+
+Batch norm: a body with running statistics is run on all tasks of a batch at once (in
+eval mode nothing is shared between tasks); a body whose batch norm has no running
+statistics (e.g. a default ``Conv4Backbone()``) is run one task at a time, so each task is
+normalized with its own statistics and scores do not depend on the evaluation batch
+size (:func:`~metabridge.algorithms.embedding.embed_tasks`).
 """
 
 from __future__ import annotations
@@ -18,13 +24,23 @@ from .embedding import embed_tasks
 
 
 class ProtoNet(MetaAlgorithm):
-    """ProtoNet over an embedding network ``body``."""
+    """ProtoNet over an embedding network ``body``.
+
+    Args:
+        body: embedding network ``[B, *x] -> [B, D]`` (batch norm: module docstring).
+        metric: ``"euclidean"`` (Snell et al.) or ``"cosine"``.
+        scale: multiplies the scores (cosine heads usually need ~10).
+    """
 
     name: ClassVar[str] = "protonet"
 
     def __init__(self, body: nn.Module, metric: Literal["euclidean", "cosine"] = "euclidean",
                  scale: float = 1.0) -> None:
         super().__init__()
+        if metric not in ("euclidean", "cosine"):
+            raise ValueError(f"ProtoNet metric must be 'euclidean' or 'cosine' (got {metric!r}).")
+        if not scale > 0:
+            raise ValueError(f"ProtoNet scale must be > 0 (got {scale}).")
         self.body = body
         self.metric = metric
         self.scale = scale

@@ -1,17 +1,39 @@
-"""Build any algorithm by name with a standard backbone, so that the CLI, the
-training loop and the benchmarks treat every method alike."""
+"""The algorithm registry: build any algorithm by name over any registered backbone, so
+that the CLI, the training loop, the benchmarks and users' own algorithms go through
+one path.
+
+Register an algorithm (a :class:`MetaAlgorithm` subclass) with the decorator::
+
+    @register_algorithm                 # the name is the class attribute ``name``
+    class MyMethod(MetaAlgorithm):
+        name = "mymethod"
+        def __init__(self, model: nn.Module, lr: float = 0.1) -> None: ...
+
+    register_algorithm("other")(OtherMethod)        # or under an explicit name
+
+:func:`build_algorithm` then constructs it with ``cls.build(make_model, data, **hparams)``
+(:meth:`MetaAlgorithm.build`). The rule: a constructor that takes ``model`` receives the
+whole backbone+head network (``.body``, ``.head``, ``.feature_dim``) with per-task batch
+norm; one that takes ``body`` receives the embedding network with running statistics;
+``feature_dim``, ``num_train_heads``, ``task`` and ``out_dim`` are filled in from the data
+when the constructor declares them (:data:`~metabridge.algorithms.base.SUPPLIED_ARGS`).
+Every other constructor argument is a hyperparameter (:func:`algorithm_hparams`). A
+class that needs another rule overrides the classmethod ``build``.
+"""
 
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, TypeVar, overload
 
 import torch
 from torch import nn
 
-from ..models import build_model
+from ..models import ModelFactory, build_model, resolve_model_factory
 from .anil import ANIL
-from .base import MetaAlgorithm
+from .base import DataInfo, MetaAlgorithm, ModelMaker
 from .drs import DRS
 from .fomaml import FOMAML
 from .maml import MAML
@@ -21,80 +43,172 @@ from .mtl import MTL
 from .protonet import ProtoNet
 from .reptile import Reptile
 
-ALGORITHMS: dict[str, type[MetaAlgorithm]] = {
-    cls.name: cls for cls in (MTL, DRS, MAML, FOMAML, ANIL, Reptile, MetaSGD, ProtoNet, MetaOptNet)
-}
+A = TypeVar("A", bound=type[MetaAlgorithm])
 
-#: Methods whose inner loop runs per task: their batch norm uses the statistics of the
-#: batch at hand (MAML's transductive convention). The others keep running statistics.
-_PER_TASK_BN = {"maml", "fomaml", "anil", "reptile", "metasgd"}
+_REGISTRY: dict[str, type[MetaAlgorithm]] = {}
 
-
-def _model(model: str, out_dim: int, in_channels: int, image_size: int, per_task_bn: bool,
-           model_kwargs: dict[str, Any]) -> nn.Module:
-    kwargs = dict(model_kwargs)
-    if model != "mlp":
-        kwargs.setdefault("track_running_stats", not per_task_bn)
-    net = build_model(model, out_dim, in_channels=in_channels, image_size=image_size, **kwargs)
-    if model != "mlp" and not per_task_bn:
-        # Embedding methods run one large batch through the body: channels-last weights make
-        # the convolutions channels-last too (measured: one MTL step on Conv-4, meta-batch 16,
-        # 0.73 s -> 0.44 s on 2 CPU cores). The per-task inner loops measured slower with it.
-        net = net.to(memory_format=torch.channels_last)
-    return net
+#: name -> algorithm class; a read-only view of the registry (use :func:`register_algorithm`).
+ALGORITHMS: Mapping[str, type[MetaAlgorithm]] = MappingProxyType(_REGISTRY)
 
 
-#: Constructor arguments the registry supplies itself; not settable through hparams.
-_SUPPLIED = {"self", "model", "body", "feature_dim", "num_heads", "task", "out_dim"}
+def _add(name: str, cls: type[MetaAlgorithm], replace: bool) -> None:
+    if not isinstance(name, str) or not name or name != name.strip() or any(c.isspace() for c in name):
+        raise ValueError(f"an algorithm name must be a non-empty string without spaces (got {name!r}).")
+    if not (isinstance(cls, type) and issubclass(cls, MetaAlgorithm)):
+        raise TypeError(f"register_algorithm takes a MetaAlgorithm subclass (got {cls!r}); subclass "
+                        "metabridge.MetaAlgorithm and implement meta_loss and adapt.")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise TypeError(f"{cls.__name__} cannot be registered: it does not implement {missing}.")
+    old = _REGISTRY.get(name)
+    if old is not None and old is not cls and not replace:
+        raise ValueError(f"algorithm name {name!r} is already registered to {old.__module__}.{old.__qualname__}; "
+                         "pass replace=True to replace it, or unregister_algorithm(name) first.")
+    _REGISTRY[name] = cls
 
 
-def _check_hparam_names(name: str, hparams: dict[str, Any]) -> None:
+@overload
+def register_algorithm(cls_or_name: A, *, replace: bool = False) -> A: ...
+
+
+@overload
+def register_algorithm(cls_or_name: str | None = None, *, replace: bool = False) -> Callable[[A], A]: ...
+
+
+def register_algorithm(cls_or_name: A | str | None = None, *, replace: bool = False) -> A | Callable[[A], A]:
+    """Add an algorithm class to :data:`ALGORITHMS` (usable as a class decorator).
+
+    ``@register_algorithm`` / ``register_algorithm(cls)`` registers ``cls`` under its class
+    attribute ``name``; ``register_algorithm("name")(cls)`` under an explicit name. A name
+    already taken by another class is refused unless ``replace=True`` (registering the
+    same class twice is a no-op). Returns the class unchanged.
+
+    Args:
+        cls_or_name: the class, or the name to register the decorated class under.
+        replace: replace an existing registration of that name.
+    """
+    if isinstance(cls_or_name, type):
+        cls = cls_or_name
+        if "name" not in vars(cls) or not isinstance(vars(cls)["name"], str):
+            raise ValueError(f"{cls.__name__} defines no class attribute `name`; add name = \"...\" to the class "
+                             f"or register it as register_algorithm(\"...\")({cls.__name__}).")
+        _add(cls.name, cls, replace)
+        return cls
+    if cls_or_name is not None and not isinstance(cls_or_name, str):
+        raise TypeError(f"register_algorithm takes a class or a name (got {cls_or_name!r}).")
+
+    def decorate(cls: A) -> A:
+        if cls_or_name is None:
+            return register_algorithm(cls, replace=replace)
+        _add(cls_or_name, cls, replace)
+        return cls
+
+    return decorate
+
+
+def unregister_algorithm(name: str) -> type[MetaAlgorithm]:
+    """Remove ``name`` from :data:`ALGORITHMS`; returns its class."""
+    if name not in _REGISTRY:
+        raise ValueError(f"no algorithm {name!r} is registered; registered: {', '.join(sorted(_REGISTRY))}.")
+    return _REGISTRY.pop(name)
+
+
+for _cls in (MTL, DRS, MAML, FOMAML, ANIL, Reptile, MetaSGD, ProtoNet, MetaOptNet):
+    register_algorithm(_cls)
+
+
+def _algorithm(name: str) -> type[MetaAlgorithm]:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(sorted(_REGISTRY))} "
+                         "(or register your own with register_algorithm).")
+    return _REGISTRY[name]
+
+
+def algorithm_hparams(name: str) -> dict[str, inspect.Parameter]:
+    """The constructor parameters of algorithm ``name`` that a user may set, in order.
+
+    Everything but what the registry supplies (``cls.build_supplies``: model, body,
+    feature_dim, num_train_heads, task, out_dim) and ``*args`` / ``**kwargs``. Each
+    ``inspect.Parameter`` carries the default and the annotation (a string under
+    ``from __future__ import annotations``: resolve with ``typing.get_type_hints(cls.__init__)``).
+    """
+    cls = _algorithm(name)
+    skip = set(cls.build_supplies) | {"self"}
+    return {k: p for k, p in inspect.signature(cls.__init__).parameters.items()
+            if k not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def _check_hparam_names(name: str, hparams: Mapping[str, Any]) -> None:
     """Refuse a misspelt or foreign hyperparameter with the list of valid ones (not a TypeError)."""
-    params = inspect.signature(ALGORITHMS[name].__init__).parameters
+    params = inspect.signature(_algorithm(name).__init__).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
-    valid = sorted(set(params) - _SUPPLIED)
+    valid = list(algorithm_hparams(name))
     unknown = sorted(set(hparams) - set(valid))
     if unknown:
         raise ValueError(f"{name} has no hyperparameter {', '.join(map(repr, unknown))}; "
                          f"valid --hp keys: {', '.join(valid) or '(none)'}.")
 
 
-def build_algorithm(name: str, *, model: str = "conv4", out_dim: int = 5, in_channels: int = 1,
+def _accepts(factory: ModelFactory, arg: str) -> bool:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return arg in params and params[arg].kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                   inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def model_maker(model: str | ModelFactory, in_channels: int, image_size: int,
+                model_kwargs: Mapping[str, Any] | None = None) -> ModelMaker:
+    """A :class:`~metabridge.algorithms.base.ModelMaker` over a registered backbone name or a factory.
+
+    ``running_stats`` becomes the factory's ``track_running_stats`` when the factory
+    declares that keyword (the built-in Conv-4 and ResNet-12 do) and ``model_kwargs``
+    does not set it; a factory without it is called as it is.
+    """
+    factory = resolve_model_factory(model)
+    fixed = dict(model_kwargs or {})
+
+    def make(out_dim: int, *, running_stats: bool, channels_last: bool = False) -> nn.Module:
+        kwargs = dict(fixed)
+        if _accepts(factory, "track_running_stats"):
+            kwargs.setdefault("track_running_stats", running_stats)
+        net = build_model(model, out_dim, in_channels=in_channels, image_size=image_size, **kwargs)
+        if channels_last:
+            # Embedding methods run one large batch through the body: channels-last weights make
+            # the convolutions channels-last too (measured: one MTL step on Conv-4, meta-batch 16,
+            # 0.73 s -> 0.44 s on 2 CPU cores; the per-task inner loops measured slower with it).
+            # Only 4-d weights change format, so an MLP is unaffected.
+            net = net.to(memory_format=torch.channels_last)
+        return net
+
+    return make
+
+
+def build_algorithm(name: str, *, model: str | ModelFactory = "conv4", out_dim: int = 5, in_channels: int = 1,
                     image_size: int = 28, num_train_classes: int | None = None,
-                    num_train_tasks: int | None = None, model_kwargs: dict[str, Any] | None = None,
+                    num_train_tasks: int | None = None, model_kwargs: Mapping[str, Any] | None = None,
                     **hparams: Any) -> MetaAlgorithm:
-    """Build algorithm ``name`` over backbone ``model``.
+    """Build algorithm ``name`` over backbone ``model`` with ``cls.build`` (module docstring).
 
     Args:
-        name: one of :data:`ALGORITHMS` (mtl, drs, maml, fomaml, anil, reptile, metasgd, protonet, metaoptnet).
-        model: ``mlp``, ``conv4`` or ``resnet12``.
-        out_dim: N-way (classification) or d_y (regression) of the per-task predictor.
+        name: a key of :data:`ALGORITHMS` (built in: mtl, drs, maml, fomaml, anil, reptile,
+            metasgd, protonet, metaoptnet; or one registered with :func:`register_algorithm`).
+        model: a key of :data:`metabridge.models.MODELS` (``mlp``, ``conv4``, ``resnet12``, or
+            one registered with ``register_model``), or a factory with the same signature.
+        out_dim: output size of one task's predictor: N-way (classification) or d_y (regression).
         in_channels: input channels (or input dimension for ``mlp``).
-        num_train_classes: training classes (classification MTL / DRS head sizes).
+        image_size: image side (ignored by ``mlp``).
+        num_train_classes: training classes (classification; sizes MTL's and DRS's heads).
+            ``None`` means regression.
         num_train_tasks: size of the training task pool (regression MTL).
         model_kwargs: extra backbone arguments (e.g. ``hidden=(40, 40)`` for ``mlp``).
-        hparams: the algorithm's own keyword arguments (e.g. ``inner_lr``, ``inner_steps``).
+        hparams: the algorithm's own keyword arguments (:func:`algorithm_hparams`, e.g.
+            ``inner_lr``, ``inner_steps``, ``execution={"task_chunk": 2}``).
     """
-    if name not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ALGORITHMS)}.")
+    cls = _algorithm(name)
     _check_hparam_names(name, hparams)
-    mk = model_kwargs or {}
-    classification = num_train_classes is not None
-    if name in _PER_TASK_BN:
-        net = _model(model, out_dim, in_channels, image_size, True, mk)
-        return ALGORITHMS[name](net, **hparams)
-    if name == "drs":
-        width = num_train_classes if classification else out_dim
-        return DRS(_model(model, int(width), in_channels, image_size, False, mk), **hparams)
-    body = _model(model, out_dim, in_channels, image_size, False, mk)
-    if name == "protonet":
-        return ProtoNet(body.body, **hparams)
-    if name == "metaoptnet":
-        return MetaOptNet(body.body, **hparams)
-    # mtl
-    heads = num_train_classes if classification else num_train_tasks
-    if heads is None:
-        raise ValueError("MTL needs num_train_classes (classification) or num_train_tasks (regression) heads.")
-    return MTL(body.body, body.feature_dim, heads, task="classification" if classification else "regression",
-               out_dim=out_dim, **hparams)
+    data = DataInfo(out_dim=out_dim, in_channels=in_channels, image_size=image_size,
+                    num_train_classes=num_train_classes, num_train_tasks=num_train_tasks)
+    return cls.build(model_maker(model, in_channels, image_size, model_kwargs), data, **hparams)

@@ -9,36 +9,61 @@ Written as a loss for the shared training loop: the surrogate
 an outer SGD step of size epsilon is exactly Reptile's update (Adam on it gives the
 common adaptive variant). The inner loop uses the task's support and query points
 together (Reptile has no support/query split in training); test-time adaptation is
-``eval_steps`` SGD steps on the support set, as in MAML.
+``eval_steps`` SGD steps on the support set, as in MAML. With a task-batched model
+(Conv-4, ``ExecutionOptions(task_batching="auto")``) all tasks' inner loops run at once.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ..tasks.batch import TaskBatch
-from .inner_loop import Params, TaskBatching, map_tasks
+from .execution import ExecutionOptions
+from .inner_loop import LossFn, Params, map_tasks
 from .maml import MAML
 
 
 class Reptile(MAML):
-    """First-order meta-learning by moving theta toward the adapted weights."""
+    """First-order meta-learning by moving theta toward the adapted weights.
+
+    Args:
+        model: any ``nn.Module`` (its parameters are theta).
+        inner_lr: the inner SGD step size; > 0.
+        inner_steps: k SGD steps per task in training; >= 1.
+        eval_steps: steps at test time (default ``inner_steps``).
+        inner_loss: the inner loss for one task; default :func:`task_loss` (see :class:`MAML`).
+        execution: :class:`ExecutionOptions` (or a dict of its fields); default ``ExecutionOptions()``.
+    """
 
     name: ClassVar[str] = "reptile"
 
     def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 5,
-                 eval_steps: int | None = None, task_batching: TaskBatching = "vmap") -> None:
-        super().__init__(model, inner_lr, inner_steps, True, None, eval_steps, task_batching)
+                 eval_steps: int | None = None, *, inner_loss: LossFn | None = None,
+                 execution: ExecutionOptions | Mapping[str, Any] | None = None) -> None:
+        super().__init__(model, inner_lr, inner_steps, True, None, eval_steps, inner_loss=inner_loss,
+                         execution=execution)
 
     def _task_surrogate(self, params: Params, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
         x, y = torch.cat([xs, xq]), torch.cat([ys, yq])
         fast = self._adapt_task(params, x, y, self.inner_steps, True)
         return sum(0.5 * ((params[k] - fast[k].detach()) ** 2).sum() for k in self.adapted_names())
 
+    def _batched_meta_loss(self, batch: TaskBatch) -> Tensor:
+        """The surrogate for all tasks at once (MAML's batched path calls it, chunked or not)."""
+        params = self._params()
+        x = torch.cat([batch.support_x, batch.query_x], 1)
+        y = torch.cat([batch.support_y, batch.query_y], 1)
+        fast = self._batched_adapt(params, x, y, self.inner_steps, True)
+        total = sum(0.5 * ((params[k] - fast[k].detach()) ** 2).sum() for k in self.adapted_names())
+        return total / batch.num_tasks  # type: ignore[operator]
+
     def meta_loss(self, batch: TaskBatch) -> Tensor:
+        if self.batched:
+            return super().meta_loss(batch)
         losses = map_tasks(self._task_surrogate, self._params(), batch.support_x, batch.support_y,
-                           batch.query_x, batch.query_y, mode=self.task_batching)
+                           batch.query_x, batch.query_y, mode=self._task_map)
         return losses.mean()

@@ -135,8 +135,12 @@ def logistic_fit(
         g = grad.reshape(t, rr * n, 1)
         chol, info = torch.linalg.cholesky_ex(hess)
         jitter = 1e-10 * max(1.0, C * s)
+        eye = torch.eye(rr * n, dtype=x.dtype, device=x.device)
+        damp = torch.zeros(t, 1, 1, dtype=x.dtype, device=x.device)
         while bool((info != 0).any()) and jitter < 1.0:  # numerically indefinite: damp more
-            chol, info = torch.linalg.cholesky_ex(hess + jitter * torch.eye(rr * n, dtype=x.dtype, device=x.device))
+            # only the failing tasks, so a task's fit does not depend on the others in its batch
+            damp = torch.where((info != 0).view(t, 1, 1), torch.full_like(damp, jitter), damp)
+            chol, info = torch.linalg.cholesky_ex(hess + damp * eye)
             jitter *= 100.0
         step = -torch.cholesky_solve(g, chol)
         step = step.view(t, rr, n)

@@ -59,16 +59,6 @@ __all__ = ["svm_cs_dual", "svm_cs_fit", "metaoptnet_svm_logits"]
 _HEAD = "metaoptnet_svm_logits"
 
 
-def _block_gram(k: Tensor, n: int, rho: float) -> Tensor:
-    """G = K (x) I_N + rho I as a dense ``[T, S N, S N]`` matrix."""
-    t, s, _ = k.shape
-    eye_n = torch.eye(n, dtype=k.dtype, device=k.device)
-    g = (k.view(t, s, 1, s, 1) * eye_n.view(1, 1, n, 1, n)).reshape(t, s * n, s * n)
-    if rho:
-        g = g + rho * torch.eye(s * n, dtype=k.dtype, device=k.device)
-    return g
-
-
 def _max_step(v: Tensor, dv: Tensor) -> Tensor:
     """Largest a in (0, 1] with v + a dv >= 0 componentwise, per task (rows of ``[T, m]``)."""
     ratio = torch.where(dv < 0, -v / dv, torch.full_like(v, float("inf")))
@@ -100,7 +90,9 @@ def _ipm_cs_dual(
     sl = torch.ones(t, n, s_n, dtype=dt, device=dev)
     lam = torch.ones(t, n, s_n, dtype=dt, device=dev)
     nu = torch.zeros(t, s_n, dtype=dt, device=dev)
-    gscale = 1.0 + float(k.diagonal(dim1=1, dim2=2).abs().amax()) * c + rho * c
+    # Scales are per task ([T]), so that a task's iterates and stopping point do not depend
+    # on which other tasks share its batch (evaluation is invariant to the batch size).
+    gscale = 1.0 + k.diagonal(dim1=1, dim2=2).abs().amax(-1) * c + rho * c
     pscale = 1.0 + c
     eps = torch.finfo(dt).eps
     tol = max(tol, 10 * eps)
@@ -109,7 +101,7 @@ def _ipm_cs_dual(
     mu_tol = max(tol * tol, 10 * eps) * gscale * pscale
     # Tiny primal regularisation keeps H positive definite when K is singular (S > D) and
     # some lambda/s -> 0; residuals are exact, so the fixed point is unchanged.
-    delta = 1e-12 * gscale if dt == torch.float64 else 1e-6 * gscale
+    delta = (1e-12 if dt == torch.float64 else 1e-6) * gscale.view(t, 1, 1)
     eye_s = torch.eye(s_n, dtype=dt, device=dev)
     done = torch.zeros(t, dtype=torch.bool, device=dev)
 

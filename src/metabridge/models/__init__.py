@@ -1,10 +1,27 @@
-"""Backbones with a ``body`` (embedding) and a ``head`` (linear output layer).
+"""Backbones with a ``body`` (embedding) and a ``head`` (linear output layer), and the
+backbone registry.
 
 Every model here is an ordinary ``nn.Module`` used functionally through
 ``torch.func.functional_call`` in inner loops, so no module is ever deep-copied.
+
+Register a backbone factory of your own with::
+
+    @register_model("tiny")
+    def tiny(out_dim: int, *, in_channels: int, image_size: int, width: int = 32) -> nn.Module:
+        ...  # a module with .body [B, *x] -> [B, D], .head (D -> out_dim) and .feature_dim = D
+
+after which ``build_model("tiny", 5, width=16)``, ``build_algorithm(..., model="tiny")`` and
+``--model tiny`` build it. A factory that declares ``track_running_stats`` lets the
+algorithm registry choose per-task batch norm (MAML family) or running statistics
+(embedding methods).
 """
 
 from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -12,19 +29,133 @@ from .conv4 import Conv4, Conv4Backbone
 from .mlp import MLP
 from .resnet12 import ResNet12, ResNet12Backbone
 
-MODEL_NAMES = ("mlp", "conv4", "resnet12")
+#: ``factory(out_dim, *, in_channels, image_size, **kwargs) -> nn.Module`` with ``.body``,
+#: ``.head`` and ``.feature_dim``.
+ModelFactory = Callable[..., nn.Module]
+F = TypeVar("F", bound=ModelFactory)
+
+_MODELS: dict[str, ModelFactory] = {}
+
+#: name -> backbone factory; a read-only view of the registry (use :func:`register_model`).
+MODELS: Mapping[str, ModelFactory] = MappingProxyType(_MODELS)
 
 
-def build_model(name: str, out_dim: int, in_channels: int = 1, image_size: int = 28,
-                hidden: int = 64, **kwargs) -> nn.Module:
-    """Build a backbone+head model by name (``mlp``, ``conv4``, ``resnet12``)."""
-    if name == "mlp":
-        return MLP(in_dim=in_channels, out_dim=out_dim, **kwargs)
-    if name == "conv4":
-        return Conv4(out_dim, in_channels=in_channels, hidden=hidden, image_size=image_size, **kwargs)
-    if name == "resnet12":
-        return ResNet12(out_dim, in_channels=in_channels, **kwargs)
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}.")
+def register_model(name: str, *, replace: bool = False) -> Callable[[F], F]:
+    """Decorator adding a backbone factory to :data:`MODELS` under ``name``.
+
+    The factory is called as ``factory(out_dim, in_channels=..., image_size=..., **kwargs)``
+    and must return an ``nn.Module`` with ``.body``, ``.head`` and ``.feature_dim``
+    (checked by :func:`build_model`). A name already taken by another factory is refused
+    unless ``replace=True``.
+
+    Args:
+        name: the backbone's name (``--model NAME``).
+        replace: replace an existing registration of that name.
+    """
+    if not isinstance(name, str) or not name or any(c.isspace() for c in name):
+        raise ValueError(f"a model name must be a non-empty string without spaces (got {name!r}); "
+                         "use it as @register_model(\"name\").")
+
+    def decorate(factory: F) -> F:
+        if not callable(factory):
+            raise TypeError(f"register_model({name!r}) decorates a factory function or class (got {factory!r}).")
+        old = _MODELS.get(name)
+        if old is not None and old is not factory and not replace:
+            raise ValueError(f"model name {name!r} is already registered to {getattr(old, '__qualname__', old)}; "
+                             "pass replace=True to replace it, or unregister_model(name) first.")
+        _MODELS[name] = factory
+        return factory
+
+    return decorate
 
 
-__all__ = ["MLP", "Conv4", "Conv4Backbone", "ResNet12", "ResNet12Backbone", "build_model", "MODEL_NAMES"]
+def unregister_model(name: str) -> ModelFactory:
+    """Remove ``name`` from :data:`MODELS`; returns its factory."""
+    if name not in _MODELS:
+        raise ValueError(f"no model {name!r} is registered; registered: {', '.join(sorted(_MODELS))}.")
+    return _MODELS.pop(name)
+
+
+def resolve_model_factory(model: str | ModelFactory) -> ModelFactory:
+    """The factory a registered name stands for (a callable is returned as it is)."""
+    if callable(model):
+        return model
+    if model not in _MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(sorted(_MODELS))} "
+                         "(or register your own with register_model).")
+    return _MODELS[model]
+
+
+def _valid_keywords(factory: ModelFactory) -> list[str]:
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return []
+    return [k for k, p in list(params.items())[1:] if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def build_model(name: str | ModelFactory, out_dim: int, in_channels: int = 1, image_size: int = 28,
+                **kwargs: Any) -> nn.Module:
+    """Build a backbone+head model by registered name (``mlp``, ``conv4``, ``resnet12``, ...).
+
+    Args:
+        name: a key of :data:`MODELS`, or a factory with the registry's signature.
+        out_dim: the head's output size.
+        in_channels: image channels (the input dimension for ``mlp``).
+        image_size: image side in pixels (``mlp`` ignores it).
+        kwargs: the factory's own keywords (e.g. ``hidden=(40, 40)`` for ``mlp``,
+            ``hidden=32`` for ``conv4``); an unknown one is an error naming the valid ones.
+    """
+    factory = resolve_model_factory(name)
+    label = name if isinstance(name, str) else getattr(name, "__qualname__", repr(name))
+    try:
+        signature: inspect.Signature | None = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature (some builtins): let the call decide
+        signature = None
+    if signature is not None:
+        open_kwargs = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        valid = [k for k in _valid_keywords(factory) if k not in ("in_channels", "image_size")]
+        unknown = sorted(set(kwargs) - set(valid))
+        if unknown and not open_kwargs:
+            raise ValueError(f"model {label!r} has no keyword {', '.join(map(repr, unknown))}; its keywords are "
+                             f"{', '.join(valid) or '(none)'} (besides in_channels and image_size).")
+        try:
+            signature.bind(out_dim, in_channels=in_channels, image_size=image_size, **kwargs)
+        except TypeError as exc:
+            raise ValueError(f"model factory {label!r} must accept factory(out_dim, *, in_channels, image_size, "
+                             f"**kwargs): {exc}.") from None
+    net = factory(out_dim, in_channels=in_channels, image_size=image_size, **kwargs)
+    missing = [a for a in ("body", "head", "feature_dim") if not hasattr(net, a)]
+    if not isinstance(net, nn.Module) or missing:
+        what = f"lacks {', '.join(missing)}" if isinstance(net, nn.Module) else f"returned {type(net).__name__}"
+        raise TypeError(f"model factory {label!r} {what}: it must return an nn.Module with .body (the embedding "
+                        "network), .head (the linear output layer) and .feature_dim (the embedding size).")
+    return net
+
+
+@register_model("mlp")
+def mlp(out_dim: int, *, in_channels: int = 1, image_size: int | None = None,
+        hidden: Sequence[int] = (40, 40)) -> MLP:
+    """:class:`MLP` ``in_channels -> hidden... -> out_dim`` (``image_size`` is ignored)."""
+    return MLP(in_dim=in_channels, out_dim=out_dim, hidden=tuple(hidden))
+
+
+@register_model("conv4")
+def conv4(out_dim: int, *, in_channels: int = 1, image_size: int = 28, hidden: int = 64,
+          track_running_stats: bool = False) -> Conv4:
+    """:class:`Conv4` with ``hidden`` filters per block."""
+    return Conv4(out_dim, in_channels=in_channels, hidden=hidden, image_size=image_size,
+                 track_running_stats=track_running_stats)
+
+
+@register_model("resnet12")
+def resnet12(out_dim: int, *, in_channels: int = 3, image_size: int | None = None,
+             widths: Sequence[int] = (64, 160, 320, 640), drop_prob: float = 0.1, block_size: int = 5,
+             track_running_stats: bool = True) -> ResNet12:
+    """:class:`ResNet12` (global average pooled, so any ``image_size`` works; it is ignored)."""
+    return ResNet12(out_dim, in_channels=in_channels, widths=tuple(widths), drop_prob=drop_prob,
+                    block_size=block_size, track_running_stats=track_running_stats)
+
+
+__all__ = ["MLP", "MODELS", "Conv4", "Conv4Backbone", "ModelFactory", "ResNet12", "ResNet12Backbone", "build_model",
+           "register_model", "resolve_model_factory", "unregister_model"]

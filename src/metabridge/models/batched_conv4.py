@@ -17,14 +17,13 @@ the T networks are run as one:
 * ``"loop"``: a plain per-task loop of ``F.conv2d`` (the reference).
 
 All three compute the same function (to float64 round-off); which one is fastest is
-a measurement (``bench/peers.py``). Parameters are addressed by ``Conv4``'s names
+a measurement (``benchmarks/peers.py``). Parameters are addressed by ``Conv4``'s names
 (``body.blocks.{i}.0.weight`` ...); each tensor either carries a leading task
 dimension (per task) or not (shared by every task, as ANIL's body is).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -151,6 +150,3 @@ def batched_conv4(params: dict[str, Tensor], x: Tensor, backend: ConvBackend = "
 def batched_head(params: dict[str, Tensor], feats: Tensor) -> Tensor:
     """The per-task linear head alone (ANIL's inner loop): ``[T, B, D] -> [T, B, N]``."""
     return _head(params, feats)
-
-
-BatchedForward = Callable[[dict[str, Tensor], Tensor], Tensor]
