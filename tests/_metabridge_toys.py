@@ -11,11 +11,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metabridge.algorithms.base import MetaAlgorithm, Predictor, task_loss
+from metabridge.algorithms.registry import register_algorithm
 from metabridge.config import ExperimentConfig
 from metabridge.experiment import Experiment, build_task_sources
 from metabridge.tasks.batch import TaskBatch
 
 
+@register_algorithm(replace=True)
 class ToyANIL(MetaAlgorithm):
     """A small regressor whose ``adapt`` takes one autograd SGD step on the linear head.
 
@@ -37,6 +39,11 @@ class ToyANIL(MetaAlgorithm):
         self.nan_at_call = nan_at_call
         self.nan_in_eval = nan_in_eval
         self.calls = 0
+
+    @classmethod
+    def build(cls, make_model, data, **hparams):
+        """Its own small network: the registry's backbone is not used."""
+        return cls(**hparams)
 
     def _adapted_head(self, feats: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         t = feats.shape[0]

@@ -83,7 +83,7 @@ def test_corrupt_last_falls_back_to_previous(tmp_path):
     with pytest.raises(CheckpointError, match="corrupt or truncated") as info:
         load_checkpoint(m.last)
     assert "last.prev.pt" in str(info.value)
-    with pytest.warns(UserWarning, match="resuming from"):
+    with pytest.warns(UserWarning, match="last.pt is corrupt or truncated .* using .*last.prev.pt \\(step 1\\) instead"):
         ckpt, path = m.load_latest()
     assert ckpt["step"] == 1 and path == m.previous
 

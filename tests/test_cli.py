@@ -36,13 +36,10 @@ def _assert_clean_error(result, *needles: str) -> None:
 
 
 @pytest.fixture
-def toy_registry(monkeypatch):
-    """Make build_algorithm return the toy algorithm (hparams pass through)."""
-
-    def build(name, *, model, out_dim, in_channels=1, image_size=28, **hp):
-        return ToyANIL(**hp)
-
-    monkeypatch.setattr(algo_registry, "build_algorithm", build)
+def toy_registry():
+    """The toy algorithm is registered as ``toy_anil`` by _metabridge_toys (a user's own
+    algorithm, through the public register_algorithm)."""
+    assert "toy_anil" in algo_registry.ALGORITHMS
 
 
 @pytest.fixture
@@ -82,7 +79,7 @@ def test_every_option_has_a_help_text():
 # -------------------------------------------------------------- train / eval
 def test_train_eval_resume_round_trip(tmp_path, toy_registry):
     out = tmp_path / "run"
-    r = _run("train", *FAST, "--algorithm", "toy", "--steps", "4", "--eval-every", "2", "--checkpoint-every", "2",
+    r = _run("train", *FAST, "--algorithm", "toy_anil", "--steps", "4", "--eval-every", "2", "--checkpoint-every", "2",
              "--out", str(out), "--hp", "inner_lr=0.02")
     assert r.exit_code == 0, r.output
     assert "step 4" in r.output and "metabridge eval" in r.output
@@ -118,16 +115,16 @@ def test_config_file_with_overrides(tmp_path, toy_registry):
 def test_nan_loss_is_reported_with_its_step(tmp_path, toy_registry):
     out = tmp_path / "nan"
     r = _run("train", *FAST, "--steps", "10", "--checkpoint-every", "2", "--eval-every", "0", "--out", str(out),
-             "--hp", "nan_at_call=5")
+             "--algorithm", "toy_anil", "--hp", "nan_at_call=5")
     _assert_clean_error(r, "step 5", "--lr", "last.pt")
     assert load_checkpoint(out / "last.pt")["step"] == 4
 
 
 @pytest.mark.parametrize("args,needles", [
     (["--steps", "0"], ["--steps"]),
-    (["--steps", "-3"], ["steps must be >= 1"]),
-    (["--lr", "0"], ["lr must be a positive"]),
-    (["--lr", "-0.1"], ["lr must be a positive"]),
+    (["--steps", "-3"], ["steps: must be >= 1 (got -3)"]),
+    (["--lr", "0"], ["lr: must be > 0", "--lr"]),
+    (["--lr", "-0.1"], ["lr: must be > 0"]),
     (["--meta-batch-size", "0"], ["meta_batch_size"]),
     (["--hp", "inner_lr"], ["KEY=VALUE"]),
     (["--hp", "inner_lr=-1"], ["inner_lr"]),
@@ -197,29 +194,26 @@ def test_every_installed_benchmark_explains_its_options(name):
         assert getattr(param, "help", None), f"bench {name}: option {param.name} has no help text"
 
 
-def test_optional_apps_mount_when_their_module_exists(monkeypatch):
-    sub = typer.Typer()
+@pytest.mark.parametrize("command,options", [
+    (["compare"], ["--methods", "--k-shot", "--test-shots", "--plugin", "--budget"]),
+    (["theory", "linreg"], ["--dim", "--alphas"]),
+    (["theory", "closeness"], ["--widths", "--depths"]),
+    (["export"], ["--out", "--checkpoint"]),
+    (["list"], ["--plugin"]),
+])
+def test_every_command_is_mounted_the_same_way(command, options):
+    result = _run(*command, "--help")
+    assert result.exit_code == 0, result.output
+    for opt in options:
+        assert opt in result.output, (command, opt)
 
-    @sub.command()
-    def run() -> None:
-        """Compare methods."""
-        typer.echo("compared")
 
-    module = types.ModuleType("metabridge.compare")
-    module.compare_app = sub
-    monkeypatch.setitem(sys.modules, "metabridge.compare", module)
-    monkeypatch.setattr(cli, "OPTIONAL_APPS", (("compare", "metabridge.compare", "compare_app"),
-                                               ("ghost", "metabridge.no_such_module", "ghost_app")))
-    target = typer.Typer()
-
-    @target.command()
-    def hello() -> None:
-        """Placeholder so the root is a group."""
-
-    cli._mount_optional_apps(target)
-    r = runner.invoke(target, ["compare", "run"])
-    assert r.exit_code == 0 and "compared" in r.output
-    assert "ghost" not in runner.invoke(target, ["--help"]).output
+def test_list_shows_each_algorithms_hyperparameters():
+    r = _run("list", "algorithms")
+    assert r.exit_code == 0, r.output
+    maml = next(line for line in r.output.splitlines() if line.startswith("maml:"))
+    assert "inner_lr=0.01" in maml and "inner_steps=1" in maml and "model=" not in maml
+    assert "toy_anil:" in r.output  # a registered algorithm of one's own is listed like the built-ins
 
 
 # --------------------------------------------------------- with the real registry

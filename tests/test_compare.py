@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import pytest
 import torch
 
-from metabridge.compare import (
+from metabridge.benchmarks._compare_worker import run_method
+from metabridge.benchmarks.compare import (
     CompareSettings,
     format_table,
+    main,
     merge_reports,
     speedup_sentence,
     summarize,
     time_to_target,
 )
-from metabridge.compare_worker import run_method
+from metabridge.data import registry
 from metabridge.data.class_dataset import ClassDataset
-from metabridge.data.registry import register_dataset
+from metabridge.train import read_metrics
 
 
 def _curve(points: list[tuple[float, float]], ci: float = 0.02) -> list[dict]:
@@ -77,19 +81,55 @@ def _blobs(root: str, split: str, download: bool = False, **kw) -> ClassDataset:
     return ClassDataset(images, labels, [f"{split}{c}" for c in range(n_classes)], name=f"blobs-{split}")
 
 
-@pytest.mark.parametrize("method", ["mtl", "protonet"])
-def test_one_method_trains_under_the_budget_and_is_tested_on_each_shot(method: str, tmp_path) -> None:
-    register_dataset("blobs", _blobs)
-    settings = CompareSettings(methods=(method,), dataset="blobs", n_way=3, train_shot=1, train_query=4,
-                               shots=(1, 5), queries=(4, 3), budget_seconds=1.5, eval_every_seconds=0.5,
-                               val_episodes=10, test_episodes=30, meta_batch_size=2, out_dir=str(tmp_path))
-    cfg = settings.method_config(method)
+@contextlib.contextmanager
+def _blobs_on_one_thread() -> Iterator[str]:
+    """The ``blobs`` dataset registered and torch on one thread, both undone on exit."""
+    threads = torch.get_num_threads()
+    registry.register_dataset("blobs", _blobs)
     torch.set_num_threads(1)
-    out = run_method({"method": method, "config": cfg.to_dict(), "shots": [1, 5], "queries": [4, 3],
+    try:
+        yield "blobs"
+    finally:
+        torch.set_num_threads(threads)
+        if hasattr(registry, "unregister_dataset"):
+            registry.unregister_dataset("blobs")
+        else:  # the registry before unregister_dataset existed
+            registry._CUSTOM.pop("blobs", None)
+
+
+@pytest.fixture()
+def blobs_one_thread() -> Iterator[str]:
+    with _blobs_on_one_thread() as name:
+        yield name
+
+
+def test_the_blobs_setup_is_undone_for_later_tests() -> None:
+    threads = torch.get_num_threads()
+    assert "blobs" not in registry.available_datasets()
+    with _blobs_on_one_thread():
+        assert "blobs" in registry.available_datasets() and torch.get_num_threads() == 1
+    assert "blobs" not in registry.available_datasets() and torch.get_num_threads() == threads
+
+
+@pytest.mark.parametrize("method", ["mtl", "protonet"])
+def test_one_method_trains_under_the_budget_and_is_tested_on_each_shot(method: str, tmp_path, blobs_one_thread) -> None:
+    budget = 1.5
+    settings = CompareSettings(methods=(method,), dataset=blobs_one_thread, n_way=3, k_shot=1, q_query=4,
+                               test_shots=(1, 5), test_queries=(4, 3), budget_seconds=budget,
+                               eval_every_seconds=0.5, val_episodes=10, test_episodes=30, meta_batch_size=2,
+                               out_dir=str(tmp_path))
+    cfg = settings.method_config(method).to_dict()
+    cfg["log_every"] = 1  # a training record per step: the stopping step is visible
+    out = run_method({"method": method, "config": cfg, "test_shots": [1, 5], "test_queries": [4, 3],
                       "test_episodes": 30, "progress": False})
-    # the budget counts training time only and stops the run soon after it is spent
-    assert 1.5 <= out["train_seconds"] < 6.0
-    assert out["steps"] > 0 and out["curve"], "no validation point was recorded"
+    # the budget counts training time only, and the run stops at the first step that spends it
+    # (however slow a loaded machine makes each step)
+    elapsed = [r["train_seconds"] for r in read_metrics(cfg["out_dir"]) if r["kind"] == "train"]
+    assert len(elapsed) == out["steps"] > 0
+    assert out["train_seconds"] == elapsed[-1] >= budget
+    assert out["steps"] == 1 or elapsed[-2] < budget, "training went on after the budget was spent"
+    assert math.isclose(out["seconds_per_iteration"], out["train_seconds"] / out["steps"])
+    assert out["curve"], "no validation point was recorded"
     assert all(b["train_seconds"] >= a["train_seconds"] for a, b in zip(out["curve"], out["curve"][1:]))
     for shot in ("1", "5"):
         res = out["test"][shot]
@@ -97,17 +137,21 @@ def test_one_method_trains_under_the_budget_and_is_tested_on_each_shot(method: s
         # 3-way chance is 33%; the classes are separable, so even a short run is far above it
         assert res["mean"] > 0.6, (shot, res)
     assert out["test"]["5"]["mean"] >= out["test"]["1"]["mean"] - 0.05
-    report = {"settings": {"shots": [1, 5], "train_shot": 1}, "methods": {method: out},
+    report = {"settings": {"test_shots": [1, 5], "k_shot": 1}, "methods": {method: out},
               "summary": summarize({method: out})}
     table = format_table(report)
     assert f"{100 * out['test']['1']['mean']:.2f}" in table
 
 
 def test_compare_needs_one_query_count_per_shot() -> None:
-    from metabridge.compare import compare
+    from metabridge.benchmarks.compare import compare
 
     with pytest.raises(ValueError, match="one query count per test shot"):
-        compare(CompareSettings(shots=(1, 5), queries=(10,)), progress=False)
+        compare(CompareSettings(test_shots=(1, 5), test_queries=(10,)), progress=False)
+    with pytest.raises(ValueError, match="one query count per test shot"):
+        main(test_shots="1,5", test_queries="10", methods="mtl")
+    with pytest.raises(ValueError, match="--test-shots takes comma-separated int"):
+        main(test_shots="1,five")
 
 
 def _report(methods: dict[str, list[tuple[float, float]]], **settings_overrides) -> dict:
@@ -147,22 +191,42 @@ def test_merge_refuses_runs_that_are_not_comparable() -> None:
         merge_reports([base, other_machine])
 
 
-def test_compare_cli_merges_result_directories(tmp_path) -> None:
+def test_compare_merges_result_directories(tmp_path, capsys) -> None:
     import json
-
-    from typer.testing import CliRunner
-
-    from metabridge.compare import compare_app
 
     for name, methods in (("a", {"mtl": [(10, 0.95)]}), ("b", {"maml": [(10, 0.7), (20, 0.95)]})):
         (tmp_path / name).mkdir()
         (tmp_path / name / "compare.json").write_text(json.dumps(_report(methods)))
     out = tmp_path / "merged"
-    result = CliRunner().invoke(compare_app, ["--merge", f"{tmp_path / 'a'},{tmp_path / 'b'}",
-                                              "--results-dir", str(out)])
-    assert result.exit_code == 0, result.output
-    assert "MTL reached it 2.0x sooner than MAML" in result.output
+    main(merge=f"{tmp_path / 'a'},{tmp_path / 'b'}", results_dir=str(out))
+    assert "MTL reached it 2.0x sooner than MAML" in capsys.readouterr().out
     assert json.loads((out / "compare.json").read_text())["summary"]["best_gbml"] == "maml"
     assert (out / "compare.png").stat().st_size > 0
-    missing = CliRunner().invoke(compare_app, ["--merge", str(tmp_path / "nope"), "--results-dir", str(out)])
-    assert missing.exit_code == 2 and "does not exist" in missing.output
+    with pytest.raises(ValueError, match="does not exist"):
+        main(merge=str(tmp_path / "nope"), results_dir=str(out))
+
+
+def test_compare_options_reach_the_settings_and_plugins_reach_the_workers(tmp_path, monkeypatch) -> None:
+    import sys
+    import types
+
+    from metabridge.benchmarks import compare as compare_mod
+
+    plugin = types.ModuleType("compare_test_plugin")
+    monkeypatch.setitem(sys.modules, "compare_test_plugin", plugin)
+    seen: dict = {}
+
+    def fake_compare(settings: CompareSettings, progress: bool = True) -> dict:
+        seen["settings"] = settings
+        seen["config"] = settings.method_config("mtl")
+        return _report({"mtl": [(10, 0.9)]})
+
+    monkeypatch.setattr(compare_mod, "compare", fake_compare)
+    main(methods="mtl", k_shot=2, q_query=7, test_shots="1,5,10", test_queries="4,3,2", n_way=4,
+         plugin="compare_test_plugin", full=True, results_dir=str(tmp_path))
+    s = seen["settings"]
+    assert (s.k_shot, s.q_query, s.test_shots, s.test_queries, s.n_way) == (2, 7, (1, 5, 10), (4, 3, 2), 4)
+    assert (s.budget_seconds, s.eval_every_seconds, s.val_episodes, s.test_episodes) == (1200.0, 60.0, 300, 1000)
+    assert s.plugins == ("compare_test_plugin",)
+    assert seen["config"].plugins == ["compare_test_plugin"]  # the worker's config imports it before building
+    assert (seen["config"].k_shot, seen["config"].q_query) == (2, 7)

@@ -90,7 +90,7 @@ def test_envelope_theorem_optimal_heads(setup) -> None:
 
 def test_closeness_experiment_runs_and_reports_every_pair() -> None:
     cfg = ClosenessConfig(widths=(8,), depths=(1,), train_tasks=5, steps=3, meta_batch=2, k_shot=5,
-                          k_query=5, test_tasks=6)
+                          q_query=5, test_tasks=6)
     res = closeness_experiment(cfg)
     (row,) = res["rows"]
     for mode in ("native", "refit"):
@@ -100,3 +100,28 @@ def test_closeness_experiment_runs_and_reports_every_pair() -> None:
     # ANIL and MAML start from the same body and see the same batches: after 3 small
     # steps their refit predictions are far closer to each other than to the targets
     assert row["gap_refit_anil_maml"] < 0.1 * row["mse_refit_anil"] / res["target_mean_square"]
+
+
+def test_closeness_command_writes_results_and_restores_threads(tmp_path, capsys) -> None:
+    from metabridge.theory.commands import closeness
+
+    before = torch.get_num_threads()
+    closeness(out=tmp_path, widths="8", depths="1", steps=2, train_tasks=4, meta_batch=2, k_shot=5, q_query=5,
+              test_tasks=4, threads=1)
+    assert torch.get_num_threads() == before
+    assert (tmp_path / "theory_closeness.json").exists() and (tmp_path / "theory_closeness.png").exists()
+    assert "normalised prediction gap" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"meta_batch": 9, "train_tasks": 4}, "--meta-batch cannot exceed --train-tasks"),
+    ({"widths": "8,x"}, "--widths takes comma-separated integers"),
+    ({"seeds": "a"}, "--seeds takes comma-separated integers"),
+    ({"inner_lr": 0.0}, "--inner-lr must be > 0"),
+])
+def test_closeness_command_refuses_bad_options_before_training(tmp_path, kwargs, message) -> None:
+    from metabridge.theory.commands import closeness
+
+    with pytest.raises(ValueError, match=message):
+        closeness(out=tmp_path / "never", **kwargs)
+    assert not (tmp_path / "never").exists()

@@ -170,3 +170,32 @@ def test_without_coupling_before_and_after_rank_estimators_alike() -> None:
 def test_too_few_points_raise() -> None:
     with pytest.raises(ValueError, match="singular"):
         sample_estimators(LinearRegressionFamily(dim=8), 2, 2, 0.1, 1, torch.Generator())
+
+
+def test_linreg_command_writes_one_result_per_coupling(tmp_path, capsys) -> None:
+    import json
+
+    from metabridge.theory.commands import linreg
+
+    linreg(out=tmp_path, dim=2, coupling="0,1", num_tasks="2,4", points="2,3", alphas="0.2", trials=3,
+           mc_tasks=200)
+    for tag in ("kappa0", "kappa1"):
+        res = json.loads((tmp_path / f"theory_linreg_{tag}.json").read_text())
+        assert len(res["monte_carlo_check"]["rows"]) == 4  # drs, maml at alpha 0 and 0.2
+        assert (tmp_path / f"theory_linreg_{tag}_heatmap.png").exists()
+    assert "P(MAML beats DRS)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"num_tasks": "2,0"}, "--num-tasks takes positive integers"),
+    ({"alphas": "-0.1"}, "--alphas must be >= 0"),
+    ({"coupling": "x"}, "--coupling takes comma-separated numbers"),
+    ({"trials": 0}, "--trials and --mc-tasks must be positive"),
+    ({"dim": 8, "num_tasks": "2", "points": "2"}, "below dim"),
+])
+def test_linreg_command_refuses_bad_options_naming_the_fix(tmp_path, kwargs, message) -> None:
+    from metabridge.theory.commands import linreg
+
+    with pytest.raises(ValueError, match=message):
+        linreg(out=tmp_path / "never", **kwargs)
+    assert not (tmp_path / "never").exists()

@@ -165,23 +165,32 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
 
 
 @pytest.mark.parametrize("field,value,needle", [
-    ("steps", 0, "steps must be >= 1"),
-    ("steps", -5, "steps must be >= 1"),
-    ("lr", 0.0, "lr must be a positive"),
-    ("lr", -1e-3, "lr must be a positive"),
-    ("lr", float("nan"), "lr must be a positive"),
-    ("meta_batch_size", 0, "meta_batch_size"),
+    ("steps", 0, "steps: must be >= 1 .*--steps"),
+    ("steps", -5, "steps: must be >= 1"),
+    ("lr", 0.0, "lr: must be > 0.0 .*--lr"),
+    ("lr", -1e-3, "lr: must be > 0"),
+    ("lr", float("nan"), "lr: must be a finite number"),
+    ("meta_batch_size", 0, "meta_batch_size.*--meta-batch-size"),
     ("k_shot", 0, "k_shot"),
     ("n_way", 1, "n_way"),
     ("grad_clip", 0.0, "grad_clip"),
-    ("optimizer", "adagrad", "adam"),
+    ("optimizer", "adagrad", "'adam'"),
     ("device", "tpu", "device"),
-    ("hparams", {"inner_lr": -0.1}, "inner_lr"),
 ])
 def test_bad_config_values_name_the_fix(field, value, needle):
-    cfg = ExperimentConfig(**{field: value, "task": "omniglot" if field == "n_way" else "sinusoid"})
     with pytest.raises(ValueError, match=needle):
-        cfg.validate()
+        ExperimentConfig.from_dict({field: value, "task": "omniglot" if field == "n_way" else "sinusoid"})
+
+
+def test_bad_hyperparameter_values_are_refused_before_training(tmp_path):
+    """Types are checked with the config, value ranges by the algorithm's constructor when
+    the run is built, before any step."""
+    with pytest.raises(ValueError, match="inner_steps"):
+        ExperimentConfig(hparams={"inner_steps": "five"}).validate()
+    cfg = ExperimentConfig(hparams={"inner_lr": -0.1}, out_dir=str(tmp_path / "r"), device="cpu")
+    with pytest.raises(ValueError, match="inner_lr"):
+        Trainer(cfg, progress=False).run()
+    assert not (tmp_path / "r" / "last.pt").exists()
 
 
 def test_config_json_round_trip_and_unknown_keys(tmp_path):
@@ -202,7 +211,7 @@ def test_experiment_surfaces_episode_shape_errors(monkeypatch):
 
     ds = ClassDataset(torch.zeros(12, 1, 4, 4, dtype=torch.uint8), torch.arange(3).repeat_interleave(4),
                       ["a", "b", "c"], name="tiny")
-    monkeypatch.setattr(experiment, "_load_split", lambda config, split: ds)
+    monkeypatch.setattr(experiment, "load_split", lambda config, split: ds)
     with pytest.raises(ValueError, match="fewer than n_way=5"):
         experiment.build_task_sources(ExperimentConfig(task="tiny", n_way=5, k_shot=1, q_query=1))
     with pytest.raises(ValueError, match="k_shot \\+ q_query = 5"):

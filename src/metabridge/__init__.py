@@ -2,7 +2,46 @@
 
 One formulation covers every method here (Wang, Zhao & Li, "Bridging Multi-Task
 Learning and Meta-Learning", ICML 2021, Sec. 3): shared parameters theta, per-task
-parameters phi_i, and a loss on task i's data. See ``metabridge.algorithms``.
+parameters phi_i, and a loss on task i's data. Every algorithm implements
+``meta_loss(batch)`` for training and ``adapt(batch)`` / ``adapt_support(x, y)`` for
+testing (:class:`MetaAlgorithm`).
+
+The names a user needs are importable from here::
+
+    from metabridge import MAML, MTL, ProtoNet, EpisodeSampler, ClassDataset, evaluate
+    from metabridge import register_algorithm, register_model, register_dataset
+
+(``metabridge.evaluate`` is the function; its module is reached as ``from metabridge.evaluate
+import ...``.) Importing metabridge changes no process-wide state (threads, allocator, loggers,
+RNGs); the command line opts in to CPU tuning for its own process only.
 """
 
+from .algorithms import (
+    ANIL, DRS, FOMAML, MAML, MTL, MetaAlgorithm, MetaOptNet, MetaSGD, Predictor, ProtoNet, Reptile,
+)
+from .algorithms.execution import ExecutionOptions
+from .algorithms.registry import ALGORITHMS, algorithm_hparams, build_algorithm, register_algorithm
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import ExperimentConfig, load_plugins
+from .data import ClassDataset, available_datasets, load_dataset
+from .data.image_folder import load_image_folder
+from .data.registry import register_dataset
+from .evaluate import episode_scores, evaluate
+from .experiment import Experiment, TaskSource, build_experiment
+from .export import load_pretrained, save_weights
+from .models import MODELS, build_model, register_model
+from .stats import MeanCI, mean_ci95
+from .tasks import EpisodeSampler, LinearRegressionFamily, SinusoidFamily, TaskBatch
+from .train import NonFiniteLossError, Trainer, TrainResult
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "ALGORITHMS", "ANIL", "CheckpointError", "ClassDataset", "DRS", "EpisodeSampler", "ExecutionOptions",
+    "Experiment", "ExperimentConfig", "FOMAML", "LinearRegressionFamily", "MAML", "MODELS", "MTL", "MeanCI",
+    "MetaAlgorithm", "MetaOptNet", "MetaSGD", "NonFiniteLossError", "Predictor", "ProtoNet", "Reptile",
+    "SinusoidFamily", "TaskBatch", "TaskSource", "TrainResult", "Trainer", "algorithm_hparams",
+    "available_datasets", "build_algorithm", "build_experiment", "build_model", "episode_scores", "evaluate",
+    "load_checkpoint", "load_dataset", "load_image_folder", "load_plugins", "load_pretrained", "mean_ci95",
+    "register_algorithm", "register_dataset", "register_model", "save_weights",
+]

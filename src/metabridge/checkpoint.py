@@ -26,6 +26,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,8 @@ from typing import IO, Any
 
 import numpy as np
 import torch
+
+from .atomic import atomic_open
 
 FORMAT_VERSION = 1
 LAST = "last.pt"
@@ -113,37 +116,22 @@ def _write_payload(payload: dict[str, Any], f: IO[bytes]) -> None:
     torch.save(payload, f)
 
 
-def _fsync_dir(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``payload`` to ``path`` so that ``path`` is always either the old or the new file.
+    """Write ``payload`` to ``path`` so that ``path`` is always either the old or the new file
+    (:func:`metabridge.atomic.atomic_open`: temp file, fsync, rename, directory fsync).
 
     On any failure the temporary file is removed and the previous ``path`` (if any)
     is untouched; the error is re-raised as :class:`CheckpointError`.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{time.monotonic_ns()}")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_open(path, "wb") as f:
             _write_payload(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+    except (KeyboardInterrupt, SystemExit):
+        raise
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
         raise CheckpointError(f"could not write checkpoint {path}: {exc}; the previous file is intact.") from exc
-    _fsync_dir(path.parent)
     return path
 
 
@@ -164,8 +152,12 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 def make_payload(*, algorithm: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
                  config: dict[str, Any], task_generator: torch.Generator | None,
                  scheduler: Any | None = None, best: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Everything needed to resume a run at ``step`` (all tensors moved to CPU on save)."""
+                 extra: dict[str, Any] | None = None, build: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything needed to resume a run at ``step`` (all tensors moved to CPU on save).
+
+    ``build`` is the algorithm's construction record
+    (:func:`metabridge.experiment.algorithm_record`): with it the algorithm is rebuilt
+    from the checkpoint alone, without loading any dataset."""
     return {
         "format_version": FORMAT_VERSION,
         "step": int(step),
@@ -176,6 +168,7 @@ def make_payload(*, algorithm: torch.nn.Module, optimizer: torch.optim.Optimizer
         "config": config,
         "best": best,
         "extra": extra or {},
+        "build": build,
         "time": time.time(),
     }
 
@@ -193,13 +186,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # zip/pickle/EOF errors all mean the same thing here
+        # torch's own text for these is many lines long (and asks to file a torch issue):
+        # one line naming the file, and what to use instead, is what a user needs.
         hint = ""
-        prev = path.with_name(PREVIOUS)
-        if path.name == LAST and prev.is_file():
-            hint = f" The previous checkpoint {prev} may still be good."
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (corrupt or truncated: {type(exc).__name__}: {exc}).{hint}"
-        ) from exc
+        for other in (path.with_name(PREVIOUS), path.with_name(BEST)):
+            if other != path and other.is_file():
+                hint = f"; {other.name} in the same directory may still be good"
+                break
+        raise CheckpointError(f"{path} is corrupt or truncated (torch.load raised {type(exc).__name__}){hint}.") from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED):
         missing = [k for k in _REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
         raise CheckpointError(f"{path} is not a metabridge checkpoint (missing {', '.join(missing)}).")
@@ -245,21 +239,45 @@ class CheckpointManager:
         return self.last
 
     def load_latest(self, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], Path]:
-        """The newest readable checkpoint: ``last.pt``, or ``last.prev.pt`` if ``last.pt`` is damaged."""
+        """The newest readable checkpoint: ``last.pt``, or ``last.prev.pt`` if ``last.pt`` is damaged
+        (a one-line warning names the damaged file and the one used instead)."""
         if not self.last.is_file() and not self.previous.is_file():
             raise CheckpointNotFoundError(
                 f"no checkpoint in {self.run_dir} to resume from; start the run without --resume."
             )
-        try:
-            return load_checkpoint(self.last, map_location), self.last
-        except CheckpointError as first:
-            if not self.previous.is_file():
-                raise
-            try:
-                ckpt = load_checkpoint(self.previous, map_location)
-            except CheckpointError:
-                raise first from None
-            import warnings
+        return self.load_first((self.last, self.previous), map_location)
 
-            warnings.warn(f"{first}; resuming from {self.previous} (step {ckpt['step']}) instead.", stacklevel=2)
-            return ckpt, self.previous
+    def load_first(self, candidates: tuple[Path, ...], map_location: str | torch.device = "cpu"
+                   ) -> tuple[dict[str, Any], Path]:
+        """The first readable checkpoint of ``candidates`` (missing ones skipped); warns in one
+        line for each damaged file passed over, raises :class:`CheckpointError` if none is usable."""
+        errors: list[str] = []
+        for path in candidates:
+            if not path.is_file():
+                continue
+            try:
+                ckpt = load_checkpoint(path, map_location)
+            except CheckpointError as exc:
+                errors.append(str(exc).split(";")[0].rstrip("."))
+                continue
+            if errors:
+                warnings.warn(f"{'; '.join(errors)}; using {path} (step {ckpt['step']}) instead.", stacklevel=3)
+            return ckpt, path
+        if not errors:
+            raise CheckpointNotFoundError(f"no checkpoint among {', '.join(str(p) for p in candidates)}.")
+        raise CheckpointError(f"{'; '.join(errors)}; no other checkpoint of {self.run_dir} is readable: "
+                              "start the run again (metabridge train --overwrite).")
+
+    def load_for_eval(self, which: str = "auto", map_location: str | torch.device = "cpu"
+                      ) -> tuple[dict[str, Any], Path]:
+        """The checkpoint ``metabridge eval`` scores: ``best`` (falling back to ``last`` and
+        ``last.prev`` when damaged), ``last`` (falling back to ``last.prev``, then ``best``), or
+        ``auto`` (best when the run validated, else last)."""
+        order = {"best": (self.best, self.last, self.previous), "last": (self.last, self.previous, self.best),
+                 "auto": (self.best, self.last, self.previous)}
+        if which not in order:
+            raise ValueError(f"--checkpoint must be auto, best or last (got {which!r}).")
+        if which == "best" and not self.best.is_file():
+            raise CheckpointNotFoundError(f"{self.best} does not exist (the run never validated); pass "
+                                          "--checkpoint last.")
+        return self.load_first(order[which], map_location)

@@ -1,119 +1,142 @@
-"""``ExperimentConfig``: everything that defines one training run, as plain JSON.
+"""``ExperimentConfig``: everything that defines one training run, in one typed place.
 
-A run is fully described by this dataclass: the task family (``sinusoid`` or a
-dataset name with its episode shape), the algorithm and its hyperparameters, the
-backbone, the optimizer, the step budget, evaluation and checkpoint intervals, the
-seeds, the device and the output directory. It round-trips through JSON, is stored
-in every checkpoint and as ``config.json`` in the run directory, so a run can be
-resumed or re-evaluated from its directory alone.
+A run is fully described by this pydantic model: the task family (``sinusoid``, a
+dataset name, or the path of one's own image folder / ``.npz``) with its episode
+shape, the algorithm and its hyperparameters, the backbone, the optimizer, the step
+budget, evaluation and checkpoint intervals, the seeds, the device and the output
+directory. It round-trips through JSON, TOML and YAML, is stored in every checkpoint
+and as ``config.json`` in the run directory, so a run can be resumed or
+re-evaluated from its directory alone.
+
+This class is the single source of truth for settings: each field's type and
+constraint is its validation, its ``description`` is the help text, and the
+``metabridge train`` options are generated from the fields (``cli.py``), so the
+three can no longer drift apart. The algorithm's own hyperparameters (``hparams``)
+are validated against a model generated from that algorithm's constructor
+signature (:func:`hparams_model`), so a registered algorithm of one's own gets the
+same checks. Why pydantic: it is already a dependency of the scientific Python
+stack, it is maintained, it validates from the type hints we write anyway
+(``Literal`` choices, ``int | None``, bounds) and it reports every offending field
+with its location; jsonargparse / tyro would replace typer as well, Hydra would add
+a config-composition layer this project does not need.
 
 ``build_experiment`` (in :mod:`metabridge.experiment`) turns a config into the
-algorithm and its train/val/test task sources; it is re-exported here lazily.
+algorithm and its train/val/test task sources.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-import re
-from dataclasses import asdict, dataclass, field, fields
+import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from .experiment import Experiment
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+
+from .atomic import atomic_write_text
 
 #: Task family names handled without a dataset loader.
 REGRESSION_FAMILIES = ("sinusoid",)
-OPTIMIZERS = ("adam", "adamw", "radam", "sgd")
-LR_SCHEDULES = ("constant", "cosine")
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+Optimizer = Literal["adam", "adamw", "radam", "sgd"]
+LRSchedule = Literal["constant", "cosine"]
+OPTIMIZERS: tuple[str, ...] = Optimizer.__args__  # type: ignore[attr-defined]
+LR_SCHEDULES: tuple[str, ...] = LRSchedule.__args__  # type: ignore[attr-defined]
+_DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?|mps)$"
+#: Config fields whose command-line option is not ``--field-name``.
+OPTION_NAMES = {"out_dir": "--out", "plugins": "--plugin", "model_kwargs": "--model-arg", "hparams": "--hp"}
 
 
-@dataclass
-class ExperimentConfig:
-    """A complete, JSON-serializable description of one training run.
+class ExperimentConfig(BaseModel):
+    """A complete, JSON-serializable description of one training run (see the fields'
+    descriptions, which are also the ``metabridge train --help`` texts)."""
 
-    Task:
-        task: ``"sinusoid"`` (Finn et al. 2017 regression) or a dataset name known to
-            ``metabridge.data.registry.load_dataset`` (e.g. ``"omniglot"``, ``"glyphs"``).
-        data_root: directory holding datasets (ignored for ``sinusoid``).
-        download: let dataset loaders download missing files.
-        n_way: classes per episode (classification only).
-        k_shot: support examples per class (classification) or support points per
-            task (sinusoid) during training.
-        q_query: query examples per class (classification) or query points per task.
-        eval_k_shot: support size for validation/test episodes; ``None`` = ``k_shot``
-            (Finn et al. train sinusoid with K=10 and test with K=5).
-        num_train_tasks: sinusoid only: draw training tasks from a fixed pool of this
-            many (needed by MTL's one-head-per-task); ``None`` = fresh tasks.
-        image_size: side length images are loaded at (datasets only); ``None`` = the
-            dataset's standard size (28 for Omniglot, 84 for mini-ImageNet, ...).
-    Method:
-        algorithm: a name in ``metabridge.algorithms.registry.ALGORITHMS``.
-        hparams: keyword arguments for the algorithm (``inner_lr``, ``inner_steps``...).
-        model: backbone (``mlp``, ``conv4``, ``resnet12``); ``None`` = ``mlp`` for
-            regression, ``conv4`` for images.
-    Optimization:
-        optimizer, lr, weight_decay, momentum (SGD only), lr_schedule,
-        grad_clip (max global gradient norm, ``None`` = off), meta_batch_size, steps,
-        max_train_seconds (stop once this much time was spent in training steps, not
-        counting validation and checkpoints; ``None`` = run all ``steps``).
-    Evaluation and bookkeeping:
-        eval_every (0 = never validate during training), eval_every_seconds (also
-        validate each time this much more training time has passed; for accuracy
-        against wall-clock curves), val_episodes, test_episodes,
-        eval_batch_size, checkpoint_every (0 = only at the end), log_every,
-        seed (initialisation and training tasks), val_seed / test_seed (fixed
-        evaluation episodes, independent of ``seed`` so every method is scored on the
-        same tasks), device (``auto``/``cpu``/``cuda``/``cuda:N``), deterministic
-        (ask torch for deterministic kernels; needed for bit-exact resume on GPU),
-        out_dir.
-    """
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
     # task
-    task: str = "sinusoid"
-    data_root: str = "data"
-    download: bool = False
-    n_way: int = 5
-    k_shot: int = 10
-    q_query: int = 10
-    eval_k_shot: int | None = None
-    num_train_tasks: int | None = None
-    image_size: int | None = None
+    task: str = Field("sinusoid", min_length=1, description=(
+        "Task family: 'sinusoid' (Finn et al. 2017 regression), a dataset name (omniglot, mini_imagenet, "
+        "tiered_imagenet, cifar_fs, fc100, glyphs, or one registered with register_dataset), or the path of "
+        "one's own images: a folder of class folders or an .npz with uint8 'images' and 'labels'."))
+    data_root: str = Field("data", description="Directory holding datasets (ignored for sinusoid and paths).")
+    download: bool = Field(False, description="Let dataset loaders download missing files (checksummed).")
+    n_way: int = Field(5, ge=2, description="Classes per episode (classification only).")
+    k_shot: int = Field(10, ge=1, description="Training support examples per class (classification) or "
+                        "support points per task (sinusoid).")
+    q_query: int = Field(10, ge=1, description="Query examples per class (classification) or query points "
+                         "per task (sinusoid).")
+    eval_k_shot: int | None = Field(None, ge=1, description="Support size of validation/test episodes "
+                                    "[default: same as --k-shot].")
+    num_train_tasks: int | None = Field(None, ge=1, description="Sinusoid only: draw training tasks from a "
+                                        "fixed pool of this many (MTL's one head per task) [default: fresh "
+                                        "tasks every step].")
+    image_size: int | None = Field(None, ge=1, description="Side length in pixels that images are loaded at "
+                                   "[default: the dataset's standard size; own images: their size].")
     # method
-    algorithm: str = "maml"
-    hparams: dict[str, Any] = field(default_factory=dict)
-    model: str | None = None
+    algorithm: str = Field("maml", min_length=1, description=(
+        "Method: mtl, drs, maml, fomaml, anil, reptile, metasgd, protonet, metaoptnet, or one registered with "
+        "register_algorithm (metabridge list algorithms shows each one's hyperparameters)."))
+    hparams: dict[str, Any] = Field(default_factory=dict, description=(
+        "Algorithm hyperparameter KEY=VALUE, repeatable; VALUE is read as JSON when it parses (e.g. --hp "
+        "inner_steps=5 --hp inner_lr=0.01 --hp first_order=true)."))
+    model: str | None = Field(None, description="Backbone: mlp, conv4, resnet12 or one registered with "
+                              "register_model [default: mlp for sinusoid, conv4 for images].")
+    model_kwargs: dict[str, Any] = Field(default_factory=dict, description=(
+        "Backbone argument KEY=VALUE, repeatable, read as JSON when it parses (e.g. --model-arg "
+        "hidden=[40,40] for mlp, --model-arg hidden=32 for conv4)."))
+    plugins: list[str] = Field(default_factory=list, description=(
+        "Python module to import before building, repeatable: where one's own register_algorithm / "
+        "register_model / register_dataset calls live (compare's worker processes import it too)."))
     # optimization
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    lr_schedule: str = "constant"
-    grad_clip: float | None = None
-    meta_batch_size: int = 25
-    steps: int = 1000
-    max_train_seconds: float | None = None
+    optimizer: Optimizer = Field("adam", description="Outer optimizer: adam, adamw, radam or sgd.")
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Outer learning rate (> 0).")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay of the outer optimizer (>= 0).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum (sgd only), in [0, 1).")
+    lr_schedule: LRSchedule = Field("constant", description="Learning-rate schedule: constant or cosine.")
+    grad_clip: float | None = Field(None, gt=0, description="Clip the global gradient norm to this value "
+                                    "[default: no clipping].")
+    meta_batch_size: int = Field(25, ge=1, description="Tasks per outer step.")
+    steps: int = Field(1000, ge=1, description="Number of outer optimizer steps; with --resume, may be "
+                       "raised to train longer.")
+    max_train_seconds: float | None = Field(None, gt=0, description="Stop once this many seconds were spent "
+                                            "in training steps (validation and checkpoints not counted) "
+                                            "[default: run all --steps].")
     # evaluation and bookkeeping
-    eval_every: int = 500
-    eval_every_seconds: float | None = None
-    val_episodes: int = 600
-    test_episodes: int = 600
-    eval_batch_size: int = 50
-    checkpoint_every: int = 500
-    log_every: int = 10
-    seed: int = 0
-    val_seed: int = 1000
-    test_seed: int = 2000
-    device: str = "auto"
-    deterministic: bool = False
-    out_dir: str = "runs/default"
+    eval_every: int = Field(500, ge=0, description="Validate every this many steps and at the end (0 = never).")
+    eval_every_seconds: float | None = Field(None, gt=0, description="Also validate each time this many more "
+                                             "seconds of training have passed (accuracy against wall-clock).")
+    val_episodes: int = Field(600, ge=1, description="Fixed validation episodes per validation.")
+    test_episodes: int = Field(600, ge=1, description="Fixed test episodes (used by metabridge eval).")
+    eval_batch_size: int = Field(50, ge=1, description="Episodes evaluated at once.")
+    checkpoint_every: int = Field(500, ge=0, description="Write a checkpoint every this many steps and at the "
+                                  "end (0 = only at the end).")
+    log_every: int = Field(10, ge=1, description="Write a training record to metrics.jsonl every this many "
+                           "steps.")
+    seed: int = Field(0, description="Seed for initialisation and training tasks.")
+    val_seed: int = Field(1000, description="Seed fixing the validation episodes.")
+    test_seed: int = Field(2000, description="Seed fixing the test episodes.")
+    device: str = Field("auto", pattern=_DEVICE_PATTERN, description="auto (CUDA when available), cpu, cuda, "
+                        "cuda:N or mps.")
+    deterministic: bool = Field(False, description="Use deterministic kernels (slower; needed for bit-exact "
+                                "resume on GPU).")
+    out_dir: str = Field("runs/default", description="Run directory: config.json, metrics.jsonl, last.pt, "
+                         "last.prev.pt, best.pt.")
 
     # ------------------------------------------------------------------ checks
+    @field_validator("hparams", "model_kwargs")
+    @classmethod
+    def _string_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not all(isinstance(k, str) and k for k in v):
+            raise ValueError("keys must be non-empty strings")
+        return dict(v)
+
     @property
     def is_regression(self) -> bool:
-        """True for regression task families (no classes, no ``n_way``)."""
+        """True for the built-in regression task families (no classes, no ``n_way``).
+
+        Only for defaults (the backbone) and messages: the training metric of a run
+        is derived from its data (:func:`metabridge.train.task_metric`)."""
         return self.task in REGRESSION_FAMILIES
 
     @property
@@ -127,79 +150,33 @@ class ExperimentConfig:
     def resolved_eval_k_shot(self) -> int:
         return self.k_shot if self.eval_k_shot is None else self.eval_k_shot
 
-    def validate(self) -> "ExperimentConfig":
-        """Raise ``ValueError`` naming the offending field and the fix; return ``self``."""
+    def validate(self) -> "ExperimentConfig":  # type: ignore[override]
+        """Re-check every field and the algorithm's hyperparameters; return ``self``.
 
-        def positive_int(name: str, allow_zero: bool = False) -> None:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"{name} must be an integer (got {v!r}).")
-            if v < 0 or (v == 0 and not allow_zero):
-                need = ">= 0" if allow_zero else ">= 1"
-                raise ValueError(f"{name} must be {need} (got {v}); set {_flag(name)} to a positive value.")
-
-        if not isinstance(self.task, str) or not self.task:
-            raise ValueError("task must name a task family ('sinusoid') or a dataset (e.g. 'omniglot').")
-        for name in ("k_shot", "q_query", "meta_batch_size", "steps", "val_episodes", "test_episodes",
-                     "eval_batch_size", "log_every"):
-            positive_int(name)
-        for name in ("eval_every", "checkpoint_every"):
-            positive_int(name, allow_zero=True)
-        if not self.is_regression:
-            positive_int("n_way")
-            if self.n_way < 2:
-                raise ValueError(f"n_way must be >= 2 for classification (got {self.n_way}); set --n-way.")
-        if self.eval_k_shot is not None:
-            positive_int("eval_k_shot")
-        for name in ("num_train_tasks", "image_size"):
-            if getattr(self, name) is not None:
-                positive_int(name)
-        for name in ("lr",):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not v > 0 or v != v or v == float("inf"):
-                raise ValueError(f"lr must be a positive finite number (got {v!r}); pass e.g. --lr 1e-3.")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0 (got {self.weight_decay}).")
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must lie in [0, 1) (got {self.momentum}).")
-        for name in ("max_train_seconds", "eval_every_seconds"):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, (int, float)) and v > 0):
-                raise ValueError(f"{name} must be > 0 seconds or None (got {v!r}).")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ValueError(f"grad_clip must be > 0 or None to disable clipping (got {self.grad_clip}).")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}.")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}.")
-        if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (got {self.device!r}).")
-        if not isinstance(self.hparams, dict) or not all(isinstance(k, str) for k in self.hparams):
-            raise ValueError(f"hparams must be a dict with string keys (got {self.hparams!r}).")
-        for k, v in self.hparams.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k.endswith("lr") and not v > 0:
-                raise ValueError(f"hyperparameter {k} must be > 0 (got {v}); pass e.g. --hp {k}=0.01.")
-            if k.endswith("steps") and isinstance(v, int) and not isinstance(v, bool) and v < 0:
-                raise ValueError(f"hyperparameter {k} must be >= 0 (got {v}).")
+        Raises ``ValueError`` naming each offending field and its command-line option.
+        """
+        try:
+            type(self).model_validate(self.model_dump())
+        except ValidationError as exc:
+            raise ValueError(describe_validation_error(exc)) from None
+        load_plugins(self.plugins)
+        validate_hparams(self.algorithm, self.hparams)
         return self
 
-    # --------------------------------------------------------------- JSON I/O
+    # --------------------------------------------------------------- file I/O
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict of every field."""
-        return asdict(self)
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ExperimentConfig":
-        """Build from a dict; unknown keys are an error (a typo must not pass silently)."""
+        """Build from a dict; unknown keys and wrong values are errors naming the field."""
         if not isinstance(data, dict):
-            raise ValueError(f"a config must be a JSON object (got {type(data).__name__}).")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown config field(s) {', '.join(unknown)}; valid fields are {', '.join(sorted(known))}."
-            )
-        return cls(**{k: (dict(v) if k == "hparams" else v) for k, v in data.items()})
+            raise ValueError(f"a config must be a mapping of field names to values (got {type(data).__name__}).")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise ValueError(describe_validation_error(exc)) from None
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
@@ -213,28 +190,159 @@ class ExperimentConfig:
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the config as JSON (atomically: temp file + rename)."""
+        """Write the config as JSON (atomically, fsync'ed)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        tmp.write_text(self.to_json() + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, self.to_json() + "\n")
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ExperimentConfig":
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"no config file at {path}; pass the path of a JSON file written by a run.")
-        return cls.from_json(path.read_text())
+        """Read a ``.json``, ``.toml`` or ``.yaml`` / ``.yml`` config file."""
+        return cls.from_dict(read_config_file(path))
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping in a JSON, TOML or YAML file, chosen by its suffix.
+
+    TOML and YAML files may put the algorithm's hyperparameters in an ``[hparams]``
+    table (``hparams:`` mapping) and the backbone's in ``[model_kwargs]``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no config file at {path}; pass the path of a .json, .toml or .yaml file.")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ValueError(f"config file {path} must end in .json, .toml, .yaml or .yml.")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not valid {suffix[1:].upper()}: {exc}") from exc
+    except ImportError as exc:  # pragma: no cover - pyyaml is a dependency
+        raise ValueError(f"reading {path} needs PyYAML (pip install pyyaml).") from exc
+    except Exception as exc:
+        if type(exc).__module__.startswith("yaml"):
+            raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+        raise
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a mapping of config fields (got {type(data).__name__}).")
+    return data
 
 
-def build_experiment(config: ExperimentConfig) -> "Experiment":
-    """Build the algorithm and task sources of ``config`` (see :mod:`metabridge.experiment`)."""
-    from .experiment import build_experiment as _build
+def option_name(field: str) -> str:
+    """The ``metabridge train`` option of config field ``field``."""
+    return OPTION_NAMES.get(field, "--" + field.replace("_", "-"))
 
-    return _build(config)
+
+def describe_validation_error(exc: ValidationError, options: bool = True) -> str:
+    """One readable sentence per offending field, with its command-line option."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(x) for x in err["loc"]]
+        name = ".".join(loc) if loc else "config"
+        msg = _plain_message(err)
+        if err["type"] == "extra_forbidden":
+            parts.append(f"unknown field {name!r}")
+            continue
+        where = f" (set {option_name(loc[0])})" if options and loc and loc[0] in ExperimentConfig.model_fields \
+            else ""
+        got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
+        parts.append(f"{name}: {msg}{got}{where}")
+    text = "; ".join(parts)
+    if any(e["type"] == "extra_forbidden" for e in exc.errors()) and exc.title == ExperimentConfig.__name__:
+        text += f"; valid fields are {', '.join(sorted(ExperimentConfig.model_fields))}"
+    return "invalid config: " + text + "."
+
+
+def _plain_message(err: Any) -> str:
+    """pydantic's message for one error, in the project's words ("must be >= 1")."""
+    ctx = err.get("ctx") or {}
+    kind = err["type"]
+    words = {"greater_than_equal": "must be >= {ge}", "greater_than": "must be > {gt}",
+             "less_than": "must be < {lt}", "less_than_equal": "must be <= {le}",
+             "finite_number": "must be a finite number", "string_too_short": "must not be empty",
+             "string_pattern_mismatch": "must be auto, cpu, cuda, cuda:N or mps"}
+    if kind in words:
+        return words[kind].format(**ctx)
+    return str(err["msg"])
+
+
+# ------------------------------------------------------------------ plugins
+def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
+    """Import each module named in ``modules`` (where a user's ``register_*`` calls live).
+
+    Importing is idempotent (Python caches modules), so calling this in every process
+    that builds a run (the trainer, ``eval``, compare's workers) is cheap.
+    """
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(f"plugin module {name!r} could not be imported ({exc}); check --plugin and that the "
+                             "module is on PYTHONPATH (or installed).") from exc
+
+
+# --------------------------------------------------------- hyperparameters
+def hparams_model(algorithm: str) -> type[BaseModel]:
+    """A pydantic model of ``algorithm``'s settable constructor arguments.
+
+    Generated from the constructor's signature (types from its annotations, defaults
+    from its defaults) by :func:`metabridge.algorithms.registry.algorithm_hparams`, so
+    built-in and user-registered algorithms are checked alike and nothing is kept by hand.
+    """
+    import typing
+
+    from .algorithms.registry import ALGORITHMS, algorithm_hparams
+
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(sorted(ALGORITHMS))} "
+                         "(or register your own with metabridge.register_algorithm and --plugin MODULE).")
+    cls = ALGORITHMS[algorithm]
+    params = algorithm_hparams(algorithm)
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # unresolvable annotations in a user's class: accept any value
+        hints = {}
+    fields: dict[str, Any] = {}
+    for name, p in params.items():
+        ann = hints.get(name, Any)
+        default = ... if p.default is p.empty else p.default
+        fields[name] = (ann, default)
+    return create_model(f"{cls.__name__}HParams", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
+                        **fields)
+
+
+def validate_hparams(algorithm: str, hparams: dict[str, Any]) -> dict[str, Any]:
+    """Check ``hparams`` against ``algorithm``'s constructor; return them unchanged.
+
+    Unknown names and values of the wrong type are errors listing the valid keys;
+    value ranges (a positive step size, ...) are checked by the constructor itself.
+    """
+    model = hparams_model(algorithm)
+    try:
+        model.model_validate(hparams)
+    except ValidationError as exc:
+        valid = ", ".join(f"{k} ({_type_name(f.annotation)}, default {f.default!r})"
+                          for k, f in model.model_fields.items())
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(x) for x in err["loc"])
+            if err["type"] == "extra_forbidden":
+                problems.append(f"{algorithm} has no hyperparameter {key!r}")
+            else:
+                problems.append(f"--hp {key}: {err['msg']} (got {err.get('input')!r})")
+        raise ValueError(f"{'; '.join(problems)}. Valid --hp keys of {algorithm}: {valid or '(none)'}.") from None
+    return hparams
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
+    return text or str(annotation).replace("typing.", "")

@@ -40,11 +40,11 @@ class RegressionSource:
     """A regression task family with a fixed support/query size, as a task source."""
 
     family: SinusoidFamily
-    k_support: int
-    k_query: int
+    k_shot: int
+    q_query: int
 
     def sample(self, num_tasks: int, generator: torch.Generator) -> TaskBatch:
-        return self.family.sample(num_tasks, self.k_support, self.k_query, generator)
+        return self.family.sample(num_tasks, self.k_shot, self.q_query, generator)
 
     def fixed_episodes(self, num_episodes: int, seed: int, batch_size: int = 32) -> Iterator[TaskBatch]:
         """The same ``num_episodes`` tasks for a given ``seed`` whatever ``batch_size``
@@ -64,16 +64,14 @@ class Experiment:
     train: TaskSource
     val: TaskSource
     test: TaskSource
+    #: how to rebuild ``algorithm`` without the data (:func:`algorithm_record`)
+    record: dict[str, Any] | None = None
 
 
-def _load_split(config: ExperimentConfig, split: str) -> Any:
-    try:
-        from .data.registry import load_dataset
-    except ImportError as exc:  # the data registry is written separately
-        raise ValueError(
-            f"task {config.task!r} needs the dataset registry (metabridge.data.registry), which could not be "
-            f"imported ({exc}); use --task sinusoid or install the data extras."
-        ) from exc
+def load_split(config: ExperimentConfig, split: str) -> Any:
+    """Split ``split`` (train / val / test) of the dataset ``config.task`` names (a name or a path)."""
+    from .data.registry import load_dataset
+
     kw = {} if config.image_size is None else {"image_size": config.image_size}
     try:
         return load_dataset(config.task, config.data_root, split, download=config.download, **kw)
@@ -85,38 +83,68 @@ def _load_split(config: ExperimentConfig, split: str) -> Any:
         ) from exc
 
 
-def build_task_sources(config: ExperimentConfig) -> tuple[TaskSource, TaskSource, TaskSource, dict[str, Any]]:
-    """``(train, val, test, algorithm_kwargs)`` for ``config``'s task family.
-
-    ``algorithm_kwargs`` carries what the algorithm factory needs to know about the
-    data (output size, input channels, image size, number of training classes/tasks).
-    """
-    k_eval = config.resolved_eval_k_shot
+def build_task_source(config: ExperimentConfig, split: str) -> TaskSource:
+    """The task source of one split (only that split's data is loaded)."""
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be train, val or test (got {split!r}).")
+    k = config.k_shot if split == "train" else config.resolved_eval_k_shot
     if config.is_regression:
-        train_family = SinusoidFamily(num_tasks=config.num_train_tasks)
-        fresh = SinusoidFamily()
-        train = RegressionSource(train_family, config.k_shot, config.q_query)
-        val = RegressionSource(fresh, k_eval, config.q_query)
-        test = RegressionSource(fresh, k_eval, config.q_query)
-        kwargs: dict[str, Any] = {"out_dim": 1, "in_channels": 1}
-        if config.num_train_tasks is not None:
-            kwargs["num_train_tasks"] = config.num_train_tasks
-        return train, val, test, kwargs
-
+        family = SinusoidFamily(num_tasks=config.num_train_tasks) if split == "train" else SinusoidFamily()
+        return RegressionSource(family, k, config.q_query)
     from .tasks.episodes import EpisodeSampler
 
-    splits = {s: _load_split(config, s) for s in ("train", "val", "test")}
-    train = EpisodeSampler(splits["train"], config.n_way, config.k_shot, config.q_query)
-    val = EpisodeSampler(splits["val"], config.n_way, k_eval, config.q_query)
-    test = EpisodeSampler(splits["test"], config.n_way, k_eval, config.q_query)
-    images = splits["train"].images
-    kwargs = {
+    return EpisodeSampler(load_split(config, split), config.n_way, k, config.q_query)
+
+
+def data_info(config: ExperimentConfig, train: TaskSource) -> dict[str, Any]:
+    """What the algorithm factory needs to know about the data (output size, input
+    channels, image size, number of training classes / tasks), from the training source."""
+    if config.is_regression:
+        info: dict[str, Any] = {"out_dim": 1, "in_channels": 1}
+        if config.num_train_tasks is not None:
+            info["num_train_tasks"] = config.num_train_tasks
+        return info
+    dataset = train.dataset  # type: ignore[attr-defined]
+    images = dataset.images
+    return {
         "out_dim": config.n_way,
         "in_channels": int(images.shape[1]),
         "image_size": int(images.shape[-1]),
-        "num_train_classes": splits["train"].num_classes,
+        "num_train_classes": int(dataset.num_classes),
     }
-    return train, val, test, kwargs
+
+
+def build_task_sources(config: ExperimentConfig) -> tuple[TaskSource, TaskSource, TaskSource, dict[str, Any]]:
+    """``(train, val, test, data_info)`` for ``config``'s task family."""
+    train, val, test = (build_task_source(config, s) for s in ("train", "val", "test"))
+    return train, val, test, data_info(config, train)
+
+
+def algorithm_record(config: ExperimentConfig, info: dict[str, Any]) -> dict[str, Any]:
+    """Everything :func:`build_algorithm` needs, as plain JSON: stored in checkpoints so an
+    algorithm is rebuilt (``metabridge eval``, :func:`metabridge.load_pretrained`) without
+    reading any training data."""
+    overlap = sorted(set(config.hparams) & (set(info) | {"model", "model_kwargs"}))
+    if overlap:
+        raise ValueError(
+            f"hyperparameter(s) {', '.join(overlap)} are set from the data and the --model option; "
+            "remove them from --hp / hparams."
+        )
+    return {"algorithm": config.algorithm, "model": config.resolved_model, "model_kwargs": dict(config.model_kwargs),
+            "data": dict(info), "hparams": dict(config.hparams), "plugins": list(config.plugins)}
+
+
+def build_from_record(record: dict[str, Any]) -> MetaAlgorithm:
+    """Rebuild the (untrained) algorithm an :func:`algorithm_record` describes."""
+    from .algorithms.registry import build_algorithm
+    from .config import load_plugins
+
+    try:
+        name, model, data, hparams = record["algorithm"], record["model"], record["data"], record["hparams"]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not an algorithm record (missing {exc}); it must come from algorithm_record().") from None
+    load_plugins(record.get("plugins", []))
+    return build_algorithm(name, model=model, model_kwargs=record.get("model_kwargs") or None, **data, **hparams)
 
 
 def build_experiment(config: ExperimentConfig) -> Experiment:
@@ -126,14 +154,6 @@ def build_experiment(config: ExperimentConfig) -> Experiment:
     (:class:`~metabridge.train.Trainer` does) for a reproducible initialisation.
     """
     config.validate()
-    train, val, test, data_kwargs = build_task_sources(config)
-    from .algorithms.registry import build_algorithm
-
-    overlap = sorted(set(config.hparams) & (set(data_kwargs) | {"model"}))
-    if overlap:
-        raise ValueError(
-            f"hyperparameter(s) {', '.join(overlap)} are set from the data and the --model option; "
-            "remove them from --hp / hparams."
-        )
-    algorithm = build_algorithm(config.algorithm, model=config.resolved_model, **data_kwargs, **config.hparams)
-    return Experiment(config, algorithm, train, val, test)
+    train, val, test, info = build_task_sources(config)
+    record = algorithm_record(config, info)
+    return Experiment(config, build_from_record(record), train, val, test, record)

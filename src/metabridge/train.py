@@ -25,15 +25,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .atomic import atomic_write_text
 from .checkpoint import CheckpointError, CheckpointManager, make_payload, preserved_rng, restore_rng_state
 from .config import ExperimentConfig
-from .device import resolve_device, tune_cpu_allocator
+from .device import resolve_device
 from .evaluate import episode_scores
 from .experiment import Experiment, build_experiment
 from .stats import MeanCI, mean_ci95
@@ -122,9 +123,26 @@ def build_scheduler(config: ExperimentConfig, optimizer: torch.optim.Optimizer) 
     return None
 
 
-def higher_is_better(config: ExperimentConfig) -> bool:
-    """Accuracy for classification (higher is better), MSE for regression (lower is better)."""
-    return not config.is_regression
+Metric = Literal["accuracy", "mse"]
+
+
+def task_metric(source: Any) -> Metric:
+    """The score a task source is judged by, derived from its data, never from its name:
+    ``"accuracy"`` (higher is better) for integer class labels, ``"mse"`` (lower is
+    better) for real-valued targets. A source may declare it as a ``metric`` attribute;
+    otherwise one fixed episode is drawn (its own seed: no training RNG is touched)."""
+    declared = getattr(source, "metric", None)
+    if declared is not None:
+        if declared not in ("accuracy", "mse"):
+            raise ValueError(f"a task source's metric must be 'accuracy' or 'mse' (got {declared!r}).")
+        return declared
+    batch = next(iter(source.fixed_episodes(1, 0, 1)))
+    return "accuracy" if batch.query_y.dtype == torch.long else "mse"
+
+
+def higher_is_better(metric: Metric) -> bool:
+    """Accuracy: higher is better; MSE: lower is better."""
+    return metric == "accuracy"
 
 
 class MetricsLog:
@@ -159,9 +177,7 @@ class MetricsLog:
                 continue  # a line cut short by the kill
             if isinstance(rec, dict) and rec.get("step", 0) <= step:
                 kept.append(line)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(f"{k}\n" for k in kept), encoding="utf-8")
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(f"{k}\n" for k in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps(record) + "\n")
@@ -261,6 +277,7 @@ class Trainer:
         self.generator = torch.Generator()
         self.step = 0
         self.best: dict[str, Any] | None = None
+        self.metric: Metric | None = None
         self._last_ckpt: tuple[Path, int] | None = None
 
     # -------------------------------------------------------------- set-up
@@ -291,12 +308,11 @@ class Trainer:
         """Build everything; restore the checkpoint when resuming."""
         cfg = self.config
         set_deterministic(cfg.deterministic)
-        if self.device.type == "cpu":
-            tune_cpu_allocator()
         ckpt = self._prepare_dir()
         seed_everything(cfg.seed)
         self.generator.manual_seed(cfg.seed)
         self.experiment = self.builder(cfg)
+        self.metric = task_metric(self.experiment.val)
         algo = self.experiment.algorithm.to(self.device)
         self.optimizer = build_optimizer(cfg, algo.parameters())
         self.scheduler = build_scheduler(cfg, self.optimizer)
@@ -376,6 +392,7 @@ class Trainer:
             algorithm=algo, optimizer=self.optimizer, step=step, config=self.config.to_dict(),
             task_generator=self.generator, scheduler=self.scheduler, best=self.best,
             extra={"wall_time": wall, "train_seconds": self._train_seconds},
+            build=self.experiment.record,
         )
         path = self.checkpoints.save(payload, is_best=is_best)
         self._last_ckpt = (path, step)
@@ -462,10 +479,10 @@ class Trainer:
         return TrainResult(self.step, self.run_dir, last_loss, val, self.best, self._last_ckpt[0], history)
 
     def _update_best(self, step: int, val: MeanCI) -> bool:
-        better = higher_is_better(self.config)
+        assert self.metric is not None
+        better = higher_is_better(self.metric)
         if self.best is None or (val.mean > self.best["mean"] if better else val.mean < self.best["mean"]):
-            self.best = {"step": step, "mean": val.mean, "ci95": val.ci95, "n": val.n,
-                         "metric": "accuracy" if better else "mse"}
+            self.best = {"step": step, "mean": val.mean, "ci95": val.ci95, "n": val.n, "metric": self.metric}
             return True
         return False
 

@@ -3,7 +3,7 @@
 A separate process per method gives each one a clean clock and its own peak-memory
 reading (the resident-set high-water mark ``VmHWM`` is reset after set-up, so it
 measures training), and a crash of one method does not take the others down.
-Usage (internal): ``python -m metabridge.compare_worker SPEC.json RESULT.json``.
+Usage (internal): ``python -m metabridge.benchmarks._compare_worker SPEC.json RESULT.json``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from typing import Any
 
 import torch
 
-from .checkpoint import load_checkpoint
-from .config import ExperimentConfig
-from .evaluate import evaluate
-from .experiment import build_task_sources
-from .tasks.episodes import EpisodeSampler
-from .train import Trainer, read_metrics
+from ..checkpoint import load_checkpoint
+from ..config import ExperimentConfig, load_plugins
+from ..device import tune_cpu_allocator
+from ..evaluate import evaluate
+from ..experiment import build_task_source
+from ..tasks.episodes import EpisodeSampler
+from ..train import Trainer, read_metrics
 
 
 def _reset_peak_rss() -> None:
@@ -50,6 +51,7 @@ def peak_memory_mb(device: torch.device) -> float | None:
 
 def run_method(spec: dict[str, Any]) -> dict[str, Any]:
     """Train one method under a time budget, then test it on every requested shot."""
+    load_plugins(spec["config"].get("plugins", []))  # a user's registered algorithm / dataset, before building
     config = ExperimentConfig.from_dict(spec["config"])
     trainer = Trainer(config, overwrite=True, progress=spec.get("progress", False), tensorboard=False)
     if trainer.device.type == "cuda":
@@ -71,10 +73,10 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any]:
               "val_ci95": r["val_ci95"]} for r in records if r["kind"] == "val"]
     train_seconds = train_recs[-1]["train_seconds"] if train_recs else 0.0
 
-    _, _, test_source, _ = build_task_sources(config)
+    test_source = build_task_source(config, "test")
     assert isinstance(test_source, EpisodeSampler)
     tests = {}
-    for shot, query in zip(spec["shots"], spec["queries"]):
+    for shot, query in zip(spec["test_shots"], spec["test_queries"]):
         sampler = EpisodeSampler(test_source.dataset, config.n_way, shot, query)
         t1 = time.perf_counter()
         res = evaluate(algorithm, sampler.fixed_episodes(spec["test_episodes"], config.test_seed, config.eval_batch_size),
@@ -91,6 +93,8 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     spec_path, out_path = argv
     spec = json.loads(Path(spec_path).read_text())
+    if spec.get("tune_cpu", True) and spec["config"].get("device", "cpu") == "cpu":
+        tune_cpu_allocator()  # this process exists only for this run: the allocator is its own to tune
     out = run_method(spec)
     Path(out_path).write_text(json.dumps(out, indent=2))
     return 0

@@ -21,14 +21,13 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ._peer_impls import INNER_LR, build_step, make_problem
+
 
 def meta_iteration_flops(method: str, shots: int, meta_batch: int, steps: int, queries: int = 15) -> dict:
     """FLOPs of one meta-iteration (meta-batch ``meta_batch``) by operator, counted on one task."""
-    from ._peer_impls import build_step
-    from .peers import make_problem
-
     model, batch = make_problem(shots, 1, queries=queries, device="cpu")
-    step, _ = build_step("metabridge", model, batch, method, 0.4, steps)
+    step, _ = build_step("metabridge", model, batch, method, INNER_LR, steps)
     counter = FlopCounterMode(display=False)
     with counter:
         step()

@@ -23,6 +23,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ._peer_impls import INNER_LR, build_step, make_problem
+
 
 def _status_kb(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -37,11 +39,8 @@ def measure_in_this_process(lib: str, method: str, shots: int, meta_batch: int, 
 
     import torch
 
-    from ._peer_impls import build_step
-    from .peers import make_problem
-
     model, batch = make_problem(shots, meta_batch, device=device)
-    step, _ = build_step(lib, model, batch, method, 0.4, steps)
+    step, _ = build_step(lib, model, batch, method, INNER_LR, steps)
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.synchronize()

@@ -11,8 +11,8 @@ first-order MAML and ANIL, written the way each library's documentation writes i
   ``recover_state_dict`` per task (their MAML example) for second order; the
   functional ``torchopt.sgd`` + ``apply_updates`` without ``create_graph`` for first order.
 
-Every builder takes the same model (deep-copied), the same :class:`TaskBatch`, and
-returns ``(step, params)``: ``step()`` zeroes and fills ``p.grad`` for ``p in params``,
+Every builder takes the same model (deep-copied), the same :class:`TaskBatch` (both from
+:func:`make_problem`), and returns ``(step, params)``: ``step()`` zeroes and fills ``p.grad`` for ``p in params``,
 which are the meta-parameters in ``Conv4.named_parameters()`` order.
 """
 
@@ -27,12 +27,16 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from ..algorithms import ANIL, MAML
+from ..models import Conv4
 from ..tasks.batch import TaskBatch
+from ..tasks.episodes import EpisodeSampler
+from ._common import synthetic_dataset
 
 Step = Callable[[], None]
+INNER_LR = 0.4
 METHODS = ("maml", "fomaml", "anil")
 PEERS = ("higher", "torchopt")
-VARIANTS = {
+VARIANTS = {  # variant -> the ExecutionOptions fields it sets
     "metabridge": {},
     "metabridge:cl": {"channels_last": True},
     "metabridge:im2col": {"conv_backend": "im2col"},
@@ -51,6 +55,16 @@ VARIANTS = {
 }
 
 
+def make_problem(shots: int, meta_batch: int, queries: int = 15, device: str = "cpu",
+                 dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[Conv4, TaskBatch]:
+    """The initial Conv-4 (5-way, no running statistics) and one batch of 5-way tasks."""
+    torch.manual_seed(seed)
+    model = Conv4(5).to(device, dtype)
+    sampler = EpisodeSampler(synthetic_dataset(seed=seed), 5, shots, queries)
+    batch = sampler.sample(meta_batch, torch.Generator().manual_seed(seed)).to(device, dtype)
+    return model, batch
+
+
 def _zero(params: list[Tensor]) -> None:
     for p in params:
         p.grad = None
@@ -64,11 +78,11 @@ def _accumulate(params: list[Tensor], grads: tuple[Tensor, ...]) -> None:
 def metabridge_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: float, steps: int,
                     variant: str = "metabridge") -> tuple[Step, list[Tensor]]:
     """metabridge's MAML / FOMAML / ANIL (``variant`` picks a task-batching mode)."""
-    kwargs = VARIANTS[variant]
+    execution = VARIANTS[variant]  # the ExecutionOptions fields this variant sets
     if method == "anil":
-        alg: MAML = ANIL(model, inner_lr=inner_lr, inner_steps=steps, **kwargs)
+        alg: MAML = ANIL(model, inner_lr=inner_lr, inner_steps=steps, execution=execution)
     else:
-        alg = MAML(model, inner_lr=inner_lr, inner_steps=steps, first_order=method == "fomaml", **kwargs)
+        alg = MAML(model, inner_lr=inner_lr, inner_steps=steps, first_order=method == "fomaml", execution=execution)
     params = list(model.parameters())
 
     def step() -> None:

@@ -27,9 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import typer
-
-from .config import ExperimentConfig
+from ..config import ExperimentConfig, load_plugins
+from ..csv_options import parse_csv
 
 #: The methods the seed paper compares, and which of them are gradient-based meta-learning.
 DEFAULT_METHODS = ("mtl", "fomaml", "maml", "anil", "protonet", "metaoptnet")
@@ -56,17 +55,21 @@ METHOD_SETTINGS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class CompareSettings:
-    """Everything one comparison needs (see :func:`compare` for the meaning of each)."""
+    """Everything one comparison needs (see :func:`main` for the meaning of each).
+
+    ``plugins`` are module import paths that every worker process imports before it
+    builds its run, where one's own ``register_algorithm`` / ``register_dataset`` calls live.
+    """
 
     methods: tuple[str, ...] = DEFAULT_METHODS
     dataset: str = "glyphs"
     data_root: str = "data"
     model: str = "conv4"
     n_way: int = 5
-    train_shot: int = 1
-    train_query: int = 10
-    shots: tuple[int, ...] = (1, 5)
-    queries: tuple[int, ...] = (10, 6)
+    k_shot: int = 1
+    q_query: int = 10
+    test_shots: tuple[int, ...] = (1, 5)
+    test_queries: tuple[int, ...] = (10, 6)
     budget_seconds: float = 75.0
     eval_every_seconds: float = 25.0
     val_episodes: int = 100
@@ -76,20 +79,28 @@ class CompareSettings:
     device: str = "cpu"
     out_dir: str = "runs/compare"
     results_dir: str = "bench/results"
+    plugins: tuple[str, ...] = ()
 
     def method_config(self, method: str) -> ExperimentConfig:
         """The training run of ``method`` under this comparison's shared budget."""
-        if method not in METHOD_SETTINGS:
-            raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHOD_SETTINGS)}.")
-        s = METHOD_SETTINGS[method]
+        s = METHOD_SETTINGS.get(method)
+        if s is None:  # an algorithm registered by a plugin runs with its constructor's defaults
+            from ..algorithms.registry import ALGORITHMS
+
+            load_plugins(self.plugins)
+            if method not in ALGORITHMS:
+                raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHOD_SETTINGS)} or an "
+                                 "algorithm registered with register_algorithm in a --plugin module.")
+            s = {"hparams": {}}
         return ExperimentConfig(
-            task=self.dataset, data_root=self.data_root, n_way=self.n_way, k_shot=self.train_shot,
-            q_query=self.train_query, algorithm=method, hparams=dict(s["hparams"]), model=self.model,
+            task=self.dataset, data_root=self.data_root, n_way=self.n_way, k_shot=self.k_shot,
+            q_query=self.q_query, algorithm=method, hparams=dict(s["hparams"]), model=self.model,
             optimizer=s.get("optimizer", "adam"), lr=s.get("lr", 1e-3), meta_batch_size=self.meta_batch_size,
             steps=10**9, max_train_seconds=self.budget_seconds, eval_every=0,
             eval_every_seconds=self.eval_every_seconds, val_episodes=self.val_episodes,
             test_episodes=self.test_episodes, eval_batch_size=50, checkpoint_every=0, log_every=10,
             seed=self.seed, device=self.device, out_dir=str(Path(self.out_dir) / method),
+            plugins=list(self.plugins),
         ).validate()
 
 
@@ -98,11 +109,21 @@ def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))
-        proc = subprocess.run([sys.executable, "-m", "metabridge.compare_worker", str(spec_path), str(out_path)],
+        proc = subprocess.run([sys.executable, "-m", "metabridge.benchmarks._compare_worker", str(spec_path), str(out_path)],
                               env=os.environ.copy())
         if proc.returncode != 0 or not out_path.exists():
             raise RuntimeError(f"method {spec['method']} failed (exit code {proc.returncode}); see the output above.")
         return json.loads(out_path.read_text())
+
+
+def _train_shot(settings: dict[str, Any]) -> int:
+    """K of the training episodes (reports written before the rename call it ``train_shot``)."""
+    return int(settings.get("k_shot", settings.get("train_shot", 1)))
+
+
+def _test_shots(settings: dict[str, Any]) -> list[int]:
+    """K of the test episodes (``shots`` in reports written before the rename)."""
+    return list(settings.get("test_shots", settings.get("shots", [])))
 
 
 def time_to_target(curve: list[dict[str, Any]], target: float) -> float | None:
@@ -148,7 +169,7 @@ def speedup_sentence(summary: dict[str, Any]) -> str:
 
 def format_table(report: dict[str, Any]) -> str:
     """Plain-text results table."""
-    shots = report["settings"]["shots"]
+    shots = _test_shots(report["settings"])
     cols = [f"{s}-shot acc %" for s in shots] + ["train s", "steps", "s/iter", "peak MB", "to target s"]
     head = f"{'method':20s} " + " ".join(f"{c:>15s}" if "acc" in c else f"{c:>11s}" for c in cols)
     lines = [head, "-" * len(head)]
@@ -165,7 +186,7 @@ def format_table(report: dict[str, Any]) -> str:
     s = report["summary"]
     if s["target"] is not None:
         lines.append(f"\ntarget = best GBML ({LABELS.get(s['best_gbml'], s['best_gbml'])}) final validation "
-                     f"accuracy - CI = {100 * s['target']:.2f}% ({report['settings']['train_shot']}-shot validation)")
+                     f"accuracy - CI = {100 * s['target']:.2f}% ({_train_shot(report['settings'])}-shot validation)")
         lines.append(speedup_sentence(s))
     return "\n".join(lines)
 
@@ -182,7 +203,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         xs = [p["train_seconds"] for p in r["curve"]]
         ys = [100 * p["val_mean"] for p in r["curve"]]
         line, = ax.plot(xs, ys, marker="o", ms=3, label=LABELS.get(m, m))
-        test = r["test"].get(str(report["settings"]["train_shot"]))
+        test = r["test"].get(str(_train_shot(report["settings"])))
         if test is not None:  # the test accuracy of the best-validation weights, at the end of training
             ax.errorbar([r["train_seconds"]], [100 * test["mean"]], yerr=[100 * test["ci95"]], marker="*", ms=10,
                         color=line.get_color(), capsize=3)
@@ -191,7 +212,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     st = report["settings"]
     ax.set_xlabel("training wall-clock (s, validation excluded)")
     ax.plot([], [], "k*", ms=8, ls="", label="test accuracy ± CI (best-val. weights)")
-    ax.set_ylabel(f"accuracy %, {st['n_way']}-way {st['train_shot']}-shot (lines: validation)")
+    ax.set_ylabel(f"accuracy %, {st['n_way']}-way {_train_shot(st)}-shot (lines: validation)")
     ax.set_title(f"{st['dataset']} / {st['model']} on {report['machine']['device']}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -210,8 +231,8 @@ def write_report(report: dict[str, Any], results_dir: str) -> None:
 
 def compare(settings: CompareSettings, progress: bool = True) -> dict[str, Any]:
     """Train and test every method; write ``compare.json`` and ``compare.png``."""
-    if len(settings.shots) != len(settings.queries):
-        raise ValueError("give one query count per test shot (--shots 1,5 --queries 10,6).")
+    if len(settings.test_shots) != len(settings.test_queries):
+        raise ValueError("give one query count per test shot (--test-shots 1,5 --test-queries 10,6).")
     configs = {m: settings.method_config(m) for m in settings.methods}  # validate everything first
     results: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
@@ -219,8 +240,8 @@ def compare(settings: CompareSettings, progress: bool = True) -> dict[str, Any]:
         if progress:
             print(f"[{i}/{len(configs)}] {LABELS.get(m, m)}: training for {settings.budget_seconds:.0f} s, "
                   f"then testing on {settings.test_episodes} episodes per shot", flush=True)
-        results[m] = run_worker({"method": m, "config": cfg.to_dict(), "shots": list(settings.shots),
-                                 "queries": list(settings.queries), "test_episodes": settings.test_episodes,
+        results[m] = run_worker({"method": m, "config": cfg.to_dict(), "test_shots": list(settings.test_shots),
+                                 "test_queries": list(settings.test_queries), "test_episodes": settings.test_episodes,
                                  "progress": progress})
     import torch
 
@@ -292,60 +313,88 @@ def _merge_files(paths: tuple[str, ...], results_dir: str) -> dict[str, Any]:
     return report
 
 
-def _csv(text: str, cast: type = str) -> tuple:
-    return tuple(cast(x.strip()) for x in text.split(",") if x.strip())
+def _csv(text: str, cast: type = str, name: str = "") -> tuple:
+    return tuple(parse_csv(text, name or "the option", cast, example="1,5")) if text.strip() else ()
 
 
-compare_app = typer.Typer(help="Compare MTL with gradient-based meta-learning under one training budget.")
+def main(
+    methods: str = ",".join(DEFAULT_METHODS),
+    dataset: str = "glyphs",
+    data_root: str = "data",
+    model: str = "conv4",
+    n_way: int = 5,
+    k_shot: int = 1,
+    q_query: int = 10,
+    test_shots: str = "1,5",
+    test_queries: str = "10,6",
+    budget: float = 75.0,
+    eval_every: float = 25.0,
+    val_episodes: int = 100,
+    test_episodes: int = 600,
+    meta_batch: int = 16,
+    full: bool = False,
+    seed: int = 0,
+    device: str = "cpu",
+    out_dir: str = "runs/compare",
+    results_dir: str = "bench/results",
+    plugin: str = "",
+    merge: str = "",
+) -> dict[str, Any]:
+    """Compare MTL with gradient-based meta-learning under one training budget.
 
+    Trains MTL, MAML, first-order MAML, ANIL, ProtoNet and MetaOptNet for the same training
+    time on the same episodes, tests them on identical fixed episodes, and prints accuracy
+    +- 95% CI, training time, time per iteration, peak memory and time-to-accuracy.
 
-@compare_app.callback(invoke_without_command=True)
-def compare_command(
-    methods: str = typer.Option(",".join(DEFAULT_METHODS), help="Comma-separated methods to train "
-                                f"({', '.join(METHOD_SETTINGS)})."),
-    dataset: str = typer.Option("glyphs", help="Dataset: glyphs (offline, rendered from fonts) or any downloaded "
-                                "one (omniglot, mini_imagenet, tiered_imagenet, cifar_fs, fc100)."),
-    data_root: str = typer.Option("data", help="Directory of downloaded datasets (not used by glyphs)."),
-    model: str = typer.Option("conv4", help="Backbone: conv4 or resnet12."),
-    shots: str = typer.Option("1,5", help="Comma-separated K of the test episodes."),
-    queries: str = typer.Option("10,6", help="Queries per class of the test episodes, one per shot (glyph "
-                                "classes have 11+ typefaces, so K+Q <= 11 by default)."),
-    train_shot: int = typer.Option(1, help="K of the training episodes (MTL merges support and query)."),
-    train_query: int = typer.Option(10, help="Queries per class of the training episodes."),
-    budget: float = typer.Option(75.0, help="Training wall-clock per method in seconds (validation excluded)."),
-    eval_every: float = typer.Option(25.0, help="Validate each time this many more training seconds have passed."),
-    val_episodes: int = typer.Option(100, help="Fixed validation episodes per validation."),
-    test_episodes: int = typer.Option(600, help="Fixed test episodes per shot (identical for every method)."),
-    meta_batch: int = typer.Option(16, help="Tasks per training step, for every method."),
-    full: bool = typer.Option(False, "--full", help="The long run: 20 minutes of training per method, validation "
-                              "every 60 s on 300 episodes, 1000 test episodes (overrides budget/eval/episodes)."),
-    seed: int = typer.Option(0, help="Training seed (test episodes use a fixed seed of their own)."),
-    device: str = typer.Option("cpu", help="cpu, cuda or auto."),
-    out_dir: str = typer.Option("runs/compare", help="Run directories (checkpoints, metrics.jsonl) per method."),
-    results_dir: str = typer.Option("bench/results", help="Where compare.json and compare.png are written."),
-    merge: str = typer.Option("", help="Train nothing: merge the compare.json files (or their directories) of "
-                              "earlier runs of disjoint --methods with otherwise identical settings, comma-"
-                              "separated, into one table, JSON and plot in --results-dir (split a --full run "
-                              "over several sittings)."),
-) -> None:
-    """Train MTL, MAML, first-order MAML, ANIL, ProtoNet and MetaOptNet for the same training time
-    on the same episodes, test them on identical fixed episodes, and print accuracy +- 95% CI,
-    training time, time per iteration, peak memory and time-to-accuracy."""
+    Args:
+        methods: comma-separated methods to train (mtl, fomaml, maml, anil, metasgd, reptile,
+            protonet, metaoptnet, drs).
+        dataset: glyphs (offline, rendered from fonts), any downloaded one (omniglot, mini_imagenet,
+            tiered_imagenet, cifar_fs, fc100) or one registered by a --plugin module.
+        data_root: directory of downloaded datasets (not used by glyphs).
+        model: backbone: conv4 or resnet12 (or one registered by a --plugin module).
+        n_way: classes per episode, training and test.
+        k_shot: support examples per class of the training episodes (MTL merges support and query).
+        q_query: query examples per class of the training episodes.
+        test_shots: comma-separated K of the test episodes.
+        test_queries: comma-separated queries per class of the test episodes, one per test shot
+            (glyph classes have 11+ typefaces, so K+Q <= 11 by default).
+        budget: training wall-clock per method in seconds (validation excluded).
+        eval_every: validate each time this many more training seconds have passed.
+        val_episodes: fixed validation episodes per validation.
+        test_episodes: fixed test episodes per test shot (identical for every method).
+        meta_batch: tasks per training step, for every method.
+        full: the long run: 20 minutes of training per method, validation every 60 s on 300
+            episodes, 1000 test episodes (overrides budget, eval_every, val_episodes, test_episodes).
+        seed: training seed (test episodes use a fixed seed of their own).
+        device: cpu, cuda or auto.
+        out_dir: run directories (checkpoints, metrics.jsonl), one per method.
+        results_dir: where compare.json and compare.png are written.
+        plugin: comma-separated module import paths (e.g. mypkg.fewshot) imported here and in every
+            worker process before training, so that algorithms, models and datasets they register
+            can be compared.
+        merge: train nothing: merge the compare.json files (or their directories) of earlier runs of
+            disjoint --methods with otherwise identical settings, comma-separated, into one table,
+            JSON and plot in --results-dir (to split a --full run over several sittings).
+    """
     if full:
         budget, eval_every, val_episodes, test_episodes = 1200.0, 60.0, 300, 1000
-    settings = CompareSettings(
-        methods=_csv(methods), dataset=dataset, data_root=data_root, model=model, n_way=5,
-        train_shot=train_shot, train_query=train_query, shots=_csv(shots, int), queries=_csv(queries, int),
-        budget_seconds=budget, eval_every_seconds=eval_every, val_episodes=val_episodes,
-        test_episodes=test_episodes, meta_batch_size=meta_batch, seed=seed, device=device, out_dir=out_dir,
-        results_dir=results_dir,
-    )
-    try:
-        report = _merge_files(_csv(merge), results_dir) if merge else compare(settings)
-    except ValueError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    typer.echo("")
-    typer.echo(format_table(report))
-    typer.echo(f"\nwrote {Path(results_dir) / 'compare.json'} and {Path(results_dir) / 'compare.png'} "
-               f"({report['total_seconds'] / 60:.1f} min in all)")
+    if merge:
+        report = _merge_files(_csv(merge), results_dir)
+    else:
+        settings = CompareSettings(
+            methods=_csv(methods), dataset=dataset, data_root=data_root, model=model, n_way=n_way,
+            k_shot=k_shot, q_query=q_query, test_shots=_csv(test_shots, int, "--test-shots"),
+            test_queries=_csv(test_queries, int, "--test-queries"), budget_seconds=budget,
+            eval_every_seconds=eval_every, val_episodes=val_episodes, test_episodes=test_episodes,
+            meta_batch_size=meta_batch, seed=seed, device=device, out_dir=out_dir, results_dir=results_dir,
+            plugins=_csv(plugin),
+        )
+        if not settings.methods:
+            raise ValueError(f"--methods is empty; choose from {', '.join(METHOD_SETTINGS)}.")
+        report = compare(settings)
+    print("")
+    print(format_table(report))
+    print(f"\nwrote {Path(results_dir) / 'compare.json'} and {Path(results_dir) / 'compare.png'} "
+          f"({report['total_seconds'] / 60:.1f} min in all)")
+    return report

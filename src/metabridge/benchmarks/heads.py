@@ -1,20 +1,19 @@
-"""Time the batched task heads on one meta-batch (not a test).
+"""Time the batched task heads on one meta-batch.
 
-Setting: T=32 tasks, 5-way 5-shot, 15 queries per class (Q=75), feature dims D=64 and
-D=640 (Conv-4 / ResNet-12 widths), float32 inputs, CPU. For each head: median wall time
+Setting (defaults): T=32 tasks, 5-way 5-shot, 15 queries per class (Q=75), feature dims
+D=64 and D=640 (Conv-4 / ResNet-12 widths), float32 inputs, CPU. For each head: median wall time
 of the forward pass and, for the differentiable heads, forward + backward of a query
 cross-entropy. Baselines measured alongside: scikit-learn per task (the loop Wang et
 al.'s MTL test-time protocol runs), LinearSVC(crammer_singer) per task, and a batched
 torch.optim.LBFGS for the logistic fit (the solver alternative to batched Newton).
 
-    .venv/bin/python bench/heads.py [--threads 2] [--repeats 7]
+    metabridge bench heads [--threads 2] [--repeats 7]
 
-Writes bench/results/heads.json.
+Writes heads.json into ``--results-dir`` (bench/results by default).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
@@ -24,8 +23,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from metabridge.heads import logistic_fit, logistic_logits, metaoptnet_svm_logits, prototype_logits, r2d2_logits
-from metabridge.heads import svm as svm_mod
+from ..csv_options import parse_csv
+from ..heads import logistic_fit, logistic_logits, metaoptnet_svm_logits, prototype_logits, r2d2_logits
+from ..heads import svm as svm_mod
 
 
 def timeit(fn, repeats: int) -> float:
@@ -68,25 +68,37 @@ def lbfgs_logistic(xs, ys, n, c=3.0):
     return w.detach(), b.detach()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "heads.json"))
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.svm import LinearSVC
+def main(threads: int = 2, repeats: int = 7, tasks: int = 32, dims: str = "64,640",
+         results_dir: str = "bench/results") -> dict:
+    """Median seconds of every batched head on one meta-batch, beside per-task scikit-learn loops.
 
-    t, n, k, q = 32, 5, 5, 15
+    Args:
+        threads: torch CPU threads.
+        repeats: timed calls per head (the median is reported); the slow baselines run a third as many.
+        tasks: tasks T in the meta-batch (5-way 5-shot, 15 queries per class).
+        dims: comma-separated feature dimensions D (64: Conv-4, 640: ResNet-12).
+        results_dir: where heads.json is written.
+    """
+    dim_list = parse_csv(dims, "--dims", positive=True, example="64,640")
+    if min(threads, repeats, tasks) < 1:
+        raise ValueError(f"--threads, --repeats and --tasks must be >= 1 (got {threads}, {repeats}, {tasks}).")
+    try:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.svm import LinearSVC
+    except ImportError as exc:
+        raise ValueError("the heads benchmark times scikit-learn baselines; install them with "
+                         "pip install -e .[dev] (scikit-learn).") from exc
+    torch.set_num_threads(threads)
+
+    t, n, k, q = tasks, 5, 5, 15
     results: dict = {
         "setting": {"tasks": t, "n_way": n, "shots": k, "queries_per_class": q, "dtype": "float32",
-                    "device": "cpu", "threads": args.threads, "repeats": args.repeats,
+                    "device": "cpu", "threads": threads, "repeats": repeats,
                     "cpu": platform.processor() or platform.machine(), "torch": torch.__version__},
         "seconds_per_meta_batch": {},
         "notes": {},
     }
-    for d in (64, 640):
+    for d in dim_list:
         xs, ys, xq, yq = make_batch(t, n, k, q, d)
         r: dict = {}
 
@@ -101,12 +113,12 @@ def main() -> None:
         svm = lambda a, b: metaoptnet_svm_logits(a, ys, b, n, 0.1)  # noqa: E731
         svm_mo = lambda a, b: metaoptnet_svm_logits(a, ys, b, n, 0.1, dual_ridge=1.0)  # noqa: E731
         for name, head in (("prototypes", proto), ("r2d2_ridge", r2d2), ("svm_cs", svm), ("svm_cs_ridge1", svm_mo)):
-            r[f"{name}_forward"] = timeit(lambda: head(xs, xq), args.repeats)
-            r[f"{name}_forward_backward"] = timeit(lambda: fwd_bwd(head), args.repeats)
-        r["logistic_newton_forward"] = timeit(lambda: logistic_logits(xs, ys, xq, n, C=3.0, normalize=True), args.repeats)
+            r[f"{name}_forward"] = timeit(lambda: head(xs, xq), repeats)
+            r[f"{name}_forward_backward"] = timeit(lambda: fwd_bwd(head), repeats)
+        r["logistic_newton_forward"] = timeit(lambda: logistic_logits(xs, ys, xq, n, C=3.0, normalize=True), repeats)
 
         # Baselines and solver alternatives (fewer repeats: they are slow).
-        reps = max(1, args.repeats // 3)
+        reps = max(1, repeats // 3)
 
         def sk_logistic():
             for i in range(t):
@@ -137,10 +149,8 @@ def main() -> None:
             "query_accuracy_on_synthetic_batch": acc,
         }
         print(f"D={d}:", json.dumps(r, indent=1), json.dumps(results["notes"][f"D={d}"]), flush=True)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print("wrote", args.out)
-
-
-if __name__ == "__main__":
-    main()
+    out = Path(results_dir) / "heads.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print("wrote", out)
+    return results

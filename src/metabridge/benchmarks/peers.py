@@ -14,7 +14,7 @@ over the large-matmul rate (``_flops.py``). learn2learn is not compared: its
 source build fails on Python 3.11 (``longintrepr.h`` missing in its generated C).
 
 metabridge runs with its defaults: on CPU one task per chunk, two chunks at once in
-threads with single-threaded operators (``MAML(task_chunk="auto", task_threads="auto")``);
+threads with single-threaded operators (``ExecutionOptions(task_chunk="auto", task_threads="auto")``);
 ``metabridge:t1`` is one task at a time (the smallest memory), ``metabridge:all`` the
 whole meta-batch as one grouped-convolution network; see ``_peer_impls.VARIANTS``.
 """
@@ -23,44 +23,19 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..device import tune_cpu_allocator
-from ..data.class_dataset import ClassDataset
-from ..models import Conv4
-from ..tasks.batch import TaskBatch
-from ..tasks.episodes import EpisodeSampler
 from . import _flops, _peak_memory
-from ._peer_impls import METHODS, build_step, flat_grad
+from ._common import machine
+from ._peer_impls import INNER_LR, METHODS, build_step, flat_grad, make_problem
 
-INNER_LR = 0.4
 LABELS = {"maml": "MAML (2nd order)", "fomaml": "first-order MAML", "anil": "ANIL"}
-
-
-def synthetic_dataset(num_classes: int = 1200, per_class: int = 20, size: int = 28, channels: int = 1,
-                      seed: int = 0) -> ClassDataset:
-    """Random uint8 images, ``per_class`` of each of ``num_classes`` classes (Omniglot-sized by default)."""
-    g = torch.Generator().manual_seed(seed)
-    images = torch.randint(0, 256, (num_classes * per_class, channels, size, size), generator=g, dtype=torch.uint8)
-    labels = torch.arange(num_classes).repeat_interleave(per_class)
-    return ClassDataset(images, labels, [str(c) for c in range(num_classes)], name="synthetic")
-
-
-def make_problem(shots: int, meta_batch: int, queries: int = 15, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[Conv4, TaskBatch]:
-    """The initial Conv-4 (5-way, no running statistics) and one batch of 5-way tasks."""
-    torch.manual_seed(seed)
-    model = Conv4(5).to(device, dtype)
-    sampler = EpisodeSampler(synthetic_dataset(seed=seed), 5, shots, queries)
-    batch = sampler.sample(meta_batch, torch.Generator().manual_seed(seed)).to(device, dtype)
-    return model, batch
 
 
 def _sync(device: str) -> None:
@@ -96,19 +71,6 @@ def gradient_check(libs: list[str], method: str, shots: int, device: str) -> dic
         grads[lib] = flat_grad(params)
     ref = grads["metabridge"]
     return {lib: float((g - ref).norm() / ref.norm()) for lib, g in grads.items() if lib != "metabridge"}
-
-
-def machine(device: str) -> dict[str, Any]:
-    """CPU model, cores, threads, torch version, load, time (and the GPU when used)."""
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "loadavg_start": os.getloadavg()}
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def table(rows: list[dict[str, Any]], libs: list[str]) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..tasks.episodes import EpisodeSampler
-from .peers import machine, synthetic_dataset
+from ._common import machine, synthetic_dataset
 
 DATASETS = {"omniglot-like": (1200, 20, 28, 1), "miniimagenet-like": (64, 600, 84, 3)}
 

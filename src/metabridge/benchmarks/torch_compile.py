@@ -7,7 +7,9 @@ embedding methods), and ``torch.compile`` (inductor) of the channels-last model.
 It also records whether a second-order MAML step (a backward through a
 ``create_graph=True`` gradient) runs through the compiled model at all.
 
-    python bench/torch_compile.py --threads 2 --repeats 5
+    metabridge bench torch_compile --threads 2 --repeats 5
+
+Writes torch_compile_cpu.json into ``--results-dir`` (bench/results by default).
 """
 
 from __future__ import annotations
@@ -20,11 +22,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import typer
 
-from metabridge.benchmarks.peers import machine
-from metabridge.device import tune_cpu_allocator
-from metabridge.models.conv4 import Conv4Backbone
+from ..device import tune_cpu_allocator
+from ..models.conv4 import Conv4Backbone
+from ._common import machine
 
 
 def _step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, heads: torch.Tensor) -> None:
@@ -57,10 +58,23 @@ def _second_order_works(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
         return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
 
 
-def main(threads: int = 2, repeats: int = 5, meta_batch: int = 16, out: str = "bench/results/torch_compile_cpu.json") -> None:
-    """Median seconds of one Conv-4 forward+backward: eager, channels-last, compiled."""
+def main(threads: int = 2, repeats: int = 5, meta_batch: int = 16, allocator: bool = True,
+         results_dir: str = "bench/results") -> dict:
+    """Median seconds of one Conv-4 forward+backward: eager, channels-last, compiled.
+
+    Args:
+        threads: torch CPU threads.
+        repeats: timed steps of each form after two warm-up steps (the median is reported).
+        meta_batch: tasks of 5-way episodes with 1 support + 10 queries per class (880 images at 16).
+        allocator: apply metabridge.device.tune_cpu_allocator (as metabridge's trainer does) for the
+            whole process first; --no-allocator measures glibc's defaults.
+        results_dir: where torch_compile_cpu.json is written.
+    """
+    if min(threads, repeats, meta_batch) < 1:
+        raise ValueError(f"--threads, --repeats and --meta-batch must be >= 1 (got {threads}, {repeats}, "
+                         f"{meta_batch}).")
     torch.set_num_threads(threads)
-    tune_cpu_allocator()
+    tuned = bool(tune_cpu_allocator()) if allocator else False
     torch.manual_seed(0)
     n = meta_batch * 5 * 11
     x = torch.randn(n, 1, 28, 28)
@@ -79,18 +93,17 @@ def main(threads: int = 2, repeats: int = 5, meta_batch: int = 16, out: str = "b
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "what": "one Conv-4 forward+backward, MTL loss, 28x28x1",
-        "images": n, "threads": threads, "repeats": repeats, "times_s": times, "median_s": med,
+        "images": n, "threads": threads, "repeats": repeats, "cpu_allocator_tuned": tuned,
+        "times_s": times, "median_s": med,
         "compile_seconds_first_call": compile_s,
         "second_order_through_compiled": _second_order_works(compiled, x, y, heads),
         "machine": {**machine("cpu"), "loadavg_end": os.getloadavg()},
     }
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(result, indent=1))
+    out = Path(results_dir) / "torch_compile_cpu.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
     for k, v in med.items():
         print(f"{k:24s} {v:.3f} s")
     print(f"first compiled call {compile_s:.1f} s; second order through compiled: "
           f"{result['second_order_through_compiled']}\nwrote {out}")
-
-
-if __name__ == "__main__":
-    typer.run(main)
+    return result

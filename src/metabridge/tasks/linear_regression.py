@@ -167,21 +167,21 @@ class LinearRegressionFamily:
     def sample_with_params(
         self,
         num_tasks: int,
-        n_support: int,
-        n_query: int,
+        k_shot: int,
+        q_query: int,
         generator: torch.Generator,
         dtype: torch.dtype = torch.float64,
     ) -> tuple[TaskBatch, LinearTaskParams]:
         """Draw tasks and their data; also return the task parameters (for exact losses)."""
-        if n_support <= 0 or n_query <= 0:
-            raise ValueError(f"need positive n_support and n_query (got {n_support}, {n_query}).")
+        if k_shot <= 0 or q_query <= 0:
+            raise ValueError(f"need positive k_shot and q_query (got {k_shot}, {q_query}).")
         params, ids = self.sample_params(num_tasks, generator, dtype)
-        x, y = self.sample_data(params, n_support + n_query, generator)
+        x, y = self.sample_data(params, k_shot + q_query, generator)
         batch = TaskBatch(
-            support_x=x[:, :n_support],
-            support_y=y[:, :n_support, None],
-            query_x=x[:, n_support:],
-            query_y=y[:, n_support:, None],
+            support_x=x[:, :k_shot],
+            support_y=y[:, :k_shot, None],
+            query_x=x[:, k_shot:],
+            query_y=y[:, k_shot:, None],
             task_ids=ids,
         )
         return batch, params
@@ -189,10 +189,10 @@ class LinearRegressionFamily:
     def sample(
         self,
         num_tasks: int,
-        n_support: int,
-        n_query: int,
+        k_shot: int,
+        q_query: int,
         generator: torch.Generator,
         dtype: torch.dtype = torch.float64,
     ) -> TaskBatch:
-        """``num_tasks`` tasks of ``n_support`` inner + ``n_query`` outer points (Gao & Sener: N + N)."""
-        return self.sample_with_params(num_tasks, n_support, n_query, generator, dtype)[0]
+        """``num_tasks`` tasks of ``k_shot`` inner + ``q_query`` outer points (Gao & Sener: N + N)."""
+        return self.sample_with_params(num_tasks, k_shot, q_query, generator, dtype)[0]

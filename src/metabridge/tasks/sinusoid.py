@@ -1,7 +1,7 @@
 """Sinusoid regression (Finn, Abbeel & Levine, ICML 2017, Sec. 5.1).
 
 A task is y = A sin(x - phase) with amplitude A ~ U[0.1, 5.0], phase ~ U[0, pi];
-inputs x ~ U[-5, 5]. Each task gives ``k_support`` support and ``k_query`` query
+inputs x ~ U[-5, 5]. Each task gives ``k_shot`` support and ``q_query`` query
 points. With ``num_tasks`` set, tasks are drawn from a fixed pool of that many
 (amplitude, phase) pairs and carry their pool index in ``task_ids`` (what MTL's
 one-head-per-training-task needs); otherwise every task is fresh.
@@ -43,11 +43,11 @@ class SinusoidFamily:
         phase = lo + (hi - lo) * torch.rand(n, generator=g)
         return amp, phase
 
-    def sample(self, num_tasks: int, k_support: int, k_query: int, generator: torch.Generator) -> TaskBatch:
-        """Draw ``num_tasks`` tasks; support ``[T, k_support, 1]``, query ``[T, k_query, 1]``."""
-        if num_tasks <= 0 or k_support <= 0 or k_query <= 0:
+    def sample(self, num_tasks: int, k_shot: int, q_query: int, generator: torch.Generator) -> TaskBatch:
+        """Draw ``num_tasks`` tasks; support ``[T, k_shot, 1]``, query ``[T, q_query, 1]``."""
+        if num_tasks <= 0 or k_shot <= 0 or q_query <= 0:
             raise ValueError(
-                f"need positive num_tasks, k_support, k_query (got {num_tasks}, {k_support}, {k_query})."
+                f"need positive num_tasks, k_shot, q_query (got {num_tasks}, {k_shot}, {q_query})."
             )
         task_ids = None
         if self.num_tasks is None:
@@ -57,6 +57,6 @@ class SinusoidFamily:
             task_ids = torch.randint(self.num_tasks, (num_tasks,), generator=generator)
             amp, phase = pool_amp[task_ids], pool_phase[task_ids]
         lo, hi = self.x_range
-        x = lo + (hi - lo) * torch.rand(num_tasks, k_support + k_query, 1, generator=generator)
+        x = lo + (hi - lo) * torch.rand(num_tasks, k_shot + q_query, 1, generator=generator)
         y = amp[:, None, None] * torch.sin(x - phase[:, None, None])
-        return TaskBatch(x[:, :k_support], y[:, :k_support], x[:, k_support:], y[:, k_support:], task_ids=task_ids)
+        return TaskBatch(x[:, :k_shot], y[:, :k_shot], x[:, k_shot:], y[:, k_shot:], task_ids=task_ids)

@@ -5,5 +5,6 @@
   P(MAML beats DRS) heatmaps and the modeling/optimization error split.
 * :mod:`.closeness`: Wang, Zhao & Li (ICML 2021), MTL and ANIL share one optimization
   formulation; prediction gap of MTL/ANIL/MAML networks vs width and depth.
-* :mod:`.cli`: ``theory_app``, mounted by the main CLI as ``metabridge theory``.
+* :mod:`.commands`: :func:`~.commands.linreg` and :func:`~.commands.closeness`, plain functions the
+  main CLI mounts as ``metabridge theory linreg`` and ``metabridge theory closeness``.
 """

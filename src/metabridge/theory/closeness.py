@@ -151,7 +151,7 @@ def mtl_body_gradient(model: MLP, heads_w: Tensor, heads_b: Tensor, batch: TaskB
     only (MTL merges support and query, so both are set to the query set).
     """
     t = batch.num_tasks
-    mtl = MTL(model.body, model.feature_dim, num_heads=t, task="regression", out_dim=heads_w.shape[-1])
+    mtl = MTL(model.body, model.feature_dim, num_train_heads=t, task="regression", out_dim=heads_w.shape[-1])
     mtl = mtl.to(heads_w.dtype)
     with torch.no_grad():
         mtl.heads.copy_(heads_w)
@@ -164,7 +164,8 @@ def mtl_body_gradient(model: MLP, heads_w: Tensor, heads_b: Tensor, batch: TaskB
 
 def anil_body_gradient(model: MLP, batch: TaskBatch, alpha: float, steps: int, first_order: bool) -> list[Tensor]:
     """(C3) through the library's :class:`ANIL`: body part of the meta-gradient."""
-    anil = ANIL(model, inner_lr=alpha, inner_steps=steps, first_order=first_order, task_batching="loop")
+    anil = ANIL(model, inner_lr=alpha, inner_steps=steps, first_order=first_order,
+                execution={"task_batching": "loop"})
     loss = anil.meta_loss(batch)
     return list(torch.autograd.grad(loss, _body_params(model)))
 
@@ -195,7 +196,7 @@ class ClosenessConfig:
         train_tasks: size of the fixed pool of training sinusoids (MTL has one head each).
         steps: outer training steps of every algorithm.
         meta_batch: tasks per step.
-        k_shot: support points per task (training and test); ``k_query`` query points.
+        k_shot: support points per task (training and test); ``q_query`` query points.
         inner_lr: step size of the ANIL/MAML inner loop (train and test).
         inner_steps: inner steps during training; ``eval_steps`` at test time.
         outer_lr: Adam learning rate of every algorithm.
@@ -210,7 +211,7 @@ class ClosenessConfig:
     steps: int = 150
     meta_batch: int = 8
     k_shot: int = 10
-    k_query: int = 20
+    q_query: int = 20
     inner_lr: float = 0.01
     inner_steps: int = 1
     eval_steps: int = 1
@@ -227,7 +228,7 @@ PAIRS = (("mtl", "anil"), ("mtl", "maml"), ("anil", "maml"))
 def _build(name: str, width: int, depth: int, cfg: ClosenessConfig) -> MetaAlgorithm:
     model = MLP(1, 1, hidden=(width,) * depth)
     if name == "mtl":
-        return MTL(model.body, model.feature_dim, num_heads=cfg.train_tasks, task="regression",
+        return MTL(model.body, model.feature_dim, num_train_heads=cfg.train_tasks, task="regression",
                    ridge_lambda=cfg.ridge_lambda)
     cls = ANIL if name == "anil" else MAML
     return cls(model, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps, eval_steps=cfg.eval_steps)
@@ -253,7 +254,7 @@ def _train(algo: MetaAlgorithm, family: SinusoidFamily, cfg: ClosenessConfig, se
     g = torch.Generator().manual_seed(10_000 + seed)
     loss = torch.tensor(float("nan"))
     for _ in range(cfg.steps):
-        batch = family.sample(cfg.meta_batch, cfg.k_shot, cfg.k_query, g)
+        batch = family.sample(cfg.meta_batch, cfg.k_shot, cfg.q_query, g)
         loss = algo.meta_loss(batch)
         opt.zero_grad()
         loss.backward()
@@ -264,7 +265,7 @@ def _train(algo: MetaAlgorithm, family: SinusoidFamily, cfg: ClosenessConfig, se
 def closeness_experiment(cfg: ClosenessConfig, log: Any = None) -> dict[str, Any]:
     """Train MTL/ANIL/MAML per (width, depth, seed); measure prediction gaps (C5) on unseen tasks."""
     train_family = SinusoidFamily(num_tasks=cfg.train_tasks, pool_seed=123)
-    test_batch = SinusoidFamily().sample(cfg.test_tasks, cfg.k_shot, cfg.k_query,
+    test_batch = SinusoidFamily().sample(cfg.test_tasks, cfg.k_shot, cfg.q_query,
                                          torch.Generator().manual_seed(999))
     scale = float((test_batch.query_y**2).mean())
     rows: list[dict[str, Any]] = []

@@ -219,9 +219,9 @@ def _nu(m: int, beta: float, p: int) -> float:
     return _mu(m + 2, beta) + (p - 1) * _mu(2, beta) * _mu(m, beta)
 
 
-def _curvature_moment(j: int, family: LinearRegressionFamily, alpha: float, n_support: int) -> float:
+def _curvature_moment(j: int, family: LinearRegressionFamily, alpha: float, k_shot: int) -> float:
     """``k_j`` of (E7)."""
-    b, p, n = family.beta, family.dim, n_support
+    b, p, n = family.beta, family.dim, k_shot
     return (
         _mu(j + 1, b)
         - 2.0 * alpha * _mu(j + 2, b)
@@ -248,16 +248,16 @@ class QuadraticLoss:
         return self.center * self.w_bar
 
 
-def expected_loss_form(family: LinearRegressionFamily, alpha: float, n_support: int) -> QuadraticLoss:
-    """The exact expected test loss after one step of size ``alpha`` on ``n_support`` points, (E8).
+def expected_loss_form(family: LinearRegressionFamily, alpha: float, k_shot: int) -> QuadraticLoss:
+    """The exact expected test loss after one step of size ``alpha`` on ``k_shot`` points, (E8).
 
     ``alpha = 0`` gives the loss before adaptation.
     """
-    if n_support <= 0:
-        raise ValueError(f"n_support must be positive (got {n_support}).")
+    if k_shot <= 0:
+        raise ValueError(f"k_shot must be positive (got {k_shot}).")
     a = 1.0 - family.coupling
     b = 2.0 * family.coupling / family.beta
-    k0, k1, k2 = (_curvature_moment(j, family, alpha, n_support) for j in range(3))
+    k0, k1, k2 = (_curvature_moment(j, family, alpha, k_shot) for j in range(3))
     w_bar = family.mean_weights(torch.float64)
     wb2 = float((w_bar**2).sum())
     p = family.dim
@@ -265,23 +265,23 @@ def expected_loss_form(family: LinearRegressionFamily, alpha: float, n_support: 
     const = (
         (a * a * k0 + 2 * a * b * k1 + b * b * k2) * wb2
         + family.weight_std**2 * p * k0
-        + alpha**2 * family.noise_std**2 * p * _mu(2, family.beta) / n_support
+        + alpha**2 * family.noise_std**2 * p * _mu(2, family.beta) / k_shot
         + family.noise_std**2
     )
     minimum = const - k0 * center**2 * wb2
     return QuadraticLoss(scale=k0, center=center, minimum=minimum, w_bar=w_bar)
 
 
-def expected_test_loss(w: Tensor, family: LinearRegressionFamily, alpha: float, n_support: int) -> Tensor:
+def expected_test_loss(w: Tensor, family: LinearRegressionFamily, alpha: float, k_shot: int) -> Tensor:
     """Exact ``F_alpha(w)`` of (E4)/(E8) for estimators ``w`` ``[..., p]``."""
-    return expected_loss_form(family, alpha, n_support)(w)
+    return expected_loss_form(family, alpha, k_shot)(w)
 
 
 def monte_carlo_test_loss(
     w: Tensor,
     family: LinearRegressionFamily,
     alpha: float,
-    n_support: int,
+    k_shot: int,
     num_tasks: int,
     generator: torch.Generator,
     query_points: int | None = None,
@@ -308,8 +308,8 @@ def monte_carlo_test_loss(
         left -= t
         params, _ = family.sample_params(t, generator, torch.float64)
         n_q = query_points or 0
-        x, y = family.sample_data(params, n_support + n_q, generator)
-        xs, ys = x[:, :n_support], y[:, :n_support]
+        x, y = family.sample_data(params, k_shot + n_q, generator)
+        xs, ys = x[:, :k_shot], y[:, :k_shot]
         # adapted weights [T, K, p]
         wk = w[None].expand(t, -1, -1)
         adapted = adapt_one_step(wk, xs[:, None], ys[:, None], alpha) if alpha != 0.0 else wk
@@ -318,7 +318,7 @@ def monte_carlo_test_loss(
             qd = d @ params.covariance  # [T, K, p]
             loss = (qd * d).sum(-1) + family.noise_std**2
         else:
-            xq, yq = x[:, n_support:], y[:, n_support:]
+            xq, yq = x[:, k_shot:], y[:, k_shot:]
             pred = adapted @ xq.transpose(-1, -2)  # [T, K, n_q]
             loss = ((pred - yq[:, None, :]) ** 2).mean(-1)
         per_task.append(loss)
