@@ -189,11 +189,25 @@ def resume_changes(saved: ExperimentConfig, given: dict[str, Any]) -> dict[str, 
 _MISSING = object()
 
 
+def _absolute_if_path(task: str) -> str:
+    """An own-image dataset path is stored absolute, so ``eval`` and ``--resume`` work from any
+    directory; a dataset name stays as it is."""
+    from .config import REGRESSION_FAMILIES
+    from .data.image_folder import is_image_dataset_path
+    from .data.registry import available_datasets
+
+    if task in REGRESSION_FAMILIES or task.lower() in available_datasets():  # a name wins over a folder
+        return task
+    return str(Path(task).expanduser().resolve()) if is_image_dataset_path(task) else task
+
+
 def _train(ctx: typer.Context, **values: Any) -> None:
     """Train an algorithm on a task family; checkpoints and metrics go to --out."""
     from .train import CONFIG_FILE, RESUMABLE_OVERRIDES, Trainer, resume_config
 
     given = _given_config(ctx, values)
+    if "task" in given:
+        given["task"] = _absolute_if_path(given["task"])
     out = values["out_dir"]
     if values["resume"]:
         if values["config_file"] is not None:
