@@ -186,7 +186,8 @@ def model_maker(model: str | ModelFactory, in_channels: int, image_size: int,
     return make
 
 
-def build_algorithm(name: str, *, model: str | ModelFactory = "conv4", out_dim: int = 5, in_channels: int = 1,
+def build_algorithm(name: str, *, model: str | ModelFactory = "conv4", n_way: int | None = None,
+                    out_dim: int | None = None, in_channels: int = 1,
                     image_size: int = 28, num_train_classes: int | None = None,
                     num_train_tasks: int | None = None, model_kwargs: Mapping[str, Any] | None = None,
                     **hparams: Any) -> MetaAlgorithm:
@@ -197,7 +198,9 @@ def build_algorithm(name: str, *, model: str | ModelFactory = "conv4", out_dim: 
             metasgd, protonet, metaoptnet; or one registered with :func:`register_algorithm`).
         model: a key of :data:`metabridge.models.MODELS` (``mlp``, ``conv4``, ``resnet12``, or
             one registered with ``register_model``), or a factory with the same signature.
-        out_dim: output size of one task's predictor: N-way (classification) or d_y (regression).
+        n_way: N of the N-way tasks (classification): the predictor's output size.
+        out_dim: output size of one task's predictor where it is not a class count: d_y of a
+            regression task (give ``n_way`` or ``out_dim``; default 5 when neither is given).
         in_channels: input channels (or input dimension for ``mlp``).
         image_size: image side (ignored by ``mlp``).
         num_train_classes: training classes (classification; sizes MTL's and DRS's heads).
@@ -209,6 +212,9 @@ def build_algorithm(name: str, *, model: str | ModelFactory = "conv4", out_dim: 
     """
     cls = _algorithm(name)
     _check_hparam_names(name, hparams)
+    if n_way is not None and out_dim is not None and n_way != out_dim:
+        raise ValueError(f"n_way={n_way} and out_dim={out_dim} name the same output size; give one of them.")
+    out_dim = n_way if n_way is not None else (5 if out_dim is None else out_dim)
     data = DataInfo(out_dim=out_dim, in_channels=in_channels, image_size=image_size,
                     num_train_classes=num_train_classes, num_train_tasks=num_train_tasks)
     return cls.build(model_maker(model, in_channels, image_size, model_kwargs), data, **hparams)
