@@ -12,6 +12,8 @@ import torch
 from metabridge.benchmarks._compare_worker import run_method
 from metabridge.benchmarks.compare import (
     CompareSettings,
+    accuracy_sentences,
+    convergence,
     format_table,
     main,
     merge_reports,
@@ -49,12 +51,45 @@ def test_summary_targets_the_best_gbml_final_accuracy_minus_its_ci() -> None:
     assert math.isclose(s["speedup_vs_best_gbml"], 5.0)
 
 
+def test_convergence_is_a_flat_trend_over_the_last_third() -> None:
+    flat = _curve([(10, 0.5), (20, 0.8), (70, 0.90), (75, 0.92), (80, 0.89), (90, 0.905)], ci=0.02)
+    assert convergence(flat)["converged"] is True  # points scatter by ~CI, the trend is flat
+    climbing = _curve([(10, 0.5), (70, 0.84), (80, 0.87), (90, 0.90)], ci=0.02)
+    c = convergence(climbing)
+    assert c["converged"] is False and math.isclose(c["gain"], 0.06)
+    falling = _curve([(10, 0.5), (70, 0.95), (80, 0.93), (90, 0.91)], ci=0.02)
+    assert convergence(falling)["converged"] is True  # past its best: more training would not help
+    assert convergence(_curve([(10, 0.5), (80, 0.8), (90, 0.9)]))["converged"] is None  # two points in the window
+    assert convergence([])["converged"] is None
+
+
+def test_no_winner_is_named_when_a_method_has_not_converged() -> None:
+    results = {
+        "maml": {"curve": _curve([(10, 0.5), (70, 0.84), (80, 0.87), (90, 0.90)])},
+        "mtl": {"curve": _curve([(10, 0.85), (70, 0.95), (80, 0.95), (90, 0.951)])},
+    }
+    s = summarize(results)
+    assert s["converged"] == {"maml": False, "mtl": True}
+    sentence = speedup_sentence(s)
+    assert sentence.startswith("not converged: MAML") and "sooner" not in sentence
+    results["maml"]["curve"] = _curve([(10, 0.5), (70, 0.90), (80, 0.91), (90, 0.90)])
+    s = summarize(results)
+    assert "sooner" in speedup_sentence(s)
+    report = {"settings": {"test_shots": [1]}, "summary": s, "methods": {
+        "maml": {"test": {"1": {"mean": 0.97, "ci95": 0.004}}},
+        "mtl": {"test": {"1": {"mean": 0.945, "ci95": 0.004}}}}}
+    (line,) = accuracy_sentences(report)
+    assert "best MAML 97.00" in line and "2.50 points lower, CIs disjoint" in line
+
+
 def test_speedup_sentence_says_who_was_faster() -> None:
-    base = {"best_gbml": "maml", "time_to_target": {"mtl": 4.0, "maml": 20.0}}
+    base = {"best_gbml": "maml", "time_to_target": {"mtl": 4.0, "maml": 20.0},
+            "converged": {"mtl": True, "maml": True}}
     assert speedup_sentence({**base, "speedup_vs_best_gbml": 5.0}).startswith("MTL reached it 5.0x sooner")
     slower = speedup_sentence({**base, "speedup_vs_best_gbml": 0.59})
     assert "later" in slower and "1.7x as long" in slower
-    never = {"best_gbml": "maml", "time_to_target": {"mtl": None, "maml": 20.0}, "speedup_vs_best_gbml": None}
+    never = {"best_gbml": "maml", "time_to_target": {"mtl": None, "maml": 20.0}, "speedup_vs_best_gbml": None,
+             "converged": {"mtl": True, "maml": True}}
     assert "never reached" in speedup_sentence(never)
 
 
@@ -194,7 +229,8 @@ def test_merge_refuses_runs_that_are_not_comparable() -> None:
 def test_compare_merges_result_directories(tmp_path, capsys) -> None:
     import json
 
-    for name, methods in (("a", {"mtl": [(10, 0.95)]}), ("b", {"maml": [(10, 0.7), (20, 0.95)]})):
+    for name, methods in (("a", {"mtl": [(4, 0.9), (10, 0.95), (12, 0.95), (14, 0.95)]}),
+                          ("b", {"maml": [(10, 0.7), (20, 0.95), (25, 0.95), (30, 0.95)]})):
         (tmp_path / name).mkdir()
         (tmp_path / name / "compare.json").write_text(json.dumps(_report(methods)))
     out = tmp_path / "merged"

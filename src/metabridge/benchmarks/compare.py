@@ -134,10 +134,48 @@ def time_to_target(curve: list[dict[str, Any]], target: float) -> float | None:
     return None
 
 
+#: A method counts as converged when its validation accuracy over the last third of its
+#: training time stays within this many of its CI half-widths (see :func:`convergence`).
+CONVERGED_TAIL = 1 / 3
+
+
+def convergence(curve: list[dict[str, Any]], tail: float = CONVERGED_TAIL) -> dict[str, Any]:
+    """Whether a validation curve has flattened: ``{"converged": True | False | None, ...}``.
+
+    The rule (issue 13: flat within its CI over the last third of the budget): fit a
+    least-squares line to the validations in the last ``tail`` of the training time; the
+    method has converged when the accuracy that line gains across the window is at most
+    the final validation's 95% CI half-width. A falling trend counts as converged (more
+    training would not help; the best-validation weights are kept). A trend, not the
+    spread of the points, because single validations scatter by about their CI even on a
+    flat curve. ``None`` (unknown) when fewer than three validations fall in the window:
+    validate more often (``--eval-every``)."""
+    if not curve:
+        return {"converged": None, "window_points": 0, "gain": None, "ci95": None}
+    end = curve[-1]["train_seconds"]
+    window = [p for p in curve if p["train_seconds"] >= (1 - tail) * end - 1e-9 * max(end, 1.0)]
+    ci = curve[-1]["val_ci95"]
+    if len(window) < 3:
+        return {"converged": None, "window_points": len(window), "gain": None, "ci95": ci}
+    ts = [p["train_seconds"] for p in window]
+    vs = [p["val_mean"] for p in window]
+    mt, mv = sum(ts) / len(ts), sum(vs) / len(vs)
+    var = sum((t - mt) ** 2 for t in ts)
+    slope = sum((t - mt) * (v - mv) for t, v in zip(ts, vs)) / var if var > 0 else 0.0
+    gain = slope * (ts[-1] - ts[0])
+    return {"converged": bool(gain <= ci), "window_points": len(window), "gain": gain, "ci95": ci}
+
+
+def _converged_label(flag: bool | None) -> str:
+    return {True: "yes", False: "no", None: "unknown"}[flag]
+
+
 def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The time-to-accuracy target and each method's time to reach it."""
+    """The time-to-accuracy target, each method's time to reach it, and whether each
+    method's validation curve had flattened by the end of its budget."""
     gbml = {m: r for m, r in results.items() if m in GBML and r["curve"]}
-    summary: dict[str, Any] = {"target": None, "best_gbml": None, "time_to_target": {}, "speedup_vs_best_gbml": None}
+    summary: dict[str, Any] = {"target": None, "best_gbml": None, "time_to_target": {}, "speedup_vs_best_gbml": None,
+                               "converged": {m: convergence(r["curve"])["converged"] for m, r in results.items()}}
     if not gbml:
         return summary
     best = max(gbml, key=lambda m: gbml[m]["curve"][-1]["val_mean"])
@@ -153,11 +191,18 @@ def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def speedup_sentence(summary: dict[str, Any]) -> str:
-    """One honest sentence on MTL's time-to-target against the best GBML method."""
+    """One honest sentence on MTL's time-to-target against the best GBML method: no ratio
+    (and no winner) unless both had converged, since an unconverged method's time or
+    target says only where the budget stopped it."""
     best = LABELS.get(summary["best_gbml"], summary["best_gbml"])
     speedup = summary["speedup_vs_best_gbml"]
     if "mtl" not in summary["time_to_target"]:
         return "MTL was not run."
+    converged = summary.get("converged", {})
+    unconverged = [LABELS.get(m, m) for m in ("mtl", summary["best_gbml"]) if converged.get(m) is not True]
+    if unconverged:
+        return (f"not converged: {', '.join(unconverged)} still changing over the last third of the budget "
+                "(or too few validations to tell), so no time-to-target verdict; train longer (--budget).")
     if summary["time_to_target"]["mtl"] is None:
         return f"MTL never reached the target within its budget ({best} did)."
     if speedup is None:
@@ -170,10 +215,13 @@ def speedup_sentence(summary: dict[str, Any]) -> str:
 def format_table(report: dict[str, Any]) -> str:
     """Plain-text results table."""
     shots = _test_shots(report["settings"])
-    cols = [f"{s}-shot acc %" for s in shots] + ["train s", "steps", "s/iter", "peak MB", "to target s"]
+    cols = [f"{s}-shot acc %" for s in shots] + ["train s", "steps", "s/iter", "peak MB", "to target s",
+                                                  "converged"]
     head = f"{'method':20s} " + " ".join(f"{c:>15s}" if "acc" in c else f"{c:>11s}" for c in cols)
     lines = [head, "-" * len(head)]
     ttt = report["summary"]["time_to_target"]
+    conv = report["summary"].get("converged") or {m: convergence(r["curve"])["converged"]
+                                                  for m, r in report["methods"].items()}
     for m, r in report["methods"].items():
         accs = " ".join(f"{100 * r['test'][str(s)]['mean']:>7.2f} ± {100 * r['test'][str(s)]['ci95']:<5.2f}"
                         for s in shots)
@@ -181,14 +229,41 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(
             f"{LABELS.get(m, m):20s} {accs} {r['train_seconds']:>11.0f} {r['steps']:>11d} "
             f"{r['seconds_per_iteration']:>11.3f} {r['peak_memory_mb'] or float('nan'):>11.0f} "
-            f"{('%.0f' % t) if t is not None else 'never':>11s}"
+            f"{('%.0f' % t) if t is not None else 'never':>11s} {_converged_label(conv.get(m)):>11s}"
         )
     s = report["summary"]
     if s["target"] is not None:
         lines.append(f"\ntarget = best GBML ({LABELS.get(s['best_gbml'], s['best_gbml'])}) final validation "
                      f"accuracy - CI = {100 * s['target']:.2f}% ({_train_shot(report['settings'])}-shot validation)")
         lines.append(speedup_sentence(s))
+    lines.extend(accuracy_sentences(report))
     return "\n".join(lines)
+
+
+def accuracy_sentences(report: dict[str, Any]) -> list[str]:
+    """Per test shot: the most accurate method, and whether MTL is within its CI, and a
+    warning that an unconverged method's accuracy is the one at the budget."""
+    methods, out = report["methods"], []
+    conv = report["summary"].get("converged", {})
+    for shot in _test_shots(report["settings"]):
+        key = str(shot)
+        scored = {m: r["test"][key] for m, r in methods.items() if key in r["test"]}
+        if not scored:
+            continue
+        best = max(scored, key=lambda m: scored[m]["mean"])
+        b = scored[best]
+        line = f"{shot}-shot test: best {LABELS.get(best, best)} {100 * b['mean']:.2f} ± {100 * b['ci95']:.2f}%"
+        if "mtl" in scored and best != "mtl":
+            t = scored["mtl"]
+            gap = 100 * (b["mean"] - t["mean"])
+            overlap = t["mean"] + t["ci95"] >= b["mean"] - b["ci95"]
+            line += (f"; MTL {100 * t['mean']:.2f} ± {100 * t['ci95']:.2f}% ({gap:.2f} points lower, "
+                     f"{'CIs overlap' if overlap else 'CIs disjoint'})")
+        out.append(line + ".")
+    stopped = [LABELS.get(m, m) for m in methods if conv.get(m) is not True]
+    if stopped:
+        out.append(f"not converged (accuracy at the budget, not final): {', '.join(stopped)}.")
+    return out
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
