@@ -1,13 +1,15 @@
-"""ResNet-12 (64-160-320-640) and DropBlock (Ghiasi et al. 2018)."""
+"""ResNet-12 (64-160-320-640), DropBlock (Ghiasi et al. 2018), and the plain and official variants."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from metabridge.models import ResNet12, ResNet12Backbone
-from metabridge.models.resnet12 import DropBlock
+from metabridge.models import ResNet12, ResNet12Backbone, build_model
+from metabridge.models.resnet12 import DropBlock, official_keep_rate, resolve_recipe
 
 SMALL = (4, 8, 8, 16)
 
@@ -106,3 +108,109 @@ def test_gradients_flow_through_the_network_and_only_through_kept_units():
     for name, p in net.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
     assert images.grad.abs().sum() > 0
+
+
+# ------------------------------------------------------------------ variants: plain and official
+def _blocks(net) -> list:
+    body = net.body if hasattr(net, "body") else net
+    return list(body.blocks)
+
+
+def test_plain_variant_is_the_resnet12_as_before():
+    """No dropout, DropBlock 0.1 (block size 5 at any image size) in blocks 3-4, constant rate."""
+    net = build_model("resnet12", 5, in_channels=3, image_size=32, widths=SMALL)
+    blocks = _blocks(net)
+    assert [b.dropout for b in blocks] == [0.0] * 4
+    assert [b.dropblock.drop_prob for b in blocks] == [0.0, 0.0, 0.1, 0.1]
+    assert [b.dropblock.block_size for b in blocks] == [5] * 4
+    for b in blocks:
+        b.dropblock.set_training_progress(0.0)  # no ramp: a no-op
+    assert [b.dropblock.current_drop_prob for b in blocks] == [0.0, 0.0, 0.1, 0.1]
+    assert net.body.recipe == resolve_recipe("plain")
+
+
+@pytest.mark.parametrize("side, block", [(84, 5), (32, 2)])
+def test_official_variant_dropout_in_blocks_1_2_dropblock_in_3_4_block_size_by_image_size(side, block):
+    """models/util.py:21, 30 (block 5 at 84 px, 2 at 32 px); resnet.py:158-165, 178-185."""
+    torch.manual_seed(0)
+    net = build_model("resnet12", 5, in_channels=3, image_size=side, widths=SMALL, variant="official")
+    blocks = _blocks(net)
+    assert [b.dropout for b in blocks] == [0.1, 0.1, 0.0, 0.0]
+    assert [b.dropblock.drop_prob for b in blocks] == [0.0, 0.0, 0.1, 0.1]
+    assert [b.dropblock.block_size for b in blocks[2:]] == [block, block]
+    assert [b.dropblock.drop_ramp_end for b in blocks[2:]] == [1.0, 1.0]
+    x = torch.rand(2, 3, side, side)
+    with torch.no_grad():
+        assert net.body(x).shape == (2, SMALL[-1]) and net(x).shape == (2, 5)
+    overridden = build_model("resnet12", 5, in_channels=3, image_size=side, widths=SMALL, variant="official",
+                             block_size=3, dropout=0.0, drop_ramp_end=0.0)
+    assert [b.dropblock.block_size for b in _blocks(overridden)] == [3] * 4
+    assert [b.dropout for b in _blocks(overridden)] == [0.0] * 4
+    assert [b.dropblock.current_drop_prob for b in _blocks(overridden)] == [0.0, 0.0, 0.1, 0.1]
+    with pytest.raises(ValueError, match="variant"):
+        build_model("resnet12", 5, in_channels=3, image_size=side, variant="metaoptnet")
+
+
+def test_official_ramp_is_linear_from_zero_and_matches_their_formula():
+    """resnet.py:161: drop = min(p * n / 40000, p) after n forwards; here as a fraction of training:
+    drop = p * min(1, fraction / drop_ramp_end)."""
+    net = ResNet12Backbone(3, SMALL, variant="official")
+    db = net.blocks[3].dropblock
+    assert db.current_drop_prob == 0.0  # before any progress: their counter starts at 0
+    for fraction, rate in [(0.0, 0.0), (0.25, 0.025), (0.5, 0.05), (1.0, 0.1)]:
+        db.set_training_progress(fraction)
+        assert db.current_drop_prob == pytest.approx(rate)
+    # a run of 80,000 forwards: their ramp ends at half of it, i.e. drop_ramp_end = 0.5
+    half = DropBlock(0.1, 5, drop_ramp_end=0.5)
+    for n in (0, 10_000, 20_000, 40_000, 60_000, 80_000):
+        half.set_training_progress(n / 80_000)
+        assert half.current_drop_prob == pytest.approx(1 - official_keep_rate(n, 0.1)), n
+    with pytest.raises(ValueError, match="drop_ramp_end"):
+        DropBlock(0.1, 5, drop_ramp_end=1.5)
+
+
+def test_dropout_acts_only_in_blocks_1_2_and_dropblock_only_in_3_4():
+    torch.manual_seed(0)
+    net = ResNet12Backbone(3, (8, 8, 8, 8), variant="official", image_size=32).train()
+    zeros: list[float] = []
+    for b in net.blocks:
+        b.register_forward_hook(lambda _m, _a, out: zeros.append(float((out == 0).double().mean())))
+    x = torch.rand(16, 3, 32, 32)
+    for m in net.modules():  # DropBlock off (fraction 0): only the plain dropout drops
+        if hasattr(m, "set_training_progress"):
+            m.set_training_progress(0.0)
+    net(x)
+    assert zeros[0] == pytest.approx(0.1, abs=0.02) and zeros[1] == pytest.approx(0.1, abs=0.03)
+    assert zeros[2] == 0.0 and zeros[3] == 0.0
+    zeros.clear()
+    for b in net.blocks:
+        b.dropblock.set_training_progress(1.0)
+        b.dropout = 0.0
+    net(x)
+    assert zeros[0] == 0.0 and zeros[1] == 0.0
+    assert zeros[2] > 0.02 and zeros[3] > 0.02
+
+
+def test_official_variant_is_the_identity_in_eval_and_initialises_like_their_code():
+    torch.manual_seed(0)
+    official = ResNet12(5, 3, SMALL, variant="official", image_size=32)
+    plain = ResNet12(5, 3, SMALL)
+    plain.load_state_dict(official.state_dict())  # same parameters and buffers
+    for m in official.modules():
+        if hasattr(m, "set_training_progress"):
+            m.set_training_progress(1.0)
+    x = torch.rand(3, 3, 32, 32)
+    official.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(official(x), plain(x), rtol=0, atol=0)
+        official.train()
+        assert not torch.equal(official(x), official(x))
+    # resnet.py:194-199: kaiming_normal_(mode="fan_out", nonlinearity="leaky_relu"): std sqrt(2 / fan_out)
+    torch.manual_seed(0)
+    wide = ResNet12Backbone(3, (64, 160, 320, 640), variant="official")
+    conv = wide.blocks[2].conv2  # 320 -> 320, 3x3
+    assert float(conv.weight.detach().std()) == pytest.approx(math.sqrt(2 / (320 * 9)), rel=0.02)
+    assert float(conv.weight.detach().mean()) == pytest.approx(0.0, abs=1e-3)
+    torch.manual_seed(0)
+    default = ResNet12Backbone(3, (64, 160, 320, 640), init="pytorch").blocks[2].conv2
+    assert float(default.weight.detach().std()) == pytest.approx(1 / math.sqrt(3 * 320 * 9), rel=0.02)

@@ -37,6 +37,19 @@ def embed_tasks(body: nn.Module, x: Tensor) -> Tensor:
     return body(x.flatten(0, 1)).unflatten(0, (t, s))
 
 
+def embed_each_task(body: nn.Module, x: Tensor) -> Tensor:
+    """Embed ``T`` tasks ``[T, S, *x] -> [T, S, D]`` with one forward per task.
+
+    In training mode each task's batch norm normalizes with that task's own statistics and
+    the running statistics are updated once per task (momentum applied ``T`` times), as in
+    Wang et al.'s MTL code, where each training step embeds one task (GitHub
+    AI-secure/multi-task-learning at 81ea1f5, lightning_mtl.py:176, 189) and ``T`` tasks
+    are accumulated into one optimizer step (train.py:201). In eval mode with running
+    statistics it gives what :func:`embed_tasks` gives (up to floating-point rounding).
+    """
+    return torch.stack([body(xt) for xt in x])
+
+
 def embed_tasks_with_task_statistics(body: nn.Module, x: Tensor) -> Tensor:
     """Like :func:`embed_tasks`, but batch norm normalizes with each task's own batch.
 

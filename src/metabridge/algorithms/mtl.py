@@ -27,12 +27,35 @@ followed by ``finetune_steps`` SGD steps of the whole network on the support set
   sinusoids, a sin x + b cos x), so a 5-shot refit stays in it; plain ridge
   (``"ridge"``: mu = 0, Sigma = I, unpenalized bias) over a 40-d feature space
   overfits 5 points (measured: 5-shot sinusoid MSE 1.4-2.1 against 0.004-0.02).
+
+Against Wang et al.'s code (GitHub AI-secure/multi-task-learning at 81ea1f5; "file:line"
+below is there):
+
+* heads: one bias-free row per training class, applied as ``F.linear(features, rows)``
+  to the rows of the task's classes (lightning_mtl.py:119-122, 182-189); support and
+  query are one training set (lightning_mtl.py:171, train.py:109); features
+  L2-normalized in training by ``--norm_train_features`` (train.py:71, 129-132;
+  utils.py:28-31), which every README command but FC100's passes (README.md:103-161);
+  no temperature or scale; cross-entropy, mean over the task (train.py:136).
+  ``head_init="official"`` is their initialisation (below). Their in-place relabelling
+  ``labels[labels == c] = i`` (lightning_mtl.py:187-188) merges two classes when a
+  global index c equals an earlier local index i; this code relabels correctly.
+* training step: one task per forward (the data loader yields one task,
+  lightning_utils.py:46-47; the body in training mode, lightning_mtl.py:176), and
+  PyTorch Lightning's ``accumulate_grad_batches=meta_batch_size`` (train.py:201; default
+  6, train.py:46; 1-2 in five of the eight README commands) divides each task's loss by
+  the number accumulated (PL 1.0's ``TrainLoop.training_step``) before summing the
+  gradients: one optimizer step on the mean over tasks of each task's loss.
+  ``train_forward="per_task"`` is that step.
+* test: frozen features in eval mode (running statistics), L2-normalized, and sklearn's
+  ``LogisticRegression(C=3)`` on the support set (lightning_episodic_module.py:309-334,
+  80): ``C=3``, ``test_batch_norm="running"``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -43,8 +66,8 @@ from ..heads.logistic import logistic_fit
 from ..heads.ridge import ridge_fit
 from ..tasks.batch import TaskBatch
 from .anil import sub_params
-from .base import MetaAlgorithm, Predictor, task_loss
-from .embedding import embed_tasks, embed_tasks_with_task_statistics
+from .base import SUPPLIED_ARGS, DataInfo, MetaAlgorithm, ModelMaker, Predictor, task_loss
+from .embedding import embed_each_task, embed_tasks, embed_tasks_with_task_statistics
 from .inner_loop import Params, check_positive, map_tasks, sgd_inner_loop
 
 
@@ -61,8 +84,18 @@ class MTL(MetaAlgorithm):
         out_dim: regression output size d_y.
         normalize: L2-normalize features (Wang et al.; classification default).
         C: inverse L2 strength of the test-time logistic regression.
-        ridge_lambda: ridge strength of the test-time regression refit.
-        finetune_steps, finetune_lr: optional SGD fine-tuning of body+head after the refit.
+        ridge_lambda: ridge strength of the test-time regression refit with
+            ``regression_refit="ridge"``.
+        finetune_steps: optional SGD fine-tuning of body and refit head on each task's
+            support loss after the refit (0: none).
+        finetune_lr: learning rate of that fine-tuning.
+        regression_refit: regression only: ``"prior"`` (default; the posterior mean of the
+            head under the Gaussian prior fitted to the learned training heads, module
+            docstring) or ``"ridge"`` (plain ridge regression, unpenalized bias).
+        prior_lambda: weight lambda of the prior in the ``"prior"`` refit (smaller: closer
+            to least squares; larger: closer to the mean training head).
+        prior_eps: ridge eps added to the training heads' covariance Sigma before it is
+            inverted (keeps Sigma^{-1} finite when the heads span fewer than D+1 dimensions).
         test_batch_norm: ``"running"`` (default, the paper's protocol: frozen features with
             the running statistics of the training classes) or ``"task"`` (at test time each
             task's support and query batches are normalized with their own statistics, as
@@ -72,16 +105,38 @@ class MTL(MetaAlgorithm):
             training and testing (:func:`~metabridge.algorithms.embedding.embed_tasks`), so
             no statistic is shared between tasks and scores do not depend on the
             evaluation batch size.
+        head_init: classification heads' initialisation. ``"uniform"`` (default):
+            U(-1/sqrt(D), 1/sqrt(D)), row norm about 0.58. ``"official"``: Wang et al.'s,
+            ``kaiming_uniform_(a=sqrt(5))`` (the same U(-1/sqrt(D), 1/sqrt(D)): the same
+            draws) times ``sqrt(num_train_heads / n_way)`` (lightning_mtl.py:119-121,
+            ``n_train_class`` / ``train_ways``): row norm about 0.58 sqrt(C_train / N), e.g.
+            2.1 for 64 classes 5-way. Needs ``n_way``; classification only.
+        train_forward: how a training batch of T tasks goes through the body.
+            ``"batched"`` (default): one forward of all T tasks' images, batch norm
+            normalizing over the meta-batch and updating running statistics once per step.
+            ``"per_task"``: one forward per task (Wang et al.'s training step, module
+            docstring): each task is normalized with its own statistics, the running
+            statistics are updated once per task, and the loss is the mean over tasks of each
+            task's loss, so its gradient is the mean of T single-task gradients (their
+            gradient accumulation). All T graphs are alive until the backward, so peak memory
+            is that of ``"batched"``, not of one task as with their accumulation. The same
+            for a body without running statistics, which is always run per task. Evaluation
+            is unaffected.
+        n_way: N of the training tasks, for ``head_init="official"`` (the registry fills it
+            in from the data; unused otherwise).
     """
 
     name: ClassVar[str] = "mtl"
+    build_supplies: ClassVar[frozenset[str]] = SUPPLIED_ARGS | {"n_way"}
 
     def __init__(self, body: nn.Module, feature_dim: int, num_train_heads: int,
                  task: Literal["classification", "regression"] = "classification", out_dim: int = 1,
                  normalize: bool | None = None, C: float = 3.0, ridge_lambda: float = 1e-3,
                  finetune_steps: int = 0, finetune_lr: float = 0.01,
                  regression_refit: Literal["prior", "ridge"] = "prior", prior_lambda: float = 1e-2,
-                 prior_eps: float = 1e-4, test_batch_norm: Literal["running", "task"] = "running") -> None:
+                 prior_eps: float = 1e-4, test_batch_norm: Literal["running", "task"] = "running",
+                 head_init: Literal["uniform", "official"] = "uniform",
+                 train_forward: Literal["batched", "per_task"] = "batched", n_way: int | None = None) -> None:
         super().__init__()
         check_positive(feature_dim=feature_dim, num_train_heads=num_train_heads, C=C, ridge_lambda=ridge_lambda)
         if task not in ("classification", "regression"):
@@ -95,7 +150,22 @@ class MTL(MetaAlgorithm):
         check_positive(prior_lambda=prior_lambda, prior_eps=prior_eps)
         if test_batch_norm not in ("running", "task"):
             raise ValueError(f"test_batch_norm must be 'running' or 'task' (got {test_batch_norm!r}).")
+        if head_init not in ("uniform", "official"):
+            raise ValueError(f"head_init must be 'uniform' or 'official' (got {head_init!r}).")
+        if train_forward not in ("batched", "per_task"):
+            raise ValueError(f"train_forward must be 'batched' or 'per_task' (got {train_forward!r}).")
+        if head_init == "official":
+            if task != "classification":
+                raise ValueError("head_init='official' is Wang et al.'s classification head initialisation; "
+                                 "a regression MTL has head_init='uniform' only.")
+            if n_way is None:
+                raise ValueError("head_init='official' scales the heads by sqrt(num_train_heads / n_way) and needs "
+                                 "n_way, the N of the training tasks: pass MTL(..., n_way=N) (build_algorithm "
+                                 "fills it in from n_way).")
+        if n_way is not None:
+            check_positive(n_way=n_way)
         self.test_batch_norm = test_batch_norm
+        self.head_init, self.train_forward, self.n_way = head_init, train_forward, n_way
         self.regression_refit, self.prior_lambda, self.prior_eps = regression_refit, prior_lambda, prior_eps
         self.body = body
         self.task = task
@@ -104,19 +174,44 @@ class MTL(MetaAlgorithm):
         self.finetune_steps, self.finetune_lr = finetune_steps, finetune_lr
         bound = 1.0 / math.sqrt(feature_dim)
         if task == "classification":
-            self.heads = nn.Parameter(torch.empty(num_train_heads, feature_dim).uniform_(-bound, bound))
+            heads = torch.empty(num_train_heads, feature_dim)
+            if head_init == "official":
+                # lightning_mtl.py:119-121: kaiming_uniform_(a=sqrt(5)) on [C, D] is U(+-1/sqrt(D)) (gain
+                # sqrt(2/6) times sqrt(3/D)), drawn by the same uniform_ call as below, then scaled
+                nn.init.kaiming_uniform_(heads, a=math.sqrt(5))
+                assert n_way is not None
+                heads.mul_(math.sqrt(num_train_heads / n_way))
+            else:
+                heads.uniform_(-bound, bound)
+            self.heads = nn.Parameter(heads)
         else:
             self.heads = nn.Parameter(torch.empty(num_train_heads, feature_dim, out_dim).uniform_(-bound, bound))
             self.head_bias = nn.Parameter(torch.zeros(num_train_heads, out_dim))
 
+    @classmethod
+    def build(cls, make_model: ModelMaker, data: DataInfo, **hparams: Any) -> MTL:
+        """:meth:`MetaAlgorithm.build`, plus ``n_way`` from the data (for ``head_init="official"``)."""
+        hparams.setdefault("n_way", data.n_way)
+        return super().build(make_model, data, **hparams)
+
     def features(self, x: Tensor) -> Tensor:
         """``[T, S, *x] -> [T, S, D]`` (L2-normalized when ``normalize``)."""
-        per_task = self.test_batch_norm == "task" and not self.training
-        f = embed_tasks_with_task_statistics(self.body, x) if per_task else embed_tasks(self.body, x)
+        if self.training:
+            f = embed_each_task(self.body, x) if self.train_forward == "per_task" else embed_tasks(self.body, x)
+        elif self.test_batch_norm == "task":
+            f = embed_tasks_with_task_statistics(self.body, x)
+        else:
+            f = embed_tasks(self.body, x)
         return F.normalize(f, dim=-1) if self.normalize else f
 
     # --- training: the joint multi-head loss -----------------------------------------
     def meta_loss(self, batch: TaskBatch) -> Tensor:
+        """Cross-entropy (MSE) of each task's support and query examples under its heads.
+
+        The mean runs over all examples of all tasks; the tasks being of equal size, it is
+        the mean over tasks of each task's mean loss, Wang et al.'s accumulated loss
+        (module docstring), whichever ``train_forward``.
+        """
         x = torch.cat([batch.support_x, batch.query_x], 1)
         y = torch.cat([batch.support_y, batch.query_y], 1)
         f = self.features(x)

@@ -27,7 +27,7 @@ from torch import nn
 
 from .conv4 import Conv4, Conv4Backbone
 from .mlp import MLP
-from .resnet12 import ResNet12, ResNet12Backbone
+from .resnet12 import ConvInit, ResNet12, ResNet12Backbone, ResNet12Variant
 
 #: ``factory(out_dim, *, in_channels, image_size, **kwargs) -> nn.Module`` with ``.body``,
 #: ``.head`` and ``.feature_dim``.
@@ -150,11 +150,23 @@ def conv4(out_dim: int, *, in_channels: int = 1, image_size: int = 28, hidden: i
 
 @register_model("resnet12")
 def resnet12(out_dim: int, *, in_channels: int = 3, image_size: int | None = None,
-             widths: Sequence[int] = (64, 160, 320, 640), drop_prob: float = 0.1, block_size: int = 5,
+             widths: Sequence[int] = (64, 160, 320, 640), variant: ResNet12Variant = "plain",
+             drop_prob: float | None = None, block_size: int | None = None, dropout: float | None = None,
+             drop_ramp_end: float | None = None, init: ConvInit | None = None,
              track_running_stats: bool = True) -> ResNet12:
-    """:class:`ResNet12` (global average pooled, so any ``image_size`` works; it is ignored)."""
+    """:class:`ResNet12` (global average pooled, so any ``image_size`` works).
+
+    ``variant="plain"`` (default: no dropout, constant DropBlock 0.1 of block size 5 in
+    blocks 3-4) or ``"official"`` (Wang et al.'s MTL code: dropout 0.1 in blocks 1-2,
+    DropBlock 0.1 ramped from 0 over training in blocks 3-4 with block size 5 at
+    ``image_size >= 64`` and 2 below, kaiming-normal fan-out convolutions); ``drop_prob``,
+    ``block_size``, ``dropout``, ``drop_ramp_end`` and ``init`` override single parts
+    (``None``: the variant's). ``image_size`` only chooses the official block size. See
+    :mod:`metabridge.models.resnet12` for the official file:line of each part.
+    """
     return ResNet12(out_dim, in_channels=in_channels, widths=tuple(widths), drop_prob=drop_prob,
-                    block_size=block_size, track_running_stats=track_running_stats)
+                    block_size=block_size, track_running_stats=track_running_stats, variant=variant,
+                    image_size=image_size, dropout=dropout, drop_ramp_end=drop_ramp_end, init=init)
 
 
 __all__ = ["MLP", "MODELS", "Conv4", "Conv4Backbone", "ModelFactory", "ResNet12", "ResNet12Backbone", "build_model",
