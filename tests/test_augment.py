@@ -4,8 +4,13 @@ import pytest
 import torch
 
 from metabridge.data.augment import (
+    AUGMENT_PRESETS,
+    PRESET_IMAGE_SIZES,
     Augment,
     augment_for,
+    check_augment_name,
+    resolve_augment,
+    scaled_padding,
     color_jitter,
     crop_at,
     random_crop,
@@ -104,3 +109,45 @@ def test_presets_never_flip_characters():
     assert augment_for("unknown").is_identity
     with pytest.raises(ValueError):
         random_hflip(torch.zeros(4, 4))
+
+
+def test_colour_presets_are_the_official_mtl_training_transform():
+    """AI-secure/multi-task-learning benchmarks/*_benchmark.py ('lee2019'): RandomCrop(84, padding=8)
+    for mini-/tiered-ImageNet and RandomCrop(32, padding=4) for CIFAR-FS / FC100, each with
+    ColorJitter(0.4, 0.4, 0.4) and RandomHorizontalFlip()."""
+    jitter = dict(brightness=0.4, contrast=0.4, saturation=0.4)
+    for name, padding, size in (("mini-imagenet", 8, 84), ("tiered-imagenet", 8, 84), ("cifar-fs", 4, 32),
+                                ("fc100", 4, 32)):
+        assert AUGMENT_PRESETS[name] == Augment(crop_padding=padding, hflip=True, **jitter), name
+        assert PRESET_IMAGE_SIZES[name] == size
+    for name in ("glyphs", "omniglot"):  # characters: crop only
+        assert AUGMENT_PRESETS[name] == Augment(crop_padding=2) and PRESET_IMAGE_SIZES[name] == 28
+
+
+def test_resolve_augment_auto_by_name_then_by_channels_and_scales_the_crop():
+    assert resolve_augment(None, "glyphs", channels=1, image_size=28) is None
+    assert resolve_augment("none", "glyphs", channels=1, image_size=28) is None
+    assert resolve_augment("auto", "mini_imagenet", channels=3, image_size=84) == AUGMENT_PRESETS["mini-imagenet"]
+    assert resolve_augment("auto", "cifar_fs", channels=3, image_size=32) == AUGMENT_PRESETS["cifar-fs"]
+    assert resolve_augment("auto", "glyphs", channels=1, image_size=28) == Augment(crop_padding=2)
+    # the same fraction of the side at another size: mini-ImageNet at 32 px, glyphs at 84 px
+    assert resolve_augment("auto", "mini-imagenet", channels=3, image_size=32).crop_padding == 3
+    assert resolve_augment("glyphs", None, channels=1, image_size=84).crop_padding == 6
+    # one's own images (no name) or a name without a preset: by channel count, never flipped
+    colour = resolve_augment("auto", None, channels=3, image_size=32)
+    assert colour == Augment(crop_padding=4, brightness=0.4, contrast=0.4, saturation=0.4)
+    assert resolve_augment("auto", "my_photos", channels=3, image_size=64).crop_padding == 8
+    assert resolve_augment("auto", None, channels=1, image_size=28) == Augment(crop_padding=2)
+    assert not resolve_augment("auto", "my_scans", channels=1, image_size=28).hflip
+    # an explicit preset is used as it is, on any data
+    assert resolve_augment("cifar-fs", None, channels=3, image_size=32).hflip
+    with pytest.raises(ValueError, match="unknown augmentation 'blur'.*auto.*cifar-fs"):
+        resolve_augment("blur", None, channels=3, image_size=32)
+
+
+def test_augment_names_and_padding_scaling():
+    assert check_augment_name("Mini_ImageNet") == "mini-imagenet" and check_augment_name("AUTO") == "auto"
+    assert check_augment_name("colour") == "color"
+    assert scaled_padding(8, 84, 84) == 8 and scaled_padding(8, 84, 32) == 3
+    assert scaled_padding(2, 28, 8) == 1  # never switched off by rounding
+    assert scaled_padding(0, 28, 84) == 0

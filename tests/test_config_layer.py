@@ -61,6 +61,20 @@ def test_cli_options_set_the_fields_they_name(tmp_path):
     assert (8, 8) in shapes and all(max(s) <= 8 for s in shapes)
 
 
+def test_recipe_options_set_their_fields(tmp_path):
+    out = tmp_path / "r"
+    r = runner.invoke(app, ["train", *SIN, "--steps", "2", "--eval-every", "1", "--lr-schedule", "plateau",
+                            "--plateau-factor", "0.5", "--plateau-patience", "2", "--early-stopping-patience", "7",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["lr_schedule"], saved["plateau_factor"], saved["plateau_patience"]) == ("plateau", 0.5, 2)
+    assert saved["early_stopping_patience"] == 7 and saved["augment"] is None
+    r = runner.invoke(app, ["train", *SIN, "--steps", "2", "--eval-every", "0", "--lr-schedule", "plateau",
+                            "--out", str(tmp_path / "s")])
+    assert r.exit_code == 2 and "--eval-every N" in r.output, r.output
+
+
 @pytest.mark.parametrize("suffix", [".toml", ".yaml", ".json"])
 def test_config_files_in_three_formats(tmp_path, suffix):
     text = {

@@ -25,7 +25,7 @@ def _kill_at(step_to_die: int):
     return on_step
 
 
-@pytest.mark.parametrize("optimizer,schedule", [("adam", "constant"), ("sgd", "cosine")])
+@pytest.mark.parametrize("optimizer,schedule", [("adam", "constant"), ("sgd", "cosine"), ("adam", "plateau")])
 def test_resume_is_bit_identical(tmp_path, optimizer, schedule):
     cfg = dict(optimizer=optimizer, lr_schedule=schedule, steps=12, checkpoint_every=4, eval_every=3)
     full = Trainer(toy_config(tmp_path / "full", **cfg), builder=toy_builder(), progress=False)

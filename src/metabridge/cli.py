@@ -237,10 +237,18 @@ def _train(ctx: typer.Context, **values: Any) -> None:
             typer.echo(f"\ninterrupted at step {trainer.step}; continue from the last checkpoint with: "
                        f"metabridge train --resume --out {config.out_dir}", err=True)
             raise typer.Exit(130) from None
-    msg = f"trained {config.algorithm} on {config.task} to step {result.step}; final loss {result.last_loss:.4g}"
+    msg = f"trained {config.algorithm} on {config.task} to step {result.step}"
+    if result.last_loss == result.last_loss:  # NaN when resuming trained no further step
+        msg += f"; final loss {result.last_loss:.4g}"
     if result.val is not None:
         msg += f"; validation {trainer.metric} {result.val}"
     typer.echo(msg)
+    if result.stopped_early:
+        best = result.best or {}
+        typer.echo(f"stopped early at step {result.step} of {config.steps}: validation {trainer.metric} did not "
+                   f"improve for {trainer.validations_since_best} validations (--early-stopping-patience "
+                   f"{config.early_stopping_patience}); best {best.get('mean', float('nan')):.4g} at step "
+                   f"{best.get('step')} (best.pt)")
     typer.echo(f"checkpoints in {result.run_dir}; evaluate with: metabridge eval {result.run_dir}")
 
 

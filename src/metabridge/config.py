@@ -33,14 +33,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from .atomic import atomic_write_text
 
 #: Task family names handled without a dataset loader.
 REGRESSION_FAMILIES = ("sinusoid",)
 Optimizer = Literal["adam", "adamw", "radam", "sgd"]
-LRSchedule = Literal["constant", "cosine"]
+LRSchedule = Literal["constant", "cosine", "plateau"]
 OPTIMIZERS: tuple[str, ...] = Optimizer.__args__  # type: ignore[attr-defined]
 LR_SCHEDULES: tuple[str, ...] = LRSchedule.__args__  # type: ignore[attr-defined]
 _DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?|mps)$"
@@ -93,7 +93,33 @@ class ExperimentConfig(BaseModel):
     lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Outer learning rate (> 0).")
     weight_decay: float = Field(0.0, ge=0, description="Weight decay of the outer optimizer (>= 0).")
     momentum: float = Field(0.9, ge=0, lt=1, description="Momentum (sgd only), in [0, 1).")
-    lr_schedule: LRSchedule = Field("constant", description="Learning-rate schedule: constant or cosine.")
+    lr_schedule: LRSchedule = Field("constant", description=(
+        "Learning-rate schedule: constant; cosine (annealed to 0 over --steps, stepped every step); or "
+        "plateau (torch's ReduceLROnPlateau on the validation score, as Wang et al.'s official MTL code: the "
+        "rate is multiplied by --plateau-factor once more than --plateau-patience validations in a row did "
+        "not improve; stepped on validations, so it needs --eval-every or --eval-every-seconds)."))
+    plateau_factor: float = Field(0.1, gt=0, lt=1, description=(
+        "With --lr-schedule plateau: the factor the learning rate is multiplied by on a plateau, in (0, 1) "
+        "(official MTL code: 0.1)."))
+    plateau_patience: int = Field(4, ge=0, description=(
+        "With --lr-schedule plateau: validations in a row without improvement of the validation score "
+        "(relative threshold 1e-4, torch's default) tolerated before the rate is reduced (patience 4: cut at "
+        "the 5th). Patience counts validations, not steps or epochs: set --eval-every (or "
+        "--eval-every-seconds) to the interval meant; the official MTL code validates once per epoch of 1600 "
+        "tasks, i.e. --eval-every 1600/meta_batch_size, with patience 4."))
+    early_stopping_patience: int | None = Field(None, ge=1, description=(
+        "Stop training after this many validations in a row without improvement of the best validation "
+        "score (accuracy up, MSE down; any improvement counts), writing the final checkpoint there; patience "
+        "counts validations, so set --eval-every / --eval-every-seconds accordingly (official MTL code: 15, "
+        "one validation per epoch) [default: never stop early]."))
+    augment: str | None = Field(None, description=(
+        "Augment training episodes (never validation or test), with random parameters drawn from the "
+        "training-task generator (seeded runs repeat, --resume stays exact): auto = the dataset's preset "
+        "(mini_imagenet / tiered_imagenet: crop padding 8 at 84 px, colour jitter 0.4, flip; cifar_fs / "
+        "fc100: padding 4 at 32 px, jitter, flip; glyphs / omniglot: crop only, padding 2 at 28 px; a "
+        "dataset without a preset or one's own images: crop + jitter without flip if RGB (color), crop only "
+        "if not (grayscale)), or a preset name (none, glyphs, omniglot, mini-imagenet, tiered-imagenet, cifar-fs, "
+        "fc100, grayscale, color); crop padding scales with --image-size [default: no augmentation]."))
     grad_clip: float | None = Field(None, gt=0, description="Clip the global gradient norm to this value "
                                     "[default: no clipping].")
     meta_batch_size: int = Field(25, ge=1, description="Tasks per outer step.")
@@ -130,6 +156,31 @@ class ExperimentConfig(BaseModel):
         if not all(isinstance(k, str) and k for k in v):
             raise ValueError("keys must be non-empty strings")
         return dict(v)
+
+    @field_validator("augment")
+    @classmethod
+    def _known_augment(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        from .data.augment import check_augment_name  # torch is imported only when augmenting
+
+        return check_augment_name(v)
+
+    @model_validator(mode="after")
+    def _recipe_is_consistent(self) -> "ExperimentConfig":
+        steered = [name for name, on in (("--lr-schedule plateau", self.lr_schedule == "plateau"),
+                                         ("--early-stopping-patience", self.early_stopping_patience is not None))
+                   if on]
+        if steered and self.eval_every == 0 and self.eval_every_seconds is None:
+            verb = "act" if len(steered) > 1 else "acts"
+            raise ValueError(
+                f"{' and '.join(steered)} {verb} on validation scores, but this run never validates (--eval-every "
+                "0 and no --eval-every-seconds); set --eval-every N (patience counts validations) or "
+                "--eval-every-seconds S.")
+        if self.augment not in (None, "none") and self.is_regression:
+            raise ValueError(f"--augment {self.augment} transforms images; the {self.task} task has none (drop "
+                             "--augment).")
+        return self
 
     @property
     def is_regression(self) -> bool:
@@ -255,7 +306,7 @@ def describe_validation_error(exc: ValidationError, options: bool = True) -> str
         where = f" (set {option_name(loc[0])})" if options and loc and loc[0] in ExperimentConfig.model_fields \
             else ""
         got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
-        parts.append(f"{name}: {msg}{got}{where}")
+        parts.append(f"{name}: {msg}{got}{where}" if loc else msg)  # a whole-config check names its options
     text = "; ".join(parts)
     if any(e["type"] == "extra_forbidden" for e in exc.errors()) and exc.title == ExperimentConfig.__name__:
         text += f"; valid fields are {', '.join(sorted(ExperimentConfig.model_fields))}"
@@ -272,6 +323,8 @@ def _plain_message(err: Any) -> str:
              "string_pattern_mismatch": "must be auto, cpu, cuda, cuda:N or mps"}
     if kind in words:
         return words[kind].format(**ctx)
+    if kind == "value_error" and "error" in ctx:  # a validator's own sentence, without "Value error, "
+        return str(ctx["error"]).rstrip(".")
     return str(err["msg"])
 
 

@@ -83,8 +83,33 @@ def load_split(config: ExperimentConfig, split: str) -> Any:
         ) from exc
 
 
+def dataset_name(config: ExperimentConfig) -> str | None:
+    """The registered name of ``config.task`` (as :func:`metabridge.data.registry.load_dataset`
+    resolves it: a name wins over a folder), or ``None`` for the path of one's own images."""
+    from .data.registry import ALIASES, available_datasets
+
+    key = config.task.lower()
+    return config.task if ALIASES.get(key, key) in available_datasets() else None
+
+
+def training_augment(config: ExperimentConfig, dataset: Any) -> Any | None:
+    """The :class:`~metabridge.data.augment.Augment` of ``config.augment`` for the loaded training
+    ``dataset`` (``None``: off); ``"auto"`` picks by dataset name, else by channel count
+    (:func:`metabridge.data.augment.resolve_augment`)."""
+    if config.augment is None:
+        return None
+    from .data.augment import resolve_augment
+
+    images = dataset.images
+    return resolve_augment(config.augment, dataset_name(config), channels=int(images.shape[1]),
+                           image_size=int(images.shape[-1]))
+
+
 def build_task_source(config: ExperimentConfig, split: str) -> TaskSource:
-    """The task source of one split (only that split's data is loaded)."""
+    """The task source of one split (only that split's data is loaded).
+
+    Only the training split is augmented (``config.augment``); validation and test
+    episodes are the images as loaded."""
     if split not in ("train", "val", "test"):
         raise ValueError(f"split must be train, val or test (got {split!r}).")
     k = config.k_shot if split == "train" else config.resolved_eval_k_shot
@@ -93,7 +118,9 @@ def build_task_source(config: ExperimentConfig, split: str) -> TaskSource:
         return RegressionSource(family, k, config.q_query)
     from .tasks.episodes import EpisodeSampler
 
-    return EpisodeSampler(load_split(config, split), config.n_way, k, config.q_query)
+    dataset = load_split(config, split)
+    augment = training_augment(config, dataset) if split == "train" else None
+    return EpisodeSampler(dataset, config.n_way, k, config.q_query, augment=augment)
 
 
 def data_info(config: ExperimentConfig, train: TaskSource) -> dict[str, Any]:

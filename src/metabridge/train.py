@@ -8,11 +8,25 @@ clips the global gradient norm, and takes one optimizer step. Around that loop t
 the training trajectory), writes atomic checkpoints every ``checkpoint_every`` steps
 and logs metrics to ``metrics.jsonl`` (and TensorBoard when it is installed).
 
+Training recipe (any algorithm): a constant, cosine or plateau learning-rate
+schedule, early stopping on the validation score, and augmentation of the training
+episodes (``config.augment``, applied by the training task source). The plateau
+schedule and early stopping follow Wang et al.'s official MTL code (GitHub
+AI-secure/multi-task-learning at 81ea1f5: ``lightning_episodic_module.py:418-423``,
+``ReduceLROnPlateau(optimizer, mode='max', factor=0.1, patience=4)`` monitoring the
+validation accuracy once per epoch; ``train.py:176-177``, PyTorch Lightning's
+``EarlyStopping(monitor='valid_accuracy', min_delta=0.0, patience=15, mode='max')``),
+with one validation standing for their epoch.
+
 Exact resume: a run killed after a checkpoint and resumed from it ends with
 bit-identical parameters to an uninterrupted run with the same seed (on CPU; on GPU
-set ``deterministic=True``). A NaN or infinite loss or gradient stops training with
-:class:`NonFiniteLossError`, which names the step; no checkpoint is written after
-the failure, so the last good one stays on disk.
+set ``deterministic=True``), the plateau schedule's and early stopping's state
+included; with validation by step (``eval_every``), the stopping step is the same
+too (validation by training time, ``eval_every_seconds``, depends on the machine's
+speed, so a run that validates by time is only as repeatable as its clock). A NaN or
+infinite loss or gradient stops training with :class:`NonFiniteLossError`, which
+names the step; no checkpoint is written after the failure, so the last good one
+stays on disk.
 """
 
 from __future__ import annotations
@@ -22,6 +36,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,8 +59,11 @@ CONFIG_FILE = "config.json"
 #: Config fields that may change when a run is resumed without breaking exactness.
 RESUMABLE_OVERRIDES = frozenset({
     "steps", "device", "out_dir", "log_every", "eval_every", "checkpoint_every", "val_episodes",
-    "test_episodes", "eval_batch_size", "download", "data_root",
+    "test_episodes", "eval_batch_size", "download", "data_root", "early_stopping_patience",
 })
+#: Of those, the ones that change the validation scores' timing or values: fixed when
+#: validation steers training (plateau schedule, early stopping).
+VALIDATION_FIELDS = ("eval_every", "val_episodes", "eval_batch_size")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -80,6 +98,8 @@ class TrainResult:
     best: dict[str, Any] | None
     checkpoint: Path
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: True when early stopping ended the run before its --steps / --max-train-seconds budget
+    stopped_early: bool = False
 
 
 # ----------------------------------------------------------------------- pieces
@@ -117,13 +137,26 @@ def build_optimizer(config: ExperimentConfig, params: Any) -> torch.optim.Optimi
     raise ValueError(f"unknown optimizer {name!r}.")
 
 
-def build_scheduler(config: ExperimentConfig, optimizer: torch.optim.Optimizer) -> Any | None:
+Metric = Literal["accuracy", "mse"]
+
+
+def build_scheduler(config: ExperimentConfig, optimizer: torch.optim.Optimizer,
+                    metric: Metric = "accuracy") -> Any | None:
+    """The learning-rate scheduler of ``config.lr_schedule`` (``None`` for a constant rate).
+
+    ``cosine`` is stepped after every optimizer step; ``plateau`` is torch's
+    ``ReduceLROnPlateau``, stepped with the score of every validation (mode ``max`` for
+    accuracy, ``min`` for MSE), as the official MTL code does once per epoch
+    (AI-secure/multi-task-learning ``lightning_episodic_module.py:418-423``; torch's
+    default relative threshold 1e-4, no cooldown, no minimum rate).
+    """
     if config.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
+    if config.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max" if higher_is_better(metric) else "min", factor=config.plateau_factor,
+            patience=config.plateau_patience)
     return None
-
-
-Metric = Literal["accuracy", "mse"]
 
 
 def task_metric(source: Any) -> Metric:
@@ -204,10 +237,20 @@ def check_resume_compatible(saved: ExperimentConfig, config: ExperimentConfig) -
     """Raise ``ValueError`` if ``config`` changes a field that would break an exact resume."""
     a, b = json.loads(saved.to_json()), json.loads(config.to_json())  # tuples and lists compare alike
     diff = sorted(k for k in a if k not in RESUMABLE_OVERRIDES and a[k] != b.get(k))
-    if not diff and saved.lr_schedule != "constant" and saved.steps != config.steps:
+    if not diff and saved.lr_schedule == "cosine" and saved.steps != config.steps:
         raise ValueError(
             f"the run's {saved.lr_schedule} learning-rate schedule spans --steps {saved.steps}; it cannot be "
             "resumed with a different --steps (start a new run with the longer schedule instead)."
+        )
+    steered = saved.lr_schedule == "plateau" or saved.early_stopping_patience is not None \
+        or config.early_stopping_patience is not None
+    moved = [k for k in VALIDATION_FIELDS if a[k] != b.get(k)]
+    if not diff and steered and moved:
+        detail = ", ".join(f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in moved)
+        raise ValueError(
+            f"this run's validation scores steer its training (plateau schedule / early stopping), so {detail} "
+            "would change what it does after the checkpoint; resume with the run's own values "
+            f"({CONFIG_FILE} in its directory) or start a new run in another --out directory."
         )
     if diff:
         detail = ", ".join(f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in diff)
@@ -256,6 +299,28 @@ class Trainer:
             custom setups pass their own.
         on_step: called as ``on_step(step, loss)`` after each optimizer step (after any
             checkpoint of that step).
+
+    Validation-driven recipe: with ``lr_schedule="plateau"`` the scheduler is stepped with
+    each validation's score (not each training step); with ``early_stopping_patience=P``
+    the run ends after the P-th validation in a row that does not beat the best score
+    (accuracy up, MSE down, by :attr:`metric`): it writes its final checkpoint there, a
+    ``{"kind": "early_stop", ...}`` record in ``metrics.jsonl``, and reports
+    ``TrainResult.stopped_early``. Both states (torch's scheduler state; the count of
+    validations since the best, kept whether or not early stopping is on) are in every
+    checkpoint, so a resumed run does what the uninterrupted one would. Resuming a run
+    that stopped early trains no further (raise ``early_stopping_patience``, a resumable
+    setting, to continue it).
+
+    Training-progress hook: before each training step, every submodule of the algorithm
+    (``algorithm.modules()``, the algorithm included) that defines a method
+    ``set_training_progress(fraction: float)`` is called with the fraction of the run's
+    budget used so far: ``step / steps`` for the step about to run (1-based, so the last
+    step sees 1.0), or, when ``max_train_seconds`` is set, the larger of that and
+    ``train_seconds / max_train_seconds`` (training seconds before this step), clipped to
+    ``[0, 1]``. It is what a schedule inside a model (e.g. the DropBlock keep-rate ramp of
+    the official ResNet-12) follows. The fraction is a function of the step (or of the
+    training time) only, so a resumed step-budget run sees the same fractions as an
+    uninterrupted one; a hook is not called during validation or evaluation.
     """
 
     def __init__(self, config: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
@@ -278,7 +343,12 @@ class Trainer:
         self.step = 0
         self.best: dict[str, Any] | None = None
         self.metric: Metric | None = None
+        #: validations since the best one (the early-stopping counter)
+        self.validations_since_best = 0
+        self.stopped_early = False
         self._last_ckpt: tuple[Path, int] | None = None
+        self._progress_hooks: list[Callable[[float], Any]] = []
+        self._saved_steps: int | None = None
 
     # -------------------------------------------------------------- set-up
     def _prepare_dir(self) -> dict[str, Any] | None:
@@ -292,6 +362,7 @@ class Trainer:
                     f"pass --steps >= {ckpt['step']}."
                 )
             self._last_ckpt = (path, ckpt["step"])
+            self._saved_steps = int(ckpt["config"].get("steps", self.config.steps))
         elif self.checkpoints.exists():
             if not self.overwrite:
                 raise ValueError(
@@ -315,8 +386,12 @@ class Trainer:
         self.metric = task_metric(self.experiment.val)
         algo = self.experiment.algorithm.to(self.device)
         self.optimizer = build_optimizer(cfg, algo.parameters())
-        self.scheduler = build_scheduler(cfg, self.optimizer)
+        self.scheduler = build_scheduler(cfg, self.optimizer, self.metric)
+        self._progress_hooks = [m.set_training_progress for m in algo.modules()
+                                if callable(getattr(m, "set_training_progress", None))]
         self.step = 0
+        self.validations_since_best = 0
+        self.stopped_early = False
         if ckpt is not None:
             try:
                 algo.load_state_dict(ckpt["algorithm"])
@@ -331,17 +406,39 @@ class Trainer:
             restore_rng_state(ckpt["rng"], self.generator)
             self.step = int(ckpt["step"])
             self.best = ckpt.get("best")
-            self._wall_offset = float(ckpt.get("extra", {}).get("wall_time", 0.0))
-            self._train_seconds = float(ckpt.get("extra", {}).get("train_seconds", 0.0))
+            extra = ckpt.get("extra", {})
+            self._wall_offset = float(extra.get("wall_time", 0.0))
+            self._train_seconds = float(extra.get("train_seconds", 0.0))
+            self.validations_since_best = int(extra.get("validations_since_best", 0))
+            if self._progress_hooks and self._saved_steps is not None and self._saved_steps != cfg.steps:
+                names = sorted({type(getattr(h, "__self__", h)).__name__ for h in self._progress_hooks})
+                warnings.warn(f"{', '.join(names)} define(s) set_training_progress (step / steps); where that "
+                              f"drives a schedule (e.g. a DropBlock ramp), resuming with --steps {cfg.steps} "
+                              f"instead of {self._saved_steps} changes it from here on, so this run will not "
+                              "equal an uninterrupted one of either length.", stacklevel=2)
         else:
             self._wall_offset = 0.0
             self._train_seconds = 0.0
 
     # ---------------------------------------------------------------- steps
+    def training_progress(self, step: int) -> float:
+        """The fraction of the budget used when step ``step`` (1-based) runs: ``step / steps``, or
+        the larger of that and ``train_seconds / max_train_seconds``, clipped to ``[0, 1]``."""
+        cfg = self.config
+        fraction = step / cfg.steps
+        if cfg.max_train_seconds is not None:
+            fraction = max(fraction, self._train_seconds / cfg.max_train_seconds)
+        return min(max(fraction, 0.0), 1.0)
+
     def train_step(self, step: int) -> tuple[float, float]:
-        """One outer step; returns ``(loss, grad_norm)`` or raises :class:`NonFiniteLossError`."""
+        """One outer step (after calling the training-progress hooks); returns ``(loss,
+        grad_norm)`` or raises :class:`NonFiniteLossError`."""
         assert self.experiment is not None and self.optimizer is not None
         cfg, algo = self.config, self.experiment.algorithm
+        if self._progress_hooks:
+            fraction = self.training_progress(step)
+            for hook in self._progress_hooks:
+                hook(fraction)
         batch = self.experiment.train.sample(cfg.meta_batch_size, self.generator).to(self.device)
         algo.train()
         self.optimizer.zero_grad(set_to_none=True)
@@ -359,9 +456,13 @@ class Trainer:
         if not math.isfinite(grad_norm):
             self._fail(step, "gradient norm", grad_norm)
         self.optimizer.step()
-        if self.scheduler is not None:
+        if self.scheduler is not None and not self._steps_on_validation:
             self.scheduler.step()
         return value, grad_norm
+
+    @property
+    def _steps_on_validation(self) -> bool:
+        return isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
     def _fail(self, step: int, what: str, value: float) -> None:
         ckpt, ckpt_step = self._last_ckpt if self._last_ckpt is not None else (None, None)
@@ -391,7 +492,8 @@ class Trainer:
         payload = make_payload(
             algorithm=algo, optimizer=self.optimizer, step=step, config=self.config.to_dict(),
             task_generator=self.generator, scheduler=self.scheduler, best=self.best,
-            extra={"wall_time": wall, "train_seconds": self._train_seconds},
+            extra={"wall_time": wall, "train_seconds": self._train_seconds,
+                   "validations_since_best": self.validations_since_best, "stopped_early": self.stopped_early},
             build=self.experiment.record,
         )
         path = self.checkpoints.save(payload, is_best=is_best)
@@ -422,8 +524,17 @@ class Trainer:
                        unit="step", dynamic_ncols=True)
         next_timed_eval = (self._train_seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds \
             if cfg.eval_every_seconds else math.inf
+        patience = cfg.early_stopping_patience
+        first = self.step + 1
+        if patience is not None and self.validations_since_best >= patience and self.step < cfg.steps:
+            # resumed after the validation that used up the patience: the run is over
+            first = cfg.steps + 1
+            self.stopped_early = True
+            if not any(r.get("kind") == "early_stop" and r.get("step") == self.step
+                       for r in read_metrics(self.run_dir)):
+                log.write(self._early_stop_record(self._wall_offset, patience))
         try:
-            for step in range(self.step + 1, cfg.steps + 1):
+            for step in range(first, cfg.steps + 1):
                 t_step = time.perf_counter()
                 last_loss, grad_norm = self.train_step(step)
                 dt = time.perf_counter() - t_step
@@ -454,19 +565,30 @@ class Trainer:
                         (last and (cfg.eval_every or cfg.eval_every_seconds)):
                     val = self.validate()
                     is_best = self._update_best(step, val)
+                    self.validations_since_best = 0 if is_best else self.validations_since_best + 1
+                    if self._steps_on_validation:
+                        self.scheduler.step(val.mean)  # type: ignore[union-attr]
                     rec = {"kind": "val", "step": step, "val_mean": val.mean, "val_ci95": val.ci95, "val_n": val.n,
                            "wall_time": self._wall_offset + time.perf_counter() - start_time,
-                           "train_seconds": self._train_seconds}
+                           "train_seconds": self._train_seconds, "lr": self.optimizer.param_groups[0]["lr"],
+                           "validations_since_best": self.validations_since_best}
                     log.write(rec)
                     history.append(rec)
                     bar.set_postfix(step=step, loss=f"{last_loss:.4g}", val=str(val))
-                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or last:
+                    # the validation that uses up the patience ends the run, unless it ends here anyway
+                    self.stopped_early = patience is not None and self.validations_since_best >= patience \
+                        and not last
+                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or last or self.stopped_early:
                     self.save_checkpoint(step, is_best, self._wall_offset + time.perf_counter() - start_time)
                 elif is_best:
                     self.save_checkpoint(step, True, self._wall_offset + time.perf_counter() - start_time)
+                if self.stopped_early:
+                    rec = self._early_stop_record(self._wall_offset + time.perf_counter() - start_time, patience)
+                    log.write(rec)
+                    history.append(rec)
                 if self.on_step is not None:
                     self.on_step(step, last_loss)
-                if out_of_time:
+                if out_of_time or self.stopped_early:
                     break
         except NonFiniteLossError as err:
             log.write({"kind": "error", "step": err.step, "message": str(err)})
@@ -476,7 +598,16 @@ class Trainer:
             log.close()
         if self._last_ckpt is None:  # resumed at the final step: nothing new to write
             self._last_ckpt = (self.checkpoints.last, self.step)
-        return TrainResult(self.step, self.run_dir, last_loss, val, self.best, self._last_ckpt[0], history)
+        return TrainResult(self.step, self.run_dir, last_loss, val, self.best, self._last_ckpt[0], history,
+                           stopped_early=self.stopped_early)
+
+    def _early_stop_record(self, wall: float, patience: int | None) -> dict[str, Any]:
+        assert self.optimizer is not None
+        best = self.best or {}
+        return {"kind": "early_stop", "step": self.step, "metric": self.metric, "patience": patience,
+                "validations_without_improvement": self.validations_since_best, "best_step": best.get("step"),
+                "best_mean": best.get("mean"), "lr": self.optimizer.param_groups[0]["lr"], "wall_time": wall,
+                "train_seconds": self._train_seconds}
 
     def _update_best(self, step: int, val: MeanCI) -> bool:
         assert self.metric is not None

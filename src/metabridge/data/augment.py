@@ -13,11 +13,29 @@ inputs stay uint8 (jitter is computed in float and rounded back). Which
 augmentations suit a dataset is opt-in (``AUGMENT_PRESETS``): characters and
 glyphs are never flipped by default, since a mirrored letter is another letter
 (or none), and grayscale sets get no colour jitter.
+
+The colour presets are the training transform of Wang et al.'s official MTL code
+(GitHub AI-secure/multi-task-learning, the ``'lee2019'`` augmentation of
+``benchmarks/mini_imagenet_benchmark.py:44-52`` and ``tiered_imagenet_benchmark.py``:
+``RandomCrop(84, padding=8)``, ``ColorJitter(0.4, 0.4, 0.4)``, ``RandomHorizontalFlip()``;
+``benchmarks/cifarfs_benchmark.py:26-34`` and ``fc100_benchmark.py``: the same with
+``RandomCrop(32, padding=4)``), itself MetaOptNet's (Lee et al. 2019). Two
+differences, both immaterial to the distribution of augmented images up to the order
+of the jitter factors: torchvision's ``ColorJitter`` applies brightness, contrast and
+saturation in a random order per image, here always in that order; and the flip is
+drawn before the jitter (the two commute: jitter is per pixel or uses the image
+mean). Zero padding, per-image parameters and factor ranges ``U[1-a, 1+a]`` match.
+
+:func:`resolve_augment` turns the ``augment`` setting of a run (``None``, ``"auto"`` or
+a preset name) into the :class:`Augment` its training episodes get; a preset's crop
+padding is scaled from the image size it was chosen for (:data:`PRESET_IMAGE_SIZES`)
+to the size the data is loaded at, so ``mini-imagenet`` keeps "8 px at 84 px" as
+about a tenth of the side at any resolution.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -166,19 +184,93 @@ class Augment:
 
 AUGMENT_PRESETS: dict[str, Augment] = {
     "none": Augment(),
+    # characters: a shift of a couple of pixels, never a mirror image, no colour
     "glyphs": Augment(crop_padding=2),
     "omniglot": Augment(crop_padding=2),
+    # Wang et al.'s official MTL code (see the module docstring)
     "mini-imagenet": Augment(crop_padding=8, hflip=True, brightness=0.4, contrast=0.4, saturation=0.4),
     "tiered-imagenet": Augment(crop_padding=8, hflip=True, brightness=0.4, contrast=0.4, saturation=0.4),
     "cifar-fs": Augment(crop_padding=4, hflip=True, brightness=0.4, contrast=0.4, saturation=0.4),
     "fc100": Augment(crop_padding=4, hflip=True, brightness=0.4, contrast=0.4, saturation=0.4),
+    # the "auto" choice for a dataset without a preset (one's own folder, a registered
+    # name): crop, plus jitter for RGB, and no flip, since whether a mirrored image keeps
+    # its class (text, digits, arrows) cannot be known from the pixels
+    "grayscale": Augment(crop_padding=2),
+    "color": Augment(crop_padding=4, brightness=0.4, contrast=0.4, saturation=0.4),
 }
+
+#: The image side length each preset's ``crop_padding`` was chosen for.
+PRESET_IMAGE_SIZES: dict[str, int] = {
+    "glyphs": 28, "omniglot": 28, "mini-imagenet": 84, "tiered-imagenet": 84, "cifar-fs": 32, "fc100": 32,
+    "grayscale": 28, "color": 32,
+}
+
+_ALIASES = {"miniimagenet": "mini-imagenet", "tieredimagenet": "tiered-imagenet", "cifarfs": "cifar-fs",
+            "colour": "color", "greyscale": "grayscale", "gray": "grayscale", "grey": "grayscale"}
+
+
+def _normal(name: str) -> str:
+    key = name.strip().lower().replace("_", "-")
+    return _ALIASES.get(key, key)
+
+
+def preset_for(dataset: str) -> str | None:
+    """The name of the preset of ``dataset`` (``"mini_imagenet"``, ``"glyphs-background-28px"``, ...),
+    or ``None`` when no preset names it (``"none"``, ``"grayscale"`` and ``"color"`` name no dataset)."""
+    key = _normal(dataset)
+    for name in AUGMENT_PRESETS:
+        if name in ("none", "grayscale", "color"):
+            continue
+        if key == name or key.startswith(name + "-"):
+            return name
+    return None
 
 
 def augment_for(dataset: str) -> Augment:
-    """The default training augmentation of a dataset (identity for unknown names)."""
-    key = dataset.lower().replace("_", "-")
-    for name, aug in AUGMENT_PRESETS.items():
-        if key == name or key.startswith(name + "-"):
-            return aug
-    return AUGMENT_PRESETS["none"]
+    """The default training augmentation of a dataset (identity for unknown names).
+
+    It is the preset at the preset's own image size; :func:`resolve_augment` also
+    scales the crop to the loaded size and chooses for datasets without a preset."""
+    name = preset_for(dataset)
+    return AUGMENT_PRESETS["none" if name is None else name]
+
+
+def check_augment_name(spec: str) -> str:
+    """``spec`` in canonical form (``"auto"`` or a preset name), or ``ValueError`` listing the choices."""
+    key = _normal(spec)
+    if key == "auto" or key in AUGMENT_PRESETS:
+        return key
+    raise ValueError(f"unknown augmentation {spec!r}; choose auto (the dataset's preset) or one of "
+                     f"{', '.join(AUGMENT_PRESETS)} (or leave --augment unset for none).")
+
+
+def scaled_padding(padding: int, reference_size: int, image_size: int) -> int:
+    """``padding`` (chosen at ``reference_size`` px) for images of ``image_size`` px: the same
+    fraction of the side, rounded, and at least 1 when ``padding`` is (never turned off)."""
+    if padding <= 0 or image_size == reference_size:
+        return padding
+    return max(1, round(padding * image_size / reference_size))
+
+
+def resolve_augment(spec: str | None, dataset: str | None, *, channels: int, image_size: int) -> Augment | None:
+    """The :class:`Augment` a run's training episodes get (``None``: no augmentation).
+
+    Args:
+        spec: ``None`` or ``"none"`` (off); ``"auto"``: the preset of ``dataset`` when there is one
+            (:func:`preset_for`), otherwise ``"color"`` for 3-channel images (crop with padding 4
+            at 32 px + colour jitter 0.4, no flip) and ``"grayscale"`` for any other channel count
+            (crop with padding 2 at 28 px); or a preset name, used as it is.
+        dataset: the dataset's registered name; ``None`` for one's own folder / ``.npz``.
+        channels, image_size: of the loaded images; the crop padding is scaled from the preset's
+            size (:data:`PRESET_IMAGE_SIZES`) to ``image_size``.
+    """
+    if spec is None:
+        return None
+    name = check_augment_name(spec)
+    if name == "auto":
+        name = (preset_for(dataset) if dataset is not None else None) or ("color" if channels == 3 else "grayscale")
+    if name == "none":
+        return None
+    aug = AUGMENT_PRESETS[name]
+    padding = scaled_padding(aug.crop_padding, PRESET_IMAGE_SIZES.get(name, image_size), image_size)
+    return replace(aug, crop_padding=padding)

@@ -5,6 +5,13 @@ images of each, without replacement, so a support image is never a query image.
 Local label j names the task's j-th class; ``class_ids[t, j]`` is its global class.
 A whole meta-batch is drawn with tensor operations: random keys + argsort pick
 classes and instances, and one gather fetches the uint8 pixels.
+
+Training episodes may be augmented (``augment=``, e.g. a
+:class:`metabridge.data.augment.Augment`): :meth:`EpisodeSampler.sample` draws the
+augmentation's random parameters from the same generator as the episode, right after
+its indices, so a run's episodes, augmented or not, are a function of that
+generator's state alone (an exact resume restores it). :meth:`fixed_episodes`
+(validation and test) is never augmented.
 """
 
 from __future__ import annotations
@@ -24,12 +31,18 @@ class EpisodeSampler:
     Args:
         dataset: images uint8 ``[N, C, H, W]`` with labels.
         n_way, k_shot, q_query: episode shape.
-        transform: applied to the float images ``[T, S, C, H, W]`` (e.g. augmentation);
-            the default only scales uint8 pixels to ``[0, 1]``.
+        transform: a deterministic function applied to the float images ``[T, S, C, H, W]``
+            of every episode, training and fixed (e.g. flattening for an MLP); the default
+            only scales uint8 pixels to ``[0, 1]``.
+        augment: ``augment(images, generator)`` applied to the float images in ``[0, 1]``
+            ``[T, N, K+Q, C, H, W]`` (support and query alike, per image) of the episodes
+            :meth:`sample` draws, with its random parameters from ``generator``; never to
+            :meth:`fixed_episodes`. Applied before ``transform``.
     """
 
     def __init__(self, dataset: ClassDataset, n_way: int, k_shot: int, q_query: int,
-                 transform: Callable[[Tensor], Tensor] | None = None) -> None:
+                 transform: Callable[[Tensor], Tensor] | None = None,
+                 augment: Callable[[Tensor, torch.Generator], Tensor] | None = None) -> None:
         if n_way < 1 or k_shot < 1 or q_query < 0:
             raise ValueError(
                 f"episode shape must have n_way >= 1, k_shot >= 1, q_query >= 0 (got {n_way}-way "
@@ -56,6 +69,7 @@ class EpisodeSampler:
         self.dataset = dataset
         self.n_way, self.k_shot, self.q_query = n_way, k_shot, q_query
         self.transform = transform
+        self.augment = augment
         self._table = table
         self._counts = counts
         self._eligible = eligible
@@ -74,14 +88,21 @@ class EpisodeSampler:
         return classes, self._table[classes[..., None], pos]
 
     def sample(self, num_tasks: int, generator: torch.Generator) -> TaskBatch:
-        """Draw ``num_tasks`` episodes as one :class:`TaskBatch` (float images in [0, 1])."""
-        return self.episodes_from_indices(*self.sample_indices(num_tasks, generator))
+        """Draw ``num_tasks`` episodes as one :class:`TaskBatch` (float images in [0, 1]),
+        augmented with parameters from ``generator`` when the sampler has an ``augment``."""
+        classes, idx = self.sample_indices(num_tasks, generator)
+        return self.episodes_from_indices(classes, idx, augment_with=generator)
 
-    def episodes_from_indices(self, classes: Tensor, idx: Tensor) -> TaskBatch:
-        """The :class:`TaskBatch` of episodes given by :meth:`sample_indices`' output."""
+    def episodes_from_indices(self, classes: Tensor, idx: Tensor,
+                              augment_with: torch.Generator | None = None) -> TaskBatch:
+        """The :class:`TaskBatch` of episodes given by :meth:`sample_indices`' output; augmented,
+        with parameters drawn from ``augment_with``, only when that is given and the sampler
+        has an ``augment``."""
         t, n, k, q = idx.shape[0], self.n_way, self.k_shot, self.q_query
         images = self.dataset.images[idx.flatten()].view(t, n, k + q, *self.dataset.images.shape[1:])
         images = images.float().div_(255.0)
+        if self.augment is not None and augment_with is not None:
+            images = self.augment(images, augment_with)
         support = images[:, :, :k].reshape(t, n * k, *images.shape[3:])
         query = images[:, :, k:].reshape(t, n * q, *images.shape[3:])
         if self.transform is not None:
