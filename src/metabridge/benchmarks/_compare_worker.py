@@ -84,6 +84,7 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any]:
         tests[str(shot)] = {**res.as_dict(), "query": query, "seconds": time.perf_counter() - t1}
     return {
         "method": spec["method"], "steps": result.step, "train_seconds": train_seconds,
+        "stopped_early": bool(getattr(result, "stopped_early", False)),
         "seconds_per_iteration": train_seconds / max(result.step, 1), "wall_seconds": wall,
         "peak_memory_mb": peak, "baseline_memory_mb": baseline, "best_val": result.best, "curve": curve, "test": tests,
         "config": config.to_dict(),

@@ -23,12 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..config import ExperimentConfig, load_plugins
 from ..csv_options import parse_csv
+from ..recipes import get_recipe
 
 #: The methods the seed paper compares, and which of them are gradient-based meta-learning.
 DEFAULT_METHODS = ("mtl", "fomaml", "maml", "anil", "protonet", "metaoptnet")
@@ -65,6 +66,7 @@ class CompareSettings:
     dataset: str = "glyphs"
     data_root: str = "data"
     model: str = "conv4"
+    image_size: int | None = None
     n_way: int = 5
     k_shot: int = 1
     q_query: int = 10
@@ -80,6 +82,14 @@ class CompareSettings:
     out_dir: str = "runs/compare"
     results_dir: str = "bench/results"
     plugins: tuple[str, ...] = ()
+    #: a named recipe (:mod:`metabridge.recipes`): ``default`` or ``official`` (Wang et al.'s code)
+    recipe: str = "default"
+    #: config fields applied to every method over the recipe's (schedule, early stopping, augment)
+    training: dict[str, Any] = field(default_factory=dict)
+    #: hyperparameters of one method over the recipe's and the paper settings, e.g. {"mtl": {"head_init": "official"}}
+    method_hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: backbone arguments over the recipe's, e.g. {"variant": "official"} for resnet12
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def method_config(self, method: str) -> ExperimentConfig:
         """The training run of ``method`` under this comparison's shared budget."""
@@ -92,15 +102,19 @@ class CompareSettings:
                 raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHOD_SETTINGS)} or an "
                                  "algorithm registered with register_algorithm in a --plugin module.")
             s = {"hparams": {}}
+        recipe = get_recipe(self.recipe)
+        hparams = {**s["hparams"], **recipe.hparams.get(method, {}), **self.method_hparams.get(method, {})}
+        model_kwargs = {**recipe.model_kwargs.get(self.model, {}), **self.model_kwargs}
+        training = {**recipe.config, **self.training}
         return ExperimentConfig(
-            task=self.dataset, data_root=self.data_root, n_way=self.n_way, k_shot=self.k_shot,
-            q_query=self.q_query, algorithm=method, hparams=dict(s["hparams"]), model=self.model,
+            task=self.dataset, data_root=self.data_root, image_size=self.image_size, n_way=self.n_way, k_shot=self.k_shot,
+            q_query=self.q_query, algorithm=method, hparams=hparams, model=self.model, model_kwargs=model_kwargs,
             optimizer=s.get("optimizer", "adam"), lr=s.get("lr", 1e-3), meta_batch_size=self.meta_batch_size,
             steps=10**9, max_train_seconds=self.budget_seconds, eval_every=0,
             eval_every_seconds=self.eval_every_seconds, val_episodes=self.val_episodes,
             test_episodes=self.test_episodes, eval_batch_size=50, checkpoint_every=0, log_every=10,
             seed=self.seed, device=self.device, out_dir=str(Path(self.out_dir) / method),
-            plugins=list(self.plugins),
+            plugins=list(self.plugins), **training,
         ).validate()
 
 
@@ -392,11 +406,24 @@ def _csv(text: str, cast: type = str, name: str = "") -> tuple:
     return tuple(parse_csv(text, name or "the option", cast, example="1,5")) if text.strip() else ()
 
 
+def _training_switches(lr_schedule: str, early_stopping_patience: int, augment: str) -> dict[str, Any]:
+    """The training-recipe options given on the command line, as config fields."""
+    out: dict[str, Any] = {}
+    if lr_schedule:
+        out["lr_schedule"] = lr_schedule
+    if early_stopping_patience >= 0:
+        out["early_stopping_patience"] = early_stopping_patience or None
+    if augment:
+        out["augment"] = None if augment == "none" else augment
+    return out
+
+
 def main(
     methods: str = ",".join(DEFAULT_METHODS),
     dataset: str = "glyphs",
     data_root: str = "data",
     model: str = "conv4",
+    image_size: int = 0,
     n_way: int = 5,
     k_shot: int = 1,
     q_query: int = 10,
@@ -413,6 +440,13 @@ def main(
     out_dir: str = "runs/compare",
     results_dir: str = "bench/results",
     plugin: str = "",
+    recipe: str = "default",
+    lr_schedule: str = "",
+    early_stopping_patience: int = -1,
+    augment: str = "",
+    head_init: str = "",
+    train_forward: str = "",
+    model_variant: str = "",
     merge: str = "",
 ) -> dict[str, Any]:
     """Compare MTL with gradient-based meta-learning under one training budget.
@@ -428,6 +462,8 @@ def main(
             tiered_imagenet, cifar_fs, fc100) or one registered by a --plugin module.
         data_root: directory of downloaded datasets (not used by glyphs).
         model: backbone: conv4 or resnet12 (or one registered by a --plugin module).
+        image_size: side in pixels the images are loaded at (0 = the dataset's standard size; glyphs
+            render at any size, e.g. 32 for the ResNet-12 regime of CIFAR-FS).
         n_way: classes per episode, training and test.
         k_shot: support examples per class of the training episodes (MTL merges support and query).
         q_query: query examples per class of the training episodes.
@@ -448,6 +484,19 @@ def main(
         plugin: comma-separated module import paths (e.g. mypkg.fewshot) imported here and in every
             worker process before training, so that algorithms, models and datasets they register
             can be compared.
+        recipe: a named set of the switches below: default, or official (Wang et al.'s MTL code:
+            plateau schedule, early stopping 15, augmentation, MTL head_init=official and
+            train_forward=per_task, ResNet-12 variant=official; see metabridge.recipes).
+        lr_schedule: every method's learning-rate schedule over the recipe's: constant, cosine or
+            plateau (x0.1 after 4 validations without improvement) [default: the recipe's].
+        early_stopping_patience: stop a method after this many validations without improvement
+            (0 = never) [default -1: the recipe's].
+        augment: augmentation of every method's training episodes: none, auto (the dataset's
+            preset) or a preset name [default: the recipe's].
+        head_init: MTL's head initialisation: uniform or official [default: the recipe's].
+        train_forward: MTL's training forward: batched (all tasks in one forward) or per_task (one
+            forward per task, per-task batch-norm statistics) [default: the recipe's].
+        model_variant: ResNet-12 variant: plain or official [default: the recipe's].
         merge: train nothing: merge the compare.json files (or their directories) of earlier runs of
             disjoint --methods with otherwise identical settings, comma-separated, into one table,
             JSON and plot in --results-dir (to split a --full run over several sittings).
@@ -458,12 +507,16 @@ def main(
         report = _merge_files(_csv(merge), results_dir)
     else:
         settings = CompareSettings(
-            methods=_csv(methods), dataset=dataset, data_root=data_root, model=model, n_way=n_way,
+            methods=_csv(methods), dataset=dataset, data_root=data_root, model=model,
+            image_size=image_size or None, n_way=n_way,
             k_shot=k_shot, q_query=q_query, test_shots=_csv(test_shots, int, "--test-shots"),
             test_queries=_csv(test_queries, int, "--test-queries"), budget_seconds=budget,
             eval_every_seconds=eval_every, val_episodes=val_episodes, test_episodes=test_episodes,
             meta_batch_size=meta_batch, seed=seed, device=device, out_dir=out_dir, results_dir=results_dir,
-            plugins=_csv(plugin),
+            plugins=_csv(plugin), recipe=recipe, training=_training_switches(lr_schedule, early_stopping_patience,
+                                                                             augment),
+            method_hparams={"mtl": {k: v for k, v in (("head_init", head_init), ("train_forward", train_forward)) if v}},
+            model_kwargs={"variant": model_variant} if model_variant else {},
         )
         if not settings.methods:
             raise ValueError(f"--methods is empty; choose from {', '.join(METHOD_SETTINGS)}.")
