@@ -52,27 +52,32 @@ def test_summary_targets_the_best_gbml_final_accuracy_minus_its_ci() -> None:
 
 
 def test_convergence_is_a_flat_trend_over_the_last_third() -> None:
-    flat = _curve([(10, 0.5), (20, 0.8), (70, 0.90), (75, 0.92), (80, 0.89), (90, 0.905)], ci=0.02)
+    flat = _curve([(10, 0.5), (40, 0.9), (50, 0.9), (70, 0.90), (75, 0.92), (80, 0.89), (90, 0.905)], ci=0.02)
     assert convergence(flat)["converged"] is True  # points scatter by ~CI, the trend is flat
-    climbing = _curve([(10, 0.5), (70, 0.84), (80, 0.87), (90, 0.90)], ci=0.02)
+    climbing = _curve([(10, 0.5), (40, 0.8), (70, 0.84), (80, 0.87), (90, 0.90)], ci=0.02)
     c = convergence(climbing)
     assert c["converged"] is False and math.isclose(c["gain"], 0.06)
-    falling = _curve([(10, 0.5), (70, 0.95), (80, 0.93), (90, 0.91)], ci=0.02)
+    falling = _curve([(10, 0.5), (40, 0.95), (70, 0.95), (80, 0.93), (90, 0.91)], ci=0.02)
     assert convergence(falling)["converged"] is True  # past its best: more training would not help
+    # flat inside the last third, but still rising from the middle third (MTL at 200 s, measured)
+    mtl = _curve([(25, .721), (50, .800), (75, .822), (100, .845), (125, .874), (150, .893), (175, .906),
+                  (201, .901)], ci=0.0145)
+    c = convergence(mtl)
+    assert c["gain"] < 0.0145 < c["rise"] and c["converged"] is False
     assert convergence(_curve([(10, 0.5), (80, 0.8), (90, 0.9)]))["converged"] is None  # two points in the window
     assert convergence([])["converged"] is None
 
 
 def test_no_winner_is_named_when_a_method_has_not_converged() -> None:
     results = {
-        "maml": {"curve": _curve([(10, 0.5), (70, 0.84), (80, 0.87), (90, 0.90)])},
-        "mtl": {"curve": _curve([(10, 0.85), (70, 0.95), (80, 0.95), (90, 0.951)])},
+        "maml": {"curve": _curve([(10, 0.5), (40, 0.8), (70, 0.84), (80, 0.87), (90, 0.90)])},
+        "mtl": {"curve": _curve([(10, 0.85), (40, 0.95), (70, 0.95), (80, 0.95), (90, 0.951)])},
     }
     s = summarize(results)
     assert s["converged"] == {"maml": False, "mtl": True}
     sentence = speedup_sentence(s)
     assert sentence.startswith("not converged: MAML") and "sooner" not in sentence
-    results["maml"]["curve"] = _curve([(10, 0.5), (70, 0.90), (80, 0.91), (90, 0.90)])
+    results["maml"]["curve"] = _curve([(10, 0.5), (40, 0.9), (70, 0.90), (80, 0.91), (90, 0.90)])
     s = summarize(results)
     assert "sooner" in speedup_sentence(s)
     report = {"settings": {"test_shots": [1]}, "summary": s, "methods": {
@@ -229,8 +234,8 @@ def test_merge_refuses_runs_that_are_not_comparable() -> None:
 def test_compare_merges_result_directories(tmp_path, capsys) -> None:
     import json
 
-    for name, methods in (("a", {"mtl": [(4, 0.9), (10, 0.95), (12, 0.95), (14, 0.95)]}),
-                          ("b", {"maml": [(10, 0.7), (20, 0.95), (25, 0.95), (30, 0.95)]})):
+    for name, methods in (("a", {"mtl": [(2, 0.5), (6, 0.95), (8, 0.95), (10, 0.95), (12, 0.95), (14, 0.95)]}),
+                          ("b", {"maml": [(5, 0.7), (12, 0.95), (20, 0.95), (25, 0.95), (30, 0.95)]})):
         (tmp_path / name).mkdir()
         (tmp_path / name / "compare.json").write_text(json.dumps(_report(methods)))
     out = tmp_path / "merged"
@@ -266,3 +271,21 @@ def test_compare_options_reach_the_settings_and_plugins_reach_the_workers(tmp_pa
     assert s.plugins == ("compare_test_plugin",)
     assert seen["config"].plugins == ["compare_test_plugin"]  # the worker's config imports it before building
     assert (seen["config"].k_shot, seen["config"].q_query) == (2, 7)
+
+
+def test_recipe_and_switches_reach_each_methods_config() -> None:
+    from metabridge.benchmarks.compare import _json_object
+
+    settings = CompareSettings(recipe="official", methods=("mtl", "maml"), model="resnet12",
+                               training={"early_stopping_patience": None},
+                               method_hparams={"mtl": {"train_forward": "batched"}},
+                               model_kwargs=_json_object('{"widths": [16, 40, 80, 160]}', "--model-kwargs"))
+    mtl, maml = settings.method_config("mtl"), settings.method_config("maml")
+    assert mtl.hparams == {"head_init": "official", "train_forward": "batched"}  # the switch beats the recipe
+    assert mtl.lr_schedule == maml.lr_schedule == "plateau" and mtl.augment == maml.augment == "auto"
+    assert mtl.early_stopping_patience is None and "head_init" not in maml.hparams
+    assert mtl.model_kwargs == {"variant": "official", "widths": [16, 40, 80, 160]}
+    with pytest.raises(ValueError, match="JSON object"):
+        _json_object("[1, 2]", "--model-kwargs")
+    with pytest.raises(ValueError, match="unknown recipe"):
+        CompareSettings(recipe="offical").method_config("mtl")

@@ -32,7 +32,11 @@ from ..csv_options import parse_csv
 from ..recipes import get_recipe
 
 #: The methods the seed paper compares, and which of them are gradient-based meta-learning.
-DEFAULT_METHODS = ("mtl", "fomaml", "maml", "anil", "protonet", "metaoptnet")
+#: The default main job: MTL against the best GBML method of the --full run (MAML) and the
+#: fastest-converging baseline (ProtoNet), for long enough that the converged column means
+#: something, in under 15 minutes on 2 CPU cores. All six: --methods mtl,fomaml,maml,anil,protonet,metaoptnet.
+DEFAULT_METHODS = ("mtl", "maml", "protonet")
+ALL_METHODS = ("mtl", "fomaml", "maml", "anil", "protonet", "metaoptnet")
 GBML = ("maml", "fomaml", "anil", "metaoptnet", "metasgd", "reptile")
 LABELS = {"mtl": "MTL (Wang et al.)", "fomaml": "first-order MAML", "maml": "MAML", "anil": "ANIL",
           "protonet": "ProtoNet", "metaoptnet": "MetaOptNet-SVM", "metasgd": "Meta-SGD", "reptile": "Reptile",
@@ -72,7 +76,7 @@ class CompareSettings:
     q_query: int = 10
     test_shots: tuple[int, ...] = (1, 5)
     test_queries: tuple[int, ...] = (10, 6)
-    budget_seconds: float = 75.0
+    budget_seconds: float = 200.0
     eval_every_seconds: float = 25.0
     val_episodes: int = 100
     test_episodes: int = 600
@@ -156,28 +160,38 @@ CONVERGED_TAIL = 1 / 3
 def convergence(curve: list[dict[str, Any]], tail: float = CONVERGED_TAIL) -> dict[str, Any]:
     """Whether a validation curve has flattened: ``{"converged": True | False | None, ...}``.
 
-    The rule (issue 13: flat within its CI over the last third of the budget): fit a
-    least-squares line to the validations in the last ``tail`` of the training time; the
-    method has converged when the accuracy that line gains across the window is at most
-    the final validation's 95% CI half-width. A falling trend counts as converged (more
-    training would not help; the best-validation weights are kept). A trend, not the
-    spread of the points, because single validations scatter by about their CI even on a
-    flat curve. ``None`` (unknown) when fewer than three validations fall in the window:
-    validate more often (``--eval-every``)."""
+    The rule (issue 13: flat within its CI over the last third of the budget), in two
+    parts, both against the final validation's 95% CI half-width ``ci``:
+
+    * the least-squares line through the validations of the last third gains at most ``ci``
+      across it (a falling trend counts as converged: more training would not help, and
+      the best-validation weights are kept), and
+    * the mean validation of the last third is at most ``ci`` above that of the middle
+      third: with only a few noisy validations in the window, a curve still climbing
+      steadily can look flat inside it (measured: MTL at 200 s, 89.3 / 90.6 / 90.1% in its
+      last third after rising 2-3 points every 25 s before).
+
+    A trend and means, not the spread of the points, because single validations scatter by
+    about their CI even on a flat curve. ``None`` (unknown) when fewer than three
+    validations fall in the last third, or none in the middle one: validate more often."""
     if not curve:
-        return {"converged": None, "window_points": 0, "gain": None, "ci95": None}
+        return {"converged": None, "window_points": 0, "gain": None, "rise": None, "ci95": None}
     end = curve[-1]["train_seconds"]
-    window = [p for p in curve if p["train_seconds"] >= (1 - tail) * end - 1e-9 * max(end, 1.0)]
+    eps = 1e-9 * max(end, 1.0)
+    window = [p for p in curve if p["train_seconds"] >= (1 - tail) * end - eps]
+    middle = [p for p in curve if (1 - 2 * tail) * end - eps <= p["train_seconds"] < (1 - tail) * end - eps]
     ci = curve[-1]["val_ci95"]
-    if len(window) < 3:
-        return {"converged": None, "window_points": len(window), "gain": None, "ci95": ci}
+    if len(window) < 3 or not middle:
+        return {"converged": None, "window_points": len(window), "gain": None, "rise": None, "ci95": ci}
     ts = [p["train_seconds"] for p in window]
     vs = [p["val_mean"] for p in window]
     mt, mv = sum(ts) / len(ts), sum(vs) / len(vs)
     var = sum((t - mt) ** 2 for t in ts)
     slope = sum((t - mt) * (v - mv) for t, v in zip(ts, vs)) / var if var > 0 else 0.0
     gain = slope * (ts[-1] - ts[0])
-    return {"converged": bool(gain <= ci), "window_points": len(window), "gain": gain, "ci95": ci}
+    rise = mv - sum(p["val_mean"] for p in middle) / len(middle)
+    return {"converged": bool(gain <= ci and rise <= ci), "window_points": len(window), "gain": gain,
+            "rise": rise, "ci95": ci}
 
 
 def _converged_label(flag: bool | None) -> str:
@@ -406,6 +420,19 @@ def _csv(text: str, cast: type = str, name: str = "") -> tuple:
     return tuple(parse_csv(text, name or "the option", cast, example="1,5")) if text.strip() else ()
 
 
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    """A JSON object given on the command line ({} when empty)."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{option} takes a JSON object, e.g. '{{\"widths\": [16, 40, 80, 160]}}' ({exc}).") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} takes a JSON object, e.g. '{{\"widths\": [16, 40, 80, 160]}}' (got {text!r}).")
+    return value
+
+
 def _training_switches(lr_schedule: str, early_stopping_patience: int, augment: str) -> dict[str, Any]:
     """The training-recipe options given on the command line, as config fields."""
     out: dict[str, Any] = {}
@@ -429,7 +456,7 @@ def main(
     q_query: int = 10,
     test_shots: str = "1,5",
     test_queries: str = "10,6",
-    budget: float = 75.0,
+    budget: float = 200.0,
     eval_every: float = 25.0,
     val_episodes: int = 100,
     test_episodes: int = 600,
@@ -447,6 +474,7 @@ def main(
     head_init: str = "",
     train_forward: str = "",
     model_variant: str = "",
+    model_kwargs: str = "",
     merge: str = "",
 ) -> dict[str, Any]:
     """Compare MTL with gradient-based meta-learning under one training budget.
@@ -497,6 +525,8 @@ def main(
         train_forward: MTL's training forward: batched (all tasks in one forward) or per_task (one
             forward per task, per-task batch-norm statistics) [default: the recipe's].
         model_variant: ResNet-12 variant: plain or official [default: the recipe's].
+        model_kwargs: further backbone arguments as a JSON object, e.g. '{"widths": [16, 40, 80, 160]}'
+            for a narrower ResNet-12.
         merge: train nothing: merge the compare.json files (or their directories) of earlier runs of
             disjoint --methods with otherwise identical settings, comma-separated, into one table,
             JSON and plot in --results-dir (to split a --full run over several sittings).
@@ -516,7 +546,8 @@ def main(
             plugins=_csv(plugin), recipe=recipe, training=_training_switches(lr_schedule, early_stopping_patience,
                                                                              augment),
             method_hparams={"mtl": {k: v for k, v in (("head_init", head_init), ("train_forward", train_forward)) if v}},
-            model_kwargs={"variant": model_variant} if model_variant else {},
+            model_kwargs={**_json_object(model_kwargs, "--model-kwargs"),
+                          **({"variant": model_variant} if model_variant else {})},
         )
         if not settings.methods:
             raise ValueError(f"--methods is empty; choose from {', '.join(METHOD_SETTINGS)}.")
