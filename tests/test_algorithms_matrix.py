@@ -16,7 +16,9 @@ from metabridge.tasks.episodes import EpisodeSampler
 from metabridge.tasks.sinusoid import SinusoidFamily
 
 #: the algorithms registered when this module is imported (the built-in ones)
-NAMES = tuple(ALGORITHMS)
+#: every algorithm metabridge registers (not toys other test modules register, whose import
+#: order would otherwise decide what this parametrisation holds)
+NAMES = tuple(n for n, cls in ALGORITHMS.items() if cls.__module__.startswith("metabridge."))
 #: methods whose heads only classify
 CLASSIFICATION_ONLY = {"protonet", "metaoptnet"}
 N_WAY, K_SHOT, Q_QUERY, SIDE, CLASSES, TASKS = 3, 2, 2, 16, 6, 4

@@ -24,7 +24,9 @@ N_WAY, K_SHOT, Q_QUERY, SIDE, WIDTH, CLASSES, EPISODES = 3, 2, 3, 16, 8, 8, 4
 #: fewer test-time steps than the defaults, to keep the one-episode-at-a-time pass fast
 FAST = {"drs": {"finetune_steps": 2}, "reptile": {"inner_steps": 2}}
 #: the algorithms registered when this module is imported (the built-in ones)
-NAMES = tuple(ALGORITHMS)
+#: every algorithm metabridge registers (not toys other test modules register, whose import
+#: order would otherwise decide what this parametrisation holds)
+NAMES = tuple(n for n, cls in ALGORITHMS.items() if cls.__module__.startswith("metabridge."))
 
 
 def _sampler() -> EpisodeSampler:
