@@ -93,3 +93,17 @@ def toy_config(out_dir, **overrides) -> ExperimentConfig:
 
 def params_vector(module: nn.Module) -> Tensor:
     return torch.cat([p.detach().flatten().cpu() for p in module.parameters()])
+
+
+class Killed(Exception):
+    """Stands in for the process being killed."""
+
+
+def kill_at(step_to_die: int):
+    """An ``on_step`` callback that "kills" the run after step ``step_to_die``."""
+
+    def on_step(step: int, loss: float) -> None:
+        if step == step_to_die:
+            raise Killed(step)
+
+    return on_step

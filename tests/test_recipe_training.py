@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import metabridge as mb
 import metabridge.experiment as experiment
-from _metabridge_toys import ToyANIL, params_vector, toy_builder, toy_config
+from _metabridge_toys import Killed, ToyANIL, kill_at, params_vector, toy_builder, toy_config
 from metabridge.checkpoint import load_checkpoint
 from metabridge.cli import app
 from metabridge.config import ExperimentConfig
@@ -24,18 +24,6 @@ from metabridge.tasks.episodes import EpisodeSampler
 from metabridge.train import Trainer, read_metrics, resume_config
 
 runner = CliRunner()
-
-
-class Killed(Exception):
-    """Stands in for the process being killed."""
-
-
-def _kill_at(step_to_die: int):
-    def on_step(step: int, loss: float) -> None:
-        if step == step_to_die:
-            raise Killed(step)
-
-    return on_step
 
 
 def _run(cfg: ExperimentConfig, builder=None, **kw) -> tuple[Trainer, mb.TrainResult]:
@@ -101,8 +89,8 @@ def test_patience_used_up_at_the_last_step_is_not_an_early_stop(tmp_path, monkey
     assert not [r for r in read_metrics(tmp_path) if r["kind"] == "early_stop"]
 
 
-@pytest.mark.parametrize("kill_at", [20, 53])
-def test_plateau_and_early_stopping_resume_is_bit_identical(tmp_path, kill_at):
+@pytest.mark.parametrize("die_at", [20, 53])
+def test_plateau_and_early_stopping_resume_is_bit_identical(tmp_path, die_at):
     """Killed after the cut at step 18 (checkpoint 18) or between two bad validations
     (checkpoint 51): the resumed run cuts the rate and stops where the uninterrupted one did."""
     full, full_result = _run(toy_config(tmp_path / "full", **PLATEAU))
@@ -111,8 +99,8 @@ def test_plateau_and_early_stopping_resume_is_bit_identical(tmp_path, kill_at):
     assert len(set(lrs)) >= 3  # the rate was cut at least twice
 
     with pytest.raises(Killed):
-        _run(toy_config(tmp_path / "cut", **PLATEAU), on_step=_kill_at(kill_at))
-    assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] == kill_at - 2
+        _run(toy_config(tmp_path / "cut", **PLATEAU), on_step=kill_at(die_at))
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] == die_at - 2
     resumed, result = _run(toy_config(tmp_path / "cut", **PLATEAU), resume=True)
 
     assert result.step == full_result.step and result.stopped_early
@@ -201,7 +189,7 @@ def test_progress_hook_gets_step_over_steps_before_each_step_and_survives_resume
     seen.clear()
     with pytest.raises(Killed):
         _run(toy_config(tmp_path / "cut", steps=8, eval_every=2, checkpoint_every=4),
-             builder=_recording_builder(seen), on_step=_kill_at(6))
+             builder=_recording_builder(seen), on_step=kill_at(6))
     kept = load_checkpoint(tmp_path / "cut" / "last.pt")["step"]  # 4, or 6 when validation 6 was the best
     resumed, _ = _run(toy_config(tmp_path / "cut", steps=8, eval_every=2, checkpoint_every=4),
                       builder=_recording_builder(seen), resume=True)
@@ -310,7 +298,7 @@ def test_augmented_runs_repeat_and_resume_bit_identically(tmp_path, tiny_images)
     assert not torch.equal(params_vector(plain.experiment.algorithm), reference)  # augmentation did something
 
     with pytest.raises(Killed):
-        _run(_image_config(tmp_path / "cut"), builder=_image_builder, on_step=_kill_at(5))
+        _run(_image_config(tmp_path / "cut"), builder=_image_builder, on_step=kill_at(5))
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] == 3
     resumed, result = _run(_image_config(tmp_path / "cut"), builder=_image_builder, resume=True)
     assert result.step == 8

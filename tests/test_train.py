@@ -7,22 +7,10 @@ import json
 import pytest
 import torch
 
-from _metabridge_toys import params_vector, toy_builder, toy_config
+from _metabridge_toys import Killed, kill_at, params_vector, toy_builder, toy_config
 from metabridge.checkpoint import load_checkpoint
 from metabridge.config import ExperimentConfig
 from metabridge.train import NonFiniteLossError, Trainer, read_metrics, resume_config
-
-
-class Killed(Exception):
-    """Stands in for the process being killed."""
-
-
-def _kill_at(step_to_die: int):
-    def on_step(step: int, loss: float) -> None:
-        if step == step_to_die:
-            raise Killed(step)
-
-    return on_step
 
 
 @pytest.mark.parametrize("optimizer,schedule", [("adam", "constant"), ("sgd", "cosine"), ("adam", "plateau")])
@@ -35,7 +23,7 @@ def test_resume_is_bit_identical(tmp_path, optimizer, schedule):
     # killed at step 7, after the checkpoint of step 4 (or 6, when validation at 6 was the best);
     # the steps after it are lost and redone
     killed = Trainer(toy_config(tmp_path / "cut", **cfg), builder=toy_builder(), progress=False,
-                     on_step=_kill_at(7))
+                     on_step=kill_at(7))
     with pytest.raises(Killed):
         killed.run()
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] in (4, 6)

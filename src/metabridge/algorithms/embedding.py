@@ -32,7 +32,7 @@ def embed_tasks(body: nn.Module, x: Tensor) -> Tensor:
       tasks 1.9 s; training forward + backward: 1.3 s against 4.0 s).
     """
     if uses_batch_statistics(body):
-        return torch.stack([body(xt) for xt in x])
+        return embed_each_task(body, x)
     t, s = x.shape[:2]
     return body(x.flatten(0, 1)).unflatten(0, (t, s))
 

@@ -152,8 +152,8 @@ def time_to_target(curve: list[dict[str, Any]], target: float) -> float | None:
     return None
 
 
-#: A method counts as converged when its validation accuracy over the last third of its
-#: training time stays within this many of its CI half-widths (see :func:`convergence`).
+#: The fraction of a method's training time, at its end, whose validations decide whether
+#: it has converged (see :func:`convergence`).
 CONVERGED_TAIL = 1 / 3
 
 
