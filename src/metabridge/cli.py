@@ -565,8 +565,10 @@ app.add_typer(theory_app, name="theory")
 
 def _mount_compare() -> None:
     from .benchmarks.compare import main
+    from .multitask.command import mtl
 
     _function_command(app, "compare", main)
+    _function_command(app, "mtl", mtl)
 
 
 _mount_compare()

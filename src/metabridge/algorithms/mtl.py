@@ -70,6 +70,9 @@ from .base import SUPPLIED_ARGS, DataInfo, MetaAlgorithm, ModelMaker, Predictor,
 from .embedding import embed_each_task, embed_tasks, embed_tasks_with_task_statistics
 from .inner_loop import Params, check_positive, map_tasks, sgd_inner_loop
 
+#: the per-class loss combinations MTL accepts as ``class_weighting`` (stateless loss-only methods).
+CLASS_WEIGHTINGS = ("mean", "minmax", "scale_invariant", "rlw")
+
 
 class MTL(MetaAlgorithm):
     """Shared body + per-class (or per-task) heads; head refit at test time.
@@ -124,6 +127,17 @@ class MTL(MetaAlgorithm):
             is unaffected.
         n_way: N of the training tasks, for ``head_init="official"`` (the registry fills it
             in from the data; unused otherwise).
+        class_weighting: the bridge to the multi-task half: how the training loss combines the
+            per-class losses when each training class is a task (Wang et al.'s MTL is hard
+            sharing with one head per class). ``"mean"`` (default): the mean over all examples,
+            as above. Otherwise the name of a stateless loss-only weighting method of
+            :mod:`metabridge.multitask.weighting` applied to the T*N per-class losses of the batch
+            (each the mean cross-entropy of one class of one task): ``"minmax"`` (CS330's
+            min-max objective; ``class_weighting_temperature`` > 0 for its smooth version),
+            ``"scale_invariant"`` (sum of log losses) or ``"rlw"`` (random weights).
+            Classification only.
+        class_weighting_temperature: ``"minmax"`` only: 0 for the exact max, t > 0 for
+            t * logsumexp(L / t).
     """
 
     name: ClassVar[str] = "mtl"
@@ -136,8 +150,20 @@ class MTL(MetaAlgorithm):
                  regression_refit: Literal["prior", "ridge"] = "prior", prior_lambda: float = 1e-2,
                  prior_eps: float = 1e-4, test_batch_norm: Literal["running", "task"] = "running",
                  head_init: Literal["uniform", "official"] = "uniform",
-                 train_forward: Literal["batched", "per_task"] = "batched", n_way: int | None = None) -> None:
+                 train_forward: Literal["batched", "per_task"] = "batched", n_way: int | None = None,
+                 class_weighting: str = "mean", class_weighting_temperature: float = 0.0) -> None:
         super().__init__()
+        if class_weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(f"class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)} (got {class_weighting!r}); "
+                             "the classes of a training batch change every step, so only stateless weighting "
+                             "methods apply to classes-as-tasks.")
+        if class_weighting != "mean" and task != "classification":
+            raise ValueError("class_weighting weights per-class losses: classification only.")
+        if class_weighting_temperature < 0 or (class_weighting_temperature and class_weighting != "minmax"):
+            raise ValueError("class_weighting_temperature must be >= 0 and is used by class_weighting='minmax' only "
+                             f"(got {class_weighting_temperature} with {class_weighting!r}).")
+        self.class_weighting, self.class_weighting_temperature = class_weighting, class_weighting_temperature
+        self._class_weighters: dict[int, Any] = {}  # T*N -> weighting method (not a submodule)
         check_positive(feature_dim=feature_dim, num_train_heads=num_train_heads, C=C, ridge_lambda=ridge_lambda)
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression' (got {task!r}).")
@@ -224,7 +250,9 @@ class MTL(MetaAlgorithm):
                     "set num_train_heads to the number of training classes."
                 )
             logits = torch.bmm(f, self.heads[batch.class_ids].transpose(1, 2))
-            return task_loss(logits, y)
+            if self.class_weighting == "mean":
+                return task_loss(logits, y)
+            return self._class_weighted_loss(logits, y)
         if batch.task_ids is None:
             raise ValueError("MTL regression needs task_ids: draw tasks from a finite pool (e.g. SinusoidFamily(num_tasks=M)).")
         if int(batch.task_ids.max()) >= self.heads.shape[0]:
@@ -234,6 +262,22 @@ class MTL(MetaAlgorithm):
             )
         pred = torch.bmm(f, self.heads[batch.task_ids]) + self.head_bias[batch.task_ids].unsqueeze(1)
         return task_loss(pred, y)
+
+    def _class_weighted_loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        """sum_c w_c L_c over the T*N (task, class) pairs of the batch, L_c the mean cross-entropy
+        of that class's examples, w from the ``class_weighting`` method."""
+        from ..multitask.weighting import build_weighting
+
+        t, s, n = logits.shape
+        ce = F.cross_entropy(logits.reshape(-1, n), y.reshape(-1), reduction="none").view(t, s)
+        onehot = F.one_hot(y, n).to(ce.dtype)
+        per_class = ((ce.unsqueeze(-1) * onehot).sum(1) / onehot.sum(1).clamp_min(1.0)).reshape(-1)
+        weighter = self._class_weighters.get(t * n)
+        if weighter is None:
+            kwargs = {"temperature": self.class_weighting_temperature} if self.class_weighting == "minmax" else {}
+            weighter = self._class_weighters[t * n] = build_weighting(self.class_weighting, t * n, **kwargs)
+        objective, _ = weighter.objective(per_class)
+        return objective
 
     # --- testing: refit the head on frozen support features ----------------------------
     def _refit(self, fs: Tensor, batch: TaskBatch) -> tuple[Tensor, Tensor]:

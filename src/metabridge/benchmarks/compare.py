@@ -433,6 +433,19 @@ def _json_object(text: str, option: str) -> dict[str, Any]:
     return value
 
 
+def _method_hparams(head_init: str, train_forward: str, text: str) -> dict[str, dict[str, Any]]:
+    """Per-method hyperparameters from the MTL switches and ``--method-hparams`` (JSON)."""
+    given = _json_object(text, "--method-hparams") if text else {}
+    for name, value in given.items():
+        if not isinstance(value, dict):
+            raise ValueError(f"--method-hparams: the value for {name!r} must be a JSON object of hyperparameters "
+                             f"(got {value!r}).")
+    mtl = {k: v for k, v in (("head_init", head_init), ("train_forward", train_forward)) if v}
+    out = {name: dict(value) for name, value in given.items()}
+    out["mtl"] = {**mtl, **out.get("mtl", {})}
+    return out
+
+
 def _training_switches(lr_schedule: str, early_stopping_patience: int, augment: str) -> dict[str, Any]:
     """The training-recipe options given on the command line, as config fields."""
     out: dict[str, Any] = {}
@@ -475,6 +488,7 @@ def main(
     train_forward: str = "",
     model_variant: str = "",
     model_kwargs: str = "",
+    method_hparams: str = "",
     merge: str = "",
 ) -> dict[str, Any]:
     """Compare MTL with gradient-based meta-learning under one training budget.
@@ -527,6 +541,8 @@ def main(
         model_variant: ResNet-12 variant: plain or official [default: the recipe's].
         model_kwargs: further backbone arguments as a JSON object, e.g. '{"widths": [16, 40, 80, 160]}'
             for a narrower ResNet-12.
+        method_hparams: further hyperparameters per method as a JSON object of objects, over the
+            recipe's and the switches above, e.g. '{"mtl": {"class_weighting": "minmax"}}'.
         merge: train nothing: merge the compare.json files (or their directories) of earlier runs of
             disjoint --methods with otherwise identical settings, comma-separated, into one table,
             JSON and plot in --results-dir (to split a --full run over several sittings).
@@ -545,7 +561,7 @@ def main(
             meta_batch_size=meta_batch, seed=seed, device=device, out_dir=out_dir, results_dir=results_dir,
             plugins=_csv(plugin), recipe=recipe, training=_training_switches(lr_schedule, early_stopping_patience,
                                                                              augment),
-            method_hparams={"mtl": {k: v for k, v in (("head_init", head_init), ("train_forward", train_forward)) if v}},
+            method_hparams=_method_hparams(head_init, train_forward, method_hparams),
             model_kwargs={**_json_object(model_kwargs, "--model-kwargs"),
                           **({"variant": model_variant} if model_variant else {})},
         )

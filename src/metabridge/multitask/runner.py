@@ -1,0 +1,102 @@
+"""One multi-task run from a plain-dict spec: load the benchmark, build the model and the
+weighting method, train, score, and measure the cost (s/step, peak memory).
+
+``metabridge mtl`` runs each spec in a fresh subprocess (``python -m
+metabridge.multitask._worker SPEC OUT``) so that every method's peak memory is its own
+(the CPU allocator keeps no peak statistics: the kernel's high-water mark ``VmHWM`` is
+reset before training and read after it, see :mod:`metabridge.benchmarks._peak_memory`).
+:func:`run` is also an ordinary library call; it changes no process-wide state (the
+model's initialisation is drawn inside ``torch.random.fork_rng``).
+"""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .data import load_mtl_benchmark
+from .models.registry import build_mtl_model
+from .trainer import train_multitask
+from .weighting import build_weighting
+
+__all__ = ["DEFAULT_SPEC", "run"]
+
+DEFAULT_SPEC: dict[str, Any] = {
+    "benchmark": "multi_fashion_mnist", "benchmark_kwargs": {}, "tasks": None, "method": "equal",
+    "method_kwargs": {}, "model": "hard_sharing", "model_kwargs": {}, "steps": 1000, "batch_size": 256,
+    "lr": 1e-3, "weight_decay": 0.0, "eval_every": 0, "log_every": 10, "seed": 0, "device": "cpu",
+    "gradient_mode": "auto", "diagnostics_every": 0, "plugins": [],
+}
+
+
+def _status_kb(field: str) -> int | None:
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return None
+    for line in status.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return None
+
+
+def _reset_peak(device: torch.device) -> int | None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device)
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _status_kb("VmRSS")
+
+
+def _peak_mib(device: torch.device, before: int | None) -> float | None:
+    if before is None:
+        return None
+    if device.type == "cuda":
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    peak = _status_kb("VmHWM")
+    return None if peak is None else (peak - before) / 1024
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train and score one (benchmark, tasks, model, method, seed); returns a JSON-able record."""
+    unknown = set(spec) - set(DEFAULT_SPEC)
+    if unknown:
+        raise ValueError(f"unknown run spec keys {sorted(unknown)}; known: {sorted(DEFAULT_SPEC)}.")
+    s = {**DEFAULT_SPEC, **spec}
+    from ..config import load_plugins
+
+    load_plugins(list(s["plugins"]))  # a user's benchmarks, models and methods, also in worker processes
+    device = torch.device(s["device"])
+    bench = load_mtl_benchmark(s["benchmark"], **s["benchmark_kwargs"])
+    if s["tasks"] is not None:
+        bench = bench.select_tasks(list(s["tasks"]))
+    tasks = bench.tasks
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(s["seed"])
+        model = build_mtl_model(s["model"], input_kind=bench.input_kind, input_shape=tuple(bench.train.inputs.shape[1:]),
+                                out_dims=[t.out_dim for t in tasks], **s["model_kwargs"])
+        weighting = build_weighting(s["method"], len(tasks), **s["method_kwargs"])
+    hooks = None
+    if s["diagnostics_every"]:
+        from .diagnostics_hooks import TrainingDiagnostics
+
+        hooks = TrainingDiagnostics(model, tasks, every=s["diagnostics_every"], steps=s["steps"])
+    before = _reset_peak(device)
+    result = train_multitask(model, weighting, bench, steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"],
+                             weight_decay=s["weight_decay"], eval_every=s["eval_every"], log_every=s["log_every"],
+                             seed=s["seed"], device=device, gradient_mode=s["gradient_mode"],
+                             on_batch=hooks.on_batch if hooks else None)
+    record = {"spec": s, "tasks": [t.name for t in tasks], "units": [t.unit for t in tasks],
+              "metric_names": [t.metric_name for t in tasks], "higher_is_better": [t.higher_is_better for t in tasks],
+              "peak_mib": _peak_mib(device, before), "num_shared_params": sum(p.numel() for p in model.shared_parameters()),
+              **result.as_dict()}
+    if hooks is not None:
+        record["diagnostics"] = hooks.summary()
+    return record
