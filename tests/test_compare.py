@@ -289,3 +289,13 @@ def test_recipe_and_switches_reach_each_methods_config() -> None:
         _json_object("[1, 2]", "--model-kwargs")
     with pytest.raises(ValueError, match="unknown recipe"):
         CompareSettings(recipe="offical").method_config("mtl")
+
+
+def test_method_hparams_reach_each_method_over_the_mtl_switches() -> None:
+    from metabridge.benchmarks.compare import _method_hparams
+
+    out = _method_hparams("official", "", '{"mtl": {"class_weighting": "minmax"}, "maml": {"inner_lr": 0.1}}')
+    assert out["mtl"] == {"head_init": "official", "class_weighting": "minmax"}
+    assert out["maml"] == {"inner_lr": 0.1}
+    with pytest.raises(ValueError, match="must be a JSON object of hyperparameters"):
+        _method_hparams("", "", '{"mtl": 3}')

@@ -18,19 +18,20 @@ from metabridge.multitask.trainer import evaluate_split, train_multitask  # noqa
 from metabridge.multitask.weighting import build_weighting  # noqa: E402
 
 PLUGIN = ["_mtl_toy_benchmark"]
+SMALL = {"encoder_hidden": [32], "encoder_out_dim": 16}  # a small encoder keeps every run well under a second
 
 
 def _model(bench, seed=0):
     torch.manual_seed(seed)
     return build_mtl_model("hard_sharing", input_kind="vector", input_shape=(8,),
-                           out_dims=[t.out_dim for t in bench.tasks])
+                           out_dims=[t.out_dim for t in bench.tasks], **SMALL)
 
 
 def test_training_improves_every_task_and_metrics_are_in_original_units():
     bench = load_mtl_benchmark("toy_mtl")
     model = _model(bench)
     before = evaluate_split(model, bench.test)
-    result = train_multitask(model, build_weighting("equal", 3), bench, steps=150, batch_size=64, lr=3e-3)
+    result = train_multitask(model, build_weighting("equal", 3), bench, steps=150, batch_size=64, lr=1e-2)
     after = evaluate_split(model, bench.test)
     assert after["metric"][0] > before["metric"][0] + 20  # accuracy in %
     assert after["metric"][1] < before["metric"][1] and after["metric"][2] < before["metric"][2]  # MAE
@@ -42,7 +43,8 @@ def test_training_improves_every_task_and_metrics_are_in_original_units():
 
 def test_a_run_is_reproducible_and_leaves_the_global_rng_alone():
     state = torch.random.get_rng_state()
-    spec = {"benchmark": "toy_mtl", "method": "pcgrad", "steps": 30, "batch_size": 32, "seed": 3, "plugins": PLUGIN}
+    spec = {"benchmark": "toy_mtl", "method": "pcgrad", "steps": 30, "batch_size": 32, "seed": 3, "plugins": PLUGIN,
+            "model_kwargs": SMALL}
     a, b = run(spec), run(spec)
     assert a["test_metric"] == b["test_metric"] and a["train_losses"] == b["train_losses"]
     assert torch.equal(state, torch.random.get_rng_state())
@@ -51,7 +53,7 @@ def test_a_run_is_reproducible_and_leaves_the_global_rng_alone():
 
 
 def test_task_subset_trains_a_single_task_model():
-    rec = run({"benchmark": "toy_mtl", "tasks": [1], "steps": 10, "batch_size": 32, "plugins": PLUGIN})
+    rec = run({"benchmark": "toy_mtl", "tasks": [1], "steps": 10, "batch_size": 32, "plugins": PLUGIN, "model_kwargs": SMALL})
     assert rec["tasks"] == ["reg"] and len(rec["test_metric"]) == 1
 
 
@@ -64,7 +66,8 @@ def test_unknown_spec_keys_and_mismatched_methods_are_refused():
 
 
 def test_diagnostics_record_conflict_affinity_and_a_grouping():
-    rec = run({"benchmark": "toy_mtl", "steps": 20, "batch_size": 32, "diagnostics_every": 5, "plugins": PLUGIN})
+    rec = run({"benchmark": "toy_mtl", "steps": 20, "batch_size": 32, "diagnostics_every": 5, "plugins": PLUGIN,
+               "model_kwargs": SMALL})
     diag = rec["diagnostics"]
     assert sorted(diag["gradient_conflict"]["steps"]) == ["0", "10", "15", "5"]
     assert diag["affinity"]["steps"] == 4
@@ -79,7 +82,7 @@ def test_mtl_command_reports_delta_m_against_stl_and_resumes(tmp_path, capsys, m
 
     out = tmp_path / "report"
     kwargs = dict(benchmark="toy_mtl", methods="equal,mgda", seeds="0,1", steps=40, batch_size=32, lr=3e-3,
-                  eval_every=20, plugin="_mtl_toy_benchmark", isolate=False, out=out)
+                  eval_every=20, plugin="_mtl_toy_benchmark", isolate=False, model_kwargs=json.dumps(SMALL), out=out)
     report = mtl(**kwargs)
     printed = capsys.readouterr().out
     assert "Delta_m %" in printed and "STL" in printed and "mgda" in printed
@@ -102,7 +105,7 @@ def test_isolated_runs_report_their_own_peak_memory(tmp_path, monkeypatch):
     from metabridge.multitask.command import mtl
 
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # the worker imports the toy plugin
-    report = mtl(benchmark="toy_mtl", methods="equal", steps=5, batch_size=16, stl=False,
+    report = mtl(benchmark="toy_mtl", methods="equal", steps=5, batch_size=16, stl=False, model_kwargs=json.dumps(SMALL),
                  plugin="_mtl_toy_benchmark", out=tmp_path)
     peak = report["methods"]["equal"]["peak_mib"]
     assert peak is not None and 0 <= peak < 500

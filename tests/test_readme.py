@@ -54,13 +54,18 @@ def user_dir(tmp_path, monkeypatch):
 
 def test_python_blocks_run_in_order(user_dir, capsys):
     blocks = _blocks("python")
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, str(README), "exec"), namespace)
     out = capsys.readouterr().out
     assert re.search(r"^maml \d\.\d+ ± ", out, flags=re.M) and re.search(r"^mtl \d\.\d+ ± ", out, flags=re.M)
     assert "['temperature']" in out
+    for method in ("equal", "pcgrad", "nash_mtl", "inverse_loss"):
+        assert re.search(rf"^{method} \[\d+\.\d+, \d+\.\d+\]$", out, flags=re.M), out
+    from metabridge.multitask.weighting import unregister_weighting
+
+    unregister_weighting("inverse_loss")
 
 
 def test_plugin_and_own_folder_from_the_cli(user_dir):

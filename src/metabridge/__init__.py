@@ -10,6 +10,7 @@ The names a user needs are importable from here::
 
     from metabridge import MAML, MTL, ProtoNet, EpisodeSampler, ClassDataset, evaluate
     from metabridge import register_algorithm, register_model, register_dataset
+    from metabridge import TaskSpec, MultiTaskBenchmark, build_mtl_model, build_weighting, train_multitask
 
 (``metabridge.evaluate`` is the function; its module is reached as ``from metabridge.evaluate
 import ...``.) Importing metabridge changes no process-wide state (threads, allocator, loggers,
@@ -30,6 +31,11 @@ from .evaluate import episode_scores, evaluate
 from .experiment import Experiment, TaskSource, build_experiment
 from .export import load_pretrained, save_weights
 from .models import MODELS, build_model, register_model
+from .multitask import (
+    MultiTaskBenchmark, MultiTaskData, MultiTaskModel, MultiTaskResult, Needs, TaskOutputs, TaskSpec, Weighting,
+    build_mtl_model, build_weighting, load_mtl_benchmark, register_mtl_benchmark, register_mtl_model,
+    register_weighting, train_multitask, weighted_backward,
+)
 from .stats import MeanCI, mean_ci95
 from .tasks import EpisodeSampler, LinearRegressionFamily, SinusoidFamily, TaskBatch
 from .train import NonFiniteLossError, Trainer, TrainResult
@@ -44,4 +50,8 @@ __all__ = [
     "available_datasets", "build_algorithm", "build_experiment", "build_model", "episode_scores", "evaluate",
     "load_checkpoint", "load_dataset", "load_image_folder", "load_plugins", "load_pretrained", "mean_ci95",
     "register_algorithm", "register_dataset", "register_model", "save_weights",
+    # the multi-task half (metabridge.multitask)
+    "MultiTaskBenchmark", "MultiTaskData", "MultiTaskModel", "MultiTaskResult", "Needs", "TaskOutputs", "TaskSpec",
+    "Weighting", "build_mtl_model", "build_weighting", "load_mtl_benchmark", "register_mtl_benchmark",
+    "register_mtl_model", "register_weighting", "train_multitask", "weighted_backward",
 ]

@@ -36,6 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from .atomic import atomic_write_text
+from .plugins import load_plugins
 
 #: Task family names handled without a dataset loader.
 REGRESSION_FAMILIES = ("sinusoid",)
@@ -329,18 +330,7 @@ def _plain_message(err: Any) -> str:
 
 
 # ------------------------------------------------------------------ plugins
-def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
-    """Import each module named in ``modules`` (where a user's ``register_*`` calls live).
-
-    Importing is idempotent (Python caches modules), so calling this in every process
-    that builds a run (the trainer, ``eval``, compare's workers) is cheap.
-    """
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:
-            raise ValueError(f"plugin module {name!r} could not be imported ({exc}); check --plugin and that the "
-                             "module is on PYTHONPATH (or installed).") from exc
+# load_plugins lives in metabridge.plugins (imported above), below every package that needs it.
 
 
 # --------------------------------------------------------- hyperparameters

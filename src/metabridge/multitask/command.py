@@ -30,7 +30,7 @@ from ..csv_options import parse_csv
 __all__ = ["mtl", "summarize", "format_table"]
 
 BENCHMARK_DEFAULTS: dict[str, dict[str, Any]] = {
-    "multi_fashion_mnist": {"model": "hard_sharing", "steps": 3000, "batch_size": 256, "lr": 1e-3, "eval_every": 500},
+    "multi_fashion_mnist": {"model": "hard_sharing", "steps": 1000, "batch_size": 128, "lr": 1e-3, "eval_every": 250},
     "qm9": {"model": "hard_sharing", "steps": 6000, "batch_size": 128, "lr": 1e-3, "eval_every": 1000},
 }
 
@@ -166,6 +166,7 @@ def mtl(
     benchmark_kwargs: str = "{}",
     plugin: str = "",
     isolate: bool = True,
+    threads: int = 0,
     out: Path = Path("bench/results/mtl"),
 ) -> dict[str, Any]:
     """Weighting methods x benchmark x seeds: per-task metrics, Delta_m % vs STL, mean rank, cost.
@@ -194,6 +195,9 @@ def mtl(
             register_mtl_benchmark / register_mtl_model / register_weighting calls live.
         isolate: run every training in a fresh process (its own peak memory; about 3 s of start-up
             each); --no-isolate runs them in this process and reports no peak memory.
+        threads: torch threads of each isolated run (0: torch's default). 1 keeps timings stable while
+            the machine does other work (two processes with all-core thread pools slow each other
+            several-fold).
         out: folder for the report (JSON, table, PNGs) and the per-run records.
     """
     defaults = BENCHMARK_DEFAULTS.get(benchmark, {"model": "hard_sharing", "steps": 1000, "batch_size": 256,
@@ -205,7 +209,7 @@ def mtl(
         if not isinstance(value, dict):
             raise ValueError(f"{name} must be a JSON object (got {value!r}).")
     plugins = parse_csv(plugin, "--plugin", str) if plugin else []
-    from ..config import load_plugins
+    from ..plugins import load_plugins
 
     load_plugins(plugins)
     method_list = parse_csv(methods, "--methods", str)
@@ -219,7 +223,8 @@ def mtl(
     base = {"benchmark": benchmark, "benchmark_kwargs": bk, "model": model or defaults["model"], "model_kwargs": mk,
             "steps": steps or defaults["steps"], "batch_size": batch_size or defaults["batch_size"],
             "lr": lr or defaults["lr"], "eval_every": defaults["eval_every"] if eval_every < 0 else eval_every,
-            "device": device, "gradient_mode": gradient_mode, "plugins": list(plugins)}
+            "device": device, "gradient_mode": gradient_mode, "plugins": list(plugins),
+            "threads": threads if isolate else 0}
     from .data import load_mtl_benchmark
 
     bench = load_mtl_benchmark(benchmark, **bk)
@@ -251,7 +256,7 @@ def mtl(
             method_runs.setdefault(m, []).append(rec)
             progress(f"{m} seed {seed}", rec)
         if tune_equal_lrs:
-            candidates = []
+            candidates = [r for r in method_runs.get("equal", []) if r["spec"]["seed"] == seed]
             for value in parse_csv(tune_equal_lrs, "--tune-equal-lrs", float):
                 rec = run_spec({**base, "lr": value, "method": "equal", "tasks": task_idx, "seed": seed}, runs_dir, isolate)
                 progress(f"equal lr={value:g} seed {seed}", rec)
@@ -261,7 +266,7 @@ def mtl(
     report = summarize(method_runs, stl_runs)
     report.update({"benchmark": benchmark, "settings": base, "seeds": seed_list, "command": " ".join(sys.argv),
                    "wall_seconds": time.perf_counter() - started})
-    from ..benchmarks._common import machine
+    from ..machine_info import machine
 
     report["machine"] = machine(device)
     if "equal" in method_runs and method_runs["equal"][0].get("diagnostics"):

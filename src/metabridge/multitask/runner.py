@@ -28,7 +28,7 @@ DEFAULT_SPEC: dict[str, Any] = {
     "benchmark": "multi_fashion_mnist", "benchmark_kwargs": {}, "tasks": None, "method": "equal",
     "method_kwargs": {}, "model": "hard_sharing", "model_kwargs": {}, "steps": 1000, "batch_size": 256,
     "lr": 1e-3, "weight_decay": 0.0, "eval_every": 0, "log_every": 10, "seed": 0, "device": "cpu",
-    "gradient_mode": "auto", "diagnostics_every": 0, "plugins": [],
+    "gradient_mode": "auto", "diagnostics_every": 0, "plugins": [], "threads": 0,
 }
 
 
@@ -64,15 +64,27 @@ def _peak_mib(device: torch.device, before: int | None) -> float | None:
     return None if peak is None else (peak - before) / 1024
 
 
+def _in_worker() -> bool:
+    import sys
+
+    return getattr(sys.modules.get("__main__"), "__spec__", None) is not None and \
+        sys.modules["__main__"].__spec__.name == "metabridge.multitask._worker"
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Train and score one (benchmark, tasks, model, method, seed); returns a JSON-able record."""
     unknown = set(spec) - set(DEFAULT_SPEC)
     if unknown:
         raise ValueError(f"unknown run spec keys {sorted(unknown)}; known: {sorted(DEFAULT_SPEC)}.")
     s = {**DEFAULT_SPEC, **spec}
-    from ..config import load_plugins
+    from ..plugins import load_plugins
 
     load_plugins(list(s["plugins"]))  # a user's benchmarks, models and methods, also in worker processes
+    if s["threads"]:
+        if not _in_worker():
+            raise ValueError("spec 'threads' sets the process's torch thread count: it is honoured only in a worker "
+                             "process (metabridge mtl's isolated runs); call torch.set_num_threads yourself instead.")
+        torch.set_num_threads(int(s["threads"]))
     device = torch.device(s["device"])
     bench = load_mtl_benchmark(s["benchmark"], **s["benchmark_kwargs"])
     if s["tasks"] is not None:
