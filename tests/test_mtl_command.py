@@ -116,3 +116,15 @@ def test_mtl_command_names_unknown_methods():
 
     with pytest.raises(ValueError, match="unknown weighting method"):
         mtl(benchmark="toy_mtl", methods="equal,nope", plugin="_mtl_toy_benchmark")
+
+
+def test_list_names_the_multitask_methods_with_what_they_read():
+    from typer.testing import CliRunner
+
+    from metabridge.cli import app
+
+    out = CliRunner().invoke(app, ["list", "weightings"]).output
+    assert "nash_mtl [param_grads]: update_every=1" in out and "mean [losses]: reduction='mean'" in out
+    assert "mgda_ub [feature_grads]" in out
+    assert "film" in CliRunner().invoke(app, ["list", "mtl-models"]).output
+    assert "qm9" in CliRunner().invoke(app, ["list", "mtl-benchmarks"]).output

@@ -395,11 +395,13 @@ def export_cmd(
 @app.command("list")
 @friendly_errors
 def list_cmd(
-    what: str = typer.Argument("algorithms", help="algorithms (with their hyperparameters), models or datasets."),
+    what: str = typer.Argument("algorithms", help="algorithms (with their hyperparameters), models, datasets, "
+                               "weightings (multi-task methods, with what each reads), mtl-models or mtl-benchmarks."),
     plugin: list[str] = typer.Option([], "--plugin", metavar="MODULE", help="Import this module first (one's own "
                                      "registrations), repeatable."),
 ) -> None:
-    """List what can be named in --algorithm, --model and --task."""
+    """List what can be named in --algorithm, --model and --task (and in metabridge mtl's --methods,
+    --model and --benchmark)."""
     from .config import hparams_model, load_plugins
 
     load_plugins(plugin)
@@ -417,8 +419,30 @@ def list_cmd(
         from .data.registry import available_datasets
 
         typer.echo("\n".join(available_datasets()) + "\n(or the path of a folder of class folders / an .npz)")
+    elif what == "weightings":
+        import inspect
+
+        from .multitask.weighting import WEIGHTINGS
+        from .multitask.weighting.registry import registered_defaults
+
+        for name in sorted(WEIGHTINGS):
+            cls = WEIGHTINGS[name]
+            defaults = {p.name: p.default for p in list(inspect.signature(cls.__init__).parameters.values())[2:]
+                        if p.default is not inspect.Parameter.empty}
+            args = [f"{k}={v!r}" for k, v in {**defaults, **registered_defaults(name)}.items()]
+            needs = "+".join(n.name.lower() for n in type(cls.needs) if n in cls.needs)
+            typer.echo(f"{name} [{needs}]: " + ", ".join(args))
+    elif what == "mtl-models":
+        from .multitask.models import available_mtl_models
+
+        typer.echo("\n".join(available_mtl_models()))
+    elif what == "mtl-benchmarks":
+        from .multitask.data import available_mtl_benchmarks
+
+        typer.echo("\n".join(available_mtl_benchmarks()))
     else:
-        raise ValueError(f"metabridge list takes algorithms, models or datasets (got {what!r}).")
+        raise ValueError("metabridge list takes algorithms, models, datasets, weightings, mtl-models or mtl-benchmarks "
+                         f"(got {what!r}).")
 
 
 # ---------------------------------------------------------------------- bench

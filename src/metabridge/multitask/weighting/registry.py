@@ -45,6 +45,11 @@ def unregister_weighting(name: str) -> None:
     _KWARGS.pop(name, None)
 
 
+def registered_defaults(name: str) -> dict[str, Any]:
+    """The constructor keywords bound to ``name`` at registration (e.g. ``{"reduction": "mean"}``)."""
+    return dict(_KWARGS.get(name, {}))
+
+
 def available_weightings() -> list[str]:
     return sorted(_REGISTRY)
 
