@@ -161,6 +161,7 @@ def mtl(
     tune_equal_lrs: str = "",
     eval_every: int = -1,
     diagnostics_every: int = 0,
+    lookahead_lr: float = 0.0,
     device: str = "cpu",
     gradient_mode: str = "auto",
     benchmark_kwargs: str = "{}",
@@ -188,6 +189,7 @@ def mtl(
         eval_every: score validation/test every this many steps (-1: the benchmark's default; 0: at the end).
         diagnostics_every: every this many steps of the equal-weighting run, record per-layer gradient
             cosines/conflict and the lookahead task affinity (0: off); adds their plots.
+        lookahead_lr: SGD step of the affinity's lookahead (0: the run's learning rate, as TAG).
         device: cpu or cuda.
         gradient_mode: per-task gradients: auto, batched (one vmapped backward) or loop (K backwards).
         benchmark_kwargs: JSON object of keyword arguments for the benchmark loader (e.g. {"root": "..."}).
@@ -252,6 +254,8 @@ def mtl(
         for m in method_list:
             spec = {**base, "method": m, "method_kwargs": per_method_kwargs.get(m, {}), "tasks": task_idx,
                     "seed": seed, "diagnostics_every": diagnostics_every if m == "equal" else 0}
+            if diagnostics_every and m == "equal" and lookahead_lr:
+                spec["lookahead_lr"] = lookahead_lr
             rec = run_spec(spec, runs_dir, isolate)
             method_runs.setdefault(m, []).append(rec)
             progress(f"{m} seed {seed}", rec)

@@ -28,7 +28,7 @@ DEFAULT_SPEC: dict[str, Any] = {
     "benchmark": "multi_fashion_mnist", "benchmark_kwargs": {}, "tasks": None, "method": "equal",
     "method_kwargs": {}, "model": "hard_sharing", "model_kwargs": {}, "steps": 1000, "batch_size": 256,
     "lr": 1e-3, "weight_decay": 0.0, "eval_every": 0, "log_every": 10, "seed": 0, "device": "cpu",
-    "gradient_mode": "auto", "diagnostics_every": 0, "plugins": [], "threads": 0,
+    "gradient_mode": "auto", "diagnostics_every": 0, "plugins": [], "threads": 0, "lookahead_lr": 0.0,
 }
 
 
@@ -99,7 +99,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     if s["diagnostics_every"]:
         from .diagnostics_hooks import TrainingDiagnostics
 
-        hooks = TrainingDiagnostics(model, tasks, every=s["diagnostics_every"], steps=s["steps"])
+        hooks = TrainingDiagnostics(model, tasks, every=s["diagnostics_every"], steps=s["steps"],
+                                    lookahead_lr=s["lookahead_lr"] or s["lr"])
     before = _reset_peak(device)
     result = train_multitask(model, weighting, bench, steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"],
                              weight_decay=s["weight_decay"], eval_every=s["eval_every"], log_every=s["log_every"],
