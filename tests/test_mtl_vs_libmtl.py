@@ -57,8 +57,13 @@ PEER = Path(os.environ.get("METABRIDGE_LIBMTL_PYTHON",
 WORKER = Path(_benchmarks.__file__).with_name("_libmtl_worker.py")
 MARK = "@@MTLCOST "
 
-pytestmark = pytest.mark.skipif(not PEER.exists(), reason=f"LibMTL's python ({PEER}) is not installed here; set "
-                                                          "METABRIDGE_LIBMTL_PYTHON to a python with LibMTL")
+OPTED_IN = os.environ.get("METABRIDGE_PEER_TESTS") == "1" or "METABRIDGE_LIBMTL_PYTHON" in os.environ
+pytestmark = [
+    pytest.mark.skipif(not OPTED_IN, reason="peer comparison, not CI: opt in with METABRIDGE_PEER_TESTS=1 (LibMTL "
+                       "from ../shared/peers/install.sh) or METABRIDGE_LIBMTL_PYTHON=PATH"),
+    pytest.mark.skipif(not PEER.exists(), reason=f"LibMTL's python ({PEER}) is not installed here; set "
+                       "METABRIDGE_LIBMTL_PYTHON to a python with LibMTL"),
+]
 
 IN_DIM, HIDDEN, OUT_DIM, BATCH, SEED = 10, (16,), 12, 24, 0
 
