@@ -88,6 +88,8 @@ def test_mtl_command_reports_delta_m_against_stl_and_resumes(tmp_path, capsys, m
     assert "Delta_m %" in printed and "STL" in printed and "mgda" in printed
     saved = json.loads((out / "report.json").read_text())
     assert set(saved["methods"]) == {"equal", "mgda"}
+    markdown = (out / "table.md").read_text().splitlines()
+    assert markdown[0].startswith("| method | cls (%) | reg | reg2 | Delta_m %") and markdown[2].startswith("| STL |")
     records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
     assert len(records) == 2 * (3 + 2)  # seeds x (STL per task + methods)
     stl = [sum(r["test_metric"][0] for r in records if r["spec"]["tasks"] == [t]) / 2 for t in range(3)]

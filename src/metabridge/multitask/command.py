@@ -124,8 +124,8 @@ def summarize(method_runs: dict[str, list[dict[str, Any]]], stl_runs: list[list[
             "higher_is_better": higher}
 
 
-def format_table(report: dict[str, Any]) -> str:
-    """Plain-text table: one row per method, one column per task, then the summary columns."""
+def format_table(report: dict[str, Any], markdown: bool = False) -> str:
+    """Plain-text (or Markdown) table: one row per method, one column per task, then the summary columns."""
     tasks, units = report["tasks"], report["units"]
     head = ["method"] + [f"{t}{f' ({u})' if u else ''}" for t, u in zip(tasks, units)]
     head += ["Delta_m %", "rank", "s/step", "x equal", "peak MiB"]
@@ -139,6 +139,9 @@ def format_table(report: dict[str, Any]) -> str:
                      f"{row['mean_rank']:.2f}" if "mean_rank" in row else "",
                      f"{row['seconds_per_step'] * 1000:.1f} ms", f"{row.get('time_ratio', float('nan')):.2f}",
                      f"{row['peak_mib']:.0f}" if row["peak_mib"] is not None else "n/a"])
+    if markdown:
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return "\n".join(out + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
     widths = [max(len(str(r[i])) for r in [head] + rows) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(head, widths))]
     lines.append("  ".join("-" * w for w in widths))
@@ -279,6 +282,7 @@ def mtl(
     table = format_table(report)
     atomic_write_text(out / "report.json", json.dumps(report, indent=1))
     atomic_write_text(out / "table.txt", table + "\n")
+    atomic_write_text(out / "table.md", format_table(report, markdown=True) + "\n")
     from .report_plots import write_plots
 
     report["plots"] = [str(p) for p in write_plots(report, method_runs, out)]
