@@ -135,7 +135,8 @@ def format_table(report: dict[str, Any], markdown: bool = False) -> str:
     for name, row in sorted(report["methods"].items(), key=lambda kv: kv[1].get("delta_m", 0.0)):
         dm = row.get("delta_m")
         rows.append([name] + [f"{v:.4g}" for v in row["test_metric"]] +
-                    [f"{dm:+.2f} ± {row['delta_m_ci95']:.2f}" if dm is not None else "",
+                    [("" if dm is None else f"{dm:+.2f} ± {row['delta_m_ci95']:.2f}" if len(row["seeds"]) > 1
+                      else f"{dm:+.2f}"),
                      f"{row['mean_rank']:.2f}" if "mean_rank" in row else "",
                      f"{row['seconds_per_step'] * 1000:.1f} ms", f"{row.get('time_ratio', float('nan')):.2f}",
                      f"{row['peak_mib']:.0f}" if row["peak_mib"] is not None else "n/a"])

@@ -34,18 +34,27 @@ def _plot_delta_m(report: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
+def _steps(series: dict[str, list], every: int) -> list[int] | None:
+    """Training steps of the logged points (one every ``every`` steps), when every method has as many."""
+    lengths = {len(v) for v in series.values()}
+    return [i * every for i in range(lengths.pop())] if len(lengths) == 1 else None
+
+
 def write_plots(report: dict[str, Any], method_runs: dict[str, list[dict[str, Any]]], out: Path) -> list[Path]:
     """Write every figure the report supports under ``out``; returns their paths."""
     paths: list[Path] = []
     dm = _plot_delta_m(report, out / "delta_m.png")
     if dm is not None:
         paths.append(dm)
+    every = report.get("settings", {}).get("log_every", 10)
     losses = {m: runs[0]["train_losses"] for m, runs in method_runs.items() if runs[0]["train_losses"]}
     if losses:
-        paths.append(plot_loss_trajectories(losses, out / "loss_trajectories.png", task_names=report["tasks"]))
+        paths.append(plot_loss_trajectories(losses, out / "loss_trajectories.png", task_names=report["tasks"],
+                                            steps=_steps(losses, every)))
     weights = {m: runs[0]["weights"] for m, runs in method_runs.items() if runs[0]["weights"]}
     if weights:
-        paths.append(plot_weight_trajectories(weights, out / "weight_trajectories.png", task_names=report["tasks"]))
+        paths.append(plot_weight_trajectories(weights, out / "weight_trajectories.png", task_names=report["tasks"],
+                                              steps=_steps(weights, every)))
     diag = report.get("diagnostics")
     if diag:
         aff = diag["affinity"]
