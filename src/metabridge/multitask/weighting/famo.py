@@ -62,6 +62,7 @@ def _finite_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+@register_weighting("famo_next_batch", lookahead="next_batch")  # no extra forward (an approximation)
 @register_weighting("famo")
 class FAMO(Weighting):
     """Fast Adaptive Multitask Optimization (loss-only, learned task logits updated after each step)."""
