@@ -38,8 +38,10 @@ def save_dataset(ds: ClassDataset, path: str | os.PathLike) -> Path:
     return path
 
 
-def load_dataset_cache(path: str | os.PathLike, *, mmap: bool = True) -> ClassDataset | None:
-    """The dataset stored at ``path``, or ``None`` if absent, unreadable or from another version."""
+def load_versioned(path: str | os.PathLike, version: int, *, mmap: bool = True) -> dict | None:
+    """The dict saved at ``path`` by ``torch.save``, or ``None`` if the file is absent, unreadable,
+    not a dict, or written by another ``version`` of its writer (a damaged or foreign cache is
+    rebuilt, never trusted)."""
     path = Path(path)
     if not path.exists():
         return None
@@ -47,7 +49,15 @@ def load_dataset_cache(path: str | os.PathLike, *, mmap: bool = True) -> ClassDa
         d = torch.load(path, mmap=mmap, weights_only=True, map_location="cpu")
     except Exception:  # a foreign or damaged cache is rebuilt, never trusted
         return None
-    if not isinstance(d, dict) or d.get("version") != CACHE_VERSION:
+    if not isinstance(d, dict) or d.get("version") != version:
+        return None
+    return d
+
+
+def load_dataset_cache(path: str | os.PathLike, *, mmap: bool = True) -> ClassDataset | None:
+    """The dataset stored at ``path``, or ``None`` if absent, unreadable or from another version."""
+    d = load_versioned(path, CACHE_VERSION, mmap=mmap)
+    if d is None:
         return None
     return ClassDataset(
         images=d["images"], labels=d["labels"], class_names=list(d["class_names"]),

@@ -61,6 +61,7 @@ import torch
 from torch import Tensor
 
 from metabridge.atomic import atomic_open
+from metabridge.data.cache import load_versioned
 from metabridge.data.download import ChecksumError, RemoteFile, ensure_file
 from metabridge.data.spec import DatasetFormatError
 
@@ -281,15 +282,7 @@ def _cache_name(seed: int, max_shift: int, layout: str, val_size: int, checksums
 
 
 def _read_cache(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        d = torch.load(path, mmap=True, weights_only=True, map_location="cpu")
-    except Exception:  # a damaged or foreign cache is rebuilt, never trusted
-        return None
-    if not isinstance(d, dict) or d.get("version") != CACHE_VERSION:
-        return None
-    return d
+    return load_versioned(path, CACHE_VERSION, mmap=True)
 
 
 def load_multi_fashion_mnist(root: str | os.PathLike[str] | None = None, *, download: bool = False,

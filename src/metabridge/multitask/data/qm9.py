@@ -71,6 +71,7 @@ import torch
 from torch import Tensor
 
 from metabridge.atomic import atomic_open
+from metabridge.data.cache import load_versioned
 from metabridge.data.spec import DatasetFormatError
 
 from ..tasks import MultiTaskBenchmark, MultiTaskData, TaskSpec
@@ -398,15 +399,7 @@ def _fingerprint(files: list[Path]) -> list[tuple[str, int, str]]:
 
 
 def _read_cache(path: Path) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        d = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception:  # a damaged or foreign cache is rebuilt, never trusted
-        return None
-    if not isinstance(d, dict) or d.get("version") != CACHE_VERSION:
-        return None
-    return d
+    return load_versioned(path, CACHE_VERSION, mmap=False)
 
 
 def _mean_std(x: Tensor, chunk: int = 8192) -> tuple[Tensor, Tensor]:
