@@ -274,7 +274,7 @@ def test_compare_options_reach_the_settings_and_plugins_reach_the_workers(tmp_pa
 
 
 def test_recipe_and_switches_reach_each_methods_config() -> None:
-    from metabridge.benchmarks.compare import _json_object
+    from metabridge.csv_options import parse_json_object as _json_object
 
     settings = CompareSettings(recipe="official", methods=("mtl", "maml"), model="resnet12",
                                training={"early_stopping_patience": None},

@@ -1,9 +1,11 @@
-"""Comma-separated option values (``--widths 16,64,256``), parsed in one place for every command."""
+"""Comma-separated option values (``--widths 16,64,256``) and JSON-object options
+(``--model-kwargs '{"widths": [16, 40]}'``), parsed in one place for every command."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T", int, float, str)
 
@@ -22,3 +24,17 @@ def parse_csv(text: str, option: str, cast: Callable[[str], T] = int, *, positiv
     if positive and any(v <= 0 for v in values):  # type: ignore[operator]
         raise ValueError(f"{option} takes positive {kind}, e.g. {example} (got {text!r}).")
     return values
+
+
+def parse_json_object(text: str, option: str, example: str = '{"widths": [16, 40, 80, 160]}') -> dict[str, Any]:
+    """A JSON object given on the command line ({} when empty); ``ValueError`` naming ``option``
+    and an example when it does not parse or is not an object."""
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{option} takes a JSON object, e.g. '{example}' ({exc}).") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} takes a JSON object, e.g. '{example}' (got {text!r}).")
+    return value

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ExperimentConfig, load_plugins
-from ..csv_options import parse_csv
+from ..csv_options import parse_csv, parse_json_object
 from ..recipes import get_recipe
 
 #: The methods the seed paper compares, and which of them are gradient-based meta-learning.
@@ -420,22 +420,9 @@ def _csv(text: str, cast: type = str, name: str = "") -> tuple:
     return tuple(parse_csv(text, name or "the option", cast, example="1,5")) if text.strip() else ()
 
 
-def _json_object(text: str, option: str) -> dict[str, Any]:
-    """A JSON object given on the command line ({} when empty)."""
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{option} takes a JSON object, e.g. '{{\"widths\": [16, 40, 80, 160]}}' ({exc}).") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{option} takes a JSON object, e.g. '{{\"widths\": [16, 40, 80, 160]}}' (got {text!r}).")
-    return value
-
-
 def _method_hparams(head_init: str, train_forward: str, text: str) -> dict[str, dict[str, Any]]:
     """Per-method hyperparameters from the MTL switches and ``--method-hparams`` (JSON)."""
-    given = _json_object(text, "--method-hparams") if text else {}
+    given = parse_json_object(text, "--method-hparams", '{"mtl": {"class_weighting": "minmax"}}')
     for name, value in given.items():
         if not isinstance(value, dict):
             raise ValueError(f"--method-hparams: the value for {name!r} must be a JSON object of hyperparameters "
@@ -562,7 +549,7 @@ def main(
             plugins=_csv(plugin), recipe=recipe, training=_training_switches(lr_schedule, early_stopping_patience,
                                                                              augment),
             method_hparams=_method_hparams(head_init, train_forward, method_hparams),
-            model_kwargs={**_json_object(model_kwargs, "--model-kwargs"),
+            model_kwargs={**parse_json_object(model_kwargs, "--model-kwargs"),
                           **({"variant": model_variant} if model_variant else {})},
         )
         if not settings.methods:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_text
-from ..csv_options import parse_csv
+from ..csv_options import parse_csv, parse_json_object
 
 __all__ = ["mtl", "summarize", "format_table"]
 
@@ -208,12 +208,9 @@ def mtl(
     """
     defaults = BENCHMARK_DEFAULTS.get(benchmark, {"model": "hard_sharing", "steps": 1000, "batch_size": 256,
                                                   "lr": 1e-3, "eval_every": 0})
-    mk = json.loads(model_kwargs)
-    per_method_kwargs = json.loads(method_kwargs)
-    bk = json.loads(benchmark_kwargs)
-    for value, name in ((mk, "--model-kwargs"), (per_method_kwargs, "--method-kwargs"), (bk, "--benchmark-kwargs")):
-        if not isinstance(value, dict):
-            raise ValueError(f"{name} must be a JSON object (got {value!r}).")
+    mk = parse_json_object(model_kwargs, "--model-kwargs", '{"encoder_out_dim": 64}')
+    per_method_kwargs = parse_json_object(method_kwargs, "--method-kwargs", '{"cagrad": {"c": 0.4}}')
+    bk = parse_json_object(benchmark_kwargs, "--benchmark-kwargs", '{"root": "data"}')
     plugins = parse_csv(plugin, "--plugin", str) if plugin else []
     from ..plugins import load_plugins
 
@@ -239,7 +236,8 @@ def mtl(
     started = time.perf_counter()
     method_runs: dict[str, list[dict[str, Any]]] = {}
     stl_runs: list[list[dict[str, Any]]] | None = [[] for _ in all_tasks] if stl else None
-    total = len(seed_list) * (len(method_list) + (len(all_tasks) if stl else 0) + len(parse_csv(tune_equal_lrs, "--tune-equal-lrs", float) if tune_equal_lrs else []))
+    tuning_lrs = parse_csv(tune_equal_lrs, "--tune-equal-lrs", float) if tune_equal_lrs else []
+    total = len(seed_list) * (len(method_list) + (len(all_tasks) if stl else 0) + len(tuning_lrs))
     done = 0
 
     def progress(label: str, record: dict[str, Any]) -> None:
@@ -263,9 +261,9 @@ def mtl(
             rec = run_spec(spec, runs_dir, isolate)
             method_runs.setdefault(m, []).append(rec)
             progress(f"{m} seed {seed}", rec)
-        if tune_equal_lrs:
+        if tuning_lrs:
             candidates = [r for r in method_runs.get("equal", []) if r["spec"]["seed"] == seed]
-            for value in parse_csv(tune_equal_lrs, "--tune-equal-lrs", float):
+            for value in tuning_lrs:
                 rec = run_spec({**base, "lr": value, "method": "equal", "tasks": task_idx, "seed": seed}, runs_dir, isolate)
                 progress(f"equal lr={value:g} seed {seed}", rec)
                 candidates.append(rec)
