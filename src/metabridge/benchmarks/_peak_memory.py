@@ -23,14 +23,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..peak_memory import status_kb
 from ._peer_impls import INNER_LR, build_step, make_problem
 
 
 def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
+    value = status_kb(field)
+    if value is None:
+        raise RuntimeError(f"{field} not in /proc/self/status")
+    return value
 
 
 def measure_in_this_process(lib: str, method: str, shots: int, meta_batch: int, steps: int, device: str) -> dict:

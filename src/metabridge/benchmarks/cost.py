@@ -91,6 +91,7 @@ from pathlib import Path
 from typing import Any
 
 from ..csv_options import parse_csv
+from ..peak_memory import status_kb
 
 DEFAULT_METHODS = "mtl,protonet,metaoptnet,maml-1,maml-5,fomaml-5"
 DEFAULT_BACKBONES = "conv4@28,resnet12@32,resnet12@84"
@@ -279,16 +280,6 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _status_kb(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def measure(cfg: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
     """Build one configuration, run its steps, return its timings and peak memory.
 
@@ -348,14 +339,14 @@ def measure(cfg: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
         else:
             try:
                 Path("/proc/self/clear_refs").write_text("5")
-                before = _status_kb("VmRSS")
+                before = status_kb("VmRSS")
             except OSError:
                 before = None
         first = step()
         if cuda:
             memory = {"peak_mib": (torch.cuda.max_memory_allocated() - before) / 2**20,
                       "how": "cuda max_memory_allocated - allocated before, first step"}
-        elif before is not None and (peak := _status_kb("VmHWM")) is not None:
+        elif before is not None and (peak := status_kb("VmHWM")) is not None:
             memory = {"peak_mib": (peak - before) / 1024, "rss_before_mib": before / 1024, "vmhwm_mib": peak / 1024,
                       "how": "VmHWM - VmRSS before the first step (clear_refs=5)"
                              + (", fresh process" if cfg["isolated"] else ", in this process: approximate")}

@@ -11,12 +11,11 @@ model's initialisation is drawn inside ``torch.random.fork_rng``).
 
 from __future__ import annotations
 
-import gc
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..peak_memory import peak_memory_mib, reset_peak_memory
 from .data import load_mtl_benchmark
 from .models.registry import build_mtl_model
 from .trainer import train_multitask
@@ -30,38 +29,6 @@ DEFAULT_SPEC: dict[str, Any] = {
     "lr": 1e-3, "weight_decay": 0.0, "eval_every": 0, "log_every": 10, "seed": 0, "device": "cpu",
     "gradient_mode": "auto", "diagnostics_every": 0, "plugins": [], "threads": 0, "lookahead_lr": 0.0,
 }
-
-
-def _status_kb(field: str) -> int | None:
-    status = Path("/proc/self/status")
-    if not status.exists():
-        return None
-    for line in status.read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return None
-
-
-def _reset_peak(device: torch.device) -> int | None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        return torch.cuda.memory_allocated(device)
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return None
-    return _status_kb("VmRSS")
-
-
-def _peak_mib(device: torch.device, before: int | None) -> float | None:
-    if before is None:
-        return None
-    if device.type == "cuda":
-        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    peak = _status_kb("VmHWM")
-    return None if peak is None else (peak - before) / 1024
 
 
 def _in_worker() -> bool:
@@ -101,14 +68,14 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
         hooks = TrainingDiagnostics(model, tasks, every=s["diagnostics_every"], steps=s["steps"],
                                     lookahead_lr=s["lookahead_lr"] or s["lr"])
-    before = _reset_peak(device)
+    before = reset_peak_memory(device)
     result = train_multitask(model, weighting, bench, steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"],
                              weight_decay=s["weight_decay"], eval_every=s["eval_every"], log_every=s["log_every"],
                              seed=s["seed"], device=device, gradient_mode=s["gradient_mode"],
                              on_batch=hooks.on_batch if hooks else None)
     record = {"spec": s, "tasks": [t.name for t in tasks], "units": [t.unit for t in tasks],
               "metric_names": [t.metric_name for t in tasks], "higher_is_better": [t.higher_is_better for t in tasks],
-              "peak_mib": _peak_mib(device, before), "num_shared_params": sum(p.numel() for p in model.shared_parameters()),
+              "peak_mib": peak_memory_mib(device, before), "num_shared_params": sum(p.numel() for p in model.shared_parameters()),
               **result.as_dict()}
     if hooks is not None:
         record["diagnostics"] = hooks.summary()
