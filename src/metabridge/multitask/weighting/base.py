@@ -153,10 +153,9 @@ def weighted_backward(
         weights = weights.detach()
         if task_params:
             torch.autograd.backward((weights.to(losses.dtype) * losses).sum(), inputs=task_params, retain_graph=True)
-        reached = [p for p in shared_params if p.grad is None]
         torch.autograd.backward(features, grad_tensors=direction.view_as(features).to(features.dtype),
                                 inputs=shared_params)
-        missed = [i for i, p in enumerate(shared_params) if p.grad is None and any(p is q for q in reached)]
+        missed = [p for p in shared_params if p.grad is None]  # not upstream of the features
         if missed:
             raise ValueError(f"{type(weighting).__name__} updates the shared parameters through the shared features, "
                              f"but {len(missed)} shared parameter tensor(s) lie downstream of them (e.g. a shared "
