@@ -54,7 +54,7 @@ def user_dir(tmp_path, monkeypatch):
 
 def test_python_blocks_run_in_order(user_dir, capsys):
     blocks = _blocks("python")
-    assert len(blocks) == 4
+    assert len(blocks) == 5
     namespace: dict = {}
     for block in blocks:
         exec(compile(block, str(README), "exec"), namespace)
@@ -63,6 +63,10 @@ def test_python_blocks_run_in_order(user_dir, capsys):
     assert "['temperature']" in out
     for method in ("equal", "pcgrad", "nash_mtl", "inverse_loss"):
         assert re.search(rf"^{method} \[\d+\.\d+, \d+\.\d+\]$", out, flags=re.M), out
+    # meta-RL: five MAML-TRPO iterations print before -> after adaptation, then returns after 0..2 updates
+    its = re.findall(r"^(\d) (-\d+\.\d+) -> (-\d+\.\d+)$", out, flags=re.M)
+    assert [int(i) for i, _, _ in its] == list(range(5)), out
+    assert re.search(r"^\[-\d+\.\d+, -\d+\.\d+, -\d+\.\d+\]$", out, flags=re.M), out
     from metabridge.multitask.weighting import unregister_weighting
 
     unregister_weighting("inverse_loss")

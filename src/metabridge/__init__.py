@@ -11,6 +11,7 @@ The names a user needs are importable from here::
     from metabridge import MAML, MTL, ProtoNet, EpisodeSampler, ClassDataset, evaluate
     from metabridge import register_algorithm, register_model, register_dataset
     from metabridge import TaskSpec, MultiTaskBenchmark, build_mtl_model, build_weighting, train_multitask
+    from metabridge import MAMLTRPO, DRSTRPO, GaussianMLPPolicy, Navigation2D, RLConfig, train_rl
 
 (``metabridge.evaluate`` is the function; its module is reached as ``from metabridge.evaluate
 import ...``.) Importing metabridge changes no process-wide state (threads, allocator, loggers,
@@ -35,6 +36,10 @@ from .multitask import (
     MultiTaskBenchmark, MultiTaskData, MultiTaskModel, MultiTaskResult, Needs, TaskOutputs, TaskSpec, Weighting,
     build_mtl_model, build_weighting, load_mtl_benchmark, register_mtl_benchmark, register_mtl_model,
     register_weighting, train_multitask, weighted_backward,
+)
+from .rl import (
+    DRSPPO, DRSTRPO, MAMLTRPO, GaussianMLPPolicy, MetaEnv, MetaRLAlgorithm, Navigation2D, RLConfig, make_env,
+    register_env, train_rl,
 )
 from .stats import MeanCI, mean_ci95
 from .tasks import EpisodeSampler, LinearRegressionFamily, SinusoidFamily, TaskBatch

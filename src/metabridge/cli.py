@@ -50,9 +50,11 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     """Exceptions that mean "the input is wrong", not "metabridge has a bug"."""
     from .data.download import DownloadError
     from .data.spec import DatasetFormatError
+    from .rl.trainer import RLTrainingError
     from .train import NonFiniteLossError
 
-    return (ValueError, FileNotFoundError, CheckpointError, NonFiniteLossError, DatasetFormatError, DownloadError)
+    return (ValueError, FileNotFoundError, FileExistsError, CheckpointError, NonFiniteLossError, RLTrainingError,
+            FloatingPointError, DatasetFormatError, DownloadError)
 
 
 def friendly_errors(fn: F) -> F:
@@ -396,7 +398,8 @@ def export_cmd(
 @friendly_errors
 def list_cmd(
     what: str = typer.Argument("algorithms", help="algorithms (with their hyperparameters), models, datasets, "
-                               "weightings (multi-task methods, with what each reads), mtl-models or mtl-benchmarks."),
+                               "weightings (multi-task methods, with what each reads), mtl-models, mtl-benchmarks, "
+                               "rl-envs (meta-RL environment families) or rl-presets (meta-RL protocols)."),
     plugin: list[str] = typer.Option([], "--plugin", metavar="MODULE", help="Import this module first (one's own "
                                      "registrations), repeatable."),
 ) -> None:
@@ -440,9 +443,21 @@ def list_cmd(
         from .multitask.data import available_mtl_benchmarks
 
         typer.echo("\n".join(available_mtl_benchmarks()))
+    elif what == "rl-envs":
+        from .rl.envs.registry import available_envs, extra_of
+
+        typer.echo("\n".join(f"{n}" + (f" [needs metabridge[{extra_of(n)}]]" if extra_of(n) else "")
+                              for n in available_envs()))
+    elif what == "rl-presets":
+        from .rl.presets import available_presets, preset_config
+
+        for name in available_presets():
+            c = preset_config(name)
+            typer.echo(f"{name}: env={c.env} {c.env_kwargs} policy={c.hidden} {c.activation} inner_lr={c.inner_lr} "
+                       f"meta_batch={c.meta_batch} rollouts={c.rollouts} iterations={c.iterations}")
     else:
-        raise ValueError("metabridge list takes algorithms, models, datasets, weightings, mtl-models or mtl-benchmarks "
-                         f"(got {what!r}).")
+        raise ValueError("metabridge list takes algorithms, models, datasets, weightings, mtl-models, mtl-benchmarks, "
+                         f"rl-envs or rl-presets (got {what!r}).")
 
 
 # ---------------------------------------------------------------------- bench
@@ -585,6 +600,17 @@ theory_app = typer.Typer(cls=TheoryGroup, no_args_is_help=True, add_completion=F
                          help="Theory lab: Gao & Sener's MAML/DRS trade-off (linreg) and Wang et al.'s MTL/GBML "
                          "closeness (metabridge.theory.commands).")
 app.add_typer(theory_app, name="theory")
+
+
+class RLGroup(LazyFunctionGroup):
+    commands_spec = {"train": "metabridge.rl.commands:train", "eval": "metabridge.rl.commands:evaluate",
+                     "tradeoff": "metabridge.rl.commands:tradeoff", "experiment": "metabridge.rl.commands:experiment"}
+
+
+rl_app = typer.Typer(cls=RLGroup, no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+                     help="Meta-RL: MAML-TRPO vs domain-randomized search (DRS-TRPO, DRS-PPO) on 2D navigation, "
+                     "MuJoCo locomotion and Meta-World (metabridge.rl.commands).")
+app.add_typer(rl_app, name="rl")
 
 
 def _mount_compare() -> None:

@@ -26,7 +26,6 @@ algorithm and its train/val/test task sources.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import tomllib

@@ -1,0 +1,71 @@
+"""MAML for reinforcement learning with a TRPO meta-step (Finn, Abbeel & Levine, ICML 2017, Alg. 3).
+
+For a meta-batch of tasks T_i: sample D_i with pi_theta, adapt
+theta'_i = theta - alpha grad L_i(theta) (:func:`metabridge.rl.inner_step.adapt`), sample
+D'_i with pi_theta'_i, and update theta by TRPO on the post-adaptation surrogate
+
+    max_theta  1/T sum_i E_{D'_i}[ pi_{theta'_i(theta)}(a|s) / pi_{theta'_i(theta_old)}(a|s) A_t ]
+    s.t.       1/T sum_i E_{D'_i}[ KL(pi_{theta'_i(theta_old)} || pi_{theta'_i(theta)}) ] <= delta.
+
+Second order (default): theta'_i(theta) is differentiated through the inner step, so the
+gradient holds the alpha grad^2 L_i term and the Fisher-vector products differentiate
+through it too (as pytorch-maml-rl and Finn's rllab code; here as J' H J with J the
+Jacobian of the adapted policy's outputs in theta, exact at theta_old). ``first_order=True``
+drops those terms (first-order MAML-TRPO). All T tasks are adapted in one vmapped call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..envs.base import MetaEnv
+from ..inner_step import adapt
+from ..policy import GaussianMLPPolicy, Params
+from .base import behaviour_distribution, distribution_of, surrogate_and_kl
+from .trpo_base import TRPOMetaAlgorithm, fisher_rollouts, with_success
+
+
+class MAMLTRPO(TRPOMetaAlgorithm):
+    """MAML-TRPO; ``first_order=True`` for its first-order variant (TRPO settings as
+    :class:`~metabridge.rl.algorithms.trpo_base.TRPOMetaAlgorithm`)."""
+
+    name = "maml-trpo"
+    samples_per_task_iteration = 2
+
+    def __init__(self, policy: GaussianMLPPolicy, inner_lr: float = 0.1, first_order: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(policy, inner_lr, **kwargs)
+        self.first_order = bool(first_order)
+        if self.first_order:
+            self.name = "fo-maml-trpo"
+
+    def hparams(self) -> dict[str, Any]:
+        return {**super().hparams(), "first_order": self.first_order}
+
+    def train_iteration(self, env: MetaEnv, meta_batch: int, rollouts: int,
+                        generator: torch.Generator) -> dict[str, float]:
+        policy = self.policy
+        theta = policy.params()
+        tasks = env.sample_tasks(meta_batch, generator)
+        train = self.sample(env, theta, tasks, rollouts, generator)
+        adapted_old = {k: v.detach() for k, v in adapt(policy, theta, train, self.inner_lr, True).items()}
+        valid = self.sample(env, adapted_old, tasks, rollouts, generator)
+        old_mean, old_log_std = behaviour_distribution(policy, adapted_old, valid)
+
+        def objective() -> tuple[torch.Tensor, torch.Tensor]:
+            adapted = adapt(policy, theta, train, self.inner_lr, self.first_order)
+            return surrogate_and_kl(policy, adapted, valid, old_mean, old_log_std)
+
+        k = fisher_rollouts(rollouts, self.fisher_subsample)
+        train_f, valid_f = train.first_rollouts(k), valid.first_rollouts(k)
+
+        def inner(p: Params) -> Params:
+            return adapt(policy, p, train_f, self.inner_lr, self.first_order)
+
+        update = self.trpo_update(objective, distribution_of(policy, list(theta), valid_f.observations, inner),
+                                  valid_f.mask)
+        out = {"env_steps": float(train.env_steps + valid.env_steps), "return": float(train.task_returns().mean()),
+               "return_adapted": float(valid.task_returns().mean()), **update}
+        return with_success(out, valid.success_rate(), "success_adapted")

@@ -1,0 +1,238 @@
+"""Train a meta-RL algorithm with checkpoints, exact resume, JSONL metrics and a progress bar.
+
+The same machinery as the few-shot trainer (:mod:`metabridge.checkpoint`,
+:class:`metabridge.train.MetricsLog`): a run directory holds ``config.json``,
+``metrics.jsonl`` (one ``train`` record per iteration, one ``eval`` record per
+evaluation), and ``last.pt`` / ``last.prev.pt`` written atomically. A checkpoint holds
+the policy, the algorithm's extra state (PPO's Adam), the sampler generator's state,
+the iteration, the environment steps and seconds so far: a run killed at any point and
+resumed with ``resume=True`` ends with the parameters of the uninterrupted run.
+
+Evaluation (:func:`metabridge.rl.evaluate.finetune_returns`) uses held-out tasks and a
+noise generator both seeded by ``config.eval_seed`` alone, so every method, seed and
+checkpoint is scored on the same tasks with the same noise (common random numbers),
+and evaluating never moves the training generator.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..atomic import atomic_write_text
+from ..checkpoint import FORMAT_VERSION, CheckpointError, CheckpointManager
+from ..metrics_log import MetricsLog, read_metrics
+from .algorithms import DRSPPO, DRSTRPO, MAMLTRPO, MetaRLAlgorithm
+from .config import RLConfig
+from .envs.base import MetaEnv
+from .envs.registry import make_env
+from .evaluate import FinetuneResult, finetune_returns
+from .policy import GaussianMLPPolicy
+
+CONFIG_FILE = "config.json"
+#: fields a resumed run may change (the others would make it a different run)
+RESUMABLE = frozenset({"iterations", "eval_every", "checkpoint_every", "device"})
+
+
+class RLTrainingError(RuntimeError):
+    """A run produced non-finite statistics or parameters; the last good checkpoint is kept."""
+
+
+def build_policy(config: RLConfig, env: MetaEnv) -> GaussianMLPPolicy:
+    """The Gaussian MLP policy of ``config``, initialised from ``config.seed`` (global RNG untouched)."""
+    g = torch.Generator().manual_seed(config.seed)
+    policy = GaussianMLPPolicy(env.obs_dim, env.action_dim, config.hidden, config.activation, config.init_std,
+                               generator=g)
+    return policy.to(dtype=getattr(torch, config.dtype), device=config.device)
+
+
+def build_rl_algorithm(config: RLConfig, policy: GaussianMLPPolicy) -> MetaRLAlgorithm:
+    """The algorithm ``config.algorithm`` around ``policy``, with ``config.algorithm_kwargs``."""
+    common = dict(inner_lr=config.inner_lr, gamma=config.gamma, gae_lambda=config.gae_lambda)
+    kw = {**common, **config.algorithm_kwargs}
+    try:
+        if config.algorithm == "maml-trpo":
+            return MAMLTRPO(policy, **kw)
+        if config.algorithm == "fo-maml-trpo":
+            return MAMLTRPO(policy, first_order=True, **kw)
+        if config.algorithm == "drs-trpo":
+            return DRSTRPO(policy, **kw)
+        return DRSPPO(policy, **kw)
+    except TypeError as exc:
+        raise ValueError(f"algorithm_kwargs {sorted(config.algorithm_kwargs)} do not fit {config.algorithm}: "
+                         f"{exc}") from None
+
+
+def build_env(config: RLConfig) -> MetaEnv:
+    return make_env(config.env, **config.env_kwargs)
+
+
+def evaluation_tasks(config: RLConfig, env: MetaEnv) -> torch.Tensor:
+    """The held-out tasks of every evaluation of runs sharing ``config.eval_seed``."""
+    return env.sample_tasks(config.eval_tasks, torch.Generator().manual_seed(config.eval_seed), split="test")
+
+
+def evaluate_policy(config: RLConfig, env: MetaEnv, policy: GaussianMLPPolicy,
+                    tasks: torch.Tensor | None = None) -> FinetuneResult:
+    """Returns after 0..eval_updates fine-tuning updates on the held-out tasks."""
+    tasks = evaluation_tasks(config, env) if tasks is None else tasks
+    noise = torch.Generator().manual_seed(config.eval_seed + 7919)
+    return finetune_returns(env, policy, tasks, config.eval_rollouts, config.eval_updates, config.eval_schedule(),
+                            noise, gamma=config.gamma, gae_lambda=config.gae_lambda)
+
+
+@dataclass
+class RLResult:
+    """What a finished run reports: the final evaluation and every record written."""
+
+    run_dir: Path
+    iteration: int
+    env_steps: int
+    seconds: float
+    final: dict[str, Any] | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class RLTrainer:
+    """Runs ``config`` in ``run_dir``.
+
+    Args:
+        resume: continue from the run directory's newest readable checkpoint (the config
+            must match except for :data:`RESUMABLE` fields).
+        overwrite: start afresh in a directory that already holds a run.
+        progress: show a tqdm bar.
+        on_iteration: called as ``on_iteration(iteration, stats)`` after each iteration
+            (tests use it to kill a run at a chosen point).
+    """
+
+    def __init__(self, config: RLConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                 progress: bool = True, on_iteration: Callable[[int, dict[str, float]], None] | None = None) -> None:
+        self.config, self.run_dir = config, Path(run_dir)
+        self.resume, self.overwrite, self.progress = resume, overwrite, progress
+        self.on_iteration = on_iteration
+        self.checkpoints = CheckpointManager(self.run_dir)
+
+    # ------------------------------------------------------------ set-up
+    def _prepare(self) -> dict[str, Any] | None:
+        cfg_path = self.run_dir / CONFIG_FILE
+        if self.resume:
+            ckpt, _ = self.checkpoints.load_latest()
+            saved = RLConfig(**ckpt["config"])
+            changed = [k for k in RLConfig.model_fields
+                       if k not in RESUMABLE and getattr(saved, k) != getattr(self.config, k)]
+            if changed:
+                raise CheckpointError(f"cannot resume {self.run_dir}: the config differs in {', '.join(changed)} "
+                                      f"(only {', '.join(sorted(RESUMABLE))} may change on resume); start a new "
+                                      "run with another --out, or pass --overwrite.")
+            return ckpt
+        if self.checkpoints.exists() or cfg_path.exists():
+            if not self.overwrite:
+                raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it or "
+                                      "--overwrite to start again.")
+            for p in (self.checkpoints.last, self.checkpoints.previous, self.checkpoints.best):
+                p.unlink(missing_ok=True)
+        return None
+
+    def _save(self, algorithm: MetaRLAlgorithm, generator: torch.Generator, iteration: int, env_steps: int,
+              seconds: float) -> Path:
+        payload = {
+            "format_version": FORMAT_VERSION, "step": iteration, "algorithm": algorithm.state_dict(),
+            "optimizer": algorithm.extra_state(), "rng": {"sampler": generator.get_state()},
+            "config": self.config.model_dump(), "best": None,
+            "extra": {"env_steps": env_steps, "seconds": seconds, "kind": "meta-rl",
+                      "policy": algorithm.policy.config(), "hparams": algorithm.hparams()},
+            "build": None, "time": time.time(),
+        }
+        return self.checkpoints.save(payload)
+
+    # ------------------------------------------------------------ loop
+    def run(self) -> RLResult:
+        cfg = self.config
+        ckpt = self._prepare()
+        env = build_env(cfg)  # everything is built (and validated) before the run directory is touched
+        policy = build_policy(cfg, env)
+        algorithm = build_rl_algorithm(cfg, policy)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / CONFIG_FILE, json.dumps(cfg.model_dump(), indent=2) + "\n")
+        generator = torch.Generator().manual_seed(cfg.seed)
+        start, env_steps, seconds = 0, 0, 0.0
+        if ckpt is not None:
+            algorithm.load_state_dict(ckpt["algorithm"])
+            algorithm.load_extra_state(ckpt["optimizer"] or {})
+            generator.set_state(ckpt["rng"]["sampler"])
+            start = int(ckpt["step"])
+            env_steps, seconds = int(ckpt["extra"]["env_steps"]), float(ckpt["extra"]["seconds"])
+        eval_tasks = evaluation_tasks(cfg, env)
+        log = MetricsLog(self.run_dir, start if ckpt is not None else None, tensorboard=False)
+        history: list[dict[str, Any]] = []
+        final: dict[str, Any] | None = None
+        bar = tqdm(total=cfg.iterations, initial=start, disable=not self.progress, desc=f"{cfg.algorithm} {cfg.env}",
+                   unit="it", dynamic_ncols=True)
+        last_saved = (self.checkpoints.last if ckpt is not None else None, start)
+        try:
+            for it in range(start + 1, cfg.iterations + 1):
+                t0 = time.perf_counter()
+                stats = algorithm.train_iteration(env, cfg.meta_batch, cfg.rollouts, generator)
+                seconds += time.perf_counter() - t0
+                env_steps += int(stats["env_steps"])
+                bad = [k for k, v in stats.items() if not math.isfinite(v)]
+                if bad or not all(bool(torch.isfinite(p).all()) for p in policy.parameters()):
+                    where = (f"the last good checkpoint {last_saved[0]} (iteration {last_saved[1]}) is kept"
+                             if last_saved[0] is not None else "no checkpoint had been written yet")
+                    raise RLTrainingError(f"iteration {it} gave non-finite {', '.join(bad) or 'parameters'}; "
+                                          f"training stopped and {where}. Lower inner_lr (now {cfg.inner_lr:g}) "
+                                          "or the trust region (algorithm_kwargs max_kl) / PPO learning_rate.")
+                rec = {"kind": "train", "step": it, "env_steps_total": env_steps, "seconds": seconds, **stats}
+                log.write(rec)
+                history.append(rec)
+                bar.update(1)
+                bar.set_postfix(ret=f"{stats['return']:.2f}")
+                last = it == cfg.iterations
+                if (cfg.eval_every and it % cfg.eval_every == 0) or last:
+                    result = evaluate_policy(cfg, env, policy, eval_tasks)
+                    ev = {"kind": "eval", "step": it, "env_steps_total": env_steps, "seconds": seconds,
+                          "returns": result.mean_returns(),
+                          "returns_ci95": [float(1.96 * r.std(unbiased=True) / math.sqrt(r.numel()))
+                                           if r.numel() > 1 else 0.0 for r in result.returns]}
+                    if result.success is not None:
+                        ev["success"] = result.mean_success()
+                    log.write(ev)
+                    history.append(ev)
+                    final = ev
+                if (cfg.checkpoint_every and it % cfg.checkpoint_every == 0) or last:
+                    last_saved = (self._save(algorithm, generator, it, env_steps, seconds), it)
+                if self.on_iteration is not None:
+                    self.on_iteration(it, stats)
+        finally:
+            bar.close()
+            log.close()
+            env.close()
+        if final is None:  # resumed at the end: report the recorded final evaluation
+            evals = [r for r in read_metrics(self.run_dir) if r.get("kind") == "eval"]
+            final = evals[-1] if evals else None
+        return RLResult(self.run_dir, cfg.iterations, env_steps, seconds, final, history)
+
+
+def train_rl(config: RLConfig, run_dir: str | Path, **kwargs: Any) -> RLResult:
+    """Convenience: ``RLTrainer(config, run_dir, **kwargs).run()``."""
+    return RLTrainer(config, run_dir, **kwargs).run()
+
+
+def load_rl_run(run_dir: str | Path, map_location: str = "cpu") -> tuple[RLConfig, MetaEnv, MetaRLAlgorithm, int]:
+    """Rebuild (config, env, algorithm, iteration) from a run directory's newest readable checkpoint."""
+    ckpt, _ = CheckpointManager(Path(run_dir)).load_latest(map_location)
+    if ckpt.get("extra", {}).get("kind") != "meta-rl":
+        raise CheckpointError(f"{run_dir} is not a meta-RL run (train it with metabridge rl train).")
+    config = RLConfig(**ckpt["config"])
+    env = build_env(config)
+    algorithm = build_rl_algorithm(config, build_policy(config, env))
+    algorithm.load_state_dict(ckpt["algorithm"])
+    return config, env, algorithm, int(ckpt["step"])
