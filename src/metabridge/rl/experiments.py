@@ -79,6 +79,45 @@ def _method_summary(result: RLResult) -> dict[str, Any]:
                        **({"success": r["success"]} if "success" in r else {})} for r in _evals(result)]}
 
 
+#: multiples of the preset's test step sizes tried when the fine-tuning step is tuned per method
+TUNE_FACTORS = (5.0, 1.0, 0.2, 0.04, 0.01)
+
+
+def tuned_finetuning(config: RLConfig, run_dir: Path | None, factors: Sequence[float] = TUNE_FACTORS
+                     ) -> dict[str, Any]:
+    """Returns after 0..K updates with the fine-tuning step chosen per method.
+
+    Each multiple f of the config's step-size schedule is scored on *validation* tasks
+    (seed ``eval_seed + 1000``, disjoint draws from the test tasks) by the mean return
+    after 1..K updates; the best f is then scored on the test tasks. Gao & Sener also
+    fine-tune each method with its own step size; a policy trained without the inner
+    step (DRS) can need a much smaller one than MAML's."""
+    from .trainer import load_rl_run
+
+    if run_dir is None:
+        env = build_env(config)
+        policy = build_policy(config, env)
+    else:
+        _, env, algorithm, _ = load_rl_run(run_dir)
+        policy = algorithm.policy
+    try:
+        val_cfg = config.model_copy(update={"eval_seed": config.eval_seed + 1000})
+        scores: dict[float, float] = {}
+        base = config.eval_lrs or [config.inner_lr]
+        for f in factors:
+            res = evaluate_policy(val_cfg.model_copy(update={"eval_lrs": [f * lr for lr in base]}), env, policy)
+            after = res.returns[1:] if res.returns.shape[0] > 1 else res.returns
+            scores[f] = float(after.mean())
+        best = max(scores, key=lambda f: scores[f])
+        test_cfg = config.model_copy(update={"eval_lrs": [best * lr for lr in base]})
+        res = evaluate_policy(test_cfg, env, policy)
+    finally:
+        env.close()
+    ci = [float(1.96 * r.std(unbiased=True) / math.sqrt(r.numel())) for r in res.returns]
+    return {"returns": res.mean_returns(), "returns_ci95": ci, "success": res.mean_success(),
+            "lrs": test_cfg.eval_schedule(), "factor": best, "validation_scores": {str(k): v for k, v in scores.items()}}
+
+
 def _random_init(config: RLConfig) -> dict[str, Any]:
     env = build_env(config)
     try:
@@ -132,10 +171,12 @@ def _table(report: dict[str, Any]) -> str:
 
 def comparison_experiment(preset: str, out: Path, runs: Path, algorithms: Sequence[str] = ("maml-trpo", "drs-trpo"),
                           seed: int = 0, random_init: bool = True, references: dict[str, Any] | None = None,
-                          scaled_note: str | None = None, progress: bool = True,
+                          scaled_note: str | None = None, progress: bool = True, tune: bool = True,
                           **overrides: Any) -> dict[str, Any]:
     """Train each of ``algorithms`` on ``preset`` at equal samples (DRS: 2x iterations) and report
-    the returns after 0..K test updates of each, beside ``references``."""
+    the returns after 0..K test updates of each, beside ``references``: with the preset's
+    fine-tuning step for every method, and (``tune=True``) with the step tuned per method
+    on validation tasks (:func:`tuned_finetuning`), as ``"<method> (tuned step)"`` rows."""
     out.mkdir(parents=True, exist_ok=True)
     maml_cfg = preset_config(preset, "maml-trpo", seed=seed, **overrides)
     report: dict[str, Any] = {"title": f"{preset} (seed {seed})", "preset": preset, "seed": seed,
@@ -143,10 +184,21 @@ def comparison_experiment(preset: str, out: Path, runs: Path, algorithms: Sequen
                               "machine": machine("cpu"), "note": scaled_note}
     for algorithm in algorithms:
         cfg = _scaled_for(algorithm, maml_cfg, preset, {"seed": seed, **overrides})
-        report["methods"][algorithm] = _method_summary(run_or_resume(cfg, runs / f"{algorithm}-s{seed}", progress))
+        result = run_or_resume(cfg, runs / f"{algorithm}-s{seed}", progress)
+        report["methods"][algorithm] = _method_summary(result)
         report["methods"][algorithm]["config"] = cfg.model_dump()
     if random_init:
         report["methods"]["random init"] = _random_init(maml_cfg)
+    if tune:
+        for algorithm in algorithms:
+            row = report["methods"][algorithm]
+            tuned = tuned_finetuning(RLConfig(**row["config"]), runs / f"{algorithm}-s{seed}")
+            report["methods"][f"{algorithm} (tuned step)"] = {**tuned, "env_steps": row["env_steps"],
+                                                               "train_seconds": row["train_seconds"],
+                                                               "iterations": row["iterations"]}
+        if random_init:
+            report["methods"]["random init (tuned step)"] = {**tuned_finetuning(maml_cfg, None), "env_steps": 0,
+                                                             "train_seconds": 0.0, "iterations": 0}
     atomic_write_text(out / "results.json", json.dumps(report, indent=2) + "\n")
     _plot_returns(report, out / "returns.png", references)
     table = _table(report)

@@ -1,0 +1,48 @@
+"""The meta-RL experiments end to end on tiny budgets: equal samples, reuse of finished runs, the map."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from metabridge.rl.experiments import comparison_experiment, tradeoff_experiment
+
+TINY = dict(env_kwargs={"horizon": 6}, hidden=[8], meta_batch=3, rollouts=3, iterations=4, eval_every=2,
+            eval_tasks=3, eval_rollouts=2, eval_updates=2, checkpoint_every=2)
+
+
+def test_comparison_gives_drs_twice_the_iterations_and_reuses_runs(tmp_path: Path, capsys) -> None:
+    report = comparison_experiment("navigation-finn", tmp_path / "out", tmp_path / "runs",
+                                   ("maml-trpo", "drs-trpo", "drs-ppo"), seed=0, **TINY)
+    methods = report["methods"]
+    assert methods["maml-trpo"]["iterations"] == 4 and methods["drs-trpo"]["iterations"] == 8
+    assert methods["drs-ppo"]["config"]["algorithm_kwargs"]["clip"] == 0.2
+    # equal samples: DRS samples once per iteration, MAML twice
+    ratio = methods["drs-trpo"]["env_steps"] / methods["maml-trpo"]["env_steps"]
+    assert 0.6 < ratio < 1.4
+    assert len(methods["random init"]["returns"]) == 3
+    tuned = methods["drs-trpo (tuned step)"]
+    assert tuned["factor"] in (5.0, 1.0, 0.2, 0.04, 0.01) and len(tuned["returns"]) == 3
+    assert tuned["validation_scores"][str(tuned["factor"])] == max(tuned["validation_scores"].values())
+    assert {"results.json", "returns.png", "table.md"} <= {p.name for p in (tmp_path / "out").iterdir()}
+    assert "| maml-trpo |" in capsys.readouterr().out
+    stamp = (tmp_path / "runs" / "maml-trpo-s0" / "last.pt").stat().st_mtime_ns
+    again = comparison_experiment("navigation-finn", tmp_path / "out", tmp_path / "runs",
+                                  ("maml-trpo", "drs-trpo", "drs-ppo"), seed=0, **TINY)
+    assert (tmp_path / "runs" / "maml-trpo-s0" / "last.pt").stat().st_mtime_ns == stamp  # reused, not retrained
+    assert again["methods"]["maml-trpo"]["returns"] == methods["maml-trpo"]["returns"]
+
+
+def test_tradeoff_map_from_seeds(tmp_path: Path) -> None:
+    report = tradeoff_experiment("navigation-finn", tmp_path / "out", tmp_path / "runs", seeds=(0, 1), **TINY)
+    value = report["map"]["value"]
+    assert len(value) == 2 and all(len(row) == 3 for row in value)  # checkpoints x (0..2 updates)
+    assert all(-1 <= v <= 1 for row in value for v in row)
+    assert report["drs_iterations"] == [4, 8] and report["maml_iterations"] == [2, 4]
+    saved = json.loads((tmp_path / "out" / "tradeoff.json").read_text())
+    assert saved["map"]["value"] == value
+    assert (tmp_path / "out" / "tradeoff.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        tradeoff_experiment("navigation-finn", tmp_path / "o2", tmp_path / "r2", seeds=(0,), **TINY)
