@@ -9,6 +9,7 @@ testing (:class:`MetaAlgorithm`).
 The names a user needs are importable from here::
 
     from metabridge import MAML, MTL, ProtoNet, EpisodeSampler, ClassDataset, evaluate
+    from metabridge import MANN, SNAIL, InContextTransformer      # black-box adaptation
     from metabridge import register_algorithm, register_model, register_dataset
     from metabridge import TaskSpec, MultiTaskBenchmark, build_mtl_model, build_weighting, train_multitask
     from metabridge import MAMLTRPO, DRSTRPO, GaussianMLPPolicy, Navigation2D, RLConfig, train_rl
@@ -19,7 +20,8 @@ RNGs); the command line opts in to CPU tuning for its own process only.
 """
 
 from .algorithms import (
-    ANIL, DRS, FOMAML, MAML, MTL, MetaAlgorithm, MetaOptNet, MetaSGD, Predictor, ProtoNet, Reptile,
+    ANIL, DRS, FOMAML, MAML, MANN, MTL, SNAIL, InContextTransformer, MetaAlgorithm, MetaOptNet, MetaSGD, Predictor,
+    ProtoNet, Reptile,
 )
 from .algorithms.execution import ExecutionOptions
 from .algorithms.registry import ALGORITHMS, algorithm_hparams, build_algorithm, register_algorithm
@@ -49,10 +51,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ALGORITHMS", "ANIL", "CheckpointError", "ClassDataset", "DRS", "EpisodeSampler", "ExecutionOptions",
-    "Experiment", "ExperimentConfig", "FOMAML", "LinearRegressionFamily", "MAML", "MODELS", "MTL", "MeanCI",
-    "MetaAlgorithm", "MetaOptNet", "MetaSGD", "NonFiniteLossError", "Predictor", "ProtoNet", "Reptile",
-    "SinusoidFamily", "TaskBatch", "TaskSource", "TrainResult", "Trainer", "algorithm_hparams",
-    "available_datasets", "build_algorithm", "build_experiment", "build_model", "episode_scores", "evaluate",
+    "Experiment", "ExperimentConfig", "FOMAML", "InContextTransformer", "LinearRegressionFamily", "MAML", "MANN",
+    "MODELS", "MTL", "MeanCI", "MetaAlgorithm", "MetaOptNet", "MetaSGD", "NonFiniteLossError", "Predictor",
+    "ProtoNet", "Reptile", "SNAIL", "SinusoidFamily", "TaskBatch", "TaskSource", "TrainResult", "Trainer",
+    "algorithm_hparams", "available_datasets", "build_algorithm", "build_experiment", "build_model", "episode_scores", "evaluate",
     "load_checkpoint", "load_dataset", "load_image_folder", "load_plugins", "load_pretrained", "mean_ci95",
     "register_algorithm", "register_dataset", "register_model", "save_weights",
     # the multi-task half (metabridge.multitask)

@@ -38,9 +38,16 @@ from ..recipes import get_recipe
 DEFAULT_METHODS = ("mtl", "maml", "protonet")
 ALL_METHODS = ("mtl", "fomaml", "maml", "anil", "protonet", "metaoptnet")
 GBML = ("maml", "fomaml", "anil", "metaoptnet", "metasgd", "reptile")
+#: Black-box adaptation (CS330 lecture 2): selectable with --methods, in neither tuple above.
+BLACK_BOX = ("mann", "snail", "icl")
 LABELS = {"mtl": "MTL (Wang et al.)", "fomaml": "first-order MAML", "maml": "MAML", "anil": "ANIL",
           "protonet": "ProtoNet", "metaoptnet": "MetaOptNet-SVM", "metasgd": "Meta-SGD", "reptile": "Reptile",
-          "drs": "DRS (joint training)"}
+          "drs": "DRS (joint training)", "mann": "MANN (LSTM, CS330)", "snail": "SNAIL",
+          "icl": "ICL transformer"}
+#: Published accuracies of methods, for context beside the table (other data than glyphs).
+REFERENCES = {
+    "snail": "SNAIL on Omniglot 5-way: 99.07% 1-shot, 99.78% 5-shot (Mishra et al. 2018)",
+}
 
 #: Per-method settings from the papers: MAML's Omniglot protocol (one inner step of 0.4 in
 #: training, three at test; Finn et al. 2017, Sec. 5.2), the same for ANIL (Raghu et al.
@@ -55,6 +62,12 @@ METHOD_SETTINGS: dict[str, dict[str, Any]] = {
     "protonet": {"hparams": {}},
     "metaoptnet": {"hparams": {"head": "svm", "C": 0.1}},
     "drs": {"hparams": {"finetune_lr": 0.01, "finetune_steps": 10, "finetune": "head"}},
+    # black-box learners, Adam 1e-3: the CS330 LSTM (2 x 128); SNAIL's 5-way Omniglot architecture
+    # (Mishra et al. 2018, appendix), its TC blocks sized for 5-way 5-shot sequences (T = 26);
+    # a small set-encoder / cross-attention transformer.
+    "mann": {"hparams": {"hidden": 128, "layers": 2}},
+    "snail": {"hparams": {"keys": [64, 256, 512], "values": [32, 128, 256], "filters": 128, "tc_length": 26}},
+    "icl": {"hparams": {"dim": 128, "heads": 4, "encoder_layers": 2, "decoder_layers": 2}},
 }
 
 
@@ -265,6 +278,7 @@ def format_table(report: dict[str, Any]) -> str:
                      f"accuracy - CI = {100 * s['target']:.2f}% ({_train_shot(report['settings'])}-shot validation)")
         lines.append(speedup_sentence(s))
     lines.extend(accuracy_sentences(report))
+    lines.extend(f"published: {REFERENCES[m]}." for m in report["methods"] if m in REFERENCES)
     return "\n".join(lines)
 
 
@@ -486,7 +500,7 @@ def main(
 
     Args:
         methods: comma-separated methods to train (mtl, fomaml, maml, anil, metasgd, reptile,
-            protonet, metaoptnet, drs).
+            protonet, metaoptnet, drs, and the black-box learners mann, snail, icl).
         dataset: glyphs (offline, rendered from fonts), any downloaded one (omniglot, mini_imagenet,
             tiered_imagenet, cifar_fs, fc100) or one registered by a --plugin module.
         data_root: directory of downloaded datasets (not used by glyphs).

@@ -39,7 +39,8 @@ from ..train import Trainer, read_metrics
 PAPER = {"maml": [0.67, 0.38, 0.35], "drs": [2.41, 2.23, 2.19]}
 STEPS_EVAL = (1, 5, 10)
 LABELS = {"maml": "MAML", "fomaml": "first-order MAML", "drs": "DRS (pretrained on all tasks)",
-          "mtl": "MTL (head refit)", "anil": "ANIL", "reptile": "Reptile", "metasgd": "Meta-SGD"}
+          "mtl": "MTL (head refit)", "anil": "ANIL", "reptile": "Reptile", "metasgd": "Meta-SGD",
+          "mann": "MANN (LSTM)", "snail": "SNAIL", "icl": "ICL transformer"}
 
 
 def method_config(method: str, steps: int, out_dir: Path, seed: int, num_train_tasks: int,
@@ -55,6 +56,8 @@ def method_config(method: str, steps: int, out_dir: Path, seed: int, num_train_t
         hparams = {"finetune_lr": 0.01, "finetune_steps": 10}
     elif method == "mtl":
         pool = num_train_tasks
+    elif method == "snail":
+        hparams = {"tc_length": 11}  # SNAIL's T: the training sequence, K = 10 support points + the query
     return ExperimentConfig(
         task="sinusoid", algorithm=method, hparams=hparams, model="mlp", k_shot=10, q_query=10, eval_k_shot=5,
         num_train_tasks=pool, meta_batch_size=25, steps=steps, lr=1e-3, optimizer="adam",
@@ -183,7 +186,9 @@ def main(
     """Reproduce Finn et al. (2017)'s sinusoid table: MAML, DRS (pretrained) and MTL.
 
     Args:
-        methods: comma-separated algorithms (maml, fomaml, anil, metasgd, reptile, drs, mtl).
+        methods: comma-separated algorithms (maml, fomaml, anil, metasgd, reptile, drs, mtl, and the
+            black-box learners mann, snail, icl, which read the support in one forward: one number
+            for every step count, like MTL).
         steps: meta-iterations per method (Finn et al.: 70000).
         test_tasks: fixed test tasks (identical for every method).
         query_points: query points per test task used to score MSE.
