@@ -24,6 +24,15 @@ lane_b() {
       --runs runs/rl/tradeoff_halfcheetah_vel --seeds 0,1,2,3,4 --threads 1 --no-progress \
       --set '{"iterations": 30, "eval_every": 10, "checkpoint_every": 10}'
 }
+# lane C (run after the two lanes above, or beside them): HalfCheetah-Vel at Finn's step sizes, and the
+# per-method tuned fine-tuning step for the Gao-step runs
+lane_c() {
+  $MB rl experiment --name halfcheetah-vel --threads 1 --no-progress
+  $MB rl experiment --name halfcheetah-vel-gao-steps --threads 1 --no-progress
+}
+if [[ -z "${1:-}" ]]; then
 lane_a > logs/issue15_lane_a.log 2>&1 &
 lane_b > logs/issue15_lane_b.log 2>&1 &
 wait
+fi
+if [[ "${1:-}" == "c" ]]; then lane_c > logs/issue15_lane_c.log 2>&1; fi

@@ -157,6 +157,7 @@ def tradeoff(
 EXPERIMENTS = {
     "navigation": "Finn et al.'s 2D navigation: MAML-TRPO, DRS-TRPO and a random policy against Finn's returns",
     "halfcheetah-vel": "HalfCheetah-Vel, scaled to 2 cores: MAML-TRPO vs DRS-TRPO vs DRS-PPO at equal samples",
+    "halfcheetah-vel-gao-steps": "the same with Gao & Sener's step sizes (inner 0.01, MAML max KL 0.001)",
     "metaworld-reach": "Meta-World ML1 reach-v3, scaled: success after adaptation for MAML-TRPO and DRS-TRPO",
 }
 
@@ -173,7 +174,7 @@ def experiment(
     """Run one of the papers' meta-RL experiments and write results.json, returns.png, table.md.
 
     Args:
-        name: navigation, halfcheetah-vel or metaworld-reach.
+        name: navigation, halfcheetah-vel, halfcheetah-vel-gao-steps or metaworld-reach.
         out: results folder (default bench/results/rl/NAME).
         runs: run folder (default runs/rl/NAME; reused / resumed on a re-run).
         seed: seed of every run.
@@ -192,8 +193,9 @@ def experiment(
     over = _overrides(set)
     if name == "navigation":
         navigation_experiment(out, runs, seed, progress, **over)
-    elif name == "halfcheetah-vel":
-        comparison_experiment("halfcheetah-vel-small", out, runs, ("maml-trpo", "drs-trpo", "drs-ppo"), seed, True,
+    elif name.startswith("halfcheetah-vel"):
+        preset = "halfcheetah-vel-small" if name == "halfcheetah-vel" else "halfcheetah-vel-small-gao-steps"
+        comparison_experiment(preset, out, runs, ("maml-trpo", "drs-trpo", "drs-ppo"), seed, True,
                               None, "scaled to 2 cores: 10 tasks x 10 rollouts, horizon 100, 60 MAML iterations; "
                               "the paper's budget: metabridge rl tradeoff --preset halfcheetah-vel-gao",
                               progress, **over)

@@ -145,7 +145,9 @@ def _plot_returns(report: dict[str, Any], path: Path, references: dict[str, Any]
         if isinstance(values, list):
             ax.plot(range(len(values)), values, ls="--", marker="x", alpha=0.7, label=f"{name} (paper)")
     ax.set_xlabel("policy-gradient updates at test time")
-    ax.set_ylabel("average return")
+    ax.set_ylabel("average return (symlog)")
+    ax.set_yscale("symlog", linthresh=10.0)  # Finn et al. plot 2D navigation on a log scale
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_title(report["title"], fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
