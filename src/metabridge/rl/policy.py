@@ -101,6 +101,14 @@ def is_batched(params: Params, policy: GaussianMLPPolicy) -> bool:
                      f"whose log_std is {list(ref.shape)}.")
 
 
+def broadcast_log_std(log_std: Tensor, mean: Tensor) -> Tensor:
+    """Per-task log-stds ``[T, A]`` shaped to broadcast against means ``[T, ..., A]`` (shared
+    ``[A]`` log-stds broadcast as they are)."""
+    if log_std.ndim == 2:
+        return log_std.reshape(log_std.shape[0], *([1] * (mean.ndim - 2)), log_std.shape[1])
+    return log_std
+
+
 def policy_forward(policy: GaussianMLPPolicy, params: Params, obs: Tensor) -> tuple[Tensor, Tensor]:
     """Means ``[T, N, action_dim]`` and log-stds ``[T, action_dim]`` (or ``[action_dim]``) for
     observations ``[T, N, obs_dim]`` with per-task ``params`` (leading axis T) or shared ones."""
@@ -114,6 +122,4 @@ def policy_forward(policy: GaussianMLPPolicy, params: Params, obs: Tensor) -> tu
 def log_prob(policy: GaussianMLPPolicy, params: Params, obs: Tensor, actions: Tensor) -> Tensor:
     """log pi_params(actions | obs), shape ``obs.shape[:-1]``."""
     mean, log_std = policy_forward(policy, params, obs)
-    if log_std.ndim == 2:  # per task: broadcast over every non-task axis
-        log_std = log_std.reshape(log_std.shape[0], *([1] * (mean.ndim - 2)), log_std.shape[1])
-    return gaussian_log_prob(actions, mean, log_std)
+    return gaussian_log_prob(actions, mean, broadcast_log_std(log_std, mean))

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .envs.base import MetaEnv
 from .episodes import Episodes
-from .policy import GaussianMLPPolicy, Params, policy_forward
+from .policy import GaussianMLPPolicy, Params, broadcast_log_std, policy_forward
 
 
 @torch.no_grad()
@@ -41,9 +41,7 @@ def sample_episodes(env: MetaEnv, policy: GaussianMLPPolicy, params: Params, tas
     noise = torch.randn(t, rollouts, h, env.action_dim, generator=generator).to(device, dtype)
     for step in range(h):
         mean, log_std = policy_forward(policy, params, obs)
-        std = torch.exp(log_std)
-        if std.ndim == 2:
-            std = std[:, None, :]
+        std = torch.exp(broadcast_log_std(log_std, mean))
         eps = torch.zeros_like(noise[:, :, step]) if deterministic else noise[:, :, step]
         action = mean + std * eps
         # log N(a; mean, std) with a = mean + std * eps is -eps^2/2 - log std - log(2 pi)/2 per dimension

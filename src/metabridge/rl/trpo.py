@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .policy import broadcast_log_std
+
 
 def flat(tensors: Sequence[Tensor]) -> Tensor:
     return torch.cat([t.reshape(-1) for t in tensors])
@@ -95,12 +97,8 @@ def gaussian_fisher_vector_product(distribution: Callable[..., tuple[Tensor, Ten
     (mean, log_std), pullback = torch.func.vjp(distribution, *primals)
     t = mask.shape[0]
     w = mask / (mask.sum(dim=(1, 2), keepdim=True).clamp_min(1.0) * t)
-    if log_std.ndim == 2:
-        inv_var = torch.exp(-2 * log_std.detach())[:, None, None, :]
-        w_log_std = 2 * w.sum(dim=(1, 2))[:, None]
-    else:
-        inv_var = torch.exp(-2 * log_std.detach())
-        w_log_std = 2 * w.sum()
+    inv_var = torch.exp(-2 * broadcast_log_std(log_std.detach(), mean))
+    w_log_std = 2 * w.sum(dim=(1, 2))[:, None] if log_std.ndim == 2 else 2 * w.sum()
     w_mean = w[..., None] * inv_var
 
     def product(v: Tensor) -> Tensor:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..advantages import process_episodes
 from ..envs.base import MetaEnv
 from ..episodes import Episodes
-from ..policy import GaussianMLPPolicy, Params, gaussian_kl, log_prob, policy_forward
+from ..policy import GaussianMLPPolicy, Params, broadcast_log_std, gaussian_kl, log_prob, policy_forward
 from ..sampler import sample_episodes
 
 
@@ -43,22 +43,16 @@ def surrogate_and_kl(policy: GaussianMLPPolicy, params: Params, episodes: Episod
     ratio = torch.exp(lp - episodes.log_probs)
     loss = -per_task_mean(ratio * episodes.advantages, episodes.mask).mean()
     mean, log_std = policy_forward(policy, params, episodes.observations)
-    log_std = _broadcast_log_std(log_std, mean)
+    log_std = broadcast_log_std(log_std, mean)
     kl = gaussian_kl(old_mean, old_log_std, mean, log_std)
     return loss, per_task_mean(kl, episodes.mask).mean()
-
-
-def _broadcast_log_std(log_std: Tensor, mean: Tensor) -> Tensor:
-    if log_std.ndim == 2:  # per-task [T, A] against means [T, R, H, A]
-        return log_std.reshape(log_std.shape[0], *([1] * (mean.ndim - 2)), log_std.shape[1])
-    return log_std
 
 
 def behaviour_distribution(policy: GaussianMLPPolicy, params: Params, episodes: Episodes) -> tuple[Tensor, Tensor]:
     """Means and log-stds (detached) of the policy that sampled ``episodes``, for the KL."""
     with torch.no_grad():
         mean, log_std = policy_forward(policy, {k: v.detach() for k, v in params.items()}, episodes.observations)
-    return mean, _broadcast_log_std(log_std, mean).expand_as(mean).contiguous()
+    return mean, broadcast_log_std(log_std, mean).expand_as(mean).contiguous()
 
 
 def distribution_of(policy: GaussianMLPPolicy, names: list[str], observations: Tensor,
