@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..stats import mean_ci95
 from .advantages import process_episodes
 from .envs.base import MetaEnv
 from .inner_step import adapt
@@ -33,6 +34,11 @@ class FinetuneResult:
 
     def mean_returns(self) -> list[float]:
         return [float(r) for r in self.returns.mean(1)]
+
+    def returns_ci95(self) -> list[float]:
+        """Half-width of the 95% CI over tasks of each ``returns[k]``
+        (:func:`metabridge.stats.mean_ci95`; 0.0 for a single task)."""
+        return [mean_ci95(r).ci95 if r.numel() > 1 else 0.0 for r in self.returns]
 
     def mean_success(self) -> list[float] | None:
         return None if self.success is None else [float(s) for s in self.success.mean(1)]

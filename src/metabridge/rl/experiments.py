@@ -17,7 +17,6 @@ twice the iterations and evaluates every twice as many.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,31 +35,28 @@ from .trainer import RLResult, build_env, build_policy, evaluate_policy, train_r
 #: cbfinn/maml_rl icml/icml_point_results_*.pkl (the paper shows them only as a log-scale plot)
 FINN_NAVIGATION = {"maml": [-40.41, -11.68, -3.33, -3.23, -3.35], "random": [-82.7, -58.0, -53.8, -46.8, -42.9],
                    "oracle": -2.29, "source": "cbfinn/maml_rl icml/icml_point_results_*.pkl (Finn et al. 2017)"}
-#: Finn et al. 2017, HalfCheetah velocity U(0, 2), horizon 200: MAML after 0..3 updates (test_maml_cheetah.py)
-FINN_CHEETAH_VEL = {"maml": [-129.5, -78.6, -66.6, -60.8], "oracle": -54.5,
-                    "source": "cbfinn/maml_rl maml_examples/test_maml_cheetah.py stored results"}
 MAML_FAMILY = ("maml-trpo", "fo-maml-trpo")
 
 
-def _scaled_for(algorithm: str, maml_config: RLConfig, preset: str | None, overrides: dict[str, Any]) -> RLConfig:
+def _scaled_for(algorithm: str, maml_config: RLConfig, preset: str, overrides: dict[str, Any]) -> RLConfig:
+    """``preset``'s config for ``algorithm``; a DRS method gets the MAML config's sample budget
+    (2x its iterations, evaluations and checkpoints every 2x as many iterations)."""
+    config = preset_config(preset, algorithm, **overrides)
     if algorithm in MAML_FAMILY:
-        return maml_config.model_copy(update={"algorithm": algorithm, "algorithm_kwargs": dict(
-            maml_config.algorithm_kwargs)}) if preset is None else preset_config(preset, algorithm, **overrides)
-    base = preset_config(preset, algorithm, **overrides) if preset is not None else maml_config.model_copy(
-        update={"algorithm": algorithm, "algorithm_kwargs": {}})
-    return base.model_copy(update={"iterations": 2 * maml_config.iterations,
-                                   "eval_every": 2 * maml_config.eval_every,
-                                   "checkpoint_every": 2 * maml_config.checkpoint_every})
+        return config
+    return config.model_copy(update={"iterations": 2 * maml_config.iterations,
+                                     "eval_every": 2 * maml_config.eval_every,
+                                     "checkpoint_every": 2 * maml_config.checkpoint_every})
 
 
 def run_or_resume(config: RLConfig, run_dir: Path, progress: bool = True) -> RLResult:
     """Train ``config`` in ``run_dir``, resuming a partial run and reusing a finished one."""
-    done = (run_dir / "metrics.jsonl").is_file() and any(
-        r.get("kind") == "eval" and r.get("step") == config.iterations for r in read_metrics(run_dir))
+    records = read_metrics(run_dir) if (run_dir / "metrics.jsonl").is_file() else []
+    evals = [r for r in records if r.get("kind") == "eval"]
+    done = any(r.get("step") == config.iterations for r in evals)
     resume = CheckpointManager(run_dir).exists()
     if done and resume:
-        records = read_metrics(run_dir)
-        final = [r for r in records if r.get("kind") == "eval"][-1]
+        final = evals[-1]
         return RLResult(run_dir, config.iterations, int(final["env_steps_total"]), float(final["seconds"]), final,
                         records)
     return train_rl(config, run_dir, resume=resume, progress=progress)
@@ -113,8 +109,7 @@ def tuned_finetuning(config: RLConfig, run_dir: Path | None, factors: Sequence[f
         res = evaluate_policy(test_cfg, env, policy)
     finally:
         env.close()
-    ci = [float(1.96 * r.std(unbiased=True) / math.sqrt(r.numel())) for r in res.returns]
-    return {"returns": res.mean_returns(), "returns_ci95": ci, "success": res.mean_success(),
+    return {"returns": res.mean_returns(), "returns_ci95": res.returns_ci95(), "success": res.mean_success(),
             "lrs": test_cfg.eval_schedule(), "factor": best, "validation_scores": {str(k): v for k, v in scores.items()}}
 
 
@@ -124,8 +119,7 @@ def _random_init(config: RLConfig) -> dict[str, Any]:
         res = evaluate_policy(config, env, build_policy(config, env))
     finally:
         env.close()
-    ci = [float(1.96 * r.std(unbiased=True) / math.sqrt(r.numel())) for r in res.returns]
-    return {"returns": res.mean_returns(), "returns_ci95": ci, "success": res.mean_success(), "env_steps": 0,
+    return {"returns": res.mean_returns(), "returns_ci95": res.returns_ci95(), "success": res.mean_success(), "env_steps": 0,
             "train_seconds": 0.0, "iterations": 0}
 
 

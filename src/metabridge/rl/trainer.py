@@ -199,9 +199,7 @@ class RLTrainer:
                 if (cfg.eval_every and it % cfg.eval_every == 0) or last:
                     result = evaluate_policy(cfg, env, policy, eval_tasks)
                     ev = {"kind": "eval", "step": it, "env_steps_total": env_steps, "seconds": seconds,
-                          "returns": result.mean_returns(),
-                          "returns_ci95": [float(1.96 * r.std(unbiased=True) / math.sqrt(r.numel()))
-                                           if r.numel() > 1 else 0.0 for r in result.returns]}
+                          "returns": result.mean_returns(), "returns_ci95": result.returns_ci95()}
                     if result.success is not None:
                         ev["success"] = result.mean_success()
                     log.write(ev)
