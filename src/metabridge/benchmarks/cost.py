@@ -90,7 +90,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..csv_options import parse_csv
+from ..csv_options import parse_csv, parse_json_object
 from ..peak_memory import status_kb
 
 DEFAULT_METHODS = "mtl,protonet,metaoptnet,maml-1,maml-5,fomaml-5"
@@ -183,12 +183,7 @@ def parse_backbones(text: str) -> list[Backbone]:
 
 def parse_hparams(text: str, methods: list[Method]) -> dict[str, dict[str, Any]]:
     """``--hparams`` JSON: ``{method key or algorithm name: {hyperparameter: value}}``."""
-    if not text.strip():
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"--hparams takes a JSON object, e.g. '{{\"mtl\": {{\"C\": 3.0}}}}' ({exc}).") from exc
+    value = parse_json_object(text, "--hparams", '{"mtl": {"C": 3.0}}')
     names = {m.key for m in methods} | {m.algorithm for m in methods}
     if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise ValueError("--hparams takes a JSON object of objects, e.g. '{\"mtl\": {\"C\": 3.0}}'.")
