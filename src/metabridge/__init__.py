@@ -30,6 +30,7 @@ from .config import ExperimentConfig, load_plugins
 from .data import ClassDataset, available_datasets, load_dataset
 from .data.image_folder import load_image_folder
 from .data.registry import register_dataset
+from .distributed import DistributedContext, GradientAverager, init_from_environment
 from .evaluate import episode_scores, evaluate
 from .experiment import Experiment, TaskSource, build_experiment
 from .export import load_pretrained, save_weights
@@ -57,6 +58,8 @@ __all__ = [
     "algorithm_hparams", "available_datasets", "build_algorithm", "build_experiment", "build_model", "episode_scores", "evaluate",
     "load_checkpoint", "load_dataset", "load_image_folder", "load_plugins", "load_pretrained", "mean_ci95",
     "register_algorithm", "register_dataset", "register_model", "save_weights",
+    # data parallelism (metabridge.distributed)
+    "DistributedContext", "GradientAverager", "init_from_environment",
     # the multi-task half (metabridge.multitask)
     "MultiTaskBenchmark", "MultiTaskData", "MultiTaskModel", "MultiTaskResult", "Needs", "TaskOutputs", "TaskSpec",
     "Weighting", "build_mtl_model", "build_weighting", "load_mtl_benchmark", "register_mtl_benchmark",

@@ -146,6 +146,9 @@ class ExperimentConfig(BaseModel):
                         "cuda:N or mps.")
     deterministic: bool = Field(False, description="Use deterministic kernels (slower; needed for bit-exact "
                                 "resume on GPU).")
+    amp: Literal["off", "bf16"] = Field("off", description="Mixed precision: bf16 runs the meta-loss under "
+                                        "torch.autocast(bfloat16); only for the first-order embedding methods "
+                                        "(mtl, protonet, metaoptnet), whose heads and solvers stay in float32/64.")
     out_dir: str = Field("runs/default", description="Run directory: config.json, metrics.jsonl, last.pt, "
                          "last.prev.pt, best.pt.")
 

@@ -27,6 +27,20 @@ speed, so a run that validates by time is only as repeatable as its clock). A Na
 infinite loss or gradient stops training with :class:`NonFiniteLossError`, which
 names the step; no checkpoint is written after the failure, so the last good one
 stays on disk.
+
+Host synchronisation: on the CPU the loss and gradient norm are read every step (it
+costs nothing there). On an accelerator they stay on the device and are read every
+``sync_every`` steps (default ``log_every``), at each log, validation and checkpoint:
+a NaN is still reported with the step it first appeared in, and no checkpoint is ever
+written from parameters a non-finite step touched.
+
+Data parallelism (``torchrun --nproc-per-node W``; :mod:`metabridge.distributed`): each
+rank draws ``meta_batch_size / W`` tasks from its own stream, one all-reduce per step
+averages the gradients (the whole meta-batch's meta-gradient on every rank), the loss
+and the training time, so every rank steps, validates, stops and fails at the same
+step; validation episodes are split over the ranks and their scores gathered; rank 0
+writes metrics and checkpoints, which store every rank's task-generator state and the
+world size a resume must repeat.
 """
 
 from __future__ import annotations
@@ -46,9 +60,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, CheckpointManager, make_payload, preserved_rng, restore_rng_state
+from .checkpoint import (CheckpointError, CheckpointManager, capture_rng_state, make_payload, preserved_rng,
+                         restore_rng_state)
 from .config import ExperimentConfig
 from .device import resolve_device
+from .distributed import DistributedContext, GradientAverager, interleaved, rank_seed, shard_size
 from .evaluate import episode_scores
 from .experiment import Experiment, build_experiment
 from .metrics_log import MetricsLog, read_metrics  # read_metrics: re-exported for callers of train
@@ -228,6 +244,16 @@ def _all_finite(module: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in module.parameters())
 
 
+class _NoLog:
+    """The metrics log of a rank other than 0: writes nothing."""
+
+    def write(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 # ----------------------------------------------------------------------- trainer
 class Trainer:
     """Runs (or resumes) the training described by an :class:`ExperimentConfig`.
@@ -242,7 +268,13 @@ class Trainer:
         builder: ``config -> Experiment`` (default :func:`build_experiment`); tests and
             custom setups pass their own.
         on_step: called as ``on_step(step, loss)`` after each optimizer step (after any
-            checkpoint of that step).
+            checkpoint of that step); reads the loss every step, so it syncs with the device.
+        distributed: the ranks of a data-parallel run (default: one process); see
+            :mod:`metabridge.distributed` and :func:`metabridge.distributed.init_from_environment`.
+        sync_every: read the loss and check it (and the gradient norm) for NaN every this
+            many steps (always also at logs, validations, checkpoints and the last step).
+            Default: 1 on the CPU (free there), ``log_every`` on an accelerator, where each
+            read waits for the device.
 
     Validation-driven recipe: with ``lr_schedule="plateau"`` the scheduler is stepped with
     each validation's score (not each training step); with ``early_stopping_patience=P``
@@ -270,7 +302,8 @@ class Trainer:
     def __init__(self, config: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
                  progress: bool = True, tensorboard: bool = True,
                  builder: Callable[[ExperimentConfig], Experiment] = build_experiment,
-                 on_step: Callable[[int, float], None] | None = None) -> None:
+                 on_step: Callable[[int, float], None] | None = None,
+                 distributed: DistributedContext | None = None, sync_every: int | None = None) -> None:
         if resume and overwrite:
             raise ValueError("--resume and --overwrite contradict each other; pass only one.")
         self.config = config.validate()
@@ -280,6 +313,17 @@ class Trainer:
         self.run_dir = Path(config.out_dir)
         self.checkpoints = CheckpointManager(self.run_dir)
         self.device = resolve_device(config.device)
+        self.distributed = distributed if distributed is not None else DistributedContext()
+        self.shard = shard_size(config.meta_batch_size, self.distributed.world_size)
+        if sync_every is not None and sync_every < 1:
+            raise ValueError(f"sync_every must be >= 1 (got {sync_every}).")
+        self.sync_every = sync_every if sync_every is not None else (
+            1 if self.device.type == "cpu" else config.log_every)
+        self._averager: GradientAverager | None = None
+        #: (step, loss, grad_norm) of steps whose values were not read yet (deferred checks)
+        self._pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        #: training seconds all ranks agree on (the mean over ranks; the local count in one process)
+        self._consensus_seconds = 0.0
         self.experiment: Experiment | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any | None = None
@@ -296,6 +340,34 @@ class Trainer:
 
     # -------------------------------------------------------------- set-up
     def _prepare_dir(self) -> dict[str, Any] | None:
+        """Check and create the run directory (rank 0 writes; every rank reads the checkpoint)."""
+        ctx = self.distributed
+        if not ctx.enabled:
+            return self._prepare_dir_here(write=True)
+        error: BaseException | None = None
+        ckpt = None
+        if ctx.is_main:
+            try:
+                ckpt = self._prepare_dir_here(write=True)
+            except Exception as exc:  # every rank raises together below
+                error = exc
+        ctx.raise_together(error)
+        if not ctx.is_main:
+            try:
+                ckpt = self._prepare_dir_here(write=False) if self.resume else None
+            except Exception as exc:
+                error = exc
+        ctx.raise_together(error)
+        if ckpt is not None:
+            saved = int(ckpt.get("extra", {}).get("world_size", 1))
+            error = None if saved == ctx.world_size else ValueError(
+                f"{self.run_dir} was trained with {saved} process(es) and is resumed with {ctx.world_size}; "
+                f"each rank's task stream is in the checkpoint, so resume with torchrun --nproc-per-node "
+                f"{saved} (or start a new run in another --out directory).")
+            ctx.raise_together(error)
+        return ckpt
+
+    def _prepare_dir_here(self, write: bool) -> dict[str, Any] | None:
         ckpt = None
         if self.resume:
             ckpt, path = self.checkpoints.load_latest()
@@ -307,6 +379,8 @@ class Trainer:
                 )
             self._last_ckpt = (path, ckpt["step"])
             self._saved_steps = int(ckpt["config"].get("steps", self.config.steps))
+            if not write:
+                return ckpt
         elif self.checkpoints.exists():
             if not self.overwrite:
                 raise ValueError(
@@ -324,11 +398,25 @@ class Trainer:
         cfg = self.config
         set_deterministic(cfg.deterministic)
         ckpt = self._prepare_dir()
-        seed_everything(cfg.seed)
-        self.generator.manual_seed(cfg.seed)
+        if ckpt is not None and not self.distributed.enabled:
+            saved = int(ckpt.get("extra", {}).get("world_size", 1))
+            if saved != 1:
+                raise ValueError(
+                    f"{self.run_dir} was trained with {saved} processes; resume it with torchrun "
+                    f"--nproc-per-node {saved} (each rank's task stream is in the checkpoint).")
+        seed_everything(rank_seed(cfg.seed, self.distributed.rank))  # rank 0 (and one process): cfg.seed
+        self.generator.manual_seed(rank_seed(cfg.seed, self.distributed.rank))
         self.experiment = self.builder(cfg)
         self.metric = task_metric(self.experiment.val)
         algo = self.experiment.algorithm.to(self.device)
+        if cfg.amp != "off" and not getattr(algo, "supports_autocast", False):
+            raise ValueError(
+                f"--amp {cfg.amp} autocasts the embedding of first-order methods (mtl, protonet, metaoptnet); "
+                f"{cfg.algorithm} does not declare supports_autocast (second-order inner loops and "
+                "solvers need full precision); drop --amp.")
+        if self.distributed.enabled:
+            self.distributed.broadcast_module(algo)  # identical replicas, whatever each rank's init did
+            self._averager = GradientAverager(algo, self.distributed)
         self.optimizer = build_optimizer(cfg, algo.parameters())
         self.scheduler = build_scheduler(cfg, self.optimizer, self.metric)
         self._progress_hooks = [m.set_training_progress for m in algo.modules()
@@ -347,12 +435,15 @@ class Trainer:
                     f"the checkpoint in {self.run_dir} does not fit this algorithm/optimizer ({exc}); "
                     "resume with the config the run was started with."
                 ) from exc
-            restore_rng_state(ckpt["rng"], self.generator)
+            rank_rng = ckpt.get("extra", {}).get("rank_rng")
+            restore_rng_state(rank_rng[self.distributed.rank] if self.distributed.enabled else ckpt["rng"],
+                              self.generator)
             self.step = int(ckpt["step"])
             self.best = ckpt.get("best")
             extra = ckpt.get("extra", {})
             self._wall_offset = float(extra.get("wall_time", 0.0))
             self._train_seconds = float(extra.get("train_seconds", 0.0))
+            self._consensus_seconds = self._train_seconds
             self.validations_since_best = int(extra.get("validations_since_best", 0))
             if self._progress_hooks and self._saved_steps is not None and self._saved_steps != cfg.steps:
                 names = sorted({type(getattr(h, "__self__", h)).__name__ for h in self._progress_hooks})
@@ -363,6 +454,8 @@ class Trainer:
         else:
             self._wall_offset = 0.0
             self._train_seconds = 0.0
+            self._consensus_seconds = 0.0
+        self._pending = []
 
     # ---------------------------------------------------------------- steps
     def training_progress(self, step: int) -> float:
@@ -371,38 +464,75 @@ class Trainer:
         cfg = self.config
         fraction = step / cfg.steps
         if cfg.max_train_seconds is not None:
-            fraction = max(fraction, self._train_seconds / cfg.max_train_seconds)
+            fraction = max(fraction, self._consensus_seconds / cfg.max_train_seconds)
         return min(max(fraction, 0.0), 1.0)
 
-    def train_step(self, step: int) -> tuple[float, float]:
+    def train_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One outer step (after calling the training-progress hooks); returns ``(loss,
-        grad_norm)`` or raises :class:`NonFiniteLossError`."""
+        grad_norm)`` as detached 0-d tensors (the loss averaged over the ranks when
+        distributed) or raises :class:`NonFiniteLossError`. With ``sync_every == 1`` the
+        checks happen here, before the parameters change; otherwise the values are queued
+        and checked at the next sync point (:meth:`flush`)."""
         assert self.experiment is not None and self.optimizer is not None
         cfg, algo = self.config, self.experiment.algorithm
+        t_start = time.perf_counter()
         if self._progress_hooks:
             fraction = self.training_progress(step)
             for hook in self._progress_hooks:
                 hook(fraction)
-        batch = self.experiment.train.sample(cfg.meta_batch_size, self.generator).to(self.device)
+        batch = self.experiment.train.sample(self.shard, self.generator).to(self.device)
         algo.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = algo.meta_loss(batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16"):
+            loss = algo.meta_loss(batch)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise ValueError(f"{cfg.algorithm}.meta_loss must return a scalar tensor (got {shape}).")
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            self._fail(step, "loss", value)
+        eager = self.sync_every == 1
+        if eager and self._averager is None:
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                self._fail(step, "loss", value)
         loss.backward()
+        loss = loss.detach().float()
+        if self._averager is not None:
+            # one collective: gradients, loss, buffers and this rank's training seconds so far
+            local_seconds = self._train_seconds + (time.perf_counter() - t_start)
+            loss, seconds = self._averager.average([loss, local_seconds])
+            self._consensus_seconds = float(seconds)
+            if eager:
+                value = float(loss)
+                if not math.isfinite(value):
+                    self._fail(step, "loss", value)
         params = [p for p in algo.parameters() if p.grad is not None]
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm)) if params else 0.0
-        if not math.isfinite(grad_norm):
-            self._fail(step, "gradient norm", grad_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).detach().float() if params \
+            else torch.zeros((), device=loss.device)
+        if eager:
+            norm_value = float(grad_norm)
+            if not math.isfinite(norm_value):
+                self._fail(step, "gradient norm", norm_value)
+        else:
+            self._pending.append((step, loss, grad_norm))
         self.optimizer.step()
         if self.scheduler is not None and not self._steps_on_validation:
             self.scheduler.step()
-        return value, grad_norm
+        return loss, grad_norm
+
+    def flush(self) -> None:
+        """Read the queued steps' losses and gradient norms (one host sync) and raise
+        :class:`NonFiniteLossError` naming the first step where one was not finite."""
+        if not self._pending:
+            return
+        values = torch.stack([torch.stack([loss.to(torch.float64), norm.to(torch.float64)])
+                              for _, loss, norm in self._pending]).tolist()
+        steps = [s for s, _, _ in self._pending]
+        self._pending = []
+        for s, (loss, norm) in zip(steps, values):
+            if not math.isfinite(loss):
+                self._fail(s, "loss", loss)
+            if not math.isfinite(norm):
+                self._fail(s, "gradient norm", norm)
 
     @property
     def _steps_on_validation(self) -> bool:
@@ -420,27 +550,45 @@ class Trainer:
         """
         assert self.experiment is not None
         cfg = self.config
+        ctx = self.distributed
         with preserved_rng(self.generator):
             episodes = self.experiment.val.fixed_episodes(cfg.val_episodes, cfg.val_seed, cfg.eval_batch_size)
-            scores = episode_scores(self.experiment.algorithm, episodes, self.device)
+            if ctx.enabled:  # each rank scores every W-th batch of episodes; all ranks get all scores
+                share = interleaved(episodes, ctx)  # may be empty when there are fewer batches than ranks
+                mine = episode_scores(self.experiment.algorithm, share, self.device).cpu() if share \
+                    else torch.zeros(0, dtype=torch.float64)
+                scores = torch.cat([s.reshape(-1).to(torch.float64) for s in ctx.gather_objects(mine)])
+            else:
+                scores = episode_scores(self.experiment.algorithm, episodes, self.device)
         bad = scores[~torch.isfinite(scores)]
         if len(bad):
             self._fail(self.step, "validation score", float(bad[0]))
         return mean_ci95(scores)
 
     def save_checkpoint(self, step: int, is_best: bool, wall: float) -> Path:
+        """Write ``last.pt`` (and ``best.pt``); distributed: every rank takes part (its task
+        generator's state is gathered), rank 0 writes."""
         assert self.experiment is not None and self.optimizer is not None
+        self.flush()
         algo = self.experiment.algorithm
         if not _all_finite(algo):
             self._fail(step, "parameters", float("nan"))
-        payload = make_payload(
-            algorithm=algo, optimizer=self.optimizer, step=step, config=self.config.to_dict(),
-            task_generator=self.generator, scheduler=self.scheduler, best=self.best,
-            extra={"wall_time": wall, "train_seconds": self._train_seconds,
-                   "validations_since_best": self.validations_since_best, "stopped_early": self.stopped_early},
-            build=self.experiment.record,
-        )
-        path = self.checkpoints.save(payload, is_best=is_best)
+        ctx = self.distributed
+        extra: dict[str, Any] = {
+            "wall_time": wall, "train_seconds": self._consensus_seconds,
+            "validations_since_best": self.validations_since_best, "stopped_early": self.stopped_early,
+            "world_size": ctx.world_size}
+        if ctx.enabled:  # every rank's RNGs (task stream, torch, NumPy, Python), in rank order
+            extra["rank_rng"] = ctx.gather_objects(capture_rng_state(self.generator))
+        path = self.checkpoints.last
+        if ctx.is_main:
+            payload = make_payload(
+                algorithm=algo, optimizer=self.optimizer, step=step, config=self.config.to_dict(),
+                task_generator=self.generator, scheduler=self.scheduler, best=self.best, extra=extra,
+                build=self.experiment.record,
+            )
+            path = self.checkpoints.save(payload, is_best=is_best)
+        ctx.barrier()  # no rank runs ahead of a checkpoint it could be resumed from
         self._last_ckpt = (path, step)
         return path
 
@@ -452,21 +600,25 @@ class Trainer:
         self.setup()
         assert self.experiment is not None
         cfg = self.config
-        log = MetricsLog(self.run_dir, self.step if self.resume else None, self.tensorboard)
+        ctx = self.distributed
+        log: MetricsLog | _NoLog = (MetricsLog(self.run_dir, self.step if self.resume else None, self.tensorboard)
+                                    if ctx.is_main else _NoLog())
         history: list[dict[str, Any]] = []
         start_time = time.perf_counter()
         window_start, window_losses = start_time, []
+        window_comm: list[float] = []
         window_first = self.step
         last_loss, val = float("nan"), None
         timed = cfg.max_train_seconds is not None  # a time budget: the bar counts training seconds
         if timed:
             bar = tqdm(total=cfg.max_train_seconds, initial=min(self._train_seconds, cfg.max_train_seconds),
-                       disable=not self.progress, desc=cfg.algorithm, dynamic_ncols=True,
+                       disable=not (self.progress and ctx.is_main), desc=cfg.algorithm, dynamic_ncols=True,
                        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of training [{elapsed}{postfix}]")
         else:
-            bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc=cfg.algorithm,
+            bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.progress and ctx.is_main),
+                       desc=cfg.algorithm,
                        unit="step", dynamic_ncols=True)
-        next_timed_eval = (self._train_seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds \
+        next_timed_eval = (self._consensus_seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds \
             if cfg.eval_every_seconds else math.inf
         patience = cfg.early_stopping_patience
         first = self.step + 1
@@ -480,33 +632,49 @@ class Trainer:
         try:
             for step in range(first, cfg.steps + 1):
                 t_step = time.perf_counter()
-                last_loss, grad_norm = self.train_step(step)
+                loss_t, norm_t = self.train_step(step)
                 dt = time.perf_counter() - t_step
                 self._train_seconds += dt
-                out_of_time = cfg.max_train_seconds is not None and self._train_seconds >= cfg.max_train_seconds
+                if not ctx.enabled:
+                    self._consensus_seconds = self._train_seconds
+                if self._averager is not None:
+                    window_comm.append(self._averager.comm_seconds)
+                seconds = self._consensus_seconds  # the same on every rank: stop and validate together
+                out_of_time = cfg.max_train_seconds is not None and seconds >= cfg.max_train_seconds
                 last = step == cfg.steps or out_of_time
                 self.step = step
-                window_losses.append(last_loss)
+                window_losses.append(loss_t)
                 bar.update(min(dt, bar.total - bar.n) if timed else 1)
                 now = time.perf_counter()
                 wall = self._wall_offset + now - start_time
-                if step % cfg.log_every == 0 or last:
+                is_best = False
+                timed_eval = seconds >= next_timed_eval
+                if timed_eval:
+                    next_timed_eval = (seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds
+                validating = bool((cfg.eval_every and step % cfg.eval_every == 0) or timed_eval or
+                                  (last and (cfg.eval_every or cfg.eval_every_seconds)))
+                logging = step % cfg.log_every == 0 or last
+                checkpointing = bool(cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+                if logging or validating or checkpointing or last or step % self.sync_every == 0 \
+                        or self.on_step is not None:
+                    self.flush()  # raises NonFiniteLossError naming the first bad step
+                    last_loss = float(loss_t)
+                if logging:
+                    losses = torch.stack(window_losses).to(torch.float64).tolist()
                     rec = {
-                        "kind": "train", "step": step, "loss": sum(window_losses) / len(window_losses),
-                        "grad_norm": grad_norm, "lr": self.optimizer.param_groups[0]["lr"],
-                        "wall_time": wall, "train_seconds": self._train_seconds,
+                        "kind": "train", "step": step, "loss": sum(losses) / len(losses),
+                        "grad_norm": float(norm_t), "lr": self.optimizer.param_groups[0]["lr"],
+                        "wall_time": wall, "train_seconds": seconds,
                         "it_s": (step - window_first) / max(now - window_start, 1e-9),
                     }
+                    if ctx.enabled:
+                        per_rank = ctx.gather_objects(sum(window_comm) / max(len(window_comm), 1))
+                        rec.update(world_size=ctx.world_size, comm_s_per_step=per_rank)
                     log.write(rec)
                     history.append(rec)
                     bar.set_postfix(step=step, loss=f"{rec['loss']:.4g}")
-                    window_start, window_losses, window_first = now, [], step
-                is_best = False
-                timed_eval = self._train_seconds >= next_timed_eval
-                if timed_eval:
-                    next_timed_eval = (self._train_seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds
-                if (cfg.eval_every and step % cfg.eval_every == 0) or timed_eval or \
-                        (last and (cfg.eval_every or cfg.eval_every_seconds)):
+                    window_start, window_losses, window_first, window_comm = now, [], step, []
+                if validating:
                     val = self.validate()
                     is_best = self._update_best(step, val)
                     self.validations_since_best = 0 if is_best else self.validations_since_best + 1
@@ -514,7 +682,7 @@ class Trainer:
                         self.scheduler.step(val.mean)  # type: ignore[union-attr]
                     rec = {"kind": "val", "step": step, "val_mean": val.mean, "val_ci95": val.ci95, "val_n": val.n,
                            "wall_time": self._wall_offset + time.perf_counter() - start_time,
-                           "train_seconds": self._train_seconds, "lr": self.optimizer.param_groups[0]["lr"],
+                           "train_seconds": seconds, "lr": self.optimizer.param_groups[0]["lr"],
                            "validations_since_best": self.validations_since_best}
                     log.write(rec)
                     history.append(rec)
@@ -522,7 +690,7 @@ class Trainer:
                     # the validation that uses up the patience ends the run, unless it ends here anyway
                     self.stopped_early = patience is not None and self.validations_since_best >= patience \
                         and not last
-                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or last or self.stopped_early:
+                if checkpointing or last or self.stopped_early:
                     self.save_checkpoint(step, is_best, self._wall_offset + time.perf_counter() - start_time)
                 elif is_best:
                     self.save_checkpoint(step, True, self._wall_offset + time.perf_counter() - start_time)
@@ -551,7 +719,7 @@ class Trainer:
         return {"kind": "early_stop", "step": self.step, "metric": self.metric, "patience": patience,
                 "validations_without_improvement": self.validations_since_best, "best_step": best.get("step"),
                 "best_mean": best.get("mean"), "lr": self.optimizer.param_groups[0]["lr"], "wall_time": wall,
-                "train_seconds": self._train_seconds}
+                "train_seconds": self._consensus_seconds}
 
     def _update_best(self, step: int, val: MeanCI) -> bool:
         assert self.metric is not None
