@@ -299,3 +299,34 @@ def test_method_hparams_reach_each_method_over_the_mtl_switches() -> None:
     assert out["maml"] == {"inner_lr": 0.1}
     with pytest.raises(ValueError, match="must be a JSON object of hyperparameters"):
         _method_hparams("", "", '{"mtl": 3}')
+
+
+def test_compare_device_auto_is_resolved_like_train(tmp_path, monkeypatch) -> None:
+    import os
+
+    from metabridge.benchmarks import compare as compare_mod
+
+    here = "cuda" if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)"
+    assert compare_mod.machine_device("auto") == here
+    assert compare_mod.machine_device("cpu") == f"CPU ({os.cpu_count()} cores)"
+    specs: list[dict] = []
+
+    def fake_worker(spec: dict) -> dict:
+        specs.append(spec)
+        return _report({spec["method"]: [(10, 0.9)]})["methods"][spec["method"]]
+
+    monkeypatch.setattr(compare_mod, "run_worker", fake_worker)
+    monkeypatch.setattr(compare_mod, "plot", lambda report, path: None)
+    settings = CompareSettings(methods=("mtl",), device="auto", out_dir=str(tmp_path / "runs"),
+                               results_dir=str(tmp_path / "results"))
+    report = compare_mod.compare(settings, progress=False)
+    assert report["machine"]["device"] == here
+    assert specs[0]["config"]["device"] == "auto"  # each worker resolves it, as metabridge train does
+    if not torch.cuda.is_available():
+        specs.clear()
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            compare_mod.compare(CompareSettings(methods=("mtl",), device="cuda", out_dir=str(tmp_path / "r2"),
+                                                results_dir=str(tmp_path / "res2")), progress=False)
+        assert specs == []  # refused before any method trained
+    with pytest.raises(ValueError, match="unknown device"):
+        compare_mod.machine_device("tpu")

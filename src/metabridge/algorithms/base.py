@@ -131,6 +131,13 @@ class MetaAlgorithm(nn.Module, ABC):
     #: constructor arguments :meth:`build` supplies (not user hyperparameters); a class
     #: that overrides :meth:`build` to supply others lists them here.
     build_supplies: ClassVar[frozenset[str]] = SUPPLIED_ARGS
+    #: whether :meth:`meta_loss` may run under ``torch.autocast(device_type, dtype=torch.bfloat16)``:
+    #: the body in bfloat16, with every precision-sensitive part (heads, solvers, inner
+    #: loops) kept in float32/float64 by the algorithm itself. True for the first-order
+    #: embedding methods (MTL, ProtoNet, MetaOptNet), whose heads do so
+    #: (:func:`~metabridge.algorithms.embedding.autocast_off`); an algorithm that does not
+    #: (second-order inner loops, black-box learners) keeps the default False.
+    supports_autocast: ClassVar[bool] = False
 
     @abstractmethod
     def meta_loss(self, batch: TaskBatch) -> Tensor:

@@ -1,6 +1,15 @@
-"""Embedding a batch of tasks with a shared body: ``[T, S, *x] -> [T, S, D]``."""
+"""Embedding a batch of tasks with a shared body: ``[T, S, *x] -> [T, S, D]``.
+
+Mixed precision. An embedding method run under ``torch.autocast`` (bfloat16) computes its
+body in the low precision and its head in full precision: the head's inputs go through
+:func:`head_features` (float32) and the head runs inside :func:`autocast_off`. Prototype
+distances cancel (||q||^2 - 2 q.c + ||c||^2), and the ridge, SVM and logistic solvers
+factor Gram and Newton matrices whose conditioning bfloat16's 8-bit mantissa cannot carry.
+"""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import Tensor, nn
@@ -72,3 +81,21 @@ def embed_tasks_with_task_statistics(body: nn.Module, x: Tensor) -> Tensor:
         for m, mode in zip(norms, modes):
             m.train(mode)
     return torch.stack(feats)
+
+
+def autocast_off(x: Tensor) -> contextlib.AbstractContextManager:
+    """A context with autocast disabled for ``x``'s device type when it is on there (the head
+    then runs in its inputs' dtype: float32 features, float64 solvers); otherwise a no-op."""
+    kind = x.device.type
+    try:
+        on = torch.is_autocast_enabled(kind)
+    except (RuntimeError, TypeError, ValueError):  # a device type autocast does not know (meta)
+        return contextlib.nullcontext()
+    return torch.autocast(kind, enabled=False) if on else contextlib.nullcontext()
+
+
+def head_features(f: Tensor) -> Tensor:
+    """Features as a head takes them: float32 when the body ran in a low precision under
+    autocast (bfloat16 / float16), unchanged otherwise (float32, or float64 by choice).
+    The cast is differentiable: gradients reach the body in its own dtype."""
+    return f.float() if f.dtype in (torch.bfloat16, torch.float16) else f

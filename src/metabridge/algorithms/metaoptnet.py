@@ -27,7 +27,7 @@ from ..heads.ridge import r2d2_logits
 from ..heads.svm import metaoptnet_svm_logits
 from ..tasks.batch import TaskBatch
 from .base import MetaAlgorithm, Predictor, task_loss
-from .embedding import embed_tasks
+from .embedding import autocast_off, embed_tasks, head_features
 from .inner_loop import check_positive
 
 
@@ -42,6 +42,7 @@ class MetaOptNet(MetaAlgorithm):
     """
 
     name: ClassVar[str] = "metaoptnet"
+    supports_autocast: ClassVar[bool] = True  # the body may run in bfloat16; the solvers run in float32/64
 
     def __init__(self, body: nn.Module, head: Literal["svm", "ridge"] = "svm", C: float = 0.1,
                  lam: float = 50.0, scale: float = 1.0, learn_lambda: bool = True) -> None:
@@ -67,9 +68,11 @@ class MetaOptNet(MetaAlgorithm):
 
         def predictor(xq: Tensor) -> Tensor:
             query = embed_tasks(self.body, xq)
-            if self.head == "svm":
-                return metaoptnet_svm_logits(support, batch.support_y, query, n_way, self.C, scale=self.scale)
-            return r2d2_logits(support, batch.support_y, query, n_way, self.log_lam.exp(),
-                               scale=self.scale, bias=self.bias)
+            with autocast_off(query):  # the solvers in full precision (embedding.py)
+                fs, fq = head_features(support), head_features(query)
+                if self.head == "svm":
+                    return metaoptnet_svm_logits(fs, batch.support_y, fq, n_way, self.C, scale=self.scale)
+                return r2d2_logits(fs, batch.support_y, fq, n_way, self.log_lam.exp(),
+                                   scale=self.scale, bias=self.bias)
 
         return predictor

@@ -62,12 +62,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from ..heads._checks import assert_on_device, reads_are_free
 from ..heads.logistic import logistic_fit
 from ..heads.ridge import ridge_fit
 from ..tasks.batch import TaskBatch
 from .anil import sub_params
 from .base import SUPPLIED_ARGS, DataInfo, MetaAlgorithm, ModelMaker, Predictor, task_loss
-from .embedding import embed_each_task, embed_tasks, embed_tasks_with_task_statistics
+from .embedding import (autocast_off, embed_each_task, embed_tasks, embed_tasks_with_task_statistics,
+                        head_features)
 from .inner_loop import Params, check_positive, map_tasks, sgd_inner_loop
 
 #: the per-class loss combinations MTL accepts as ``class_weighting`` (stateless loss-only methods).
@@ -141,6 +143,8 @@ class MTL(MetaAlgorithm):
     """
 
     name: ClassVar[str] = "mtl"
+    #: the body may run in bfloat16; normalisation, head logits and the test-time refit run in float32/64
+    supports_autocast: ClassVar[bool] = True
     build_supplies: ClassVar[frozenset[str]] = SUPPLIED_ARGS | {"n_way"}
 
     def __init__(self, body: nn.Module, feature_dim: int, num_train_heads: int,
@@ -221,14 +225,17 @@ class MTL(MetaAlgorithm):
         return super().build(make_model, data, **hparams)
 
     def features(self, x: Tensor) -> Tensor:
-        """``[T, S, *x] -> [T, S, D]`` (L2-normalized when ``normalize``)."""
+        """``[T, S, *x] -> [T, S, D]`` (L2-normalized when ``normalize``), float32 or wider
+        even when the body ran in bfloat16 under autocast (:func:`head_features`)."""
         if self.training:
             f = embed_each_task(self.body, x) if self.train_forward == "per_task" else embed_tasks(self.body, x)
         elif self.test_batch_norm == "task":
             f = embed_tasks_with_task_statistics(self.body, x)
         else:
             f = embed_tasks(self.body, x)
-        return F.normalize(f, dim=-1) if self.normalize else f
+        f = head_features(f)
+        with autocast_off(f):
+            return F.normalize(f, dim=-1) if self.normalize else f
 
     # --- training: the joint multi-head loss -----------------------------------------
     def meta_loss(self, batch: TaskBatch) -> Tensor:
@@ -241,27 +248,42 @@ class MTL(MetaAlgorithm):
         x = torch.cat([batch.support_x, batch.query_x], 1)
         y = torch.cat([batch.support_y, batch.query_y], 1)
         f = self.features(x)
+        with autocast_off(f):  # the heads in full precision; only the body runs under autocast
+            return self._head_loss(f, y, batch)
+
+    def _head_loss(self, f: Tensor, y: Tensor, batch: TaskBatch) -> Tensor:
+        """The training loss of :meth:`meta_loss` from the features ``f`` of support + query."""
         if self.task == "classification":
             if batch.class_ids is None:
                 raise ValueError("MTL classification needs the global class_ids of each task in the batch.")
-            if int(batch.class_ids.max()) >= self.heads.shape[0]:
-                raise ValueError(
-                    f"a task uses class {int(batch.class_ids.max())} but MTL has {self.heads.shape[0]} head rows; "
-                    "set num_train_heads to the number of training classes."
-                )
+            self._check_head_index(batch.class_ids, "a task uses class {} but MTL has {} head rows; "
+                                   "set num_train_heads to the number of training classes.")
             logits = torch.bmm(f, self.heads[batch.class_ids].transpose(1, 2))
             if self.class_weighting == "mean":
                 return task_loss(logits, y)
             return self._class_weighted_loss(logits, y)
         if batch.task_ids is None:
             raise ValueError("MTL regression needs task_ids: draw tasks from a finite pool (e.g. SinusoidFamily(num_tasks=M)).")
-        if int(batch.task_ids.max()) >= self.heads.shape[0]:
-            raise ValueError(
-                f"a task has id {int(batch.task_ids.max())} but MTL has {self.heads.shape[0]} heads; "
-                "set num_train_heads to the size of the training task pool."
-            )
+        self._check_head_index(batch.task_ids, "a task has id {} but MTL has {} heads; "
+                               "set num_train_heads to the size of the training task pool.")
         pred = torch.bmm(f, self.heads[batch.task_ids]) + self.head_bias[batch.task_ids].unsqueeze(1)
         return task_loss(pred, y)
+
+    def _check_head_index(self, ids: Tensor, message: str) -> None:
+        """Require ``ids < num_train_heads`` (``message.format(max id, heads)`` otherwise).
+
+        Checked exactly, with a ``ValueError``, when ``ids`` are on the host (the read is
+        free). On an accelerator (a batch born on the GPU) reading them would synchronise
+        every training step, so there it is a device-side assertion queued with the step
+        (CUDA; :func:`~metabridge.heads._checks.assert_on_device`), and an out-of-range id
+        can only come from a sampler over more classes than the heads were sized for."""
+        heads = self.heads.shape[0]
+        if not reads_are_free(ids):
+            assert_on_device(ids.max() < heads, message.format("id >= num_train_heads", heads))
+            return
+        top = int(ids.max())
+        if top >= heads:
+            raise ValueError(message.format(top, heads))
 
     def _class_weighted_loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """sum_c w_c L_c over the T*N (task, class) pairs of the batch, L_c the mean cross-entropy
@@ -316,12 +338,16 @@ class MTL(MetaAlgorithm):
         if (self.task == "classification") != batch.is_classification:
             raise ValueError(f"this MTL model was built for {self.task} but got the other kind of task.")
         with torch.no_grad():
-            w, b = self._refit(self.features(batch.support_x), batch)
+            fs = self.features(batch.support_x)
+            with autocast_off(fs):  # the refit solvers in full precision, also under autocast
+                w, b = self._refit(fs, batch)
         if self.finetune_steps:
             return self._finetuned_predictor(batch, w, b)
 
         def predictor(xq: Tensor) -> Tensor:
-            return torch.bmm(self.features(xq), w) + b.unsqueeze(1)
+            fq = self.features(xq)
+            with autocast_off(fq):
+                return torch.bmm(fq, w) + b.unsqueeze(1)
 
         return predictor
 

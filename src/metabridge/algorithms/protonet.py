@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..heads.prototypes import prototype_logits
 from ..tasks.batch import TaskBatch
 from .base import MetaAlgorithm, Predictor, task_loss
-from .embedding import embed_tasks
+from .embedding import autocast_off, embed_tasks, head_features
 
 
 class ProtoNet(MetaAlgorithm):
@@ -33,6 +33,7 @@ class ProtoNet(MetaAlgorithm):
     """
 
     name: ClassVar[str] = "protonet"
+    supports_autocast: ClassVar[bool] = True  # the body may run in bfloat16; the distances run in float32
 
     def __init__(self, body: nn.Module, metric: Literal["euclidean", "cosine"] = "euclidean",
                  scale: float = 1.0) -> None:
@@ -58,7 +59,9 @@ class ProtoNet(MetaAlgorithm):
         support = embed_tasks(self.body, batch.support_x)
 
         def predictor(xq: Tensor) -> Tensor:
-            return prototype_logits(support, batch.support_y, embed_tasks(self.body, xq), n_way,
-                                    metric=self.metric, scale=self.scale)
+            query = embed_tasks(self.body, xq)
+            with autocast_off(query):  # prototypes and distances in full precision (embedding.py)
+                return prototype_logits(head_features(support), batch.support_y, head_features(query), n_way,
+                                        metric=self.metric, scale=self.scale)
 
         return predictor

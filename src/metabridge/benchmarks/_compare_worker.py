@@ -18,7 +18,7 @@ import torch
 
 from ..checkpoint import load_checkpoint
 from ..config import ExperimentConfig, load_plugins
-from ..device import tune_cpu_allocator
+from ..device import resolve_device, tune_cpu_allocator
 from ..evaluate import evaluate
 from ..experiment import build_task_source
 from ..tasks.episodes import EpisodeSampler
@@ -73,10 +73,11 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any]:
               "val_ci95": r["val_ci95"]} for r in records if r["kind"] == "val"]
     train_seconds = train_recs[-1]["train_seconds"] if train_recs else 0.0
 
-    test_source = build_task_source(config, "test")
+    test_source = build_task_source(config, "test", trainer.device)
     assert isinstance(test_source, EpisodeSampler)
     tests = {}
     for shot, query in zip(spec["test_shots"], spec["test_queries"]):
+        # the test split's pixels stay where build_task_source put them (on the GPU when they fit)
         sampler = EpisodeSampler(test_source.dataset, config.n_way, shot, query)
         t1 = time.perf_counter()
         res = evaluate(algorithm, sampler.fixed_episodes(spec["test_episodes"], config.test_seed, config.eval_batch_size),
@@ -94,7 +95,8 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     spec_path, out_path = argv
     spec = json.loads(Path(spec_path).read_text())
-    if spec.get("tune_cpu", True) and spec["config"].get("device", "cpu") == "cpu":
+    on_cpu = resolve_device(spec["config"].get("device", "cpu")).type == "cpu"  # "auto" included
+    if spec.get("tune_cpu", True) and on_cpu:
         tune_cpu_allocator()  # this process exists only for this run: the allocator is its own to tune
     out = run_method(spec)
     Path(out_path).write_text(json.dumps(out, indent=2))

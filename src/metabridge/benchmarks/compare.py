@@ -346,10 +346,25 @@ def write_report(report: dict[str, Any], results_dir: str) -> None:
     plot(report, out / "compare.png")
 
 
+def machine_device(spec: str) -> str:
+    """The ``machine.device`` of a report for the ``--device`` setting ``spec``: ``"CPU (N cores)"``
+    when it resolves to the CPU (``auto`` without CUDA included), else the resolved device
+    (``"cuda"``, ``"cuda:1"``, ``"mps"``). Raises ``ValueError`` when the device is unusable here,
+    before any method trains (:func:`metabridge.device.resolve_device`)."""
+    from ..device import resolve_device
+
+    device = resolve_device(spec)
+    return f"CPU ({os.cpu_count()} cores)" if device.type == "cpu" else str(device)
+
+
 def compare(settings: CompareSettings, progress: bool = True) -> dict[str, Any]:
-    """Train and test every method; write ``compare.json`` and ``compare.png``."""
+    """Train and test every method; write ``compare.json`` and ``compare.png``.
+
+    ``settings.device`` is passed to every worker as given (each resolves ``auto`` itself, as
+    ``metabridge train`` does); the report names the device it resolves to here."""
     if len(settings.test_shots) != len(settings.test_queries):
         raise ValueError("give one query count per test shot (--test-shots 1,5 --test-queries 10,6).")
+    device_label = machine_device(settings.device)
     configs = {m: settings.method_config(m) for m in settings.methods}  # validate everything first
     results: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
@@ -365,7 +380,7 @@ def compare(settings: CompareSettings, progress: bool = True) -> dict[str, Any]:
     report = {
         "benchmark": "compare", "settings": {k: (list(v) if isinstance(v, tuple) else v)
                                              for k, v in settings.__dict__.items()},
-        "machine": {"device": settings.device if settings.device != "cpu" else f"CPU ({os.cpu_count()} cores)",
+        "machine": {"device": device_label,
                     "platform": platform.platform(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()},
         "total_seconds": time.perf_counter() - t0,
@@ -521,7 +536,8 @@ def main(
         full: the long run: 20 minutes of training per method, validation every 60 s on 300
             episodes, 1000 test episodes (overrides budget, eval_every, val_episodes, test_episodes).
         seed: training seed (test episodes use a fixed seed of their own).
-        device: cpu, cuda or auto.
+        device: auto (CUDA when available), cpu, cuda, cuda:N or mps, for every method (as in
+            metabridge train; on CUDA each run keeps its episodes' dataset on the GPU when it fits).
         out_dir: run directories (checkpoints, metrics.jsonl), one per method.
         results_dir: where compare.json and compare.png are written.
         plugin: comma-separated module import paths (e.g. mypkg.fewshot) imported here and in every

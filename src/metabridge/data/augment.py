@@ -41,6 +41,8 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .class_dataset import host_to_device
+
 
 def _flat(images: Tensor) -> tuple[Tensor, tuple[int, ...]]:
     if images.dim() < 3:
@@ -49,14 +51,24 @@ def _flat(images: Tensor) -> tuple[Tensor, tuple[int, ...]]:
     return images.reshape(-1, *images.shape[-3:]), lead
 
 
+# Random parameters are drawn on the generator's device (the host, for the CPU generator a
+# training run owns) and then sent to the images' device: the draws, and so the augmented
+# images, do not depend on where the images are. The copy is pinned and asynchronous for
+# CUDA (host_to_device), so augmenting device-resident episodes never makes the host wait.
 def _rand(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
     where = generator.device if generator is not None else device
-    return torch.rand(n, generator=generator, device=where).to(device)
+    return host_to_device(torch.rand(n, generator=generator, device=where), device)
 
 
 def _randint(high: int, n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
     where = generator.device if generator is not None else device
-    return torch.randint(0, high, (n,), generator=generator, device=where).to(device)
+    return host_to_device(torch.randint(0, high, (n,), generator=generator, device=where), device)
+
+
+def _constant(values: float | Sequence[float], like: Tensor) -> Tensor:
+    """``values`` as a tensor of ``like``'s dtype on its device, built on the host and copied
+    without a host wait (``torch.tensor(..., device=cuda)`` would synchronise)."""
+    return host_to_device(torch.as_tensor(values, dtype=like.dtype), like.device)
 
 
 def to_float(
@@ -70,8 +82,8 @@ def to_float(
     if mean is None and std is None:
         return x
     shape = (-1, 1, 1)
-    m = torch.as_tensor(0.0 if mean is None else mean, dtype=x.dtype, device=x.device)
-    s = torch.as_tensor(1.0 if std is None else std, dtype=x.dtype, device=x.device)
+    m = _constant(0.0 if mean is None else mean, x)
+    s = _constant(1.0 if std is None else std, x)
     if m.dim():
         m = m.reshape(shape)
     if s.dim():
@@ -134,7 +146,7 @@ def color_jitter(
     b, c = x.shape[:2]
     top = 255.0 if images.dtype == torch.uint8 else 1.0
     y = x.float()
-    luma = torch.tensor([0.299, 0.587, 0.114], device=x.device)
+    luma = _constant([0.299, 0.587, 0.114], y)
 
     def gray(z: Tensor) -> Tensor:
         return (z * luma.reshape(1, 3, 1, 1)).sum(1, keepdim=True) if c == 3 else z.mean(1, keepdim=True)

@@ -4,14 +4,39 @@ Every few-shot dataset in metabridge (Omniglot, mini-/tiered-ImageNet, CIFAR-FS,
 FC100, the offline glyph benchmark, fixtures in tests) is loaded into this one
 form, so that sampling an N-way K-shot episode is a tensor gather
 (``metabridge.tasks.episodes``) and never a Python loop over images.
+
+The pixels may live on an accelerator (:meth:`ClassDataset.to`): episodes are then
+gathered where the model runs and no batch of images crosses the host-device bus. The
+labels, and the class index built from them, always stay on the host, where episode
+indices are drawn from a CPU ``torch.Generator`` (so a seed gives the same episodes on
+every device).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
+
+
+def host_to_device(t: Tensor, device: torch.device | str) -> Tensor:
+    """``t`` on ``device``, copied without making the host wait where that is possible.
+
+    A copy from pageable host memory to a CUDA device with ``non_blocking=False`` ends with
+    a stream synchronisation (the host waits for all queued GPU work), and with
+    ``non_blocking=True`` it is still staged through a driver buffer. So a host tensor bound
+    for CUDA is first pinned (page-locked; torch's caching host allocator keeps the block
+    alive until the copy has run) and then copied asynchronously. Every other move (to the
+    CPU, between devices, to ``meta``, or when CUDA is not available) is a plain ``t.to``;
+    a tensor already on ``device`` is returned as it is. The values are exact either way.
+    """
+    device = torch.device(device)
+    if device.type == "cuda" and t.device.type == "cpu" and torch.cuda.is_available():
+        if not t.is_pinned():
+            t = t.pin_memory()
+        return t.to(device, non_blocking=True)
+    return t.to(device)
 
 
 @dataclass
@@ -20,6 +45,7 @@ class ClassDataset:
 
     ``class_names[c]`` names class ``c``; ``groups`` optionally maps each class to
     a group name (an Omniglot alphabet, a glyph script, a CIFAR superclass).
+    ``images`` may be on any device (:meth:`to`); ``labels`` are meant for the host.
     """
 
     images: Tensor
@@ -48,6 +74,29 @@ class ClassDataset:
     def num_classes(self) -> int:
         return len(self.class_names)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the pixels are (episodes are gathered there)."""
+        return self.images.device
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the pixels in bytes (what :meth:`to` puts on the device)."""
+        return self.images.numel() * self.images.element_size()
+
+    def to(self, device: torch.device | str) -> "ClassDataset":
+        """This dataset with its pixels on ``device`` (``self`` when they are there already).
+
+        Only ``images`` move (one copy, at set-up); ``labels`` and the cached class index
+        stay on the host, shared with ``self``, because episode indices are drawn there
+        (:class:`~metabridge.tasks.episodes.EpisodeSampler`). The pixels are the same bytes.
+        """
+        device = torch.device(device)
+        images = host_to_device(self.images, device)
+        if images is self.images and self.labels.device.type == "cpu":
+            return self
+        return replace(self, images=images, labels=self.labels.cpu(), _index=self._index)
+
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
@@ -55,13 +104,14 @@ class ClassDataset:
         """``(table, counts)``: ``table[c, :counts[c]]`` are the image indices of class ``c``
         (padded with -1), built once and cached."""
         if self._index is None:
-            counts = torch.bincount(self.labels, minlength=self.num_classes)
-            order = torch.argsort(self.labels, stable=True)
+            labels = self.labels.cpu()  # the index is a host structure (see the module docstring)
+            counts = torch.bincount(labels, minlength=self.num_classes)
+            order = torch.argsort(labels, stable=True)
             width = int(counts.max()) if len(counts) else 0
             starts = torch.cumsum(counts, 0) - counts
-            pos = torch.arange(len(order)) - starts[self.labels[order]]
+            pos = torch.arange(len(order)) - starts[labels[order]]
             table = torch.full((self.num_classes, width), -1, dtype=torch.long)
-            table[self.labels[order], pos] = order
+            table[labels[order], pos] = order
             self._index = (table, counts)
         return self._index
 
@@ -70,9 +120,9 @@ class ClassDataset:
         classes = torch.as_tensor(classes, dtype=torch.long)
         remap = torch.full((self.num_classes,), -1, dtype=torch.long)
         remap[classes] = torch.arange(len(classes))
-        keep = remap[self.labels] >= 0
+        keep = (remap[self.labels] >= 0).nonzero().flatten()  # on the host: no device-side nonzero sync
         return ClassDataset(
-            images=self.images[keep],
+            images=self.images[host_to_device(keep, self.images.device)],
             labels=remap[self.labels[keep]],
             class_names=[self.class_names[c] for c in classes.tolist()],
             groups=None if self.groups is None else [self.groups[c] for c in classes.tolist()],

@@ -4,12 +4,36 @@ Every head takes a whole meta-batch: support features ``[T, S, D]``, support lab
 ``[T, S]`` (int64 in ``0..n_way-1``) and query features ``[T, Q, D]``. The checks here
 turn the usual mistakes (a missing task dimension, labels that do not fit ``n_way``,
 an empty support set, integer features) into errors that say how to fix them.
+
+Host syncs. Shape, dtype and device checks read metadata only. Checks on tensor *values*
+(label ranges, missing classes) read the tensor on the host: free for a CPU tensor, but
+on an accelerator each read waits for all queued work, and the heads run inside every
+training step. So value checks are exact, with the usual ``ValueError``, for host tensors
+(:func:`reads_are_free`), and on CUDA become a device-side assertion queued with the
+work (:func:`assert_on_device`, ``torch._assert_async``), which never makes the host wait
+but, if it fails, aborts the CUDA context with its message at a later call. Other devices
+(MPS, ``meta``) skip value checks. Batches from
+:class:`~metabridge.tasks.episodes.EpisodeSampler` satisfy them by construction.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+
+def reads_are_free(t: Tensor) -> bool:
+    """Whether reading ``t``'s values on the host costs no device synchronisation (a host
+    tensor); accelerator paths avoid such reads (module docstring)."""
+    return t.device.type == "cpu"
+
+
+def assert_on_device(cond: Tensor, message: str) -> None:
+    """Assert the one-element bool ``cond`` without a host sync: ``torch._assert_async``
+    on CUDA (fails at a later kernel launch, with ``message``); nothing elsewhere. For host
+    tensors, check on the host instead (:func:`reads_are_free`)."""
+    if cond.device.type == "cuda":
+        torch._assert_async(cond, message)
 
 
 def check_features(name: str, x: Tensor, head: str) -> None:
@@ -81,6 +105,10 @@ def check_support(
             f"{head}: support_labels are on {labels.device} but features on {support.device}; "
             "move the labels with .to(support.device)."
         )
+    if not reads_are_free(labels):  # an accelerator: no host read (module docstring)
+        assert_on_device((labels.min() >= 0) & (labels.max() < n_way),
+                         f"{head}: support labels must lie in 0..n_way-1 = 0..{n_way - 1}")
+        return
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0 or hi >= n_way:
         raise ValueError(
@@ -91,7 +119,11 @@ def check_support(
 
 
 def check_all_classes_present(counts: Tensor, head: str) -> None:
-    """``counts``: ``[T, n_way]`` support examples per class; each must be >= 1."""
+    """``counts``: ``[T, n_way]`` support examples per class; each must be >= 1 (exact on the
+    host, a device-side assertion on CUDA: module docstring)."""
+    if not reads_are_free(counts):
+        assert_on_device((counts > 0).all(), f"{head}: a task has no support example of some class 0..n_way-1")
+        return
     if bool((counts == 0).any()):
         t, k = (counts == 0).nonzero()[0].tolist()
         raise ValueError(

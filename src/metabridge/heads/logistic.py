@@ -30,6 +30,17 @@ like scikit-learn's lbfgs from a zero start).
 
 The fit is not differentiable (it runs under ``torch.no_grad``); Wang et al. use it only
 at test time.
+
+Host syncs. A task whose gradient meets the tolerance is frozen (its Newton step is set to
+zero), so its fit does not depend on the other tasks of its batch nor on how often
+convergence is checked. On the host every data-dependent decision is read when it arises,
+as cheaply as possible. On an accelerator each Newton iteration reads the host once:
+"every task converged?" and "did a Cholesky factorisation fail?" are fetched together, after
+the Hessian is factored (on the final iteration that factorisation is discarded), and the
+backtracking line search evaluates all its step lengths 1, 1/2, ..., 2^-39 at once (cheap
+objective evaluations) and takes each task's first acceptable one, which is the step the
+sequential search takes. Results agree with the host path to rounding; extra host reads
+happen only in the rare damping of a numerically indefinite Hessian.
 """
 
 from __future__ import annotations
@@ -38,18 +49,62 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_support
+from ._checks import check_support, reads_are_free
 
 __all__ = ["logistic_fit", "logistic_logits"]
 
 _HEAD = "logistic_fit"
 
 
+#: Step lengths of the backtracking line search: 1, 1/2, ..., 2^-(_LS_STEPS - 1).
+_LS_STEPS = 40
+
+
 def _objective(z: Tensor, y1h: Tensor, theta: Tensor, reg: Tensor, c: float) -> Tensor:
-    """Objective (1) per task: z [T,S,R], y1h [T,S,N], theta [T,R,N], reg [R] -> [T]."""
-    logits = torch.bmm(z, theta)
-    ce = -(y1h * torch.log_softmax(logits, dim=-1)).sum(dim=(1, 2))
-    return 0.5 * (reg.view(1, -1, 1) * theta * theta).sum(dim=(1, 2)) + c * ce
+    """Objective (1) per task: z [T,S,R], y1h [T,S,N], theta [..., T,R,N], reg [R] -> [..., T]
+    (leading dims of ``theta``: several candidates per task, as in the line search)."""
+    logits = torch.matmul(z, theta)
+    ce = -(y1h * torch.log_softmax(logits, dim=-1)).sum(dim=(-2, -1))
+    return 0.5 * (reg.view(-1, 1) * theta * theta).sum(dim=(-2, -1)) + c * ce
+
+
+def _step_lengths(like: Tensor) -> Tensor:
+    """``[_LS_STEPS]``: 1, 1/2, ..., 2^-(_LS_STEPS-1), exactly (halving is exact), on ``like``'s
+    device, without a host-to-device copy."""
+    halves = torch.full((_LS_STEPS,), 0.5, dtype=like.dtype, device=like.device)
+    halves[0] = 1.0
+    return halves.cumprod(0)
+
+
+def _line_search(z: Tensor, y1h: Tensor, reg: Tensor, c: float, theta: Tensor, f: Tensor, step: Tensor,
+                 grad: Tensor, alphas: Tensor, block: int) -> tuple[Tensor, Tensor]:
+    """Per-task backtracking (Armijo) line search along ``step``: ``(theta, f)`` after it.
+
+    Each task takes the first of alpha = 1, 1/2, ..., 2^-(_LS_STEPS-1) with
+    f(theta + alpha step) <= f + 1e-4 alpha slope (or any alpha if slope >= 0), and stays
+    where it is if none qualifies. Candidates are evaluated ``block`` at a time; between
+    blocks the search stops once every task has accepted, which is a host read: ``block=1``
+    (the host) evaluates usually one candidate, ``block=_LS_STEPS`` (accelerators) evaluates
+    all at once and reads nothing. Both choose the same alpha (``alphas``: :func:`_step_lengths`)."""
+    t = theta.shape[0]
+    slope = (grad * step).sum(dim=(1, 2))  # < 0
+    rows = torch.arange(t, device=theta.device)
+    accepted = torch.zeros(t, dtype=torch.bool, device=theta.device)
+    new_theta, new_f = theta, f
+    for start in range(0, _LS_STEPS, block):
+        k = min(block, _LS_STEPS - start)
+        alpha = alphas[start:start + k].view(k, 1)
+        cand = theta + alpha.view(k, 1, 1, 1) * step  # [k, T, R, N]
+        f_c = _objective(z, y1h, cand, reg, c)  # [k, T]
+        ok = (f_c <= f + 1e-4 * alpha * slope) | (slope >= 0) | (alpha < 1e-12)
+        first = ok.to(torch.uint8).argmax(dim=0)  # each task's first acceptable candidate here
+        take = ok.any(dim=0) & ~accepted
+        new_theta = torch.where(take.view(t, 1, 1), cand[first, rows], new_theta)
+        new_f = torch.where(take, f_c[first, rows], new_f)
+        accepted = accepted | ok.any(dim=0)
+        if start + k < _LS_STEPS and bool(accepted.all()):
+            break
+    return new_theta, new_f
 
 
 @torch.no_grad()
@@ -106,11 +161,13 @@ def logistic_fit(
     else:
         q, z = None, x
     r = z.shape[2]
-    reg_list = [1.0] * r
+    # penalty weights of the coordinates, filled on the device (a torch.tensor from a list
+    # would be a blocking host-to-device copy)
+    reg = torch.ones(r + int(fit_bias), dtype=x.dtype, device=x.device)
     if fit_bias:
         z = torch.cat([z, torch.ones(t, s, 1, dtype=x.dtype, device=x.device)], dim=2)
-        reg_list.append(1.0 if penalize_bias else 0.0)
-    reg = torch.tensor(reg_list, dtype=x.dtype, device=x.device)
+        if not penalize_bias:
+            reg[r] = 0.0
     rr = z.shape[2]
     # Tiny ridge on unpenalised coordinates only (the flat softmax-shift direction).
     eps = 1e-10 * max(1.0, C * s)
@@ -119,10 +176,15 @@ def logistic_fit(
     theta = torch.zeros(t, rr, n, dtype=x.dtype, device=x.device)
     f = _objective(z, y1h, theta, reg, C)
     gtol = tol * (1.0 + C * s)
+    on_host = reads_are_free(x)  # host reads are free: read each decision when it arises
+    done = torch.zeros(t, dtype=torch.bool, device=x.device)  # converged tasks are frozen
+    eye = torch.eye(rr * n, dtype=x.dtype, device=x.device)
+    alphas = _step_lengths(x)
     for _ in range(max_iter):
         p = torch.softmax(torch.bmm(z, theta), dim=-1)  # [T,S,N]
         grad = reg.view(1, -1, 1) * theta + C * torch.bmm(z.transpose(1, 2), p - y1h)  # [T,R,N]
-        if float(grad.abs().amax()) <= gtol:
+        done = done | (grad.abs().amax(dim=(1, 2)) <= gtol)
+        if on_host and bool(done.all()):
             break
         # Hessian of the CE term, index (a, k) -> a * N + k.
         zp = (z.unsqueeze(3) * p.unsqueeze(2)).reshape(t, s, rr * n)  # z_ia p_ik
@@ -134,33 +196,25 @@ def logistic_fit(
         hess.diagonal(dim1=1, dim2=2).add_(hdiag)
         g = grad.reshape(t, rr * n, 1)
         chol, info = torch.linalg.cholesky_ex(hess)
-        jitter = 1e-10 * max(1.0, C * s)
-        eye = torch.eye(rr * n, dtype=x.dtype, device=x.device)
-        damp = torch.zeros(t, 1, 1, dtype=x.dtype, device=x.device)
-        while bool((info != 0).any()) and jitter < 1.0:  # numerically indefinite: damp more
-            # only the failing tasks, so a task's fit does not depend on the others in its batch
-            damp = torch.where((info != 0).view(t, 1, 1), torch.full_like(damp, jitter), damp)
-            chol, info = torch.linalg.cholesky_ex(hess + damp * eye)
-            jitter *= 100.0
-        step = -torch.cholesky_solve(g, chol)
-        step = step.view(t, rr, n)
-        slope = (grad * step).sum(dim=(1, 2))  # < 0
-        # Per-task backtracking line search (Armijo); most tasks accept t = 1 at once.
-        alpha = torch.ones(t, dtype=x.dtype, device=x.device)
-        accepted = torch.zeros(t, dtype=torch.bool, device=x.device)
-        new_theta, new_f = theta, f
-        for _ls in range(40):
-            cand = theta + alpha.view(t, 1, 1) * step
-            f_c = _objective(z, y1h, cand, reg, C)
-            ok = (f_c <= f + 1e-4 * alpha * slope) | (slope >= 0) | (alpha < 1e-12)
-            take = ok & ~accepted
-            new_theta = torch.where(take.view(t, 1, 1), cand, new_theta)
-            new_f = torch.where(take, f_c, new_f)
-            accepted = accepted | ok
-            if bool(accepted.all()):
+        if on_host:
+            failed = bool((info != 0).any())
+        else:  # the iteration's one host read (module docstring)
+            stop, failed = torch.stack([done.all(), (info != 0).any()]).tolist()
+            if stop:
                 break
-            alpha = torch.where(accepted, alpha, 0.5 * alpha)
-        theta, f = new_theta, new_f
+        if failed:  # numerically indefinite: damp more, only the failing tasks, so that a task's
+            # fit does not depend on the others in its batch
+            jitter = 1e-10 * max(1.0, C * s)
+            damp = torch.zeros(t, 1, 1, dtype=x.dtype, device=x.device)
+            while jitter < 1.0:
+                damp = torch.where((info != 0).view(t, 1, 1), torch.full_like(damp, jitter), damp)
+                chol, info = torch.linalg.cholesky_ex(hess + damp * eye)
+                jitter *= 100.0
+                if not bool((info != 0).any()):
+                    break
+        step = -torch.cholesky_solve(g, chol).view(t, rr, n)
+        step = torch.where(done.view(t, 1, 1), torch.zeros_like(step), step)
+        theta, f = _line_search(z, y1h, reg, C, theta, f, step, grad, alphas, 1 if on_host else _LS_STEPS)
 
     v = theta[:, :r, :]
     w = v if q is None else torch.bmm(q, v)  # [T,D,N]

@@ -25,24 +25,34 @@ for regression tasks (Wang et al. 2021, Sec. 2).
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._checks import check_features, check_support
+from ._checks import assert_on_device, check_features, check_support, reads_are_free
 
 __all__ = ["ridge_fit", "ridge_predict", "r2d2_logits"]
 
 
 def _as_lambda(lam: float | Tensor, t: int, ref: Tensor, head: str) -> Tensor:
     """Broadcast lambda (float, scalar tensor or per-task ``[T]``) to ``[T, 1, 1]``."""
+    if isinstance(lam, numbers.Real):  # a number: checked on the host, filled on the device (no copy)
+        if lam <= 0:
+            raise ValueError(f"{head}: lam must be > 0 (ridge needs a positive regulariser), got {lam}.")
+        return torch.full((t, 1, 1), float(lam), dtype=ref.dtype, device=ref.device)
     lam_t = torch.as_tensor(lam, dtype=ref.dtype, device=ref.device)
     if lam_t.dim() == 0:
         lam_t = lam_t.expand(t)
     if lam_t.shape != (t,):
         raise ValueError(f"{head}: lam must be a float, a scalar tensor or a [T]={t} tensor, got shape {tuple(lam_t.shape)}.")
-    if not lam_t.requires_grad and bool((lam_t <= 0).any()):
-        raise ValueError(f"{head}: lam must be > 0 (ridge needs a positive regulariser), got {lam}.")
+    if not lam_t.requires_grad:  # a learned lambda (log-parametrised in R2D2) is positive by construction
+        if reads_are_free(lam_t):  # a host tensor: check exactly
+            if bool((lam_t <= 0).any()):
+                raise ValueError(f"{head}: lam must be > 0 (ridge needs a positive regulariser), got {lam}.")
+        else:  # an accelerator tensor: no host read (see heads/_checks.py)
+            assert_on_device((lam_t > 0).all(), f"{head}: lam must be > 0 (ridge needs a positive regulariser)")
     return lam_t.view(t, 1, 1)
 
 

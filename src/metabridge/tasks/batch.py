@@ -15,6 +15,8 @@ from dataclasses import dataclass, fields, replace
 import torch
 from torch import Tensor
 
+from ..data.class_dataset import host_to_device
+
 
 @dataclass
 class TaskBatch:
@@ -74,12 +76,19 @@ class TaskBatch:
         return self.n_way is not None
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "TaskBatch":
-        """Move every tensor to ``device``; floating inputs/targets also to ``dtype`` if given."""
+        """Move every tensor to ``device``; floating inputs/targets also to ``dtype`` if given.
+
+        Tensors already on ``device`` (a batch from a sampler whose dataset lives there,
+        :meth:`~metabridge.tasks.episodes.EpisodeSampler.to`) are not copied. Host tensors
+        bound for CUDA are pinned and copied asynchronously, so the host does not wait for
+        the GPU's queued work (:func:`~metabridge.data.class_dataset.host_to_device`); any
+        other move is a plain blocking ``Tensor.to``, so a batch brought back to the host is
+        complete when this returns."""
 
         def move(t: Tensor | None) -> Tensor | None:
             if t is None:
                 return None
-            t = t.to(device, non_blocking=True)
+            t = host_to_device(t, device)
             if dtype is not None and t.is_floating_point():
                 t = t.to(dtype)
             return t

@@ -12,16 +12,28 @@ augmentation's random parameters from the same generator as the episode, right a
 its indices, so a run's episodes, augmented or not, are a function of that
 generator's state alone (an exact resume restores it). :meth:`fixed_episodes`
 (validation and test) is never augmented.
+
+Device. The sampler gathers pixels wherever its dataset's ``images`` are: built with
+``device=`` (or moved with :meth:`EpisodeSampler.to`) it keeps the uint8 dataset on that
+device, and every batch it returns is born there (images, labels and ``class_ids``), so a
+training step copies no images from the host. Indices are always drawn on the host, from
+the caller's CPU ``torch.Generator``, with the class index kept on the host; only the small
+``[T, N, K+Q]`` index tensor is sent to the device (pinned, asynchronously for CUDA). The
+generator's draws therefore do not depend on the device, and a CPU sampler and a device
+sampler given the same generator state return the same episodes, pixel for pixel
+(augmentation parameters are drawn from the same generator on the host as well,
+:mod:`metabridge.data.augment`).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
 
-from ..data.class_dataset import ClassDataset
+from ..data.class_dataset import ClassDataset, host_to_device
 from .batch import TaskBatch, batch_slices
 
 
@@ -38,11 +50,15 @@ class EpisodeSampler:
             ``[T, N, K+Q, C, H, W]`` (support and query alike, per image) of the episodes
             :meth:`sample` draws, with its random parameters from ``generator``; never to
             :meth:`fixed_episodes`. Applied before ``transform``.
+        device: keep the dataset's pixels on this device (one copy, here) and gather every
+            episode there (module docstring); ``None`` (default): wherever ``dataset.images``
+            are (the host, for every loader).
     """
 
     def __init__(self, dataset: ClassDataset, n_way: int, k_shot: int, q_query: int,
                  transform: Callable[[Tensor], Tensor] | None = None,
-                 augment: Callable[[Tensor, torch.Generator], Tensor] | None = None) -> None:
+                 augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+                 device: torch.device | str | None = None) -> None:
         if n_way < 1 or k_shot < 1 or q_query < 0:
             raise ValueError(
                 f"episode shape must have n_way >= 1, k_shot >= 1, q_query >= 0 (got {n_way}-way "
@@ -66,7 +82,7 @@ class EpisodeSampler:
                 f"{dataset.name}: only {len(eligible)} classes have k_shot + q_query = {need} images "
                 f"(class sizes range from {int(counts.min())} to {int(counts.max())}); {fix}."
             )
-        self.dataset = dataset
+        self.dataset = dataset if device is None else dataset.to(device)
         self.n_way, self.k_shot, self.q_query = n_way, k_shot, q_query
         self.transform = transform
         self.augment = augment
@@ -74,8 +90,26 @@ class EpisodeSampler:
         self._counts = counts
         self._eligible = eligible
 
+    @property
+    def device(self) -> torch.device:
+        """Where the episodes are gathered (the device of the dataset's pixels)."""
+        return self.dataset.images.device
+
+    def to(self, device: torch.device | str) -> "EpisodeSampler":
+        """This sampler with its dataset's pixels on ``device`` (``self`` when they are there).
+
+        The copy shares the episode shape, ``transform``, ``augment`` and the host-side class
+        index with ``self``, so both draw identical episodes from identical generator states."""
+        dataset = self.dataset.to(device)
+        if dataset is self.dataset:
+            return self
+        moved = copy.copy(self)
+        moved.dataset = dataset
+        return moved
+
     def sample_indices(self, num_tasks: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """``(classes [T, N], image_idx [T, N, K+Q])`` for ``num_tasks`` episodes."""
+        """``(classes [T, N], image_idx [T, N, K+Q])`` for ``num_tasks`` episodes, on the host
+        (drawn from ``generator``, a CPU generator, whatever the sampler's device)."""
         if num_tasks < 1:
             raise ValueError(f"num_tasks must be >= 1 (got {num_tasks}).")
         n_elig = len(self._eligible)
@@ -99,7 +133,9 @@ class EpisodeSampler:
         with parameters drawn from ``augment_with``, only when that is given and the sampler
         has an ``augment``."""
         t, n, k, q = idx.shape[0], self.n_way, self.k_shot, self.q_query
-        images = self.dataset.images[idx.flatten()].view(t, n, k + q, *self.dataset.images.shape[1:])
+        pixels = self.dataset.images
+        dev = pixels.device
+        images = pixels[host_to_device(idx.flatten(), dev)].view(t, n, k + q, *pixels.shape[1:])
         images = images.float().div_(255.0)
         if self.augment is not None and augment_with is not None:
             images = self.augment(images, augment_with)
@@ -107,11 +143,11 @@ class EpisodeSampler:
         query = images[:, :, k:].reshape(t, n * q, *images.shape[3:])
         if self.transform is not None:
             support, query = self.transform(support), self.transform(query)
-        labels = torch.arange(n)
+        labels = torch.arange(n, device=dev)
         return TaskBatch(
             support, labels.repeat_interleave(k).expand(t, -1).clone(),
             query, labels.repeat_interleave(q).expand(t, -1).clone(),
-            class_ids=classes, n_way=n,
+            class_ids=host_to_device(classes, dev), n_way=n,
         )
 
     def fixed_episodes(self, num_episodes: int, seed: int, batch_size: int = 32) -> Iterator[TaskBatch]:
