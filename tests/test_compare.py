@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -330,3 +332,25 @@ def test_compare_device_auto_is_resolved_like_train(tmp_path, monkeypatch) -> No
         assert specs == []  # refused before any method trained
     with pytest.raises(ValueError, match="unknown device"):
         compare_mod.machine_device("tpu")
+
+
+def test_nproc_per_node_launches_each_method_under_torchrun(tmp_path, monkeypatch) -> None:
+    """--nproc-per-node N reaches the worker spec and starts the worker with torchrun (the
+    2-process training itself is tested in tests/test_distributed.py)."""
+    import subprocess
+
+    import metabridge.benchmarks.compare as compare_mod
+
+    seen: list[list[str]] = []
+
+    def fake_run(cmd, env=None):
+        seen.append(cmd)
+        assert json.loads(Path(cmd[-2]).read_text())["nproc"] == (2 if len(seen) == 1 else 1)
+        Path(cmd[-1]).write_text(json.dumps({"ok": True}))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(compare_mod.subprocess, "run", fake_run)
+    assert compare_mod.run_worker({"method": "mtl", "nproc": 2}) == {"ok": True}
+    assert seen[0][1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    assert compare_mod.run_worker({"method": "mtl", "nproc": 1}) == {"ok": True}
+    assert seen[1][1:3] == ["-m", "metabridge.benchmarks._compare_worker"]

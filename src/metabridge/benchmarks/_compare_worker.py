@@ -19,6 +19,7 @@ import torch
 from ..checkpoint import load_checkpoint
 from ..config import ExperimentConfig, load_plugins
 from ..device import resolve_device, tune_cpu_allocator
+from ..distributed import init_from_environment
 from ..evaluate import evaluate
 from ..experiment import build_task_source
 from ..tasks.episodes import EpisodeSampler
@@ -49,11 +50,14 @@ def peak_memory_mb(device: torch.device) -> float | None:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_method(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train one method under a time budget, then test it on every requested shot."""
+def run_method(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """Train one method under a time budget, then test it on every requested shot (under
+    torchrun: every rank trains, rank 0 tests and returns the result, the others ``None``)."""
     load_plugins(spec["config"].get("plugins", []))  # a user's registered algorithm / dataset, before building
     config = ExperimentConfig.from_dict(spec["config"])
-    trainer = Trainer(config, overwrite=True, progress=spec.get("progress", False), tensorboard=False)
+    context = init_from_environment(resolve_device(config.device))  # one process unless under torchrun
+    trainer = Trainer(config, overwrite=True, progress=spec.get("progress", False), tensorboard=False,
+                      distributed=context)
     if trainer.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(trainer.device)
     _reset_peak_rss()
@@ -62,6 +66,8 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any]:
     result = trainer.run()
     wall = time.perf_counter() - t0
     peak = peak_memory_mb(trainer.device)
+    if not context.is_main:
+        return None  # rank 0 tests and reports
     assert trainer.experiment is not None
     algorithm = trainer.experiment.algorithm
     best_path = trainer.checkpoints.best if trainer.checkpoints.best.exists() else result.checkpoint
@@ -88,7 +94,7 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any]:
         "stopped_early": bool(getattr(result, "stopped_early", False)),
         "seconds_per_iteration": train_seconds / max(result.step, 1), "wall_seconds": wall,
         "peak_memory_mb": peak, "baseline_memory_mb": baseline, "best_val": result.best, "curve": curve, "test": tests,
-        "config": config.to_dict(),
+        "config": config.to_dict(), "world_size": context.world_size,
     }
 
 
@@ -99,7 +105,8 @@ def main(argv: list[str]) -> int:
     if spec.get("tune_cpu", True) and on_cpu:
         tune_cpu_allocator()  # this process exists only for this run: the allocator is its own to tune
     out = run_method(spec)
-    Path(out_path).write_text(json.dumps(out, indent=2))
+    if out is not None:
+        Path(out_path).write_text(json.dumps(out, indent=2))
     return 0
 
 

@@ -107,6 +107,8 @@ class CompareSettings:
     method_hparams: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: backbone arguments over the recipe's, e.g. {"variant": "official"} for resnet12
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: processes per method (torchrun, data parallel: the meta-batch split over them)
+    nproc_per_node: int = 1
 
     def method_config(self, method: str) -> ExperimentConfig:
         """The training run of ``method`` under this comparison's shared budget."""
@@ -136,11 +138,15 @@ class CompareSettings:
 
 
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Run one method in a fresh Python process; return its result dict."""
+    """Run one method in a fresh Python process (``spec["nproc"] > 1``: that many processes
+    under torchrun, data parallel, rank 0 testing and reporting); return its result dict."""
+    nproc = int(spec.get("nproc", 1))
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] \
+        if nproc > 1 else [sys.executable]
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))
-        proc = subprocess.run([sys.executable, "-m", "metabridge.benchmarks._compare_worker", str(spec_path), str(out_path)],
+        proc = subprocess.run([*launcher, "-m", "metabridge.benchmarks._compare_worker", str(spec_path), str(out_path)],
                               env=os.environ.copy())
         if proc.returncode != 0 or not out_path.exists():
             raise RuntimeError(f"method {spec['method']} failed (exit code {proc.returncode}); see the output above.")
@@ -374,7 +380,7 @@ def compare(settings: CompareSettings, progress: bool = True) -> dict[str, Any]:
                   f"then testing on {settings.test_episodes} episodes per shot", flush=True)
         results[m] = run_worker({"method": m, "config": cfg.to_dict(), "test_shots": list(settings.test_shots),
                                  "test_queries": list(settings.test_queries), "test_episodes": settings.test_episodes,
-                                 "progress": progress})
+                                 "progress": progress, "nproc": settings.nproc_per_node})
     import torch
 
     report = {
@@ -505,6 +511,7 @@ def main(
     model_variant: str = "",
     model_kwargs: str = "",
     method_hparams: str = "",
+    nproc_per_node: int = 1,
     merge: str = "",
 ) -> dict[str, Any]:
     """Compare MTL with gradient-based meta-learning under one training budget.
@@ -560,6 +567,10 @@ def main(
             for a narrower ResNet-12.
         method_hparams: further hyperparameters per method as a JSON object of objects, over the
             recipe's and the switches above, e.g. '{"mtl": {"class_weighting": "minmax"}}'.
+        nproc_per_node: processes per method: above 1, each method trains data-parallel under
+            torchrun (the meta-batch split over the processes, gradients averaged; see
+            metabridge.distributed), rank 0 tests it; 1 thread each is then sensible
+            (OMP_NUM_THREADS=1).
         merge: train nothing: merge the compare.json files (or their directories) of earlier runs of
             disjoint --methods with otherwise identical settings, comma-separated, into one table,
             JSON and plot in --results-dir (to split a --full run over several sittings).
@@ -581,6 +592,7 @@ def main(
             method_hparams=_method_hparams(head_init, train_forward, method_hparams),
             model_kwargs={**parse_json_object(model_kwargs, "--model-kwargs"),
                           **({"variant": model_variant} if model_variant else {})},
+            nproc_per_node=nproc_per_node,
         )
         if not settings.methods:
             raise ValueError(f"--methods is empty; choose from {', '.join(METHOD_SETTINGS)}.")
