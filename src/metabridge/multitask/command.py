@@ -11,6 +11,13 @@ Reported per method (:func:`summarize`): each task's test metric (mean over seed
 relative change against STL and Delta_m % (Maninis et al. 2019; positive = worse than
 STL), the mean rank over tasks among the methods (1 = best), seconds per step relative to
 equal weighting, and peak memory. JSON, the table and PNG plots go under ``OUT``.
+
+Data-parallel (``torchrun --nproc-per-node W -m metabridge mtl ...``): every run is trained
+by all W processes together, each on B/W examples of every minibatch, with the update of
+one process on the whole minibatch (:mod:`metabridge.multitask.trainer`); the runs then
+happen inside the torchrun processes (no per-run subprocess, so no per-run peak memory),
+rank 0 decides which records exist, writes them and the report, and each record carries
+``world_size`` and every rank's ``comm_s_per_step``.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from typing import Any
 
 from ..atomic import atomic_write_text
 from ..csv_options import parse_csv, parse_json_object
+from ..distributed import DistributedContext
 
 __all__ = ["mtl", "summarize", "format_table"]
 
@@ -39,9 +47,31 @@ def _key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run_spec(spec: dict[str, Any], runs_dir: Path, isolate: bool = True, timeout: float | None = None) -> dict[str, Any]:
-    """Run one spec (in a subprocess when ``isolate``), or return its saved record."""
+def run_spec(spec: dict[str, Any], runs_dir: Path, isolate: bool = True, timeout: float | None = None,
+             distributed: DistributedContext | None = None) -> dict[str, Any]:
+    """Run one spec (in a subprocess when ``isolate``), or return its saved record; with
+    ``distributed`` (more than one rank) every rank trains it in this process, rank 0 decides
+    whether a saved record exists and writes the new one, every rank returns it."""
     path = runs_dir / f"{_key(spec)}.json"
+    if distributed is not None and distributed.enabled:
+        saved = distributed.broadcast_object(json.loads(path.read_text()) if distributed.is_main and path.exists()
+                                             else None)
+        if saved is not None:
+            return saved
+        from .runner import run
+
+        error: BaseException | None = None
+        record: dict[str, Any] = {}
+        try:
+            record = run(spec, distributed=distributed)
+        except Exception as exc:  # every rank raises together (none waits in a later collective)
+            error = exc
+        distributed.raise_together(error)
+        record["peak_mib"] = None  # the torchrun process's high-water mark mixes every run before this one
+        if distributed.is_main:
+            runs_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(record))
+        return record
     if path.exists():
         return json.loads(path.read_text())
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -206,6 +236,13 @@ def mtl(
             several-fold).
         out: folder for the report (JSON, table, PNGs) and the per-run records.
     """
+    from ..distributed import init_from_environment, torchrun_world_size
+
+    context = init_from_environment(device) if torchrun_world_size() > 1 else DistributedContext()
+    if context.enabled:
+        if diagnostics_every:
+            raise ValueError("--diagnostics-every reads one process's minibatch; run it without torchrun.")
+        isolate = False  # the runs are trained by the torchrun processes themselves
     defaults = BENCHMARK_DEFAULTS.get(benchmark, {"model": "hard_sharing", "steps": 1000, "batch_size": 256,
                                                   "lr": 1e-3, "eval_every": 0})
     mk = parse_json_object(model_kwargs, "--model-kwargs", '{"encoder_out_dim": 64}')
@@ -243,6 +280,8 @@ def mtl(
     def progress(label: str, record: dict[str, Any]) -> None:
         nonlocal done
         done += 1
+        if not context.is_main:
+            return
         metrics = ", ".join(f"{v:.4g}" for v in record["test_metric"])
         print(f"[{done}/{total} {time.perf_counter() - started:6.0f}s] {label}: test {metrics} "
               f"({record['seconds_per_step'] * 1000:.1f} ms/step)", flush=True)
@@ -250,7 +289,8 @@ def mtl(
     for seed in seed_list:
         if stl_runs is not None:
             for j, t in enumerate(all_tasks):
-                rec = run_spec({**base, "method": "equal", "tasks": [t], "seed": seed}, runs_dir, isolate)
+                rec = run_spec({**base, "method": "equal", "tasks": [t], "seed": seed}, runs_dir, isolate,
+                               distributed=context)
                 stl_runs[j].append(rec)
                 progress(f"STL {bench.tasks[t].name} seed {seed}", rec)
         for m in method_list:
@@ -258,13 +298,14 @@ def mtl(
                     "seed": seed, "diagnostics_every": diagnostics_every if m == "equal" else 0}
             if diagnostics_every and m == "equal" and lookahead_lr:
                 spec["lookahead_lr"] = lookahead_lr
-            rec = run_spec(spec, runs_dir, isolate)
+            rec = run_spec(spec, runs_dir, isolate, distributed=context)
             method_runs.setdefault(m, []).append(rec)
             progress(f"{m} seed {seed}", rec)
         if tuning_lrs:
             candidates = [r for r in method_runs.get("equal", []) if r["spec"]["seed"] == seed]
             for value in tuning_lrs:
-                rec = run_spec({**base, "lr": value, "method": "equal", "tasks": task_idx, "seed": seed}, runs_dir, isolate)
+                rec = run_spec({**base, "lr": value, "method": "equal", "tasks": task_idx, "seed": seed}, runs_dir,
+                               isolate, distributed=context)
                 progress(f"equal lr={value:g} seed {seed}", rec)
                 candidates.append(rec)
             best = min(candidates, key=_best_val_loss)
@@ -275,6 +316,10 @@ def mtl(
     from ..machine_info import machine
 
     report["machine"] = machine(device)
+    if context.enabled:
+        report["world_size"] = context.world_size
+        if not context.is_main:  # rank 0 writes the report
+            return report
     if "equal" in method_runs and method_runs["equal"][0].get("diagnostics"):
         report["diagnostics"] = method_runs["equal"][0]["diagnostics"]
     out.mkdir(parents=True, exist_ok=True)

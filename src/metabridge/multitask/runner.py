@@ -7,6 +7,10 @@ metabridge.multitask._worker SPEC OUT``) so that every method's peak memory is i
 reset before training and read after it, see :mod:`metabridge.benchmarks._peak_memory`).
 :func:`run` is also an ordinary library call; it changes no process-wide state (the
 model's initialisation is drawn inside ``torch.random.fork_rng``).
+
+Under torchrun ``run(spec, distributed=context)`` trains data-parallel
+(:func:`~metabridge.multitask.trainer.train_multitask`); every rank builds the same model
+and method from the spec's seed and returns the same record.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..distributed import DistributedContext
 from ..peak_memory import peak_memory_mib, reset_peak_memory
 from .data import load_mtl_benchmark
 from .models.registry import build_mtl_model
@@ -38,8 +43,9 @@ def _in_worker() -> bool:
         sys.modules["__main__"].__spec__.name == "metabridge.multitask._worker"
 
 
-def run(spec: dict[str, Any]) -> dict[str, Any]:
-    """Train and score one (benchmark, tasks, model, method, seed); returns a JSON-able record."""
+def run(spec: dict[str, Any], distributed: DistributedContext | None = None) -> dict[str, Any]:
+    """Train and score one (benchmark, tasks, model, method, seed); returns a JSON-able record
+    (``distributed``: the ranks of a data-parallel run, default one process)."""
     unknown = set(spec) - set(DEFAULT_SPEC)
     if unknown:
         raise ValueError(f"unknown run spec keys {sorted(unknown)}; known: {sorted(DEFAULT_SPEC)}.")
@@ -72,7 +78,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     result = train_multitask(model, weighting, bench, steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"],
                              weight_decay=s["weight_decay"], eval_every=s["eval_every"], log_every=s["log_every"],
                              seed=s["seed"], device=device, gradient_mode=s["gradient_mode"],
-                             on_batch=hooks.on_batch if hooks else None)
+                             on_batch=hooks.on_batch if hooks else None, distributed=distributed)
     record = {"spec": s, "tasks": [t.name for t in tasks], "units": [t.unit for t in tasks],
               "metric_names": [t.metric_name for t in tasks], "higher_is_better": [t.higher_is_better for t in tasks],
               "peak_mib": peak_memory_mib(device, before), "num_shared_params": sum(p.numel() for p in model.shared_parameters()),

@@ -45,6 +45,10 @@ def train(
 ) -> None:
     """Train one meta-RL run (MAML-TRPO, first-order MAML-TRPO, DRS-TRPO or DRS-PPO) from a preset.
 
+    Data-parallel over W processes: ``torchrun --nproc-per-node W -m metabridge rl train ...``
+    (the meta-batch must split evenly; each rank samples its own tasks, the update is the
+    one-process update on all of them; resume with the same W).
+
     Args:
         preset: navigation-finn, halfcheetah-vel-gao, halfcheetah-vel-small or metaworld-ml1-reach.
         algorithm: maml-trpo, fo-maml-trpo, drs-trpo or drs-ppo.
@@ -65,7 +69,12 @@ def train(
     if iterations:
         over["iterations"] = iterations
     config = preset_config(preset, algorithm, seed=seed, **over)
-    result = train_rl(config, out, resume=resume, overwrite=overwrite, progress=progress)
+    from ..distributed import init_from_environment
+
+    context = init_from_environment(config.device)  # one process outside torchrun
+    result = train_rl(config, out, resume=resume, overwrite=overwrite, progress=progress, distributed=context)
+    if not context.is_main:
+        return
     final = result.final or {}
     rets = ", ".join(f"{k}: {v:.2f}" for k, v in enumerate(final.get("returns", [])))
     print(f"{config.algorithm} on {config.env}: {result.iteration} iterations, {result.env_steps:,} env steps, "

@@ -12,6 +12,18 @@ Evaluation (:func:`metabridge.rl.evaluate.finetune_returns`) uses held-out tasks
 noise generator both seeded by ``config.eval_seed`` alone, so every method, seed and
 checkpoint is scored on the same tasks with the same noise (common random numbers),
 and evaluating never moves the training generator.
+
+Data parallelism (``torchrun --nproc-per-node W -m metabridge rl train ...``, or
+``RLTrainer(..., distributed=context)``): each rank collects ``meta_batch / W`` tasks and
+their rollouts from its own generator (rank 0 from ``seed``, today's stream; rank r from
+:func:`metabridge.distributed.rank_seed`), fits each task's baseline locally, and the
+update averages every mean over tasks across the ranks (the TRPO gradient, each
+Fisher-vector product of conjugate gradient and each line-search candidate's surrogate
+and KL; each PPO step's gradient), so it is the single-process update on the union of
+the ranks' tasks and the replicas stay equal. Rank 0 evaluates, writes ``metrics.jsonl``
+(each train record with ``world_size`` and every rank's ``comm_s_per_step``) and the
+checkpoints, which hold every rank's generator state (``extra["rank_rng"]``) and
+``extra["world_size"]``; a resume must use the same number of processes.
 """
 
 from __future__ import annotations
@@ -29,6 +41,8 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..checkpoint import FORMAT_VERSION, CheckpointError, CheckpointManager
+from ..collectives import RankMean
+from ..distributed import DistributedContext, rank_seed
 from ..metrics_log import MetricsLog, read_metrics
 from .algorithms import DRSPPO, DRSTRPO, MAMLTRPO, MetaRLAlgorithm
 from .config import RLConfig
@@ -40,6 +54,16 @@ from .policy import GaussianMLPPolicy
 CONFIG_FILE = "config.json"
 #: fields a resumed run may change (the others would make it a different run)
 RESUMABLE = frozenset({"iterations", "eval_every", "checkpoint_every", "device"})
+
+
+class _NoLog:
+    """The metrics log of a rank other than 0: writes nothing."""
+
+    def write(self, record: dict[str, Any]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class RLTrainingError(RuntimeError):
@@ -111,16 +135,58 @@ class RLTrainer:
         progress: show a tqdm bar.
         on_iteration: called as ``on_iteration(iteration, stats)`` after each iteration
             (tests use it to kill a run at a chosen point).
+        distributed: the ranks of a data-parallel run (default: one process; see the module
+            docstring and :func:`metabridge.distributed.init_from_environment`).
     """
 
     def __init__(self, config: RLConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-                 progress: bool = True, on_iteration: Callable[[int, dict[str, float]], None] | None = None) -> None:
+                 progress: bool = True, on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+                 distributed: DistributedContext | None = None) -> None:
         self.config, self.run_dir = config, Path(run_dir)
         self.resume, self.overwrite, self.progress = resume, overwrite, progress
         self.on_iteration = on_iteration
         self.checkpoints = CheckpointManager(self.run_dir)
+        self.distributed = distributed if distributed is not None else DistributedContext()
+        world = self.distributed.world_size
+        if config.meta_batch % world:
+            raise ValueError(f"meta_batch {config.meta_batch} does not split over {world} processes; use a multiple "
+                             f"of {world} (--set '{{\"meta_batch\": {max(world, config.meta_batch // world * world)}}}') "
+                             "or another --nproc-per-node.")
+        #: tasks this rank collects per iteration
+        self.shard = config.meta_batch // world
 
     # ------------------------------------------------------------ set-up
+    def _prepare_distributed(self) -> dict[str, Any] | None:
+        """:meth:`_prepare` on rank 0 (which may delete an overwritten run), then the checkpoint read
+        by every rank, errors raised on every rank together, and the world size checked."""
+        ctx = self.distributed
+        ckpt: dict[str, Any] | None = None
+        error: BaseException | None = None
+        if not ctx.enabled:
+            ckpt = self._prepare()
+        else:
+            if ctx.is_main:
+                try:
+                    ckpt = self._prepare()
+                except Exception as exc:  # every rank raises together below
+                    error = exc
+            ctx.raise_together(error)
+            if not ctx.is_main and self.resume:
+                try:
+                    ckpt = self._prepare()
+                except Exception as exc:
+                    error = exc
+            ctx.raise_together(error)
+        if ckpt is not None:
+            saved = int(ckpt.get("extra", {}).get("world_size", 1))
+            if saved != ctx.world_size:
+                how = f"torchrun --nproc-per-node {saved} -m metabridge rl train" if saved > 1 else "metabridge rl train"
+                error = ValueError(f"{self.run_dir} was trained with {saved} process(es) and is resumed with "
+                                   f"{ctx.world_size}: each rank's task stream is in the checkpoint, so resume it "
+                                   f"with {how} --resume (or start a new run with another --out).")
+            ctx.raise_together(error)
+        return ckpt
+
     def _prepare(self) -> dict[str, Any] | None:
         cfg_path = self.run_dir / CONFIG_FILE
         if self.resume:
@@ -143,44 +209,69 @@ class RLTrainer:
 
     def _save(self, algorithm: MetaRLAlgorithm, generator: torch.Generator, iteration: int, env_steps: int,
               seconds: float) -> Path:
-        payload = {
-            "format_version": FORMAT_VERSION, "step": iteration, "algorithm": algorithm.state_dict(),
-            "optimizer": algorithm.extra_state(), "rng": {"sampler": generator.get_state()},
-            "config": self.config.model_dump(), "best": None,
-            "extra": {"env_steps": env_steps, "seconds": seconds, "kind": "meta-rl",
-                      "policy": algorithm.policy.config(), "hparams": algorithm.hparams()},
-            "build": None, "time": time.time(),
-        }
-        return self.checkpoints.save(payload)
+        """Write the checkpoint (distributed: every rank's generator state is gathered, rank 0 writes)."""
+        ctx = self.distributed
+        extra: dict[str, Any] = {"env_steps": env_steps, "seconds": seconds, "kind": "meta-rl",
+                                 "policy": algorithm.policy.config(), "hparams": algorithm.hparams()}
+        if ctx.enabled:
+            extra.update(world_size=ctx.world_size, rank_rng=ctx.gather_objects(generator.get_state()))
+        path = self.checkpoints.last
+        if ctx.is_main:
+            payload = {
+                "format_version": FORMAT_VERSION, "step": iteration, "algorithm": algorithm.state_dict(),
+                "optimizer": algorithm.extra_state(), "rng": {"sampler": generator.get_state()},
+                "config": self.config.model_dump(), "best": None, "extra": extra,
+                "build": None, "time": time.time(),
+            }
+            path = self.checkpoints.save(payload)
+        ctx.barrier()  # no rank runs ahead of a checkpoint it could be resumed from
+        return path
 
     # ------------------------------------------------------------ loop
     def run(self) -> RLResult:
         cfg = self.config
-        ckpt = self._prepare()
+        ctx = self.distributed
+        ckpt = self._prepare_distributed()
         env = build_env(cfg)  # everything is built (and validated) before the run directory is touched
         policy = build_policy(cfg, env)
         algorithm = build_rl_algorithm(cfg, policy)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / CONFIG_FILE, json.dumps(cfg.model_dump(), indent=2) + "\n")
-        generator = torch.Generator().manual_seed(cfg.seed)
+        ranks = RankMean(ctx)
+        if ctx.enabled:
+            ctx.broadcast_module(algorithm)  # equal replicas, whatever each rank's initialisation did
+            algorithm.distribute(ranks)
+        if ctx.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / CONFIG_FILE, json.dumps(cfg.model_dump(), indent=2) + "\n")
+        generator = torch.Generator().manual_seed(rank_seed(cfg.seed, ctx.rank))  # rank 0: cfg.seed
         start, env_steps, seconds = 0, 0, 0.0
         if ckpt is not None:
             algorithm.load_state_dict(ckpt["algorithm"])
             algorithm.load_extra_state(ckpt["optimizer"] or {})
-            generator.set_state(ckpt["rng"]["sampler"])
+            generator.set_state(ckpt["extra"]["rank_rng"][ctx.rank] if ctx.enabled else ckpt["rng"]["sampler"])
             start = int(ckpt["step"])
             env_steps, seconds = int(ckpt["extra"]["env_steps"]), float(ckpt["extra"]["seconds"])
         eval_tasks = evaluation_tasks(cfg, env)
-        log = MetricsLog(self.run_dir, start if ckpt is not None else None, tensorboard=False)
+        log: MetricsLog | _NoLog = (MetricsLog(self.run_dir, start if ckpt is not None else None, tensorboard=False)
+                                    if ctx.is_main else _NoLog())
         history: list[dict[str, Any]] = []
         final: dict[str, Any] | None = None
-        bar = tqdm(total=cfg.iterations, initial=start, disable=not self.progress, desc=f"{cfg.algorithm} {cfg.env}",
-                   unit="it", dynamic_ncols=True)
+        bar = tqdm(total=cfg.iterations, initial=start, disable=not (self.progress and ctx.is_main),
+                   desc=f"{cfg.algorithm} {cfg.env}", unit="it", dynamic_ncols=True)
         last_saved = (self.checkpoints.last if ckpt is not None else None, start)
         try:
             for it in range(start + 1, cfg.iterations + 1):
                 t0 = time.perf_counter()
-                stats = algorithm.train_iteration(env, cfg.meta_batch, cfg.rollouts, generator)
+                if ctx.enabled:
+                    batch, error = None, None
+                    try:  # a sampling failure on one rank stops every rank (none waits in a collective)
+                        batch = algorithm.collect(env, self.shard, cfg.rollouts, generator)
+                    except Exception as exc:
+                        error = exc
+                    ctx.raise_together(error)
+                    ranks.take_seconds()
+                    stats = algorithm.update(batch)
+                else:
+                    stats = algorithm.train_iteration(env, cfg.meta_batch, cfg.rollouts, generator)
                 seconds += time.perf_counter() - t0
                 env_steps += int(stats["env_steps"])
                 bad = [k for k, v in stats.items() if not math.isfinite(v)]
@@ -191,17 +282,22 @@ class RLTrainer:
                                           f"training stopped and {where}. Lower inner_lr (now {cfg.inner_lr:g}) "
                                           "or the trust region (algorithm_kwargs max_kl) / PPO learning_rate.")
                 rec = {"kind": "train", "step": it, "env_steps_total": env_steps, "seconds": seconds, **stats}
+                if ctx.enabled:  # every rank's seconds in collectives during this iteration's update
+                    rec.update(world_size=ctx.world_size, comm_s_per_step=ctx.gather_objects(ranks.take_seconds()))
                 log.write(rec)
                 history.append(rec)
                 bar.update(1)
                 bar.set_postfix(ret=f"{stats['return']:.2f}")
                 last = it == cfg.iterations
                 if (cfg.eval_every and it % cfg.eval_every == 0) or last:
-                    result = evaluate_policy(cfg, env, policy, eval_tasks)
-                    ev = {"kind": "eval", "step": it, "env_steps_total": env_steps, "seconds": seconds,
-                          "returns": result.mean_returns(), "returns_ci95": result.returns_ci95()}
-                    if result.success is not None:
-                        ev["success"] = result.mean_success()
+                    ev = None
+                    if ctx.is_main:  # rank 0 scores (the single-process numbers); the others get its record
+                        result = evaluate_policy(cfg, env, policy, eval_tasks)
+                        ev = {"kind": "eval", "step": it, "env_steps_total": env_steps, "seconds": seconds,
+                              "returns": result.mean_returns(), "returns_ci95": result.returns_ci95()}
+                        if result.success is not None:
+                            ev["success"] = result.mean_success()
+                    ev = ctx.broadcast_object(ev)
                     log.write(ev)
                     history.append(ev)
                     final = ev
@@ -214,8 +310,8 @@ class RLTrainer:
             log.close()
             env.close()
         if final is None:  # resumed at the end: report the recorded final evaluation
-            evals = [r for r in read_metrics(self.run_dir) if r.get("kind") == "eval"]
-            final = evals[-1] if evals else None
+            evals = [r for r in read_metrics(self.run_dir) if r.get("kind") == "eval"] if ctx.is_main else []
+            final = ctx.broadcast_object(evals[-1] if evals else None)
         return RLResult(self.run_dir, cfg.iterations, env_steps, seconds, final, history)
 
 

@@ -109,6 +109,14 @@ def gaussian_fisher_vector_product(distribution: Callable[..., tuple[Tensor, Ten
     return product
 
 
+def _averaged(product: Callable[[Tensor], Tensor], mean_over_ranks: Callable[[Tensor], Tensor]
+              ) -> Callable[[Tensor], Tensor]:
+    """v -> mean over the ranks of ``product(v)`` (each rank's Fisher-vector product on its tasks)."""
+    def averaged(v: Tensor) -> Tensor:
+        return mean_over_ranks(product(v))
+    return averaged
+
+
 @dataclass(frozen=True)
 class TRPOStats:
     """What one TRPO step did (logged by the trainers)."""
@@ -124,18 +132,34 @@ class TRPOStats:
 def trpo_step(params: Sequence[Tensor], objective: Callable[[], tuple[Tensor, Tensor]], max_kl: float = 1e-2,
               damping: float = 1e-5, cg_iters: int = 10, backtrack_ratio: float = 0.8,
               max_backtracks: int = 15,
-              fisher: Callable[[], Callable[[Tensor], Tensor]] | None = None) -> TRPOStats:
+              fisher: Callable[[], Callable[[Tensor], Tensor]] | None = None,
+              mean_over_ranks: Callable[[Tensor], Tensor] | None = None) -> TRPOStats:
     """One TRPO update of ``params`` in place.
 
     ``objective()`` returns ``(loss, kl)``: the loss to *minimise* (the negative surrogate)
     and the mean KL(pi_old || pi_params), both as functions of the current ``params``
     (with a graph to them). It is called once with gradients for the step direction and
-    once per line-search trial without."""
+    once per line-search trial without.
+
+    Data parallelism: ``mean_over_ranks`` (e.g. :meth:`metabridge.collectives.RankMean.mean`)
+    turns each rank's mean over its shard of the tasks into the mean over all tasks. When
+    every rank holds T/W tasks, the loss, the KL and the Fisher matrix are means over tasks,
+    so L = (1/W) sum_r L_r, KL = (1/W) sum_r KL_r and F v = (1/W) sum_r F_r v (damping is
+    the same on every rank): one all-reduce turns the gradient (with the loss), each
+    Fisher-vector product inside conjugate gradient and each line-search candidate's
+    (loss, KL) into those of the single-process step on the union of the tasks. Every rank
+    then runs the same conjugate gradient on the same numbers, takes the same decisions and
+    the same step."""
     params = list(params)
     loss, kl = objective()
     grads = torch.autograd.grad(loss, params, retain_graph=fisher is None)
     g = flat(grads).detach()
-    fvp = fisher() if fisher is not None else fisher_vector_product(kl, params, damping)
+    local_fvp = fisher() if fisher is not None else fisher_vector_product(kl, params, damping)
+    fvp = local_fvp
+    if mean_over_ranks is not None:
+        g_loss = mean_over_ranks(torch.cat([g, loss.detach().reshape(1).to(g.dtype)]))
+        g, loss = g_loss[:-1], g_loss[-1].to(loss.dtype)
+        fvp = _averaged(local_fvp, mean_over_ranks)
     step_dir = conjugate_gradient(fvp, -g, cg_iters)
     shs = 0.5 * torch.dot(step_dir, fvp(step_dir))
     before = float(loss.detach())
@@ -149,6 +173,8 @@ def trpo_step(params: Sequence[Tensor], objective: Callable[[], tuple[Tensor, Te
             for p, p0, d in zip(params, old, unflat_like(full_step, params)):
                 p.copy_(p0 + frac * d)
             new_loss, new_kl = objective()
+            if mean_over_ranks is not None:
+                new_loss, new_kl = mean_over_ranks(torch.stack([new_loss.detach(), new_kl.detach().to(new_loss.dtype)]))
             new_loss_f, new_kl_f = float(new_loss.detach()), float(new_kl.detach())
             if new_loss_f < before and new_kl_f <= max_kl and torch.isfinite(new_loss):
                 return TRPOStats(before, new_loss_f, new_kl_f, frac, k, True)

@@ -23,6 +23,39 @@ IMTL-L) registers them as parameters, and the caller adds ``weighting.parameters
 its optimiser. Methods whose weights depend on training history get two hooks:
 :meth:`Weighting.after_step` (FAMO reads the losses after the step) and
 :meth:`Weighting.end_epoch` (DWA's loss ratios over epochs).
+
+Data parallelism (``weighted_backward(..., ranks=RankMean(context))``): each of W ranks
+holds B/W examples of the step's minibatch of B, so each per-task loss, a mean over the
+batch, is the mean over ranks of the shard losses, L_k = (1/W) sum_r L_{k,r}, and so is
+its gradient. What every method then does is exact, i.e. the single-process update on
+the whole minibatch (up to rounding), and equal on every rank:
+
+* loss-only methods (``Needs.LOSSES``: equal, mean, fixed, DWA, RLW, uncertainty, IMTL-L,
+  scale-invariant, min-max, FAMO, Nash-MTL between its updates): the K losses are
+  all-reduced first and the method reads the whole batch's values L_k (its weights and its
+  state — DWA's history, FAMO's logits — are those of one process); the objective
+  f(L; phi) is back-propagated through this rank's losses with those values
+  (:class:`~metabridge.collectives.WithValue`), which gives sum_k df/dL_k(L) grad L_{k,r},
+  and the mean over ranks of that is sum_k df/dL_k(L) grad L_k, the single-process gradient
+  (chain rule). The method's own parameters' gradients depend on the values only and are
+  already equal on every rank.
+* parameter-gradient methods (``Needs.PARAM_GRADS``: MGDA, PCGrad, CAGrad, GradNorm, IMTL(-G),
+  Nash-MTL, Aligned-MTL): the [K, P] per-task gradient matrix is linear in the losses, so
+  its mean over ranks (one all-reduce, with the losses) is the whole batch's G; ``combine``
+  runs on the same G and L on every rank (methods with randomness, PCGrad and RLW, draw it
+  from their own identically seeded generators), the shared parameters get its direction,
+  and the heads' gradients of sum_k w_k L_{k,r} are averaged (a second all-reduce).
+* feature-gradient methods (``Needs.FEATURE_GRADS``: MGDA-UB): the whole batch's feature
+  matrix is the rank-ordered concatenation of the shards' features, and dL_k/dZ_r =
+  (1/W) dL_{k,r}/dZ_r, so the per-task feature gradients are all-gathered and divided by W
+  (the single-process [K, B*D] matrix, shards contiguous in rank order); ``combine`` gives
+  the direction d for all B examples, each rank back-propagates W times its own block d_r
+  and the mean over ranks of those parameter gradients is sum_r J_r' d_r = J' d.
+
+Exact means: the same arithmetic up to the order of floating-point sums. A model with
+batch normalisation in training mode normalises each shard by its own statistics, which
+no method can undo (as with DistributedDataParallel without SyncBatchNorm); the built-in
+multi-task models have none.
 """
 
 from __future__ import annotations
@@ -30,12 +63,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ..gradients import GradientMode, per_task_gradients, unflatten_into
+
+if TYPE_CHECKING:
+    from ...collectives import RankMean
 
 __all__ = ["Needs", "StepRecord", "Weighting", "weighted_backward"]
 
@@ -55,6 +91,8 @@ class StepRecord:
 
     weights: Tensor
     needs: Needs
+    #: the K losses the method read (detached; the whole minibatch's when data-parallel)
+    losses: Tensor | None = None
 
 
 class Weighting(nn.Module):
@@ -118,6 +156,7 @@ def weighted_backward(
     features: Tensor | None = None,
     step: int = 0,
     gradient_mode: GradientMode = "auto",
+    ranks: RankMean | None = None,
 ) -> StepRecord:
     """Fill ``.grad`` of the shared and task-specific parameters with ``weighting``'s update.
 
@@ -130,7 +169,13 @@ def weighted_backward(
             methods that read feature gradients.
         step: the training step (methods that update periodically read it).
         gradient_mode: how per-task gradients are computed (:func:`per_task_gradients`).
+        ranks: data-parallel ranks, each holding an equal shard of the minibatch (see the
+            module docstring for what is averaged and why the update is exact); every
+            trainable parameter's gradient is then the whole minibatch's on every rank.
     """
+    if ranks is not None and ranks.enabled:
+        return _weighted_backward_distributed(weighting, losses, shared_params, task_params, features, step,
+                                              gradient_mode, ranks)
     _check_losses(losses, weighting.num_tasks)
     needs = weighting.needs_at(step)
     shared_params = [p for p in shared_params if p.requires_grad]
@@ -165,3 +210,61 @@ def weighted_backward(
     total, weights = weighting.objective(losses)
     total.backward()
     return StepRecord(weights.detach(), needs)
+
+
+def _missed_through_features(weighting: Weighting, shared_params: Sequence[Tensor]) -> None:
+    missed = [p for p in shared_params if p.grad is None]
+    if missed:
+        raise ValueError(f"{type(weighting).__name__} updates the shared parameters through the shared features, "
+                         f"but {len(missed)} shared parameter tensor(s) lie downstream of them (e.g. a shared "
+                         "hypernetwork generator) and would get no update: count them as task-specific (e.g. "
+                         "HypernetworkHead(share_generator=False)) or use a parameter-gradient method (mgda).")
+
+
+def _weighted_backward_distributed(weighting: Weighting, losses: Tensor, shared_params: Sequence[Tensor],
+                                   task_params: Sequence[Tensor], features: Tensor | None, step: int,
+                                   gradient_mode: GradientMode, ranks: RankMean) -> StepRecord:
+    """:func:`weighted_backward` over the ranks' shards (the three cases of the module docstring)."""
+    from ...collectives import WithValue
+
+    needs = weighting.needs_at(step)
+    shared_params = [p for p in shared_params if p.requires_grad]
+    task_params = [p for p in task_params if p.requires_grad]
+    model_params = shared_params + task_params
+    if Needs.PARAM_GRADS in needs:
+        local = per_task_gradients(losses, shared_params, mode=gradient_mode)
+        grads, whole = ranks.mean_many([local, losses.detach()])  # one all-reduce: G and L
+        _check_losses(whole, weighting.num_tasks)  # the same verdict on every rank
+        direction, weights = weighting.combine(grads, whole)
+        weights = weights.detach()
+        if task_params:
+            torch.autograd.backward((weights.to(losses.dtype) * losses).sum(), inputs=task_params)
+            ranks.average_grads(task_params)
+        unflatten_into(direction, shared_params)
+        return StepRecord(weights, needs, whole)
+    if Needs.FEATURE_GRADS in needs:
+        if features is None:
+            raise ValueError(f"{type(weighting).__name__} reads the gradients w.r.t. the shared features: the model "
+                             "must return its shared features (use a hard-sharing or soft-sharing model, or another "
+                             "weighting method for a task-conditioned network).")
+        k, w = weighting.num_tasks, ranks.world_size
+        local = per_task_gradients(losses, [features], mode=gradient_mode).reshape(k, features.shape[0], -1)
+        whole = ranks.mean(losses.detach())
+        _check_losses(whole, k)
+        grads = ranks.gather_cat(local, dim=1).reshape(k, -1) / w  # [K, B*D], shards in rank order
+        direction, weights = weighting.combine(grads, whole)
+        weights = weights.detach()
+        mine = direction.view(w, -1)[ranks.context.rank]
+        if task_params:
+            torch.autograd.backward((weights.to(losses.dtype) * losses).sum(), inputs=task_params, retain_graph=True)
+        torch.autograd.backward(features, grad_tensors=(w * mine).view_as(features).to(features.dtype),
+                                inputs=shared_params)
+        _missed_through_features(weighting, shared_params)
+        ranks.average_grads(model_params)
+        return StepRecord(weights, needs, whole)
+    whole = ranks.mean(losses.detach())
+    _check_losses(whole, weighting.num_tasks)
+    total, weights = weighting.objective(WithValue.apply(losses, whole))
+    total.backward()
+    ranks.average_grads(model_params)
+    return StepRecord(weights.detach(), needs, whole)

@@ -10,13 +10,21 @@ with ``k`` policy-gradient steps of size ``inner_lr`` (:mod:`metabridge.rl.evalu
 
 State for exact resume is the module's ``state_dict`` plus :meth:`extra_state` (the
 PPO optimizer); randomness comes only from the generator passed in.
+
+An iteration is two halves, :meth:`MetaRLAlgorithm.collect` (draw tasks, sample and
+adapt: local to a rank) and :meth:`MetaRLAlgorithm.update` (change the parameters from
+what was collected). Data parallelism (:meth:`MetaRLAlgorithm.distribute`): each rank
+collects its own shard of the meta-batch from its own generator, and ``update``
+averages every mean over tasks across the ranks (:class:`metabridge.collectives.RankMean`),
+so that the update is the single-process update on the union of the shards; the
+statistics it returns are then the whole meta-batch's (:meth:`MetaRLAlgorithm.global_stats`).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
-from collections.abc import Callable
-from typing import Any
+from abc import ABC
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +34,20 @@ from ..envs.base import MetaEnv
 from ..episodes import Episodes
 from ..policy import GaussianMLPPolicy, Params, broadcast_log_std, gaussian_kl, log_prob, policy_forward
 from ..sampler import sample_episodes
+
+if TYPE_CHECKING:
+    from ...collectives import RankMean
+
+
+def cat_episodes(parts: Sequence[Episodes]) -> Episodes:
+    """The episodes of several task shards as one batch (tasks concatenated in order): the
+    single-process batch that a data-parallel iteration's shards make up together."""
+    def cat(name: str) -> Tensor | None:
+        values = [getattr(p, name) for p in parts]
+        if any(v is None for v in values):
+            return None
+        return torch.cat(values)
+    return Episodes(*(cat(f) for f in Episodes.__dataclass_fields__))  # type: ignore[arg-type]
 
 
 def per_task_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -101,11 +123,46 @@ class MetaRLAlgorithm(nn.Module, ABC):
         episodes = sample_episodes(env, self.policy, params, tasks, rollouts, generator)
         return process_episodes(episodes, self.gamma, self.gae_lambda, self.normalize_advantages)
 
-    @abstractmethod
+    #: the ranks of a data-parallel run (None: one process); set by :meth:`distribute`
+    ranks: RankMean | None = None
+
+    def distribute(self, ranks: RankMean | None) -> None:
+        """Average every mean over tasks of :meth:`update` over ``ranks`` (None: one process)."""
+        self.ranks = ranks if ranks is not None and ranks.enabled else None
+
+    def collect(self, env: MetaEnv, meta_batch: int, rollouts: int, generator: torch.Generator) -> Any:
+        """Draw ``meta_batch`` tasks and sample (and adapt on) their episodes: everything the update
+        reads. Local to a rank; a data-parallel run's shards concatenate (:func:`cat_episodes`)."""
+        raise NotImplementedError(f"{type(self).__name__} implements train_iteration only (no collect/update "
+                                  "split), so it cannot run data-parallel; run it in one process.")
+
+    def update(self, batch: Any) -> dict[str, float]:
+        """Change the policy once from :meth:`collect`'s ``batch``; returns statistics (at least
+        ``env_steps`` and ``return`` of the episodes the update used)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement update().")
+
     def train_iteration(self, env: MetaEnv, meta_batch: int, rollouts: int,
                         generator: torch.Generator) -> dict[str, float]:
         """Sample ``meta_batch`` tasks x ``rollouts`` episodes and update the policy once; returns
-        statistics (at least ``env_steps`` and ``return`` of the episodes the update used)."""
+        statistics (at least ``env_steps`` and ``return`` of the episodes the update used).
+        Default: ``update(collect(...))``."""
+        return self.update(self.collect(env, meta_batch, rollouts, generator))
+
+    def global_stats(self, stats: dict[str, float], summed: Sequence[str] = ("env_steps",),
+                     shared: Sequence[str] = ()) -> dict[str, float]:
+        """This rank's statistics turned into the whole meta-batch's, in one all-reduce: the keys in
+        ``summed`` are summed over the ranks, those in ``shared`` (already equal on every rank, e.g.
+        TRPO's step statistics) kept, every other one (a mean over this rank's tasks) averaged.
+        One process: ``stats`` unchanged."""
+        if self.ranks is None:
+            return stats
+        keys = [k for k in stats if k not in shared]
+        values = torch.tensor([stats[k] for k in keys], dtype=torch.float64)
+        means = self.ranks.mean(values).tolist()
+        out = dict(stats)
+        for k, v in zip(keys, means):
+            out[k] = v * self.ranks.world_size if k in summed else v
+        return out
 
     def hparams(self) -> dict[str, Any]:
         """The constructor arguments besides the policy (for checkpoints and logs)."""

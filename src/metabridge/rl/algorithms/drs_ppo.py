@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..envs.base import MetaEnv
+from ..episodes import Episodes
 from ..policy import GaussianMLPPolicy, log_prob
 from .base import MetaRLAlgorithm, per_task_mean
 from .trpo_base import with_success
@@ -52,11 +53,19 @@ class DRSPPO(MetaRLAlgorithm):
         if "optimizer" in state:
             self.optimizer.load_state_dict(state["optimizer"])
 
-    def train_iteration(self, env: MetaEnv, meta_batch: int, rollouts: int,
-                        generator: torch.Generator) -> dict[str, float]:
-        policy = self.policy
+    def collect(self, env: MetaEnv, meta_batch: int, rollouts: int, generator: torch.Generator) -> Episodes:
+        """Tasks and their episodes under pi_theta_old (per-task baselines)."""
         tasks = env.sample_tasks(meta_batch, generator)
-        episodes = self.sample(env, policy.params(), tasks, rollouts, generator)
+        return self.sample(env, self.policy.params(), tasks, rollouts, generator)
+
+    def update(self, episodes: Episodes) -> dict[str, float]:
+        """``epochs`` Adam steps on the clipped surrogate of ``episodes``.
+
+        Data-parallel (:meth:`distribute`): L is a mean over tasks, L = (1/W) sum_r L_r over the
+        ranks' equal shards, so each epoch's gradient is the mean over ranks of grad L_r (one
+        all-reduce, which also carries the loss and clip fraction), taken before clipping and
+        Adam; every rank then takes the single-process step on the union of the tasks."""
+        policy = self.policy
         assert episodes.advantages is not None
         adv, mask = episodes.advantages, episodes.mask
         loss_value, clip_fraction = 0.0, 0.0
@@ -67,11 +76,19 @@ class DRSPPO(MetaRLAlgorithm):
             loss = -per_task_mean(torch.minimum(ratio * adv, clipped * adv), mask).mean()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if self.ranks is not None:
+                fraction = per_task_mean(((ratio.detach() - 1).abs() > self.clip).to(ratio.dtype), mask).mean()
+                loss_mean, fraction_mean = self.ranks.average_grads(list(policy.parameters()),
+                                                                    [loss.detach(), fraction])
             if self.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), self.max_grad_norm)
             self.optimizer.step()
-            loss_value = float(loss.detach())
-            clip_fraction = float(per_task_mean(((ratio - 1).abs() > self.clip).float(), mask).mean())
+            if self.ranks is not None:
+                loss_value, clip_fraction = float(loss_mean), float(fraction_mean)
+            else:
+                loss_value = float(loss.detach())
+                clip_fraction = float(per_task_mean(((ratio - 1).abs() > self.clip).float(), mask).mean())
         out = {"env_steps": float(episodes.env_steps), "return": float(episodes.task_returns().mean()),
                "surrogate": -loss_value, "clip_fraction": clip_fraction}
-        return with_success(out, episodes.success_rate(), "success")
+        return self.global_stats(with_success(out, episodes.success_rate(), "success"),
+                                 shared=("surrogate", "clip_fraction"))

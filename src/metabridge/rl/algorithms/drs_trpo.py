@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from ..envs.base import MetaEnv
+from ..episodes import Episodes
 from .base import behaviour_distribution, distribution_of, surrogate_and_kl
 from .trpo_base import TRPOMetaAlgorithm, fisher_rollouts, with_success
 
@@ -27,18 +28,21 @@ class DRSTRPO(TRPOMetaAlgorithm):
 
     name = "drs-trpo"
 
-    def train_iteration(self, env: MetaEnv, meta_batch: int, rollouts: int,
-                        generator: torch.Generator) -> dict[str, float]:
+    def collect(self, env: MetaEnv, meta_batch: int, rollouts: int, generator: torch.Generator) -> Episodes:
+        """Tasks and their episodes under the shared policy (per-task baselines)."""
+        tasks = env.sample_tasks(meta_batch, generator)
+        return self.sample(env, self.policy.params(), tasks, rollouts, generator)
+
+    def update(self, episodes: Episodes) -> dict[str, float]:
+        """The TRPO step on the pooled episodes (averaged over the ranks when distributed)."""
         policy = self.policy
         theta = policy.params()
-        tasks = env.sample_tasks(meta_batch, generator)
-        episodes = self.sample(env, theta, tasks, rollouts, generator)
         old_mean, old_log_std = behaviour_distribution(policy, theta, episodes)
 
         def objective() -> tuple[torch.Tensor, torch.Tensor]:
             return surrogate_and_kl(policy, theta, episodes, old_mean, old_log_std)
 
-        subset = episodes.first_rollouts(fisher_rollouts(rollouts, self.fisher_subsample))
+        subset = episodes.first_rollouts(fisher_rollouts(episodes.rollouts, self.fisher_subsample))
         update = self.trpo_update(objective, distribution_of(policy, list(theta), subset.observations), subset.mask)
         out = {"env_steps": float(episodes.env_steps), "return": float(episodes.task_returns().mean()), **update}
-        return with_success(out, episodes.success_rate(), "success")
+        return self.global_stats(with_success(out, episodes.success_rate(), "success"), shared=tuple(update))

@@ -16,14 +16,16 @@ drops those terms (first-order MAML-TRPO). All T tasks are adapted in one vmappe
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..envs.base import MetaEnv
+from ..episodes import Episodes
 from ..inner_step import adapt
 from ..policy import GaussianMLPPolicy, Params
-from .base import behaviour_distribution, distribution_of, surrogate_and_kl
+from .base import behaviour_distribution, cat_episodes, distribution_of, surrogate_and_kl
 from .trpo_base import TRPOMetaAlgorithm, fisher_rollouts, with_success
 
 
@@ -44,15 +46,24 @@ class MAMLTRPO(TRPOMetaAlgorithm):
     def hparams(self) -> dict[str, Any]:
         return {**super().hparams(), "first_order": self.first_order}
 
-    def train_iteration(self, env: MetaEnv, meta_batch: int, rollouts: int,
-                        generator: torch.Generator) -> dict[str, float]:
+    def collect(self, env: MetaEnv, meta_batch: int, rollouts: int, generator: torch.Generator) -> MAMLBatch:
+        """Tasks, their pre-adaptation episodes D_i, the adapted theta'_i(theta_old) and the
+        post-adaptation episodes D'_i (each task's baseline fitted on its own episodes)."""
         policy = self.policy
         theta = policy.params()
         tasks = env.sample_tasks(meta_batch, generator)
         train = self.sample(env, theta, tasks, rollouts, generator)
         adapted_old = {k: v.detach() for k, v in adapt(policy, theta, train, self.inner_lr, True).items()}
         valid = self.sample(env, adapted_old, tasks, rollouts, generator)
-        old_mean, old_log_std = behaviour_distribution(policy, adapted_old, valid)
+        return MAMLBatch(train, valid, adapted_old)
+
+    def update(self, batch: MAMLBatch) -> dict[str, float]:
+        """The TRPO meta-step on ``batch`` (averaged over the ranks when distributed: see
+        :meth:`TRPOMetaAlgorithm.trpo_update`)."""
+        policy = self.policy
+        theta = policy.params()
+        train, valid, rollouts = batch.train, batch.valid, batch.valid.rollouts
+        old_mean, old_log_std = behaviour_distribution(policy, batch.adapted_old, valid)
 
         def objective() -> tuple[torch.Tensor, torch.Tensor]:
             adapted = adapt(policy, theta, train, self.inner_lr, self.first_order)
@@ -68,4 +79,19 @@ class MAMLTRPO(TRPOMetaAlgorithm):
                                   valid_f.mask)
         out = {"env_steps": float(train.env_steps + valid.env_steps), "return": float(train.task_returns().mean()),
                "return_adapted": float(valid.task_returns().mean()), **update}
-        return with_success(out, valid.success_rate(), "success_adapted")
+        return self.global_stats(with_success(out, valid.success_rate(), "success_adapted"), shared=tuple(update))
+
+
+@dataclass(frozen=True)
+class MAMLBatch:
+    """What one MAML-TRPO iteration collected: D_i, D'_i and theta'_i(theta_old) (task axis first)."""
+
+    train: Episodes
+    valid: Episodes
+    adapted_old: Params
+
+    @staticmethod
+    def cat(parts: list[MAMLBatch]) -> MAMLBatch:
+        """The shards of a data-parallel iteration as one single-process batch (tasks in order)."""
+        return MAMLBatch(cat_episodes([p.train for p in parts]), cat_episodes([p.valid for p in parts]),
+                         {k: torch.cat([p.adapted_old[k] for p in parts]) for k in parts[0].adapted_old})

@@ -55,11 +55,17 @@ class TRPOMetaAlgorithm(MetaRLAlgorithm):
     def trpo_update(self, objective: Callable[[], tuple[Tensor, Tensor]],
                     distribution: Callable[..., tuple[Tensor, Tensor]], mask: Tensor) -> dict[str, float]:
         """One TRPO step of the policy's parameters; ``distribution(*params)`` gives the means and
-        log-stds whose KL the trust region bounds, on the steps ``mask`` marks."""
+        log-stds whose KL the trust region bounds, on the steps ``mask`` marks.
+
+        Data-parallel (:meth:`distribute`): ``objective`` and ``distribution`` cover this rank's
+        tasks; the gradient, every Fisher-vector product and every line-search (loss, KL) are
+        averaged over the ranks (:func:`~metabridge.rl.trpo.trpo_step`'s ``mean_over_ranks``), so the
+        step is the single-process step on all ranks' tasks."""
         params = list(self.policy.parameters())
         stats = trpo_step(params, objective, self.max_kl, self.cg_damping, self.cg_iters, self.backtrack_ratio,
                           self.max_backtracks,
-                          fisher=lambda: gaussian_fisher_vector_product(distribution, params, mask, self.cg_damping))
+                          fisher=lambda: gaussian_fisher_vector_product(distribution, params, mask, self.cg_damping),
+                          mean_over_ranks=self.ranks.mean if self.ranks is not None else None)
         return {"surrogate": -stats.surrogate_after, "kl": stats.kl, "step_fraction": stats.step_fraction,
                 "accepted": float(stats.accepted)}
 
