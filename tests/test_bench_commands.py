@@ -78,3 +78,41 @@ def test_bad_options_are_refused_before_anything_runs(spec, kwargs, message, tmp
     with pytest.raises(ValueError, match=message):
         _load(spec)(results_dir=str(tmp_path / "never"), **kwargs)
     assert not (tmp_path / "never").exists()
+
+
+def _no_learn2learn(lib: str) -> str | None:
+    """``_peer_impls.available`` as in a venv without learn2learn (higher and TorchOpt too)."""
+    return f"{lib} is not importable (ModuleNotFoundError); build the peer venv with ../shared/peers/install.sh"
+
+
+def test_peers_skips_an_absent_peer_and_refuses_it_when_named(tmp_path, capsys, monkeypatch) -> None:
+    from metabridge.benchmarks import peers
+
+    monkeypatch.setattr(peers, "available", _no_learn2learn)
+    assert peers.resolve_libs("metabridge,metabridge:t1") == (["metabridge", "metabridge:t1"], [])
+    with pytest.raises(ValueError, match="unknown library"):
+        peers.resolve_libs("metabridge,tensorflow")
+    with pytest.raises(ValueError, match="learn2learn is not importable.*install.sh"):
+        peers.main(libs="metabridge,learn2learn", peer_site="none", out=str(tmp_path / "never" / "p.json"))
+    assert not (tmp_path / "never").exists()
+    res = peers.main(methods="anil", shots="1", meta_batch=2, repeats=1, warmup=0, inner_steps=1, queries=1,
+                     memory=False, flops=False, peer_site="none", out=str(tmp_path / "p.json"))
+    out = capsys.readouterr().out
+    assert "skipped: learn2learn is not importable" in out and "install.sh" in out
+    assert res["protocol"]["libs"] == ["metabridge"] and len(res["protocol"]["skipped"]) == 3
+    assert json.loads((tmp_path / "p.json").read_text())["rows"][0]["median_s"]["metabridge"] > 0
+
+
+def test_sampling_runs_at_toy_size_and_skips_learn2learn(tmp_path, capsys, monkeypatch) -> None:
+    from metabridge.benchmarks import sampling
+
+    monkeypatch.setattr(sampling, "available", _no_learn2learn)
+    monkeypatch.setattr(sampling, "DATASETS", {"tiny": (8, 20, 8, 1)})
+    with pytest.raises(ValueError, match="learn2learn is not importable"):
+        sampling.main(libs="learn2learn", peer_site="none", out=str(tmp_path / "never.json"))
+    with pytest.raises(ValueError, match="--libs"):
+        sampling.main(libs="torchmeta", peer_site="none", out=str(tmp_path / "never.json"))
+    res = sampling.main(batch_sizes="1,2", seconds=0.05, peer_site="none", out=str(tmp_path / "s.json"))
+    assert "skipped: learn2learn is not importable" in capsys.readouterr().out
+    assert [(r["library"], r["episodes_per_call"]) for r in res["rows"]] == [("metabridge", 1), ("metabridge", 2)]
+    assert all(r["episodes_per_s"] > 0 for r in res["rows"]) and not (tmp_path / "never.json").exists()

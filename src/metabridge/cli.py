@@ -231,14 +231,24 @@ def _train(ctx: typer.Context, **values: Any) -> None:
         if values["config_file"] is None:
             data["out_dir"] = out
         config = ExperimentConfig.from_dict(data).validate()
-    trainer = Trainer(config, resume=values["resume"], overwrite=values["overwrite"], progress=values["progress"])
-    with _cpu_tuning(values["tune_cpu"] and trainer.device.type == "cpu"), _one_line_warnings():
+    from .device import resolve_device
+    from .distributed import init_from_environment
+
+    context = init_from_environment(resolve_device(config.device))  # one process outside torchrun
+    trainer = Trainer(config, resume=values["resume"], overwrite=values["overwrite"], progress=values["progress"],
+                      distributed=context)
+    with _cpu_tuning(values["tune_cpu"] and trainer.device.type == "cpu"), _one_line_warnings(), \
+            _cudnn_autotune(trainer.device.type == "cuda" and not config.deterministic):
         try:
             result = trainer.run()
         except KeyboardInterrupt:
+            resume = "torchrun --nproc-per-node {} -m metabridge".format(context.world_size) \
+                if context.enabled else "metabridge"
             typer.echo(f"\ninterrupted at step {trainer.step}; continue from the last checkpoint with: "
-                       f"metabridge train --resume --out {config.out_dir}", err=True)
+                       f"{resume} train --resume --out {config.out_dir}", err=True)
             raise typer.Exit(130) from None
+    if not context.is_main:
+        return
     msg = f"trained {config.algorithm} on {config.task} to step {result.step}"
     if result.last_loss == result.last_loss:  # NaN when resuming trained no further step
         msg += f"; final loss {result.last_loss:.4g}"
@@ -252,6 +262,21 @@ def _train(ctx: typer.Context, **values: Any) -> None:
                    f"{config.early_stopping_patience}); best {best.get('mean', float('nan')):.4g} at step "
                    f"{best.get('step')} (best.pt)")
     typer.echo(f"checkpoints in {result.run_dir}; evaluate with: metabridge eval {result.run_dir}")
+
+
+@contextlib.contextmanager
+def _cudnn_autotune(enabled: bool) -> Iterator[None]:
+    """``torch.backends.cudnn.benchmark = True`` while the block runs (fixed-shape episodes:
+    cuDNN's autotuner picks each convolution's fastest kernel once); restored after it."""
+    import torch
+
+    before = torch.backends.cudnn.benchmark
+    if enabled:
+        torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 @contextlib.contextmanager
@@ -359,7 +384,7 @@ def eval_cmd(
     except RuntimeError as exc:
         raise CheckpointError(f"{path} does not fit the algorithm its config describes ({exc}).") from exc
     algorithm.to(dev)
-    source = build_task_source(config, split)
+    source = build_task_source(config, split, dev)  # the data follow --device, not the run's saved device
     with _cpu_tuning(tune_cpu and dev.type == "cpu"):
         result = evaluate(algorithm, source.fixed_episodes(n, s, bs), dev, progress=progress, total=-(-n // bs))
     metric = task_metric(source)

@@ -12,7 +12,9 @@ memory the meta-iteration itself needed (model, tasks and interpreter excluded).
 CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus the
 memory allocated before the iteration.
 
-Run as ``python -m metabridge.benchmarks._peak_memory LIB METHOD SHOTS META_BATCH STEPS DEVICE``.
+Run as ``python -m metabridge.benchmarks._peak_memory LIB METHOD SHOTS META_BATCH STEPS DEVICE``;
+``$METABRIDGE_PEER_SITE`` names the peer venv's ``site-packages`` to import a peer from
+(``_peer_impls.use_peer_site``), as the parent did.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import sys
 from pathlib import Path
 
 from ..peak_memory import status_kb
-from ._peer_impls import INNER_LR, build_step, make_problem
+from ._peer_impls import INNER_LR, PEER_SITE_ENV, build_step, make_problem, use_peer_site
 
 
 def _status_kb(field: str) -> int:
@@ -59,15 +61,19 @@ def measure_in_this_process(lib: str, method: str, shots: int, meta_batch: int, 
 
 
 def measure(lib: str, method: str, shots: int, meta_batch: int, steps: int, device: str,
-            timeout: float = 1800, tune_allocator: bool = False) -> dict:
+            timeout: float = 1800, tune_allocator: bool = False, peer_site: str | None = None) -> dict:
     """Run :func:`measure_in_this_process` in a child process; ``{"error": ...}`` if it fails.
 
     ``tune_allocator``: apply :func:`metabridge.device.tune_cpu_allocator` in the child
     too, so that the peak is measured under the allocator settings the timings used.
+    ``peer_site``: the peer ``site-packages`` the child appends to its path (default: the
+    parent's ``$METABRIDGE_PEER_SITE``, if any).
     """
     cmd = [sys.executable, "-m", "metabridge.benchmarks._peak_memory", lib, method, str(shots), str(meta_batch),
            str(steps), device]
     env = {**os.environ, "METABRIDGE_MALLOC_TUNING": "1" if tune_allocator else "0"}
+    if peer_site is not None:
+        env[PEER_SITE_ENV] = peer_site
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
@@ -79,6 +85,7 @@ def measure(lib: str, method: str, shots: int, meta_batch: int, steps: int, devi
 
 if __name__ == "__main__":
     a = sys.argv[1:]
+    use_peer_site(os.environ.get(PEER_SITE_ENV, "none"))
     if a[5] == "cpu":
         from metabridge.device import tune_cpu_allocator
 

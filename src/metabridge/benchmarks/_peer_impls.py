@@ -10,6 +10,16 @@ first-order MAML and ANIL, written the way each library's documentation writes i
 * TorchOpt (Ren et al. 2023): ``torchopt.MetaSGD`` with ``extract_state_dict`` /
   ``recover_state_dict`` per task (their MAML example) for second order; the
   functional ``torchopt.sgd`` + ``apply_updates`` without ``create_graph`` for first order.
+* learn2learn (Arnold et al. 2020): ``l2l.algorithms.MAML(model, lr=alpha, first_order=...)``,
+  ``clone()`` + ``adapt(loss)`` per task, the query loss's ``backward()`` per task and
+  the accumulated gradient scaled by 1 / meta-batch (its MAML examples); ANIL wraps the
+  head only and adapts it on features of the shared body (its ANIL example).
+
+The peers are optional: :func:`available` imports one, first from this interpreter and
+then, if it is absent here, from the peer venv that ``../shared/peers/install.sh``
+builds (:func:`use_peer_site` appends that venv's ``site-packages`` to ``sys.path``, so
+torch and numpy still come from this interpreter; learn2learn 0.2.0 has to be built
+from its source on Python 3.11, which that script does).
 
 Every builder takes the same model (deep-copied), the same :class:`TaskBatch` (both from
 :func:`make_problem`), and returns ``(step, params)``: ``step()`` zeroes and fills ``p.grad`` for ``p in params``,
@@ -19,7 +29,11 @@ which are the meta-parameters in ``Conv4.named_parameters()`` order.
 from __future__ import annotations
 
 import copy
+import importlib
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +49,13 @@ from ._common import synthetic_dataset
 Step = Callable[[], None]
 INNER_LR = 0.4
 METHODS = ("maml", "fomaml", "anil")
-PEERS = ("higher", "torchopt")
+PEERS = ("higher", "torchopt", "learn2learn")
+INSTALL_SCRIPT = "../shared/peers/install.sh"
+#: the ``site-packages`` of the peer venv that :data:`INSTALL_SCRIPT` builds
+DEFAULT_PEER_SITE = (Path.home() / ".cache" / "mb-peers" / "venv_peer2" / "lib"
+                     / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages")
+#: environment variable through which child processes (``_peak_memory``) get the same peer site
+PEER_SITE_ENV = "METABRIDGE_PEER_SITE"
 VARIANTS = {  # variant -> the ExecutionOptions fields it sets
     "metabridge": {},
     "metabridge:cl": {"channels_last": True},
@@ -53,6 +73,44 @@ VARIANTS = {  # variant -> the ExecutionOptions fields it sets
     "metabridge:all-cl": {"task_chunk": None, "channels_last": True},
     "metabridge:all-im2col": {"task_chunk": None, "conv_backend": "im2col"},
 }
+
+
+def use_peer_site(peer_site: str = "auto") -> Path | None:
+    """Append a peer venv's ``site-packages`` to ``sys.path`` (after this interpreter's own
+    entries, so nothing installed here is shadowed) and record it in ``$METABRIDGE_PEER_SITE``
+    for child processes.
+
+    Args:
+        peer_site: a directory; ``"auto"`` for :data:`DEFAULT_PEER_SITE` when it exists;
+            ``"none"`` or ``""`` for no peer site.
+
+    Returns:
+        The directory appended (or already on the path), or ``None``.
+    """
+    if peer_site in ("", "none"):
+        return None
+    path = DEFAULT_PEER_SITE if peer_site == "auto" else Path(peer_site).expanduser()
+    if not path.is_dir():
+        if peer_site == "auto":
+            return None
+        raise ValueError(f"--peer-site {peer_site}: no such directory")
+    if str(path) not in sys.path:
+        sys.path.append(str(path))
+        importlib.invalidate_caches()
+    os.environ[PEER_SITE_ENV] = str(path)
+    return path
+
+
+def available(lib: str) -> str | None:
+    """``None`` if peer library ``lib`` imports, else why not (with how to install it)."""
+    try:
+        importlib.import_module(lib)
+    except Exception as exc:  # ImportError, or a broken install raising something else
+        how = (f"build the peer venv with {INSTALL_SCRIPT} (it builds learn2learn 0.2.0 from source for "
+               "Python 3.11) and pass --peer-site auto or its site-packages" if lib == "learn2learn"
+               else f"pip install {lib}, or build the peer venv with {INSTALL_SCRIPT}")
+        return f"{lib} is not importable ({type(exc).__name__}: {exc}); {how}"
+    return None
 
 
 def make_problem(shots: int, meta_batch: int, queries: int = 15, device: str = "cpu",
@@ -170,10 +228,40 @@ def torchopt_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: flo
     return fo_step, params
 
 
+def learn2learn_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: float,
+                     steps: int) -> tuple[Step, list[Tensor]]:
+    """learn2learn: ``MAML`` wrapper, ``clone()`` + ``adapt()`` per task over the whole model
+    (MAML, first-order MAML) or over the head on the body's features (ANIL)."""
+    import learn2learn as l2l
+
+    params = list(model.parameters())
+    t = batch.num_tasks
+    if method == "anil":
+        features, head = model.body, l2l.algorithms.MAML(model.head, lr=inner_lr)
+    else:
+        features, head = None, l2l.algorithms.MAML(model, lr=inner_lr, first_order=method == "fomaml")
+
+    def step() -> None:
+        _zero(params)
+        for i in range(t):
+            xs, ys, xq, yq = batch.support_x[i], batch.support_y[i], batch.query_x[i], batch.query_y[i]
+            if features is not None:
+                xs, xq = features(xs), features(xq)
+            learner = head.clone()
+            for _ in range(steps):
+                learner.adapt(F.cross_entropy(learner(xs), ys))
+            F.cross_entropy(learner(xq), yq).backward()
+        for p in params:  # the mean over tasks, as learn2learn's examples take it
+            if p.grad is not None:
+                p.grad.mul_(1.0 / t)
+
+    return step, params
+
+
 def build_step(lib: str, model: nn.Module, batch: TaskBatch, method: str, inner_lr: float,
                steps: int) -> tuple[Step, list[Tensor]]:
-    """The meta-iteration of ``lib`` (``metabridge[:variant]``, ``higher``, ``torchopt``) on a
-    private deep copy of ``model``."""
+    """The meta-iteration of ``lib`` (``metabridge[:variant]``, ``higher``, ``torchopt``,
+    ``learn2learn``) on a private deep copy of ``model``."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}.")
     own = copy.deepcopy(model)
@@ -183,6 +271,8 @@ def build_step(lib: str, model: nn.Module, batch: TaskBatch, method: str, inner_
         return higher_step(own, batch, method, inner_lr, steps)
     if lib == "torchopt":
         return torchopt_step(own, batch, method, inner_lr, steps)
+    if lib == "learn2learn":
+        return learn2learn_step(own, batch, method, inner_lr, steps)
     raise ValueError(f"unknown library {lib!r}; choose from {', '.join([*VARIANTS, *PEERS])}.")
 
 

@@ -1,5 +1,5 @@
-"""metabridge against higher and TorchOpt: one meta-iteration of MAML (Finn et al. 2017),
-first-order MAML and ANIL (Raghu et al. 2020) with Conv-4, timed side by side.
+"""metabridge against higher, TorchOpt and learn2learn: one meta-iteration of MAML (Finn
+et al. 2017), first-order MAML and ANIL (Raghu et al. 2020) with Conv-4, timed side by side.
 
 Protocol: 5-way K-shot (K = 1 and 5), 15 queries per class, 5 inner SGD steps
 (alpha = 0.4), meta-batch 32, 28x28x1 inputs, Conv-4 with per-batch batch norm.
@@ -10,8 +10,17 @@ each, and the median per library is reported with the ratio peer / metabridge.
 Peak memory is measured per configuration in a fresh subprocess
 (``_peak_memory.py``). The meta-gradients are checked against each other in
 float64 on a smaller instance (relative error, 2-norm). The floor is the FLOP count
-over the large-matmul rate (``_flops.py``). learn2learn is not compared: its
-source build fails on Python 3.11 (``longintrepr.h`` missing in its generated C).
+over the large-matmul rate (``_flops.py``).
+
+The peers are optional. learn2learn 0.2.0's sdist does not build on Python 3.11 (its
+shipped C includes ``longintrepr.h``); ``../shared/peers/install.sh`` builds it (and
+higher, TorchOpt) into a peer venv. ``--peer-site auto`` (the default) appends that
+venv's ``site-packages`` to ``sys.path`` when it exists, after this interpreter's own
+entries, so metabridge, torch and numpy come from the venv running the benchmark and
+only the packages missing here (learn2learn, higher, TorchOpt, torchvision, gym) from
+the peer venv. With ``--libs auto`` (the default) a peer that does not import is
+skipped with a printed line saying how to install it; a peer named in ``--libs`` that
+does not import is an error.
 
 metabridge runs with its defaults: on CPU one task per chunk, two chunks at once in
 threads with single-threaded operators (``ExecutionOptions(task_chunk="auto", task_threads="auto")``);
@@ -21,6 +30,8 @@ whole meta-batch as one grouped-convolution network; see ``_peer_impls.VARIANTS`
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import json
 import os
 import statistics
@@ -33,9 +44,30 @@ import torch
 from ..device import tune_cpu_allocator
 from . import _flops, _peak_memory
 from ._common import machine
-from ._peer_impls import INNER_LR, METHODS, build_step, flat_grad, make_problem
+from ._peer_impls import (INNER_LR, METHODS, PEERS, VARIANTS, available, build_step, flat_grad, make_problem,
+                          use_peer_site)
 
 LABELS = {"maml": "MAML (2nd order)", "fomaml": "first-order MAML", "anil": "ANIL"}
+
+
+def resolve_libs(libs: str) -> tuple[list[str], list[str]]:
+    """The libraries to run (metabridge first) and a line per peer skipped.
+
+    ``"auto"`` is metabridge plus every peer of :data:`PEERS` that imports; explicit names
+    must all be known and importable (``ValueError`` otherwise, before anything runs).
+    """
+    if libs.strip() == "auto":
+        why = {p: available(p) for p in PEERS}
+        return ["metabridge"] + [p for p in PEERS if why[p] is None], [w for w in why.values() if w]
+    lib_list = [s.strip() for s in libs.split(",") if s.strip()]
+    lib_list = ["metabridge"] + [lib for lib in lib_list if lib != "metabridge"]
+    unknown = [lib for lib in lib_list if lib not in VARIANTS and lib not in PEERS]
+    if unknown:
+        raise ValueError(f"--libs: unknown library {unknown}; choose from auto, {', '.join([*VARIANTS, *PEERS])}.")
+    missing = [why for why in (available(lib) for lib in lib_list if lib in PEERS) if why]
+    if missing:
+        raise ValueError("--libs: " + "; ".join(missing))
+    return lib_list, []
 
 
 def _sync(device: str) -> None:
@@ -114,11 +146,25 @@ def plot(rows: list[dict[str, Any]], libs: list[str], path: Path) -> None:
     plt.close(fig)
 
 
+def _versions(libs: list[str]) -> dict[str, str]:
+    """``__version__`` (and the directory it came from) of each peer in ``libs``."""
+    out = {}
+    for lib in libs:
+        if lib in PEERS:
+            mod = importlib.import_module(lib)
+            try:
+                version = importlib.metadata.version(lib)
+            except importlib.metadata.PackageNotFoundError:
+                version = getattr(mod, "__version__", "?")
+            out[lib] = f"{version} ({Path(mod.__file__ or '?').parent})"
+    return out
+
+
 def main(methods: str = "maml,fomaml,anil", shots: str = "1,5", meta_batch: int = 32, repeats: int = 5,
-         warmup: int = 1, inner_steps: int = 5, queries: int = 15, libs: str = "metabridge,higher,torchopt",
+         warmup: int = 1, inner_steps: int = 5, queries: int = 15, libs: str = "auto",
          device: str = "cpu", memory: bool = True, check_grads: bool = True, flops: bool = True,
-         out: str = "", allocator: bool = True) -> dict[str, Any]:
-    """Time one meta-iteration of MAML, FOMAML and ANIL in metabridge, higher and TorchOpt.
+         out: str = "", allocator: bool = True, peer_site: str = "auto") -> dict[str, Any]:
+    """Time one meta-iteration of MAML, FOMAML and ANIL in metabridge, higher, TorchOpt and learn2learn.
 
     Args:
         methods: comma-separated subset of maml, fomaml, anil.
@@ -128,7 +174,9 @@ def main(methods: str = "maml,fomaml,anil", shots: str = "1,5", meta_batch: int 
         warmup: untimed meta-iterations per library first.
         inner_steps: inner SGD steps (alpha = 0.4).
         queries: query examples per class.
-        libs: comma-separated libraries; metabridge first; also metabridge variants such as
+        libs: auto (metabridge and every peer of higher, torchopt, learn2learn that imports; the
+            others are skipped with a printed line) or comma-separated libraries, metabridge first
+            (a peer named here that does not import is an error); also metabridge variants such as
             metabridge:t1, metabridge:all, metabridge:all-cl, metabridge:all-im2col, metabridge:loop,
             metabridge:vmap, metabridge:ckpt (other task-batching modes, threads, checkpointing).
         device: cpu or cuda.
@@ -139,10 +187,14 @@ def main(methods: str = "maml,fomaml,anil", shots: str = "1,5", meta_batch: int 
         allocator: on CPU, apply :func:`metabridge.device.tune_cpu_allocator` (as metabridge's
             trainer does) for the whole process, so every library runs under the same allocator
             settings; ``--no-allocator`` measures glibc's defaults.
+        peer_site: site-packages of a venv to import missing peers from, appended to sys.path
+            after this interpreter's own (auto: ~/.cache/mb-peers/venv_peer2's, built by
+            ../shared/peers/install.sh, when it exists; none: only this interpreter's packages).
     """
-    lib_list = [s.strip() for s in libs.split(",") if s.strip()]
-    if lib_list[0] != "metabridge":
-        lib_list = ["metabridge"] + [lib for lib in lib_list if lib != "metabridge"]
+    site = use_peer_site(peer_site)
+    lib_list, skipped = resolve_libs(libs)
+    for why in skipped:
+        print(f"skipped: {why}", flush=True)
     method_list = [m.strip() for m in methods.split(",") if m.strip()]
     bad = [m for m in method_list if m not in METHODS]
     if bad:
@@ -176,7 +228,8 @@ def main(methods: str = "maml,fomaml,anil", shots: str = "1,5", meta_batch: int 
             row["peak_mib"] = {}
             for lib in lib_list:
                 res = _peak_memory.measure(lib, row["method"], row["shots"], meta_batch, inner_steps, device,
-                                           tune_allocator=bool(tuned))
+                                           tune_allocator=bool(tuned),
+                                           peer_site=str(site) if site else "none")
                 row["peak_mib"][lib] = res.get("peak_mib", res.get("error"))
                 row.setdefault("peak_detail", {})[lib] = res
     info["loadavg_end"] = os.getloadavg()
@@ -185,7 +238,8 @@ def main(methods: str = "maml,fomaml,anil", shots: str = "1,5", meta_batch: int 
                      "inner_lr": INNER_LR, "meta_batch": meta_batch, "input": [1, 28, 28], "model": "Conv-4 (64)",
                      "repeats": repeats, "warmup": warmup, "interleaved": True, "statistic": "median",
                      "cpu_allocator_tuned": bool(tuned),
-                     "learn2learn": "not compared: source build fails on Python 3.11 (longintrepr.h)"},
+                     "libs": lib_list, "skipped": skipped, "peer_site": str(site) if site else None,
+                     "peer_versions": _versions(lib_list)},
         "machine": info, "matmul_gflops": rate, "rows": rows,
     }
     out_path.write_text(json.dumps(result, indent=1))

@@ -4,63 +4,140 @@ in-memory :class:`ClassDataset` (uint8), the way training draws them
 fetches the pixels, then the conversion to float in [0, 1]).
 
 Two synthetic datasets of real sizes: Omniglot-like (1200 classes x 20 images of
-28x28x1) and mini-ImageNet-like (64 classes x 600 images of 84x84x3). learn2learn's
-``TaskDataset`` is not compared: learn2learn's source build fails on Python 3.11
-(its generated C includes ``longintrepr.h``, removed from 3.11's public headers).
+28x28x1) and mini-ImageNet-like (64 classes x 600 images of 84x84x3).
+
+learn2learn's ``TaskDataset`` is measured beside it over the same uint8 tensors when
+learn2learn imports (from this interpreter, or from the peer venv of
+``../shared/peers/install.sh`` with ``--peer-site``): ``l2l.data.MetaDataset`` over a
+``TensorDataset``, task transforms ``NWays(5)``, ``KShots(5 + 15)``, ``LoadData``,
+``RemapLabels`` as its documentation composes them; one episode is ``taskset.sample()``
+followed by the same conversion to float in [0, 1] and the split of every class's 20
+images into 5 support and 15 query images. learn2learn draws one task per call, so
+``b`` episodes per call are ``b`` calls. Without learn2learn its rows are skipped with a
+printed line.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
+from ..data.class_dataset import ClassDataset
 from ..tasks.episodes import EpisodeSampler
 from ._common import machine, synthetic_dataset
+from ._peer_impls import available, use_peer_site
 
 DATASETS = {"omniglot-like": (1200, 20, 28, 1), "miniimagenet-like": (64, 600, 84, 3)}
+WAYS, SHOTS, QUERIES = 5, 5, 15
+
+Draw = Callable[[int], object]
 
 
-def episodes_per_second(sampler: EpisodeSampler, batch: int, seconds: float) -> float:
-    """Median over 5 windows of ``~seconds/5`` each of episodes drawn per second."""
-    g = torch.Generator().manual_seed(0)
-    sampler.sample(batch, g)  # warm-up
+def episodes_per_second(draw: Draw, batch: int, seconds: float) -> float:
+    """Median over 5 windows of ``~seconds/5`` each of episodes drawn per second;
+    ``draw(batch)`` draws ``batch`` episodes."""
+    draw(batch)  # warm-up
     rates = []
     for _ in range(5):
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds / 5:
-            sampler.sample(batch, g)
+            draw(batch)
             n += batch
         rates.append(n / (time.perf_counter() - t0))
     return statistics.median(rates)
 
 
-def main(batch_sizes: str = "1,32", seconds: float = 5.0, out: str = "bench/results/sampling_cpu.json") -> dict[str, Any]:
+def metabridge_draw(data: ClassDataset) -> Draw:
+    """``EpisodeSampler.sample(b)``: ``b`` episodes as one :class:`TaskBatch`."""
+    sampler = EpisodeSampler(data, WAYS, SHOTS, QUERIES)
+    g = torch.Generator().manual_seed(0)
+    return lambda b: sampler.sample(b, g)
+
+
+def learn2learn_draw(data: ClassDataset) -> Draw:
+    """learn2learn's ``TaskDataset`` over the same images: ``b`` calls of ``sample()``, each
+    converted to float in [0, 1] and split into support and query."""
+    import learn2learn as l2l
+    from learn2learn.data.transforms import KShots, LoadData, NWays, RemapLabels
+
+    random.seed(0)  # learn2learn samples with Python's random module
+    dataset = l2l.data.MetaDataset(torch.utils.data.TensorDataset(data.images, data.labels))
+    taskset = l2l.data.TaskDataset(dataset, task_transforms=[
+        NWays(dataset, n=WAYS), KShots(dataset, k=SHOTS + QUERIES), LoadData(dataset), RemapLabels(dataset)])
+    support = (torch.arange(WAYS * (SHOTS + QUERIES)) % (SHOTS + QUERIES)) < SHOTS  # per class: 5 then 15
+
+    def episode() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        x, y = taskset.sample()
+        x = x.float().div_(255)
+        return x[support], y[support], x[~support], y[~support]
+
+    def draw(b: int) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        return [episode() for _ in range(b)]
+
+    return draw
+
+
+def main(batch_sizes: str = "1,32", seconds: float = 5.0, out: str = "bench/results/sampling_cpu.json",
+         libs: str = "auto", peer_site: str = "auto") -> dict[str, Any]:
     """Episodes per second (5-way 5-shot 15-query) from in-memory uint8 datasets.
 
     Args:
         batch_sizes: comma-separated numbers of episodes drawn per call.
-        seconds: measuring time per dataset and batch size.
+        seconds: measuring time per dataset, batch size and library.
         out: JSON path for the results.
+        libs: auto (metabridge, and learn2learn when it imports; else it is skipped with a printed
+            line) or a comma-separated subset of metabridge, learn2learn (learn2learn named here
+            and not importable is an error).
+        peer_site: site-packages of a venv to import learn2learn from, appended to sys.path after
+            this interpreter's own (auto: ~/.cache/mb-peers/venv_peer2's, built by
+            ../shared/peers/install.sh, when it exists; none: only this interpreter's packages).
     """
+    sizes = [int(s) for s in batch_sizes.split(",") if s.strip()]
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--batch-sizes {batch_sizes!r}: give positive integers")
+    site = use_peer_site(peer_site)
+    why = available("learn2learn")
+    if libs.strip() == "auto":
+        lib_list = ["metabridge"] + (["learn2learn"] if why is None else [])
+    else:
+        lib_list = [s.strip() for s in libs.split(",") if s.strip()]
+        unknown = sorted(set(lib_list) - {"metabridge", "learn2learn"})
+        if unknown or not lib_list:
+            raise ValueError(f"--libs {libs!r}: choose auto or from metabridge, learn2learn")
+        if "learn2learn" in lib_list and why:
+            raise ValueError(f"--libs: {why}")
+    skipped = [why] if why and "learn2learn" not in lib_list else []
+    for line in skipped:
+        print(f"skipped: {line}", flush=True)
+    builders = {"metabridge": metabridge_draw, "learn2learn": learn2learn_draw}
     rows = []
     for name, (classes, per_class, size, channels) in DATASETS.items():
         data = synthetic_dataset(classes, per_class, size, channels)
-        sampler = EpisodeSampler(data, 5, 5, 15)
-        for b in [int(s) for s in batch_sizes.split(",")]:
-            rate = episodes_per_second(sampler, b, seconds)
-            rows.append({"dataset": name, "shape": [channels, size, size], "classes": classes,
-                         "per_class": per_class, "episodes_per_call": b, "episodes_per_s": rate})
-            print(f"{name:18s} {b:3d} episodes/call: {rate:9.0f} episodes/s", flush=True)
+        for lib in lib_list:
+            draw = builders[lib](data)
+            for b in sizes:
+                rate = episodes_per_second(draw, b, seconds)
+                rows.append({"dataset": name, "shape": [channels, size, size], "classes": classes,
+                             "per_class": per_class, "library": lib, "episodes_per_call": b,
+                             "episodes_per_s": rate})
+                print(f"{name:18s} {lib:11s} {b:3d} episodes/call: {rate:9.0f} episodes/s", flush=True)
     info = machine("cpu")
     info["loadavg_end"] = os.getloadavg()
-    result = {"episode": "5-way 5-shot 15-query", "rows": rows, "machine": info,
-              "learn2learn": "not compared: source build fails on Python 3.11 (longintrepr.h)"}
+    result = {"episode": f"{WAYS}-way {SHOTS}-shot {QUERIES}-query", "libs": lib_list, "rows": rows,
+              "machine": info, "skipped": skipped, "peer_site": str(site) if site else None}
+    if "learn2learn" in lib_list:
+        import learn2learn
+
+        result["learn2learn"] = learn2learn.__version__
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
