@@ -188,7 +188,7 @@ def test_relabelling_the_support_permutes_the_transformer_logits_exactly_and_ord
 
 
 #: name -> (N, Adam steps) on the toy: the LSTM learns the binding slowest, so it gets 2-way
-TOY = {"mann": (2, 400), "snail": (3, 200), "icl": (3, 150)}
+TOY = {"mann": (3, 400), "snail": (3, 200), "icl": (3, 150)}
 
 
 @pytest.fixture(scope="module")
@@ -364,3 +364,50 @@ def test_compare_offers_the_black_box_learners_without_changing_the_defaults() -
         cfg = settings.method_config(name)
         assert cfg.algorithm == name and name in LABELS
     assert settings.method_config("snail").hparams["tc_length"] == 26
+
+
+# ------------------------------------------------------------------ the label-binding plateau
+def test_snail_attention_starts_as_a_similarity() -> None:
+    """W_k = W_q at initialisation: the initial (unmasked) attention logits are symmetric."""
+    torch.manual_seed(0)
+    block = SNAIL(torch.nn.Identity(), D, "classification", 3, **SMALL["snail"]).blocks[0]
+    torch.testing.assert_close(block.key.weight, block.query.weight)
+    x = torch.randn(2, 7, block.query.in_features)
+    logits = block.query(x) @ block.key(x).transpose(1, 2)
+    torch.testing.assert_close(logits, logits.transpose(1, 2))
+    assert block.key.weight.data_ptr() != block.query.weight.data_ptr()  # copied, not shared: they train apart
+
+
+@pytest.mark.parametrize("memory", [True, False])
+def test_mann_with_and_without_memory_keeps_queries_independent_and_takes_any_k(memory: bool) -> None:
+    algo = _build("mann", memory=memory, double=True).eval()
+    assert hasattr(algo, "key") is memory
+    g = torch.Generator().manual_seed(3)
+    for k in (1, 3):
+        batch = _toy(2, 4, k, 3, g, dtype=torch.float64)
+        with torch.no_grad():
+            predictor = algo.adapt(batch)
+            full = predictor(batch.query_x)
+            alone = predictor(batch.query_x[:, 2:3])
+        assert full.shape == (2, 12, 4)
+        torch.testing.assert_close(alone[:, 0], full[:, 2], atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["mann", "snail"])
+def test_mann_and_snail_leave_the_chance_plateau_within_a_few_hundred_steps(name: str) -> None:
+    """5-way 1-shot toy episodes (fresh class centres per episode): the content-addressed
+    MANN and SNAIL with similarity-based initial attention beat chance (20%) clearly within
+    a few hundred steps (150 for SNAIL, 400 for MANN). (The CS330 LSTM and SNAIL with independent key/query maps stayed at chance
+    this long on the glyph benchmark.)"""
+    algo = _build(name, n_way=5)
+    opt = torch.optim.Adam(algo.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range({"mann": 400, "snail": 150}[name]):
+        loss = algo.meta_loss(_toy(16, 5, 1, 2, g, noise=0.3))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    batch = _toy(200, 5, 1, 2, torch.Generator().manual_seed(9), noise=0.3)
+    with torch.no_grad():
+        acc = (algo.eval().predict(batch).argmax(-1) == batch.query_y).float().mean().item()
+    assert acc > 0.45, acc

@@ -16,6 +16,15 @@ composition of two causal building blocks (Sec. 3.1, with the pseudo-code of eac
 * ``AttentionBlock(K, V)``: causal single-head soft attention, ``read =
   softmax(mask(Q K^T) / sqrt(K)) V`` (Vaswani et al. 2017, Eq. 1) with queries, keys of
   size K and values of size V from linear maps of the input, output ``concat(x, read)``.
+  The key map starts as a copy of the query map (``W_k = W_q``, ``b_k = b_q`` at
+  initialisation; they train apart), so the initial attention logits ``(W_q x_t + b).(W_q x_j + b)``
+  are a similarity of the two elements and a query attends to the support elements that
+  resemble it from the first step. With independent random maps the logits are a random
+  bilinear form, uncorrelated with similarity, and the network first has to learn both to
+  match and to decode the matched label, a saddle: measured on glyphs (5-way 1-shot,
+  Conv-4, Adam 1e-3) SNAIL stayed at chance (20.2%) for the whole 200 s compare budget
+  (147 steps), and on a toy of the same sequences (random class prototypes, no backbone)
+  it reached 73% after 50 steps with the tied start against 21% without.
 
 The few-shot architecture of the paper (5-way Omniglot, its appendix): AttentionBlock(64, 32),
 TCBlock(T, 128), AttentionBlock(256, 128), TCBlock(T, 128), AttentionBlock(512, 256), then a
@@ -93,7 +102,8 @@ class DenseBlock(nn.Module):
 
 
 class AttentionBlock(nn.Module):
-    """Causal soft attention ``concat(x, softmax(mask(q k^T) / sqrt(K)) v)``."""
+    """Causal soft attention ``concat(x, softmax(mask(q k^T) / sqrt(K)) v)``, the key map
+    initialised as the query map (module docstring)."""
 
     def __init__(self, in_channels: int, key_size: int, value_size: int) -> None:
         super().__init__()
@@ -102,6 +112,9 @@ class AttentionBlock(nn.Module):
         self.value = nn.Linear(in_channels, value_size)
         self.scale = 1.0 / math.sqrt(key_size)
         self.out_channels = in_channels + value_size
+        with torch.no_grad():  # similarity-based initial attention (module docstring)
+            self.key.weight.copy_(self.query.weight)
+            self.key.bias.copy_(self.query.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         length = x.shape[1]
