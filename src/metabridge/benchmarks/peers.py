@@ -22,9 +22,10 @@ the peer venv. With ``--libs auto`` (the default) a peer that does not import is
 skipped with a printed line saying how to install it; a peer named in ``--libs`` that
 does not import is an error.
 
-metabridge runs with its defaults: on CPU one task per chunk, two chunks at once in
+metabridge runs with its defaults: on CPU four tasks per chunk (one grouped network), two chunks at once in
 threads with single-threaded operators (``ExecutionOptions(task_chunk="auto", task_threads="auto")``);
-``metabridge:t1`` is one task at a time (the smallest memory), ``metabridge:all`` the
+``metabridge:t1`` runs the chunks one after another, ``metabridge:c1`` one task per chunk (the
+previous default: the smallest memory), ``metabridge:all`` the
 whole meta-batch as one grouped-convolution network; see ``_peer_impls.VARIANTS``.
 """
 

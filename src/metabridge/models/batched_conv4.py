@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .conv4 import Conv4
+from .first_conv import first_conv3x3
+from .pooling import max_pool2x2
 
 ConvBackend = Literal["grouped", "im2col", "loop"]
 BN_EPS = 1e-5
@@ -66,11 +68,16 @@ def _grouped_body(params: dict[str, Tensor], x: Tensor, channels_last: bool) -> 
     for i in range(_BLOCKS):
         w = _per_task(params[f"body.blocks.{i}.0.weight"], t, 4)
         bias = _per_task(params[f"body.blocks.{i}.0.bias"], t, 1)
-        h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), bias.reshape(-1), padding=1, groups=t)
+        if i == 0 and not channels_last:  # the images need no gradient: GEMM-shaped backward (first_conv.py)
+            h = first_conv3x3(h, w.reshape(-1, *w.shape[2:]), bias.reshape(-1), groups=t)
+        else:
+            h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), bias.reshape(-1), padding=1, groups=t)
         gamma = _per_task(params[f"body.blocks.{i}.1.weight"], t, 1).reshape(-1)
         beta = _per_task(params[f"body.blocks.{i}.1.bias"], t, 1).reshape(-1)
         h = F.batch_norm(h, None, None, gamma, beta, training=True, eps=BN_EPS)
-        h = F.relu(F.max_pool2d(h, 2))  # = max_pool(relu(h)): relu is monotone; 4x fewer elements
+        # = max_pool(relu(h)): relu is monotone; 4x fewer elements. max_pool2x2 is F.max_pool2d
+        # (bit-identical, to second order) with a faster CPU forward (models/pooling.py).
+        h = F.relu(F.max_pool2d(h, 2) if channels_last else max_pool2x2(h))
     # [B, T*C, h, w] -> [T, B, C*h*w], flattened in Conv4's (C, h, w) order
     return h.reshape(b, t, -1).transpose(0, 1)
 
