@@ -5,7 +5,7 @@ set -eu
 cd "$(dirname "$0")/.."
 MB=.venv/bin/metabridge
 # issue 17: second-order MAML (and FOMAML / ANIL) against higher, TorchOpt and learn2learn
-$MB bench peers --libs metabridge,metabridge:c1,higher,torchopt,learn2learn --out bench/results/peers_cpu_issue17.json
+$MB bench peers --shots 1 --libs metabridge,metabridge:c1,higher,torchopt,learn2learn --out bench/results/peers_cpu_issue17.json
 # issue 17: 2-process data-parallel MTL on glyphs against one process
 $MB bench ddp --steps 60 --skip 10
 # issue 16: black-box learners trained at 5-way 5-shot (glyphs allow K+Q <= 11: 6 queries) beside ProtoNet
