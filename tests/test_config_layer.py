@@ -223,7 +223,8 @@ def test_eval_rebuilds_without_the_training_split(tmp_path, monkeypatch):
 
     loaded = []
     real = experiment.build_task_source
-    monkeypatch.setattr(experiment, "build_task_source", lambda cfg, split: loaded.append(split) or real(cfg, split))
+    monkeypatch.setattr(experiment, "build_task_source",
+                        lambda cfg, split, *device: loaded.append(split) or real(cfg, split, *device))
     r = runner.invoke(app, ["eval", str(out), "--episodes", "10", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert loaded == ["test"]
