@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .distributed import DistributedContext
+from .distributed import DistributedContext, average_gradients
 
 __all__ = ["RankMean", "WithValue"]
 
@@ -100,37 +100,11 @@ class RankMean:
         return torch.cat(parts, dim=dim)
 
     def average_grads(self, params: Sequence[Tensor], scalars: Sequence[Tensor | float] = ()) -> list[Tensor]:
-        """Replace each ``p.grad`` by its mean over the ranks (``None`` counts as zeros; a parameter
-        with no gradient on any rank keeps ``None``) and return the means of ``scalars`` (0-d),
-        all in one all-reduce. One process: gradients untouched, ``scalars`` as 0-d tensors."""
-        params = list(params)
-        if not self.enabled:
-            return [torch.as_tensor(s) for s in scalars]
-        ref = params[0] if params else None
-        device = ref.device if ref is not None else torch.device("cpu")
-        dtype = torch.float32
-        for p in params:
-            dtype = torch.promote_types(dtype, p.dtype)
-        pieces = [torch.tensor([0.0 if p.grad is None else 1.0 for p in params], dtype=dtype, device=device),
-                  torch.stack([torch.as_tensor(s, device=device).detach().to(dtype).reshape(()) for s in scalars])
-                  if len(scalars) else torch.zeros(0, dtype=dtype, device=device)]
-        pieces += [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).to(dtype)
-                   for p in params]
-        flat = self._timed_all_reduce(torch.cat(pieces)) / self.world_size
-        had = flat[:len(params)].tolist()
-        offset = len(params)
-        means = [flat[offset + i] for i in range(len(scalars))]
-        offset += len(scalars)
-        for flag, p in zip(had, params):
-            n = p.numel()
-            chunk = flat[offset:offset + n].view_as(p).to(p.dtype)
-            offset += n
-            if flag == 0.0:
-                p.grad = None
-            elif p.grad is None:
-                p.grad = chunk.clone()
-            else:
-                p.grad.copy_(chunk)
+        """Replace each ``p.grad`` by its mean over the ranks and return the means of ``scalars``
+        (0-d), all in one all-reduce (:func:`metabridge.distributed.average_gradients`). One
+        process: gradients untouched, ``scalars`` as 0-d tensors."""
+        means, seconds = average_gradients(params, self.context, scalars)
+        self.comm_seconds += seconds
         return means
 
     def average_buffers(self, module: nn.Module) -> None:

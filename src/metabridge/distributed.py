@@ -46,7 +46,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 __all__ = [
-    "DistributedContext", "GradientAverager", "init_from_environment", "rank_seed", "shard_size",
+    "DistributedContext", "GradientAverager", "average_gradients", "init_from_environment", "rank_seed",
+    "shard_size",
     "torchrun_world_size",
 ]
 
@@ -206,54 +207,62 @@ class GradientAverager:
 
     def average(self, scalars: Sequence[Tensor | float]) -> list[Tensor]:
         """All-reduce: mean gradients, mean buffers, and the means of ``scalars`` (returned as
-        0-d tensors, identical on every rank). The flat tensor has the widest dtype of the
-        parameters and buffers (at least float32): float64 models reduce in float64."""
+        0-d tensors, identical on every rank); see :func:`average_gradients`."""
         if not self.params:
             raise ValueError("nothing to average: the module has no trainable parameters.")
-        ref = self.params[0]
-        dtype = torch.float32
-        for t in self.params + self.buffers:
-            dtype = torch.promote_types(dtype, t.dtype)
-        pieces: list[Tensor] = []
-        flags = torch.tensor([0.0 if p.grad is None else 1.0 for p in self.params], dtype=dtype, device=ref.device)
-        pieces.append(flags)
-        pieces.append(torch.stack([torch.as_tensor(s, device=ref.device).detach().to(dtype).reshape(())
-                                   for s in scalars]) if scalars else flags.new_zeros(0))
-        for p in self.params:
-            g = p.grad if p.grad is not None else torch.zeros_like(p)
-            pieces.append(g.detach().reshape(-1).to(dtype))
-        for b in self.buffers:
-            pieces.append(b.detach().reshape(-1).to(dtype))
-        flat = torch.cat(pieces)
-        if self.context.enabled:
-            t0 = time.perf_counter()
-            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-            if flat.device.type == "cuda":
-                torch.cuda.synchronize(flat.device)
-            self.comm_seconds = time.perf_counter() - t0
-            flat = flat / self.context.world_size
-        else:
-            self.comm_seconds = 0.0
-        offset = len(self.params)
-        had = flat[:offset].tolist()  # one host read (after the collective the step waits anyway)
-        means = [flat[offset + i] for i in range(len(scalars))]
-        offset += len(scalars)
-        for i, p in enumerate(self.params):
-            n = p.numel()
-            chunk = flat[offset:offset + n].view_as(p).to(p.dtype)
-            offset += n
-            if had[i] == 0.0:  # no rank had a gradient
-                p.grad = None
-            elif p.grad is None:
-                p.grad = chunk.clone()
-            else:
-                p.grad.copy_(chunk)
-        with torch.no_grad():
-            for b in self.buffers:
-                n = b.numel()
-                b.copy_(flat[offset:offset + n].view_as(b).to(b.dtype))
-                offset += n
+        means, self.comm_seconds = average_gradients(self.params, self.context, scalars, self.buffers)
         return means
+
+
+def average_gradients(params: Sequence[Tensor], context: DistributedContext,
+                      scalars: Sequence[Tensor | float] = (), buffers: Sequence[Tensor] = (),
+                      ) -> tuple[list[Tensor], float]:
+    """One all-reduce: each ``p.grad`` becomes its mean over the ranks (``None`` counts as zeros;
+    a parameter with no gradient on any rank keeps ``None``), each of ``buffers`` its mean (in
+    place), and the means of ``scalars`` are returned as 0-d tensors, with the collective's wall
+    time (host time, including the wait for the slowest rank). The flat tensor has the widest
+    dtype of the parameters and buffers (at least float32): float64 models reduce in float64.
+    One process: nothing is touched, ``scalars`` come back as 0-d tensors and the time is 0."""
+    params, buffers = list(params), list(buffers)
+    if not context.enabled:
+        return [torch.as_tensor(s) for s in scalars], 0.0
+    device = params[0].device if params else torch.device("cpu")
+    dtype = torch.float32
+    for t in params + buffers:
+        dtype = torch.promote_types(dtype, t.dtype)
+    pieces = [torch.tensor([0.0 if p.grad is None else 1.0 for p in params], dtype=dtype, device=device),
+              torch.stack([torch.as_tensor(s, device=device).detach().to(dtype).reshape(()) for s in scalars])
+              if len(scalars) else torch.zeros(0, dtype=dtype, device=device)]
+    pieces += [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).to(dtype)
+               for p in params]
+    pieces += [b.detach().reshape(-1).to(dtype) for b in buffers]
+    flat = torch.cat(pieces)
+    t0 = time.perf_counter()
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    if flat.device.type == "cuda":
+        torch.cuda.synchronize(flat.device)
+    seconds = time.perf_counter() - t0
+    flat = flat / context.world_size
+    had = flat[:len(params)].tolist()  # one host read (after the collective the step waits anyway)
+    offset = len(params)
+    means = [flat[offset + i] for i in range(len(scalars))]
+    offset += len(scalars)
+    for flag, p in zip(had, params):
+        n = p.numel()
+        chunk = flat[offset:offset + n].view_as(p).to(p.dtype)
+        offset += n
+        if flag == 0.0:  # no rank had a gradient
+            p.grad = None
+        elif p.grad is None:
+            p.grad = chunk.clone()
+        else:
+            p.grad.copy_(chunk)
+    with torch.no_grad():
+        for b in buffers:
+            n = b.numel()
+            b.copy_(flat[offset:offset + n].view_as(b).to(b.dtype))
+            offset += n
+    return means, seconds
 
 
 def interleaved(items: Iterable[Any], context: DistributedContext) -> list[Any]:
