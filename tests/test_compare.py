@@ -354,3 +354,29 @@ def test_nproc_per_node_launches_each_method_under_torchrun(tmp_path, monkeypatc
     assert seen[0][1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     assert compare_mod.run_worker({"method": "mtl", "nproc": 1}) == {"ok": True}
     assert seen[1][1:3] == ["-m", "metabridge.benchmarks._compare_worker"]
+
+
+def test_a_step_budget_trains_every_method_the_same_number_of_steps(tmp_path, blobs_one_thread) -> None:
+    settings = CompareSettings(methods=("mtl",), dataset=blobs_one_thread, n_way=3, k_shot=1, q_query=4,
+                               test_shots=(1,), test_queries=(4,), budget_steps=6, eval_every_steps=2,
+                               val_episodes=10, test_episodes=20, meta_batch_size=2, out_dir=str(tmp_path))
+    cfg = settings.method_config("mtl")
+    assert (cfg.steps, cfg.max_train_seconds, cfg.eval_every, cfg.eval_every_seconds) == (6, None, 2, None)
+    assert CompareSettings(budget_steps=100).method_config("mtl").eval_every == 5  # 20 validations by default
+    with pytest.raises(ValueError, match="budget-steps"):
+        CompareSettings(budget_steps=-1).method_config("mtl")
+    out = run_method({"method": "mtl", "config": cfg.to_dict(), "test_shots": [1], "test_queries": [4],
+                      "test_episodes": 20, "progress": False})
+    assert out["steps"] == 6 and [p["step"] for p in out["curve"]] == [2, 4, 6]
+
+
+def test_a_step_budget_judges_convergence_over_steps() -> None:
+    # by seconds the last third holds only the final point (a slow last stretch of a loaded
+    # machine); by steps it holds three flat validations
+    curve = [{"train_seconds": t, "step": s, "val_mean": a, "val_ci95": 0.02}
+             for t, s, a in [(10, 100, 0.5), (20, 200, 0.9), (30, 300, 0.9), (40, 400, 0.9), (50, 500, 0.9),
+                             (200, 600, 0.9)]]
+    assert convergence(curve)["converged"] is None
+    assert convergence(curve, axis="step")["converged"] is True
+    s = summarize({"mtl": {"curve": curve}}, axis="step")
+    assert s["converged"] == {"mtl": True}

@@ -95,6 +95,11 @@ class CompareSettings:
     test_queries: tuple[int, ...] = (10, 6)
     budget_seconds: float = 200.0
     eval_every_seconds: float = 25.0
+    #: a budget of training steps instead of seconds (0 = use ``budget_seconds``): every method
+    #: takes this many steps and validates every ``eval_every_steps``, so the result does not
+    #: depend on how fast or how loaded the machine is (for ablations of one method)
+    budget_steps: int = 0
+    eval_every_steps: int = 0
     val_episodes: int = 100
     test_episodes: int = 600
     meta_batch_size: int = 16
@@ -129,12 +134,19 @@ class CompareSettings:
         hparams = {**s["hparams"], **recipe.hparams.get(method, {}), **self.method_hparams.get(method, {})}
         model_kwargs = {**recipe.model_kwargs.get(self.model, {}), **self.model_kwargs}
         training = {**recipe.config, **self.training}
+        if self.budget_steps < 0 or self.eval_every_steps < 0:
+            raise ValueError("--budget-steps and --eval-every-steps must be >= 0 (0 = a budget in seconds).")
+        if self.budget_steps:  # a step budget: validation by step, no clock
+            budget = {"steps": self.budget_steps, "max_train_seconds": None, "eval_every_seconds": None,
+                      "eval_every": self.eval_every_steps or max(self.budget_steps // 20, 1)}
+        else:
+            budget = {"steps": 10**9, "max_train_seconds": self.budget_seconds, "eval_every": 0,
+                      "eval_every_seconds": self.eval_every_seconds}
         return ExperimentConfig(
             task=self.dataset, data_root=self.data_root, image_size=self.image_size, n_way=self.n_way, k_shot=self.k_shot,
             q_query=self.q_query, algorithm=method, hparams=hparams, model=self.model, model_kwargs=model_kwargs,
             optimizer=s.get("optimizer", "adam"), lr=s.get("lr", 1e-3), meta_batch_size=self.meta_batch_size,
-            steps=10**9, max_train_seconds=self.budget_seconds, eval_every=0,
-            eval_every_seconds=self.eval_every_seconds, val_episodes=self.val_episodes,
+            **budget, val_episodes=self.val_episodes,
             test_episodes=self.test_episodes, eval_batch_size=50, checkpoint_every=0, log_every=10,
             seed=self.seed, device=self.device, out_dir=str(Path(self.out_dir) / method),
             plugins=list(self.plugins), **training,
@@ -180,7 +192,14 @@ def time_to_target(curve: list[dict[str, Any]], target: float) -> float | None:
 CONVERGED_TAIL = 1 / 3
 
 
-def convergence(curve: list[dict[str, Any]], tail: float = CONVERGED_TAIL) -> dict[str, Any]:
+def budget_axis(settings: dict[str, Any]) -> str:
+    """The curve field a comparison's budget is counted in: ``"step"`` for a step budget
+    (``budget_steps``), else ``"train_seconds"``."""
+    return "step" if settings.get("budget_steps") else "train_seconds"
+
+
+def convergence(curve: list[dict[str, Any]], tail: float = CONVERGED_TAIL, axis: str = "train_seconds"
+                ) -> dict[str, Any]:
     """Whether a validation curve has flattened: ``{"converged": True | False | None, ...}``.
 
     The rule (issue 13: flat within its CI over the last third of the budget), in two
@@ -196,17 +215,19 @@ def convergence(curve: list[dict[str, Any]], tail: float = CONVERGED_TAIL) -> di
 
     A trend and means, not the spread of the points, because single validations scatter by
     about their CI even on a flat curve. ``None`` (unknown) when fewer than three
-    validations fall in the last third, or none in the middle one: validate more often."""
+    validations fall in the last third, or none in the middle one: validate more often.
+    ``axis`` is the curve field the thirds are taken over: ``"train_seconds"`` (a time budget)
+    or ``"step"`` (a step budget, :func:`budget_axis`)."""
     if not curve:
         return {"converged": None, "window_points": 0, "gain": None, "rise": None, "ci95": None}
-    end = curve[-1]["train_seconds"]
+    end = curve[-1][axis]
     eps = 1e-9 * max(end, 1.0)
-    window = [p for p in curve if p["train_seconds"] >= (1 - tail) * end - eps]
-    middle = [p for p in curve if (1 - 2 * tail) * end - eps <= p["train_seconds"] < (1 - tail) * end - eps]
+    window = [p for p in curve if p[axis] >= (1 - tail) * end - eps]
+    middle = [p for p in curve if (1 - 2 * tail) * end - eps <= p[axis] < (1 - tail) * end - eps]
     ci = curve[-1]["val_ci95"]
     if len(window) < 3 or not middle:
         return {"converged": None, "window_points": len(window), "gain": None, "rise": None, "ci95": ci}
-    ts = [p["train_seconds"] for p in window]
+    ts = [float(p[axis]) for p in window]
     vs = [p["val_mean"] for p in window]
     mt, mv = sum(ts) / len(ts), sum(vs) / len(vs)
     var = sum((t - mt) ** 2 for t in ts)
@@ -221,12 +242,14 @@ def _converged_label(flag: bool | None) -> str:
     return {True: "yes", False: "no", None: "unknown"}[flag]
 
 
-def summarize(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def summarize(results: dict[str, dict[str, Any]], axis: str = "train_seconds") -> dict[str, Any]:
     """The time-to-accuracy target, each method's time to reach it, and whether each
-    method's validation curve had flattened by the end of its budget."""
+    method's validation curve had flattened by the end of its budget (counted in ``axis``,
+    :func:`budget_axis`)."""
     gbml = {m: r for m, r in results.items() if m in GBML and r["curve"]}
     summary: dict[str, Any] = {"target": None, "best_gbml": None, "time_to_target": {}, "speedup_vs_best_gbml": None,
-                               "converged": {m: convergence(r["curve"])["converged"] for m, r in results.items()}}
+                               "converged": {m: convergence(r["curve"], axis=axis)["converged"]
+                                             for m, r in results.items()}}
     if not gbml:
         return summary
     best = max(gbml, key=lambda m: gbml[m]["curve"][-1]["val_mean"])
@@ -271,7 +294,8 @@ def format_table(report: dict[str, Any]) -> str:
     head = f"{'method':20s} " + " ".join(f"{c:>15s}" if "acc" in c else f"{c:>11s}" for c in cols)
     lines = [head, "-" * len(head)]
     ttt = report["summary"]["time_to_target"]
-    conv = report["summary"].get("converged") or {m: convergence(r["curve"])["converged"]
+    axis = budget_axis(report["settings"])
+    conv = report["summary"].get("converged") or {m: convergence(r["curve"], axis=axis)["converged"]
                                                   for m, r in report["methods"].items()}
     for m, r in report["methods"].items():
         accs = " ".join(f"{100 * r['test'][str(s)]['mean']:>7.2f} ± {100 * r['test'][str(s)]['ci95']:<5.2f}"
@@ -380,7 +404,8 @@ def compare(settings: CompareSettings, progress: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     for i, (m, cfg) in enumerate(configs.items(), 1):
         if progress:
-            print(f"[{i}/{len(configs)}] {LABELS.get(m, m)}: training for {settings.budget_seconds:.0f} s, "
+            budget = f"{settings.budget_steps} steps" if settings.budget_steps else f"{settings.budget_seconds:.0f} s"
+            print(f"[{i}/{len(configs)}] {LABELS.get(m, m)}: training for {budget}, "
                   f"then testing on {settings.test_episodes} episodes per shot", flush=True)
         results[m] = run_worker({"method": m, "config": cfg.to_dict(), "test_shots": list(settings.test_shots),
                                  "test_queries": list(settings.test_queries), "test_episodes": settings.test_episodes,
@@ -394,7 +419,7 @@ def compare(settings: CompareSettings, progress: bool = True) -> dict[str, Any]:
                     "platform": platform.platform(), "torch": torch.__version__,
                     "threads": torch.get_num_threads()},
         "total_seconds": time.perf_counter() - t0,
-        "methods": results, "summary": summarize(results),
+        "methods": results, "summary": summarize(results, budget_axis(settings.__dict__)),
     }
     write_report(report, settings.results_dir)
     return report
@@ -438,7 +463,8 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "benchmark": "compare", "settings": settings, "machine": first["machine"],
         "total_seconds": sum(r["total_seconds"] for r in reports),
-        "merged_from": len(reports), "methods": merged_methods, "summary": summarize(merged_methods),
+        "merged_from": len(reports), "methods": merged_methods,
+        "summary": summarize(merged_methods, budget_axis(settings)),
     }
 
 
@@ -497,6 +523,8 @@ def main(
     test_queries: str = "10,6",
     budget: float = 200.0,
     eval_every: float = 25.0,
+    budget_steps: int = 0,
+    eval_every_steps: int = 0,
     val_episodes: int = 100,
     test_episodes: int = 600,
     meta_batch: int = 16,
@@ -541,6 +569,10 @@ def main(
             (glyph classes have 11+ typefaces, so K+Q <= 11 by default).
         budget: training wall-clock per method in seconds (validation excluded).
         eval_every: validate each time this many more training seconds have passed.
+        budget_steps: a budget of training steps per method instead of seconds (0 = --budget): the
+            accuracies then do not depend on the machine's speed or load (with --full: its
+            validation and test episodes, this many steps).
+        eval_every_steps: with --budget-steps, validate every this many steps (0 = 20 validations).
         val_episodes: fixed validation episodes per validation.
         test_episodes: fixed test episodes per test shot (identical for every method).
         meta_batch: tasks per training step, for every method.
@@ -589,8 +621,8 @@ def main(
             image_size=image_size or None, n_way=n_way,
             k_shot=k_shot, q_query=q_query, test_shots=_csv(test_shots, int, "--test-shots"),
             test_queries=_csv(test_queries, int, "--test-queries"), budget_seconds=budget,
-            eval_every_seconds=eval_every, val_episodes=val_episodes, test_episodes=test_episodes,
-            meta_batch_size=meta_batch, seed=seed, device=device, out_dir=out_dir, results_dir=results_dir,
+            eval_every_seconds=eval_every, budget_steps=budget_steps, eval_every_steps=eval_every_steps,
+            val_episodes=val_episodes, test_episodes=test_episodes, meta_batch_size=meta_batch, seed=seed, device=device, out_dir=out_dir, results_dir=results_dir,
             plugins=_csv(plugin), recipe=recipe, training=_training_switches(lr_schedule, early_stopping_patience,
                                                                              augment),
             method_hparams=_method_hparams(head_init, train_forward, method_hparams),
