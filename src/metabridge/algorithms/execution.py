@@ -48,9 +48,10 @@ class ExecutionOptions:
             compute per step (measured growth 26.8 -> 7.1 MiB per step, benchmarks/memory_steps.py).
         task_chunk: batched path: run the meta-batch this many tasks at a time, taking each
             chunk's gradient before the next (``chunked_meta_loss``), so peak memory is one
-            chunk's; ``None`` runs all tasks at once; ``"auto"`` (default) is, on CPU, 4 tasks
-            per chunk (fewer when the meta-batch has less than 4 per worker thread:
-            ``maml.auto_task_chunk``) and ``None`` on GPU. Measured on a 2-core CPU (MAML,
+            chunk's; ``None`` runs all tasks at once; ``"auto"`` (default) is, on CPU, about 20
+            support images per chunk, 1 to 4 tasks (5-way 1-shot: 4, 5-shot: 1; fewer when the
+            meta-batch has too few tasks per worker thread: ``maml.auto_task_chunk``) and
+            ``None`` on GPU. Measured on a 2-core CPU (MAML,
             1-shot, 5 steps, meta-batch 16, two threads, interleaved): chunks of 4 ran 1.14x
             faster than one task at a time (the per-operator overhead of a one-task network
             is shared by 4 tasks; CPU time per task 462 -> 365-407 ms, flat from 4 to 16), at

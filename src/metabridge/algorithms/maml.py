@@ -68,23 +68,31 @@ def running_stat_buffers(model: nn.Module) -> dict[str, None]:
     return out
 
 
-#: tasks per chunk of ``task_chunk="auto"`` on CPU (see :func:`auto_task_chunk`)
+#: tasks per chunk of ``task_chunk="auto"`` on CPU at most (see :func:`auto_task_chunk`)
 CPU_AUTO_TASK_CHUNK = 4
+#: support images per chunk that ``task_chunk="auto"`` aims at on CPU (see :func:`auto_task_chunk`)
+CPU_AUTO_CHUNK_SUPPORT = 20
 
 
-def auto_task_chunk(num_tasks: int, threads: int) -> int:
-    """``task_chunk="auto"`` on CPU: :data:`CPU_AUTO_TASK_CHUNK` tasks per chunk, fewer when
-    the meta-batch would otherwise leave a worker thread without a chunk.
+def auto_task_chunk(num_tasks: int, threads: int, support_size: int = 5) -> int:
+    """``task_chunk="auto"`` on CPU: enough tasks per chunk that the inner loop sees about
+    :data:`CPU_AUTO_CHUNK_SUPPORT` support images (``support_size`` = N*K per task), at most
+    :data:`CPU_AUTO_TASK_CHUNK`, at least 1, and fewer when the meta-batch would otherwise
+    leave a worker thread without a chunk. 5-way 1-shot: 4 tasks; 5-way 5-shot: 1.
 
-    Why 4 and not 1: a one-task Conv-4 chunk runs ~3,400 small operators per task (per-op
-    dispatch and autograd bookkeeping, not arithmetic), and four tasks folded into one
-    grouped network run the same operators once for four. Measured (second-order MAML,
-    5-way 1-shot, 15 queries, 5 steps, single-threaded CPU time per task, interleaved):
-    chunk 1: 462 ms, 2: 403 ms, 4: 365-407 ms, 8: 379 ms, 16: 392 ms; memory grows with
-    the chunk, so the smallest chunk on that plateau is taken. The numbers do not change
-    (the grouped network computes each task exactly as alone: ``tests/test_fast_paths.py``).
-    """
-    return max(1, min(CPU_AUTO_TASK_CHUNK, -(-num_tasks // max(1, threads))))
+    Why: a one-task Conv-4 chunk runs ~3,400 small operators per task (per-op dispatch and
+    autograd bookkeeping, not arithmetic), and tasks folded into one grouped network run the
+    same operators once for all of them; that pays while the inner loop's convolutions are
+    small. Measured (second-order MAML, 5-way, 15 queries, 5 steps, meta-batch 32, 2
+    threads, ``metabridge bench peers``, bench/results/peers_cpu_issue17*.json): 1-shot
+    (5 support images), chunks of 4 took 6.26 s per meta-iteration against 7.59 s for one
+    task per chunk; 5-shot (25 support images), 19.56 s against 19.20 s, at 3.7x the peak
+    memory (2688 vs 729 MiB). Single-threaded CPU time per 1-shot task, interleaved: chunk 1:
+    462 ms, 2: 403 ms, 4: 365-407 ms, 8: 379 ms, 16: 392 ms. The numbers do not change with
+    the chunk (the grouped network computes each task exactly as alone:
+    ``tests/test_fast_paths.py``)."""
+    by_size = max(1, min(CPU_AUTO_TASK_CHUNK, CPU_AUTO_CHUNK_SUPPORT // max(1, support_size)))
+    return max(1, min(by_size, -(-num_tasks // max(1, threads))))
 
 
 class MAML(MetaAlgorithm):
@@ -262,7 +270,7 @@ class MAML(MetaAlgorithm):
                 threads = torch.get_num_threads() if on_cpu else 1
             chunk = opts.task_chunk
             if chunk == "auto":
-                chunk = auto_task_chunk(batch.num_tasks, threads) if on_cpu else None
+                chunk = auto_task_chunk(batch.num_tasks, threads, batch.support_x.shape[1]) if on_cpu else None
             if chunk is None or chunk >= batch.num_tasks or not torch.is_grad_enabled():
                 return self._batched_meta_loss(batch)
             params = [p for p in self.parameters() if p.requires_grad]
