@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .distributed import DistributedContext, average_gradients
+from .distributed import DistributedContext, average_gradients, timed_all_reduce
 
 __all__ = ["RankMean", "WithValue"]
 
@@ -56,11 +56,7 @@ class RankMean:
         return self.context.world_size
 
     def _timed_all_reduce(self, flat: Tensor) -> Tensor:
-        t0 = time.perf_counter()
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        if flat.device.type == "cuda":
-            torch.cuda.synchronize(flat.device)
-        self.comm_seconds += time.perf_counter() - t0
+        self.comm_seconds += timed_all_reduce(flat)
         return flat
 
     def mean(self, tensor: Tensor) -> Tensor:

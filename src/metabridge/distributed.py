@@ -214,6 +214,16 @@ class GradientAverager:
         return means
 
 
+def timed_all_reduce(flat: Tensor) -> float:
+    """Sum ``flat`` over the ranks in place; return the collective's wall time in seconds (host
+    time, including the wait for the slowest rank; on CUDA after synchronising the device)."""
+    t0 = time.perf_counter()
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    if flat.device.type == "cuda":
+        torch.cuda.synchronize(flat.device)
+    return time.perf_counter() - t0
+
+
 def average_gradients(params: Sequence[Tensor], context: DistributedContext,
                       scalars: Sequence[Tensor | float] = (), buffers: Sequence[Tensor] = (),
                       ) -> tuple[list[Tensor], float]:
@@ -237,11 +247,7 @@ def average_gradients(params: Sequence[Tensor], context: DistributedContext,
                for p in params]
     pieces += [b.detach().reshape(-1).to(dtype) for b in buffers]
     flat = torch.cat(pieces)
-    t0 = time.perf_counter()
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-    if flat.device.type == "cuda":
-        torch.cuda.synchronize(flat.device)
-    seconds = time.perf_counter() - t0
+    seconds = timed_all_reduce(flat)
     flat = flat / context.world_size
     had = flat[:len(params)].tolist()  # one host read (after the collective the step waits anyway)
     offset = len(params)
