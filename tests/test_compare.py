@@ -368,6 +368,13 @@ def test_a_step_budget_trains_every_method_the_same_number_of_steps(tmp_path, bl
     out = run_method({"method": "mtl", "config": cfg.to_dict(), "test_shots": [1], "test_queries": [4],
                       "test_episodes": 20, "progress": False})
     assert out["steps"] == 6 and [p["step"] for p in out["curve"]] == [2, 4, 6]
+    from metabridge.benchmarks.compare import plot
+
+    report = {"settings": {**settings.__dict__, "test_shots": [1]}, "methods": {"mtl": out},
+              "summary": summarize({"mtl": out}, axis="step"), "machine": {"device": "CPU"}}
+    assert "MTL" in format_table(report)
+    plot(report, tmp_path / "steps.png")
+    assert (tmp_path / "steps.png").stat().st_size > 0
 
 
 def test_a_step_budget_judges_convergence_over_steps() -> None:

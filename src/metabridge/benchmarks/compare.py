@@ -343,25 +343,27 @@ def accuracy_sentences(report: dict[str, Any]) -> list[str]:
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
-    """Validation accuracy against training wall-clock for every method, and each method's
-    test accuracy (same shot as training) at the end of its training time."""
+    """Validation accuracy against training wall-clock (a step budget: against steps) for
+    every method, and each method's test accuracy (same shot as training) at the end of its
+    training."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    axis = budget_axis(report["settings"])
     for m, r in report["methods"].items():
-        xs = [p["train_seconds"] for p in r["curve"]]
+        xs = [p[axis] for p in r["curve"]]
         ys = [100 * p["val_mean"] for p in r["curve"]]
         line, = ax.plot(xs, ys, marker="o", ms=3, label=LABELS.get(m, m))
         test = r["test"].get(str(_train_shot(report["settings"])))
         if test is not None:  # the test accuracy of the best-validation weights, at the end of training
-            ax.errorbar([r["train_seconds"]], [100 * test["mean"]], yerr=[100 * test["ci95"]], marker="*", ms=10,
+            ax.errorbar([r["steps"] if axis == "step" else r["train_seconds"]], [100 * test["mean"]], yerr=[100 * test["ci95"]], marker="*", ms=10,
                         color=line.get_color(), capsize=3)
     if report["summary"]["target"] is not None:
         ax.axhline(100 * report["summary"]["target"], color="k", ls="--", lw=1, label="target (best GBML - CI)")
     st = report["settings"]
-    ax.set_xlabel("training wall-clock (s, validation excluded)")
+    ax.set_xlabel("training steps" if axis == "step" else "training wall-clock (s, validation excluded)")
     ax.plot([], [], "k*", ms=8, ls="", label="test accuracy ± CI (best-val. weights)")
     ax.set_ylabel(f"accuracy %, {st['n_way']}-way {_train_shot(st)}-shot (lines: validation)")
     ax.set_title(f"{st['dataset']} / {st['model']} on {report['machine']['device']}")
