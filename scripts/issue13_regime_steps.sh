@@ -17,12 +17,13 @@ cd "$(dirname "$0")/.."
 model=(--model resnet12 --model-kwargs '{"widths": [16, 40, 80, 160]}' --image-size 32
   --meta-batch 4 --val-episodes 200 --test-episodes 600)
 common=("${model[@]}" --budget-steps 1500 --eval-every-steps 75)
-[ "${1:-}" = cosine3000 ] || export OMP_NUM_THREADS=1
 case "${1:-}" in
   "")
+    export OMP_NUM_THREADS=1
     .venv/bin/metabridge compare --methods mtl,metaoptnet,protonet "${common[@]}" \
       --results-dir bench/results/regime_resnet12_32_narrow_steps --out-dir runs/regime_steps ;;
   maml)
+    export OMP_NUM_THREADS=1
     .venv/bin/metabridge compare --methods maml "${common[@]}" \
       --results-dir bench/results/regime_resnet12_32_narrow_steps_maml --out-dir runs/regime_steps_maml
     .venv/bin/metabridge compare --merge bench/results/regime_resnet12_32_narrow_steps,bench/results/regime_resnet12_32_narrow_steps_maml \
