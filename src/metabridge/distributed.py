@@ -28,12 +28,14 @@ rank ``r > 0`` from :func:`rank_seed` ``(seed, r)``; each stream is reproducible
 streams differ. A checkpoint stores every rank's generator state and the world size.
 
 This module never initialises a process group on import or inside a library call;
-:func:`init_from_environment` does so explicitly, and the command line calls it when it
-finds torchrun's environment (``WORLD_SIZE > 1``).
+:func:`init_from_environment` does so explicitly (and destroys the group it made when the
+process exits), and the command line calls it when it finds torchrun's environment
+(``WORLD_SIZE > 1``).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -141,7 +143,7 @@ class DistributedContext:
 def init_from_environment(device: torch.device | str | None = None, backend: str | None = None,
                           ) -> DistributedContext:
     """The :class:`DistributedContext` of this process; under torchrun (``WORLD_SIZE > 1``)
-    initialise the default process group first if nobody did.
+    initialise the default process group first if nobody did (and destroy it at exit).
 
     This changes process-wide state (the default process group, and for CUDA the current
     device is set to ``cuda:LOCAL_RANK``): it is what the command line calls, never a
@@ -161,7 +163,19 @@ def init_from_environment(device: torch.device | str | None = None, backend: str
         if dev.type == "cuda":
             torch.cuda.set_device(local_rank)
         dist.init_process_group(backend=backend)
+        atexit.register(_destroy_process_group)
     return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def _destroy_process_group() -> None:
+    """Destroy the default process group that :func:`init_from_environment` created, at exit.
+
+    PyTorch asks every process to call ``destroy_process_group`` before it exits; a group left
+    to the interpreter's finalisation tears down its backend threads in no fixed order, and a
+    2-process gloo test rank was seen to abort that way ("terminate called without an active
+    exception", exit status non-zero after all its work was done)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def rank_seed(seed: int, rank: int) -> int:
