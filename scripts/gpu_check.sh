@@ -45,7 +45,7 @@ part() {  # part NAME LIMIT CMD...
 part tests 60 "$PY" -m pytest -q -x -k "cuda or device" tests/
 part layouts 45 "$PY" scripts/gpu_layouts.py --out "$OUT_DIR/layouts_cuda.json"
 # --libs auto: every peer that imports (from this venv or the peer venv of ../shared/peers/install.sh)
-part peers 140 "$PY" -m metabridge bench peers --device cuda --libs auto --repeats 5 --out "$OUT_DIR/peers_cuda.json"
+part peers 140 "$PY" -m metabridge bench peers --device cuda --libs auto,metabridge:closed-bn --repeats 5 --out "$OUT_DIR/peers_cuda.json"
 part cost 75 "$PY" -m metabridge bench cost --device cuda --backbones conv4@28,resnet12@84 --steps 3 \
   --results-dir "$OUT_DIR/cost_cuda"
 part compare 100 "$PY" -m metabridge compare --device cuda --methods mtl,maml,protonet --budget 30 --eval-every 10 \

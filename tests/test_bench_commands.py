@@ -92,6 +92,10 @@ def test_peers_skips_an_absent_peer_and_refuses_it_when_named(tmp_path, capsys, 
     assert peers.resolve_libs("metabridge,metabridge:t1") == (["metabridge", "metabridge:t1"], [])
     with pytest.raises(ValueError, match="unknown library"):
         peers.resolve_libs("metabridge,tensorflow")
+    libs, skipped = peers.resolve_libs("auto,metabridge:closed-bn")
+    assert libs == ["metabridge", "metabridge:closed-bn"] and len(skipped) == 3
+    with pytest.raises(ValueError, match="only metabridge variants"):
+        peers.resolve_libs("auto,higher")
     with pytest.raises(ValueError, match="learn2learn is not importable.*install.sh"):
         peers.main(libs="metabridge,learn2learn", peer_site="none", out=str(tmp_path / "never" / "p.json"))
     assert not (tmp_path / "never").exists()

@@ -21,7 +21,8 @@ from metabridge.models import MLP, Conv4
 from metabridge.tasks.batch import TaskBatch
 
 FAMILY = [MAML, FOMAML, ANIL, MetaSGD, Reptile, DRS]
-KNOBS = {"task_batching", "conv_backend", "channels_last", "checkpoint_inner", "task_chunk", "task_threads"}
+KNOBS = {"task_batching", "conv_backend", "channels_last", "batch_norm", "checkpoint_inner", "task_chunk",
+         "task_threads"}
 
 
 def _conv4(seed: int = 0) -> Conv4:
@@ -39,12 +40,13 @@ def _batch(tasks: int = 4) -> TaskBatch:
 # ----------------------------------------------------------------- the options object
 def test_defaults_and_validation():
     opts = ExecutionOptions()
-    assert (opts.task_batching, opts.conv_backend, opts.channels_last, opts.checkpoint_inner, opts.task_chunk,
-            opts.task_threads) == ("auto", "grouped", False, False, "auto", "auto")
+    assert (opts.task_batching, opts.conv_backend, opts.channels_last, opts.batch_norm, opts.checkpoint_inner,
+            opts.task_chunk, opts.task_threads) == ("auto", "grouped", False, "auto", False, "auto", "auto")
     assert {f.name for f in dataclasses.fields(ExecutionOptions)} == KNOBS
     with pytest.raises(dataclasses.FrozenInstanceError):
         opts.task_chunk = 2  # type: ignore[misc]
-    bad = [("task_batching", "threads"), ("conv_backend", "cudnn"), ("channels_last", 1), ("checkpoint_inner", "yes"),
+    bad = [("task_batching", "threads"), ("conv_backend", "cudnn"), ("channels_last", 1), ("batch_norm", "fused"),
+           ("checkpoint_inner", "yes"),
            ("task_chunk", 0), ("task_chunk", 1.5), ("task_chunk", True), ("task_threads", 0), ("task_threads", None)]
     for field, value in bad:
         with pytest.raises(ValueError, match=field):

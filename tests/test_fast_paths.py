@@ -48,7 +48,8 @@ def test_batched_forward_equals_per_task_forward(backend, channels_last):
     torch.testing.assert_close(batched_conv4(per_task, batch.support_x, backend, channels_last), expected, **TIGHT)
 
 
-@pytest.mark.parametrize("backend,channels_last", [("grouped", False), ("grouped", True), ("im2col", False)])
+@pytest.mark.parametrize("backend,channels_last,bn", [("grouped", False, "closed_form"), ("grouped", False, "aten"),
+                                                      ("grouped", True, "closed_form"), ("im2col", False, "closed_form")])
 @pytest.mark.parametrize("cls,kwargs", [
     (MAML, {"inner_steps": 2}),
     (MAML, {"inner_steps": 2, "learn_inner_lr": "per_step"}),
@@ -57,11 +58,12 @@ def test_batched_forward_equals_per_task_forward(backend, channels_last):
     (MetaSGD, {"inner_steps": 2}),
     (Reptile, {"inner_steps": 2}),
 ], ids=["maml", "maml-lslr", "fomaml", "anil", "metasgd", "reptile"])
-def test_batched_meta_gradient_equals_loop(cls, kwargs, backend, channels_last):
+def test_batched_meta_gradient_equals_loop(cls, kwargs, backend, channels_last, bn):
     batch = _batch(1)
     ref = _grad(cls(_model(1), inner_lr=0.3, execution=Ex(task_batching="loop"), **kwargs), batch)
     fast = cls(_model(1), inner_lr=0.3, execution=Ex(task_batching="batched", conv_backend=backend,
-                                                    channels_last=channels_last, task_chunk=None), **kwargs)
+                                                    channels_last=channels_last, batch_norm=bn, task_chunk=None),
+                **kwargs)
     assert fast.batched
     got = _grad(fast, batch)
     assert ref.abs().max() > 1e-4

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..models.batched_conv4 import batched_conv4_body, batched_head
+from ..models.batched_conv4 import BatchNormKernel, batched_conv4_body, batched_head
 from .base import task_loss
 from .batched_inner_loop import batched_sgd_inner_loop, expand_to_tasks
 from .execution import ExecutionOptions
@@ -79,7 +79,9 @@ class ANIL(MAML):
         """Body features of every task's support set in one call (shared weights, per-task
         batch norm), then the head's inner loop for all tasks at once."""
         body = {k: v for k, v in params.items() if not k.startswith("head.")}
-        feats = batched_conv4_body(body, xs, self.execution.conv_backend, self.execution.channels_last)
+        ex = self.execution  # the body is differentiated once: ATen's batch norm under "auto"
+        bn: BatchNormKernel = "aten" if ex.batch_norm == "auto" else ex.batch_norm
+        feats = batched_conv4_body(body, xs, ex.conv_backend, ex.channels_last, bn)
         names = self.adapted_names()
         fast = batched_sgd_inner_loop(batched_head, expand_to_tasks(params, names, xs.shape[0]), feats, ys, steps,
                                       self.step_size, first_order, self.execution.checkpoint_inner, self.inner_loss)

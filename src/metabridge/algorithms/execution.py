@@ -16,12 +16,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, get_args
 
-from ..models.batched_conv4 import ConvBackend
+from ..models.batched_conv4 import BatchNormKernel, ConvBackend
 
 TaskBatchingMode = Literal["auto", "batched", "vmap", "loop"]
 
 _TASK_BATCHING = get_args(TaskBatchingMode)
 _CONV_BACKENDS = get_args(ConvBackend)
+_BATCH_NORMS = get_args(BatchNormKernel)
 
 
 def _is_int(value: Any) -> bool:
@@ -42,6 +43,14 @@ class ExecutionOptions:
         conv_backend: how the batched path runs Conv-4: ``"grouped"`` (default),
             ``"im2col"`` or ``"loop"`` (see ``models/batched_conv4.py``).
         channels_last: channels-last memory format in the grouped backend.
+        batch_norm: the grouped backend's batch norm: ``"closed_form"``
+            (``models/batch_norm.py``: ATen's kernels forward and backward and a hand-derived
+            double backward of five reductions and five multiply-adds), ``"aten"``
+            (``F.batch_norm``, whose double backward is ~40 element-wise operators; cuDNN's
+            kernels on CUDA) or ``"auto"`` (default): the closed form where batch norm is
+            differentiated twice (second-order MAML, Meta-SGD) on CPU, where it was measured
+            1.19x faster per meta-iteration (README, peers table); ATen on GPU (not measured)
+            and for first-order methods and ANIL (measured 1.02x and 0.95x: no gain).
         checkpoint_inner: batched path, second order: recompute each inner step's
             activations in the outer backward (``torch.utils.checkpoint``) instead of
             storing them; less memory for long horizons at about one extra inner step of
@@ -69,6 +78,7 @@ class ExecutionOptions:
     task_batching: TaskBatchingMode = "auto"
     conv_backend: ConvBackend = "grouped"
     channels_last: bool = False
+    batch_norm: BatchNormKernel = "auto"
     checkpoint_inner: bool = False
     task_chunk: int | Literal["auto"] | None = "auto"
     task_threads: int | Literal["auto"] = "auto"
@@ -80,6 +90,9 @@ class ExecutionOptions:
         if self.conv_backend not in _CONV_BACKENDS:
             raise ValueError(f"conv_backend must be one of {', '.join(map(repr, _CONV_BACKENDS))} "
                              f"(got {self.conv_backend!r}).")
+        if self.batch_norm not in _BATCH_NORMS:
+            raise ValueError(f"batch_norm must be one of {', '.join(map(repr, _BATCH_NORMS))} "
+                             f"(got {self.batch_norm!r}).")
         for flag in ("channels_last", "checkpoint_inner"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be True or False (got {getattr(self, flag)!r}).")

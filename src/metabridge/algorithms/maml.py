@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..models.batched_conv4 import batched_conv4, supports_batched_conv4
+from ..models.batched_conv4 import BatchNormKernel, batched_conv4, supports_batched_conv4
 from ..tasks.batch import TaskBatch
 from .base import MetaAlgorithm, Predictor, task_loss
 from .batched_inner_loop import (WorkerPool, batched_sgd_inner_loop, chunked_meta_loss, expand_to_tasks,
@@ -238,7 +238,15 @@ class MAML(MetaAlgorithm):
     # --- all tasks at once (task_batching="batched") -------------------------------
     def _batched_forward(self, params: Params, x: Tensor) -> Tensor:
         """``[T, B, ...] -> [T, B, out]`` with per-task (or shared) ``params``."""
-        return batched_conv4(params, x, self.execution.conv_backend, self.execution.channels_last)
+        ex = self.execution
+        return batched_conv4(params, x, ex.conv_backend, ex.channels_last, self._batch_norm_kernel())
+
+    def _batch_norm_kernel(self) -> BatchNormKernel:
+        """``ExecutionOptions.batch_norm`` resolved: ``"auto"`` takes the closed-form double
+        backward only where batch norm is differentiated twice (second-order inner loop
+        through the body; the device choice is then batched_conv4's), ATen's otherwise."""
+        choice = self.execution.batch_norm
+        return choice if choice != "auto" else ("aten" if self.first_order else "auto")
 
     def _batched_adapt(self, params: Params, xs: Tensor, ys: Tensor, steps: int, first_order: bool) -> Params:
         """phi_i^(k) of every task, stacked: the adapted tensors get a leading task dimension."""

@@ -59,6 +59,8 @@ PEER_SITE_ENV = "METABRIDGE_PEER_SITE"
 VARIANTS = {  # variant -> the ExecutionOptions fields it sets
     "metabridge": {},
     "metabridge:cl": {"channels_last": True},
+    "metabridge:aten-bn": {"batch_norm": "aten"},
+    "metabridge:closed-bn": {"batch_norm": "closed_form"},
     "metabridge:im2col": {"conv_backend": "im2col"},
     "metabridge:loop": {"task_batching": "loop"},
     "metabridge:vmap": {"task_batching": "vmap"},

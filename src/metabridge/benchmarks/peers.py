@@ -26,7 +26,9 @@ metabridge runs with its defaults: on CPU four tasks per chunk (one grouped netw
 threads with single-threaded operators (``ExecutionOptions(task_chunk="auto", task_threads="auto")``);
 ``metabridge:t1`` runs the chunks one after another, ``metabridge:c1`` one task per chunk (the
 previous default: the smallest memory), ``metabridge:all`` the
-whole meta-batch as one grouped-convolution network; see ``_peer_impls.VARIANTS``.
+whole meta-batch as one grouped-convolution network, ``metabridge:aten-bn`` / ``metabridge:closed-bn``
+ATen's batch norm or the closed-form double backward (``models/batch_norm.py``) whatever the
+device; see ``_peer_impls.VARIANTS``.
 """
 
 from __future__ import annotations
@@ -56,11 +58,17 @@ def resolve_libs(libs: str) -> tuple[list[str], list[str]]:
 
     ``"auto"`` is metabridge plus every peer of :data:`PEERS` that imports; explicit names
     must all be known and importable (``ValueError`` otherwise, before anything runs).
+    ``"auto"`` may head a list of further metabridge variants (``auto,metabridge:closed-bn``).
     """
-    if libs.strip() == "auto":
-        why = {p: available(p) for p in PEERS}
-        return ["metabridge"] + [p for p in PEERS if why[p] is None], [w for w in why.values() if w]
     lib_list = [s.strip() for s in libs.split(",") if s.strip()]
+    if lib_list and lib_list[0] == "auto":
+        why = {p: available(p) for p in PEERS}
+        extra = [lib for lib in lib_list[1:] if lib != "metabridge"]
+        bad = [lib for lib in extra if lib not in VARIANTS]
+        if bad:
+            raise ValueError(f"--libs: after 'auto' only metabridge variants may follow (got {bad}); "
+                             f"choose from {', '.join(VARIANTS)}.")
+        return ["metabridge", *extra] + [p for p in PEERS if why[p] is None], [w for w in why.values() if w]
     lib_list = ["metabridge"] + [lib for lib in lib_list if lib != "metabridge"]
     unknown = [lib for lib in lib_list if lib not in VARIANTS and lib not in PEERS]
     if unknown:
@@ -176,10 +184,12 @@ def main(methods: str = "maml,fomaml,anil", shots: str = "1,5", meta_batch: int 
         inner_steps: inner SGD steps (alpha = 0.4).
         queries: query examples per class.
         libs: auto (metabridge and every peer of higher, torchopt, learn2learn that imports; the
-            others are skipped with a printed line) or comma-separated libraries, metabridge first
+            others are skipped with a printed line; metabridge variants may follow it:
+            auto,metabridge:closed-bn) or comma-separated libraries, metabridge first
             (a peer named here that does not import is an error); also metabridge variants such as
             metabridge:t1, metabridge:all, metabridge:all-cl, metabridge:all-im2col, metabridge:loop,
-            metabridge:vmap, metabridge:ckpt (other task-batching modes, threads, checkpointing).
+            metabridge:vmap, metabridge:ckpt, metabridge:aten-bn, metabridge:closed-bn (other task-batching
+            modes, threads, checkpointing, batch-norm kernels).
         device: cpu or cuda.
         memory: measure peak memory per configuration in a fresh subprocess.
         check_grads: compare float64 meta-gradients on a small instance (meta-batch 2).

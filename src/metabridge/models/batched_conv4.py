@@ -30,11 +30,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .batch_norm import batch_norm_train
 from .conv4 import Conv4
 from .first_conv import first_conv3x3
 from .pooling import max_pool2x2
 
 ConvBackend = Literal["grouped", "im2col", "loop"]
+BatchNormKernel = Literal["auto", "closed_form", "aten"]
 BN_EPS = 1e-5
 _BLOCKS = 4
 
@@ -60,7 +62,8 @@ def _head(params: dict[str, Tensor], feats: Tensor) -> Tensor:
     return torch.baddbmm(b.unsqueeze(1), feats, w.transpose(1, 2))
 
 
-def _grouped_body(params: dict[str, Tensor], x: Tensor, channels_last: bool) -> Tensor:
+def _grouped_body(params: dict[str, Tensor], x: Tensor, channels_last: bool,
+                  batch_norm: BatchNormKernel) -> Tensor:
     t, b = x.shape[:2]
     h = x.transpose(0, 1).reshape(b, t * x.shape[2], *x.shape[3:])
     if channels_last:
@@ -74,7 +77,11 @@ def _grouped_body(params: dict[str, Tensor], x: Tensor, channels_last: bool) -> 
             h = F.conv2d(h, w.reshape(-1, *w.shape[2:]), bias.reshape(-1), padding=1, groups=t)
         gamma = _per_task(params[f"body.blocks.{i}.1.weight"], t, 1).reshape(-1)
         beta = _per_task(params[f"body.blocks.{i}.1.bias"], t, 1).reshape(-1)
-        h = F.batch_norm(h, None, None, gamma, beta, training=True, eps=BN_EPS)
+        if batch_norm == "closed_form" or (batch_norm == "auto" and h.device.type == "cpu"):
+            # models/batch_norm.py: same values and derivatives, a faster double backward on CPU
+            h = batch_norm_train(h, gamma, beta, BN_EPS)
+        else:
+            h = F.batch_norm(h, None, None, gamma, beta, training=True, eps=BN_EPS)
         # = max_pool(relu(h)): relu is monotone; 4x fewer elements. max_pool2x2 is F.max_pool2d
         # (bit-identical, to second order) with a faster CPU forward (models/pooling.py).
         h = F.relu(F.max_pool2d(h, 2) if channels_last else max_pool2x2(h))
@@ -127,7 +134,7 @@ def _loop_body(params: dict[str, Tensor], x: Tensor) -> Tensor:
 
 
 def batched_conv4_body(params: dict[str, Tensor], x: Tensor, backend: ConvBackend = "grouped",
-                       channels_last: bool = False) -> Tensor:
+                       channels_last: bool = False, batch_norm: BatchNormKernel = "auto") -> Tensor:
     """Conv-4 embeddings of every task's inputs under that task's weights.
 
     Args:
@@ -135,12 +142,18 @@ def batched_conv4_body(params: dict[str, Tensor], x: Tensor, backend: ConvBacken
         x: ``[T, B, C, H, W]`` inputs.
         backend: ``"grouped"``, ``"im2col"`` or ``"loop"`` (module docstring).
         channels_last: run the grouped backend in channels-last memory format.
+        batch_norm: the grouped backend's batch norm: ``"closed_form"``
+            (``models/batch_norm.py``: a hand-derived double backward), ``"aten"``
+            (``F.batch_norm``; cuDNN on CUDA) or ``"auto"``: closed form on CPU, where it was
+            measured faster, ATen elsewhere; same values and derivatives.
 
     Returns:
         ``[T, B, D]`` features, in the same order as ``Conv4Backbone``'s flatten.
     """
     if backend == "grouped":
-        return _grouped_body(params, x, channels_last)
+        if batch_norm not in ("auto", "closed_form", "aten"):
+            raise ValueError(f"batch_norm must be 'auto', 'closed_form' or 'aten' (got {batch_norm!r}).")
+        return _grouped_body(params, x, channels_last, batch_norm)
     if backend == "im2col":
         return _im2col_body(params, x)
     if backend == "loop":
@@ -149,9 +162,9 @@ def batched_conv4_body(params: dict[str, Tensor], x: Tensor, backend: ConvBacken
 
 
 def batched_conv4(params: dict[str, Tensor], x: Tensor, backend: ConvBackend = "grouped",
-                  channels_last: bool = False) -> Tensor:
+                  channels_last: bool = False, batch_norm: BatchNormKernel = "auto") -> Tensor:
     """Conv-4 logits ``[T, B, N]``: :func:`batched_conv4_body` then the per-task head."""
-    return _head(params, batched_conv4_body(params, x, backend, channels_last))
+    return _head(params, batched_conv4_body(params, x, backend, channels_last, batch_norm))
 
 
 def batched_head(params: dict[str, Tensor], feats: Tensor) -> Tensor:
