@@ -188,7 +188,7 @@ def test_relabelling_the_support_permutes_the_transformer_logits_exactly_and_ord
 
 
 #: name -> (N, Adam steps) on the toy: the LSTM learns the binding slowest, so it gets 2-way
-TOY = {"mann": (3, 400), "snail": (3, 200), "icl": (3, 150)}
+TOY = {"mann": (3, 500), "snail": (3, 200), "icl": (3, 150)}
 
 
 @pytest.fixture(scope="module")
