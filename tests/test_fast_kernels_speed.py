@@ -176,12 +176,13 @@ def test_batch_norm_train_third_derivative_matches_finite_differences_and_channe
 
 
 def test_auto_batch_norm_takes_the_closed_form_only_where_batch_norm_is_differentiated_twice():
-    from metabridge.algorithms import FOMAML, MAML
+    from metabridge.algorithms import ANIL, FOMAML, MAML
     from metabridge.models import Conv4
 
     model = Conv4(5, hidden=4, image_size=16)
     assert MAML(model, inner_lr=0.1)._batch_norm_kernel() == "auto"  # closed form on CPU (batched_conv4)
     assert FOMAML(model, inner_lr=0.1)._batch_norm_kernel() == "aten"
+    assert ANIL(model, inner_lr=0.1)._batch_norm_kernel() == "aten"  # body and query forward alike
     assert MAML(model, inner_lr=0.1, execution={"batch_norm": "closed_form"}, first_order=True
                 )._batch_norm_kernel() == "closed_form"
     x = torch.rand(2, 3, 1, 16, 16)

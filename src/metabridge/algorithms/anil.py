@@ -75,13 +75,17 @@ class ANIL(MAML):
                               self.inner_loss or task_loss)
         return {**params, **fast}
 
+    def _batch_norm_kernel(self) -> BatchNormKernel:
+        """ANIL's body is differentiated once (only the head adapts): ATen's batch norm under "auto"."""
+        choice = self.execution.batch_norm
+        return "aten" if choice == "auto" else choice
+
     def _batched_adapt(self, params: Params, xs: Tensor, ys: Tensor, steps: int, first_order: bool) -> Params:
         """Body features of every task's support set in one call (shared weights, per-task
         batch norm), then the head's inner loop for all tasks at once."""
         body = {k: v for k, v in params.items() if not k.startswith("head.")}
-        ex = self.execution  # the body is differentiated once: ATen's batch norm under "auto"
-        bn: BatchNormKernel = "aten" if ex.batch_norm == "auto" else ex.batch_norm
-        feats = batched_conv4_body(body, xs, ex.conv_backend, ex.channels_last, bn)
+        ex = self.execution
+        feats = batched_conv4_body(body, xs, ex.conv_backend, ex.channels_last, self._batch_norm_kernel())
         names = self.adapted_names()
         fast = batched_sgd_inner_loop(batched_head, expand_to_tasks(params, names, xs.shape[0]), feats, ys, steps,
                                       self.step_size, first_order, self.execution.checkpoint_inner, self.inner_loss)

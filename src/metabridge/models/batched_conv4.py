@@ -24,7 +24,7 @@ dimension (per task) or not (shared by every task, as ANIL's body is).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -151,8 +151,9 @@ def batched_conv4_body(params: dict[str, Tensor], x: Tensor, backend: ConvBacken
         ``[T, B, D]`` features, in the same order as ``Conv4Backbone``'s flatten.
     """
     if backend == "grouped":
-        if batch_norm not in ("auto", "closed_form", "aten"):
-            raise ValueError(f"batch_norm must be 'auto', 'closed_form' or 'aten' (got {batch_norm!r}).")
+        if batch_norm not in get_args(BatchNormKernel):
+            raise ValueError(f"batch_norm must be one of {', '.join(map(repr, get_args(BatchNormKernel)))} "
+                             f"(got {batch_norm!r}).")
         return _grouped_body(params, x, channels_last, batch_norm)
     if backend == "im2col":
         return _im2col_body(params, x)
