@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 import metabridge.algorithms.registry as algo_registry
 import metabridge.cli as cli
-from _metabridge_toys import ToyANIL
+from metabridge_toys import ToyANIL
 from metabridge.checkpoint import load_checkpoint
 from metabridge.cli import app
 from metabridge.data.class_dataset import ClassDataset
@@ -37,7 +37,7 @@ def _assert_clean_error(result, *needles: str) -> None:
 
 @pytest.fixture
 def toy_registry():
-    """The toy algorithm is registered as ``toy_anil`` by _metabridge_toys (a user's own
+    """The toy algorithm is registered as ``toy_anil`` by metabridge_toys (a user's own
     algorithm, through the public register_algorithm)."""
     assert "toy_anil" in algo_registry.ALGORITHMS
 

@@ -12,7 +12,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from _metabridge_toys import toy_config
+from metabridge_toys import toy_config
 from metabridge.checkpoint import load_checkpoint
 from metabridge.cli import app
 from metabridge.config import ExperimentConfig, hparams_model, option_name, validate_hparams
@@ -148,7 +148,7 @@ class _ShrinkingRegression:
 
 
 def test_best_checkpoint_of_a_custom_regression_task_is_the_lowest_mse(tmp_path):
-    from _metabridge_toys import ToyANIL
+    from metabridge_toys import ToyANIL
 
     def build(config):
         src = _ShrinkingRegression()

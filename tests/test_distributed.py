@@ -1,7 +1,7 @@
 """Data parallelism over processes (metabridge.distributed, Trainer(distributed=...)).
 
 Two processes with the gloo backend on the CPU, started with torchrun's environment set
-by hand (tests/_distributed_worker.py): the averaged meta-gradient equals the
+by hand (tests/distributed_worker.py): the averaged meta-gradient equals the
 single-process one on the same tasks (float64), and a 2-process run killed after a
 checkpoint resumes to bit-identical parameters.
 """
@@ -20,10 +20,10 @@ from metabridge.distributed import DistributedContext, GradientAverager, rank_se
 from metabridge.tasks.batch import TaskBatch
 from metabridge.train import read_metrics
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _distributed_launch import launch  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+from distributed_launch import launch  # noqa: E402
 
-WORKER = Path(__file__).with_name("_distributed_worker.py")
+WORKER = Path(__file__).resolve().parent / "support" / "distributed_worker.py"
 
 
 def meta_batch() -> TaskBatch:
@@ -79,7 +79,7 @@ def test_killed_two_process_run_resumes_bit_identically(tmp_path):
     assert not torch.equal(ckpt["extra"]["rank_rng"][0]["task_generator"],
                            ckpt["extra"]["rank_rng"][1]["task_generator"])
     # a 2-process run cannot be resumed by one process (its second task stream would be lost)
-    from _metabridge_toys import toy_builder, toy_config
+    from metabridge_toys import toy_builder, toy_config
 
     cfg = toy_config(tmp_path / "full", steps=12, checkpoint_every=3, eval_every=4, meta_batch_size=4,
                      lr_schedule="plateau")
@@ -112,7 +112,7 @@ def test_one_process_context_and_averager_are_identity():
 def test_deferred_checks_name_the_first_bad_step(tmp_path):
     """sync_every > 1 (the accelerator default) reads the loss only at sync points, yet the error
     names the step where the NaN appeared and the last checkpoint is from before it."""
-    from _metabridge_toys import toy_builder, toy_config
+    from metabridge_toys import toy_builder, toy_config
 
     cfg = toy_config(tmp_path, steps=20, eval_every=0, checkpoint_every=5, log_every=10)
     with pytest.raises(mb.NonFiniteLossError) as info:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from _metabridge_toys import ToyANIL
+from metabridge_toys import ToyANIL
 from metabridge.algorithms.base import MetaAlgorithm
 from metabridge.evaluate import episode_scores, evaluate
 from metabridge.experiment import RegressionSource

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import metabridge as mb
 import metabridge.experiment as experiment
-from _metabridge_toys import Killed, ToyANIL, kill_at, params_vector, toy_builder, toy_config
+from metabridge_toys import Killed, ToyANIL, kill_at, params_vector, toy_builder, toy_config
 from metabridge.checkpoint import load_checkpoint
 from metabridge.cli import app
 from metabridge.config import ExperimentConfig

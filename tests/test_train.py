@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from _metabridge_toys import Killed, kill_at, params_vector, toy_builder, toy_config
+from metabridge_toys import Killed, kill_at, params_vector, toy_builder, toy_config
 from metabridge.checkpoint import load_checkpoint
 from metabridge.config import ExperimentConfig
 from metabridge.train import NonFiniteLossError, Trainer, read_metrics, resume_config

@@ -391,3 +391,31 @@ def validate_hparams(algorithm: str, hparams: dict[str, Any]) -> dict[str, Any]:
 def _type_name(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
     return text or str(annotation).replace("typing.", "")
+
+
+class CommandConfig(BaseModel):
+    """Base of every command's settings (``compare``, ``multitask``, ``bench ...``, ``theory ...``,
+    ``rl ...``): a typed model whose fields generate the command's options and whose
+    ``description`` strings are their help. Lists and mappings are typed fields (never
+    comma- or JSON-encoded strings); ``None`` means "the default" (never 0 or -1). Every
+    command also takes ``--config FILE`` (TOML, YAML or JSON; options given beside it win)
+    and writes the resolved settings as ``config.json`` into ``out``."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    out: Path = Field(Path("runs/out"), description="Folder the command writes its results and its resolved config.json to.")
+    plugins: list[str] = Field(default_factory=list, description=(
+        "Modules to import first (given once per module: --plugin a --plugin b); their registrations "
+        "become names like the built-in ones."))
+
+    def write_resolved(self) -> Path:
+        """Write these settings as ``out/config.json`` (atomically) and return its path."""
+        path = Path(self.out) / "config.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
+        return path
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, **overrides: Any) -> "CommandConfig":
+        """Settings read from a TOML/YAML/JSON file, with ``overrides`` winning."""
+        return cls.model_validate({**read_config_file(path), **overrides})

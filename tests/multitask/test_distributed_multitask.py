@@ -1,6 +1,6 @@
 """Data-parallel multi-task training (train_multitask(distributed=...), ``torchrun -m metabridge mtl``).
 
-Two processes with the gloo backend (tests/_distributed_mtl_worker.py), each on half of every
+Two processes with the gloo backend (tests/distributed_mtl_worker.py), each on half of every
 minibatch, give the single-process parameters after a few float64 steps, for a loss-weighting
 method with its own parameters (uncertainty weighting: gradients averaged after the losses
 are all-reduced), a parameter-gradient method (PCGrad: the [K, P] per-task gradients
@@ -18,17 +18,17 @@ from typing import Any
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
-from _mtl_toy_benchmark import load_toy  # noqa: E402  (registers "toy_mtl", also in the workers)
-from _distributed_launch import launch  # noqa: E402
+from mtl_toy_benchmark import load_toy  # noqa: E402  (registers "toy_mtl", also in the workers)
+from distributed_launch import launch  # noqa: E402
 
 from metabridge.distributed import DistributedContext  # noqa: E402
 from metabridge.multitask.models.registry import build_mtl_model  # noqa: E402
 from metabridge.multitask.trainer import train_multitask  # noqa: E402
 from metabridge.multitask.weighting import build_weighting  # noqa: E402
 
-WORKER = Path(__file__).with_name("_distributed_mtl_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "support" / "distributed_mtl_worker.py"
 METHODS = ("uw", "pcgrad", "mgda_ub")
 STEPS, BATCH = 4, 32
 

@@ -28,8 +28,8 @@ from metabridge.data.download import (
     fetch_and_extract,
 )
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _fewshot_server import FileServer  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from fewshot_server import FileServer  # noqa: E402
 
 PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # ~1 MiB + 4 bytes: several read chunks
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-import _mtl_toy_benchmark  # noqa: E402,F401  (registers "toy_mtl")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+import mtl_toy_benchmark  # noqa: E402,F401  (registers "toy_mtl")
 
 from metabridge.multitask.data import load_mtl_benchmark  # noqa: E402
 from metabridge.multitask.diagnostics import delta_m  # noqa: E402
@@ -17,7 +17,7 @@ from metabridge.multitask.runner import run  # noqa: E402
 from metabridge.multitask.trainer import evaluate_split, train_multitask  # noqa: E402
 from metabridge.multitask.weighting import build_weighting  # noqa: E402
 
-PLUGIN = ["_mtl_toy_benchmark"]
+PLUGIN = ["mtl_toy_benchmark"]
 SMALL = {"encoder_hidden": [32], "encoder_out_dim": 16}  # a small encoder keeps every run well under a second
 
 
@@ -82,7 +82,7 @@ def test_mtl_command_reports_delta_m_against_stl_and_resumes(tmp_path, capsys, m
 
     out = tmp_path / "report"
     kwargs = dict(benchmark="toy_mtl", methods="equal,mgda", seeds="0,1", steps=40, batch_size=32, lr=3e-3,
-                  eval_every=20, plugin="_mtl_toy_benchmark", isolate=False, model_kwargs=json.dumps(SMALL), out=out)
+                  eval_every=20, plugin="mtl_toy_benchmark", isolate=False, model_kwargs=json.dumps(SMALL), out=out)
     report = mtl(**kwargs)
     printed = capsys.readouterr().out
     assert "Delta_m %" in printed and "STL" in printed and "mgda" in printed
@@ -106,9 +106,9 @@ def test_mtl_command_reports_delta_m_against_stl_and_resumes(tmp_path, capsys, m
 def test_isolated_runs_report_their_own_peak_memory(tmp_path, monkeypatch):
     from metabridge.multitask.command import mtl
 
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # the worker imports the toy plugin
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1] / "support"))  # the worker imports the toy plugin
     report = mtl(benchmark="toy_mtl", methods="equal", steps=5, batch_size=16, stl=False, model_kwargs=json.dumps(SMALL),
-                 plugin="_mtl_toy_benchmark", out=tmp_path)
+                 plugin="mtl_toy_benchmark", out=tmp_path)
     peak = report["methods"]["equal"]["peak_mib"]
     assert peak is not None and 0 <= peak < 500
 
@@ -117,7 +117,7 @@ def test_mtl_command_names_unknown_methods():
     from metabridge.multitask.command import mtl
 
     with pytest.raises(ValueError, match="unknown weighting method"):
-        mtl(benchmark="toy_mtl", methods="equal,nope", plugin="_mtl_toy_benchmark")
+        mtl(benchmark="toy_mtl", methods="equal,nope", plugin="mtl_toy_benchmark")
 
 
 def test_list_names_the_multitask_methods_with_what_they_read():

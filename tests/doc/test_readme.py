@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from metabridge.cli import app
 from metabridge.config import ExperimentConfig
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 FAST = ["--steps", "3", "--eval-every", "3", "--val-episodes", "10", "--test-episodes", "10",
         "--eval-batch-size", "10", "--meta-batch-size", "2", "--no-progress", "--device", "cpu"]
 

@@ -1,5 +1,5 @@
 """One rank of a 2-process meta-RL test, started by tests/test_rl_distributed.py with torchrun's
-environment set by hand (tests/_distributed_launch.py).
+environment set by hand (tests/distributed_launch.py).
 
 Modes:
   update OUT        for MAML-TRPO and DRS-PPO (float64, 2D navigation): collect this rank's half of
@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rl"))  # the test module that drives this worker
 
 from metabridge.collectives import RankMean  # noqa: E402
 from metabridge.distributed import init_from_environment, rank_seed  # noqa: E402
@@ -26,7 +27,7 @@ from metabridge.rl.trainer import RLTrainer, build_env, build_policy, build_rl_a
 
 
 def update_mode(out: str) -> None:
-    from test_rl_distributed import META_BATCH, ROLLOUTS, SEED, config
+    from test_distributed_rl import META_BATCH, ROLLOUTS, SEED, config
 
     ctx = init_from_environment("cpu")
     saved = {}
@@ -50,7 +51,7 @@ class Killed(RuntimeError):
 def train_mode(root: str, iterations: int, algorithm: str, kill: int) -> None:
     """An uninterrupted run in ROOT/full; a run in ROOT/cut stopped by an exception on every rank after
     iteration ``kill`` (its last checkpoint is older) and resumed; rank 0 saves both final parameters."""
-    from test_rl_distributed import config
+    from test_distributed_rl import config
 
     from metabridge.rl.trainer import load_rl_run
 

@@ -1,5 +1,5 @@
 """One rank of a 2-process multi-task test, started by tests/test_multitask_distributed.py with
-torchrun's environment set by hand (tests/_distributed_launch.py).
+torchrun's environment set by hand (tests/distributed_launch.py).
 
 Mode ``train OUT``: for each method of test_multitask_distributed.METHODS, a few float64 steps of
 train_multitask with this rank's half of every minibatch; rank 0 saves
@@ -14,12 +14,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "multitask"))  # the test module that drives this worker
 
 from metabridge.distributed import init_from_environment  # noqa: E402
 
 
 def train_mode(out: str) -> None:
-    from test_multitask_distributed import METHODS, train
+    from test_distributed_multitask import METHODS, train
 
     ctx = init_from_environment("cpu")
     saved = {}

@@ -24,8 +24,8 @@ from metabridge.data.registry import available_datasets, dataset_spec, load_data
 from metabridge.data.safe_pickle import UnsafePickleError, loads_pickle
 from metabridge.data.spec import DatasetFormatError
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _fewshot_server import FileServer  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from fewshot_server import FileServer  # noqa: E402
 
 
 def sha(b: bytes) -> str:

@@ -25,8 +25,8 @@ from metabridge.multitask.data import (
 from metabridge.multitask.data import multi_fashion_mnist as mfm
 from metabridge.multitask.data import qm9
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _fewshot_server import FileServer  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
+from fewshot_server import FileServer  # noqa: E402
 
 # --------------------------------------------------------------------------- Fashion-MNIST fixtures
 

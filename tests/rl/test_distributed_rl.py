@@ -1,6 +1,6 @@
 """Data-parallel meta-RL (RLTrainer(distributed=...), ``torchrun -m metabridge rl train``).
 
-Two processes with the gloo backend (tests/_distributed_rl_worker.py): one MAML-TRPO and one
+Two processes with the gloo backend (tests/distributed_rl_worker.py): one MAML-TRPO and one
 DRS-PPO update with each rank collecting half of the meta-batch from its own generator equal
 the single-process update on the union of those tasks (float64, rel. 1e-10); a 2-process
 run records world size, every rank's generator and per-rank communication time, resumes
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
-from _distributed_launch import launch  # noqa: E402
+from distributed_launch import launch  # noqa: E402
 
 from metabridge.checkpoint import CheckpointManager  # noqa: E402
 from metabridge.distributed import rank_seed  # noqa: E402
@@ -28,7 +28,7 @@ from metabridge.rl.algorithms.base import cat_episodes  # noqa: E402
 from metabridge.rl.config import RLConfig  # noqa: E402
 from metabridge.rl.trainer import RLTrainer, build_env, build_policy, build_rl_algorithm  # noqa: E402
 
-WORKER = Path(__file__).with_name("_distributed_rl_worker.py")
+WORKER = Path(__file__).resolve().parents[1] / "support" / "distributed_rl_worker.py"
 SEED, META_BATCH, ROLLOUTS = 3, 4, 3
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the test module that drives this worker
 
 import metabridge as mb  # noqa: E402
 from metabridge.distributed import GradientAverager, init_from_environment  # noqa: E402
@@ -41,7 +42,7 @@ def grad_mode(out: str) -> None:
 
 
 def train_mode(run: str, out: str, steps: int, kill: int | None) -> None:
-    from _metabridge_toys import toy_builder, toy_config
+    from metabridge_toys import toy_builder, toy_config
 
     ctx = init_from_environment("cpu")
     resume = (Path(run) / "last.pt").exists()
