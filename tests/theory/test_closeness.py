@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -103,25 +105,34 @@ def test_closeness_experiment_runs_and_reports_every_pair() -> None:
 
 
 def test_closeness_command_writes_results_and_restores_threads(tmp_path, capsys) -> None:
-    from metabridge.theory.commands import closeness
+    from metabridge.theory.commands import ClosenessConfig as ClosenessCommand
+    from metabridge.theory.commands import run_closeness
 
     before = torch.get_num_threads()
-    closeness(out=tmp_path, widths="8", depths="1", steps=2, train_tasks=4, meta_batch=2, k_shot=5, q_query=5,
-              test_tasks=4, threads=1)
+    config = ClosenessCommand(out=tmp_path, widths=[8], depths=[1], steps=2, train_tasks=4, meta_batch=2, k_shot=5,
+                              q_query=5, test_tasks=4, threads=1 if before > 1 else 2)
+    res = run_closeness(config)
     assert torch.get_num_threads() == before
+    assert [(r["depth"], r["width"]) for r in res["rows"]] == [(1, 8)]
     assert (tmp_path / "theory_closeness.json").exists() and (tmp_path / "theory_closeness.png").exists()
+    assert json.loads((tmp_path / "config.json").read_text())["widths"] == [8]
     assert "normalised prediction gap" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"meta_batch": 9, "train_tasks": 4}, "--meta-batch cannot exceed --train-tasks"),
-    ({"widths": "8,x"}, "--widths takes comma-separated integers"),
-    ({"seeds": "a"}, "--seeds takes comma-separated integers"),
-    ({"inner_lr": 0.0}, "--inner-lr must be > 0"),
+    ({"meta_batch": 9, "train_tasks": 4}, "--meta-batch 9 exceeds --train-tasks 4"),
+    ({"widths": [8, 0]}, "widths.1: must be > 0"),
+    ({"seeds": ["a"]}, "seeds.0"),
+    ({"inner_lr": 0.0}, "inner_lr: must be > 0"),
+    ({"threads": 0}, "threads: must be > 0"),
 ])
-def test_closeness_command_refuses_bad_options_before_training(tmp_path, kwargs, message) -> None:
-    from metabridge.theory.commands import closeness
+def test_closeness_settings_refuse_bad_values_in_one_line_naming_the_field(kwargs, message) -> None:
+    from pydantic import ValidationError
 
-    with pytest.raises(ValueError, match=message):
-        closeness(out=tmp_path / "never", **kwargs)
-    assert not (tmp_path / "never").exists()
+    from metabridge.config import describe_validation_error
+    from metabridge.theory.commands import ClosenessConfig as ClosenessCommand
+
+    with pytest.raises(ValidationError) as err:
+        ClosenessCommand(**kwargs)
+    text = describe_validation_error(err.value)
+    assert message in text and "\n" not in text

@@ -175,27 +175,42 @@ def test_too_few_points_raise() -> None:
 def test_linreg_command_writes_one_result_per_coupling(tmp_path, capsys) -> None:
     import json
 
-    from metabridge.theory.commands import linreg
+    from metabridge.theory.commands import LinregConfig, run_linreg
 
-    linreg(out=tmp_path, dim=2, coupling="0,1", num_tasks="2,4", points="2,3", alphas="0.2", trials=3,
-           mc_tasks=200)
+    config = LinregConfig(out=tmp_path, dim=2, coupling=[0, 1], num_tasks=[2, 4], points=[2, 3], alphas=[0.2],
+                          trials=3, mc_tasks=200)
+    written = run_linreg(config)
+    assert [p.name for p in written] == ["theory_linreg_kappa0.json", "theory_linreg_kappa1.json"]
     for tag in ("kappa0", "kappa1"):
         res = json.loads((tmp_path / f"theory_linreg_{tag}.json").read_text())
         assert len(res["monte_carlo_check"]["rows"]) == 4  # drs, maml at alpha 0 and 0.2
         assert (tmp_path / f"theory_linreg_{tag}_heatmap.png").exists()
     assert "P(MAML beats DRS)" in capsys.readouterr().out
+    assert LinregConfig.from_file(tmp_path / "config.json") == config  # the resolved settings reproduce the run
+
+
+def test_linreg_paper_sweep_replaces_the_grid() -> None:
+    from metabridge.theory.commands import PAPER_LINREG, LinregConfig
+
+    config = LinregConfig(paper=True, num_tasks=[3])
+    assert config.num_tasks == PAPER_LINREG["num_tasks"] and config.trials == 1000
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"num_tasks": "2,0"}, "--num-tasks takes positive integers"),
-    ({"alphas": "-0.1"}, "--alphas must be >= 0"),
-    ({"coupling": "x"}, "--coupling takes comma-separated numbers"),
-    ({"trials": 0}, "--trials and --mc-tasks must be positive"),
-    ({"dim": 8, "num_tasks": "2", "points": "2"}, "below dim"),
+    ({"num_tasks": [2, 0]}, "num_tasks.1: must be > 0"),
+    ({"alphas": [-0.1]}, "alphas.0: must be >= 0"),
+    ({"coupling": ["x"]}, "coupling.0"),
+    ({"trials": 0}, "trials: must be > 0"),
+    ({"beta": float("nan")}, "beta: must be a finite number"),
+    ({"dim": 8, "num_tasks": [2], "points": [2]}, "below dim"),
 ])
-def test_linreg_command_refuses_bad_options_naming_the_fix(tmp_path, kwargs, message) -> None:
-    from metabridge.theory.commands import linreg
+def test_linreg_settings_refuse_bad_values_in_one_line_naming_the_field(kwargs, message) -> None:
+    from pydantic import ValidationError
 
-    with pytest.raises(ValueError, match=message):
-        linreg(out=tmp_path / "never", **kwargs)
-    assert not (tmp_path / "never").exists()
+    from metabridge.config import describe_validation_error
+    from metabridge.theory.commands import LinregConfig
+
+    with pytest.raises(ValidationError) as err:
+        LinregConfig(**kwargs)
+    text = describe_validation_error(err.value)
+    assert message in text and "\n" not in text

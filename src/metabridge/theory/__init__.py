@@ -5,6 +5,6 @@
   P(MAML beats DRS) heatmaps and the modeling/optimization error split.
 * :mod:`.closeness`: Wang, Zhao & Li (ICML 2021), MTL and ANIL share one optimization
   formulation; prediction gap of MTL/ANIL/MAML networks vs width and depth.
-* :mod:`.commands`: :func:`~.commands.linreg` and :func:`~.commands.closeness`, plain functions the
-  main CLI mounts as ``metabridge theory linreg`` and ``metabridge theory closeness``.
+* :mod:`.commands`: the settings and run functions of ``metabridge theory linreg``
+  (:func:`~.commands.run_linreg`) and ``metabridge theory closeness`` (:func:`~.commands.run_closeness`).
 """
