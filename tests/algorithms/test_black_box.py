@@ -13,7 +13,7 @@ import torch
 import metabridge
 from metabridge.algorithms import ALGORITHMS, InContextTransformer, MANN, SNAIL, build_algorithm
 from metabridge.benchmarks.compare import (ALL_METHODS, BLACK_BOX, DEFAULT_METHODS, LABELS, METHOD_SETTINGS,
-                                            CompareSettings)
+                                            CompareConfig)
 from metabridge.data.class_dataset import ClassDataset
 from metabridge.export import load_weights, save_weights
 from metabridge.tasks.batch import TaskBatch
@@ -359,7 +359,7 @@ def test_compare_offers_the_black_box_learners_without_changing_the_defaults() -
     assert DEFAULT_METHODS == ("mtl", "maml", "protonet")
     assert ALL_METHODS == ("mtl", "fomaml", "maml", "anil", "protonet", "metaoptnet")
     assert BLACK_BOX == NAMES and set(BLACK_BOX) <= set(METHOD_SETTINGS)
-    settings = CompareSettings(methods=("mann", "snail", "icl", "protonet"))
+    settings = CompareConfig(methods=["mann", "snail", "icl", "protonet"])
     for name in NAMES:
         cfg = settings.method_config(name)
         assert cfg.algorithm == name and name in LABELS

@@ -12,17 +12,16 @@ import pytest
 import torch
 
 from metabridge.benchmarks._compare_worker import run_method
-from metabridge.benchmarks.compare import (
-    CompareSettings,
+from metabridge.benchmarks._compare_report import (
     accuracy_sentences,
     convergence,
     format_table,
-    main,
     merge_reports,
     speedup_sentence,
     summarize,
     time_to_target,
 )
+from metabridge.benchmarks.compare import CompareConfig, run
 from metabridge.data import registry
 from metabridge.data.class_dataset import ClassDataset
 from metabridge.train import read_metrics
@@ -106,10 +105,16 @@ def test_summary_without_gbml_has_no_target() -> None:
 
 
 def test_settings_reject_unknown_methods_and_bad_budgets() -> None:
-    with pytest.raises(ValueError, match="unknown method"):
-        CompareSettings().method_config("maml++")
-    with pytest.raises(ValueError):
-        CompareSettings(budget_seconds=-1.0).method_config("mtl")
+    with pytest.raises(ValueError, match="unknown method 'maml[+][+]' [(]did you mean 'maml'[?][)]"):
+        CompareConfig().method_config("maml++")
+    with pytest.raises(ValueError, match="did you mean 'protonet'"):
+        run(CompareConfig(methods=["mtl", "protonett"], out=Path("never-written")))
+    with pytest.raises(ValueError, match="greater than 0"):
+        CompareConfig(budget_seconds=-1.0)
+    with pytest.raises(ValueError, match="greater than 0"):
+        CompareConfig(budget_steps=0)
+    with pytest.raises(ValueError, match="twice"):
+        CompareConfig(methods=["mtl", "mtl"])
 
 
 def _blobs(root: str, split: str, download: bool = False, **kw) -> ClassDataset:
@@ -156,10 +161,10 @@ def test_the_blobs_setup_is_undone_for_later_tests() -> None:
 @pytest.mark.parametrize("method", ["mtl", "protonet"])
 def test_one_method_trains_under_the_budget_and_is_tested_on_each_shot(method: str, tmp_path, blobs_one_thread) -> None:
     budget = 1.5
-    settings = CompareSettings(methods=(method,), dataset=blobs_one_thread, n_way=3, k_shot=1, q_query=4,
-                               test_shots=(1, 5), test_queries=(4, 3), budget_seconds=budget,
-                               eval_every_seconds=0.5, val_episodes=10, test_episodes=30, meta_batch_size=2,
-                               out_dir=str(tmp_path))
+    settings = CompareConfig(methods=[method], dataset=blobs_one_thread, n_way=3, k_shot=1, q_query=4,
+                             test_shots=[1, 5], test_queries=[4, 3], budget_seconds=budget,
+                             eval_every_seconds=0.5, val_episodes=10, test_episodes=30, meta_batch_size=2,
+                             out=tmp_path)
     cfg = settings.method_config(method).to_dict()
     cfg["log_every"] = 1  # a training record per step: the stopping step is visible
     out = run_method({"method": method, "config": cfg, "test_shots": [1, 5], "test_queries": [4, 3],
@@ -186,19 +191,16 @@ def test_one_method_trains_under_the_budget_and_is_tested_on_each_shot(method: s
 
 
 def test_compare_needs_one_query_count_per_shot() -> None:
-    from metabridge.benchmarks.compare import compare
-
-    with pytest.raises(ValueError, match="one query count per test shot"):
-        compare(CompareSettings(test_shots=(1, 5), test_queries=(10,)), progress=False)
-    with pytest.raises(ValueError, match="one query count per test shot"):
-        main(test_shots="1,5", test_queries="10", methods="mtl")
-    with pytest.raises(ValueError, match="--test-shots takes comma-separated int"):
-        main(test_shots="1,five")
+    with pytest.raises(ValueError, match="one --test-queries per --test-shots"):
+        CompareConfig(test_shots=[1, 5], test_queries=[10])
+    with pytest.raises(ValueError, match="test_shots"):
+        CompareConfig(test_shots=[1, "five"])
+    with pytest.raises(ValueError, match="positive"):
+        CompareConfig(test_shots=[0], test_queries=[10])
 
 
 def _report(methods: dict[str, list[tuple[float, float]]], **settings_overrides) -> dict:
-    settings = dict(CompareSettings().__dict__, methods=list(methods), **settings_overrides)
-    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.items()}
+    settings = dict(CompareConfig().report_settings(), methods=list(methods), **settings_overrides)
     runs = {m: {"curve": _curve(pts, ci=0.01), "test": {"1": {"mean": pts[-1][1], "ci95": 0.01},
                                                          "5": {"mean": pts[-1][1], "ci95": 0.01}},
                 "train_seconds": pts[-1][0], "steps": 10, "seconds_per_iteration": 0.5, "peak_memory_mb": 100.0}
@@ -209,7 +211,7 @@ def _report(methods: dict[str, list[tuple[float, float]]], **settings_overrides)
 
 def test_merge_recomputes_the_target_over_the_union_of_methods() -> None:
     first = _report({"mtl": [(10, 0.5), (20, 0.8)], "anil": [(10, 0.4), (20, 0.6)]})
-    second = _report({"maml": [(10, 0.7), (40, 0.81)]}, out_dir="elsewhere", results_dir="other")
+    second = _report({"maml": [(10, 0.7), (40, 0.81)]}, out="elsewhere")
     assert first["summary"]["best_gbml"] == "anil"  # alone, the first run targets ANIL
     merged = merge_reports([first, second])
     assert merged["settings"]["methods"] == ["mtl", "anil", "maml"]
@@ -241,12 +243,13 @@ def test_compare_merges_result_directories(tmp_path, capsys) -> None:
         (tmp_path / name).mkdir()
         (tmp_path / name / "compare.json").write_text(json.dumps(_report(methods)))
     out = tmp_path / "merged"
-    main(merge=f"{tmp_path / 'a'},{tmp_path / 'b'}", results_dir=str(out))
+    run(CompareConfig(merge=[tmp_path / "a", tmp_path / "b"], out=out))
     assert "MTL reached it 2.0x sooner than MAML" in capsys.readouterr().out
     assert json.loads((out / "compare.json").read_text())["summary"]["best_gbml"] == "maml"
     assert (out / "compare.png").stat().st_size > 0
+    assert json.loads((out / "config.json").read_text())["merge"] == [str(tmp_path / "a"), str(tmp_path / "b")]
     with pytest.raises(ValueError, match="does not exist"):
-        main(merge=str(tmp_path / "nope"), results_dir=str(out))
+        run(CompareConfig(merge=[tmp_path / "nope"], out=out))
 
 
 def test_compare_options_reach_the_settings_and_plugins_reach_the_workers(tmp_path, monkeypatch) -> None:
@@ -259,48 +262,55 @@ def test_compare_options_reach_the_settings_and_plugins_reach_the_workers(tmp_pa
     monkeypatch.setitem(sys.modules, "compare_test_plugin", plugin)
     seen: dict = {}
 
-    def fake_compare(settings: CompareSettings, progress: bool = True) -> dict:
-        seen["settings"] = settings
-        seen["config"] = settings.method_config("mtl")
+    def fake_compare(config: CompareConfig, progress: bool = True) -> dict:
+        seen["settings"] = config
+        seen["config"] = config.method_config("mtl")
         return _report({"mtl": [(10, 0.9)]})
 
     monkeypatch.setattr(compare_mod, "compare", fake_compare)
-    main(methods="mtl", k_shot=2, q_query=7, test_shots="1,5,10", test_queries="4,3,2", n_way=4,
-         plugin="compare_test_plugin", full=True, results_dir=str(tmp_path))
+    run(CompareConfig(methods=["mtl"], k_shot=2, q_query=7, test_shots=[1, 5, 10], test_queries=[4, 3, 2], n_way=4,
+                      plugins=["compare_test_plugin"], full=True, val_episodes=50, out=tmp_path))
     s = seen["settings"]
-    assert (s.k_shot, s.q_query, s.test_shots, s.test_queries, s.n_way) == (2, 7, (1, 5, 10), (4, 3, 2), 4)
-    assert (s.budget_seconds, s.eval_every_seconds, s.val_episodes, s.test_episodes) == (1200.0, 60.0, 300, 1000)
-    assert s.plugins == ("compare_test_plugin",)
+    assert (s.k_shot, s.q_query, s.test_shots, s.test_queries, s.n_way) == (2, 7, [1, 5, 10], [4, 3, 2], 4)
+    # --full sets the long run's defaults; a value given explicitly wins
+    assert [s.resolved(k) for k in ("budget_seconds", "eval_every_seconds", "val_episodes", "test_episodes")] \
+        == [1200.0, 60.0, 50, 1000]
+    assert (seen["config"].max_train_seconds, seen["config"].val_episodes) == (1200.0, 50)
     assert seen["config"].plugins == ["compare_test_plugin"]  # the worker's config imports it before building
     assert (seen["config"].k_shot, seen["config"].q_query) == (2, 7)
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["plugins"] == ["compare_test_plugin"] and written["full"] is True
+    assert CompareConfig.model_validate(written) == s  # the resolved config runs the same comparison again
 
 
 def test_recipe_and_switches_reach_each_methods_config() -> None:
-    from metabridge.csv_options import parse_json_object as _json_object
-
-    settings = CompareSettings(recipe="official", methods=("mtl", "maml"), model="resnet12",
-                               training={"early_stopping_patience": None},
-                               method_hparams={"mtl": {"train_forward": "batched"}},
-                               model_kwargs=_json_object('{"widths": [16, 40, 80, 160]}', "--model-kwargs"))
+    settings = CompareConfig(recipe="official", methods=["mtl", "maml"], model="resnet12",
+                             early_stopping_patience="never", train_forward="batched",
+                             model_kwargs={"widths": [16, 40, 80, 160]})
     mtl, maml = settings.method_config("mtl"), settings.method_config("maml")
     assert mtl.hparams == {"head_init": "official", "train_forward": "batched"}  # the switch beats the recipe
     assert mtl.lr_schedule == maml.lr_schedule == "plateau" and mtl.augment == maml.augment == "auto"
     assert mtl.early_stopping_patience is None and "head_init" not in maml.hparams
     assert mtl.model_kwargs == {"variant": "official", "widths": [16, 40, 80, 160]}
-    with pytest.raises(ValueError, match="JSON object"):
-        _json_object("[1, 2]", "--model-kwargs")
+    assert CompareConfig(recipe="official").method_config("mtl").early_stopping_patience == 15
+    assert CompareConfig(early_stopping_patience=3, augment="none").method_config("mtl").augment is None
+    with pytest.raises(ValueError, match="model_kwargs"):
+        CompareConfig(model_kwargs=[1, 2])
     with pytest.raises(ValueError, match="unknown recipe"):
-        CompareSettings(recipe="offical").method_config("mtl")
+        CompareConfig(recipe="offical")
+    with pytest.raises(ValueError, match="'never'"):
+        CompareConfig(early_stopping_patience=0)
 
 
 def test_method_hparams_reach_each_method_over_the_mtl_switches() -> None:
-    from metabridge.benchmarks.compare import _method_hparams
-
-    out = _method_hparams("official", "", '{"mtl": {"class_weighting": "minmax"}, "maml": {"inner_lr": 0.1}}')
+    config = CompareConfig(head_init="official",
+                           method_hparams={"mtl": {"class_weighting": "minmax"}, "maml": {"inner_lr": 0.1}})
+    out = config.all_method_hparams()
     assert out["mtl"] == {"head_init": "official", "class_weighting": "minmax"}
     assert out["maml"] == {"inner_lr": 0.1}
-    with pytest.raises(ValueError, match="must be a JSON object of hyperparameters"):
-        _method_hparams("", "", '{"mtl": 3}')
+    assert config.method_config("maml").hparams["inner_lr"] == 0.1
+    with pytest.raises(ValueError, match="method_hparams"):
+        CompareConfig(method_hparams={"mtl": 3})
 
 
 def test_compare_device_auto_is_resolved_like_train(tmp_path, monkeypatch) -> None:
@@ -318,17 +328,15 @@ def test_compare_device_auto_is_resolved_like_train(tmp_path, monkeypatch) -> No
         return _report({spec["method"]: [(10, 0.9)]})["methods"][spec["method"]]
 
     monkeypatch.setattr(compare_mod, "run_worker", fake_worker)
-    monkeypatch.setattr(compare_mod, "plot", lambda report, path: None)
-    settings = CompareSettings(methods=("mtl",), device="auto", out_dir=str(tmp_path / "runs"),
-                               results_dir=str(tmp_path / "results"))
+    monkeypatch.setattr(compare_mod, "write_report", lambda report, out: None)
+    settings = CompareConfig(methods=["mtl"], device="auto", out=tmp_path / "runs")
     report = compare_mod.compare(settings, progress=False)
     assert report["machine"]["device"] == here
     assert specs[0]["config"]["device"] == "auto"  # each worker resolves it, as metabridge train does
     if not torch.cuda.is_available():
         specs.clear()
         with pytest.raises(ValueError, match="CUDA is not available"):
-            compare_mod.compare(CompareSettings(methods=("mtl",), device="cuda", out_dir=str(tmp_path / "r2"),
-                                                results_dir=str(tmp_path / "res2")), progress=False)
+            compare_mod.compare(CompareConfig(methods=["mtl"], device="cuda", out=tmp_path / "r2"), progress=False)
         assert specs == []  # refused before any method trained
     with pytest.raises(ValueError, match="unknown device"):
         compare_mod.machine_device("tpu")
@@ -357,20 +365,20 @@ def test_nproc_per_node_launches_each_method_under_torchrun(tmp_path, monkeypatc
 
 
 def test_a_step_budget_trains_every_method_the_same_number_of_steps(tmp_path, blobs_one_thread) -> None:
-    settings = CompareSettings(methods=("mtl",), dataset=blobs_one_thread, n_way=3, k_shot=1, q_query=4,
-                               test_shots=(1,), test_queries=(4,), budget_steps=6, eval_every_steps=2,
-                               val_episodes=10, test_episodes=20, meta_batch_size=2, out_dir=str(tmp_path))
+    settings = CompareConfig(methods=["mtl"], dataset=blobs_one_thread, n_way=3, k_shot=1, q_query=4,
+                             test_shots=[1], test_queries=[4], budget_steps=6, eval_every_steps=2,
+                             val_episodes=10, test_episodes=20, meta_batch_size=2, out=tmp_path)
     cfg = settings.method_config("mtl")
     assert (cfg.steps, cfg.max_train_seconds, cfg.eval_every, cfg.eval_every_seconds) == (6, None, 2, None)
-    assert CompareSettings(budget_steps=100).method_config("mtl").eval_every == 5  # 20 validations by default
-    with pytest.raises(ValueError, match="budget-steps"):
-        CompareSettings(budget_steps=-1).method_config("mtl")
+    assert CompareConfig(budget_steps=100).method_config("mtl").eval_every == 5  # 20 validations by default
+    with pytest.raises(ValueError, match="needs --budget-steps"):
+        CompareConfig(eval_every_steps=5)
     out = run_method({"method": "mtl", "config": cfg.to_dict(), "test_shots": [1], "test_queries": [4],
                       "test_episodes": 20, "progress": False})
     assert out["steps"] == 6 and [p["step"] for p in out["curve"]] == [2, 4, 6]
-    from metabridge.benchmarks.compare import plot
+    from metabridge.benchmarks._compare_report import plot
 
-    report = {"settings": {**settings.__dict__, "test_shots": [1]}, "methods": {"mtl": out},
+    report = {"settings": settings.report_settings(), "methods": {"mtl": out},
               "summary": summarize({"mtl": out}, axis="step"), "machine": {"device": "CPU"}}
     assert "MTL" in format_table(report)
     plot(report, tmp_path / "steps.png")
