@@ -53,7 +53,7 @@ class _ModelAlgo(MetaAlgorithm):
 
 # ------------------------------------------------------------------------ algorithms
 def test_register_as_decorator_and_build_by_name(clean_registries):
-    register_algorithm(_ModelAlgo)
+    register_algorithm()(_ModelAlgo)
     assert ALGORITHMS["test_model_algo"] is _ModelAlgo
     alg = build_algorithm("test_model_algo", model="conv4", out_dim=3, image_size=16, scale=2.0)
     assert isinstance(alg, _ModelAlgo) and alg.scale == 2.0
@@ -65,7 +65,7 @@ def test_register_as_decorator_and_build_by_name(clean_registries):
 
 
 def test_body_rule_and_custom_build(clean_registries):
-    @register_algorithm
+    @register_algorithm()
     class BodyAlgo(_ModelAlgo):
         name = "test_body_algo"
 
@@ -98,38 +98,41 @@ def test_body_rule_and_custom_build(clean_registries):
 
 
 def test_duplicates_replace_unregister_and_bad_classes(clean_registries):
-    register_algorithm(_ModelAlgo)
-    register_algorithm(_ModelAlgo)  # the same class again: a no-op
+    register_algorithm(None, _ModelAlgo)
+    register_algorithm("test_model_algo", _ModelAlgo)  # the same class again: a no-op
 
     class Other(_ModelAlgo):
         name = "test_model_algo"
 
     with pytest.raises(ValueError, match="already registered.*replace=True"):
-        register_algorithm(Other)
+        register_algorithm()(Other)
     with pytest.raises(ValueError, match="already registered"):
-        register_algorithm("maml")(Other)
-    assert register_algorithm(Other, replace=True) is Other and ALGORITHMS["test_model_algo"] is Other
-    assert unregister_algorithm("test_model_algo") is Other and "test_model_algo" not in ALGORITHMS
-    with pytest.raises(ValueError, match="no algorithm 'test_model_algo'"):
+        register_algorithm("MAML")(Other)  # names ignore case
+    assert register_algorithm(None, Other, replace=True) is Other and ALGORITHMS["test_model_algo"] is Other
+    assert unregister_algorithm("test_model_algo") is Other  # the replacement goes, the class it replaced is back
+    assert ALGORITHMS["test_model_algo"] is _ModelAlgo
+    assert unregister_algorithm("test-model-algo") is _ModelAlgo and "test_model_algo" not in ALGORITHMS
+    with pytest.raises(ValueError, match="algorithm 'test_model_algo' is not registered"):
         unregister_algorithm("test_model_algo")
+    with pytest.raises(ValueError, match="built-in algorithm, which cannot be removed"):
+        unregister_algorithm("maml")
     with pytest.raises(TypeError):
-        ALGORITHMS["x"] = Other  # type: ignore[index]  # a read-only view
+        ALGORITHMS["x"] = Other  # type: ignore[index]  # a read-only mapping
 
     class Nameless(_ModelAlgo):
-        pass  # inherits a name, but does not define its own
+        pass  # inherits a name, but does not define its own: registered under its class name
 
-    with pytest.raises(ValueError, match="no class attribute `name`"):
-        register_algorithm(Nameless)
-    register_algorithm("test_nameless")(Nameless)
-    assert ALGORITHMS["test_nameless"] is Nameless
+    register_algorithm()(Nameless)
+    assert ALGORITHMS["nameless"] is Nameless and "Nameless" in ALGORITHMS
 
     class Abstract(MetaAlgorithm):
         name = "test_abstract"
 
     with pytest.raises(TypeError, match="does not implement adapt, meta_loss"):
-        register_algorithm(Abstract)
+        register_algorithm()(Abstract)
     with pytest.raises(TypeError, match="MetaAlgorithm subclass"):
         register_algorithm("test_module")(nn.Linear)
+    assert "test_abstract" not in ALGORITHMS and "test_module" not in ALGORITHMS
 
     class NoNetwork(_ModelAlgo):
         name = "test_no_network"
@@ -137,9 +140,25 @@ def test_duplicates_replace_unregister_and_bad_classes(clean_registries):
         def __init__(self, scale: float = 1.0) -> None:
             MetaAlgorithm.__init__(self)
 
-    register_algorithm(NoNetwork)
+    register_algorithm()(NoNetwork)
     with pytest.raises(TypeError, match="neither `model` nor `body`.*build"):
         build_algorithm("test_no_network", model="mlp", out_dim=1)
+
+
+def test_the_old_bare_decorator_still_registers_with_a_deprecation_warning(clean_registries):
+    with pytest.warns(DeprecationWarning, match="register_algorithm\\(\\)"):
+        register_algorithm(_ModelAlgo)
+    assert ALGORITHMS["test_model_algo"] is _ModelAlgo
+
+
+def test_unknown_names_suggest_the_closest_one():
+    with pytest.raises(ValueError, match="unknown algorithm 'mamll'; did you mean 'maml'\\? Known: .*anil.*"
+                                         "register your own with metabridge.register_algorithm") as err:
+        build_algorithm("mamll")
+    assert isinstance(err.value, KeyError) and "\n" not in str(err.value)
+    assert build_algorithm("ProtoNet", model="mlp", out_dim=2).__class__ is ProtoNet  # names ignore case
+    with pytest.raises(ValueError, match="unknown model 'conv5'; did you mean 'conv4'"):
+        build_model("conv5", 5)
 
 
 def test_builtins_are_built_as_before():

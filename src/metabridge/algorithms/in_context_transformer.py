@@ -74,7 +74,7 @@ class CrossAttentionLayer(nn.Module):
         return u + self.ff(self.norm2(u))
 
 
-@register_algorithm
+@register_algorithm()
 class InContextTransformer(BlackBoxLearner):
     """Set-encoder / cross-attention in-context learner (module docstring).
 

@@ -60,7 +60,7 @@ class MANNState(NamedTuple):
     memory: Tensor | None   #: [T, S, key_size] written keys (None without memory)
 
 
-@register_algorithm
+@register_algorithm()
 class MANN(BlackBoxLearner):
     """LSTM controller with a content-addressed memory, or the CS330 LSTM (module docstring).
 

@@ -4,13 +4,15 @@ one path.
 
 Register an algorithm (a :class:`MetaAlgorithm` subclass) with the decorator::
 
-    @register_algorithm                 # the name is the class attribute ``name``
+    @register_algorithm()               # the name is the class attribute ``name``
     class MyMethod(MetaAlgorithm):
         name = "mymethod"
         def __init__(self, model: nn.Module, lr: float = 0.1) -> None: ...
 
-    register_algorithm("other")(OtherMethod)        # or under an explicit name
+    register_algorithm("other", OtherMethod)        # or under an explicit name
 
+(:data:`ALGORITHMS` is a :class:`metabridge.registry.Registry`: its rules for names,
+``replace=True`` and unknown names are every registry's.)
 :func:`build_algorithm` then constructs it with ``cls.build(make_model, data, **hparams)``
 (:meth:`MetaAlgorithm.build`). The rule: a constructor that takes ``model`` receives the
 whole backbone+head network (``.body``, ``.head``, ``.feature_dim``) with per-task batch
@@ -24,14 +26,14 @@ class that needs another rule overrides the classmethod ``build``.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
-from types import MappingProxyType
-from typing import Any, TypeVar, overload
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..models import ModelFactory, build_model, resolve_model_factory
+from ..registry import Registry
 from .anil import ANIL
 from .base import DataInfo, MetaAlgorithm, ModelMaker
 from .drs import DRS
@@ -43,85 +45,35 @@ from .mtl import MTL
 from .protonet import ProtoNet
 from .reptile import Reptile
 
-A = TypeVar("A", bound=type[MetaAlgorithm])
 
-_REGISTRY: dict[str, type[MetaAlgorithm]] = {}
-
-#: name -> algorithm class; a read-only view of the registry (use :func:`register_algorithm`).
-ALGORITHMS: Mapping[str, type[MetaAlgorithm]] = MappingProxyType(_REGISTRY)
-
-
-def _add(name: str, cls: type[MetaAlgorithm], replace: bool) -> None:
-    if not isinstance(name, str) or not name or name != name.strip() or any(c.isspace() for c in name):
-        raise ValueError(f"an algorithm name must be a non-empty string without spaces (got {name!r}).")
+def _check_algorithm(name: str, cls: object) -> None:
+    """Only a concrete :class:`MetaAlgorithm` subclass is an algorithm."""
     if not (isinstance(cls, type) and issubclass(cls, MetaAlgorithm)):
         raise TypeError(f"register_algorithm takes a MetaAlgorithm subclass (got {cls!r}); subclass "
                         "metabridge.MetaAlgorithm and implement meta_loss and adapt.")
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise TypeError(f"{cls.__name__} cannot be registered: it does not implement {missing}.")
-    old = _REGISTRY.get(name)
-    if old is not None and old is not cls and not replace:
-        raise ValueError(f"algorithm name {name!r} is already registered to {old.__module__}.{old.__qualname__}; "
-                         "pass replace=True to replace it, or unregister_algorithm(name) first.")
-    _REGISTRY[name] = cls
 
 
-@overload
-def register_algorithm(cls_or_name: A, *, replace: bool = False) -> A: ...
+#: name -> algorithm class (a :class:`~metabridge.registry.Registry`; add one with :func:`register_algorithm`).
+ALGORITHMS: Registry[type[MetaAlgorithm]] = Registry("algorithm", "algorithms",
+                                                     register_hint="metabridge.register_algorithm",
+                                                     check=_check_algorithm)
 
+#: ``register_algorithm("name", cls)``, ``@register_algorithm("name")`` or ``@register_algorithm()``
+#: (under the class attribute ``name``); ``replace=True`` replaces a registered name.
+register_algorithm = ALGORITHMS.register
 
-@overload
-def register_algorithm(cls_or_name: str | None = None, *, replace: bool = False) -> Callable[[A], A]: ...
-
-
-def register_algorithm(cls_or_name: A | str | None = None, *, replace: bool = False) -> A | Callable[[A], A]:
-    """Add an algorithm class to :data:`ALGORITHMS` (usable as a class decorator).
-
-    ``@register_algorithm`` / ``register_algorithm(cls)`` registers ``cls`` under its class
-    attribute ``name``; ``register_algorithm("name")(cls)`` under an explicit name. A name
-    already taken by another class is refused unless ``replace=True`` (registering the
-    same class twice is a no-op). Returns the class unchanged.
-
-    Args:
-        cls_or_name: the class, or the name to register the decorated class under.
-        replace: replace an existing registration of that name.
-    """
-    if isinstance(cls_or_name, type):
-        cls = cls_or_name
-        if "name" not in vars(cls) or not isinstance(vars(cls)["name"], str):
-            raise ValueError(f"{cls.__name__} defines no class attribute `name`; add name = \"...\" to the class "
-                             f"or register it as register_algorithm(\"...\")({cls.__name__}).")
-        _add(cls.name, cls, replace)
-        return cls
-    if cls_or_name is not None and not isinstance(cls_or_name, str):
-        raise TypeError(f"register_algorithm takes a class or a name (got {cls_or_name!r}).")
-
-    def decorate(cls: A) -> A:
-        if cls_or_name is None:
-            return register_algorithm(cls, replace=replace)
-        _add(cls_or_name, cls, replace)
-        return cls
-
-    return decorate
-
-
-def unregister_algorithm(name: str) -> type[MetaAlgorithm]:
-    """Remove ``name`` from :data:`ALGORITHMS`; returns its class."""
-    if name not in _REGISTRY:
-        raise ValueError(f"no algorithm {name!r} is registered; registered: {', '.join(sorted(_REGISTRY))}.")
-    return _REGISTRY.pop(name)
-
+#: Remove a registered algorithm (returns its class); built-in ones cannot be removed.
+unregister_algorithm = ALGORITHMS.unregister
 
 for _cls in (MTL, DRS, MAML, FOMAML, ANIL, Reptile, MetaSGD, ProtoNet, MetaOptNet):
-    register_algorithm(_cls)
+    register_algorithm(None, _cls)
 
 
 def _algorithm(name: str) -> type[MetaAlgorithm]:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(sorted(_REGISTRY))} "
-                         "(or register your own with register_algorithm).")
-    return _REGISTRY[name]
+    return ALGORITHMS.get(name)
 
 
 def algorithm_hparams(name: str) -> dict[str, inspect.Parameter]:

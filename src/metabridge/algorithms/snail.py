@@ -134,7 +134,7 @@ class AttentionBlock(nn.Module):
         return torch.cat([x, read], dim=-1)
 
 
-@register_algorithm
+@register_algorithm()
 class SNAIL(BlackBoxLearner):
     """SNAIL over any embedding network (module docstring).
 

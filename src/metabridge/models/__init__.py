@@ -4,7 +4,8 @@ backbone registry.
 Every model here is an ordinary ``nn.Module`` used functionally through
 ``torch.func.functional_call`` in inner loops, so no module is ever deep-copied.
 
-Register a backbone factory of your own with::
+Register a backbone factory of your own with (:data:`MODELS` is a
+:class:`metabridge.registry.Registry`, with every registry's rules)::
 
     @register_model("tiny")
     def tiny(out_dim: int, *, in_channels: int, image_size: int, width: int = 32) -> nn.Module:
@@ -19,12 +20,12 @@ algorithm registry choose per-task batch norm (MAML family) or running statistic
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import nn
 
+from ..registry import Registry
 from .conv4 import Conv4, Conv4Backbone
 from .mlp import MLP
 from .resnet12 import ConvInit, ResNet12, ResNet12Backbone, ResNet12Variant
@@ -32,58 +33,31 @@ from .resnet12 import ConvInit, ResNet12, ResNet12Backbone, ResNet12Variant
 #: ``factory(out_dim, *, in_channels, image_size, **kwargs) -> nn.Module`` with ``.body``,
 #: ``.head`` and ``.feature_dim``.
 ModelFactory = Callable[..., nn.Module]
-F = TypeVar("F", bound=ModelFactory)
-
-_MODELS: dict[str, ModelFactory] = {}
-
-#: name -> backbone factory; a read-only view of the registry (use :func:`register_model`).
-MODELS: Mapping[str, ModelFactory] = MappingProxyType(_MODELS)
 
 
-def register_model(name: str, *, replace: bool = False) -> Callable[[F], F]:
-    """Decorator adding a backbone factory to :data:`MODELS` under ``name``.
-
-    The factory is called as ``factory(out_dim, in_channels=..., image_size=..., **kwargs)``
-    and must return an ``nn.Module`` with ``.body``, ``.head`` and ``.feature_dim``
-    (checked by :func:`build_model`). A name already taken by another factory is refused
-    unless ``replace=True``.
-
-    Args:
-        name: the backbone's name (``--model NAME``).
-        replace: replace an existing registration of that name.
-    """
-    if not isinstance(name, str) or not name or any(c.isspace() for c in name):
-        raise ValueError(f"a model name must be a non-empty string without spaces (got {name!r}); "
-                         "use it as @register_model(\"name\").")
-
-    def decorate(factory: F) -> F:
-        if not callable(factory):
-            raise TypeError(f"register_model({name!r}) decorates a factory function or class (got {factory!r}).")
-        old = _MODELS.get(name)
-        if old is not None and old is not factory and not replace:
-            raise ValueError(f"model name {name!r} is already registered to {getattr(old, '__qualname__', old)}; "
-                             "pass replace=True to replace it, or unregister_model(name) first.")
-        _MODELS[name] = factory
-        return factory
-
-    return decorate
+def _check_factory(name: str, factory: object) -> None:
+    if not callable(factory):
+        raise TypeError(f"register_model({name!r}) takes a factory function or class (got {factory!r}).")
 
 
-def unregister_model(name: str) -> ModelFactory:
-    """Remove ``name`` from :data:`MODELS`; returns its factory."""
-    if name not in _MODELS:
-        raise ValueError(f"no model {name!r} is registered; registered: {', '.join(sorted(_MODELS))}.")
-    return _MODELS.pop(name)
+#: name -> backbone factory (a :class:`~metabridge.registry.Registry`; add one with :func:`register_model`).
+#: The factory is called as ``factory(out_dim, in_channels=..., image_size=..., **kwargs)`` and must return
+#: an ``nn.Module`` with ``.body``, ``.head`` and ``.feature_dim`` (checked by :func:`build_model`).
+MODELS: Registry[ModelFactory] = Registry("model", "models", register_hint="metabridge.register_model",
+                                          check=_check_factory)
+
+#: ``@register_model("name")`` or ``register_model("name", factory)``; ``replace=True`` replaces a name.
+register_model = MODELS.register
+
+#: Remove a registered backbone (returns its factory); built-in ones cannot be removed.
+unregister_model = MODELS.unregister
 
 
 def resolve_model_factory(model: str | ModelFactory) -> ModelFactory:
     """The factory a registered name stands for (a callable is returned as it is)."""
     if callable(model):
         return model
-    if model not in _MODELS:
-        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(sorted(_MODELS))} "
-                         "(or register your own with register_model).")
-    return _MODELS[model]
+    return MODELS.get(model)
 
 
 def _valid_keywords(factory: ModelFactory) -> list[str]:
