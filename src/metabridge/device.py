@@ -130,3 +130,20 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     if device.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' requested but MPS is not available here; use --device cpu or auto.")
     return device
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch CPU threads (``None``: unchanged); the previous count
+    is restored after it, so a command's ``--threads`` leaves the process as it found it."""
+    if threads is None:
+        yield
+        return
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1 (got {threads}).")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -15,10 +15,8 @@ Settings are checked when the config is built (a ``ValueError`` naming the field
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
 
 from ..atomic import atomic_write_text
 from ..config import CommandConfig
+from ..device import torch_threads
 from ..plugins import load_plugins
 
 __all__ = ["ClosenessConfig", "LinregConfig", "run_closeness", "run_linreg"]
@@ -36,7 +35,6 @@ PAPER_LINREG: dict[str, Any] = dict(num_tasks=[5, 10, 20, 50, 100, 200, 500], po
                                     alphas=[0.05, 0.1, 0.2, 0.3, 0.45, 0.6, 0.8], trials=1000)
 PAPER_CLOSENESS: dict[str, Any] = dict(widths=[16, 64, 256, 512], depths=[1, 2, 3], steps=2000, seeds=[0, 1, 2])
 
-_FINITE = {"allow_inf_nan": False}
 
 
 def _paper_values(data: Any, paper: dict[str, Any]) -> Any:
@@ -46,30 +44,17 @@ def _paper_values(data: Any, paper: dict[str, Any]) -> Any:
     return data
 
 
-@contextlib.contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``threads`` torch CPU threads (``None``: unchanged); the previous count is restored."""
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 # ------------------------------------------------------------------ linreg
 class LinregConfig(CommandConfig):
     """Settings of ``metabridge theory linreg`` (Gao & Sener 2020, Sec. 4)."""
 
     out: Path = Field(Path("runs/theory/linreg"), description="Folder for config.json and the JSON and PNG results.")
     dim: PositiveInt = Field(8, description="Input dimension p of every task.")
-    beta: float = Field(2.0, gt=0, **_FINITE, description="Eigenvalues of each task covariance are U(0, beta).")
-    noise_std: float = Field(0.5, ge=0, **_FINITE, description="Label noise standard deviation sigma.")
-    weight_std: float = Field(0.5, ge=0, **_FINITE, description="Spread sigma_w of task weights around w_mean "
-                              "(all ones).")
+    beta: float = Field(2.0, gt=0, allow_inf_nan=False, description="Eigenvalues of each task covariance are "
+                        "U(0, beta).")
+    noise_std: float = Field(0.5, ge=0, allow_inf_nan=False, description="Label noise standard deviation sigma.")
+    weight_std: float = Field(0.5, ge=0, allow_inf_nan=False, description="Spread sigma_w of task weights "
+                              "around w_mean (all ones).")
     coupling: list[float] = Field([0.0, 1.0], min_length=1, description=(
         "kappa values, one sweep each: w = w_mean + kappa (2Q/beta - I) w_mean + sigma_w xi. kappa=0 is the "
         "plain Gaussian family (no modeling error); kappa>0 couples a task's weights to its curvature."))
@@ -184,12 +169,13 @@ class ClosenessConfig(CommandConfig):
     meta_batch: PositiveInt = Field(8, description="Tasks per training step (at most --train-tasks).")
     k_shot: PositiveInt = Field(10, description="Support points per task (training and test).")
     q_query: PositiveInt = Field(20, description="Query points per task.")
-    inner_lr: float = Field(0.01, gt=0, **_FINITE, description="ANIL/MAML inner step size (training and test).")
+    inner_lr: float = Field(0.01, gt=0, allow_inf_nan=False, description="ANIL/MAML inner step size (training "
+                            "and test).")
     inner_steps: PositiveInt = Field(1, description="ANIL/MAML inner steps during training.")
     eval_steps: PositiveInt = Field(1, description="ANIL/MAML inner steps at test time (native adaptation).")
-    outer_lr: float = Field(3e-3, gt=0, **_FINITE, description="Adam learning rate of every algorithm.")
+    outer_lr: float = Field(3e-3, gt=0, allow_inf_nan=False, description="Adam learning rate of every algorithm.")
     test_tasks: PositiveInt = Field(200, description="Unseen sinusoid tasks on which predictions are compared.")
-    ridge_lambda: float = Field(1e-2, gt=0, **_FINITE, description="Ridge strength of the common last-layer "
+    ridge_lambda: float = Field(1e-2, gt=0, allow_inf_nan=False, description="Ridge strength of the common last-layer "
                                 "refit.")
     seeds: list[int] = Field([0], min_length=1, description="Training seeds per configuration (gaps averaged).")
     threads: PositiveInt | None = Field(None, description="Torch CPU threads while the experiment runs (the "
