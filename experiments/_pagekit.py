@@ -89,3 +89,129 @@ def machine(record: Any, torch: str | None = None, threads: int | None = None) -
 def image(name: str, path: str, alt: str) -> str:
     """A markdown image of ``experiments/<name>/<path>`` as ``docs/gen_results.py`` copies it."""
     return f"![{alt}](img/{name}/{path})"
+
+
+# --- `metabridge compare` results (compare.json) ---------------------------------------------------------------
+
+LABELS = {
+    "mtl": "MTL (Wang et al.)",
+    "maml": "MAML",
+    "fomaml": "first-order MAML",
+    "anil": "ANIL",
+    "metaoptnet": "MetaOptNet-SVM",
+    "protonet": "ProtoNet",
+    "mann": "MANN (LSTM + memory)",
+    "snail": "SNAIL",
+    "icl": "in-context transformer (`icl`)",
+}
+
+
+def axis(data: dict[str, Any]) -> str:
+    """The curve field a comparison's budget is counted in: ``step`` for a step budget, else ``train_seconds``."""
+    return "step" if data["settings"].get("budget_steps") else "train_seconds"
+
+
+def unit(data: dict[str, Any]) -> str:
+    """``steps`` or ``s``: the unit of the budget."""
+    return "steps" if axis(data) == "step" else "s"
+
+
+def converged(result: dict[str, Any], data: dict[str, Any]) -> str:
+    """The convergence rule of ``metabridge compare`` applied to a method's validation curve, with its margins."""
+    from metabridge.benchmarks._compare_report import convergence
+
+    verdict = convergence(result["curve"], axis=axis(data))
+    if verdict["converged"] is None:
+        return "unknown (too few validations)"
+    detail = (f"trend {100 * verdict['gain']:+.2f}, middle to last third {100 * verdict['rise']:+.2f} points, "
+              f"CI {100 * verdict['ci95']:.2f}")
+    return ("yes" if verdict["converged"] else "no") + f" ({detail})"
+
+
+def checkpoints(data: dict[str, Any], parts: int = 4) -> list[float]:
+    """Budget points at 1/parts, 2/parts, ..., 1 of the comparison's budget (seconds or steps)."""
+    settings = data["settings"]
+    end = settings["budget_steps"] if axis(data) == "step" else settings["budget_seconds"]
+    return [end * (i + 1) / parts for i in range(parts)]
+
+
+def val_at(result: dict[str, Any], data: dict[str, Any], points: list[float]) -> str:
+    """Validation accuracy (%) of the validation nearest to each budget point."""
+    ax, curve = axis(data), result["curve"]
+    if not curve:
+        return "—"
+    nearest = [min(curve, key=lambda p: abs(p[ax] - point)) for point in points]
+    return " / ".join(f"{100 * p['val_mean']:.1f}" for p in nearest)
+
+
+def to_target(result: dict[str, Any], data: dict[str, Any]) -> str:
+    """Budget (seconds or steps) until validation first reached the comparison's target."""
+    target = data["summary"].get("target")
+    if target is None:
+        return "—"
+    ax = axis(data)
+    hit = next((p for p in result["curve"] if p["val_mean"] >= target), None)
+    if hit is None:
+        return "not reached"
+    return f"{hit[ax]:.0f} {unit(data)}"
+
+
+def _cell(key: str, method: str, result: dict[str, Any], data: dict[str, Any], points: list[float]) -> str:
+    if key.startswith("acc"):
+        test = result["test"].get(key[3:])
+        return "—" if test is None else pm(100 * test["mean"], 100 * test["ci95"])
+    simple = {
+        "method": lambda: LABELS.get(method, method),
+        "train_s": lambda: f"{result['train_seconds']:.0f}",
+        "steps": lambda: str(result["steps"]),
+        "s_step": lambda: f"{result['seconds_per_iteration']:.3f}",
+        "rss": lambda: f"{result['peak_memory_mb']:.0f}",
+        "target": lambda: to_target(result, data),
+        "converged": lambda: converged(result, data),
+        "val_at": lambda: val_at(result, data, points),
+        "best_val": lambda: pm(100 * result["best_val"]["mean"], 100 * result["best_val"]["ci95"]),
+    }
+    return simple[key]()
+
+
+def _header(key: str, data: dict[str, Any], points: list[float]) -> str:
+    if key.startswith("acc"):
+        return f"{key[3:]}-shot acc %"
+    target = data["summary"].get("target")
+    names = {
+        "method": "method", "train_s": "train s", "steps": "steps", "s_step": "s / step", "rss": "peak RSS MB",
+        "target": "to target" + (f" ({100 * target:.2f}%)" if target is not None else ""),
+        "converged": "converged", "best_val": "best val %",
+        "val_at": "validation at " + " / ".join(f"{p:.0f}" for p in points) + f" {unit(data)}",
+    }
+    return names[key]
+
+
+def compare_table(data: dict[str, Any], columns: Sequence[str], methods: Sequence[str] | None = None,
+                  labels: dict[str, str] | None = None) -> str:
+    """A table of a ``metabridge compare`` result: one row per method, the best test accuracy of each shot in bold.
+
+    ``columns``: ``method``, ``acc1``/``acc5`` (test accuracy at that shot), ``train_s``, ``steps``, ``s_step``,
+    ``rss``, ``target`` (budget to the validation target), ``converged`` (the rule, with its margins), ``val_at``
+    (validation at a quarter, half, three quarters and all of the budget), ``best_val``.
+    """
+    methods = list(methods or data["methods"])
+    points = checkpoints(data)
+    rows = [[_cell(k, m, data["methods"][m], data, points) for k in columns] for m in methods]
+    for j, key in enumerate(columns):
+        if key.startswith("acc") and len(methods) > 1:
+            means = [data["methods"][m]["test"].get(key[3:], {}).get("mean", -1.0) for m in methods]
+            best = max(means)
+            for i, mean in enumerate(means):
+                if mean == best:
+                    rows[i][j] = f"**{rows[i][j]}**"
+    if labels:
+        for i, m in enumerate(methods):
+            if m in labels:
+                rows[i][0] = labels[m]
+    return table([_header(k, data, points) for k in columns], rows)
+
+
+def compare_machine(data: dict[str, Any]) -> str:
+    """The machine line of a ``compare`` result (``merged_from`` runs share one machine: merge refuses others)."""
+    return machine(data.get("machine"))
