@@ -23,7 +23,9 @@ user-registered algorithms alike (:data:`SUPPLIED_ARGS` is the rule).
 
 from __future__ import annotations
 
+import functools
 import inspect
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,6 +126,42 @@ def _constructor_params(cls: type) -> dict[str, inspect.Parameter]:
     return params
 
 
+_CHANNELS = re.compile(r"to have (\d+) channels, but got (\d+) channels")
+_CLASSES = re.compile(r"Target (-?\d+) is out of bounds")
+
+
+def explain_input_error(algorithm: str, exc: Exception) -> Exception | None:
+    """A one-line error naming the fix for the two ways a batch commonly misfits a network:
+    images with other channels than the first convolution takes, and labels beyond the
+    predictor's N outputs; ``None`` for any other error (re-raised as it is)."""
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and (m := _CHANNELS.search(text)):
+        want, got = m.groups()
+        return ValueError(f"{algorithm}'s network takes {want}-channel images but the batch has {got} channels: "
+                          f"build it with in_channels={got} (build_algorithm(..., in_channels={got})).")
+    if isinstance(exc, IndexError) and (m := _CLASSES.search(text)):
+        return ValueError(f"{algorithm} predicts fewer classes than the episodes' labels (label {m.group(1)} is out "
+                          "of range): build it with n_way equal to the episodes' n_way.")
+    return None
+
+
+def _explains_input_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """``method`` with :func:`explain_input_error` applied to what it raises (no cost when nothing is raised)."""
+
+    @functools.wraps(method)
+    def wrapper(self: "MetaAlgorithm", batch: TaskBatch, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, batch, *args, **kwargs)
+        except (RuntimeError, IndexError) as exc:
+            clear = explain_input_error(type(self).__name__, exc)
+            if clear is None:
+                raise
+            raise clear from exc
+
+    wrapper.__explains_input_errors__ = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 class MetaAlgorithm(nn.Module, ABC):
     """Base class: see the module docstring for the contract."""
 
@@ -138,6 +176,16 @@ class MetaAlgorithm(nn.Module, ABC):
     #: (:func:`~metabridge.algorithms.embedding.autocast_off`); an algorithm that does not
     #: (second-order inner loops, black-box learners) keeps the default False.
     supports_autocast: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every subclass's ``meta_loss`` and ``adapt`` turn a batch that misfits the network
+        (channels, number of classes) into one clear error instead of torch's."""
+        super().__init_subclass__(**kwargs)
+        for name in ("meta_loss", "adapt"):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "__explains_input_errors__", False) \
+                    and not getattr(method, "__isabstractmethod__", False):
+                setattr(cls, name, _explains_input_errors(method))
 
     @abstractmethod
     def meta_loss(self, batch: TaskBatch) -> Tensor:

@@ -60,6 +60,10 @@ class ClassDataset:
             raise ValueError(f"{self.name}: images must be uint8 (got {self.images.dtype}); store pixels as 0..255.")
         if self.images.dim() != 4:
             raise ValueError(f"{self.name}: images must be [N, C, H, W] (got shape {tuple(self.images.shape)}).")
+        channels, last = self.images.shape[1], self.images.shape[3]
+        if last in (1, 3, 4) and channels not in (1, 3, 4) and self.images.shape[2] != last:
+            raise ValueError(f"{self.name}: images look channels-last [N, H, W, C] (shape {tuple(self.images.shape)}); "
+                             "pass images.permute(0, 3, 1, 2) to make them [N, C, H, W].")
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError(
                 f"{self.name}: labels shape {tuple(self.labels.shape)} does not match {self.images.shape[0]} images."
