@@ -423,7 +423,7 @@ def test_registered_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     seen = []
 
-    @register_dataset("glyphs")
+    @register_dataset("glyphs", replace=True)  # a built-in name: replacing it is explicit
     def fake(root, split, download=False, **kw):
         seen.append(split)
         return load_image_folder(tmp_path / "glyphs", "all")
