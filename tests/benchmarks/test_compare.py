@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from metabridge.benchmarks._compare_worker import run_method
 from metabridge.benchmarks._compare_report import (
     accuracy_sentences,
     convergence,
@@ -21,6 +20,7 @@ from metabridge.benchmarks._compare_report import (
     summarize,
     time_to_target,
 )
+from metabridge.benchmarks._compare_worker import run_method
 from metabridge.benchmarks.compare import CompareConfig, run
 from metabridge.data import registry
 from metabridge.data.class_dataset import ClassDataset
