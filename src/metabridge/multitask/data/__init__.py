@@ -10,7 +10,8 @@ Built in:
 
 Every loader takes ``root`` (the cache folder; default ``$METABRIDGE_CACHE``, else
 ``~/.cache/metabridge``; each benchmark uses its own sub-folder) and its own keyword arguments.
-Add your own with :func:`register_mtl_benchmark`, directly or as a decorator::
+Add your own with :func:`register_mtl_benchmark` (:data:`MTL_BENCHMARKS` is a
+:class:`metabridge.registry.Registry`, with every registry's rules), directly or as a decorator::
 
     @register_mtl_benchmark("mine")
     def load_mine(root=None, **kw) -> MultiTaskBenchmark: ...
@@ -21,15 +22,16 @@ registers the benchmark. Loaders are imported lazily, on first use.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any
 
+from ...registry import Registry
 from ..tasks import MultiTaskBenchmark
 
 __all__ = [
+    "MTL_BENCHMARKS",
     "available_mtl_benchmarks",
     "get_mtl_loader",
     "load_mtl_benchmark",
@@ -38,16 +40,24 @@ __all__ = [
     "unregister_mtl_benchmark",
 ]
 
-# name -> (module, loader function); every loader is called as loader(root=None, **kw).
-_BUILTIN: dict[str, tuple[str, str]] = {
-    "multi_fashion_mnist": ("metabridge.multitask.data.multi_fashion_mnist", "load_multi_fashion_mnist"),
-    "qm9": ("metabridge.multitask.data.qm9", "load_qm9"),
-}
-_CUSTOM: dict[str, Callable[..., MultiTaskBenchmark]] = {}
 ALIASES = {"multi-fashion-mnist": "multi_fashion_mnist", "multifashionmnist": "multi_fashion_mnist",
            "multi_fashion": "multi_fashion_mnist", "multi-fashion": "multi_fashion_mnist"}
 
-Loader = TypeVar("Loader", bound=Callable[..., MultiTaskBenchmark])
+#: name -> loader, called as ``loader(root=None, **kw)`` (a :class:`~metabridge.registry.Registry`; add one
+#: with :func:`register_mtl_benchmark`). The built-in loaders are imported on first use.
+MTL_BENCHMARKS: Registry[Callable[..., MultiTaskBenchmark]] = Registry(
+    "multi-task benchmark", "multitask-benchmarks", register_hint="metabridge.register_mtl_benchmark",
+    aliases=ALIASES)
+MTL_BENCHMARKS.register_lazy("multi_fashion_mnist", "metabridge.multitask.data.multi_fashion_mnist",
+                             "load_multi_fashion_mnist")
+MTL_BENCHMARKS.register_lazy("qm9", "metabridge.multitask.data.qm9", "load_qm9")
+
+#: ``register_mtl_benchmark("mine", load_mine)`` or ``@register_mtl_benchmark("mine")``; ``replace=True``
+#: replaces a registered name (a built-in comes back when its replacement is unregistered).
+register_mtl_benchmark = MTL_BENCHMARKS.register
+
+#: Remove a benchmark added with :func:`register_mtl_benchmark` (a built-in it replaced comes back).
+unregister_mtl_benchmark = MTL_BENCHMARKS.unregister
 
 
 def mtl_cache_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -58,62 +68,14 @@ def mtl_cache_root(root: str | os.PathLike[str] | None = None) -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "metabridge"
 
 
-def _key(name: str) -> str:
-    key = name.strip().lower()
-    return ALIASES.get(key, key)
-
-
-@overload
-def register_mtl_benchmark(name: str) -> Callable[[Loader], Loader]: ...
-
-
-@overload
-def register_mtl_benchmark(name: str, loader: Loader) -> Loader: ...
-
-
-def register_mtl_benchmark(name: str, loader: Loader | None = None) -> Loader | Callable[[Loader], Loader]:
-    """Add (or replace) the benchmark ``name``, loaded as ``loader(root=None, **kw)``.
-
-    Names are case-insensitive; a registered loader takes precedence over a built-in of the
-    same name. Use it directly, ``register_mtl_benchmark("mine", load_mine)``, or as a
-    decorator, ``@register_mtl_benchmark("mine")``; the loader is returned either way.
-    """
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"register_mtl_benchmark: the name must be a non-empty string (got {name!r}).")
-
-    def add(fn: Loader) -> Loader:
-        if not callable(fn):
-            raise TypeError(f"register_mtl_benchmark({name!r}): the loader must be callable (got {type(fn).__name__}).")
-        _CUSTOM[_key(name)] = fn
-        return fn
-
-    return add if loader is None else add(loader)
-
-
-def unregister_mtl_benchmark(name: str) -> None:
-    """Remove a benchmark added with :func:`register_mtl_benchmark` (a built-in it replaced comes back)."""
-    key = _key(name)
-    if key not in _CUSTOM:
-        what = "a built-in benchmark, which cannot be removed" if key in _BUILTIN else "not registered"
-        raise ValueError(f"unregister_mtl_benchmark: {name!r} is {what}; registered: {sorted(_CUSTOM) or 'none'}.")
-    del _CUSTOM[key]
-
-
 def available_mtl_benchmarks() -> list[str]:
     """Names accepted by :func:`load_mtl_benchmark` (built-in and registered), sorted."""
-    return sorted(set(_BUILTIN) | set(_CUSTOM))
+    return MTL_BENCHMARKS.names()
 
 
 def get_mtl_loader(name: str) -> Callable[..., MultiTaskBenchmark]:
     """The loader function of the built-in or registered benchmark ``name``."""
-    key = _key(name)
-    if key in _CUSTOM:
-        return _CUSTOM[key]
-    if key in _BUILTIN:
-        module, fn = _BUILTIN[key]
-        return getattr(importlib.import_module(module), fn)
-    raise ValueError(f"unknown multi-task benchmark {name!r}; available: {', '.join(available_mtl_benchmarks())} "
-                     f"(add your own with register_mtl_benchmark).")
+    return MTL_BENCHMARKS.get(name)
 
 
 def load_mtl_benchmark(name: str, root: str | os.PathLike[str] | None = None, **kw: Any) -> MultiTaskBenchmark:

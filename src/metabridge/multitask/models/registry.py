@@ -9,7 +9,8 @@ the architecture (``hidden=(64,)``, ``num_experts=8``, ...). ``encoder=`` replac
 module of your own (its output size from ``feature_dim=`` or its ``out_dim`` attribute), or
 ``encoder="none"`` (vector inputs) lets the architecture read the raw input vector, where it can.
 
-Register an architecture of your own with::
+Register an architecture of your own with (:data:`MTL_MODELS` is a :class:`metabridge.registry.Registry`,
+with every registry's rules)::
 
     @register_mtl_model("my_arch")
     def my_arch(*, encoder, feature_dim, input_kind, input_shape, out_dims, width=64) -> MultiTaskModel:
@@ -22,12 +23,12 @@ size; ``input_kind`` and ``input_shape`` are passed on for factories that build 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 from torch import nn
 
+from ...registry import Registry
 from .base import MultiTaskModel
 from .conditioned import TaskConditioned
 from .cross_stitch import CrossStitch
@@ -41,47 +42,32 @@ __all__ = ["MTL_MODELS", "InputKind", "available_mtl_models", "build_default_enc
 
 InputKind = Literal["image", "vector"]
 MTLFactory = Callable[..., MultiTaskModel]
-F = TypeVar("F", bound=MTLFactory)
 
-_MTL_MODELS: dict[str, MTLFactory] = {}
 
-#: name -> architecture factory (read-only view; use :func:`register_mtl_model`).
-MTL_MODELS: Mapping[str, MTLFactory] = MappingProxyType(_MTL_MODELS)
+def _check_factory(name: str, factory: object) -> None:
+    if not callable(factory):
+        raise TypeError(f"register_mtl_model({name!r}) takes a factory (got {factory!r}).")
+
+
+#: name -> architecture factory (a :class:`~metabridge.registry.Registry`; add one with
+#: :func:`register_mtl_model`). The factory is called as ``factory(encoder=..., feature_dim=...,
+#: input_kind=..., input_shape=..., out_dims=..., **kwargs)`` and must return a :class:`MultiTaskModel`
+#: with ``num_tasks == len(out_dims)``.
+MTL_MODELS: Registry[MTLFactory] = Registry("multi-task model", "multitask-models",
+                                            register_hint="metabridge.register_mtl_model", check=_check_factory)
 
 _PASSED = ("encoder", "feature_dim", "input_kind", "input_shape", "out_dims")
 
+#: ``@register_mtl_model("name")`` or ``register_mtl_model("name", factory)``; ``replace=True`` replaces a name.
+register_mtl_model = MTL_MODELS.register
 
-def register_mtl_model(name: str, *, replace: bool = False) -> Callable[[F], F]:
-    """Decorator adding an architecture factory under ``name``. The factory is called as
-    ``factory(encoder=..., feature_dim=..., input_kind=..., input_shape=..., out_dims=..., **kwargs)`` and
-    must return a :class:`MultiTaskModel` with ``num_tasks == len(out_dims)``. A name already taken by
-    another factory is refused unless ``replace=True``."""
-    if not isinstance(name, str) or not name or any(c.isspace() for c in name):
-        raise ValueError(f"a multi-task model name must be a non-empty string without spaces (got {name!r}); "
-                         "use it as @register_mtl_model(\"name\").")
-
-    def decorate(factory: F) -> F:
-        if not callable(factory):
-            raise TypeError(f"register_mtl_model({name!r}) decorates a factory (got {factory!r}).")
-        old = _MTL_MODELS.get(name)
-        if old is not None and old is not factory and not replace:
-            raise ValueError(f"multi-task model name {name!r} is already registered to "
-                             f"{getattr(old, '__qualname__', old)}; pass replace=True.")
-        _MTL_MODELS[name] = factory
-        return factory
-
-    return decorate
-
-
-def unregister_mtl_model(name: str) -> MTLFactory:
-    if name not in _MTL_MODELS:
-        raise ValueError(f"no multi-task model {name!r} is registered; "
-                         f"registered: {', '.join(available_mtl_models())}.")
-    return _MTL_MODELS.pop(name)
+#: Remove a registered architecture (returns its factory); built-in ones cannot be removed.
+unregister_mtl_model = MTL_MODELS.unregister
 
 
 def available_mtl_models() -> list[str]:
-    return sorted(_MTL_MODELS)
+    """The registered architecture names, sorted."""
+    return MTL_MODELS.names()
 
 
 def _image_shape(input_shape: Sequence[int]) -> tuple[int, int]:
@@ -133,8 +119,7 @@ def build_mtl_model(name: str, *, input_kind: InputKind, input_shape: int | Sequ
         feature_dim: the output size of an encoder module of your own (default: its ``out_dim``).
         kwargs: ``encoder_*`` keywords for the default encoder, the rest for the architecture.
     """
-    if name not in _MTL_MODELS:
-        raise ValueError(f"unknown multi-task model {name!r}; available: {', '.join(available_mtl_models())}.")
+    factory = MTL_MODELS.get(name)
     if input_kind not in ("image", "vector"):
         raise ValueError(f"input_kind must be 'image' or 'vector' (got {input_kind!r}).")
     dims = check_out_dims(f"build_mtl_model({name!r})", out_dims)
@@ -166,7 +151,6 @@ def build_mtl_model(name: str, *, input_kind: InputKind, input_shape: int | Sequ
                 raise ValueError("give feature_dim=, the output size of your encoder (it has no out_dim attribute).")
         else:
             raise ValueError(f"encoder must be None, an nn.Module or 'none' (got {type(encoder).__name__}).")
-    factory = _MTL_MODELS[name]
     passed = dict(encoder=built, feature_dim=feature_dim, input_kind=input_kind, input_shape=input_shape, out_dims=dims)
     try:
         signature: inspect.Signature | None = inspect.signature(factory)
