@@ -189,27 +189,31 @@ def _header(key: str, data: dict[str, Any], points: list[float]) -> str:
 
 def compare_table(data: dict[str, Any], columns: Sequence[str], methods: Sequence[str] | None = None,
                   labels: dict[str, str] | None = None) -> str:
-    """A table of a ``metabridge compare`` result: one row per method, the best test accuracy of each shot in bold.
+    """A table of one ``metabridge compare`` result: one row per method (see :func:`runs_table`)."""
+    labels = labels or {}
+    entries = [(labels.get(m, LABELS.get(m, m)), data, m) for m in (methods or data["methods"])]
+    return runs_table(entries, columns)
 
-    ``columns``: ``method``, ``acc1``/``acc5`` (test accuracy at that shot), ``train_s``, ``steps``, ``s_step``,
-    ``rss``, ``target`` (budget to the validation target), ``converged`` (the rule, with its margins), ``val_at``
-    (validation at a quarter, half, three quarters and all of the budget), ``best_val``.
+
+def runs_table(entries: Sequence[tuple[str, dict[str, Any], str]], columns: Sequence[str]) -> str:
+    """A table of ``compare`` results, one row per ``(label, compare JSON, method)``; the best test accuracy of each
+    shot in bold. The first column is the label; the budget points of ``val_at`` are the first entry's.
+
+    ``columns`` (after the label): ``acc1``/``acc5`` (test accuracy at that shot), ``train_s``, ``steps``,
+    ``s_step``, ``rss``, ``target`` (budget to the validation target), ``converged`` (the rule, with its margins),
+    ``val_at`` (validation at a quarter, half, three quarters and all of the budget), ``best_val``.
     """
-    methods = list(methods or data["methods"])
-    points = checkpoints(data)
-    rows = [[_cell(k, m, data["methods"][m], data, points) for k in columns] for m in methods]
-    for j, key in enumerate(columns):
-        if key.startswith("acc") and len(methods) > 1:
-            means = [data["methods"][m]["test"].get(key[3:], {}).get("mean", -1.0) for m in methods]
-            best = max(means)
+    columns = [c for c in columns if c != "method"]
+    first = entries[0][1]
+    points = checkpoints(first)
+    rows = [[label, *[_cell(k, m, d["methods"][m], d, points) for k in columns]] for label, d, m in entries]
+    for j, key in enumerate(columns, start=1):
+        if key.startswith("acc") and len(entries) > 1:
+            means = [d["methods"][m]["test"].get(key[3:], {}).get("mean", -1.0) for _, d, m in entries]
             for i, mean in enumerate(means):
-                if mean == best:
+                if mean == max(means):
                     rows[i][j] = f"**{rows[i][j]}**"
-    if labels:
-        for i, m in enumerate(methods):
-            if m in labels:
-                rows[i][0] = labels[m]
-    return table([_header(k, data, points) for k in columns], rows)
+    return table(["method", *[_header(k, first, points) for k in columns]], rows)
 
 
 def compare_machine(data: dict[str, Any]) -> str:
