@@ -10,18 +10,25 @@ their own seeds. A *task source* is anything with
 
 which :class:`~metabridge.tasks.episodes.EpisodeSampler` already is; sinusoid
 regression is wrapped in :class:`RegressionSource` to look the same.
+
+A run directory keeps its config (``config.json``); :func:`resume_config` reads it back
+with the settings a resume may change (:data:`RESUMABLE_OVERRIDES`), and
+:func:`check_resume_compatible` refuses a change that would break an exact resume.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
 from .algorithms.base import MetaAlgorithm
+from .checkpoint import CheckpointManager
 from .config import ExperimentConfig
 from .tasks.batch import TaskBatch, batch_slices
 from .tasks.sinusoid import SinusoidFamily
@@ -225,3 +232,63 @@ def build_experiment(config: ExperimentConfig) -> Experiment:
     train, val, test, info = build_task_sources(config)
     record = algorithm_record(config, info)
     return Experiment(config, build_from_record(record), train, val, test, record)
+
+
+# ----------------------------------------------------------------------- resume
+CONFIG_FILE = "config.json"
+#: Config fields that may change when a run is resumed without breaking exactness.
+RESUMABLE_OVERRIDES = frozenset({
+    "steps", "device", "out_dir", "log_every", "eval_every", "checkpoint_every", "val_episodes",
+    "test_episodes", "eval_batch_size", "download", "data_root", "early_stopping_patience",
+})
+#: Of those, the ones that change the validation scores' timing or values: fixed when
+#: validation steers training (plateau schedule, early stopping).
+VALIDATION_FIELDS = ("eval_every", "val_episodes", "eval_batch_size")
+
+
+
+def check_resume_compatible(saved: ExperimentConfig, config: ExperimentConfig) -> None:
+    """Raise ``ValueError`` if ``config`` changes a field that would break an exact resume."""
+    a, b = json.loads(saved.to_json()), json.loads(config.to_json())  # tuples and lists compare alike
+    diff = sorted(k for k in a if k not in RESUMABLE_OVERRIDES and a[k] != b.get(k))
+    if not diff and saved.lr_schedule == "cosine" and saved.steps != config.steps:
+        raise ValueError(
+            f"the run's {saved.lr_schedule} learning-rate schedule spans --steps {saved.steps}; it cannot be "
+            "resumed with a different --steps (start a new run with the longer schedule instead)."
+        )
+    steered = saved.lr_schedule == "plateau" or saved.early_stopping_patience is not None \
+        or config.early_stopping_patience is not None
+    moved = [k for k in VALIDATION_FIELDS if a[k] != b.get(k)]
+    if not diff and steered and moved:
+        detail = ", ".join(f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in moved)
+        raise ValueError(
+            f"this run's validation scores steer its training (plateau schedule / early stopping), so {detail} "
+            "would change what it does after the checkpoint; resume with the run's own values "
+            f"({CONFIG_FILE} in its directory) or start a new run in another --out directory."
+        )
+    if diff:
+        detail = ", ".join(f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in diff)
+        raise ValueError(
+            f"cannot resume with a different config ({detail}); resume with the run's own config "
+            f"({CONFIG_FILE} in its directory) or start a new run in another --out directory."
+        )
+
+
+def resume_config(run_dir: str | os.PathLike, **overrides: Any) -> ExperimentConfig:
+    """The config a run in ``run_dir`` was started with, with allowed ``overrides`` applied."""
+    bad = sorted(set(overrides) - RESUMABLE_OVERRIDES)
+    if bad:
+        raise ValueError(
+            f"{', '.join(bad)} cannot change when resuming (only {', '.join(sorted(RESUMABLE_OVERRIDES))} can); "
+            "start a new run in another --out directory instead."
+        )
+    path = Path(run_dir) / CONFIG_FILE
+    if path.is_file():
+        config = ExperimentConfig.load(path)
+    else:
+        ckpt, _ = CheckpointManager(run_dir).load_latest()
+        config = ExperimentConfig.from_dict(ckpt["config"])
+    data = config.to_dict()
+    data.update(overrides)
+    data["out_dir"] = str(run_dir)
+    return ExperimentConfig.from_dict(data)

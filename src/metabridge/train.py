@@ -1,24 +1,21 @@
-"""The outer training loop: meta-batches in, optimizer steps out, with exact resume.
+"""The few-shot trainer: meta-batches in, optimizer steps out, with exact resume.
 
 One step draws ``meta_batch_size`` tasks from a generator seeded by
 ``config.seed``, computes ``algorithm.meta_loss(batch)``, back-propagates, optionally
-clips the global gradient norm, and takes one optimizer step. Around that loop the
-:class:`Trainer` keeps a progress bar, validates on fixed episodes every
-``eval_every`` steps (with every RNG saved and restored, so validation never changes
-the training trajectory), writes atomic checkpoints every ``checkpoint_every`` steps
-and logs metrics to ``metrics.jsonl`` (and TensorBoard when it is installed).
+clips the global gradient norm, and takes one optimizer step. The shared skeleton
+(:class:`metabridge.training.TrainingLoop`) drives the steps: progress bar, metrics in
+``metrics.jsonl`` (and TensorBoard when it is installed), atomic checkpoints every
+``checkpoint_every`` steps, the step and time budgets, and Ctrl-C / SIGTERM, which end
+the run after the step in flight with a checkpoint of it and print the resume command.
+The trainer adds validation on fixed episodes every ``eval_every`` steps (with every
+RNG saved and restored, so validation never changes the training trajectory).
 
-Training recipe (any algorithm): a constant, cosine or plateau learning-rate
-schedule, early stopping on the validation score, and augmentation of the training
-episodes (``config.augment``, applied by the training task source). The plateau
-schedule and early stopping follow Wang et al.'s official MTL code (GitHub
-AI-secure/multi-task-learning at 81ea1f5: ``lightning_episodic_module.py:418-423``,
-``ReduceLROnPlateau(optimizer, mode='max', factor=0.1, patience=4)`` monitoring the
-validation accuracy once per epoch; ``train.py:176-177``, PyTorch Lightning's
-``EarlyStopping(monitor='valid_accuracy', min_delta=0.0, patience=15, mode='max')``),
-with one validation standing for their epoch.
+Training recipe (any algorithm, :mod:`metabridge.training.recipe`): a constant, cosine
+or plateau learning-rate schedule, early stopping on the validation score, and
+augmentation of the training episodes (``config.augment``, applied by the training task
+source); the plateau schedule and early stopping follow Wang et al.'s official MTL code.
 
-Exact resume: a run killed after a checkpoint and resumed from it ends with
+Exact resume: a run stopped after a checkpoint and resumed from it ends with
 bit-identical parameters to an uninterrupted run with the same seed (on CPU; on GPU
 set ``deterministic=True``), the plateau schedule's and early stopping's state
 included; with validation by step (``eval_every``), the stopping step is the same
@@ -45,44 +42,57 @@ world size a resume must repeat.
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import random
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from .checkpoint import (CheckpointError, CheckpointManager, capture_rng_state, make_payload, preserved_rng,
-                         restore_rng_state)
+from .checkpoint import (
+    CheckpointError,
+    CheckpointManager,
+    capture_rng_state,
+    make_payload,
+    preserved_rng,
+    restore_rng_state,
+)
 from .config import ExperimentConfig
 from .device import resolve_device
 from .distributed import DistributedContext, GradientAverager, interleaved, rank_seed, shard_size
 from .evaluate import episode_scores
-from .experiment import Experiment, build_experiment
-from .metrics_log import MetricsLog, read_metrics  # read_metrics: re-exported for callers of train
+from .experiment import (
+    CONFIG_FILE,
+    RESUMABLE_OVERRIDES,
+    VALIDATION_FIELDS,
+    Experiment,
+    build_experiment,
+    check_resume_compatible,
+    resume_config,
+)
+from .metrics_log import read_metrics  # re-exported for callers of train
 from .stats import MeanCI, mean_ci95
+from .training import NonFiniteError, StepEnd, TrainingLoop, clear_checkpoints, prepare_run, resume_command
+from .training.recipe import (
+    Metric,
+    build_optimizer,
+    build_scheduler,
+    higher_is_better,
+    seed_everything,
+    set_deterministic,
+    task_metric,
+)
 
-CONFIG_FILE = "config.json"
-#: Config fields that may change when a run is resumed without breaking exactness.
-RESUMABLE_OVERRIDES = frozenset({
-    "steps", "device", "out_dir", "log_every", "eval_every", "checkpoint_every", "val_episodes",
-    "test_episodes", "eval_batch_size", "download", "data_root", "early_stopping_patience",
-})
-#: Of those, the ones that change the validation scores' timing or values: fixed when
-#: validation steers training (plateau schedule, early stopping).
-VALIDATION_FIELDS = ("eval_every", "val_episodes", "eval_batch_size")
+__all__ = ["CONFIG_FILE", "Metric", "NonFiniteLossError", "RESUMABLE_OVERRIDES", "TrainResult", "Trainer",
+           "VALIDATION_FIELDS",
+           "build_optimizer", "build_scheduler", "check_resume_compatible", "higher_is_better", "read_metrics",
+           "resume_config", "seed_everything", "set_deterministic", "task_metric", "train"]
 
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN/inf loss or gradient; ``step`` names where."""
+class NonFiniteLossError(NonFiniteError):
+    """Training produced a NaN/inf loss or gradient; ``step`` names where, the message the fix."""
 
     def __init__(self, step: int, what: str, value: float, checkpoint: Path | None, checkpoint_step: int | None,
                  config: ExperimentConfig) -> None:
@@ -96,10 +106,8 @@ class NonFiniteLossError(RuntimeError):
             fixes += ", or clip gradients (--grad-clip 1.0)"
         kept = (f"the last good checkpoint {checkpoint} (step {checkpoint_step}) is kept"
                 if checkpoint is not None else "no checkpoint had been written yet")
-        super().__init__(
-            f"the training {what} became {value} at step {step}; training stopped and {kept}. "
-            f"To fix it, {fixes}."
-        )
+        super().__init__(f"the training {what} became {value} at step {step}; training stopped and {kept}. "
+                         f"To fix it, {fixes}.", step)
 
 
 @dataclass
@@ -117,141 +125,18 @@ class TrainResult:
     stopped_early: bool = False
 
 
-# ----------------------------------------------------------------------- pieces
-def seed_everything(seed: int) -> None:
-    """Seed torch (CPU and CUDA), Python's ``random`` and NumPy's global RNG."""
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
+@dataclass
+class _Window:
+    """The steps since the last train record: their losses and seconds in collectives."""
 
-
-def set_deterministic(enabled: bool) -> None:
-    """Ask torch for deterministic kernels (needed for bit-exact GPU runs)."""
-    if not enabled:
-        return
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
-
-
-def build_optimizer(config: ExperimentConfig, params: Any) -> torch.optim.Optimizer:
-    """The outer optimizer named by ``config.optimizer``."""
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        raise ValueError(f"algorithm {config.algorithm!r} has no trainable parameters; nothing to optimize.")
-    name, lr, wd = config.optimizer, config.lr, config.weight_decay
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    if name == "radam":
-        return torch.optim.RAdam(params, lr=lr, weight_decay=wd)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=wd)
-    raise ValueError(f"unknown optimizer {name!r}.")
-
-
-Metric = Literal["accuracy", "mse"]
-
-
-def build_scheduler(config: ExperimentConfig, optimizer: torch.optim.Optimizer,
-                    metric: Metric = "accuracy") -> Any | None:
-    """The learning-rate scheduler of ``config.lr_schedule`` (``None`` for a constant rate).
-
-    ``cosine`` is stepped after every optimizer step; ``plateau`` is torch's
-    ``ReduceLROnPlateau``, stepped with the score of every validation (mode ``max`` for
-    accuracy, ``min`` for MSE), as the official MTL code does once per epoch
-    (AI-secure/multi-task-learning ``lightning_episodic_module.py:418-423``; torch's
-    default relative threshold 1e-4, no cooldown, no minimum rate).
-    """
-    if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
-    if config.lr_schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max" if higher_is_better(metric) else "min", factor=config.plateau_factor,
-            patience=config.plateau_patience)
-    return None
-
-
-def task_metric(source: Any) -> Metric:
-    """The score a task source is judged by, derived from its data, never from its name:
-    ``"accuracy"`` (higher is better) for integer class labels, ``"mse"`` (lower is
-    better) for real-valued targets. A source may declare it as a ``metric`` attribute;
-    otherwise one fixed episode is drawn (its own seed: no training RNG is touched)."""
-    declared = getattr(source, "metric", None)
-    if declared is not None:
-        if declared not in ("accuracy", "mse"):
-            raise ValueError(f"a task source's metric must be 'accuracy' or 'mse' (got {declared!r}).")
-        return declared
-    batch = next(iter(source.fixed_episodes(1, 0, 1)))
-    return "accuracy" if batch.query_y.dtype == torch.long else "mse"
-
-
-def higher_is_better(metric: Metric) -> bool:
-    """Accuracy: higher is better; MSE: lower is better."""
-    return metric == "accuracy"
-
-
-def check_resume_compatible(saved: ExperimentConfig, config: ExperimentConfig) -> None:
-    """Raise ``ValueError`` if ``config`` changes a field that would break an exact resume."""
-    a, b = json.loads(saved.to_json()), json.loads(config.to_json())  # tuples and lists compare alike
-    diff = sorted(k for k in a if k not in RESUMABLE_OVERRIDES and a[k] != b.get(k))
-    if not diff and saved.lr_schedule == "cosine" and saved.steps != config.steps:
-        raise ValueError(
-            f"the run's {saved.lr_schedule} learning-rate schedule spans --steps {saved.steps}; it cannot be "
-            "resumed with a different --steps (start a new run with the longer schedule instead)."
-        )
-    steered = saved.lr_schedule == "plateau" or saved.early_stopping_patience is not None \
-        or config.early_stopping_patience is not None
-    moved = [k for k in VALIDATION_FIELDS if a[k] != b.get(k)]
-    if not diff and steered and moved:
-        detail = ", ".join(f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in moved)
-        raise ValueError(
-            f"this run's validation scores steer its training (plateau schedule / early stopping), so {detail} "
-            "would change what it does after the checkpoint; resume with the run's own values "
-            f"({CONFIG_FILE} in its directory) or start a new run in another --out directory."
-        )
-    if diff:
-        detail = ", ".join(f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in diff)
-        raise ValueError(
-            f"cannot resume with a different config ({detail}); resume with the run's own config "
-            f"({CONFIG_FILE} in its directory) or start a new run in another --out directory."
-        )
-
-
-def resume_config(run_dir: str | os.PathLike, **overrides: Any) -> ExperimentConfig:
-    """The config a run in ``run_dir`` was started with, with allowed ``overrides`` applied."""
-    bad = sorted(set(overrides) - RESUMABLE_OVERRIDES)
-    if bad:
-        raise ValueError(
-            f"{', '.join(bad)} cannot change when resuming (only {', '.join(sorted(RESUMABLE_OVERRIDES))} can); "
-            "start a new run in another --out directory instead."
-        )
-    path = Path(run_dir) / CONFIG_FILE
-    if path.is_file():
-        config = ExperimentConfig.load(path)
-    else:
-        ckpt, _ = CheckpointManager(run_dir).load_latest()
-        config = ExperimentConfig.from_dict(ckpt["config"])
-    data = config.to_dict()
-    data.update(overrides)
-    data["out_dir"] = str(run_dir)
-    return ExperimentConfig.from_dict(data)
+    start: float
+    first: int
+    losses: list[torch.Tensor] = field(default_factory=list)
+    comm: list[float] = field(default_factory=list)
 
 
 def _all_finite(module: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in module.parameters())
-
-
-class _NoLog:
-    """The metrics log of a rank other than 0: writes nothing."""
-
-    def write(self, record: dict[str, Any]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 # ----------------------------------------------------------------------- trainer
@@ -275,6 +160,9 @@ class Trainer:
             many steps (always also at logs, validations, checkpoints and the last step).
             Default: 1 on the CPU (free there), ``log_every`` on an accelerator, where each
             read waits for the device.
+        interrupts: on SIGINT/SIGTERM, finish the step in flight, checkpoint it and raise
+            :class:`~metabridge.training.TrainingInterrupted` (a ``KeyboardInterrupt``) after
+            printing the resume command; ``False`` leaves the signals alone.
 
     Validation-driven recipe: with ``lr_schedule="plateau"`` the scheduler is stepped with
     each validation's score (not each training step); with ``early_stopping_patience=P``
@@ -303,12 +191,13 @@ class Trainer:
                  progress: bool = True, tensorboard: bool = True,
                  builder: Callable[[ExperimentConfig], Experiment] = build_experiment,
                  on_step: Callable[[int, float], None] | None = None,
-                 distributed: DistributedContext | None = None, sync_every: int | None = None) -> None:
+                 distributed: DistributedContext | None = None, sync_every: int | None = None,
+                 interrupts: bool = True) -> None:
         if resume and overwrite:
             raise ValueError("--resume and --overwrite contradict each other; pass only one.")
         self.config = config.validate()
         self.resume, self.overwrite = resume, overwrite
-        self.progress, self.tensorboard = progress, tensorboard
+        self.progress, self.tensorboard, self.interrupts = progress, tensorboard, interrupts
         self.builder, self.on_step = builder, on_step
         self.run_dir = Path(config.out_dir)
         self.checkpoints = CheckpointManager(self.run_dir)
@@ -342,30 +231,16 @@ class Trainer:
     def _prepare_dir(self) -> dict[str, Any] | None:
         """Check and create the run directory (rank 0 writes; every rank reads the checkpoint)."""
         ctx = self.distributed
-        if not ctx.enabled:
-            return self._prepare_dir_here(write=True)
-        error: BaseException | None = None
-        ckpt = None
-        if ctx.is_main:
-            try:
-                ckpt = self._prepare_dir_here(write=True)
-            except Exception as exc:  # every rank raises together below
-                error = exc
-        ctx.raise_together(error)
-        if not ctx.is_main:
-            try:
-                ckpt = self._prepare_dir_here(write=False) if self.resume else None
-            except Exception as exc:
-                error = exc
-        ctx.raise_together(error)
-        if ckpt is not None:
-            saved = int(ckpt.get("extra", {}).get("world_size", 1))
-            error = None if saved == ctx.world_size else ValueError(
-                f"{self.run_dir} was trained with {saved} process(es) and is resumed with {ctx.world_size}; "
-                f"each rank's task stream is in the checkpoint, so resume with torchrun --nproc-per-node "
-                f"{saved} (or start a new run in another --out directory).")
-            ctx.raise_together(error)
-        return ckpt
+
+        def mismatch(saved: int) -> str:
+            if not ctx.enabled:
+                return (f"{self.run_dir} was trained with {saved} processes; resume it with torchrun "
+                        f"--nproc-per-node {saved} (each rank's task stream is in the checkpoint).")
+            return (f"{self.run_dir} was trained with {saved} process(es) and is resumed with {ctx.world_size}; "
+                    f"each rank's task stream is in the checkpoint, so resume with torchrun --nproc-per-node "
+                    f"{saved} (or start a new run in another --out directory).")
+
+        return prepare_run(ctx, self._prepare_dir_here, self.resume, mismatch)
 
     def _prepare_dir_here(self, write: bool) -> dict[str, Any] | None:
         ckpt = None
@@ -387,8 +262,7 @@ class Trainer:
                     f"{self.run_dir} already holds a run's checkpoints; pass --resume to continue it, "
                     "--overwrite to replace it, or choose another --out directory."
                 )
-            for p in (self.checkpoints.last, self.checkpoints.previous, self.checkpoints.best):
-                p.unlink(missing_ok=True)
+            clear_checkpoints(self.checkpoints)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config.save(self.run_dir / CONFIG_FILE)
         return ckpt
@@ -398,12 +272,6 @@ class Trainer:
         cfg = self.config
         set_deterministic(cfg.deterministic)
         ckpt = self._prepare_dir()
-        if ckpt is not None and not self.distributed.enabled:
-            saved = int(ckpt.get("extra", {}).get("world_size", 1))
-            if saved != 1:
-                raise ValueError(
-                    f"{self.run_dir} was trained with {saved} processes; resume it with torchrun "
-                    f"--nproc-per-node {saved} (each rank's task stream is in the checkpoint).")
         seed_everything(rank_seed(cfg.seed, self.distributed.rank))  # rank 0 (and one process): cfg.seed
         self.generator.manual_seed(rank_seed(cfg.seed, self.distributed.rank))
         self.experiment = self.builder(cfg)
@@ -593,125 +461,127 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------ loop
+    def resume_hint(self) -> str:
+        """What continues this run after an interrupt: the CLI command, or the Python call."""
+        command = resume_command(self.distributed.world_size, fixed=["train", "--resume", "--out", str(self.run_dir)])
+        return command or f"Trainer(resume_config({str(self.run_dir)!r}), resume=True).run()"
+
     def run(self) -> TrainResult:
         """Train to ``config.steps`` (or until ``config.max_train_seconds`` of training steps);
         returns the final state of the run. ``train_seconds`` in the metrics counts only
-        the time spent in training steps, not validation or checkpoints."""
+        the time spent in training steps, not validation or checkpoints. On SIGINT/SIGTERM
+        the run ends after the step in flight with a checkpoint of it (see ``interrupts``)."""
         self.setup()
-        assert self.experiment is not None
         cfg = self.config
-        ctx = self.distributed
-        log: MetricsLog | _NoLog = (MetricsLog(self.run_dir, self.step if self.resume else None, self.tensorboard)
-                                    if ctx.is_main else _NoLog())
-        history: list[dict[str, Any]] = []
-        start_time = time.perf_counter()
-        window_start, window_losses = start_time, []
-        window_comm: list[float] = []
-        window_first = self.step
-        last_loss, val = float("nan"), None
-        timed = cfg.max_train_seconds is not None  # a time budget: the bar counts training seconds
-        if timed:
-            bar = tqdm(total=cfg.max_train_seconds, initial=min(self._train_seconds, cfg.max_train_seconds),
-                       disable=not (self.progress and ctx.is_main), desc=cfg.algorithm, dynamic_ncols=True,
-                       bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s of training [{elapsed}{postfix}]")
-        else:
-            bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.progress and ctx.is_main),
-                       desc=cfg.algorithm,
-                       unit="step", dynamic_ncols=True)
-        next_timed_eval = (self._consensus_seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds \
-            if cfg.eval_every_seconds else math.inf
         patience = cfg.early_stopping_patience
-        first = self.step + 1
-        if patience is not None and self.validations_since_best >= patience and self.step < cfg.steps:
-            # resumed after the validation that used up the patience: the run is over
-            first = cfg.steps + 1
+        # resumed after the validation that used up the patience: the run is over
+        over = patience is not None and self.validations_since_best >= patience and self.step < cfg.steps
+        loop = TrainingLoop(
+            start=self.step, steps=self.step if over else cfg.steps, save=self._save_step, resume=self.resume_hint(),
+            run_dir=self.run_dir, log_from=self.step if self.resume else None,
+            checkpoint_every=cfg.checkpoint_every or 0, saved=self._last_ckpt, max_seconds=cfg.max_train_seconds,
+            seconds=lambda: self._consensus_seconds, distributed=self.distributed, progress=self.progress,
+            desc=cfg.algorithm, bar_seconds=True, tensorboard=self.tensorboard, interrupts=self.interrupts)
+        self._loop, self._history = loop, []
+        self._start_time = time.perf_counter()
+        self._window = _Window(self._start_time, self.step)
+        self._last_loss, self._val = float("nan"), None
+        self._next_timed_eval = (self._consensus_seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds \
+            if cfg.eval_every_seconds else math.inf
+        if over:
             self.stopped_early = True
             if not any(r.get("kind") == "early_stop" and r.get("step") == self.step
                        for r in read_metrics(self.run_dir)):
-                log.write(self._early_stop_record(self._wall_offset, patience))
-        try:
-            for step in range(first, cfg.steps + 1):
-                t_step = time.perf_counter()
-                loss_t, norm_t = self.train_step(step)
-                dt = time.perf_counter() - t_step
-                self._train_seconds += dt
-                if not ctx.enabled:
-                    self._consensus_seconds = self._train_seconds
-                if self._averager is not None:
-                    window_comm.append(self._averager.comm_seconds)
-                seconds = self._consensus_seconds  # the same on every rank: stop and validate together
-                out_of_time = cfg.max_train_seconds is not None and seconds >= cfg.max_train_seconds
-                last = step == cfg.steps or out_of_time
-                self.step = step
-                window_losses.append(loss_t)
-                bar.update(min(dt, bar.total - bar.n) if timed else 1)
-                now = time.perf_counter()
-                wall = self._wall_offset + now - start_time
-                is_best = False
-                timed_eval = seconds >= next_timed_eval
-                if timed_eval:
-                    next_timed_eval = (seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds
-                validating = bool((cfg.eval_every and step % cfg.eval_every == 0) or timed_eval or
-                                  (last and (cfg.eval_every or cfg.eval_every_seconds)))
-                logging = step % cfg.log_every == 0 or last
-                checkpointing = bool(cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
-                if logging or validating or checkpointing or last or step % self.sync_every == 0 \
-                        or self.on_step is not None:
-                    self.flush()  # raises NonFiniteLossError naming the first bad step
-                    last_loss = float(loss_t)
-                if logging:
-                    losses = torch.stack(window_losses).to(torch.float64).tolist()
-                    rec = {
-                        "kind": "train", "step": step, "loss": sum(losses) / len(losses),
-                        "grad_norm": float(norm_t), "lr": self.optimizer.param_groups[0]["lr"],
-                        "wall_time": wall, "train_seconds": seconds,
-                        "it_s": (step - window_first) / max(now - window_start, 1e-9),
-                    }
-                    if ctx.enabled:
-                        per_rank = ctx.gather_objects(sum(window_comm) / max(len(window_comm), 1))
-                        rec.update(world_size=ctx.world_size, comm_s_per_step=per_rank)
-                    log.write(rec)
-                    history.append(rec)
-                    bar.set_postfix(step=step, loss=f"{rec['loss']:.4g}")
-                    window_start, window_losses, window_first, window_comm = now, [], step, []
-                if validating:
-                    val = self.validate()
-                    is_best = self._update_best(step, val)
-                    self.validations_since_best = 0 if is_best else self.validations_since_best + 1
-                    if self._steps_on_validation:
-                        self.scheduler.step(val.mean)  # type: ignore[union-attr]
-                    rec = {"kind": "val", "step": step, "val_mean": val.mean, "val_ci95": val.ci95, "val_n": val.n,
-                           "wall_time": self._wall_offset + time.perf_counter() - start_time,
-                           "train_seconds": seconds, "lr": self.optimizer.param_groups[0]["lr"],
-                           "validations_since_best": self.validations_since_best}
-                    log.write(rec)
-                    history.append(rec)
-                    bar.set_postfix(step=step, loss=f"{last_loss:.4g}", val=str(val))
-                    # the validation that uses up the patience ends the run, unless it ends here anyway
-                    self.stopped_early = patience is not None and self.validations_since_best >= patience \
-                        and not last
-                if checkpointing or last or self.stopped_early:
-                    self.save_checkpoint(step, is_best, self._wall_offset + time.perf_counter() - start_time)
-                elif is_best:
-                    self.save_checkpoint(step, True, self._wall_offset + time.perf_counter() - start_time)
-                if self.stopped_early:
-                    rec = self._early_stop_record(self._wall_offset + time.perf_counter() - start_time, patience)
-                    log.write(rec)
-                    history.append(rec)
-                if self.on_step is not None:
-                    self.on_step(step, last_loss)
-                if out_of_time or self.stopped_early:
-                    break
-        except NonFiniteLossError as err:
-            log.write({"kind": "error", "step": err.step, "message": str(err)})
-            raise
-        finally:
-            bar.close()
-            log.close()
+                loop.log.write(self._early_stop_record(self._wall_offset, patience))
+        loop.run(self._run_step, after=self._after_step)
         if self._last_ckpt is None:  # resumed at the final step: nothing new to write
             self._last_ckpt = (self.checkpoints.last, self.step)
-        return TrainResult(self.step, self.run_dir, last_loss, val, self.best, self._last_ckpt[0], history,
-                           stopped_early=self.stopped_early)
+        return TrainResult(self.step, self.run_dir, self._last_loss, self._val, self.best, self._last_ckpt[0],
+                           self._history, stopped_early=self.stopped_early)
+
+    def _wall(self) -> float:
+        return self._wall_offset + time.perf_counter() - self._start_time
+
+    def _save_step(self, step: int, best: bool) -> Path:
+        return self.save_checkpoint(step, best, self._wall())
+
+    def _run_step(self, step: int) -> StepEnd:
+        """One step of the loop: the update, then its log record and validation when due."""
+        cfg, loop, window = self.config, self._loop, self._window
+        t_step = time.perf_counter()
+        loss_t, norm_t = self.train_step(step)
+        dt = time.perf_counter() - t_step
+        self._train_seconds += dt
+        if not self.distributed.enabled:
+            self._consensus_seconds = self._train_seconds
+        if self._averager is not None:
+            window.comm.append(self._averager.comm_seconds)
+        seconds = self._consensus_seconds  # the same on every rank: stop and validate together
+        last = loop.is_last(step)
+        self.step = step
+        window.losses.append(loss_t)
+        loop.advance_bar(dt)
+        timed_eval = seconds >= self._next_timed_eval
+        if timed_eval:
+            self._next_timed_eval = (seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds
+        validating = bool((cfg.eval_every and step % cfg.eval_every == 0) or timed_eval or
+                          (last and (cfg.eval_every or cfg.eval_every_seconds)))
+        logging = step % cfg.log_every == 0 or last
+        checkpointing = bool(cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+        if logging or validating or checkpointing or last or step % self.sync_every == 0 \
+                or self.on_step is not None:
+            self.flush()  # raises NonFiniteLossError naming the first bad step
+            self._last_loss = float(loss_t)
+        if logging:
+            self._log_train(step, norm_t, seconds)
+        is_best = self._validate_step(step, seconds, last) if validating else False
+        return StepEnd(checkpoint=last, best=is_best, stop=self.stopped_early)
+
+    def _log_train(self, step: int, norm_t: torch.Tensor, seconds: float) -> None:
+        assert self.optimizer is not None
+        ctx, window, now = self.distributed, self._window, time.perf_counter()
+        losses = torch.stack(window.losses).to(torch.float64).tolist()
+        rec = {
+            "kind": "train", "step": step, "loss": sum(losses) / len(losses),
+            "grad_norm": float(norm_t), "lr": self.optimizer.param_groups[0]["lr"],
+            "wall_time": self._wall_offset + now - self._start_time, "train_seconds": seconds,
+            "it_s": (step - window.first) / max(now - window.start, 1e-9),
+        }
+        if ctx.enabled:
+            per_rank = ctx.gather_objects(sum(window.comm) / max(len(window.comm), 1))
+            rec.update(world_size=ctx.world_size, comm_s_per_step=per_rank)
+        self._loop.log.write(rec)
+        self._history.append(rec)
+        self._loop.bar.set_postfix(step=step, loss=f"{rec['loss']:.4g}")
+        self._window = _Window(now, step)
+
+    def _validate_step(self, step: int, seconds: float, last: bool) -> bool:
+        """Validate, step the plateau schedule and the early-stopping count; True for a new best."""
+        assert self.optimizer is not None
+        val = self._val = self.validate()
+        is_best = self._update_best(step, val)
+        self.validations_since_best = 0 if is_best else self.validations_since_best + 1
+        if self._steps_on_validation:
+            self.scheduler.step(val.mean)  # type: ignore[union-attr]
+        rec = {"kind": "val", "step": step, "val_mean": val.mean, "val_ci95": val.ci95, "val_n": val.n,
+               "wall_time": self._wall(), "train_seconds": seconds, "lr": self.optimizer.param_groups[0]["lr"],
+               "validations_since_best": self.validations_since_best}
+        self._loop.log.write(rec)
+        self._history.append(rec)
+        self._loop.bar.set_postfix(step=step, loss=f"{self._last_loss:.4g}", val=str(val))
+        # the validation that uses up the patience ends the run, unless it ends here anyway
+        patience = self.config.early_stopping_patience
+        self.stopped_early = patience is not None and self.validations_since_best >= patience and not last
+        return is_best
+
+    def _after_step(self, step: int) -> None:
+        """After the step's checkpoint: the early-stop record, then the ``on_step`` hook."""
+        if self.stopped_early:
+            rec = self._early_stop_record(self._wall(), self.config.early_stopping_patience)
+            self._loop.log.write(rec)
+            self._history.append(rec)
+        if self.on_step is not None:
+            self.on_step(step, self._last_loss)
 
     def _early_stop_record(self, wall: float, patience: int | None) -> dict[str, Any]:
         assert self.optimizer is not None
