@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from metabridge.benchmarks import mtl_cost
+from metabridge.benchmarks.mtl_cost import MtlCostConfig, run
 
-TOY = dict(tasks="2", repeats=1, warmup=0, steps=1, in_dim=8, hidden="8", out_dim=8, batch=8, threads=1)
+TOY = dict(tasks=[2], repeats=1, warmup=0, steps=1, in_dim=8, hidden=[8], out_dim=8, batch=8, threads=1)
 
 
 def test_mtl_cost_runs_at_toy_size_without_libmtl(tmp_path, capsys) -> None:
-    res = mtl_cost.main(methods="mgda", libmtl_python="none", results_dir=str(tmp_path), **TOY)
+    res = run(MtlCostConfig(methods=["mgda"], libmtl=False, out=tmp_path, **TOY))
     rows = {r["method"]: r for r in res["rows"]}
     assert list(rows) == ["equal", "mgda"]  # equal is always run, first: the reference
     assert rows["equal"]["ratio_to_equal"] == 1.0
@@ -24,6 +25,7 @@ def test_mtl_cost_runs_at_toy_size_without_libmtl(tmp_path, capsys) -> None:
     assert res["protocol"]["shared_params"] == 8 * 8 + 8 + 8 * 8 + 8
     saved = json.loads((tmp_path / "mtl_cost.json").read_text())
     assert saved["libmtl"] is None and (tmp_path / "mtl_cost.png").exists()
+    assert json.loads((tmp_path / "config.json").read_text())["methods"] == ["mgda"]
     out = capsys.readouterr().out
     assert "LibMTL skipped" in out and "| mgda |" in out
 
@@ -32,7 +34,7 @@ def test_mtl_cost_runs_at_toy_size_without_libmtl(tmp_path, capsys) -> None:
                     "METABRIDGE_PEER_TESTS=1")
 @pytest.mark.skipif(not mtl_cost.DEFAULT_LIBMTL_PYTHON.exists(), reason="LibMTL's python is not installed here")
 def test_mtl_cost_runs_libmtl_side_by_side(tmp_path) -> None:
-    res = mtl_cost.main(methods="cagrad", results_dir=str(tmp_path), **TOY)
+    res = run(MtlCostConfig(methods=["cagrad"], out=tmp_path, **TOY))
     rows = {r["method"]: r for r in res["rows"]}
     assert rows["equal"]["libmtl"]["status"] == "ok" and rows["equal"]["speedup_over_libmtl"] > 0
     assert rows["equal"]["libmtl_ratio_to_ew"] == 1.0
@@ -41,13 +43,14 @@ def test_mtl_cost_runs_libmtl_side_by_side(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"methods": "equal,nope"}, "unknown weighting"),
-    ({"methods": " , "}, "--methods is empty"),
-    ({"tasks": "2,x"}, "--tasks"),
-    ({"repeats": 0}, "--repeats"),
-    ({"device": "tpu"}, "--device"),
+    ({"methods": ["equal", "nope"]}, "unknown weighting"),
+    ({"methods": []}, "at least 1 item"),
+    ({"tasks": [2, "x"]}, "tasks"),
+    ({"tasks": [0]}, "positive"),
+    ({"repeats": 0}, "repeats"),
+    ({"device": "tpu"}, "device"),
 ])
 def test_bad_options_are_refused_before_anything_runs(kwargs, message, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=message):
-        mtl_cost.main(results_dir=str(tmp_path / "never"), libmtl_python="none", **kwargs)
+        run(MtlCostConfig(out=tmp_path / "never", libmtl=False, **kwargs))
     assert not (tmp_path / "never").exists()

@@ -1,12 +1,17 @@
-"""What several benchmarks share: a record of the machine they ran on, and a synthetic
-uint8 dataset of a real dataset's shape (no download, no disk)."""
+"""What several benchmarks share: where the peer libraries' environment lives, and a
+synthetic uint8 dataset of a real dataset's shape (no download, no disk)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
 from ..data.class_dataset import ClassDataset
-from ..machine_info import machine
+
+#: The virtual environment of the peer libraries that ``scripts/install_peers.sh`` builds
+#: (``$PEERS_DIR/venv``, by default under ``~/.cache/metabridge/peers``).
+PEER_VENV = Path.home() / ".cache" / "metabridge" / "peers" / "venv"
 
 
 def synthetic_dataset(num_classes: int = 1200, per_class: int = 20, size: int = 28, channels: int = 1,

@@ -16,7 +16,7 @@ first-order MAML and ANIL, written the way each library's documentation writes i
   head only and adapts it on features of the shared body (its ANIL example).
 
 The peers are optional: :func:`available` imports one, first from this interpreter and
-then, if it is absent here, from the peer venv that ``../shared/peers/install.sh``
+then, if it is absent here, from the peer venv that ``scripts/install_peers.sh``
 builds (:func:`use_peer_site` appends that venv's ``site-packages`` to ``sys.path``, so
 torch and numpy still come from this interpreter; learn2learn 0.2.0 has to be built
 from its source on Python 3.11, which that script does).
@@ -44,15 +44,15 @@ from ..algorithms import ANIL, MAML
 from ..models import Conv4
 from ..tasks.batch import TaskBatch
 from ..tasks.episodes import EpisodeSampler
-from ._common import synthetic_dataset
+from ._common import PEER_VENV, synthetic_dataset
 
 Step = Callable[[], None]
 INNER_LR = 0.4
 METHODS = ("maml", "fomaml", "anil")
 PEERS = ("higher", "torchopt", "learn2learn")
-INSTALL_SCRIPT = "../shared/peers/install.sh"
+INSTALL_SCRIPT = "scripts/install_peers.sh"
 #: the ``site-packages`` of the peer venv that :data:`INSTALL_SCRIPT` builds
-DEFAULT_PEER_SITE = (Path.home() / ".cache" / "mb-peers" / "venv_peer2" / "lib"
+DEFAULT_PEER_SITE = (PEER_VENV / "lib"
                      / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages")
 #: environment variable through which child processes (``_peak_memory``) get the same peer site
 PEER_SITE_ENV = "METABRIDGE_PEER_SITE"

@@ -40,9 +40,10 @@ Running LibMTL 1.1.5 on torch 2 needs one change in the worker: ``zero_grad_shar
 zeroes the gradients in place (see ``_libmtl_worker.py``).
 
     metabridge bench mtl_cost                          # K = 2 and 11, every method, 5 rounds
-    metabridge bench mtl_cost --methods equal,mgda,pcgrad --tasks 2 --repeats 1
+    metabridge bench mtl_cost --methods equal mgda pcgrad --tasks 2 --repeats 1
 
-Writes mtl_cost.json and mtl_cost.png into ``--results-dir``.
+LibMTL's python is that of the peer environment ``scripts/install_peers.sh`` builds (or
+``--libmtl-python``). Writes mtl_cost.json, mtl_cost.png and config.json into ``--out``.
 """
 
 from __future__ import annotations
@@ -56,11 +57,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..csv_options import parse_csv
-from ._common import machine
+from pydantic import Field, field_validator
+
+from ..config import CommandConfig
+from ..machine_info import machine
+from ._common import PEER_VENV
+from ._mtl_cost_report import plot, table
+
+__all__ = ["CONFIG", "MtlCostConfig", "run"]
 
 MARK = "@@MTLCOST "
-DEFAULT_LIBMTL_PYTHON = Path.home() / ".cache" / "mb-peers" / "venv_peer2" / "bin" / "python"
+DEFAULT_LIBMTL_PYTHON = PEER_VENV / "bin" / "python"
 WORKER = Path(__file__).with_name("_libmtl_worker.py")
 
 #: metabridge method -> (LibMTL class, its weight_args, rep_grad, label in the table)
@@ -131,156 +138,104 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "failed_rounds": len(runs) - len(ok)}
 
 
-def _fmt(value: float | None, spec: str = ".1f") -> str:
-    return "-" if value is None else format(value, spec)
+class MtlCostConfig(CommandConfig):
+    """Settings of ``metabridge bench mtl_cost``: the cost of one training step of every
+    weighting method, against equal weighting and LibMTL."""
+
+    out: Path = Field(Path("runs/bench/mtl_cost"), description="Folder of mtl_cost.json, mtl_cost.png and "
+                      "config.json.")
+    methods: list[str] | None = Field(None, min_length=1, description=(
+        "Weighting names, given once each; equal (the reference of the ratios) is always run [default: every "
+        "registered weighting]."))
+    tasks: list[int] = Field([2, 11], min_length=1, description="Numbers of tasks K, given once each.")
+    repeats: int = Field(5, ge=1, description=(
+        "Rounds of interleaved processes (metabridge's method, then LibMTL's); the median over rounds is "
+        "reported."))
+    warmup: int = Field(5, ge=0, description="Untimed steps at the start of each process.")
+    steps: int = Field(20, ge=1, description="Timed steps per process (their median is the process's ms/step).")
+    in_dim: int = Field(256, ge=1, description="Input features of the synthetic regression batch.")
+    hidden: list[int] = Field([512, 512], min_length=1, description="Widths of the MLP encoder's hidden layers.")
+    out_dim: int = Field(256, ge=1, description="Width of the encoder's output (the shared representation; "
+                         "linear heads read it).")
+    batch: int = Field(256, ge=1, description="Examples per step.")
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Adam's learning rate (both libraries).")
+    threads: int | None = Field(None, ge=1, description=(
+        "Torch threads in every process, the same for both libraries [default: this process's "
+        "torch.get_num_threads()]."))
+    libmtl: bool = Field(True, description="Time LibMTL's methods beside metabridge's; --no-libmtl skips them.")
+    libmtl_python: Path | None = Field(None, description=(
+        "The python of a virtual environment with LibMTL installed [default: the peer environment of "
+        "scripts/install_peers.sh, when it exists]."))
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description=(
+        "cpu, cuda or cuda:N (LibMTL's python needs a CUDA torch for cuda)."))
+    allocator: bool = Field(True, description=(
+        "Give both libraries' processes glibc's allocator settings of metabridge.device.tune_cpu_allocator "
+        "through the environment; --no-allocator keeps glibc's defaults in both."))
+    timeout: float | None = Field(900.0, gt=0, description=(
+        "Seconds one process may take before it is stopped and recorded as an error; None for no limit."))
+    seed: int = Field(0, description="Seed of the model's initial weights and of the batch (the same in both "
+                      "libraries).")
+
+    @field_validator("methods")
+    @classmethod
+    def _known(cls, names: list[str] | None) -> list[str] | None:
+        if names is None:
+            return None
+        from ..multitask.weighting import WEIGHTINGS, available_weightings
+
+        unknown = [m for m in names if m not in WEIGHTINGS]
+        if unknown:
+            raise ValueError(f"unknown weighting method(s) {unknown}; available: {', '.join(available_weightings())}")
+        return names
+
+    @field_validator("tasks", "hidden")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if any(v < 1 for v in values):
+            raise ValueError(f"must be positive integers (got {values})")
+        return values
+
+    def method_names(self) -> list[str]:
+        """The weightings timed: ``equal`` first (the reference), then the others once each."""
+        from ..multitask.weighting import available_weightings
+
+        names = available_weightings() if self.methods is None else self.methods
+        return ["equal"] + [m for m in dict.fromkeys(names) if m != "equal"]
 
 
-def table(rows: list[dict[str, Any]], k: int, with_libmtl: bool) -> str:
-    """Markdown table of one K."""
-    head = ["method", "reads", "ms/step", "x equal"]
-    if with_libmtl:
-        head += ["LibMTL", "LibMTL ms/step", "x EW", "speed-up"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        if r["num_tasks"] != k:
-            continue
-        ours = r["metabridge"]
-        cells = [r["method"], r["needs"].lower().replace("_grads", " grads"),
-                 _fmt(ours.get("ms_per_step")) if ours["status"] == "ok" else ours["status"][:60],
-                 _fmt(r.get("ratio_to_equal"), ".2f")]
-        if with_libmtl:
-            lib = r.get("libmtl")
-            if lib is None:
-                cells += ["(none)", "-", "-", "-"]
-            else:
-                cells += [r["libmtl_method"],
-                          _fmt(lib.get("ms_per_step")) if lib["status"] == "ok" else lib["status"][:60],
-                          _fmt(r.get("libmtl_ratio_to_ew"), ".2f"),
-                          _fmt(r.get("speedup_over_libmtl"), ".2f") + ("x" if r.get("speedup_over_libmtl") else "")]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+CONFIG = MtlCostConfig
 
 
-def plot(rows: list[dict[str, Any]], ks: list[int], path: Path, title: str) -> None:
-    """ms/step per method, metabridge beside LibMTL, one panel per K (log scale)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    fig, axes = plt.subplots(1, len(ks), figsize=(6 * len(ks), 0.32 * len(methods) + 1.8), squeeze=False)
-    for ax, k in zip(axes[0], ks):
-        by = {r["method"]: r for r in rows if r["num_tasks"] == k}
-        ys = range(len(methods))
-        ours = [by[m]["metabridge"].get("ms_per_step", 0) if m in by else 0 for m in methods]
-        theirs = [(by[m].get("libmtl") or {}).get("ms_per_step", 0) if m in by else 0 for m in methods]
-        ax.barh([y - 0.2 for y in ys], ours, 0.4, label="metabridge")
-        ax.barh([y + 0.2 for y in ys], theirs, 0.4, label="LibMTL")
-        floor = min([v for v in ours + theirs if v > 0], default=1.0)
-        for y, m in zip(ys, methods):
-            lib = by[m].get("libmtl") if m in by else None
-            if lib is not None and lib["status"] != "ok":
-                ax.text(floor, y + 0.2, " LibMTL: " + lib["status"][:50], va="center", fontsize=6)
-        ax.set_yticks(list(ys), methods, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_xscale("log")
-        ax.set_xlabel("ms per training step (median)")
-        ax.set_title(f"K = {k} tasks", fontsize=9)
-        ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def _libmtl_python(config: MtlCostConfig) -> tuple[str | None, str, dict[str, Any] | None]:
+    """``(LibMTL's python or None, a note on why it is skipped, its versions)``."""
+    if not config.libmtl:
+        return None, "LibMTL skipped (--no-libmtl).", None
+    peer = str(config.libmtl_python) if config.libmtl_python else \
+        (str(DEFAULT_LIBMTL_PYTHON) if DEFAULT_LIBMTL_PYTHON.exists() else "")
+    if not peer:
+        return None, (f"LibMTL skipped: no --libmtl-python given and {DEFAULT_LIBMTL_PYTHON} does not exist "
+                      "(bash scripts/install_peers.sh builds it)."), None
+    probed = probe_libmtl(peer)
+    if isinstance(probed, str):
+        return None, f"LibMTL skipped: {probed}", None
+    return peer, "", {"python": peer, **probed}
 
 
-def main(methods: str = "all", tasks: str = "2,11", repeats: int = 5, warmup: int = 5, steps: int = 20,
-         in_dim: int = 256, hidden: str = "512,512", out_dim: int = 256, batch: int = 256, lr: float = 1e-3,
-         threads: int = 0, libmtl_python: str = "", device: str = "cpu", allocator: bool = True,
-         timeout: float = 900.0, seed: int = 0, results_dir: str = "bench/results") -> dict[str, Any]:
-    """Cost of one training step of every weighting method, against equal weighting and LibMTL.
-
-    Args:
-        methods: comma-separated metabridge weighting names, or all (every registered one);
-            equal (the reference of the ratios) is always run.
-        tasks: comma-separated numbers of tasks K.
-        repeats: rounds of interleaved processes (metabridge's method, then LibMTL's); the median
-            over rounds is reported.
-        warmup: untimed steps at the start of each process.
-        steps: timed steps per process (their median is the process's ms/step).
-        in_dim: input features of the synthetic regression batch.
-        hidden: comma-separated widths of the MLP encoder's hidden layers.
-        out_dim: width of the encoder's output (the shared representation; linear heads read it).
-        batch: examples per step.
-        lr: Adam's learning rate (both libraries).
-        threads: torch threads in every process, the same for both libraries; 0 takes this
-            process's torch.get_num_threads().
-        libmtl_python: the python of a virtual environment with LibMTL installed (default
-            ~/.cache/mb-peers/venv_peer2/bin/python when it exists; none skips LibMTL).
-        device: cpu or cuda (LibMTL's python needs a CUDA torch for cuda).
-        allocator: give both libraries' processes glibc's allocator settings of
-            metabridge.device.tune_cpu_allocator through the environment; --no-allocator keeps
-            glibc's defaults in both.
-        timeout: seconds one process may take before it is stopped and recorded as an error
-            (0: no limit).
-        seed: seed of the model's initial weights and of the batch (the same in both libraries).
-        results_dir: where mtl_cost.json and mtl_cost.png are written.
-    """
-    from ..multitask.weighting import WEIGHTINGS, Needs, available_weightings
-
-    names = available_weightings() if methods.strip() == "all" else [m.strip() for m in methods.split(",")
-                                                                     if m.strip()]
-    if not names:
-        raise ValueError("--methods is empty; give weighting names (e.g. equal,mgda) or all.")
-    unknown = [m for m in names if m not in WEIGHTINGS]
-    if unknown:
-        raise ValueError(f"unknown weighting method(s) {unknown}; available: {', '.join(available_weightings())}.")
-    names = ["equal"] + [m for m in dict.fromkeys(names) if m != "equal"]  # the reference, always run first
-    k_list = parse_csv(tasks, "--tasks", positive=True, example="2,11")
-    widths = parse_csv(hidden, "--hidden", positive=True, example="512,512")
-    if repeats < 1 or steps < 1 or warmup < 0:
-        raise ValueError(f"--repeats and --steps must be >= 1 and --warmup >= 0 (got {repeats}, {steps}, {warmup}).")
-    if min(in_dim, out_dim, batch) < 1 or not lr > 0 or threads < 0 or timeout < 0:
-        raise ValueError("--in-dim, --out-dim and --batch must be >= 1, --lr > 0, --threads >= 0 and --timeout >= 0.")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"--device must be cpu or cuda (got {device!r}).")
-
-    import torch
-
-    n_threads = threads or torch.get_num_threads()
-    peer: str | None
-    if libmtl_python.strip().lower() == "none":
-        peer, note = None, "LibMTL skipped (--libmtl-python none)."
-    else:
-        peer = libmtl_python.strip() or (str(DEFAULT_LIBMTL_PYTHON) if DEFAULT_LIBMTL_PYTHON.exists() else "")
-        note = "" if peer else (f"LibMTL skipped: no --libmtl-python given and {DEFAULT_LIBMTL_PYTHON} does not exist.")
-    libmtl_info: dict[str, Any] | None = None
-    if peer:
-        probed = probe_libmtl(peer)
-        if isinstance(probed, str):
-            peer, note = None, f"LibMTL skipped: {probed}"
-        else:
-            libmtl_info = {"python": peer, **probed}
-    if note:
-        print(note, flush=True)
-
-    info = machine(device)
-    env = _env(n_threads, allocator)
-    base = {"in_dim": in_dim, "hidden": widths, "out_dim": out_dim, "batch": batch, "seed": seed, "warmup": warmup,
-            "steps": steps, "threads": n_threads, "lr": lr, "device": device}
+def _time_all(config: MtlCostConfig, names: list[str], base: dict[str, Any], peer: str | None,
+              env: dict[str, str]) -> dict[tuple[str, str, int], list[dict[str, Any]]]:
+    """Every (library, method, K) process of every round, interleaved; their results."""
     runs: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
-    shared_params: int | None = None
-    t_start = time.perf_counter()
-    for r in range(repeats):
-        for k in k_list:
+    timeout = config.timeout or 0.0
+    for r in range(config.repeats):
+        for k in config.tasks:
             for name in names:
                 kwargs_of = METHOD_KWARGS.get(name)
                 spec = {**base, "method": name, "kwargs": kwargs_of(k) if kwargs_of else {}, "num_tasks": k}
                 res = _run([sys.executable, "-m", "metabridge.benchmarks._mtl_cost_worker", json.dumps(spec)], env,
                            timeout)
                 runs.setdefault(("metabridge", name, k), []).append(res)
-                shared_params = shared_params or res.get("shared_params")
                 shown = f"{res['ms_per_step']:.1f} ms" if res["status"] == "ok" else res["status"]
-                line = f"round {r + 1}/{repeats} K={k} {name}: {shown}"
+                line = f"round {r + 1}/{config.repeats} K={k} {name}: {shown}"
                 if peer and name in LIBMTL_PAIRS:
                     cls, kwargs, rep_grad, label = LIBMTL_PAIRS[name]
                     lspec = {**base, "method": cls, "kwargs": kwargs, "rep_grad": rep_grad, "num_tasks": k}
@@ -289,9 +244,16 @@ def main(methods: str = "all", tasks: str = "2,11", repeats: int = 5, warmup: in
                     line += f"; LibMTL {label}: " + (f"{lres['ms_per_step']:.1f} ms" if lres["status"] == "ok"
                                                      else lres["status"])
                 print(line, flush=True)
+    return runs
+
+
+def _rows(runs: dict[tuple[str, str, int], list[dict[str, Any]]], names: list[str], ks: list[int]
+          ) -> list[dict[str, Any]]:
+    """One row per (method, K): the medians and the ratios to equal weighting and to LibMTL."""
+    from ..multitask.weighting import WEIGHTINGS, Needs
 
     rows: list[dict[str, Any]] = []
-    for k in k_list:
+    for k in ks:
         ours_equal = _summary(runs[("metabridge", "equal", k)])
         their_ew = _summary(runs[("libmtl", "equal", k)]) if ("libmtl", "equal", k) in runs else None
         for name in names:
@@ -311,33 +273,25 @@ def main(methods: str = "all", tasks: str = "2,11", repeats: int = 5, warmup: in
                 if lib["status"] == "ok" and ours["status"] == "ok":
                     row["speedup_over_libmtl"] = lib["ms_per_step"] / ours["ms_per_step"]
             rows.append(row)
+    return rows
 
+
+def _targets(rows: list[dict[str, Any]]) -> dict[str, dict[str, bool]]:
+    """Loss-only methods within 1.1x of equal weighting; gradient methods faster than LibMTL's."""
     loss_only = {f"{r['method']}@K={r['num_tasks']}": r["ratio_to_equal"] <= 1.1 for r in rows
                  if not r["gradient_method"] and "ratio_to_equal" in r and r["method"] != "equal"}
     faster = {f"{r['method']}@K={r['num_tasks']}": r["speedup_over_libmtl"] > 1.0 for r in rows
               if r["gradient_method"] and "speedup_over_libmtl" in r}
-    info["loadavg_end"] = os.getloadavg()
-    result = {
-        "protocol": {"model": f"hard_sharing: MLP {in_dim} -> {' -> '.join(map(str, widths))} -> {out_dim} (ReLU), "
-                              "one Linear(out_dim, 1) head per task",
-                     "shared_params": shared_params, "batch": batch, "loss": "mean squared error per task",
-                     "optimizer": f"Adam lr={lr}", "tasks": k_list, "repeats": repeats, "warmup": warmup,
-                     "steps": steps, "threads": n_threads, "device": device, "allocator_env": allocator,
-                     "seed": seed, "statistic": "median over rounds of the per-process median",
-                     "interleaved": "per round, per K, per method: metabridge's process, then LibMTL's",
-                     "wall_s": time.perf_counter() - t_start},
-        "libmtl": libmtl_info, "libmtl_note": note or None, "machine": info, "rows": rows,
-        "targets": {"loss_only_within_1.1x_of_equal": loss_only, "gradient_methods_faster_than_libmtl": faster},
-    }
-    out = Path(results_dir) / "mtl_cost.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    title = (f"One training step, hard sharing (P = {shared_params:,} shared parameters), batch {batch}, "
-             f"{n_threads} thread(s), {info['cpu'] if device == 'cpu' else info.get('gpu', device)}")
-    plot(rows, k_list, out.with_suffix(".png"), title)
-    for k in k_list:
-        print(f"\nK = {k} tasks (P = {shared_params} shared parameters, batch {batch}, {n_threads} thread(s)):")
-        print(table(rows, k, libmtl_info is not None))
+    return {"loss_only_within_1.1x_of_equal": loss_only, "gradient_methods_faster_than_libmtl": faster}
+
+
+def _print_summary(result: dict[str, Any], out: Path) -> None:
+    p, info, libmtl_info = result["protocol"], result["machine"], result["libmtl"]
+    for k in p["tasks"]:
+        print(f"\nK = {k} tasks (P = {p['shared_params']} shared parameters, batch {p['batch']}, "
+              f"{p['threads']} thread(s)):")
+        print(table(result["rows"], k, libmtl_info is not None))
+    loss_only, faster = result["targets"].values()
     misses = [key for key, ok in {**loss_only, **faster}.items() if not ok]
     print(f"\nloss-only methods within 1.1x of equal: {sum(loss_only.values())}/{len(loss_only)}; gradient methods "
           f"faster than LibMTL's: {sum(faster.values())}/{len(faster)}" + (f"; missed: {', '.join(misses)}"
@@ -346,4 +300,46 @@ def main(methods: str = "all", tasks: str = "2,11", repeats: int = 5, warmup: in
           + (f", LibMTL {libmtl_info['libmtl']} (torch {libmtl_info['torch']})" if libmtl_info else "")
           + f"; load {info['loadavg_start'][0]:.2f} -> {info['loadavg_end'][0]:.2f}")
     print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+def run(config: MtlCostConfig) -> dict[str, Any]:
+    """Cost of one training step of every weighting method, against equal weighting and LibMTL;
+    writes ``mtl_cost.json`` and ``mtl_cost.png`` into ``config.out``."""
+    import torch
+
+    names = config.method_names()
+    n_threads = config.threads or torch.get_num_threads()
+    config.write_resolved()
+    peer, note, libmtl_info = _libmtl_python(config)
+    if note:
+        print(note, flush=True)
+    info = machine(config.device)
+    base = {"in_dim": config.in_dim, "hidden": list(config.hidden), "out_dim": config.out_dim, "batch": config.batch,
+            "seed": config.seed, "warmup": config.warmup, "steps": config.steps, "threads": n_threads,
+            "lr": config.lr, "device": config.device}
+    t_start = time.perf_counter()
+    runs = _time_all(config, names, base, peer, _env(n_threads, config.allocator))
+    shared_params = next((r["shared_params"] for (lib, _, _), rs in runs.items() if lib == "metabridge"
+                          for r in rs if r.get("shared_params")), None)
+    rows = _rows(runs, names, list(config.tasks))
+    info["loadavg_end"] = os.getloadavg()
+    hidden = " -> ".join(map(str, config.hidden))
+    result = {
+        "protocol": {"model": f"hard_sharing: MLP {config.in_dim} -> {hidden} -> {config.out_dim} (ReLU), "
+                              "one Linear(out_dim, 1) head per task",
+                     "shared_params": shared_params, "batch": config.batch, "loss": "mean squared error per task",
+                     "optimizer": f"Adam lr={config.lr}", "tasks": list(config.tasks), "repeats": config.repeats,
+                     "warmup": config.warmup, "steps": config.steps, "threads": n_threads, "device": config.device,
+                     "allocator_env": config.allocator, "seed": config.seed,
+                     "statistic": "median over rounds of the per-process median",
+                     "interleaved": "per round, per K, per method: metabridge's process, then LibMTL's",
+                     "wall_s": time.perf_counter() - t_start},
+        "libmtl": libmtl_info, "libmtl_note": note or None, "machine": info, "rows": rows, "targets": _targets(rows),
+    }
+    out = Path(config.out) / "mtl_cost.json"
+    out.write_text(json.dumps(result, indent=1))
+    title = (f"One training step, hard sharing (P = {shared_params:,} shared parameters), batch {config.batch}, "
+             f"{n_threads} thread(s), {info['cpu'] if config.device == 'cpu' else info.get('gpu', config.device)}")
+    plot(rows, list(config.tasks), out.with_suffix(".png"), title)
+    _print_summary(result, out)
     return result
