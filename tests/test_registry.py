@@ -111,7 +111,7 @@ def test_describe_lazy_entries_and_aliases(widgets: Registry[object]) -> None:
                                          aliases={"spinnerette": "spinner"}, unknown_hint=", or a path")
     aliased.register("spinner", spinner)
     assert aliased["spinnerette"] is spinner and aliased.names() == ["spinner"]
-    assert aliased.describe("spinner") == "Spins once."
+    assert aliased.describe("spinner") == "Spins once."  # the first paragraph
     aliased.register_lazy("normalize", "metabridge.registry", "normalize_name")
     aliased.register_lazy("absent", "metabridge_no_such_module", "x", extra="nothing",
                           description="needs a module that is not there")

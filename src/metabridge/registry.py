@@ -50,7 +50,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, cast, overload
 
-__all__ = ["LazyEntry", "Registry", "UnknownNameError", "describe_all", "normalize_name"]
+__all__ = ["LazyEntry", "Registry", "UnknownNameError", "describe_all", "normalize_name", "summary_line"]
 
 T = TypeVar("T")
 O = TypeVar("O")
@@ -100,10 +100,11 @@ class LazyEntry:
         return getattr(module, self.attr)
 
 
-def _first_doc_line(obj: Any) -> str:
+def summary_line(obj: Any) -> str:
+    """The first paragraph of ``obj``'s docstring as one line (a partial's: its function's)."""
     target = obj.func if isinstance(obj, functools.partial) else obj
-    doc = inspect.getdoc(target) or ""
-    return doc.strip().splitlines()[0].strip() if doc.strip() else ""
+    doc = (inspect.getdoc(target) or "").strip()
+    return " ".join(doc.split("\n\n", 1)[0].split())
 
 
 def _is_builtin_object(obj: Any) -> bool:
@@ -127,8 +128,8 @@ class Registry(Mapping[str, T]):
             named in the unknown-name message.
         check: ``check(name, obj)`` raises :class:`TypeError` (or :class:`ValueError`) when ``obj``
             is not of this kind (default: it must be callable).
-        describer: ``describer(obj) -> str``, one line for :meth:`describe` (default: the first
-            line of the object's docstring).
+        describer: ``describer(obj) -> str``, one line for :meth:`describe` (default:
+            :func:`summary_line`, the first paragraph of the object's docstring).
         aliases: other spellings accepted by lookups (not listed), alias -> name.
         unknown_hint: text appended to the unknown-name message (e.g. what else is accepted).
     """
@@ -220,7 +221,7 @@ class Registry(Mapping[str, T]):
         return entry if isinstance(entry, LazyEntry) else None
 
     def describe(self, name: str) -> str:
-        """One line about ``name``: the registry's describer, else the first docstring line (a lazy
+        """One line about ``name``: the registry's describer, else :func:`summary_line` (a lazy
         built-in whose extra is missing says which extra it needs)."""
         listed = self.canonical(name)
         entry = self._entries[listed]
@@ -233,7 +234,7 @@ class Registry(Mapping[str, T]):
                 return f"(needs the optional extra [{entry.extra}])" if entry.extra else "(its module cannot be imported)"
         if self._describer is not None:
             return self._describer(entry)
-        return _first_doc_line(entry)
+        return summary_line(entry)
 
     # ------------------------------------------------------------ registration
     def _name_of(self, obj: Any) -> str:

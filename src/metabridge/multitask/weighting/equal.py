@@ -15,6 +15,7 @@ same trajectory, with SGD the mean is the sum at a K-times smaller learning rate
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar, Literal
 
 from torch import Tensor
@@ -27,8 +28,7 @@ __all__ = ["EqualWeighting"]
 Reduction = Literal["sum", "mean"]
 
 
-@register_weighting("equal", reduction="sum")
-@register_weighting("mean", reduction="mean")
+@register_weighting("equal")
 class EqualWeighting(Weighting):
     """Every task weighted equally: ``sum_i L_i`` (``reduction="sum"``, the default) or
     ``(1/K) sum_i L_i`` (``reduction="mean"``)."""
@@ -50,3 +50,6 @@ class EqualWeighting(Weighting):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, reduction={self.reduction!r}"
+
+
+register_weighting("mean", functools.partial(EqualWeighting, reduction="mean"))

@@ -40,6 +40,7 @@ business, not this method's.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import ClassVar, Literal
@@ -62,7 +63,6 @@ def _finite_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-@register_weighting("famo_next_batch", lookahead="next_batch")  # no extra forward (an approximation)
 @register_weighting("famo")
 class FAMO(Weighting):
     """Fast Adaptive Multitask Optimization (loss-only, learned task logits updated after each step)."""
@@ -162,3 +162,7 @@ class FAMO(Weighting):
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, w_lr={self.w_lr}, gamma={self.gamma}, eps={self.eps}, "
                 f"lookahead={self.lookahead!r}")
+
+
+# no extra forward (an approximation)
+register_weighting("famo_next_batch", functools.partial(FAMO, lookahead="next_batch"))
