@@ -10,6 +10,6 @@ RUN="${RUNS:-runs/experiments}/metarl_metaworld_reach"
 [[ -f "$HERE/results/ml1_reach.json" ]] && { echo "skip: results/ml1_reach.json exists"; exit 0; }
 mkdir -p "$HERE/results"
 OMP_NUM_THREADS=1 "$MB" rl experiment --name metaworld-reach --threads 1 --no-progress --out "$RUN" --runs "$RUN/runs" \
-    --set '{"iterations": 20, "eval_every": 10, "checkpoint_every": 5}'
+    --iterations 20 --eval-every 10 --checkpoint-every 5
 cp "$RUN/results.json" "$HERE/results/ml1_reach.json"
 cp "$RUN/returns.png" "$HERE/plot.png"
