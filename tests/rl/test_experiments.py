@@ -36,7 +36,13 @@ def test_comparison_gives_drs_twice_the_iterations_and_reuses_runs(tmp_path: Pat
 
 
 def test_tradeoff_map_from_seeds(tmp_path: Path) -> None:
-    report = tradeoff_experiment("navigation-finn", tmp_path / "out", tmp_path / "runs", seeds=(0, 1), **TINY)
+    from metabridge.rl.commands import TradeoffConfig, run_tradeoff
+
+    config = TradeoffConfig(out=tmp_path / "out", seeds=[0, 1], progress=False, **TINY)
+    report = run_tradeoff(config)
+    assert {p.name for p in (tmp_path / "out" / "runs").iterdir()} == {"maml-trpo-s0", "maml-trpo-s1", "drs-trpo-s0",
+                                                                       "drs-trpo-s1"}
+    assert TradeoffConfig.from_file(tmp_path / "out" / "config.json") == config
     value = report["map"]["value"]
     assert len(value) == 2 and all(len(row) == 3 for row in value)  # checkpoints x (0..2 updates)
     assert all(-1 <= v <= 1 for row in value for v in row)
@@ -46,3 +52,20 @@ def test_tradeoff_map_from_seeds(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "tradeoff.png").stat().st_size > 0
     with pytest.raises(ValueError, match="at least 2 seeds"):
         tradeoff_experiment("navigation-finn", tmp_path / "o2", tmp_path / "r2", seeds=(0,), **TINY)
+    with pytest.raises(ValueError, match="seeds"):
+        TradeoffConfig(seeds=[0])
+
+
+@pytest.mark.slow
+def test_experiment_command_runs_the_named_experiment_into_out(tmp_path: Path, capsys) -> None:
+    from metabridge.rl.commands import RLExperimentConfig, run_experiment
+
+    small = {**TINY, "iterations": 2, "eval_every": 2, "eval_updates": 1}
+    report = run_experiment(RLExperimentConfig(name="navigation", out=tmp_path / "nav", progress=False, **small))
+    assert report["preset"] == "navigation-finn" and report["references"]["maml"][0] == -40.41
+    assert report["methods"]["maml-trpo"]["config"]["meta_batch"] == TINY["meta_batch"]
+    assert {"results.json", "returns.png", "table.md", "config.json", "runs"} <= {p.name for p in
+                                                                                   (tmp_path / "nav").iterdir()}
+    assert "| maml-trpo |" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="name"):
+        RLExperimentConfig(name="cartpole")

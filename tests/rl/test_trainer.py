@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from metabridge.checkpoint import CheckpointError
-from metabridge.cli import app
 from metabridge.rl import MetaEnv, Navigation2D, StepResult, register_env
 from metabridge.rl.config import RLConfig
 from metabridge.rl.presets import available_presets, preset_config
@@ -152,22 +150,80 @@ def test_eval_schedule_repeats_the_last_step_size() -> None:
     assert tiny(eval_updates=2, inner_lr=0.3).eval_schedule() == [0.3, 0.3]
 
 
-def test_cli_train_and_eval(tmp_path: Path) -> None:
-    runner = CliRunner()
-    over = json.dumps({k: v for k, v in TINY.items() if k not in ("env",)} | {"iterations": 2})
-    res = runner.invoke(app, ["rl", "train", "--preset", "navigation-finn", "--algorithm", "drs-trpo", "--out",
-                              str(tmp_path / "r"), "--set", over, "--no-progress"])
+def test_rl_train_then_eval_report_returns_with_their_interval(tmp_path: Path, capsys) -> None:
+    from metabridge.rl.commands import RLEvalConfig, RLTrainConfig, run_eval, run_train
+
+    over = {k: v for k, v in TINY.items() if k != "env"} | {"iterations": 2}
+    train = RLTrainConfig(out=tmp_path / "r", preset="navigation-finn", algorithm="drs-trpo", progress=False, **over)
+    result = run_train(train)
+    assert result.iteration == 2
+    printed = capsys.readouterr().out
+    assert "mean ± 95% CI over 3 held-out tasks" in printed and "after 0 updates: return" in printed
+    saved = RLConfig(**json.loads((tmp_path / "r" / "config.json").read_text()))
+    assert saved.meta_batch == 3 and saved.algorithm == "drs-trpo"
+    assert RLTrainConfig.from_file(tmp_path / "r" / "config.json").rl_config() == saved  # --config RUN/config.json
+    report = run_eval(RLEvalConfig(run=tmp_path / "r", updates=2, out=tmp_path / "e"))
+    data = json.loads((tmp_path / "e" / "eval.json").read_text())
+    assert data == json.loads(json.dumps(report)) and data["iteration"] == 2
+    assert len(data["returns"]) == 3 and len(data["returns_ci95"]) == 3 and all(c > 0 for c in data["returns_ci95"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if "after 2 updates" in line]
+    assert lines and f"{data['returns'][2]:.2f} ± {data['returns_ci95'][2]:.2f}" in lines[0]
+    assert json.loads((tmp_path / "e" / "config.json").read_text())["updates"] == 2
+
+
+def test_rl_eval_of_a_folder_without_a_run_says_so(tmp_path: Path) -> None:
+    from metabridge.rl.commands import RLEvalConfig, run_eval
+
+    for folder in (tmp_path, tmp_path / "missing"):
+        with pytest.raises(CheckpointError, match=f"no run in {folder}; train one with metabridge rl train"):
+            run_eval(RLEvalConfig(run=folder, out=tmp_path / "e"))
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"algorithm": "pearl"}, ["algorithm", "'pearl'", "drs-ppo, drs-trpo, fo-maml-trpo, maml-trpo"]),
+    ({"meta_batch": -3}, ["meta_batch: must be >= 1 (got -3)"]),
+    ({"preset": "nope"}, ["unknown meta-RL preset 'nope'", "navigation-finn"]),
+    ({"resume": True, "overwrite": True}, ["--resume", "--overwrite"]),
+])
+def test_invalid_rl_settings_are_one_line_naming_the_field(settings: dict, words: list[str]) -> None:
+    from pydantic import ValidationError
+
+    from metabridge.config import describe_validation_error
+    from metabridge.rl.commands import RLTrainConfig
+
+    with pytest.raises(ValidationError) as err:
+        RLTrainConfig(**settings)
+    text = describe_validation_error(err.value)
+    assert "\n" not in text and "pydantic" not in text and all(w in text for w in words), text
+
+
+def test_invalid_rl_settings_from_a_preset_are_one_line() -> None:
+    with pytest.raises(ValueError) as err:
+        preset_config("navigation-finn", eval_lrs=[-0.5])
+    assert "eval_lrs" in str(err.value) and "\n" not in str(err.value) and "pydantic" not in str(err.value)
+
+
+def test_cli_rl_train_refuses_an_unknown_algorithm_in_one_line(tmp_path: Path) -> None:
+    from cli_runner import run_cli
+
+    res = run_cli(["rl", "train", "--algorithm", "pearl", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2
+    assert "pearl" in res.output and "maml-trpo" in res.output and "errors.pydantic.dev" not in res.output
+    assert len(res.output.strip().splitlines()) == 1, res.output
+    res = run_cli(["rl", "train", "--meta-batch", "-3", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "meta_batch" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_rl_eval_names_the_run_positionally(tmp_path: Path) -> None:
+    from cli_runner import run_cli
+
+    train_rl(tiny("drs-trpo", iterations=2), tmp_path / "r", progress=False)
+    res = run_cli(["rl", "eval", str(tmp_path / "r"), "--updates", "1", "--out", str(tmp_path / "e")])
     assert res.exit_code == 0, res.output
-    assert "returns after k updates" in res.output
-    res = runner.invoke(app, ["rl", "eval", "--run", str(tmp_path / "r"), "--updates", "2", "--json-out",
-                              str(tmp_path / "e.json")])
-    assert res.exit_code == 0, res.output
-    data = json.loads((tmp_path / "e.json").read_text())
-    assert len(data["returns"]) == 3 and data["iteration"] == 2
-    res = runner.invoke(app, ["rl", "train", "--preset", "nope", "--out", str(tmp_path / "x")])
-    assert res.exit_code == 2 and "available" in res.output
-    res = runner.invoke(app, ["rl", "train", "--set", "{not json", "--out", str(tmp_path / "x")])
-    assert res.exit_code == 2 and "--set" in res.output
+    assert len(json.loads((tmp_path / "e" / "eval.json").read_text())["returns_ci95"]) == 2
+    res = run_cli(["rl", "eval", str(tmp_path / "none"), "--out", str(tmp_path / "e")])
+    assert res.exit_code != 0 and f"no run in {tmp_path / 'none'}" in res.output
 
 
 def test_user_environment_plugs_in(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ theta^{(k+1)}_i = theta^{(k)}_i - alpha grad L_i(theta^{(k)}_i) on them (first o
 graph is kept), and repeat; the metric after k updates is the average undiscounted
 return of the episodes sampled with theta^{(k)}_i (k = 0 is theta itself). Every task
 is adapted in the same batched call; the result is a ``[K + 1, T]`` tensor of returns
-(and of success rates where the family defines success).
+(and of success rates where the family defines success), reported as the mean over the T
+tasks with its 95% confidence interval (1.96 standard errors over tasks).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..stats import mean_ci95
+from ..stats import MeanCI, mean_ci95
 from .advantages import process_episodes
 from .envs.base import MetaEnv
 from .inner_step import adapt
@@ -38,10 +39,23 @@ class FinetuneResult:
     def returns_ci95(self) -> list[float]:
         """Half-width of the 95% CI over tasks of each ``returns[k]``
         (:func:`metabridge.stats.mean_ci95`; 0.0 for a single task)."""
-        return [mean_ci95(r).ci95 if r.numel() > 1 else 0.0 for r in self.returns]
+        return _ci95_rows(self.returns)
+
+    def returns_summary(self) -> list[MeanCI]:
+        """``returns[k]`` as mean ± 95% CI over the tasks, one per number of updates k."""
+        return [MeanCI(m, c, self.returns.shape[1]) for m, c in zip(self.mean_returns(), self.returns_ci95())]
 
     def mean_success(self) -> list[float] | None:
         return None if self.success is None else [float(s) for s in self.success.mean(1)]
+
+    def success_ci95(self) -> list[float] | None:
+        """Half-width of the 95% CI over tasks of each success rate (None where success is not defined)."""
+        return None if self.success is None else _ci95_rows(self.success)
+
+
+def _ci95_rows(values: Tensor) -> list[float]:
+    """Half-width of the 95% CI of the mean of each row of ``[K + 1, T]`` ``values`` (0.0 for one task)."""
+    return [mean_ci95(r).ci95 if r.numel() > 1 else 0.0 for r in values]
 
 
 def finetune_returns(env: MetaEnv, policy: GaussianMLPPolicy, tasks: Tensor, rollouts: int, updates: int,

@@ -110,7 +110,8 @@ def tuned_finetuning(config: RLConfig, run_dir: Path | None, factors: Sequence[f
     finally:
         env.close()
     return {"returns": res.mean_returns(), "returns_ci95": res.returns_ci95(), "success": res.mean_success(),
-            "lrs": test_cfg.eval_schedule(), "factor": best, "validation_scores": {str(k): v for k, v in scores.items()}}
+            "lrs": test_cfg.eval_schedule(), "factor": best,
+            "validation_scores": {str(k): v for k, v in scores.items()}}
 
 
 def _random_init(config: RLConfig) -> dict[str, Any]:
@@ -119,8 +120,8 @@ def _random_init(config: RLConfig) -> dict[str, Any]:
         res = evaluate_policy(config, env, build_policy(config, env))
     finally:
         env.close()
-    return {"returns": res.mean_returns(), "returns_ci95": res.returns_ci95(), "success": res.mean_success(), "env_steps": 0,
-            "train_seconds": 0.0, "iterations": 0}
+    return {"returns": res.mean_returns(), "returns_ci95": res.returns_ci95(), "success": res.mean_success(),
+            "env_steps": 0, "train_seconds": 0.0, "iterations": 0}
 
 
 def _plot_returns(report: dict[str, Any], path: Path, references: dict[str, Any] | None) -> Path:
@@ -203,7 +204,7 @@ def comparison_experiment(preset: str, out: Path, runs: Path, algorithms: Sequen
     return report
 
 
-def navigation_experiment(out: Path = Path("bench/results/rl/navigation"), runs: Path = Path("runs/rl/navigation"),
+def navigation_experiment(out: Path = Path("runs/rl/navigation"), runs: Path = Path("runs/rl/navigation/runs"),
                           seed: int = 0, progress: bool = True, **overrides: Any) -> dict[str, Any]:
     """(a) Finn et al.'s 2D navigation: MAML-TRPO, DRS-TRPO (equal samples) and a random policy."""
     return comparison_experiment("navigation-finn", out, runs, ("maml-trpo", "drs-trpo"), seed, True,
@@ -242,7 +243,8 @@ def tradeoff_experiment(preset: str, out: Path, runs: Path, seeds: Sequence[int]
     report = {"preset": preset, "seeds": list(seeds), "maml": maml, "drs": drs, "env_steps": budgets,
               "maml_iterations": [c["step"] for c in curves[maml][0][:n_ckpt]],
               "drs_iterations": [c["step"] for c in curves[drs][0][:n_ckpt]], "updates": updates,
-              "map": result.to_json(), "configs": {a: c.model_dump() for a, c in cfgs.items()}, "machine": machine("cpu")}
+              "map": result.to_json(), "configs": {a: c.model_dump() for a, c in cfgs.items()},
+              "machine": machine("cpu")}
     atomic_write_text(out / "tradeoff.json", json.dumps(report, indent=2) + "\n")
     fig = plot_tradeoff_map(result, budgets, updates, f"{preset}: sign({drs} - {maml}) (1 - 2p), "
                             f"{len(seeds)} seeds")

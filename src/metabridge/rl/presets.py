@@ -4,16 +4,16 @@
   ``maml_trpo_point.py``): normalised actions (x0.1), (100, 100) ReLU policy, fast lr 0.5,
   20 trajectories per task, max KL 0.01, 100 iterations; the tested model was trained with
   meta-batch 20. Test protocol (``test_maml_point.py``): 40 goals, 40 trajectories per
-  step, step sizes 0.5 then 0.25. One change for this 2-core machine: the Fisher-vector
+  step, step sizes 0.5 then 0.25. One change to lower the cost: the Fisher-vector
   products use a quarter of the rollouts (``fisher_subsample=0.25``, TRPO's subsampled
   curvature; gradient, surrogate and KL bound use all of them).
 * ``halfcheetah-vel-gao``: Gao & Sener's HalfCheetahRandVel (isl-org/MetaLearningTradeoffs,
   ``experiments/benchmark``): goal velocity U(0, 3), horizon 200, 40 tasks x 20 rollouts,
   (64, 64) tanh, inner lr 0.01, MAML max KL 0.001 (DRS-TRPO 0.01; DRS-PPO Adam 1e-2,
   5 epochs, clip 0.3), 1001 MAML / 2001 DRS iterations. ``halfcheetah-vel-small-gao-steps``
-  is that protocol scaled to this machine (10 tasks x 10 rollouts, horizon 100, 60 MAML
-  iterations): measured, no method moves off the initial policy's return in that budget
-  with Gao & Sener's small steps (0.01 inner, KL 0.001). ``halfcheetah-vel-small`` is the
+  is that protocol scaled down (10 tasks x 10 rollouts, horizon 100, 60 MAML iterations)
+  with Gao & Sener's small steps (0.01 inner, KL 0.001; how far they move the policy in that
+  budget is on the HalfCheetah results page). ``halfcheetah-vel-small`` is the
   same scaled family with Finn et al.'s cheetah step sizes (inner lr 0.1, max KL 0.01 for
   MAML and DRS-TRPO; DRS-PPO Adam 1e-3, clip 0.2), which learn within it.
 * ``metaworld-ml1-reach``: Meta-World ML1 reach-v3 as Gao & Sener ran it (horizon 150,
@@ -24,6 +24,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
+from ..config import describe_validation_error
 from .config import RLConfig
 
 #: algorithm -> overrides per preset (Gao & Sener tune the TRPO step and PPO rate per method)
@@ -92,4 +95,12 @@ def preset_config(name: str, algorithm: str = "maml-trpo", **overrides: Any) -> 
     kwargs.update(_ALGORITHM_OVERRIDES.get(name, {}).get(algorithm, {}))
     kwargs.update(overrides.pop("algorithm_kwargs", {}) or {})
     fields.update(algorithm=algorithm, algorithm_kwargs=kwargs, **overrides)
-    return RLConfig(**fields)
+    return validated_rl_config(**fields)
+
+
+def validated_rl_config(**fields: Any) -> RLConfig:
+    """``RLConfig(**fields)``; invalid values are one ``ValueError`` naming each field and the fix."""
+    try:
+        return RLConfig(**fields)
+    except ValidationError as exc:
+        raise ValueError(describe_validation_error(exc, options=False)) from None
