@@ -116,10 +116,34 @@ def unit(data: dict[str, Any]) -> str:
     return "steps" if axis(data) == "step" else "s"
 
 
+def convergence(curve: list[dict[str, Any]], axis: str = "train_seconds", tail: float = 1 / 3) -> dict[str, Any]:
+    """The convergence rule of ``metabridge compare`` (``benchmarks/_compare_report.py``), recomputed from a stored
+    curve so that a page renders without importing the package: over the last third of the budget the
+    least-squares trend of validation accuracy gains at most the final 95% CI half-width, and the last third's mean
+    is at most that CI above the middle third's. ``converged`` is ``None`` with fewer than three validations in the
+    last third or none in the middle one (``tests/doc/test_results_pages.py`` checks it equals the package's)."""
+    if not curve:
+        return {"converged": None, "window_points": 0, "gain": None, "rise": None, "ci95": None}
+    end = curve[-1][axis]
+    eps = 1e-9 * max(end, 1.0)
+    window = [p for p in curve if p[axis] >= (1 - tail) * end - eps]
+    middle = [p for p in curve if (1 - 2 * tail) * end - eps <= p[axis] < (1 - tail) * end - eps]
+    ci = curve[-1]["val_ci95"]
+    if len(window) < 3 or not middle:
+        return {"converged": None, "window_points": len(window), "gain": None, "rise": None, "ci95": ci}
+    ts = [float(p[axis]) for p in window]
+    vs = [p["val_mean"] for p in window]
+    mt, mv = sum(ts) / len(ts), sum(vs) / len(vs)
+    var = sum((t - mt) ** 2 for t in ts)
+    slope = sum((t - mt) * (v - mv) for t, v in zip(ts, vs)) / var if var > 0 else 0.0
+    gain = slope * (ts[-1] - ts[0])
+    rise = mv - sum(p["val_mean"] for p in middle) / len(middle)
+    return {"converged": bool(gain <= ci and rise <= ci), "window_points": len(window), "gain": gain,
+            "rise": rise, "ci95": ci}
+
+
 def converged(result: dict[str, Any], data: dict[str, Any]) -> str:
     """The convergence rule of ``metabridge compare`` applied to a method's validation curve, with its margins."""
-    from metabridge.benchmarks._compare_report import convergence
-
     verdict = convergence(result["curve"], axis=axis(data))
     if verdict["converged"] is None:
         return "unknown (too few validations)"

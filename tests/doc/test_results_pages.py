@@ -98,3 +98,22 @@ def test_headline_block_is_filled_between_the_markers():
     filled = gen.fill_readme(text, "| a | b |")
     assert filled == f"intro\n{gen.START}\n| a | b |\n{gen.END}\nrest\n"
     assert gen.fill_readme("no markers here", "| a |") is None
+
+
+def test_pages_apply_the_compare_convergence_rule():
+    """The pages recompute ``metabridge compare``'s convergence rule from the stored curves: it must stay the same."""
+    from metabridge.benchmarks._compare_report import convergence
+
+    sys.path.insert(0, str(EXPERIMENTS))
+    try:
+        import _pagekit
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+    curves = []
+    for path in sorted(EXPERIMENTS.glob("*/results/**/*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and data.get("benchmark") == "compare":
+            curves += [(r["curve"], _pagekit.axis(data)) for r in data["methods"].values()]
+    assert curves
+    for curve, axis in curves:
+        assert _pagekit.convergence(curve, axis=axis) == convergence(curve, axis=axis)
