@@ -61,7 +61,7 @@ def _halfcheetah_findings(data: dict[str, Any]) -> str:
             + f", but the one-sided p lies between {min(p):.2f} and {max(p):.2f} over {m['n_drs']} seeds"
             + (" (no cell significant)" if min(p) > 0.05 else "")
             + ", and neither method adapts yet (returns flat in k). The paper's budget: "
-            "`metabridge rl tradeoff --preset halfcheetah-vel-gao` (not run: days on a few cores).")
+            "`metabridge rl tradeoff --preset halfcheetah-vel-gao` (not run).")
 
 
 def render(folder: Path) -> str:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-create results/ of Wang et al.'s closeness sweep: MTL, ANIL and MAML MLPs of widths 16/64/256 and depths 1-3
-# on the same sinusoid tasks, 3 seeds (a few minutes on two cores). Skipped when results/closeness.json exists
+# on the same sinusoid tasks, 3 seeds. Skipped when results/closeness.json exists
 # (delete it to rerun).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"

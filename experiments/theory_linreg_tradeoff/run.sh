@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-create results/ of Gao & Sener's linear-regression trade-off: the exact-vs-Monte-Carlo check and the sweep over
-# M, N and the step size, for kappa = 0 and kappa = 1 (about a minute per kappa on two cores).
+# M, N and the step size, for kappa = 0 and kappa = 1.
 # Skipped when both JSON files exist (delete them to rerun).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
