@@ -95,3 +95,16 @@ def render(folder: Path) -> str:
         _halfcheetah_findings(cheetah),
         kit.image(NAME, "results/halfcheetah_velocity.png", "trade-off map, HalfCheetah-Vel"),
     ]) + "\n"
+
+
+def headline(folder: Path) -> list[dict[str, str]]:
+    """README row: where DRS and MAML win on the 2D-navigation map."""
+    nav = kit.load(folder, "navigation.json")
+    v, steps = nav["map"]["value"], nav["env_steps"]
+    return [{
+        "method": "DRS-TRPO vs MAML-TRPO (trade-off map)",
+        "paper": "Gao & Sener 2020",
+        "headline": f"2D navigation, {len(nav['seeds'])} seeds: map value {min(v[0]):+.2f} or more at "
+                    f"{steps[0] / 1e6:.2f} M steps (DRS ahead), {max(v[-1][1:]):+.2f} or less after fine-tuning at "
+                    f"{steps[-1] / 1e6:.2f} M (MAML ahead)",
+    }]

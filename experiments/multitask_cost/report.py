@@ -119,3 +119,16 @@ def render(folder: Path) -> str:
         kit.image(NAME, "results/famo_imtl.png", "FAMO and IMTL, repeated run"),
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def headline(folder: Path) -> list[dict[str, str]]:
+    """README row: the gradient methods' speed-up over LibMTL's at the largest K."""
+    full = kit.load(folder, "all_methods.json")
+    k = full["protocol"]["tasks"][-1]
+    rows = {r["method"]: r for r in _rows(full, k)}
+    return [{
+        "method": "gradient weighting methods (MGDA, PCGrad, IMTL, GradNorm) vs LibMTL",
+        "paper": f"LibMTL {full['libmtl']['libmtl']}",
+        "headline": f"ms per step at K = {k}: PCGrad {rows['pcgrad']['speedup_over_libmtl']:.2f}x, MGDA "
+                    f"{rows['mgda']['speedup_over_libmtl']:.2f}x faster than LibMTL's on the same model",
+    }]
