@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The prepared GPU check (issue 17): everything metabridge claims about CUDA, in at most
-# 8 minutes on one GPU, each part under its own time limit so one slow part cannot eat
-# the others' time. Writes JSON (and the benches' PNGs) under $OUT/gpu_check (default
-# bench/results/gpu_check) and a summary.json saying which parts passed.
+# The prepared GPU check: everything metabridge claims about CUDA, in at most 8 minutes on
+# one GPU, each part under its own time limit so one slow part cannot eat the others' time.
+# Writes JSON (and the benches' PNGs) into $OUT (default experiments/gpu_check/results) and a
+# summary.json saying which parts passed; docs/gen_results.py renders them into the results page.
 #
 #   bash scripts/gpu_check.sh            # on a machine with a CUDA GPU and the venv set up
 #   OUT=/some/dir bash scripts/gpu_check.sh
@@ -12,7 +12,7 @@
 #   layouts    45   CUDA re-decision of the CPU-measured choices: grouped vs per-task Conv-4,
 #                   channels-last, cudnn.benchmark (scripts/gpu_layouts.py)
 #   peers     140   bench peers --device cuda (MAML / FOMAML / ANIL vs higher, TorchOpt,
-#                   learn2learn where installed), 1- and 5-shot
+#                   learn2learn where installed: scripts/install_peers.sh), 1- and 5-shot
 #   cost       75   the MTL-vs-MAML cost table (bench cost) on Conv-4@28 and ResNet-12@84
 #   compare   100   a short compare (MTL, MAML, ProtoNet; 30 s of training each) on glyphs
 # Sum: 420 s, 470 s with each part's 10 s kill grace, inside the 8-minute budget.
@@ -20,7 +20,7 @@ set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 [ -x "$PY" ] || PY=python
-OUT_DIR=${OUT:-bench/results}/gpu_check
+OUT_DIR=${OUT:-experiments/gpu_check/results}
 mkdir -p "$OUT_DIR"
 export METABRIDGE_GPU_CHECK=1
 declare -A STATUS SECONDS_TAKEN
@@ -30,26 +30,34 @@ part() {  # part NAME LIMIT CMD...
   shift 2
   local t0=$(date +%s.%N)
   echo "=== $name (limit ${limit}s): $*"
-  timeout --signal=TERM --kill-after=10 "$limit" "$@" >"$OUT_DIR/$name.log" 2>&1
+  timeout --signal=TERM --kill-after=10 "$limit" "$@" >"$LOGS/$name.log" 2>&1
   local rc=$?
   STATUS[$name]=$rc
   SECONDS_TAKEN[$name]=$(python3 -c "import time; print(round(time.time() - $t0, 1))")
-  tail -n 15 "$OUT_DIR/$name.log"
+  tail -n 15 "$LOGS/$name.log"
   echo "=== $name: rc=$rc in ${SECONDS_TAKEN[$name]} s"
 }
 
 "$PY" -c "import torch, sys; ok = torch.cuda.is_available(); print('CUDA', ok, torch.__version__, torch.cuda.get_device_name(0) if ok else ''); sys.exit(0 if ok else 3)" \
   || { echo "no CUDA device: nothing to check"; exit 3; }
-"$PY" -m pip list 2>/dev/null | grep -iE "^(torch|higher|torchopt|learn2learn) " > "$OUT_DIR/packages.txt"
+LOGS="$OUT_DIR/logs"  # the parts' logs and run folders, beside the JSON
+mkdir -p "$LOGS"
+"$PY" -m pip list 2>/dev/null | grep -iE "^(torch|higher|torchopt|learn2learn) " > "$LOGS/packages.txt"
 
 part tests 60 "$PY" -m pytest -q -x -k "cuda or device" tests/
 part layouts 45 "$PY" scripts/gpu_layouts.py --out "$OUT_DIR/layouts_cuda.json"
-# --libs auto: every peer that imports (from this venv or the peer venv of ../shared/peers/install.sh)
-part peers 140 "$PY" -m metabridge bench peers --device cuda --libs auto,metabridge:closed-bn --repeats 5 --out "$OUT_DIR/peers_cuda.json"
-part cost 75 "$PY" -m metabridge bench cost --device cuda --backbones conv4@28,resnet12@84 --steps 3 \
-  --results-dir "$OUT_DIR/cost_cuda"
-part compare 100 "$PY" -m metabridge compare --device cuda --methods mtl,maml,protonet --budget 30 --eval-every 10 \
-  --val-episodes 100 --test-episodes 300 --out-dir "$OUT_DIR/compare_runs" --results-dir "$OUT_DIR/compare_cuda"
+# --libs auto: every peer that imports (from this venv or the peer venv of scripts/install_peers.sh)
+part peers 140 "$PY" -m metabridge bench peers --device cuda --libs auto metabridge:closed-bn --repeats 5 \
+  --out "$LOGS/peers"
+part cost 75 "$PY" -m metabridge bench cost --device cuda --backbones conv4@28 resnet12@84 --steps 3 \
+  --out "$LOGS/cost"
+part compare 100 "$PY" -m metabridge compare --device cuda --methods mtl maml protonet --budget-seconds 30 \
+  --eval-every-seconds 10 --val-episodes 100 --test-episodes 300 --out "$LOGS/compare"
+for pair in peers/peers_cuda:peers_cuda cost/cost_cuda:cost_cuda compare/compare:compare_cuda; do
+  src=$LOGS/${pair%%:*}; dst=$OUT_DIR/${pair##*:}
+  [ -f "$src.json" ] && cp "$src.json" "$dst.json"
+  [ -f "$src.png" ] && cp "$src.png" "$dst.png"
+done
 
 "$PY" - "$OUT_DIR" <<EOF
 import json, sys
@@ -58,4 +66,4 @@ summary = {name: {"rc": rc, "seconds": s, "passed": rc == 0} for name, (rc, s) i
 json.dump(summary, open(sys.argv[1] + "/summary.json", "w"), indent=2)
 print(json.dumps(summary, indent=2))
 EOF
-rm -rf "$OUT_DIR/compare_runs"  # checkpoints: too large to bring back
+rm -rf "$LOGS/peers" "$LOGS/cost" "$LOGS/compare"  # run folders (checkpoints): their JSON and PNG are copied above

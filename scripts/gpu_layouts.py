@@ -1,4 +1,4 @@
-"""Re-decide on CUDA the layout choices that were measured on the CPU (issue 17, item 2).
+"""Re-decide on CUDA the layout choices that were measured on the CPU.
 
 On the CPU metabridge runs MAML's meta-batch one task per chunk in worker threads
 (``ExecutionOptions(task_chunk="auto")``: 1 on CPU, ``None`` = all tasks in one grouped-
@@ -8,7 +8,7 @@ meta-iteration (Conv-4, 5-way 1-shot, meta-batch 32, 5 inner steps) for each
 task-batching / layout variant with ``cudnn.benchmark`` off and on, and one MTL step
 (880 images) with contiguous and channels-last weights, and writes the medians as JSON.
 
-    python scripts/gpu_layouts.py --out bench/results/gpu_check/layouts_cuda.json
+    python scripts/gpu_layouts.py --out experiments/gpu_check/results/layouts_cuda.json
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def mtl_layouts(repeats: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="bench/results/gpu_check/layouts_cuda.json")
+    parser.add_argument("--out", default="experiments/gpu_check/results/layouts_cuda.json")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     if not torch.cuda.is_available():
