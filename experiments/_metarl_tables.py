@@ -23,13 +23,15 @@ def returns_table(run: dict[str, Any], updates: list[int] | None = None, digits:
     ks = updates if updates is not None else list(range(len(first["returns"])))
     rows = []
     for name, res in run["methods"].items():
-        rows.append([
-            name,
-            *[kit.pm(res["returns"][k], res["returns_ci95"][k], digits) for k in ks],
-            _lrs(res),
-            f"{res['env_steps'] / 1e6:.2f} M",
-            f"{res['train_seconds']:.0f}",
-        ])
+        rows.append(
+            [
+                name,
+                *[kit.pm(res["returns"][k], res["returns_ci95"][k], digits) for k in ks],
+                _lrs(res),
+                f"{res['env_steps'] / 1e6:.2f} M",
+                f"{res['train_seconds']:.0f}",
+            ]
+        )
     headers = ["method", *[f"{k} upd." for k in ks], "test steps (tuned)", "env steps", "train s (1 thread)"]
     return kit.table(headers, rows)
 
@@ -39,7 +41,9 @@ def config_line(run: dict[str, Any]) -> str:
     c = run["config"]
     kwargs = ", ".join(f"{k} {v}" for k, v in c["algorithm_kwargs"].items())
     env = ", ".join(f"{k} {v}" for k, v in c["env_kwargs"].items())
-    return (f"Settings (from the JSON, MAML's run): env `{c['env']}` ({env}); policy {tuple(c['hidden'])} "
-            f"{c['activation']}; inner lr {c['inner_lr']}; {c['meta_batch']} tasks x {c['rollouts']} rollouts per "
-            f"iteration; {c['iterations']} iterations; {kwargs}; test: {c['eval_tasks']} held-out tasks x "
-            f"{c['eval_rollouts']} rollouts per update, evaluation seed {c['eval_seed']}; training seed {run['seed']}.")
+    return (
+        f"Settings (from the JSON, MAML's run): env `{c['env']}` ({env}); policy {tuple(c['hidden'])} "
+        f"{c['activation']}; inner lr {c['inner_lr']}; {c['meta_batch']} tasks x {c['rollouts']} rollouts per "
+        f"iteration; {c['iterations']} iterations; {kwargs}; test: {c['eval_tasks']} held-out tasks x "
+        f"{c['eval_rollouts']} rollouts per update, evaluation seed {c['eval_seed']}; training seed {run['seed']}."
+    )

@@ -34,14 +34,16 @@ def sweep_table(report: dict[str, Any]) -> str:
     if report.get("stl"):
         rows.append(["STL", *[metric(v, u) for v, u in zip(report["stl"], units)], "0 (ref)", "", "", ""])
     for name, res in ranked(report):
-        rows.append([
-            name,
-            *[metric(v, u) for v, u in zip(res["test_metric"], units)],
-            signed(res["delta_m"], res.get("delta_m_ci95")),
-            f"{res['mean_rank']:.2f}",
-            ", ".join(str(s) for s in res["best_step"]),
-            f"{res['peak_mib']:.0f}",
-        ])
+        rows.append(
+            [
+                name,
+                *[metric(v, u) for v, u in zip(res["test_metric"], units)],
+                signed(res["delta_m"], res.get("delta_m_ci95")),
+                f"{res['mean_rank']:.2f}",
+                ", ".join(str(s) for s in res["best_step"]),
+                f"{res['peak_mib']:.0f}",
+            ]
+        )
     return kit.table(headers, rows)
 
 
@@ -49,7 +51,8 @@ def settings_line(report: dict[str, Any]) -> str:
     """The run's settings as the JSON records them: steps, batch, learning rate, seeds, wall time."""
     s = report["settings"]
     seeds = ", ".join(str(x) for x in report["seeds"])
-    return (f"Settings (from the JSON): {s['steps']} steps of {s['batch_size']}, Adam lr {s['lr']}, evaluation every "
-            f"{s['eval_every']} steps, model `{s['model']}`, seed(s) {seeds}, {s['threads']} torch thread(s) per run; "
-            f"the whole sweep took {report['wall_seconds'] / 60:.0f} min of wall-clock time.")
-
+    return (
+        f"Settings (from the JSON): {s['steps']} steps of {s['batch_size']}, Adam lr {s['lr']}, evaluation every "
+        f"{s['eval_every']} steps, model `{s['model']}`, seed(s) {seeds}, {s['threads']} torch thread(s) per run; "
+        f"the whole sweep took {report['wall_seconds'] / 60:.0f} min of wall-clock time."
+    )

@@ -46,7 +46,7 @@ def render(folder: Path) -> str:
     table = kit.table(headers, [_row(run, RUNS[name]) for name, run in runs.items()])
     base, focus = (runs[n]["methods"]["mtl"]["test"] for n in RUNS)
     drops = [100 * (focus[str(k)]["mean"] - base[str(k)]["mean"]) for k in shots]
-    return "\n\n".join([
+    parts = [
         "# The bridge: a multi-task weighting method over Wang et al.'s classes-as-tasks",
         "Question: Wang et al.'s few-shot MTL is hard sharing with one head per training class. If the per-class "
         "losses of a batch are combined by a multi-task weighting method instead of the plain mean, does focusing "
@@ -67,7 +67,9 @@ def render(folder: Path) -> str:
         + f" points at {' / '.join(f'{k}-shot' for k in shots)} at this budget: the same direction as on the two "
         "multi-task benchmarks, where the min-max objective was the worst method. Both runs are short of "
         "convergence (converged by the compare rule: "
-        + ", ".join(str(run["summary"]["converged"]["mtl"]).lower() for run in runs.values()) + ").",
+        + ", ".join(str(run["summary"]["converged"]["mtl"]).lower() for run in runs.values())
+        + ").",
         kit.image(NAME, "results/mean_loss.png", "validation accuracy over training, mean loss"),
         kit.image(NAME, "results/smooth_max_t0.5.png", "validation accuracy over training, smooth max"),
-    ]) + "\n"
+    ]
+    return "\n\n".join(parts) + "\n"

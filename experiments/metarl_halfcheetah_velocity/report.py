@@ -37,16 +37,19 @@ def _findings(runs: dict[str, dict[str, Any]]) -> str:
     same = finn["methods"]["drs-trpo"]["returns"][0] == gao["methods"]["drs-trpo"]["returns"][0]
     drs0 = kit.pm(finn["methods"]["drs-trpo"]["returns"][0], finn["methods"]["drs-trpo"]["returns_ci95"][0])
     steps = finn["methods"]["maml-trpo"]["env_steps"]
-    return "\n".join([
+    lines = [
         f"- In {steps / 1e6:.1f} M environment steps per method no method has learned to adapt: across the test "
         f"updates every row moves by at most {max(_spread(r) for r in runs.values()):.2f} of its own 95% interval, "
         "with the preset's step and with the tuned one.",
-        f"- What differs is the initial policy, {agree} (return before adaptation): " + "; ".join(orders) + ". That is the regime where Gao & Sener report DRS ahead (a limited "
+        f"- What differs is the initial policy, {agree} (return before adaptation): "
+        + "; ".join(orders)
+        + ". That is the regime where Gao & Sener report DRS ahead (a limited "
         "budget); it is not a test of their full-budget claim (`metabridge rl tradeoff --preset halfcheetah-vel-gao`).",
         f"- DRS-TRPO's return before adaptation is {'bit-identical' if same else 'different'} in the two runs "
         f"({drs0}): same seed and same DRS settings in both, only the test step differs; runs are deterministic given "
         "the seed.",
-    ])
+    ]
+    return "\n".join(lines)
 
 
 def render(folder: Path) -> str:
@@ -57,7 +60,8 @@ def render(folder: Path) -> str:
         "Question: on Gao & Sener's HalfCheetahRandVel, at a small equal budget of environment steps, which of "
         "MAML-TRPO, DRS-TRPO and DRS-PPO gives the better policy before and after fine-tuning?",
         "Protocol: goal velocity U(0, 3), reward -|v - v_goal| - 0.05‖a‖², over gymnasium's HalfCheetah-v5; scaled "
-        "down to the settings below (the paper's budget: `metabridge rl tradeoff --preset halfcheetah-vel-gao`); DRS gets twice MAML's iterations (equal samples). Test: "
+        "down to the settings below (the paper's budget: `metabridge rl tradeoff --preset halfcheetah-vel-gao`); "
+        "DRS gets twice MAML's iterations (equal samples). Test: "
         "held-out goals, returns after k policy-gradient updates, mean ± 95% CI over the goals, which differ a lot "
         "in reachable return: compare rows against each other (the goals are the same for every row). The "
         "`(tuned step)` rows pick each method's test step on separate validation goals. Training seconds were "
@@ -66,8 +70,12 @@ def render(folder: Path) -> str:
     ]
     for name, label in RUNS.items():
         run = runs[name]
-        parts += [f"## {label} ({_steps_line(run)})", rl.config_line(run), rl.returns_table(run),
-                  kit.machine(run["machine"])]
+        parts += [
+            f"## {label} ({_steps_line(run)})",
+            rl.config_line(run),
+            rl.returns_table(run),
+            kit.machine(run["machine"]),
+        ]
     parts += [
         "## What it shows",
         _findings(runs),

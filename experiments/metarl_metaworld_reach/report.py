@@ -1,4 +1,7 @@
-"""Results page of Meta-World ML1 reach, scaled down: MAML-TRPO against DRS-TRPO. Rendered from ``results/ml1_reach.json``."""
+"""Results page of Meta-World ML1 reach, scaled down: MAML-TRPO against DRS-TRPO.
+
+Rendered from ``results/ml1_reach.json``.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ def render(folder: Path) -> str:
     maml, drs = m["maml-trpo"], m["drs-trpo"]
     ahead = all(d > a for d, a in zip(drs["success"], maml["success"]))
     minutes = (maml["train_seconds"] + drs["train_seconds"]) / 60
-    return "\n\n".join([
+    parts = [
         "# Meta-RL on Meta-World ML1 reach, scaled down",
         "Question: on a Meta-World task family, at a small equal budget, does MAML-TRPO or DRS-TRPO give the higher "
         "success rate before and after one fine-tuning update?",
@@ -45,7 +48,12 @@ def render(folder: Path) -> str:
         "Meta-World's published MAML figures (ML10 test 31.6%, ML45 test 39.9%; Yu et al. 2019, Table 1, typed from "
         "the paper) are for other benchmarks and a far larger budget: not comparable with this run.",
         "What it shows: "
-        + ("DRS-TRPO is ahead of MAML-TRPO both before and after one update: again the limited-budget side of Gao "
-           "& Sener's trade-off." if ahead else "neither method is ahead both before and after the update."),
+        + (
+            "DRS-TRPO is ahead of MAML-TRPO both before and after one update: again the limited-budget side of Gao "
+            "& Sener's trade-off."
+            if ahead
+            else "neither method is ahead both before and after the update."
+        ),
         kit.image(NAME, "plot.png", "Meta-World reach returns"),
-    ]) + "\n"
+    ]
+    return "\n\n".join(parts) + "\n"

@@ -17,8 +17,10 @@ NAME = "metarl_navigation"
 def _reference_table(run: dict[str, Any]) -> str:
     refs = run["references"]
     ks = range(len(next(iter(refs.values()))))
-    return kit.table(["Finn et al. (stored results)", *[f"{k} upd." for k in ks]],
-                     [[name, *[f"{v:.2f}" for v in values]] for name, values in refs.items()])
+    return kit.table(
+        ["Finn et al. (stored results)", *[f"{k} upd." for k in ks]],
+        [[name, *[f"{v:.2f}" for v in values]] for name, values in refs.items()],
+    )
 
 
 def _findings(run: dict[str, Any]) -> str:
@@ -26,7 +28,7 @@ def _findings(run: dict[str, Any]) -> str:
     maml, drs, drs_tuned = m["maml-trpo"], m["drs-trpo"], m["drs-trpo (tuned step)"]
     finn = run["references"]["maml"]
     off = [abs(a - b) / abs(b) * 100 for a, b in zip(maml["returns"], finn)]
-    return "\n".join([
+    lines = [
         f"- MAML after one update is {off[1]:.1f}% from Finn's stored result ({maml['returns'][1]:.2f} vs "
         f"{finn[1]:.2f}); after 2 and 3 updates it is at {maml['returns'][2]:.2f} / {maml['returns'][3]:.2f} against "
         f"{finn[2]:.2f} / {finn[3]:.2f} (CI ± {maml['returns_ci95'][2]:.2f}). Candidate causes, not separated here: "
@@ -42,14 +44,15 @@ def _findings(run: dict[str, Any]) -> str:
         + " / ".join(f"{v:.2f}" for v in drs_tuned["returns"][1:])
         + ": MAML's model wins on this task family at this budget; the trade-off map "
         "(`metarl_tradeoff_map`) shows where DRS is ahead.",
-    ])
+    ]
+    return "\n".join(lines)
 
 
 def render(folder: Path) -> str:
     """The markdown of the results page, every figure from the JSON."""
     run = kit.load(folder, "finn_protocol.json")
     m = run["methods"]
-    return "\n\n".join([
+    parts = [
         "# Meta-RL on 2D navigation: MAML-TRPO against domain-randomized search (Finn et al.'s protocol)",
         "Question (Gao & Sener, NeurIPS 2020, on RL): does MAML's better model (an initialisation trained for one "
         "policy-gradient step) beat domain-randomized search's easier optimisation (DRS: one policy trained on all "
@@ -70,16 +73,19 @@ def render(folder: Path) -> str:
         "What it shows:",
         _findings(run),
         kit.image(NAME, "plot.png", "2D navigation returns after k test updates"),
-    ]) + "\n"
+    ]
+    return "\n\n".join(parts) + "\n"
 
 
 def headline(folder: Path) -> list[dict[str, str]]:
     """README row: MAML-TRPO on 2D navigation against Finn et al.'s stored result."""
     run = kit.load(folder, "finn_protocol.json")
     maml = run["methods"]["maml-trpo"]
-    return [{
-        "method": "MAML-TRPO (meta-RL)",
-        "paper": "Finn et al. 2017",
-        "headline": f"2D navigation, return after 1 update {kit.pm(maml['returns'][1], maml['returns_ci95'][1])} "
-                    f"(Finn's stored result {run['references']['maml'][1]:.2f})",
-    }]
+    return [
+        {
+            "method": "MAML-TRPO (meta-RL)",
+            "paper": "Finn et al. 2017",
+            "headline": f"2D navigation, return after 1 update {kit.pm(maml['returns'][1], maml['returns_ci95'][1])} "
+            f"(Finn's stored result {run['references']['maml'][1]:.2f})",
+        }
+    ]

@@ -36,11 +36,18 @@ def cost_table(data: dict[str, Any], k: int) -> str:
     """One row per method at K tasks: ours and LibMTL's ms per step, each against its equal weighting."""
     rows = []
     for r in _rows(data, k):
-        rows.append([
-            r["method"], READS.get(r["needs"], r["needs"]), _ms(r["metabridge"]), _ratio(r.get("ratio_to_equal")),
-            r.get("libmtl_method") or "(none)", _ms(r.get("libmtl")), _ratio(r.get("libmtl_ratio_to_ew")),
-            _ratio(r.get("speedup_over_libmtl"), "x"),
-        ])
+        rows.append(
+            [
+                r["method"],
+                READS.get(r["needs"], r["needs"]),
+                _ms(r["metabridge"]),
+                _ratio(r.get("ratio_to_equal")),
+                r.get("libmtl_method") or "(none)",
+                _ms(r.get("libmtl")),
+                _ratio(r.get("libmtl_ratio_to_ew")),
+                _ratio(r.get("speedup_over_libmtl"), "x"),
+            ]
+        )
     headers = ["method", "reads", "ms/step", "x equal", "LibMTL", "LibMTL ms/step", "x EW", "speed-up"]
     return kit.table(headers, rows)
 
@@ -62,11 +69,14 @@ def _findings(full: dict[str, Any], famo: dict[str, Any]) -> str:
         + ", ".join(f"{_row(famo, 'famo', k)['ratio_to_equal']:.2f}x" for k in famo["protocol"]["tasks"])
         + " and `famo_next_batch` "
         + ", ".join(f"{_row(famo, 'famo_next_batch', k)['ratio_to_equal']:.2f}x" for k in famo["protocol"]["tasks"])
-        + " (`FAMO(lookahead=\"next_batch\")`: the next step's losses stand for L(t+1), no extra forward, an "
+        + ' (`FAMO(lookahead="next_batch")`: the next step\'s losses stand for L(t+1), no extra forward, an '
         "approximation of the paper's update).",
         "- IMTL against LibMTL's in the repeated run: "
-        + "; ".join(f"K = {k}: {_ms(_row(famo, 'imtl', k)['metabridge'])} vs {_ms(_row(famo, 'imtl', k)['libmtl'])} ms"
-                    for k in famo["protocol"]["tasks"]) + ".",
+        + "; ".join(
+            f"K = {k}: {_ms(_row(famo, 'imtl', k)['metabridge'])} vs {_ms(_row(famo, 'imtl', k)['libmtl'])} ms"
+            for k in famo["protocol"]["tasks"]
+        )
+        + ".",
     ]
     grads = [r for r in _rows(full, ks[-1]) if r["gradient_method"] and r.get("speedup_over_libmtl")]
     lines.append(
@@ -74,22 +84,26 @@ def _findings(full: dict[str, Any], famo: dict[str, Any]) -> str:
         + ", ".join(f"`{r['method']}` {r['speedup_over_libmtl']:.2f}x faster" for r in grads)
         + ". Their own cost is the K per-task gradients (K backward passes through the shared encoder); MGDA-UB "
         "reads gradients with respect to the shared features instead, while LibMTL's `rep_grad` variant still runs "
-        "a backward per task through the heads.")
+        "a backward per task through the heads."
+    )
     failed = [r for r in full["rows"] if r.get("libmtl") and r["libmtl"]["status"] != "ok"]
     missing = sorted({r["method"] for r in full["rows"] if not r.get("libmtl_method")})
     lines.append(
         f"- LibMTL {full['libmtl']['libmtl']} has no counterpart of {', '.join(f'`{m}`' for m in missing)}; "
         + "; ".join(f"its {r['libmtl_method']} fails at K = {r['num_tasks']} ({r['libmtl']['status']})" for r in failed)
-        + ".")
+        + "."
+    )
     return "\n".join(lines)
 
 
 def _protocol(data: dict[str, Any]) -> str:
     p = data["protocol"]
-    return (f"Protocol (from the JSON): {p['model']}; P = {p['shared_params']:,} shared parameters; batch {p['batch']}; "
-            f"{p['loss']}; {p['optimizer']}; {p['threads']} thread(s), {p['device']}; each configuration in its own "
-            f"process, {p['warmup']} warm-up and {p['steps']} timed steps; {p['statistic']}; {p['interleaved']}; "
-            f"{p['repeats']} round(s). LibMTL {data['libmtl']['libmtl']} with torch {data['libmtl']['torch']}.")
+    return (
+        f"Protocol (from the JSON): {p['model']}; P = {p['shared_params']:,} shared parameters; batch {p['batch']}; "
+        f"{p['loss']}; {p['optimizer']}; {p['threads']} thread(s), {p['device']}; each configuration in its own "
+        f"process, {p['warmup']} warm-up and {p['steps']} timed steps; {p['statistic']}; {p['interleaved']}; "
+        f"{p['repeats']} round(s). LibMTL {data['libmtl']['libmtl']} with torch {data['libmtl']['torch']}."
+    )
 
 
 def render(folder: Path) -> str:
@@ -126,9 +140,11 @@ def headline(folder: Path) -> list[dict[str, str]]:
     full = kit.load(folder, "all_methods.json")
     k = full["protocol"]["tasks"][-1]
     rows = {r["method"]: r for r in _rows(full, k)}
-    return [{
-        "method": "gradient weighting methods (MGDA, PCGrad, IMTL, GradNorm) vs LibMTL",
-        "paper": f"LibMTL {full['libmtl']['libmtl']}",
-        "headline": f"ms per step at K = {k}: PCGrad {rows['pcgrad']['speedup_over_libmtl']:.2f}x, MGDA "
-                    f"{rows['mgda']['speedup_over_libmtl']:.2f}x faster than LibMTL's on the same model",
-    }]
+    return [
+        {
+            "method": "gradient weighting methods (MGDA, PCGrad, IMTL, GradNorm) vs LibMTL",
+            "paper": f"LibMTL {full['libmtl']['libmtl']}",
+            "headline": f"ms per step at K = {k}: PCGrad {rows['pcgrad']['speedup_over_libmtl']:.2f}x, MGDA "
+            f"{rows['mgda']['speedup_over_libmtl']:.2f}x faster than LibMTL's on the same model",
+        }
+    ]

@@ -25,8 +25,9 @@ def _conflict_table(conflict: dict[str, Any]) -> str:
 
 def _affinity_table(affinity: dict[str, Any]) -> str:
     tasks = affinity["tasks"]
-    rows = [[f"step on {a}", *[f"{affinity['mean'][i][j]:.5f}" for j in range(len(tasks))]]
-            for i, a in enumerate(tasks)]
+    rows = [
+        [f"step on {a}", *[f"{affinity['mean'][i][j]:.5f}" for j in range(len(tasks))]] for i, a in enumerate(tasks)
+    ]
     return kit.table(["Z(i -> j)", *[f"measured on {t}" for t in tasks]], rows)
 
 
@@ -38,7 +39,7 @@ def render(folder: Path) -> str:
     run = report["methods"]["equal"]
     tasks = report["tasks"]
     groups = " + ".join("{" + ", ".join(g) + "}" for g in grouping["named"])
-    return "\n\n".join([
+    parts = [
         "# Negative-transfer diagnostics on Multi-Fashion-MNIST",
         "Question: do the two Multi-Fashion-MNIST tasks conflict in the shared encoder, where, and when; and would "
         "a task-grouping search keep them together?",
@@ -64,4 +65,5 @@ def render(folder: Path) -> str:
         kit.image(NAME, "results/affinity.png", "lookahead affinity"),
         kit.image(NAME, "results/loss_trajectories.png", "task losses during training"),
         kit.image(NAME, "results/weight_trajectories.png", "task weights during training"),
-    ]) + "\n"
+    ]
+    return "\n\n".join(parts) + "\n"

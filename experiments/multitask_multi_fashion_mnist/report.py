@@ -24,15 +24,15 @@ def _findings(report: dict[str, Any]) -> str:
     equal = methods["equal"]["test_metric"]
     ci = max(_ci95(v) for v in equal)
     within = [
-        name for name, res in sweep.ranked(report)
-        if name not in ("equal", "equal_tuned")
-        and all(abs(a - b) < ci for a, b in zip(res["test_metric"], equal))
+        name
+        for name, res in sweep.ranked(report)
+        if name not in ("equal", "equal_tuned") and all(abs(a - b) < ci for a, b in zip(res["test_metric"], equal))
     ]
     minmax = [a - b for a, b in zip(methods["minmax"]["test_metric"], equal)]
     tuned = methods["equal_tuned"]
     gain = [a - b for a, b in zip(tuned["test_metric"], report["stl"])]
     mean = methods["mean"]["test_metric"]
-    return "\n".join([
+    lines = [
         f"- With {TEST_EXAMPLES} test examples each accuracy has a 95% interval of about ±{ci:.1f} points, so on "
         f"one seed these methods are within noise of equal weighting on both tasks: {', '.join(within)}.",
         f"- The min-max objective (one task per step) is clearly worse than equal weighting "
@@ -44,13 +44,14 @@ def _findings(report: dict[str, Any]) -> str:
         "tuned, so its own best rate may close part of that gap.",
         f"- `mean` and `equal` differ only by a factor K on the gradient, which Adam nearly cancels "
         f"({' / '.join(f'{v:.2f}' for v in mean)} against {' / '.join(f'{v:.2f}' for v in equal)}).",
-    ])
+    ]
+    return "\n".join(lines)
 
 
 def render(folder: Path) -> str:
     """The markdown of the results page, every figure from the JSON."""
     report = kit.load(folder, "weighting_sweep.json")
-    return "\n\n".join([
+    parts = [
         "# Multi-task weighting methods on Multi-Fashion-MNIST",
         "Question: at a short training budget, does any loss- or gradient-weighting method beat plain equal "
         "weighting (and single-task training) on two tasks that share an encoder?",
@@ -79,4 +80,5 @@ def render(folder: Path) -> str:
         "own rate:",
         kit.image(NAME, "results/gradient_conflict.png", "gradient cosine between the tasks per layer"),
         kit.image(NAME, "results/affinity.png", "lookahead task affinity"),
-    ]) + "\n"
+    ]
+    return "\n\n".join(parts) + "\n"

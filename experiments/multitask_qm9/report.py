@@ -12,8 +12,15 @@ NAME = "multitask_qm9"
 # Navon et al. 2022 (Nash-MTL), Table 2, QM9 Delta_m %: published figures of a message-passing network trained far
 # longer, keyed by our method names (IMTL-G for `imtl`, our hybrid; linear scalarisation for `equal`).
 PAPER = {"nash_mtl": 62.0, "imtl": 77.2, "uw": 108.0, "cagrad": 112.8, "mgda": 120.5, "pcgrad": 125.7, "equal": 177.6}
-PAPER_NAMES = {"nash_mtl": "Nash-MTL", "imtl": "IMTL-G", "uw": "UW", "cagrad": "CAGrad", "mgda": "MGDA",
-               "pcgrad": "PCGrad", "equal": "LS"}
+PAPER_NAMES = {
+    "nash_mtl": "Nash-MTL",
+    "imtl": "IMTL-G",
+    "uw": "UW",
+    "cagrad": "CAGrad",
+    "mgda": "MGDA",
+    "pcgrad": "PCGrad",
+    "equal": "LS",
+}
 
 
 def _ranks(values: dict[str, float]) -> dict[str, int]:
@@ -28,8 +35,10 @@ def spearman(ours: dict[str, float], paper: dict[str, float]) -> float:
 
 
 def _paper_table(report: dict[str, Any]) -> str:
-    rows = [[f"`{name}` ({PAPER_NAMES[name]})", f"{PAPER[name]:.1f}", sweep.signed(report["methods"][name]["delta_m"])]
-            for name in sorted(PAPER, key=lambda n: report["methods"][n]["delta_m"])]
+    rows = [
+        [f"`{name}` ({PAPER_NAMES[name]})", f"{PAPER[name]:.1f}", sweep.signed(report["methods"][name]["delta_m"])]
+        for name in sorted(PAPER, key=lambda n: report["methods"][n]["delta_m"])
+    ]
     return kit.table(["method", "Nash-MTL paper, Delta_m %", "here, Delta_m %"], rows)
 
 
@@ -44,40 +53,44 @@ def _findings(report: dict[str, Any]) -> str:
     for name, step in sorted(steps.items()):
         by_step.setdefault(step, []).append(name)
     ratio = methods["scale_invariant"]["seconds_per_step"] / methods["equal"]["seconds_per_step"]
-    return "\n".join([
+    lines = [
         f"- Best method here: `{best}`; IMTL, CAGrad and Nash-MTL are all ahead of linear scalarisation (`equal`) "
         f"and MGDA is among the worst (Delta_m {methods['mgda']['delta_m']:+.1f}: it balances toward the tasks with "
         "small gradients).",
-        f"- Against the paper's order of the seven methods its Spearman rank correlation is {spearman(ours, PAPER):.2f}:"
-        " linear scalarisation is mid-table here, not last, and UW and PCGrad fall behind it. Differences we can name:"
-        " a 5.8-epoch budget (the best validation evaluation came at step "
+        "- Against the paper's order of the seven methods its Spearman rank correlation is "
+        f"{spearman(ours, PAPER):.2f}: linear scalarisation is mid-table here, not last, and UW and PCGrad fall "
+        "behind it. Differences we can name: a 5.8-epoch budget (the best validation evaluation came at step "
         + "; ".join(f"{step} for {', '.join(names)}" for step, names in sorted(by_step.items()))
         + "), an MLP on a descriptor instead of a graph network, and one seed (no interval).",
         "- The tuned equal weighting "
-        + ("picked the default rate, so `equal_tuned` = `equal` here." if tuned_is_default
-           else "picked another rate than the default.")
+        + (
+            "picked the default rate, so `equal_tuned` = `equal` here."
+            if tuned_is_default
+            else "picked another rate than the default."
+        )
         + f" The scale-invariant loss (sum of log losses, no gradients needed) is at Delta_m "
         f"{methods['scale_invariant']['delta_m']:+.1f} for {ratio:.1f}x equal's time per step in this sweep: the cheap "
         "baseline Kurin et al. argue for.",
         f"- The min-max objective is the worst by far (Delta_m {methods['minmax']['delta_m']:+.0f}): with 11 tasks of "
         "very different difficulty, training only the worst task each step starves the others.",
-    ])
+    ]
+    return "\n".join(lines)
 
 
 def render(folder: Path) -> str:
     """The markdown of the results page, every figure from the JSON."""
     report = kit.load(folder, "weighting_sweep.json")
-    return "\n\n".join([
+    parts = [
         "# Multi-task weighting methods on QM9 (11 targets)",
         "Question: does the order of the weighting methods that Nash-MTL reports on QM9 hold for a small, short run "
         "of the same 11 regression targets?",
-        "Protocol: Nash-MTL's targets (mu, alpha, HOMO, LUMO, <R^2>, ZPVE, the four atomization energies, c_v) from the "
-        "`qm9pack` wheel's CSVs (extra `[qm9]`); 130,831 molecules split as Nash-MTL (a seeded shuffle, first 10k test, "
-        "next 10k validation, the rest training); an MLP (334 -> 256 -> 256 -> 128, 190k shared parameters) on a fixed "
-        "descriptor (29 sorted Coulomb-matrix eigenvalues, 5 element counts, 15 element-pair distance histograms x 20 "
-        "bins); MSE on standardised targets; test MAE in the units shown (lower is better) at the evaluation with the "
-        "lowest validation loss. Delta_m %, rank, `equal_tuned` and peak MiB as on the Multi-Fashion-MNIST page. The "
-        "sweep ran beside that one, one torch thread each.",
+        "Protocol: Nash-MTL's targets (mu, alpha, HOMO, LUMO, <R^2>, ZPVE, the four atomization energies, c_v) from the"
+        " `qm9pack` wheel's CSVs (extra `[qm9]`); 130,831 molecules split as Nash-MTL (a seeded shuffle, first 10k "
+        "test, next 10k validation, the rest training); an MLP (334 -> 256 -> 256 -> 128, 190k shared parameters) on a "
+        "fixed descriptor (29 sorted Coulomb-matrix eigenvalues, 5 element counts, 15 element-pair distance histograms "
+        "x 20 bins); MSE on standardised targets; test MAE in the units shown (lower is better) at the evaluation with "
+        "the lowest validation loss. Delta_m %, rank, `equal_tuned` and peak MiB as on the Multi-Fashion-MNIST page. "
+        "The sweep ran beside that one, one torch thread each.",
         sweep.settings_line(report),
         kit.command("bash experiments/multitask_qm9/run.sh"),
         "Test MAE:",
@@ -91,16 +104,19 @@ def render(folder: Path) -> str:
         kit.image(NAME, "plot.png", "Delta_m per method, QM9"),
         kit.image(NAME, "results/weight_trajectories.png", "task weights during training"),
         kit.image(NAME, "results/loss_trajectories.png", "task losses during training"),
-    ]) + "\n"
+    ]
+    return "\n\n".join(parts) + "\n"
 
 
 def headline(folder: Path) -> list[dict[str, str]]:
     """README row: the best weighting method on QM9 and its Delta_m."""
     report = kit.load(folder, "weighting_sweep.json")
     name, res = next((n, r) for n, r in sweep.ranked(report) if n != "equal_tuned")
-    return [{
-        "method": f"16 loss-weighting methods (best: {name})",
-        "paper": "Navon et al. 2022 (Nash-MTL) and others",
-        "headline": f"QM9, 11 targets: Delta_m {res['delta_m']:+.1f} % vs single-task, "
-                    f"equal weighting {report['methods']['equal']['delta_m']:+.1f} %",
-    }]
+    return [
+        {
+            "method": f"16 loss-weighting methods (best: {name})",
+            "paper": "Navon et al. 2022 (Nash-MTL) and others",
+            "headline": f"QM9, 11 targets: Delta_m {res['delta_m']:+.1f} % vs single-task, "
+            f"equal weighting {report['methods']['equal']['delta_m']:+.1f} %",
+        }
+    ]

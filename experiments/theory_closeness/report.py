@@ -46,8 +46,8 @@ def _findings(data: dict[str, Any]) -> str:
     deep_refit = [r["mse_refit_mtl"] for r in data["rows"] if r["depth"] > 1]
     deep_native = [r["mse_native_mtl"] for r in data["rows"] if r["depth"] > 1]
     others = [r[f"mse_native_{a}"] for r in data["rows"] if r["depth"] > 1 for a in ("anil", "maml")]
-    return "\n".join([
-        f"- With one common adaptation (ridge refit of the last layer, \"refit\"), the MTL–ANIL gap of one-hidden-layer "
+    lines = [
+        f'- With one common adaptation (ridge refit of the last layer, "refit"), the MTL–ANIL gap of one-hidden-layer '
         f"networks goes {' → '.join(f'{g:.3f}' for g in gaps)} over widths {', '.join(map(str, widths))} "
         f"({gaps[0] / gaps[-1]:.0f}x from the narrowest to the widest), as Wang et al.'s wide-network result "
         f"predicts, and MTL–MAML follows ({' → '.join(f'{g:.3f}' for g in maml_gaps)}).",
@@ -60,14 +60,15 @@ def _findings(data: dict[str, Any]) -> str:
         f"{min(deep_refit):.2f}-{max(deep_refit):.2f}), while ANIL/MAML's {data['config']['eval_steps']} step of "
         f"{data['config']['inner_lr']} (Finn et al.'s rate, kept for training and test) leaves MSE "
         f"{min(others):.2f}-{max(others):.2f}.",
-    ])
+    ]
+    return "\n".join(lines)
 
 
 def render(folder: Path) -> str:
     """The markdown of the results page, every figure from the JSON."""
     data = kit.load(folder, "closeness.json")
     c = data["config"]
-    return "\n\n".join([
+    parts = [
         "# Wang et al.'s closeness of MTL and gradient-based meta-learning",
         f"Question ({data['reference']}): as networks get wider, do MTL (one head per training task), ANIL and MAML "
         "trained on the same tasks make the same predictions on unseen tasks?",
@@ -76,7 +77,7 @@ def render(folder: Path) -> str:
         f"(lr {c['outer_lr']}, {c['meta_batch']} tasks per step) per algorithm; ANIL/MAML inner step "
         f"{c['inner_lr']} x {c['inner_steps']}; {c['test_tasks']} unseen test tasks; seeds {c['seeds']}. Gap = "
         f"{data['gap_definition']} (mean ± s.d. over seeds); MSE on the test queries (mean y² = "
-        f"{data['target_mean_square']:.2f}). \"Refit\": every method adapted by the same ridge refit of the last "
+        f'{data["target_mean_square"]:.2f}). "Refit": every method adapted by the same ridge refit of the last '
         f"layer (λ = {c['ridge_lambda']}); \"native\": each method's own rule (MTL's head refit, ANIL/MAML's "
         f"{c['eval_steps']} inner step(s)). The MTL gradient and the ANIL meta-gradient are written in the same "
         "terms and tested equal (`tests/theory`).",
@@ -86,4 +87,5 @@ def render(folder: Path) -> str:
         "What it shows:",
         _findings(data),
         kit.image(NAME, "plot.png", "gaps between MTL, ANIL and MAML by width and depth"),
-    ]) + "\n"
+    ]
+    return "\n\n".join(parts) + "\n"

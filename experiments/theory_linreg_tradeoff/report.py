@@ -16,26 +16,48 @@ RUNS = ("kappa0.json", "kappa1.json")
 
 
 def _check_table(data: dict[str, Any]) -> str:
-    rows = [[r["estimator"], f"{r['alpha_test']:g}", str(r["n_support"]), f"{r['exact']:.4f}",
-             f"{r['monte_carlo']:.4f} ± {r['stderr']:.4f}", f"{r['z']:+.2f}"]
-            for r in data["monte_carlo_check"]["rows"]]
+    rows = [
+        [
+            r["estimator"],
+            f"{r['alpha_test']:g}",
+            str(r["n_support"]),
+            f"{r['exact']:.4f}",
+            f"{r['monte_carlo']:.4f} ± {r['stderr']:.4f}",
+            f"{r['z']:+.2f}",
+        ]
+        for r in data["monte_carlo_check"]["rows"]
+    ]
     return kit.table(["estimator", "test step", "support points", "exact", "Monte Carlo ± s.e.", "z"], rows)
 
 
 def _beat_table(data: dict[str, Any], a: int) -> str:
     """P(MAML beats DRS) before -> after the test-time step, rows M, columns N, at ``alphas[a]``."""
-    rows = [[str(m), *[f"{data['p_before'][a][i][j]:.2f} → {data['p_after'][a][i][j]:.2f}"
-                       for j in range(len(data["points_per_split_N"]))]]
-            for i, m in enumerate(data["num_tasks_M"])]
+    rows = [
+        [
+            str(m),
+            *[
+                f"{data['p_before'][a][i][j]:.2f} → {data['p_after'][a][i][j]:.2f}"
+                for j in range(len(data["points_per_split_N"]))
+            ],
+        ]
+        for i, m in enumerate(data["num_tasks_M"])
+    ]
     return kit.table(["M \\ N", *map(str, data["points_per_split_N"])], rows)
 
 
 def _split_table(data: dict[str, Any], a: int) -> str:
     """Modeling / optimization error of each estimator at ``alphas[a]`` and the largest N, rows M."""
     j = len(data["points_per_split_N"]) - 1
-    rows = [[str(m), *[f"{data[key][a][i][j]:.4f}" for key in
-                       ("drs_modeling", "drs_optimization", "maml_modeling", "maml_optimization")]]
-            for i, m in enumerate(data["num_tasks_M"])]
+    rows = [
+        [
+            str(m),
+            *[
+                f"{data[key][a][i][j]:.4f}"
+                for key in ("drs_modeling", "drs_optimization", "maml_modeling", "maml_optimization")
+            ],
+        ]
+        for i, m in enumerate(data["num_tasks_M"])
+    ]
     return kit.table(["M", "DRS modeling", "DRS optimization", "MAML modeling", "MAML optimization"], rows)
 
 
@@ -70,7 +92,7 @@ def render(folder: Path) -> str:
     k0, k1 = (kit.load(folder, name) for name in RUNS)
     f = k0["family"]
     z = max(abs(r["z"]) for d in (k0, k1) for r in d["monte_carlo_check"]["rows"])
-    return "\n\n".join([
+    parts = [
         "# Gao & Sener's linear regression: MAML's model against DRS's optimisation",
         f"Question ({k0['reference']}): in a family of linear-regression tasks where everything can be computed "
         "exactly, when does MAML (one adaptation step α built into training) beat DRS (pooled least squares), "
@@ -96,4 +118,5 @@ def render(folder: Path) -> str:
         kit.image(NAME, "results/kappa1_split.png", "modeling / optimization error split, κ = 1"),
         kit.image(NAME, "results/kappa0_heatmap.png", "P(MAML beats DRS), κ = 0"),
         kit.image(NAME, "results/kappa0_split.png", "modeling / optimization error split, κ = 0"),
-    ]) + "\n"
+    ]
+    return "\n\n".join(parts) + "\n"
