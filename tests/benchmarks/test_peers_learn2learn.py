@@ -1,8 +1,8 @@
 """learn2learn's meta-gradients equal metabridge's (MAML, first-order MAML, ANIL; float64).
 
 A peer comparison, not CI: opt in with ``METABRIDGE_PEER_TESTS=1``. learn2learn 0.2.0 does
-not build from its sdist on Python 3.11; ``../shared/peers/install.sh`` builds it into
-``~/.cache/mb-peers/venv_peer2``, whose ``site-packages`` is appended to ``sys.path`` here
+not build from its sdist on Python 3.11; ``scripts/install_peers.sh`` builds it into
+``~/.cache/metabridge/peers/venv``, whose ``site-packages`` is appended to ``sys.path`` here
 (``_peer_impls.use_peer_site``; ``$METABRIDGE_PEER_SITE`` names another one). The
 learn2learn side is ``_peer_impls.learn2learn_step``, the one ``metabridge bench peers`` times.
 """
@@ -24,7 +24,7 @@ if OPTED_IN:
 
 pytestmark = [
     pytest.mark.skipif(not OPTED_IN, reason="peer comparison, not CI: opt in with METABRIDGE_PEER_TESTS=1 "
-                       "(learn2learn from ../shared/peers/install.sh)"),
+                       "(learn2learn from scripts/install_peers.sh)"),
     pytest.mark.skipif(OPTED_IN and bool(WHY), reason=WHY),
 ]
 

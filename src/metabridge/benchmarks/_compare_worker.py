@@ -14,40 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..checkpoint import load_checkpoint
 from ..config import ExperimentConfig, load_plugins
 from ..device import resolve_device, tune_cpu_allocator
 from ..distributed import init_from_environment
 from ..evaluate import evaluate
 from ..experiment import build_task_source
+from ..peak_memory import peak_total_mib, reset_peak_memory
 from ..tasks.episodes import EpisodeSampler
 from ..train import Trainer, read_metrics
-
-
-def _reset_peak_rss() -> None:
-    """Reset the kernel's resident-set high-water mark to the current resident set
-    (Linux: write 5 to clear_refs), so the peak read later belongs to training."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_memory_mb(device: torch.device) -> float | None:
-    """Peak GPU memory allocated (CUDA) or peak resident set size of this process (MiB)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_method(spec: dict[str, Any]) -> dict[str, Any] | None:
@@ -58,14 +33,12 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any] | None:
     context = init_from_environment(resolve_device(config.device))  # one process unless under torchrun
     trainer = Trainer(config, overwrite=True, progress=spec.get("progress", False), tensorboard=False,
                       distributed=context)
-    if trainer.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(trainer.device)
-    _reset_peak_rss()
-    baseline = peak_memory_mb(trainer.device)
+    reset_peak_memory(trainer.device)  # the peak read after training belongs to training
+    baseline = peak_total_mib(trainer.device)
     t0 = time.perf_counter()
     result = trainer.run()
     wall = time.perf_counter() - t0
-    peak = peak_memory_mb(trainer.device)
+    peak = peak_total_mib(trainer.device)
     if not context.is_main:
         return None  # rank 0 tests and reports
     assert trainer.experiment is not None
@@ -86,8 +59,8 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any] | None:
         # the test split's pixels stay where build_task_source put them (on the GPU when they fit)
         sampler = EpisodeSampler(test_source.dataset, config.n_way, shot, query)
         t1 = time.perf_counter()
-        res = evaluate(algorithm, sampler.fixed_episodes(spec["test_episodes"], config.test_seed, config.eval_batch_size),
-                       trainer.device)
+        episodes = sampler.fixed_episodes(spec["test_episodes"], config.test_seed, config.eval_batch_size)
+        res = evaluate(algorithm, episodes, trainer.device)
         tests[str(shot)] = {**res.as_dict(), "query": query, "seconds": time.perf_counter() - t1}
     return {
         "method": spec["method"], "steps": result.step, "train_seconds": train_seconds,

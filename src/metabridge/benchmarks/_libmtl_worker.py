@@ -45,10 +45,10 @@ MARK = "@@MTLCOST "
 
 def _build(spec: dict, device: str):
     """(model mixed with the weighting, task names), as LibMTL's Trainer._prepare_model builds it."""
-    import torch
-    from torch import nn
     import LibMTL.weighting as weightings
+    import torch
     from LibMTL.architecture import HPS
+    from torch import nn
 
     k = int(spec["num_tasks"])
     names = [f"t{i}" for i in range(k)]

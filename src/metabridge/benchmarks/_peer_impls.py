@@ -24,13 +24,21 @@ from its source on Python 3.11, which that script does).
 Every builder takes the same model (deep-copied), the same :class:`TaskBatch` (both from
 :func:`make_problem`), and returns ``(step, params)``: ``step()`` zeroes and fills ``p.grad`` for ``p in params``,
 which are the meta-parameters in ``Conv4.named_parameters()`` order.
+
+Peak memory of one meta-iteration (:func:`measure_peak_memory`) is read in a fresh child,
+``python -m metabridge.benchmarks._peer_impls LIB METHOD SHOTS META_BATCH STEPS DEVICE``:
+it builds the model and the tasks, resets the peak (:mod:`metabridge.peak_memory`), runs one
+meta-iteration and reports the memory that iteration needed; a fresh process keeps one
+library's cached memory from hiding another's peak.
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +50,7 @@ from torch.func import functional_call
 
 from ..algorithms import ANIL, MAML
 from ..models import Conv4
+from ..peak_memory import peak_memory_mib, reset_peak_memory, status_kb
 from ..tasks.batch import TaskBatch
 from ..tasks.episodes import EpisodeSampler
 from ._common import PEER_VENV, synthetic_dataset
@@ -54,7 +63,7 @@ INSTALL_SCRIPT = "scripts/install_peers.sh"
 #: the ``site-packages`` of the peer venv that :data:`INSTALL_SCRIPT` builds
 DEFAULT_PEER_SITE = (PEER_VENV / "lib"
                      / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages")
-#: environment variable through which child processes (``_peak_memory``) get the same peer site
+#: environment variable through which child processes (:func:`measure_peak_memory`) get the same peer site
 PEER_SITE_ENV = "METABRIDGE_PEER_SITE"
 VARIANTS = {  # variant -> the ExecutionOptions fields it sets
     "metabridge": {},
@@ -281,3 +290,55 @@ def build_step(lib: str, model: nn.Module, batch: TaskBatch, method: str, inner_
 def flat_grad(params: list[Tensor]) -> Tensor:
     """All ``p.grad`` concatenated (zeros for parameters that got none)."""
     return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
+
+
+def peak_memory_in_this_process(lib: str, method: str, shots: int, meta_batch: int, steps: int,
+                                device: str) -> dict:
+    """Build the problem, reset the peak, run one meta-iteration, return its peak in MiB."""
+    model, batch = make_problem(shots, meta_batch, device=device)
+    step, _ = build_step(lib, model, batch, method, INNER_LR, steps)
+    before = reset_peak_memory(device)
+    step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    peak = peak_memory_mib(device, before)
+    if peak is None or before is None:
+        raise RuntimeError("peak memory is not measurable here (no /proc/self/clear_refs)")
+    if device.startswith("cuda"):
+        return {"peak_mib": peak, "how": "cuda max_memory_allocated"}
+    vmhwm = status_kb("VmHWM") or 0
+    return {"peak_mib": peak, "rss_before_mib": before / 1024, "vmhwm_mib": vmhwm / 1024,
+            "how": "VmHWM - VmRSS (clear_refs=5), fresh process"}
+
+
+def measure_peak_memory(lib: str, method: str, shots: int, meta_batch: int, steps: int, device: str,
+                        timeout: float = 1800, tune_allocator: bool = False, peer_site: str | None = None) -> dict:
+    """:func:`peak_memory_in_this_process` in a child process; ``{"error": ...}`` if it fails.
+
+    ``tune_allocator``: apply :func:`metabridge.device.tune_cpu_allocator` in the child
+    too, so that the peak is measured under the allocator settings the timings used.
+    ``peer_site``: the peer ``site-packages`` the child appends to its path (default: the
+    parent's ``$METABRIDGE_PEER_SITE``, if any).
+    """
+    cmd = [sys.executable, "-m", "metabridge.benchmarks._peer_impls", lib, method, str(shots), str(meta_batch),
+           str(steps), device]
+    env = {**os.environ, "METABRIDGE_MALLOC_TUNING": "1" if tune_allocator else "0"}
+    if peer_site is not None:
+        env[PEER_SITE_ENV] = peer_site
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["no output"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+if __name__ == "__main__":
+    _a = sys.argv[1:]
+    use_peer_site(os.environ.get(PEER_SITE_ENV, "none"))
+    if _a[5] == "cpu":
+        from ..device import tune_cpu_allocator
+
+        tune_cpu_allocator()  # a no-op when METABRIDGE_MALLOC_TUNING=0 (the parent decides)
+    print(json.dumps(peak_memory_in_this_process(_a[0], _a[1], int(_a[2]), int(_a[3]), int(_a[4]), _a[5])))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import difflib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from ..config import CommandConfig, ExperimentConfig, load_plugins
+from ..machine_info import machine
 from ..recipes import get_recipe
 from ._compare_methods import ALL_METHODS, BLACK_BOX, DEFAULT_METHODS, GBML, LABELS, METHOD_SETTINGS, REFERENCES
 from ._compare_report import budget_axis, format_table, merge_files, summarize, write_report
@@ -297,13 +297,12 @@ def compare(config: CompareConfig, progress: bool = True) -> dict[str, Any]:
         results[m] = run_worker({"method": m, "config": cfg.to_dict(), "test_shots": list(config.test_shots),
                                  "test_queries": list(config.test_queries), "test_episodes": test_episodes,
                                  "progress": progress, "nproc": config.nproc_per_node})
-    import torch
+    from ..device import resolve_device
 
     settings = config.report_settings()
     report = {
         "benchmark": "compare", "settings": settings,
-        "machine": {"device": device_label, "platform": platform.platform(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads()},
+        "machine": {**machine(str(resolve_device(config.device))), "device": device_label},
         "total_seconds": time.perf_counter() - t0,
         "methods": results, "summary": summarize(results, budget_axis(settings)),
     }

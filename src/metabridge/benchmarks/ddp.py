@@ -4,7 +4,7 @@ Trains the same run (default: MTL, Wang et al. 2021, on the glyphs benchmark, 5-
 1-shot 10-query episodes, meta-batch 16, so 880 images per step) three ways, each for
 ``steps`` steps from the same seed with no validation or checkpoints in between:
 
-* ``1 process x T threads`` (T = the cores: what one process gets on this machine);
+* ``1 process x T threads`` (T = the cores: what one process gets on the machine);
 * ``1 process x 1 thread`` (one rank's share of the machine, for per-rank efficiency);
 * ``W processes x 1 thread`` under torchrun (gloo on the CPU), the meta-batch split
   ``16 / W`` per rank and the gradients averaged by one all-reduce per step.
@@ -16,11 +16,13 @@ all-reduce wall time per step (``comm_s_per_step``: the gradient payload's trave
 waiting for the slower rank). On W cores shared by W ranks no speed-up is possible;
 what transfers to a cluster is the per-rank compute time and the communication time of
 this payload size (its bytes are reported), from which the scaling can be estimated:
-``t_step(W) ~ t_compute / W + t_comm``.
+``t_step(W) ~ t_compute / W + t_comm``. Writes ddp_cpu.json, ddp_cpu.png and config.json
+into ``--out``.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import shutil
@@ -31,17 +33,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._common import machine
+from pydantic import Field, field_validator, model_validator
+
+from ..config import CommandConfig
+from ..machine_info import machine
 
 
 def _train_args(algorithm: str, dataset: str, steps: int, meta_batch: int, out: Path, log_every: int) -> list[str]:
+    """The ``metabridge train`` options of one run."""
     return ["train", "--algorithm", algorithm, "--task", dataset, "--n-way", "5", "--k-shot", "1", "--q-query", "10",
             "--meta-batch-size", str(meta_batch), "--steps", str(steps), "--eval-every", "0",
             "--checkpoint-every", "0", "--log-every", str(log_every), "--optimizer", "radam", "--device", "cpu",
             "--out", str(out), "--no-progress", "--overwrite"]
 
 
-def _run(cmd: list[str], threads: int, timeout: float) -> float:
+def _run(cmd: list[str], threads: int, timeout: float | None) -> float:
+    """Run ``cmd`` with ``threads`` OpenMP threads; its wall seconds."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -81,40 +88,59 @@ def _payload_bytes(algorithm: str, dataset: str) -> int:
     return 4 * n
 
 
-def main(algorithm: str = "mtl", dataset: str = "glyphs", steps: int = 60, skip: int = 10, nproc: int = 2,
-         meta_batch: int = 16, threads: int = 0, timeout: float = 1800.0, results_dir: str = "bench/results",
-         ) -> dict:
-    """Images/s of one process vs ``nproc`` torchrun processes, and each rank's all-reduce time per step.
+class DdpConfig(CommandConfig):
+    """Settings of ``metabridge bench ddp``: images/s of one process against ``nproc`` torchrun
+    processes, and each rank's all-reduce time per step."""
 
-    Args:
-        algorithm: the algorithm trained (any few-shot one; MTL by default).
-        dataset: the few-shot dataset (glyphs: rendered on the machine, no download).
-        steps: training steps of each run.
-        skip: the first steps are not timed (start-up, lazy initialisation).
-        nproc: processes of the distributed run (one thread each).
-        meta_batch: tasks per step (split over the ranks; must be a multiple of nproc).
-        threads: threads of the one-process run (0: the machine's cores).
-        timeout: seconds allowed per run.
-        results_dir: where ddp_cpu.json and ddp_cpu.png are written.
-    """
-    if meta_batch % nproc or nproc < 2 or steps <= skip + 10:
-        raise ValueError(f"need nproc >= 2 dividing --meta-batch ({meta_batch}) and --steps > --skip + 10 "
-                         f"(got nproc={nproc}, steps={steps}, skip={skip}).")
-    threads = threads or os.cpu_count() or 1
+    out: Path = Field(Path("runs/bench/ddp"), description="Folder of ddp_cpu.json, ddp_cpu.png and config.json.")
+    algorithm: str = Field("mtl", min_length=1, description="The algorithm trained (any few-shot one).")
+    dataset: str = Field("glyphs", min_length=1, description="The few-shot dataset (glyphs: rendered locally, "
+                         "no download).")
+    steps: int = Field(60, ge=1, description="Training steps of each run (more than --skip + 10).")
+    skip: int = Field(10, ge=0, description="The first steps are not timed (start-up, lazy initialisation).")
+    nproc: int = Field(2, ge=2, description="Processes of the distributed run (one thread each).")
+    meta_batch: int = Field(16, ge=1, description="Tasks per step (split over the ranks; a multiple of --nproc).")
+    threads: int | None = Field(None, ge=1, description="Threads of the one-process run [default: the cores].")
+    timeout: float | None = Field(1800.0, gt=0, description="Seconds allowed per run; None for no limit.")
+
+    @field_validator("algorithm")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from ..algorithms.registry import ALGORITHMS
+
+        if name not in ALGORITHMS:
+            close = difflib.get_close_matches(name, list(ALGORITHMS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown algorithm {name!r}{hint}; choose from {', '.join(sorted(ALGORITHMS))}")
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DdpConfig:
+        if self.meta_batch % self.nproc or self.steps <= self.skip + 10:
+            raise ValueError(f"need --nproc dividing --meta-batch ({self.meta_batch}) and --steps > --skip + 10 "
+                             f"(got nproc={self.nproc}, steps={self.steps}, skip={self.skip}).")
+        return self
+
+
+CONFIG = DdpConfig
+
+
+def _train_all(config: DdpConfig, threads: int, images: int) -> tuple[dict[str, Any], list[str]]:
+    """The three runs (one process x T threads, x 1 thread, nproc processes); their stats and labels."""
     log_every = 5
-    images = meta_batch * 5 * (1 + 10)
     scratch = Path(tempfile.mkdtemp(prefix="metabridge-ddp-"))
     me = [sys.executable, "-m", "metabridge"]
     runs: dict[str, Any] = {}
+    plan = [(f"1 process x {threads} threads", me, threads), ("1 process x 1 thread", me, 1),
+            (f"{config.nproc} processes x 1 thread",
+             [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={config.nproc}",
+              "-m", "metabridge"], 1)]
     try:
-        plan = [(f"1 process x {threads} threads", me, threads), ("1 process x 1 thread", me, 1),
-                (f"{nproc} processes x 1 thread",
-                 [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                  "-m", "metabridge"], 1)]
         for i, (label, launcher, t) in enumerate(plan):
             out = scratch / f"run{i}"
-            wall = _run(launcher + _train_args(algorithm, dataset, steps, meta_batch, out, log_every), t, timeout)
-            stats = _steady(out, skip)
+            args = _train_args(config.algorithm, config.dataset, config.steps, config.meta_batch, out, log_every)
+            wall = _run(launcher + args, t, config.timeout)
+            stats = _steady(out, config.skip)
             stats.update(label=label, threads=t, wall_s=wall, images_per_s=stats["steps_per_s"] * images)
             runs[label] = stats
             print(f"{label:>28}: {stats['images_per_s']:8.1f} images/s"
@@ -122,17 +148,26 @@ def main(algorithm: str = "mtl", dataset: str = "glyphs", steps: int = 60, skip:
                      if "comm_s_per_step" in stats else ""))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    payload = _payload_bytes(algorithm, dataset)
-    dist_label = f"{nproc} processes x 1 thread"
+    return runs, [label for label, _, _ in plan]
+
+
+def run(config: DdpConfig) -> dict[str, Any]:
+    """Images/s of one process vs ``nproc`` torchrun processes, and each rank's all-reduce time
+    per step; writes ``ddp_cpu.json`` and ``ddp_cpu.png`` into ``config.out``."""
+    config.write_resolved()
+    threads = config.threads or os.cpu_count() or 1
+    images = config.meta_batch * 5 * (1 + 10)
+    runs, (one, single, dist_label) = _train_all(config, threads, images)
+    payload = _payload_bytes(config.algorithm, config.dataset)
     result = {
-        "protocol": {"algorithm": algorithm, "dataset": dataset, "steps": steps, "skip": skip, "nproc": nproc,
-                     "meta_batch": meta_batch, "images_per_step": images, "backend": "gloo"},
+        "protocol": {"algorithm": config.algorithm, "dataset": config.dataset, "steps": config.steps,
+                     "skip": config.skip, "nproc": config.nproc, "meta_batch": config.meta_batch,
+                     "images_per_step": images, "backend": "gloo"},
         "machine": machine("cpu"), "runs": runs, "allreduce_payload_bytes": payload,
-        "speedup_vs_one_process": runs[dist_label]["images_per_s"] / runs[plan[0][0]]["images_per_s"],
-        "per_rank_efficiency": runs[dist_label]["images_per_s"] / (nproc * runs["1 process x 1 thread"]["images_per_s"]),
+        "speedup_vs_one_process": runs[dist_label]["images_per_s"] / runs[one]["images_per_s"],
+        "per_rank_efficiency": runs[dist_label]["images_per_s"] / (config.nproc * runs[single]["images_per_s"]),
     }
-    out_dir = Path(results_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(config.out)
     (out_dir / "ddp_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(result, out_dir / "ddp_cpu.png")
     print(f"payload {payload / 2**20:.2f} MiB per all-reduce; {dist_label} / one process: "
@@ -142,6 +177,7 @@ def main(algorithm: str = "mtl", dataset: str = "glyphs", steps: int = 60, skip:
 
 
 def _plot(result: dict, path: Path) -> None:
+    """Images/s of each run as horizontal bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,8 +189,8 @@ def _plot(result: dict, path: Path) -> None:
     ax.barh(labels, values, color=["#4477aa", "#66ccee", "#228833"][:len(labels)])
     ax.set_xlabel("training images / s")
     p = result["protocol"]
-    ax.set_title(f"{p['algorithm']} on {p['dataset']}, meta-batch {p['meta_batch']} ({p['images_per_step']} images/step)",
-                 fontsize=9)
+    ax.set_title(f"{p['algorithm']} on {p['dataset']}, meta-batch {p['meta_batch']} "
+                 f"({p['images_per_step']} images/step)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

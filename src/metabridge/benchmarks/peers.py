@@ -8,12 +8,12 @@ Every library gets a deep copy of one initial model and the same tasks (one
 all libraries run in one process, interleaved (A B C A B C ...) after one warm-up
 each, and the median per library is reported with the ratio peer / metabridge.
 Peak memory is measured per configuration in a fresh subprocess
-(``_peak_memory.py``). The meta-gradients are checked against each other in
+(``_peer_impls.measure_peak_memory``). The meta-gradients are checked against each other in
 float64 on a smaller instance (relative error, 2-norm). The floor is the FLOP count
 over the large-matmul rate (``_flops.py``).
 
 The peers are optional. learn2learn 0.2.0's sdist does not build on Python 3.11 (its
-shipped C includes ``longintrepr.h``); ``../shared/peers/install.sh`` builds it (and
+shipped C includes ``longintrepr.h``); ``scripts/install_peers.sh`` builds it (and
 higher, TorchOpt) into a peer venv. ``--peer-site auto`` (the default) appends that
 venv's ``site-packages`` to ``sys.path`` when it exists, after this interpreter's own
 entries, so metabridge, torch and numpy come from the venv running the benchmark and
@@ -40,27 +40,39 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field, field_validator
 
+from ..config import CommandConfig
 from ..device import tune_cpu_allocator
-from . import _flops, _peak_memory
-from ._common import machine
-from ._peer_impls import (INNER_LR, METHODS, PEERS, VARIANTS, available, build_step, flat_grad, make_problem,
-                          use_peer_site)
+from ..machine_info import machine
+from . import _flops
+from ._peer_impls import (
+    INNER_LR,
+    METHODS,
+    PEERS,
+    VARIANTS,
+    available,
+    build_step,
+    flat_grad,
+    make_problem,
+    measure_peak_memory,
+    use_peer_site,
+)
 
 LABELS = {"maml": "MAML (2nd order)", "fomaml": "first-order MAML", "anil": "ANIL"}
 
 
-def resolve_libs(libs: str) -> tuple[list[str], list[str]]:
+def resolve_libs(libs: list[str]) -> tuple[list[str], list[str]]:
     """The libraries to run (metabridge first) and a line per peer skipped.
 
     ``"auto"`` is metabridge plus every peer of :data:`PEERS` that imports; explicit names
     must all be known and importable (``ValueError`` otherwise, before anything runs).
-    ``"auto"`` may head a list of further metabridge variants (``auto,metabridge:closed-bn``).
+    ``"auto"`` may head a list of further metabridge variants (``["auto", "metabridge:closed-bn"]``).
     """
-    lib_list = [s.strip() for s in libs.split(",") if s.strip()]
+    lib_list = list(libs)
     if lib_list and lib_list[0] == "auto":
         why = {p: available(p) for p in PEERS}
         extra = [lib for lib in lib_list[1:] if lib != "metabridge"]
@@ -169,88 +181,123 @@ def _versions(libs: list[str]) -> dict[str, str]:
     return out
 
 
-def main(methods: str = "maml,fomaml,anil", shots: str = "1,5", meta_batch: int = 32, repeats: int = 5,
-         warmup: int = 1, inner_steps: int = 5, queries: int = 15, libs: str = "auto",
-         device: str = "cpu", memory: bool = True, check_grads: bool = True, flops: bool = True,
-         out: str = "", allocator: bool = True, peer_site: str = "auto") -> dict[str, Any]:
-    """Time one meta-iteration of MAML, FOMAML and ANIL in metabridge, higher, TorchOpt and learn2learn.
+class PeersConfig(CommandConfig):
+    """Settings of ``metabridge bench peers``: one meta-iteration of MAML, FOMAML and ANIL in
+    metabridge, higher, TorchOpt and learn2learn, timed side by side."""
 
-    Args:
-        methods: comma-separated subset of maml, fomaml, anil.
-        shots: comma-separated K values (5-way K-shot).
-        meta_batch: tasks per meta-iteration.
-        repeats: timed meta-iterations per library (interleaved); the median is reported.
-        warmup: untimed meta-iterations per library first.
-        inner_steps: inner SGD steps (alpha = 0.4).
-        queries: query examples per class.
-        libs: auto (metabridge and every peer of higher, torchopt, learn2learn that imports; the
-            others are skipped with a printed line; metabridge variants may follow it:
-            auto,metabridge:closed-bn) or comma-separated libraries, metabridge first
-            (a peer named here that does not import is an error); also metabridge variants such as
-            metabridge:t1, metabridge:all, metabridge:all-cl, metabridge:all-im2col, metabridge:loop,
-            metabridge:vmap, metabridge:ckpt, metabridge:aten-bn, metabridge:closed-bn (other task-batching
-            modes, threads, checkpointing, batch-norm kernels).
-        device: cpu or cuda.
-        memory: measure peak memory per configuration in a fresh subprocess.
-        check_grads: compare float64 meta-gradients on a small instance (meta-batch 2).
-        flops: count FLOPs and measure the matmul rate to report the floor.
-        out: JSON path (default bench/results/peers_cpu.json or peers_cuda.json); a PNG plot goes beside it.
-        allocator: on CPU, apply :func:`metabridge.device.tune_cpu_allocator` (as metabridge's
-            trainer does) for the whole process, so every library runs under the same allocator
-            settings; ``--no-allocator`` measures glibc's defaults.
-        peer_site: site-packages of a venv to import missing peers from, appended to sys.path
-            after this interpreter's own (auto: ~/.cache/mb-peers/venv_peer2's, built by
-            ../shared/peers/install.sh, when it exists; none: only this interpreter's packages).
-    """
-    site = use_peer_site(peer_site)
-    lib_list, skipped = resolve_libs(libs)
-    for why in skipped:
-        print(f"skipped: {why}", flush=True)
-    method_list = [m.strip() for m in methods.split(",") if m.strip()]
-    bad = [m for m in method_list if m not in METHODS]
-    if bad:
-        raise ValueError(f"unknown method(s) {bad}; choose from {', '.join(METHODS)}.")
-    shot_list = [int(s) for s in shots.split(",") if s.strip()]
-    kind = "cuda" if device.startswith("cuda") else "cpu"
-    out_path = Path(out or f"bench/results/peers_{kind}.json")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tuned = kind == "cpu" and allocator and tune_cpu_allocator()
-    info = machine(device)
-    rate = _flops.matmul_gflops(device) if flops else None
+    out: Path = Field(Path("runs/bench/peers"), description=(
+        "Folder of peers_cpu.json (or peers_cuda.json), its PNG plot and config.json."))
+    methods: list[Literal["maml", "fomaml", "anil"]] = Field(list(METHODS), min_length=1, description=(
+        "Methods, given once each: maml, fomaml, anil."))
+    shots: list[int] = Field([1, 5], min_length=1, description="K values (5-way K-shot), given once each.")
+    meta_batch: int = Field(32, ge=1, description="Tasks per meta-iteration.")
+    repeats: int = Field(5, ge=1, description="Timed meta-iterations per library (interleaved); the median is "
+                         "reported.")
+    warmup: int = Field(1, ge=0, description="Untimed meta-iterations per library first.")
+    inner_steps: int = Field(5, ge=1, description="Inner SGD steps (alpha = 0.4).")
+    queries: int = Field(15, ge=1, description="Query examples per class.")
+    libs: list[str] = Field(["auto"], min_length=1, description=(
+        "Libraries, given once each: auto (metabridge and every peer of higher, torchopt, learn2learn that "
+        "imports; the others are skipped with a printed line; metabridge variants may follow it) or "
+        "libraries, metabridge first (a peer named here that does not import is an error); also metabridge "
+        "variants such as metabridge:t1, metabridge:all, metabridge:all-cl, metabridge:all-im2col, "
+        "metabridge:loop, metabridge:vmap, metabridge:ckpt, metabridge:aten-bn, metabridge:closed-bn."))
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")
+    memory: bool = Field(True, description="Measure peak memory per configuration in a fresh subprocess.")
+    check_grads: bool = Field(True, description="Compare float64 meta-gradients on a small instance "
+                              "(meta-batch 2).")
+    flops: bool = Field(True, description="Count FLOPs and measure the matmul rate to report the floor.")
+    allocator: bool = Field(True, description=(
+        "On CPU, apply metabridge.device.tune_cpu_allocator (as metabridge's trainer does) for the whole "
+        "process, so every library runs under the same allocator settings; --no-allocator measures glibc's "
+        "defaults."))
+    peer_site: str = Field("auto", min_length=1, description=(
+        "site-packages of a venv to import missing peers from, appended to sys.path after this interpreter's "
+        "own: auto (that of the environment scripts/install_peers.sh builds, when it exists), none (only this "
+        "interpreter's packages) or a directory."))
+
+    @field_validator("shots")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if any(v < 1 for v in values):
+            raise ValueError(f"must be positive integers (got {values})")
+        return values
+
+    @field_validator("libs")
+    @classmethod
+    def _known_libs(cls, libs: list[str]) -> list[str]:
+        known = {"auto", *VARIANTS, *PEERS}
+        unknown = [lib for lib in libs if lib not in known]
+        if unknown:
+            raise ValueError(f"unknown library {unknown}; choose from auto, {', '.join([*VARIANTS, *PEERS])}")
+        if "auto" in libs[1:]:
+            raise ValueError("auto may only come first")
+        return libs
+
+
+CONFIG = PeersConfig
+
+
+def _time_rows(config: PeersConfig, libs: list[str], rate: float | None) -> list[dict[str, Any]]:
+    """One row per method and shot: the interleaved timings, their medians and ratios, the
+    gradient check and the FLOP floor."""
     rows = []
-    for method in method_list:
-        for k in shot_list:
-            times = time_interleaved(lib_list, method, k, meta_batch, inner_steps, queries, repeats, warmup, device)
+    for method in config.methods:
+        for k in config.shots:
+            times = time_interleaved(libs, method, k, config.meta_batch, config.inner_steps, config.queries,
+                                     config.repeats, config.warmup, config.device)
             med = {lib: statistics.median(ts) for lib, ts in times.items()}
             row: dict[str, Any] = {"method": method, "shots": k, "times_s": times, "median_s": med,
-                                   "ratio": {lib: med[lib] / med["metabridge"] for lib in lib_list}}
-            if check_grads:
-                row["grad_rel_err"] = gradient_check(lib_list, method, k, device)
-            if flops and rate:
-                count = _flops.meta_iteration_flops(method, k, meta_batch, inner_steps, queries)
+                                   "ratio": {lib: med[lib] / med["metabridge"] for lib in libs}}
+            if config.check_grads:
+                row["grad_rel_err"] = gradient_check(libs, method, k, config.device)
+            if config.flops and rate:
+                count = _flops.meta_iteration_flops(method, k, config.meta_batch, config.inner_steps, config.queries)
                 row["flops"] = count
                 row["floor_s"] = count["total"] / (rate * 1e9)
                 row["floor_fraction"] = row["floor_s"] / med["metabridge"]
                 row["achieved_gflops"] = count["total"] / med["metabridge"] / 1e9
             rows.append(row)
             print(f"{method} {k}-shot: " + ", ".join(f"{lib} {m:.3f}s" for lib, m in med.items()), flush=True)
-    if memory:
-        for row in rows:
-            row["peak_mib"] = {}
-            for lib in lib_list:
-                res = _peak_memory.measure(lib, row["method"], row["shots"], meta_batch, inner_steps, device,
-                                           tune_allocator=bool(tuned),
-                                           peer_site=str(site) if site else "none")
-                row["peak_mib"][lib] = res.get("peak_mib", res.get("error"))
-                row.setdefault("peak_detail", {})[lib] = res
+    return rows
+
+
+def _add_memory(config: PeersConfig, rows: list[dict[str, Any]], libs: list[str], tuned: bool,
+                site: Path | None) -> None:
+    """Each row's peak memory per library, each measured in a fresh child process."""
+    for row in rows:
+        row["peak_mib"] = {}
+        for lib in libs:
+            res = measure_peak_memory(lib, row["method"], row["shots"], config.meta_batch, config.inner_steps,
+                                      config.device, tune_allocator=tuned, peer_site=str(site) if site else "none")
+            row["peak_mib"][lib] = res.get("peak_mib", res.get("error"))
+            row.setdefault("peak_detail", {})[lib] = res
+
+
+def run(config: PeersConfig) -> dict[str, Any]:
+    """Time one meta-iteration of MAML, FOMAML and ANIL in metabridge, higher, TorchOpt and
+    learn2learn; writes ``peers_{cpu,cuda}.json`` and its plot into ``config.out``."""
+    site = use_peer_site(config.peer_site)
+    lib_list, skipped = resolve_libs(config.libs)
+    for why in skipped:
+        print(f"skipped: {why}", flush=True)
+    kind = "cuda" if config.device.startswith("cuda") else "cpu"
+    config.write_resolved()
+    out_path = Path(config.out) / f"peers_{kind}.json"
+    tuned = bool(kind == "cpu" and config.allocator and tune_cpu_allocator())
+    info = machine(config.device)
+    rate = _flops.matmul_gflops(config.device) if config.flops else None
+    rows = _time_rows(config, lib_list, rate)
+    if config.memory:
+        _add_memory(config, rows, lib_list, tuned, site)
     info["loadavg_end"] = os.getloadavg()
     result = {
-        "protocol": {"n_way": 5, "shots": shot_list, "queries": queries, "inner_steps": inner_steps,
-                     "inner_lr": INNER_LR, "meta_batch": meta_batch, "input": [1, 28, 28], "model": "Conv-4 (64)",
-                     "repeats": repeats, "warmup": warmup, "interleaved": True, "statistic": "median",
-                     "cpu_allocator_tuned": bool(tuned),
-                     "libs": lib_list, "skipped": skipped, "peer_site": str(site) if site else None,
-                     "peer_versions": _versions(lib_list)},
+        "protocol": {"n_way": 5, "shots": list(config.shots), "queries": config.queries,
+                     "inner_steps": config.inner_steps, "inner_lr": INNER_LR, "meta_batch": config.meta_batch,
+                     "input": [1, 28, 28], "model": "Conv-4 (64)", "repeats": config.repeats,
+                     "warmup": config.warmup, "interleaved": True, "statistic": "median",
+                     "cpu_allocator_tuned": tuned, "libs": lib_list, "skipped": skipped,
+                     "peer_site": str(site) if site else None, "peer_versions": _versions(lib_list)},
         "machine": info, "matmul_gflops": rate, "rows": rows,
     }
     out_path.write_text(json.dumps(result, indent=1))

@@ -10,8 +10,8 @@ For a meta-batch of T tasks x R rollouts over the horizon H, it times (best of
 * processing: :func:`metabridge.rl.process_episodes` (returns, the T linear-baseline fits, GAE);
 
 and reports env steps/s of each and the overhead (sampler + processing - raw) / raw.
-Target (issue 15): <= 25 % at 20 tasks x 20 rollouts on HalfCheetah. JSON and a bar plot
-go under ``out``.
+Target: <= 25 % at 20 tasks x 20 rollouts on HalfCheetah. JSON, a bar plot and the resolved
+config.json go under ``--out``.
 """
 
 from __future__ import annotations
@@ -19,15 +19,18 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
+from pydantic import Field, field_validator
 
 from ..atomic import atomic_write_text
-from ..csv_options import parse_json_object
+from ..config import CommandConfig
 from ..machine_info import machine
 
 
-def _best(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
+def _best(fn: Any, repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls of ``fn``."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -36,35 +39,47 @@ def _best(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
     return min(times)
 
 
-def main(env: str = "halfcheetah-vel", tasks: int = 20, rollouts: int = 20, horizon: int = 200,
-         hidden: str = "64,64", repeats: int = 3, per_task_params: bool = True, env_kwargs: str = "",
-         threads: int = 1, out: Path = Path("bench/results/rl_sampler")) -> dict:
-    """Sampler overhead against the raw environment-step time.
+class RlSamplerConfig(CommandConfig):
+    """Settings of ``metabridge bench rl_sampler``: the sampler's overhead against the raw
+    environment-step time."""
 
-    Args:
-        env: environment family (metabridge.rl.available_envs()).
-        tasks: T, tasks stepped together.
-        rollouts: R, episodes per task.
-        horizon: H, steps per episode (passed to the family as horizon=).
-        hidden: comma-separated policy widths.
-        repeats: timed repetitions of each part (the best is kept).
-        per_task_params: sample with one parameter set per task (as after the inner step).
-        env_kwargs: JSON object of further options of the family.
-        threads: torch CPU threads (1: the raw simulator is single-threaded too).
-        out: folder for sampler.json and sampler.png (one file pair per env).
-    """
-    from ..csv_options import parse_csv
-    from ..rl import GaussianMLPPolicy, make_env, process_episodes, sample_episodes
+    out: Path = Field(Path("runs/bench/rl_sampler"), description=(
+        "Folder of ENV.json and ENV.png (one pair per environment) and config.json."))
+    env: str = Field("halfcheetah-vel", min_length=1, description=(
+        "Environment family (metabridge list rl-envs)."))
+    tasks: int = Field(20, ge=1, description="T, tasks stepped together.")
+    rollouts: int = Field(20, ge=1, description="R, episodes per task.")
+    horizon: int = Field(200, ge=1, description="H, steps per episode (passed to the family as horizon=).")
+    hidden: list[int] = Field([64, 64], min_length=1, description="Policy widths, given once each.")
+    repeats: int = Field(3, ge=1, description="Timed repetitions of each part (the best is kept).")
+    per_task_params: bool = Field(True, description="Sample with one parameter set per task (as after the inner "
+                                  "step).")
+    env_kwargs: dict[str, Any] = Field(default_factory=dict, description=(
+        "Further options of the family, e.g. {\"velocity_range\": [0, 3]}."))
+    threads: int = Field(1, ge=1, description="Torch CPU threads while timing (1: the raw simulator is "
+                         "single-threaded too; restored after).")
 
-    if threads:
-        torch.set_num_threads(threads)
-    kwargs = parse_json_object(env_kwargs, "--env-kwargs", '{"velocity_range": [0, 3]}') if env_kwargs else {}
-    family = make_env(env, horizon=horizon, **kwargs)
-    widths = parse_csv(hidden, "--hidden", positive=True)
-    policy = GaussianMLPPolicy(family.obs_dim, family.action_dim, widths, generator=torch.Generator().manual_seed(0))
+    @field_validator("hidden")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if any(v < 1 for v in values):
+            raise ValueError(f"must be positive integers (got {values})")
+        return values
+
+
+CONFIG = RlSamplerConfig
+
+
+def _time_parts(config: RlSamplerConfig, family: Any) -> tuple[float, float, float]:
+    """Best seconds of the raw simulator, the sampler and the processing."""
+    from ..rl import GaussianMLPPolicy, process_episodes, sample_episodes
+
+    tasks, rollouts, horizon = config.tasks, config.rollouts, config.horizon
+    policy = GaussianMLPPolicy(family.obs_dim, family.action_dim, list(config.hidden),
+                               generator=torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(0)
     task_rows = family.sample_tasks(tasks, g)
-    params = {k: v.detach().unsqueeze(0).repeat(tasks, *([1] * v.ndim)) if per_task_params else v.detach()
+    params = {k: v.detach().unsqueeze(0).repeat(tasks, *([1] * v.ndim)) if config.per_task_params else v.detach()
               for k, v in policy.params().items()}
     actions = torch.randn(horizon, tasks, rollouts, family.action_dim, generator=g)
 
@@ -82,18 +97,11 @@ def main(env: str = "halfcheetah-vel", tasks: int = 20, rollouts: int = 20, hori
         process_episodes(episodes["e"])
 
     raw(), sampler(), processing()  # warm-up (pools, vmap tracing)
-    t_raw, t_sampler, t_proc = _best(raw, repeats), _best(sampler, repeats), _best(processing, repeats)
-    family.close()
-    steps = tasks * rollouts * horizon
-    report = {"env": env, "tasks": tasks, "rollouts": rollouts, "horizon": horizon, "hidden": widths,
-              "per_task_params": per_task_params, "threads": torch.get_num_threads(), "env_steps": steps,
-              "raw_seconds": t_raw, "sampler_seconds": t_sampler, "processing_seconds": t_proc,
-              "raw_steps_per_s": steps / t_raw, "sampler_steps_per_s": steps / t_sampler,
-              "with_processing_steps_per_s": steps / (t_sampler + t_proc),
-              "overhead": (t_sampler + t_proc - t_raw) / t_raw, "machine": machine("cpu")}
-    out.mkdir(parents=True, exist_ok=True)
-    stem = env.replace("-", "_")
-    atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2) + "\n")
+    return _best(raw, config.repeats), _best(sampler, config.repeats), _best(processing, config.repeats)
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    """Environment steps/s of the three parts as horizontal bars."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -103,11 +111,39 @@ def main(env: str = "halfcheetah-vel", tasks: int = 20, rollouts: int = 20, hori
     ax.barh(["raw env.step", "sampler", "sampler + baselines/GAE"],
             [report["raw_steps_per_s"], report["sampler_steps_per_s"], report["with_processing_steps_per_s"]])
     ax.set_xlabel("environment steps / s")
-    ax.set_title(f"{env}: {tasks} tasks x {rollouts} rollouts x {horizon} steps; overhead "
-                 f"{100 * report['overhead']:.1f}%", fontsize=9)
+    ax.set_title(f"{report['env']}: {report['tasks']} tasks x {report['rollouts']} rollouts x {report['horizon']} "
+                 f"steps; overhead {100 * report['overhead']:.1f}%", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / f"{stem}.png", dpi=120)
-    print(f"{env}: raw {report['raw_steps_per_s']:,.0f} steps/s; sampler {report['sampler_steps_per_s']:,.0f}; "
-          f"with baselines + GAE {report['with_processing_steps_per_s']:,.0f}; overhead "
-          f"{100 * report['overhead']:.1f}% (target <= 25%)")
+    fig.savefig(path, dpi=120)
+
+
+def run(config: RlSamplerConfig) -> dict[str, Any]:
+    """Sampler overhead against the raw environment-step time; writes ``ENV.json`` and
+    ``ENV.png`` into ``config.out``."""
+    from ..rl import make_env
+
+    family = make_env(config.env, horizon=config.horizon, **config.env_kwargs)
+    config.write_resolved()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        used = torch.get_num_threads()
+        t_raw, t_sampler, t_proc = _time_parts(config, family)
+    finally:
+        torch.set_num_threads(threads)
+        family.close()
+    steps = config.tasks * config.rollouts * config.horizon
+    report = {"env": config.env, "tasks": config.tasks, "rollouts": config.rollouts, "horizon": config.horizon,
+              "hidden": list(config.hidden), "per_task_params": config.per_task_params, "threads": used,
+              "env_steps": steps, "raw_seconds": t_raw, "sampler_seconds": t_sampler, "processing_seconds": t_proc,
+              "raw_steps_per_s": steps / t_raw, "sampler_steps_per_s": steps / t_sampler,
+              "with_processing_steps_per_s": steps / (t_sampler + t_proc),
+              "overhead": (t_sampler + t_proc - t_raw) / t_raw, "machine": machine("cpu")}
+    out = Path(config.out)
+    stem = config.env.replace("-", "_")
+    atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2) + "\n")
+    _plot(report, out / f"{stem}.png")
+    print(f"{config.env}: raw {report['raw_steps_per_s']:,.0f} steps/s; sampler "
+          f"{report['sampler_steps_per_s']:,.0f}; with baselines + GAE {report['with_processing_steps_per_s']:,.0f}; "
+          f"overhead {100 * report['overhead']:.1f}% (target <= 25%)")
     return report

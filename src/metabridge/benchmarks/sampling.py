@@ -8,13 +8,13 @@ Two synthetic datasets of real sizes: Omniglot-like (1200 classes x 20 images of
 
 learn2learn's ``TaskDataset`` is measured beside it over the same uint8 tensors when
 learn2learn imports (from this interpreter, or from the peer venv of
-``../shared/peers/install.sh`` with ``--peer-site``): ``l2l.data.MetaDataset`` over a
+``scripts/install_peers.sh`` with ``--peer-site``): ``l2l.data.MetaDataset`` over a
 ``TensorDataset``, task transforms ``NWays(5)``, ``KShots(5 + 15)``, ``LoadData``,
 ``RemapLabels`` as its documentation composes them; one episode is ``taskset.sample()``
 followed by the same conversion to float in [0, 1] and the split of every class's 20
 images into 5 support and 15 query images. learn2learn draws one task per call, so
 ``b`` episodes per call are ``b`` calls. Without learn2learn its rows are skipped with a
-printed line.
+printed line. Writes sampling_cpu.json and config.json into ``--out``.
 """
 
 from __future__ import annotations
@@ -26,14 +26,17 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import Field, field_validator
 from torch import Tensor
 
+from ..config import CommandConfig
 from ..data.class_dataset import ClassDataset
+from ..machine_info import machine
 from ..tasks.episodes import EpisodeSampler
-from ._common import machine, synthetic_dataset
+from ._common import synthetic_dataset
 from ._peer_impls import available, use_peer_site
 
 DATASETS = {"omniglot-like": (1200, 20, 28, 1), "miniimagenet-like": (64, 600, 84, 3)}
@@ -86,36 +89,61 @@ def learn2learn_draw(data: ClassDataset) -> Draw:
     return draw
 
 
-def main(batch_sizes: str = "1,32", seconds: float = 5.0, out: str = "bench/results/sampling_cpu.json",
-         libs: str = "auto", peer_site: str = "auto") -> dict[str, Any]:
-    """Episodes per second (5-way 5-shot 15-query) from in-memory uint8 datasets.
+class SamplingConfig(CommandConfig):
+    """Settings of ``metabridge bench sampling``: episodes per second (5-way 5-shot 15-query)
+    from in-memory uint8 datasets."""
 
-    Args:
-        batch_sizes: comma-separated numbers of episodes drawn per call.
-        seconds: measuring time per dataset, batch size and library.
-        out: JSON path for the results.
-        libs: auto (metabridge, and learn2learn when it imports; else it is skipped with a printed
-            line) or a comma-separated subset of metabridge, learn2learn (learn2learn named here
-            and not importable is an error).
-        peer_site: site-packages of a venv to import learn2learn from, appended to sys.path after
-            this interpreter's own (auto: ~/.cache/mb-peers/venv_peer2's, built by
-            ../shared/peers/install.sh, when it exists; none: only this interpreter's packages).
-    """
-    sizes = [int(s) for s in batch_sizes.split(",") if s.strip()]
-    if not sizes or min(sizes) < 1:
-        raise ValueError(f"--batch-sizes {batch_sizes!r}: give positive integers")
-    site = use_peer_site(peer_site)
+    out: Path = Field(Path("runs/bench/sampling"), description="Folder of sampling_cpu.json and config.json.")
+    batch_sizes: list[int] = Field([1, 32], min_length=1, description=(
+        "Numbers of episodes drawn per call, given once each."))
+    seconds: float = Field(5.0, gt=0, allow_inf_nan=False, description=(
+        "Measuring time per dataset, batch size and library."))
+    libs: list[Literal["auto", "metabridge", "learn2learn"]] = Field(["auto"], min_length=1, description=(
+        "auto (metabridge, and learn2learn when it imports; else it is skipped with a printed line) or a "
+        "subset of metabridge, learn2learn, given once each (learn2learn named here and not importable is an "
+        "error)."))
+    peer_site: str = Field("auto", min_length=1, description=(
+        "site-packages of a venv to import learn2learn from, appended to sys.path after this interpreter's "
+        "own: auto (that of the environment scripts/install_peers.sh builds, when it exists), none (only this "
+        "interpreter's packages) or a directory."))
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if any(v < 1 for v in values):
+            raise ValueError(f"must be positive integers (got {values})")
+        return values
+
+    @field_validator("libs")
+    @classmethod
+    def _auto_alone(cls, libs: list[str]) -> list[str]:
+        if "auto" in libs and len(libs) > 1:
+            raise ValueError("auto stands alone; or name metabridge and learn2learn")
+        return libs
+
+
+CONFIG = SamplingConfig
+
+
+def _libraries(libs: list[str]) -> tuple[list[str], list[str]]:
+    """The libraries measured and a line per library skipped."""
     why = available("learn2learn")
-    if libs.strip() == "auto":
+    if libs == ["auto"]:
         lib_list = ["metabridge"] + (["learn2learn"] if why is None else [])
     else:
-        lib_list = [s.strip() for s in libs.split(",") if s.strip()]
-        unknown = sorted(set(lib_list) - {"metabridge", "learn2learn"})
-        if unknown or not lib_list:
-            raise ValueError(f"--libs {libs!r}: choose auto or from metabridge, learn2learn")
+        lib_list = list(dict.fromkeys(libs))
         if "learn2learn" in lib_list and why:
             raise ValueError(f"--libs: {why}")
     skipped = [why] if why and "learn2learn" not in lib_list else []
+    return lib_list, skipped
+
+
+def run(config: SamplingConfig) -> dict[str, Any]:
+    """Episodes per second (5-way 5-shot 15-query) from in-memory uint8 datasets; writes
+    ``sampling_cpu.json`` into ``config.out``."""
+    site = use_peer_site(config.peer_site)
+    lib_list, skipped = _libraries(list(config.libs))
+    config.write_resolved()
     for line in skipped:
         print(f"skipped: {line}", flush=True)
     builders = {"metabridge": metabridge_draw, "learn2learn": learn2learn_draw}
@@ -124,8 +152,8 @@ def main(batch_sizes: str = "1,32", seconds: float = 5.0, out: str = "bench/resu
         data = synthetic_dataset(classes, per_class, size, channels)
         for lib in lib_list:
             draw = builders[lib](data)
-            for b in sizes:
-                rate = episodes_per_second(draw, b, seconds)
+            for b in config.batch_sizes:
+                rate = episodes_per_second(draw, b, config.seconds)
                 rows.append({"dataset": name, "shape": [channels, size, size], "classes": classes,
                              "per_class": per_class, "library": lib, "episodes_per_call": b,
                              "episodes_per_s": rate})
@@ -138,7 +166,7 @@ def main(batch_sizes: str = "1,32", seconds: float = 5.0, out: str = "bench/resu
         import learn2learn
 
         result["learn2learn"] = learn2learn.__version__
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(json.dumps(result, indent=1))
+    out = Path(config.out) / "sampling_cpu.json"
+    out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
     return result

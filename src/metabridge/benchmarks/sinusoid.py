@@ -12,27 +12,31 @@ form on the support set, so it has one number for every step count.
 Model selection: every method is scored with its best-validation weights (validation
 MSE after the method's own test-time adaptation, 200 fixed tasks, every steps/10
 iterations), and also with its final weights. The two differ for MAML: trained with
-one inner step, MAML's weights keep improving the one-step loss, but after ~20k
-iterations ten steps of 0.01 start to diverge on a few test tasks (measured: final
-weights after 70k iterations, one of 1000 tasks at MSE 1.6e3 after 10 steps).
+one inner step, MAML's weights keep improving the one-step loss, but after tens of
+thousands of iterations ten steps of 0.01 can diverge on a few test tasks, so the final
+weights' 10-step MSE is not the best one (the numbers are on the results page).
 
 Finn et al.'s Table 2 (5-shot; MSE after 1 / 5 / 10 steps):
 MAML 0.67 / 0.38 / 0.35; pretrained 2.41 / 2.23 / 2.19.
+
+Writes sinusoid.json, sinusoid.png and config.json into ``--out``, each method's run
+(checkpoints, metrics.jsonl) into ``OUT/runs/METHOD``.
 """
 
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import Field, field_validator
 
-from ..config import ExperimentConfig
-from ..evaluate import evaluate
 from ..checkpoint import load_checkpoint
+from ..config import CommandConfig, ExperimentConfig
+from ..evaluate import evaluate
 from ..experiment import RegressionSource, build_experiment
+from ..machine_info import machine
 from ..tasks.sinusoid import SinusoidFamily
 from ..train import Trainer, read_metrics
 
@@ -94,7 +98,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     ax.set_xlabel("gradient steps at test time (5-shot support)")
     ax.set_ylabel("query MSE (mean ± 95% CI)")
     ax.set_yscale("log")
-    ax.set_title(f"Sinusoid regression, {results['train_steps']} meta-iterations (best-validation weights)", fontsize=9)
+    ax.set_title(f"Sinusoid regression, {results['train_steps']} meta-iterations (best-validation weights)",
+                 fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -102,6 +107,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 
 def _cell(mean: float, ci: float) -> str:
+    """``mean ± ci`` in a fixed width."""
     return f"{mean:>8.3g} ± {ci:<6.2g}"
 
 
@@ -138,68 +144,84 @@ def _train_or_load(cfg: ExperimentConfig, train: bool, progress: bool) -> tuple[
     return trainer.experiment.algorithm, float(records[-1]["train_seconds"]) if records else 0.0, best, last
 
 
-def run(methods: tuple[str, ...] = ("maml", "drs", "mtl"), steps: int = 70000, test_tasks: int = 1000,
-        query_points: int = 100, num_train_tasks: int = 1000, seed: int = 0, device: str = "cpu",
-        out_dir: Path = Path("runs/bench_sinusoid"), results_dir: Path = Path("bench/results"),
-        progress: bool = True, test_seed: int = 2000, train: bool = True) -> dict[str, Any]:
+class SinusoidConfig(CommandConfig):
+    """Settings of ``metabridge bench sinusoid``: Finn et al. (2017)'s sinusoid table, MAML, DRS
+    (pretrained) and MTL."""
+
+    out: Path = Field(Path("runs/bench/sinusoid"), description=(
+        "Folder of sinusoid.json, sinusoid.png and config.json; each method's run goes into OUT/runs/METHOD."))
+    methods: list[str] = Field(["maml", "drs", "mtl"], min_length=1, description=(
+        "Algorithms, given once each: maml, fomaml, anil, metasgd, reptile, drs, mtl, and the black-box "
+        "learners mann, snail, icl, which read the support in one forward (one number for every step count, "
+        "like MTL)."))
+    steps: int = Field(70000, ge=1, description="Meta-iterations per method (Finn et al.: 70000).")
+    test_tasks: int = Field(1000, ge=1, description="Fixed test tasks (identical for every method).")
+    query_points: int = Field(100, ge=1, description="Query points per test task used to score MSE.")
+    num_train_tasks: int = Field(1000, ge=1, description="Size of MTL's training task pool (one head per task).")
+    seed: int = Field(0, description="Training seed.")
+    test_seed: int = Field(2000, description="Seed of the fixed test tasks.")
+    device: str = Field("cpu", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$", description="cpu, cuda, cuda:N, mps or "
+                        "auto.")
+    train: bool = Field(True, description="--no-train re-scores the finished runs already in OUT/runs instead "
+                        "of training.")
+    progress: bool = Field(True, description="Show each run's progress bar.")
+
+    @field_validator("methods")
+    @classmethod
+    def _registered(cls, names: list[str]) -> list[str]:
+        import difflib
+
+        from ..algorithms.registry import ALGORITHMS
+
+        for name in names:
+            if name not in ALGORITHMS:
+                close = difflib.get_close_matches(name, list(ALGORITHMS), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"unknown algorithm {name!r}{hint}; choose from {', '.join(sorted(ALGORITHMS))}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"names a method twice ({', '.join(names)})")
+        return names
+
+
+CONFIG = SinusoidConfig
+
+
+def reproduce(config: SinusoidConfig) -> dict[str, Any]:
     """Train each method, evaluate its best-validation and final weights on identical test
     tasks, write JSON + PNG, return the results."""
-    if steps < 1 or test_tasks < 1 or query_points < 1:
-        raise ValueError("steps, test_tasks and query_points must be >= 1.")
-    test = RegressionSource(SinusoidFamily(), 5, query_points)
+    test = RegressionSource(SinusoidFamily(), 5, config.query_points)
+    info = machine(config.device if config.device.startswith("cuda") else "cpu")
     results: dict[str, Any] = {
-        "benchmark": "sinusoid", "train_steps": steps, "test_tasks": test_tasks, "query_points": query_points,
-        "k_shot_test": 5, "num_train_tasks_mtl": num_train_tasks, "seed": seed, "device": device,
-        "torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
+        "benchmark": "sinusoid", "train_steps": config.steps, "test_tasks": config.test_tasks,
+        "query_points": config.query_points, "k_shot_test": 5, "num_train_tasks_mtl": config.num_train_tasks,
+        "seed": config.seed, "device": config.device, "torch": torch.__version__, "machine": info,
+        "threads": torch.get_num_threads(),
         "selection": "test = best-validation weights; test_final = weights after the last step",
         "paper": PAPER, "methods": {},
     }
-    for method in methods:
-        cfg = method_config(method, steps, Path(out_dir), seed, num_train_tasks, device)
-        algorithm, seconds, best, last = _train_or_load(cfg, train, progress)
+    runs = Path(config.out) / "runs"
+    for method in config.methods:
+        cfg = method_config(method, config.steps, runs, config.seed, config.num_train_tasks, config.device)
+        algorithm, seconds, best, last = _train_or_load(cfg, config.train, config.progress)
         scores = {}
         for name, path in (("test", best), ("test_final", last)):
             ckpt = load_checkpoint(path)
             algorithm.load_state_dict(ckpt["algorithm"])
-            scores[name] = evaluate_steps(algorithm, method, test, test_tasks, test_seed)
+            scores[name] = evaluate_steps(algorithm, method, test, config.test_tasks, config.test_seed)
             scores[name.replace("test", "step")] = int(ckpt["step"])
         results["methods"][method] = {"train_seconds": seconds, **scores}
-    results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "sinusoid.json").write_text(json.dumps(results, indent=2))
-    plot(results, results_dir / "sinusoid.png")
+    out = Path(config.out)
+    (out / "sinusoid.json").write_text(json.dumps(results, indent=2))
+    plot(results, out / "sinusoid.png")
     return results
 
 
-def main(
-    methods: str = "maml,drs,mtl",
-    steps: int = 70000,
-    test_tasks: int = 1000,
-    query_points: int = 100,
-    num_train_tasks: int = 1000,
-    seed: int = 0,
-    device: str = "cpu",
-    out_dir: str = "runs/bench_sinusoid",
-    results_dir: str = "bench/results",
-    train: bool = True,
-) -> None:
-    """Reproduce Finn et al. (2017)'s sinusoid table: MAML, DRS (pretrained) and MTL.
-
-    Args:
-        methods: comma-separated algorithms (maml, fomaml, anil, metasgd, reptile, drs, mtl, and the
-            black-box learners mann, snail, icl, which read the support in one forward: one number
-            for every step count, like MTL).
-        steps: meta-iterations per method (Finn et al.: 70000).
-        test_tasks: fixed test tasks (identical for every method).
-        query_points: query points per test task used to score MSE.
-        num_train_tasks: size of MTL's training task pool (one head per task).
-        seed: training seed.
-        device: cpu, cuda or auto.
-        out_dir: run directories (checkpoints, metrics.jsonl).
-        results_dir: where sinusoid.json and sinusoid.png are written.
-        train: --no-train re-scores the finished runs already in out_dir instead of training.
-    """
-    res = run(tuple(m.strip() for m in methods.split(",") if m.strip()), steps, test_tasks, query_points,
-              num_train_tasks, seed, device, Path(out_dir), Path(results_dir), train=train)
+def run(config: SinusoidConfig) -> dict[str, Any]:
+    """Reproduce Finn et al. (2017)'s sinusoid table: MAML, DRS (pretrained) and MTL; prints
+    the table and writes ``sinusoid.json`` and ``sinusoid.png`` into ``config.out``."""
+    config.write_resolved()
+    res = reproduce(config)
+    out = Path(config.out)
     print(format_table(res))
-    print(f"\nwrote {Path(results_dir) / 'sinusoid.json'} and {Path(results_dir) / 'sinusoid.png'}")
+    print(f"\nwrote {out / 'sinusoid.json'} and {out / 'sinusoid.png'}")
+    return res

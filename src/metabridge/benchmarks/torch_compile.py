@@ -1,4 +1,4 @@
-"""Does ``torch.compile`` pay for Conv-4 training steps on this machine? (issue 4: measure, keep what wins)
+"""Does ``torch.compile`` pay for Conv-4 training steps? (Measure, keep what wins.)
 
 Times one forward + backward of the Conv-4 body on one meta-batch of glyph episodes
 (16 tasks x 5-way x (1 support + 10 query) = 880 images of 28x28x1, the ``compare``
@@ -9,7 +9,7 @@ It also records whether a second-order MAML step (a backward through a
 
     metabridge bench torch_compile --threads 2 --repeats 5
 
-Writes torch_compile_cpu.json into ``--results-dir`` (bench/results by default).
+Writes torch_compile_cpu.json and config.json into ``--out``.
 """
 
 from __future__ import annotations
@@ -19,13 +19,16 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
+from ..config import CommandConfig
 from ..device import tune_cpu_allocator
+from ..machine_info import machine
 from ..models.conv4 import Conv4Backbone
-from ._common import machine
 
 
 def _step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, heads: torch.Tensor) -> None:
@@ -36,6 +39,7 @@ def _step(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, heads: torch
 
 
 def _time(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, heads: torch.Tensor, repeats: int) -> list[float]:
+    """Seconds of ``repeats`` steps after two untimed ones."""
     for _ in range(2):  # warm-up (and, for the compiled model, compilation)
         _step(model, x, y, heads)
     out = []
@@ -58,52 +62,71 @@ def _second_order_works(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
         return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
 
 
-def main(threads: int = 2, repeats: int = 5, meta_batch: int = 16, allocator: bool = True,
-         results_dir: str = "bench/results") -> dict:
-    """Median seconds of one Conv-4 forward+backward: eager, channels-last, compiled.
+class TorchCompileConfig(CommandConfig):
+    """Settings of ``metabridge bench torch_compile``: median seconds of one Conv-4
+    forward+backward, eager, channels-last and compiled."""
 
-    Args:
-        threads: torch CPU threads.
-        repeats: timed steps of each form after two warm-up steps (the median is reported).
-        meta_batch: tasks of 5-way episodes with 1 support + 10 queries per class (880 images at 16).
-        allocator: apply metabridge.device.tune_cpu_allocator (as metabridge's trainer does) for the
-            whole process first; --no-allocator measures glibc's defaults.
-        results_dir: where torch_compile_cpu.json is written.
-    """
-    if min(threads, repeats, meta_batch) < 1:
-        raise ValueError(f"--threads, --repeats and --meta-batch must be >= 1 (got {threads}, {repeats}, "
-                         f"{meta_batch}).")
-    torch.set_num_threads(threads)
-    tuned = bool(tune_cpu_allocator()) if allocator else False
+    out: Path = Field(Path("runs/bench/torch_compile"), description="Folder of torch_compile_cpu.json and "
+                      "config.json.")
+    threads: int = Field(2, ge=1, description="Torch CPU threads while timing (restored after).")
+    repeats: int = Field(5, ge=1, description="Timed steps of each form after two warm-up steps (the median is "
+                         "reported).")
+    meta_batch: int = Field(16, ge=1, description="Tasks of 5-way episodes with 1 support + 10 queries per class "
+                            "(880 images at 16).")
+    allocator: bool = Field(True, description=(
+        "Apply metabridge.device.tune_cpu_allocator (as metabridge's trainer does) for the whole process "
+        "first; --no-allocator measures glibc's defaults."))
+
+
+CONFIG = TorchCompileConfig
+
+
+def _measure(config: TorchCompileConfig) -> dict[str, Any]:
+    """The three forms timed, the compile time and the second-order check."""
     torch.manual_seed(0)
-    n = meta_batch * 5 * 11
+    n = config.meta_batch * 5 * 11
     x = torch.randn(n, 1, 28, 28)
     y = torch.randint(0, 5, (n,))
     heads = torch.randn(5, 64, requires_grad=True)
     eager = Conv4Backbone(1)
-    times = {"eager": _time(eager, x, y, heads, repeats)}
+    times = {"eager": _time(eager, x, y, heads, config.repeats)}
     cl = Conv4Backbone(1).to(memory_format=torch.channels_last)
     cl.load_state_dict(eager.state_dict())
-    times["eager_channels_last"] = _time(cl, x, y, heads, repeats)
+    times["eager_channels_last"] = _time(cl, x, y, heads, config.repeats)
     compiled = torch.compile(Conv4Backbone(1).to(memory_format=torch.channels_last))
     t0 = time.perf_counter()
     _step(compiled, x, y, heads)
     compile_s = time.perf_counter() - t0
-    times["compiled_channels_last"] = _time(compiled, x, y, heads, repeats)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    times["compiled_channels_last"] = _time(compiled, x, y, heads, config.repeats)
+    return {"images": n, "times_s": times, "median_s": {k: statistics.median(v) for k, v in times.items()},
+            "compile_seconds_first_call": compile_s,
+            "second_order_through_compiled": _second_order_works(compiled, x, y, heads)}
+
+
+def run(config: TorchCompileConfig) -> dict[str, Any]:
+    """Median seconds of one Conv-4 forward+backward: eager, channels-last, compiled; writes
+    ``torch_compile_cpu.json`` into ``config.out``."""
+    config.write_resolved()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        tuned = bool(tune_cpu_allocator()) if config.allocator else False
+        info = machine("cpu")  # with this run's thread count
+        m = _measure(config)
+    finally:
+        torch.set_num_threads(threads)
     result = {
         "what": "one Conv-4 forward+backward, MTL loss, 28x28x1",
-        "images": n, "threads": threads, "repeats": repeats, "cpu_allocator_tuned": tuned,
-        "times_s": times, "median_s": med,
-        "compile_seconds_first_call": compile_s,
-        "second_order_through_compiled": _second_order_works(compiled, x, y, heads),
-        "machine": {**machine("cpu"), "loadavg_end": os.getloadavg()},
+        "images": m["images"], "threads": config.threads, "repeats": config.repeats, "cpu_allocator_tuned": tuned,
+        "times_s": m["times_s"], "median_s": m["median_s"],
+        "compile_seconds_first_call": m["compile_seconds_first_call"],
+        "second_order_through_compiled": m["second_order_through_compiled"],
+        "machine": {**info, "loadavg_end": os.getloadavg()},
     }
-    out = Path(results_dir) / "torch_compile_cpu.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(config.out) / "torch_compile_cpu.json"
     out.write_text(json.dumps(result, indent=1))
-    for k, v in med.items():
+    for k, v in result["median_s"].items():
         print(f"{k:24s} {v:.3f} s")
-    print(f"first compiled call {compile_s:.1f} s; second order through compiled: "
+    print(f"first compiled call {result['compile_seconds_first_call']:.1f} s; second order through compiled: "
           f"{result['second_order_through_compiled']}\nwrote {out}")
     return result
