@@ -1,4 +1,4 @@
-"""The floor: FLOPs of one meta-iteration divided by this machine's large-matmul rate.
+"""The floor: FLOPs of one meta-iteration divided by the large-matmul rate of the machine it runs on.
 
 FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode``, which counts
 every convolution, ``convolution_backward`` (grad-input and grad-weight products
