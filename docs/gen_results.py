@@ -92,9 +92,20 @@ def load_report(folder: Path) -> ModuleType:
     return module
 
 
-def load_experiments(root: Path = EXPERIMENTS) -> list[Experiment]:
-    """Load every experiment's report (a folder without ``report.py`` is left out: see ``missing_reports``)."""
-    return [Experiment(f.name, f, load_report(f)) for f in experiment_folders(root) if (f / "report.py").is_file()]
+def load_experiments(root: Path = EXPERIMENTS, errors: list[str] | None = None) -> list[Experiment]:
+    """Load every experiment's report. A folder without ``report.py`` is left out (see ``missing_reports``); a
+    report that fails to import is left out with one line in ``errors`` (raised when ``errors`` is None)."""
+    experiments = []
+    for folder in experiment_folders(root):
+        if not (folder / "report.py").is_file():
+            continue
+        try:
+            experiments.append(Experiment(folder.name, folder, load_report(folder)))
+        except Exception as exc:
+            if errors is None:
+                raise
+            errors.append(f"{_rel(folder / 'report.py')}: cannot be imported: {type(exc).__name__}: {exc}")
+    return experiments
 
 
 def missing_reports(root: Path = EXPERIMENTS) -> list[str]:
@@ -145,14 +156,22 @@ def render_index(experiments: list[Experiment]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def headline_rows(experiments: list[Experiment]) -> list[dict[str, str]]:
-    """The rows every report's optional ``headline(folder)`` returns, each with a link."""
+def headline_rows(experiments: list[Experiment], errors: list[str] | None = None) -> list[dict[str, str]]:
+    """The rows every report's optional ``headline(folder)`` returns, each with a link (a failing ``headline`` is
+    one line in ``errors``; raised when ``errors`` is None)."""
     rows: list[dict[str, str]] = []
     for exp in experiments:
         func = getattr(exp.module, "headline", None)
         if not callable(func):
             continue
-        for row in _call(exp, func):
+        try:
+            found = list(_call(exp, func))
+        except Exception as exc:
+            if errors is None:
+                raise
+            errors.append(f"{_rel(exp.folder / 'report.py')}: headline() failed: {type(exc).__name__}: {exc}")
+            continue
+        for row in found:
             row = {k: str(v) for k, v in row.items()}
             row.setdefault("link", f"docs/results/{exp.name}.md")
             rows.append(row)
@@ -180,32 +199,40 @@ def fill_readme(text: str, block: str) -> str | None:
 def images(exp: Experiment) -> dict[Path, Path]:
     """Every PNG of the experiment mapped to its copy under ``docs/results/img/<name>/``."""
     return {
-        src: RESULTS_DOCS / "img" / exp.name / src.relative_to(exp.folder)
-        for src in sorted(exp.folder.rglob("*.png"))
+        src: RESULTS_DOCS / "img" / exp.name / src.relative_to(exp.folder) for src in sorted(exp.folder.rglob("*.png"))
     }
 
 
-def expected_files(experiments: list[Experiment]) -> dict[Path, bytes]:
-    """Every generated file (pages, index, images) and the bytes it must hold."""
+def expected_files(experiments: list[Experiment], errors: list[str] | None = None) -> dict[Path, bytes]:
+    """Every generated file (pages, index, images) and the bytes it must hold. A page whose ``render`` fails is
+    one line in ``errors`` and left out (raised when ``errors`` is None)."""
     files: dict[Path, bytes] = {}
     for exp in experiments:
-        files[exp.page] = render_page(exp).encode("utf-8")
+        try:
+            files[exp.page] = render_page(exp).encode("utf-8")
+        except Exception as exc:
+            if errors is None:
+                raise
+            errors.append(f"{_rel(exp.folder / 'report.py')}: render() failed: {type(exc).__name__}: {exc}")
         for src, dst in images(exp).items():
             files[dst] = src.read_bytes()
     files[RESULTS_DOCS / "index.md"] = render_index(experiments).encode("utf-8")
     if README.is_file():
-        filled = fill_readme(README.read_text(encoding="utf-8"), render_headline_block(headline_rows(experiments)))
+        block = render_headline_block(headline_rows(experiments, errors))
+        filled = fill_readme(README.read_text(encoding="utf-8"), block)
         if filled is not None:
             files[README] = filled.encode("utf-8")
     return files
 
 
-def stale_files(expected: dict[Path, bytes]) -> list[Path]:
-    """Generated files on disk that no experiment produces any more (pages and images of removed experiments)."""
+def stale_files(expected: dict[Path, bytes], root: Path = EXPERIMENTS) -> list[Path]:
+    """Generated files on disk that no experiment produces any more (pages and images of removed experiments;
+    the page of an experiment whose report is broken is kept)."""
     if not RESULTS_DOCS.is_dir():
         return []
+    keep = {RESULTS_DOCS / f"{f.name}.md" for f in experiment_folders(root)}
     on_disk = [p for p in RESULTS_DOCS.rglob("*") if p.is_file() and p.suffix in {".md", ".png"}]
-    return sorted(p for p in on_disk if p not in expected)
+    return sorted(p for p in on_disk if p not in expected and p not in keep)
 
 
 def _rel(path: Path) -> str:
@@ -218,21 +245,23 @@ def _rel(path: Path) -> str:
 
 def check(root: Path = EXPERIMENTS) -> list[str]:
     """One line for every generated file that differs from what the JSON renders to (empty: all agree)."""
-    expected = expected_files(load_experiments(root))
-    problems = []
+    errors: list[str] = []
+    expected = expected_files(load_experiments(root, errors), errors)
+    problems = list(errors)
     for path, data in expected.items():
         rel = _rel(path)
         if not path.is_file():
             problems.append(f"{rel}: missing")
         elif path.read_bytes() != data:
             problems.append(f"{rel}: differs from its experiment's JSON")
-    problems += [f"{_rel(p)}: no experiment renders it (stale)" for p in stale_files(expected)]
+    problems += [f"{_rel(p)}: no experiment renders it (stale)" for p in stale_files(expected, root)]
     return missing_reports(root) + problems
 
 
-def write(root: Path = EXPERIMENTS) -> list[Path]:
-    """Write every generated file that changed, remove stale ones; return the paths written."""
-    expected = expected_files(load_experiments(root))
+def write(root: Path = EXPERIMENTS, errors: list[str] | None = None) -> list[Path]:
+    """Write every generated file that changed, remove stale ones; return the paths written. Reports that fail
+    are lines in ``errors`` (raised when ``errors`` is None); the other pages are still written."""
+    expected = expected_files(load_experiments(root, errors), errors)
     written = []
     for path, data in expected.items():
         if path.is_file() and path.read_bytes() == data:
@@ -240,7 +269,7 @@ def write(root: Path = EXPERIMENTS) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         written.append(path)
-    for path in stale_files(expected):
+    for path in stale_files(expected, root):
         path.unlink()
     for folder in sorted((RESULTS_DOCS / "img").glob("*"), reverse=True) if RESULTS_DOCS.is_dir() else []:
         if folder.is_dir() and not any(folder.rglob("*.png")):
@@ -262,11 +291,14 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print("results pages agree with their JSON")
         return 0
-    for path in write():
+    errors: list[str] = []
+    for path in write(errors=errors):
         print(f"wrote {_rel(path)}")
     for line in missing_reports():
         print(f"skipped {line}")
-    return 0
+    for line in errors:
+        print(f"error: {line}")
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

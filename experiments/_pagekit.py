@@ -138,8 +138,13 @@ def convergence(curve: list[dict[str, Any]], axis: str = "train_seconds", tail: 
     slope = sum((t - mt) * (v - mv) for t, v in zip(ts, vs)) / var if var > 0 else 0.0
     gain = slope * (ts[-1] - ts[0])
     rise = mv - sum(p["val_mean"] for p in middle) / len(middle)
-    return {"converged": bool(gain <= ci and rise <= ci), "window_points": len(window), "gain": gain,
-            "rise": rise, "ci95": ci}
+    return {
+        "converged": bool(gain <= ci and rise <= ci),
+        "window_points": len(window),
+        "gain": gain,
+        "rise": rise,
+        "ci95": ci,
+    }
 
 
 def converged(result: dict[str, Any], data: dict[str, Any]) -> str:
@@ -147,8 +152,10 @@ def converged(result: dict[str, Any], data: dict[str, Any]) -> str:
     verdict = convergence(result["curve"], axis=axis(data))
     if verdict["converged"] is None:
         return "unknown (too few validations)"
-    detail = (f"trend {100 * verdict['gain']:+.2f}, middle to last third {100 * verdict['rise']:+.2f} points, "
-              f"CI {100 * verdict['ci95']:.2f}")
+    detail = (
+        f"trend {100 * verdict['gain']:+.2f}, middle to last third {100 * verdict['rise']:+.2f} points, "
+        f"CI {100 * verdict['ci95']:.2f}"
+    )
     return ("yes" if verdict["converged"] else "no") + f" ({detail})"
 
 
@@ -203,16 +210,25 @@ def _header(key: str, data: dict[str, Any], points: list[float]) -> str:
         return f"{key[3:]}-shot acc %"
     target = data["summary"].get("target")
     names = {
-        "method": "method", "train_s": "train s", "steps": "steps", "s_step": "s / step", "rss": "peak RSS MB",
+        "method": "method",
+        "train_s": "train s",
+        "steps": "steps",
+        "s_step": "s / step",
+        "rss": "peak RSS MB",
         "target": "to target" + (f" ({100 * target:.2f}%)" if target is not None else ""),
-        "converged": "converged", "best_val": "best val %",
+        "converged": "converged",
+        "best_val": "best val %",
         "val_at": "validation at " + " / ".join(f"{p:.0f}" for p in points) + f" {unit(data)}",
     }
     return names[key]
 
 
-def compare_table(data: dict[str, Any], columns: Sequence[str], methods: Sequence[str] | None = None,
-                  labels: dict[str, str] | None = None) -> str:
+def compare_table(
+    data: dict[str, Any],
+    columns: Sequence[str],
+    methods: Sequence[str] | None = None,
+    labels: dict[str, str] | None = None,
+) -> str:
     """A table of one ``metabridge compare`` result: one row per method (see :func:`runs_table`)."""
     labels = labels or {}
     entries = [(labels.get(m, LABELS.get(m, m)), data, m) for m in (methods or data["methods"])]
@@ -241,5 +257,11 @@ def runs_table(entries: Sequence[tuple[str, dict[str, Any], str]], columns: Sequ
 
 
 def compare_machine(data: dict[str, Any]) -> str:
-    """The machine line of a ``compare`` result (``merged_from`` runs share one machine: merge refuses others)."""
-    return machine(data.get("machine"))
+    """The machine line of a ``compare`` result (``merged_from`` runs share one machine: merge refuses others),
+    with the run's wall time."""
+    line = machine(data.get("machine"))
+    if data.get("total_seconds"):
+        merged = data.get("merged_from")
+        parts = f" (merged from {merged if isinstance(merged, int) else len(merged)} runs)" if merged else ""
+        line += f" Wall time of the run{parts}: {data['total_seconds'] / 60:.1f} min."
+    return line

@@ -23,8 +23,15 @@ import torch
 
 from metabridge.benchmarks._peer_impls import INNER_LR, build_step, make_problem
 
-VARIANTS = ["metabridge", "metabridge:c1", "metabridge:c4", "metabridge:cl", "metabridge:vmap", "metabridge:loop",
-            "metabridge:im2col"]
+VARIANTS = [
+    "metabridge",
+    "metabridge:c1",
+    "metabridge:c4",
+    "metabridge:cl",
+    "metabridge:vmap",
+    "metabridge:loop",
+    "metabridge:im2col",
+]
 
 
 def _median_seconds(fn, repeats: int) -> float:
@@ -72,9 +79,11 @@ def mtl_layouts(repeats: int) -> dict[str, float]:
         out[f"channels_last_{channels_last}"] = _median_seconds(step, repeats)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             out[f"channels_last_{channels_last}_bf16"] = _median_seconds(step, repeats)
-        print(f"mtl-like Conv-4 step channels_last={channels_last}: "
-              f"{out[f'channels_last_{channels_last}'] * 1e3:.1f} ms fp32, "
-              f"{out[f'channels_last_{channels_last}_bf16'] * 1e3:.1f} ms bf16")
+        print(
+            f"mtl-like Conv-4 step channels_last={channels_last}: "
+            f"{out[f'channels_last_{channels_last}'] * 1e3:.1f} ms fp32, "
+            f"{out[f'channels_last_{channels_last}_bf16'] * 1e3:.1f} ms bf16"
+        )
     return out
 
 
@@ -85,8 +94,12 @@ def main() -> None:
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this script re-decides GPU layouts and needs one.")
-    result = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__,
-              "maml_1shot_meta_batch32_s": maml_variants(args.repeats), "conv4_880_images_step_s": mtl_layouts(args.repeats)}
+    result = {
+        "device": torch.cuda.get_device_name(0),
+        "torch": torch.__version__,
+        "maml_1shot_meta_batch32_s": maml_variants(args.repeats),
+        "conv4_880_images_step_s": mtl_layouts(args.repeats),
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -27,24 +27,38 @@ FULL_COMMANDS = [
 
 
 def _curves(data: dict[str, Any]) -> str:
-    rows = [[kit.LABELS[m], " / ".join(f"{100 * p['val_mean']:.1f}" for p in r["curve"])]
-            for m, r in data["methods"].items()]
-    every = data["settings"].get("eval_every_seconds") or data["methods"][next(iter(data["methods"]))]["curve"][0][
-        "train_seconds"]
+    rows = [
+        [kit.LABELS[m], " / ".join(f"{100 * p['val_mean']:.1f}" for p in r["curve"])]
+        for m, r in data["methods"].items()
+    ]
+    every = (
+        data["settings"].get("eval_every_seconds")
+        or data["methods"][next(iter(data["methods"]))]["curve"][0]["train_seconds"]
+    )
     return kit.table(["method", f"1-shot validation %, every {every:.0f} s"], rows)
 
 
 def _target_line(data: dict[str, Any]) -> str:
     s = data["summary"]
-    return (f"Target: {kit.LABELS[s['best_gbml']]}'s final validation accuracy minus its CI = "
-            f"{100 * s['target']:.2f}% (1-shot validation).")
+    return (
+        f"Target: {kit.LABELS[s['best_gbml']]}'s final validation accuracy minus its CI = "
+        f"{100 * s['target']:.2f}% (1-shot validation)."
+    )
 
 
 def _gap(data: dict[str, Any]) -> str:
-    rows = [[kit.LABELS[m], kit.pct(r["best_val"]["mean"]), kit.pct(r["test"]["1"]["mean"]),
-             f"{100 * (r['best_val']['mean'] - r['test']['1']['mean']):+.2f}"] for m, r in data["methods"].items()]
-    return kit.table(["method", "best val % (validation alphabet)", "1-shot test % (test alphabets)",
-                      "val − test, points"], rows)
+    rows = [
+        [
+            kit.LABELS[m],
+            kit.pct(r["best_val"]["mean"]),
+            kit.pct(r["test"]["1"]["mean"]),
+            f"{100 * (r['best_val']['mean'] - r['test']['1']['mean']):+.2f}",
+        ]
+        for m, r in data["methods"].items()
+    ]
+    return kit.table(
+        ["method", "best val % (validation alphabet)", "1-shot test % (test alphabets)", "val − test, points"], rows
+    )
 
 
 def _diagnostics(folder: Path) -> str:
@@ -63,8 +77,9 @@ def _full(folder: Path) -> list[str]:
         "best-validation weights; run in five sittings on one machine and merged (`compare --merge` refuses runs "
         "whose settings or machine differ; the parts are in `results/full_protocol_parts/`).",
         kit.command(*FULL_COMMANDS),
-        kit.compare_table(full, ["method", "acc1", "acc5", "steps", "s_step", "rss", "best_val", "target",
-                                 "converged"]),
+        kit.compare_table(
+            full, ["method", "acc1", "acc5", "steps", "s_step", "rss", "best_val", "target", "converged"]
+        ),
         _target_line(full),
         kit.compare_machine(full),
         "What separates the methods is a gap between validation (one alphabet) and test (three others) that only the "
@@ -86,20 +101,23 @@ def _augment(folder: Path) -> list[str]:
         "The `--full` protocol with `--augment auto` (random crop, padding 2) and a step budget: 1000 training "
         "steps per method, validation every 50 steps; MTL and MAML trained in two runs and merged. The s / step "
         "are those of one torch thread on a shared machine, not costs.",
-        kit.command("metabridge compare --methods mtl --full --budget-steps 1000 --eval-every-steps 50 "
-                    "--augment auto --out runs/experiments/augment_1000/mtl",
-                    "metabridge compare --methods maml --full --budget-steps 1000 --eval-every-steps 50 "
-                    "--augment auto --out runs/experiments/augment_1000/maml",
-                    "metabridge compare --merge runs/experiments/augment_1000/mtl runs/experiments/augment_1000/maml "
-                    "--out runs/experiments/augment_1000/merged"),
+        kit.command(
+            "metabridge compare --methods mtl --full --budget-steps 1000 --eval-every-steps 50 "
+            "--augment auto --out runs/experiments/augment_1000/mtl",
+            "metabridge compare --methods maml --full --budget-steps 1000 --eval-every-steps 50 "
+            "--augment auto --out runs/experiments/augment_1000/maml",
+            "metabridge compare --merge runs/experiments/augment_1000/mtl runs/experiments/augment_1000/maml "
+            "--out runs/experiments/augment_1000/merged",
+        ),
         kit.compare_table(long, ["method", "acc1", "acc5", "val_at", "best_val", "s_step", "target", "converged"]),
         kit.compare_machine(long),
         f"MTL's step took {m['seconds_per_iteration'] / a['seconds_per_iteration']:.2f}x MAML's here "
         f"({m['seconds_per_iteration']:.3f} vs {a['seconds_per_iteration']:.3f} s).",
         kit.image(NAME, "results/augment_1000steps_mtl_vs_maml.png", "MTL vs MAML with augmentation, by steps"),
         "## Augmentation for every method of the main job, 200 s each",
-        kit.command("metabridge compare --methods mtl maml protonet --augment auto "
-                    "--out runs/experiments/augment_200s"),
+        kit.command(
+            "metabridge compare --methods mtl maml protonet --augment auto --out runs/experiments/augment_200s"
+        ),
         kit.compare_table(short, ["method", "acc1", "acc5", "steps", "s_step", "target", "converged"]),
         kit.compare_machine(short),
     ]
@@ -108,31 +126,38 @@ def _augment(folder: Path) -> list[str]:
 def render(folder: Path) -> str:
     """The markdown of the results page, every figure from the JSON."""
     mid = kit.load(folder, "four_methods_500s.json")
-    return "\n\n".join([
-        "# Few-shot glyphs: MTL against gradient-based meta-learning, trained longer",
-        "Question: given more training than the main job's 200 s, does MTL (Wang et al.) match MAML and its "
-        "relatives on held-out alphabets, and how much sooner does it reach their validation accuracy (the seed "
-        "paper claims an order of magnitude)?",
-        "All runs: glyph episodes, 5-way 1-shot training with 10 queries, meta-batch 16, Conv-4; MAML / first-order "
-        "MAML / ANIL: one inner step of 0.4 in training, three at test; MetaOptNet: SVM head, C = 0.1; MTL: RAdam "
-        "1e-3, others Adam 1e-3; best-validation weights tested on fixed 5-way 1-shot (10 queries) and 5-shot "
-        "(6 queries) episodes. Time to target and the convergence rule are as on the main job's page.",
-        "Every part at once: `bash experiments/fewshot_glyphs_mtl_vs_maml/run.sh` (resumable, part by part).",
-        "## 500 s per method",
-        kit.command("metabridge compare --methods mtl metaoptnet maml anil --budget-seconds 500 "
-                    "--eval-every-seconds 50 --out runs/experiments/four_methods_500s"),
-        kit.compare_table(mid, ["method", "acc1", "acc5", "train_s", "steps", "s_step", "rss", "target"]),
-        _target_line(mid),
-        _curves(mid),
-        kit.compare_machine(mid),
-        *_full(folder),
-        *_augment(folder),
-        "What it says: on glyphs / Conv-4 the paper's claim is not confirmed as stated. Without augmentation MTL "
-        "reaches the validation target sooner than MAML but not ten times sooner, and tests below MAML at 1-shot "
-        "(the frozen-feature methods lose accuracy from the validation alphabet to the test ones); with the same "
-        "augmentation and the same number of steps, MTL matches MAML at 1-shot and beats it at 5-shot. The cost "
-        "ratio that could make a 10x comes from larger images and more inner steps (the `training_cost` page).",
-    ]) + "\n"
+    return (
+        "\n\n".join(
+            [
+                "# Few-shot glyphs: MTL against gradient-based meta-learning, trained longer",
+                "Question: given more training than the main job's 200 s, does MTL (Wang et al.) match MAML and its "
+                "relatives on held-out alphabets, and how much sooner does it reach their validation accuracy (the seed "
+                "paper claims an order of magnitude)?",
+                "All runs: glyph episodes, 5-way 1-shot training with 10 queries, meta-batch 16, Conv-4; MAML / first-order "
+                "MAML / ANIL: one inner step of 0.4 in training, three at test; MetaOptNet: SVM head, C = 0.1; MTL: RAdam "
+                "1e-3, others Adam 1e-3; best-validation weights tested on fixed 5-way 1-shot (10 queries) and 5-shot "
+                "(6 queries) episodes. Time to target and the convergence rule are as on the main job's page.",
+                "Every part at once: `bash experiments/fewshot_glyphs_mtl_vs_maml/run.sh` (resumable, part by part).",
+                "## 500 s per method",
+                kit.command(
+                    "metabridge compare --methods mtl metaoptnet maml anil --budget-seconds 500 "
+                    "--eval-every-seconds 50 --out runs/experiments/four_methods_500s"
+                ),
+                kit.compare_table(mid, ["method", "acc1", "acc5", "train_s", "steps", "s_step", "rss", "target"]),
+                _target_line(mid),
+                _curves(mid),
+                kit.compare_machine(mid),
+                *_full(folder),
+                *_augment(folder),
+                "What it says: on glyphs / Conv-4 the paper's claim is not confirmed as stated. Without augmentation MTL "
+                "reaches the validation target sooner than MAML but not ten times sooner, and tests below MAML at 1-shot "
+                "(the frozen-feature methods lose accuracy from the validation alphabet to the test ones); with the same "
+                "augmentation and the same number of steps, MTL matches MAML at 1-shot and beats it at 5-shot. The cost "
+                "ratio that could make a 10x comes from larger images and more inner steps (the `training_cost` page).",
+            ]
+        )
+        + "\n"
+    )
 
 
 def headline(folder: Path) -> list[dict[str, str]]:
@@ -142,5 +167,10 @@ def headline(folder: Path) -> list[dict[str, str]]:
     for m in ("mtl", "maml"):
         test = long[m]["test"]["1"]
         figures.append(f"{kit.LABELS[m].split(' (')[0]} {kit.pm(100 * test['mean'], 100 * test['ci95'])}%")
-    return [{"method": "MTL vs MAML (glyphs, augmented, 1000 steps)", "paper": "Wang et al. 2021",
-             "headline": "1-shot test " + " vs ".join(figures)}]
+    return [
+        {
+            "method": "MTL vs MAML (glyphs, augmented, 1000 steps)",
+            "paper": "Wang et al. 2021",
+            "headline": "1-shot test " + " vs ".join(figures),
+        }
+    ]

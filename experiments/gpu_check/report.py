@@ -11,7 +11,7 @@ import _pagekit as kit
 PARTS = {
     "tests": "the CUDA tests (skipped on a CPU machine) and the device-path tests",
     "layouts": "grouped vs per-task Conv-4, channels-last, `cudnn.benchmark`: the CPU-measured choices re-timed "
-               "(`scripts/gpu_layouts.py`)",
+    "(`scripts/gpu_layouts.py`)",
     "peers": "`bench peers --device cuda`: MAML / first-order MAML / ANIL against the peer libraries",
     "cost": "`bench cost --device cuda`: the MTL-vs-MAML cost table on Conv-4 at 28 px and ResNet-12 at 84 px",
     "compare": "a short `compare` (MTL, MAML, ProtoNet; 30 s of training each) on glyphs",
@@ -19,18 +19,26 @@ PARTS = {
 
 
 def _summary(data: dict[str, Any]) -> str:
-    rows = [[name, PARTS.get(name, ""), "passed" if r["passed"] else f"failed (rc {r['rc']})", f"{r['seconds']:.0f}"]
-            for name, r in data.items()]
+    rows = [
+        [name, PARTS.get(name, ""), "passed" if r["passed"] else f"failed (rc {r['rc']})", f"{r['seconds']:.0f}"]
+        for name, r in data.items()
+    ]
     return kit.table(["part", "what", "result", "seconds"], rows)
 
 
 def _layouts(data: dict[str, Any]) -> str:
-    rows = [[f"MAML `{lib}`", setting, f"{1000 * s:.1f}"]
-            for lib, cells in data["maml_1shot_meta_batch32_s"].items() for setting, s in cells.items()]
-    rows += [["MTL step, 880 images", setting, f"{1000 * s:.1f}"]
-             for setting, s in data["conv4_880_images_step_s"].items()]
-    return (kit.table(["workload", "setting", "ms (median)"], rows)
-            + f"\n\nDevice: {data['device']}, torch {data['torch']}.")
+    rows = [
+        [f"MAML `{lib}`", setting, f"{1000 * s:.1f}"]
+        for lib, cells in data["maml_1shot_meta_batch32_s"].items()
+        for setting, s in cells.items()
+    ]
+    rows += [
+        ["MTL step, 880 images", setting, f"{1000 * s:.1f}"] for setting, s in data["conv4_880_images_step_s"].items()
+    ]
+    return (
+        kit.table(["workload", "setting", "ms (median)"], rows)
+        + f"\n\nDevice: {data['device']}, torch {data['torch']}."
+    )
 
 
 def render(folder: Path) -> str:
@@ -46,9 +54,11 @@ def render(folder: Path) -> str:
         kit.command("bash scripts/gpu_check.sh   # writes experiments/gpu_check/results/"),
     ]
     if not (results / "summary.json").is_file():
-        out.append("**Not measured**: no result of this check is stored yet, so every CUDA figure is still "
-                   "unmeasured. The script has been checked to parse, to fit its budget and to stop with exit "
-                   "code 3 on a machine without CUDA (`tests/scripts/test_gpu_check.py`).")
+        out.append(
+            "**Not measured**: no result of this check is stored yet, so every CUDA figure is still "
+            "unmeasured. The script has been checked to parse, to fit its budget and to stop with exit "
+            "code 3 on a machine without CUDA (`tests/scripts/test_gpu_check.py`)."
+        )
         return "\n\n".join(out) + "\n"
     out += ["## Parts", _summary(kit.load(folder, "summary.json"))]
     if (results / "layouts_cuda.json").is_file():

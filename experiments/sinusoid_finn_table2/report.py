@@ -49,33 +49,40 @@ def render(folder: Path) -> str:
     snail = kit.load(folder, "black_box_snail.json")
     final = main["methods"]["maml"]["test_final"]
     best = main["methods"]["maml"]
-    return "\n\n".join([
-        "# Sinusoid regression (Finn et al. 2017, Table 2)",
-        "Question: does MAML reproduce Finn et al.'s sinusoid numbers, and how do joint pretraining, MTL with a "
-        "closed-form head refit and black-box learners compare on the same fixed test tasks?",
-        "Protocol: amplitude U[0.1, 5], phase U[0, π], x U[-5, 5]; MLP 1-40-40-1; 10 support + 10 query points per "
-        "training task, 25 tasks per meta-batch, Adam 1e-3; MAML takes one inner step of 0.01 in training. Test: "
-        f"{main['test_tasks']} fixed unseen tasks, {main['k_shot_test']} support points, MSE on "
-        f"{main['query_points']} query points after 1 / 5 / 10 SGD steps of 0.01; mean ± 95% CI over tasks. "
-        f"Weights: {main['selection']}.",
-        kit.command("bash experiments/sinusoid_finn_table2/run.sh"),
-        _table([main, mann_icl, snail]),
-        kit.machine(main["machine"], main["torch"], main["threads"])
-        + f" The black-box runs: {mann_icl['threads']} (MANN, transformer) and {snail['threads']} (SNAIL) thread(s).",
-        "MAML's weights after the last step instead of the best validation ones "
-        f"(step {best['step_final']} against {best['step']}), same test tasks:",
-        kit.table(["MAML, final weights", *[f"{t['steps']} step(s)" for t in final]],
-                  [["test MSE", *[kit.pm(t["mean"], t["ci95"], 3) for t in final]]]),
-        "What it says: MAML and the pretrained baseline land on the paper's numbers; MAML's final weights are "
-        "unstable at 10 steps (a few tasks diverge), which selecting the weights by validation avoids. MTL solves this "
-        "family almost exactly: every sinusoid is a sin x + b cos x, linear in two features that the jointly "
-        "trained body learns, and the refit (the posterior mean under a Gaussian prior fitted to the learned heads) "
-        "recovers a task from its support points. A learner that reads the support points in one forward pass "
-        "beats MAML's 10-step error with a fraction of its iterations.",
-        kit.image(NAME, "plot.png", "sinusoid: MAML, pretraining, MTL"),
-        kit.image(NAME, "results/black_box_mann_icl.png", "sinusoid: MANN and the in-context transformer"),
-        kit.image(NAME, "results/black_box_snail.png", "sinusoid: SNAIL"),
-    ]) + "\n"
+    return (
+        "\n\n".join(
+            [
+                "# Sinusoid regression (Finn et al. 2017, Table 2)",
+                "Question: does MAML reproduce Finn et al.'s sinusoid numbers, and how do joint pretraining, MTL with a "
+                "closed-form head refit and black-box learners compare on the same fixed test tasks?",
+                "Protocol: amplitude U[0.1, 5], phase U[0, π], x U[-5, 5]; MLP 1-40-40-1; 10 support + 10 query points per "
+                "training task, 25 tasks per meta-batch, Adam 1e-3; MAML takes one inner step of 0.01 in training. Test: "
+                f"{main['test_tasks']} fixed unseen tasks, {main['k_shot_test']} support points, MSE on "
+                f"{main['query_points']} query points after 1 / 5 / 10 SGD steps of 0.01; mean ± 95% CI over tasks. "
+                f"Weights: {main['selection']}.",
+                kit.command("bash experiments/sinusoid_finn_table2/run.sh"),
+                _table([main, mann_icl, snail]),
+                kit.machine(main["machine"], main["torch"], main["threads"])
+                + f" The black-box runs: {mann_icl['threads']} (MANN, transformer) and {snail['threads']} (SNAIL) thread(s).",
+                "MAML's weights after the last step instead of the best validation ones "
+                f"(step {best['step_final']} against {best['step']}), same test tasks:",
+                kit.table(
+                    ["MAML, final weights", *[f"{t['steps']} step(s)" for t in final]],
+                    [["test MSE", *[kit.pm(t["mean"], t["ci95"], 3) for t in final]]],
+                ),
+                "What it says: MAML and the pretrained baseline land on the paper's numbers; MAML's final weights are "
+                "unstable at 10 steps (a few tasks diverge), which selecting the weights by validation avoids. MTL solves this "
+                "family almost exactly: every sinusoid is a sin x + b cos x, linear in two features that the jointly "
+                "trained body learns, and the refit (the posterior mean under a Gaussian prior fitted to the learned heads) "
+                "recovers a task from its support points. A learner that reads the support points in one forward pass "
+                "beats MAML's 10-step error with a fraction of its iterations.",
+                kit.image(NAME, "plot.png", "sinusoid: MAML, pretraining, MTL"),
+                kit.image(NAME, "results/black_box_mann_icl.png", "sinusoid: MANN and the in-context transformer"),
+                kit.image(NAME, "results/black_box_snail.png", "sinusoid: SNAIL"),
+            ]
+        )
+        + "\n"
+    )
 
 
 def headline(folder: Path) -> list[dict[str, str]]:
@@ -83,9 +90,11 @@ def headline(folder: Path) -> list[dict[str, str]]:
     main = kit.load(folder, "maml_drs_mtl.json")
     test = main["methods"]["maml"]["test"][0]
     paper = main["paper"]["maml"][0]
-    return [{
-        "method": "MAML, sinusoid",
-        "paper": "Finn et al. 2017",
-        "headline": f"{main['k_shot_test']}-shot MSE after 1 step {kit.pm(test['mean'], test['ci95'], 3)} "
-                    f"(paper {paper})",
-    }]
+    return [
+        {
+            "method": "MAML, sinusoid",
+            "paper": "Finn et al. 2017",
+            "headline": f"{main['k_shot_test']}-shot MSE after 1 step {kit.pm(test['mean'], test['ci95'], 3)} "
+            f"(paper {paper})",
+        }
+    ]

@@ -11,11 +11,17 @@ import _pagekit as kit
 NAME = "training_cost"
 PARTS = [
     ("conv4_28px", "Conv-4 at 28 px", "--backbones conv4@28"),
-    ("resnet12_32px", "ResNet-12 (full width) at 32 px, one task timed and scaled to each paper's meta-batch",
-     "--backbones resnet12@32 --max-tasks 1 --steps 1 --max-seconds-per-config 120"),
-    ("resnet12_84px", "ResNet-12 (full width) at 84 px, the mini-ImageNet regime: one task, its first step timed "
-     "(no warm-up, so an upper bound), scaled to each paper's meta-batch",
-     "--backbones resnet12@84 --max-tasks 1 --steps 1 --warmup 0 --max-seconds-per-config 240"),
+    (
+        "resnet12_32px",
+        "ResNet-12 (full width) at 32 px, one task timed and scaled to each paper's meta-batch",
+        "--backbones resnet12@32 --max-tasks 1 --steps 1 --max-seconds-per-config 120",
+    ),
+    (
+        "resnet12_84px",
+        "ResNet-12 (full width) at 84 px, the mini-ImageNet regime: one task, its first step timed "
+        "(no warm-up, so an upper bound), scaled to each paper's meta-batch",
+        "--backbones resnet12@84 --max-tasks 1 --steps 1 --warmup 0 --max-seconds-per-config 240",
+    ),
 ]
 
 
@@ -23,17 +29,36 @@ def _row(r: dict[str, Any]) -> list[str]:
     e = r["episode"]
     star = "*" if r.get("extrapolated") else ""
     peak = f"{r['peak_mib']:.0f}" + (f" ({r['tasks_run']} task)" if r.get("extrapolated") else "")
-    return [r["backbone"], str(r["shots"]), r["label"],
-            f"{e['meta_batch']} x ({e['way']} x ({e['shot']}+{e['query']}))",
-            f"{r['s_per_step']:.3f}{star}", f"{r['x_mtl_step']:.2f}x", f"{r['s_per_task']:.3f}",
-            f"{r['x_mtl_task']:.2f}x", peak]
+    return [
+        r["backbone"],
+        str(r["shots"]),
+        r["label"],
+        f"{e['meta_batch']} x ({e['way']} x ({e['shot']}+{e['query']}))",
+        f"{r['s_per_step']:.3f}{star}",
+        f"{r['x_mtl_step']:.2f}x",
+        f"{r['s_per_task']:.3f}",
+        f"{r['x_mtl_task']:.2f}x",
+        peak,
+    ]
 
 
 def _table(data: dict[str, Any]) -> str:
     rows = [_row(r) for r in data["rows"] if r.get("status") == "ok"]
     failed = [r for r in data["rows"] if r.get("status") != "ok"]
-    text = kit.table(["backbone", "shot", "method", "tasks x (way x (shot+query))", "s/step", "x MTL", "s/task",
-                      "x MTL", "peak MiB"], rows)
+    text = kit.table(
+        [
+            "backbone",
+            "shot",
+            "method",
+            "tasks x (way x (shot+query))",
+            "s/step",
+            "x MTL",
+            "s/task",
+            "x MTL",
+            "peak MiB",
+        ],
+        rows,
+    )
     if any(r.get("extrapolated") for r in data["rows"]):
         text += "\n\n(`*`: timed on one task and scaled to the meta-batch.)"
     if failed:
@@ -43,9 +68,11 @@ def _table(data: dict[str, Any]) -> str:
 
 def _settings(data: dict[str, Any]) -> str:
     s = data["settings"]
-    return (f"{s['steps']} timed step(s) after {s['warmup']} warm-up, {s['statistic']}; each configuration in a "
-            f"fresh process: {'yes' if s.get('isolated') else 'no'}; data: {s['data']}; a step is "
-            f"{s['step']}.")
+    return (
+        f"{s['steps']} timed step(s) after {s['warmup']} warm-up, {s['statistic']}; each configuration in a "
+        f"fresh process: {'yes' if s.get('isolated') else 'no'}; data: {s['data']}; a step is "
+        f"{s['step']}."
+    )
 
 
 def render(folder: Path) -> str:
@@ -60,12 +87,17 @@ def render(folder: Path) -> str:
     ]
     for name, title, args in PARTS:
         data = kit.load(folder, f"{name}.json")
-        out += [f"## {title}", kit.command(f"metabridge bench cost {args} --out runs/experiments/cost_{name}"),
-                _settings(data), _table(data), kit.machine(data.get("machine"))]
+        out += [
+            f"## {title}",
+            kit.command(f"metabridge bench cost {args} --out runs/experiments/cost_{name}"),
+            _settings(data),
+            _table(data),
+            kit.machine(data.get("machine")),
+        ]
     out += [
         "What it says: per task, MAML with one inner step costs about what an MTL task costs on Conv-4; the large "
         "ratios come from the number of inner steps and from the meta-batch each paper uses, and they grow with "
-        "the image. A \"10x cheaper\" claim is therefore a statement about protocols (inner steps, tasks per step, "
+        'the image. A "10x cheaper" claim is therefore a statement about protocols (inner steps, tasks per step, '
         "steps to converge), not about the cost of one task; at 84 px and 5-shot one step's cost alone gets close "
         "to it. Training at that size is left to a GPU: `metabridge bench cost --device cuda`.",
         kit.image(NAME, "plot.png", "seconds per step at 84 px"),

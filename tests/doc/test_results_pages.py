@@ -117,3 +117,17 @@ def test_pages_apply_the_compare_convergence_rule():
     assert curves
     for curve, axis in curves:
         assert _pagekit.convergence(curve, axis=axis) == convergence(curve, axis=axis)
+
+
+def test_a_broken_report_is_named_and_the_others_still_render(tmp_path, monkeypatch):
+    experiments = tmp_path / "experiments"
+    shutil.copytree(EXPERIMENTS / "sinusoid_finn_table2", experiments / "sinusoid_finn_table2")
+    (experiments / "broken").mkdir()
+    (experiments / "broken" / "report.py").write_text("def render(folder):\n    return 'unterminated\n")
+    monkeypatch.setattr(gen, "RESULTS_DOCS", tmp_path / "docs" / "results")
+    monkeypatch.setattr(gen, "README", tmp_path / "README.md")
+    errors: list[str] = []
+    written = gen.write(experiments, errors)
+    assert (tmp_path / "docs" / "results" / "sinusoid_finn_table2.md") in written
+    assert len(errors) == 1 and "broken" in errors[0] and "cannot be imported: SyntaxError" in errors[0]
+    assert any("broken" in line and "SyntaxError" in line for line in gen.check(experiments))

@@ -34,7 +34,12 @@ def test_results_go_to_the_gpu_check_experiment():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA machine runs the real check")
 def test_without_cuda_it_exits_3_with_a_message(tmp_path):
-    done = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=120,
-                          env={"PY": sys.executable, "OUT": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        ["bash", str(SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PY": sys.executable, "OUT": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 3 and "no CUDA device" in done.stdout
     assert not list(tmp_path.rglob("*.json"))
