@@ -1,5 +1,6 @@
-"""The multi-task trainer, the run spec and ``metabridge mtl`` end to end on a generated benchmark."""
+"""The multi-task trainer, the run spec and ``metabridge multitask`` end to end on a generated benchmark."""
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 import mtl_toy_benchmark  # noqa: E402,F401  (registers "toy_mtl")
 
-from metabridge.multitask.data import load_mtl_benchmark  # noqa: E402
+from metabridge.multitask.data import load_mtl_benchmark, register_mtl_benchmark  # noqa: E402
 from metabridge.multitask.diagnostics import delta_m  # noqa: E402
 from metabridge.multitask.models.registry import build_mtl_model  # noqa: E402
 from metabridge.multitask.runner import run  # noqa: E402
@@ -76,18 +77,19 @@ def test_diagnostics_record_conflict_affinity_and_a_grouping():
     assert sorted(i for g in diag["grouping"]["groups"] for i in g) >= [0, 1, 2]
 
 
-def test_mtl_command_reports_delta_m_against_stl_and_resumes(tmp_path, capsys, monkeypatch):
-    from metabridge.multitask.command import mtl
-
+def test_multitask_command_reports_delta_m_against_stl_and_resumes(tmp_path, capsys):
+    from metabridge.multitask.commands import MultitaskConfig
+    from metabridge.multitask.commands import run as run_multitask
 
     out = tmp_path / "report"
-    kwargs = dict(benchmark="toy_mtl", methods="equal,mgda", seeds="0,1", steps=40, batch_size=32, lr=3e-3,
-                  eval_every=20, plugin="mtl_toy_benchmark", isolate=False, model_kwargs=json.dumps(SMALL), out=out)
-    report = mtl(**kwargs)
+    config = MultitaskConfig(benchmark="toy_mtl", methods=["equal", "mgda"], seeds=[0, 1], steps=40, batch_size=32,
+                             lr=3e-3, eval_every=20, plugins=PLUGIN, isolate=False, model_kwargs=SMALL, out=out)
+    report = run_multitask(config)
     printed = capsys.readouterr().out
     assert "Delta_m %" in printed and "STL" in printed and "mgda" in printed
     saved = json.loads((out / "report.json").read_text())
     assert set(saved["methods"]) == {"equal", "mgda"}
+    assert MultitaskConfig.from_file(out / "config.json") == config  # the resolved settings reproduce the run
     markdown = (out / "table.md").read_text().splitlines()
     assert markdown[0].startswith("| method | cls (%) | reg | reg2 | Delta_m %") and markdown[2].startswith("| STL |")
     records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
@@ -99,34 +101,77 @@ def test_mtl_command_reports_delta_m_against_stl_and_resumes(tmp_path, capsys, m
     assert report["methods"]["equal"]["time_ratio"] == pytest.approx(1.0)
     assert {p.name for p in out.glob("*.png")} >= {"delta_m.png", "loss_trajectories.png", "weight_trajectories.png"}
     mtime = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
-    mtl(**kwargs)  # every run is reused, none retrained
+    run_multitask(config)  # every run is reused, none retrained
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == mtime
 
 
 def test_isolated_runs_report_their_own_peak_memory(tmp_path, monkeypatch):
-    from metabridge.multitask.command import mtl
+    from metabridge.multitask.commands import MultitaskConfig
+    from metabridge.multitask.commands import run as run_multitask
 
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1] / "support"))  # the worker imports the toy plugin
-    report = mtl(benchmark="toy_mtl", methods="equal", steps=5, batch_size=16, stl=False, model_kwargs=json.dumps(SMALL),
-                 plugin="mtl_toy_benchmark", out=tmp_path)
+    report = run_multitask(MultitaskConfig(benchmark="toy_mtl", methods=["equal"], steps=5, batch_size=16, stl=False,
+                                           model_kwargs=SMALL, plugins=PLUGIN, out=tmp_path))
     peak = report["methods"]["equal"]["peak_mib"]
     assert peak is not None and 0 <= peak < 500
 
 
-def test_mtl_command_names_unknown_methods():
-    from metabridge.multitask.command import mtl
+@register_mtl_benchmark("toy_mtl_unitless", replace=True)
+def _toy_without_units(root=None):
+    """toy_mtl whose classification task declares no unit (a user's benchmark may leave it empty)."""
+    bench = load_mtl_benchmark("toy_mtl")
+    tasks = [dataclasses.replace(t, unit="") for t in bench.tasks]
+    splits = [dataclasses.replace(d, tasks=tasks) for d in (bench.train, bench.val, bench.test)]
+    return dataclasses.replace(bench, name="toy_mtl_unitless", train=splits[0], val=splits[1], test=splits[2])
 
-    with pytest.raises(ValueError, match="unknown weighting method"):
-        mtl(benchmark="toy_mtl", methods="equal,nope", plugin="mtl_toy_benchmark")
+
+def test_multitask_accuracy_is_in_percent_whatever_the_benchmark_declares(tmp_path, capsys):
+    from metabridge.multitask.commands import MultitaskConfig
+    from metabridge.multitask.commands import run as run_multitask
+
+    report = run_multitask(MultitaskConfig(benchmark="toy_mtl_unitless", methods=["equal"], steps=60, batch_size=64,
+                                           lr=1e-2, stl=False, isolate=False, model_kwargs=SMALL, out=tmp_path))
+    assert report["units"][0] == "%" and 30 < report["methods"]["equal"]["test_metric"][0] <= 100
+    assert "cls (%)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"methods": ["equal", "nope"]}, ["methods", "unknown weighting", "'nope'"]),
+    ({"seeds": []}, ["seeds"]),
+    ({"lr": float("nan")}, ["lr"]),
+    ({"steps": 0}, ["steps: must be > 0"]),
+    ({"methods": ["equal"], "method_kwargs": {"cagrad": {"c": 0.4}}}, ["--method-kwargs names cagrad"]),
+])
+def test_multitask_settings_refuse_bad_values_in_one_line(settings, words):
+    from pydantic import ValidationError
+
+    from metabridge.config import describe_validation_error
+    from metabridge.multitask.commands import MultitaskConfig
+
+    with pytest.raises(ValidationError) as err:
+        MultitaskConfig(benchmark="toy_mtl", plugins=PLUGIN, **settings)
+    text = describe_validation_error(err.value)
+    assert "\n" not in text and all(w in text for w in words), text
+
+
+def test_benchmark_defaults_fill_what_is_not_given():
+    from metabridge.multitask.commands import BENCHMARK_DEFAULTS, GENERIC_DEFAULTS, MultitaskConfig
+
+    spec = MultitaskConfig(benchmark="qm9").run_settings()
+    assert {k: spec[k] for k in BENCHMARK_DEFAULTS["qm9"]} == BENCHMARK_DEFAULTS["qm9"]
+    spec = MultitaskConfig(benchmark="toy_mtl", plugins=PLUGIN, steps=7, eval_every=0, isolate=False,
+                           threads=1).run_settings()
+    assert spec["steps"] == 7 and spec["eval_every"] == 0 and spec["lr"] == GENERIC_DEFAULTS["lr"]
+    assert spec["threads"] == 0  # only an isolated run sets its own thread count
 
 
 def test_list_names_the_multitask_methods_with_what_they_read():
-    from typer.testing import CliRunner
+    from cli_runner import run_cli
 
-    from metabridge.cli import app
-
-    out = CliRunner().invoke(app, ["list", "weightings"]).output
-    assert "nash_mtl [param_grads]: update_every=1" in out and "mean [losses]: reduction='mean'" in out
-    assert "mgda_ub [feature_grads]" in out
-    assert "film" in CliRunner().invoke(app, ["list", "mtl-models"]).output
-    assert "qm9" in CliRunner().invoke(app, ["list", "mtl-benchmarks"]).output
+    out = run_cli(["list", "weightings"]).output
+    lines = {line.split(" ")[0].rstrip(":"): line for line in out.splitlines() if line.strip()}
+    assert "param_grads" in lines["nash_mtl"] and "update_every=1" in lines["nash_mtl"]  # what it reads, its keywords
+    assert "losses" in lines["mean"] and "reduction='mean'" in lines["mean"]
+    assert "feature_grads" in lines["mgda_ub"]
+    assert "film" in run_cli(["list", "multitask-models"]).output
+    assert "qm9" in run_cli(["list", "multitask-benchmarks"]).output

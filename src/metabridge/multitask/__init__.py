@@ -8,7 +8,7 @@ methods' papers are cited in each file).
 * :mod:`.weighting`: 18 methods on one contract; :func:`build_weighting`, :func:`register_weighting`;
 * :mod:`.diagnostics`: Delta_m, mean rank, gradient conflict, TAG affinity and grouping, plots;
 * :mod:`.data`: Multi-Fashion-MNIST, QM9; :func:`load_mtl_benchmark`, :func:`register_mtl_benchmark`;
-* :mod:`.trainer`: :func:`train_multitask`; :mod:`.command`: ``metabridge mtl``.
+* :mod:`.trainer`: :func:`train_multitask`; :mod:`.commands`: ``metabridge multitask``.
 """
 
 from .data import available_mtl_benchmarks, load_mtl_benchmark, register_mtl_benchmark

@@ -1,4 +1,4 @@
-"""PNG figures of a ``metabridge mtl`` report: Delta_m per method, the loss and weight
+"""PNG figures of a ``metabridge multitask`` report: Delta_m per method, the loss and weight
 trajectories of every method (seed of the first run), and, when diagnostics were recorded,
 the affinity heatmap and the gradient-conflict curves (:mod:`.diagnostics.plots`)."""
 

@@ -1,10 +1,10 @@
 """One multi-task run from a plain-dict spec: load the benchmark, build the model and the
 weighting method, train, score, and measure the cost (s/step, peak memory).
 
-``metabridge mtl`` runs each spec in a fresh subprocess (``python -m
+``metabridge multitask`` runs each spec in a fresh subprocess (``python -m
 metabridge.multitask._worker SPEC OUT``) so that every method's peak memory is its own
 (the CPU allocator keeps no peak statistics: the kernel's high-water mark ``VmHWM`` is
-reset before training and read after it, see :mod:`metabridge.benchmarks._peak_memory`).
+reset before training and read after it, see :mod:`metabridge.peak_memory`).
 :func:`run` is also an ordinary library call; it changes no process-wide state (the
 model's initialisation is drawn inside ``torch.random.fork_rng``).
 
@@ -23,6 +23,7 @@ from ..distributed import DistributedContext
 from ..peak_memory import peak_memory_mib, reset_peak_memory
 from .data import load_mtl_benchmark
 from .models.registry import build_mtl_model
+from .tasks import TaskSpec
 from .trainer import train_multitask
 from .weighting import build_weighting
 
@@ -34,6 +35,12 @@ DEFAULT_SPEC: dict[str, Any] = {
     "lr": 1e-3, "weight_decay": 0.0, "eval_every": 0, "log_every": 10, "seed": 0, "device": "cpu",
     "gradient_mode": "auto", "diagnostics_every": 0, "plugins": [], "threads": 0, "lookahead_lr": 0.0,
 }
+
+
+def metric_unit(task: TaskSpec) -> str:
+    """The unit of ``task``'s test metric in records and tables: accuracy is always in percent
+    (as in every other command), a regression error in the unit its benchmark gives."""
+    return "%" if task.kind == "classification" else task.unit
 
 
 def _in_worker() -> bool:
@@ -56,7 +63,8 @@ def run(spec: dict[str, Any], distributed: DistributedContext | None = None) -> 
     if s["threads"]:
         if not _in_worker():
             raise ValueError("spec 'threads' sets the process's torch thread count: it is honoured only in a worker "
-                             "process (metabridge mtl's isolated runs); call torch.set_num_threads yourself instead.")
+                             "process (metabridge multitask's isolated runs); call torch.set_num_threads yourself "
+                             "instead.")
         torch.set_num_threads(int(s["threads"]))
     device = torch.device(s["device"])
     bench = load_mtl_benchmark(s["benchmark"], **s["benchmark_kwargs"])
@@ -65,7 +73,8 @@ def run(spec: dict[str, Any], distributed: DistributedContext | None = None) -> 
     tasks = bench.tasks
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(s["seed"])
-        model = build_mtl_model(s["model"], input_kind=bench.input_kind, input_shape=tuple(bench.train.inputs.shape[1:]),
+        model = build_mtl_model(s["model"], input_kind=bench.input_kind,
+                                input_shape=tuple(bench.train.inputs.shape[1:]),
                                 out_dims=[t.out_dim for t in tasks], **s["model_kwargs"])
         weighting = build_weighting(s["method"], len(tasks), **s["method_kwargs"])
     hooks = None
@@ -79,9 +88,10 @@ def run(spec: dict[str, Any], distributed: DistributedContext | None = None) -> 
                              weight_decay=s["weight_decay"], eval_every=s["eval_every"], log_every=s["log_every"],
                              seed=s["seed"], device=device, gradient_mode=s["gradient_mode"],
                              on_batch=hooks.on_batch if hooks else None, distributed=distributed)
-    record = {"spec": s, "tasks": [t.name for t in tasks], "units": [t.unit for t in tasks],
+    record = {"spec": s, "tasks": [t.name for t in tasks], "units": [metric_unit(t) for t in tasks],
               "metric_names": [t.metric_name for t in tasks], "higher_is_better": [t.higher_is_better for t in tasks],
-              "peak_mib": peak_memory_mib(device, before), "num_shared_params": sum(p.numel() for p in model.shared_parameters()),
+              "peak_mib": peak_memory_mib(device, before),
+              "num_shared_params": sum(p.numel() for p in model.shared_parameters()),
               **result.as_dict()}
     if hooks is not None:
         record["diagnostics"] = hooks.summary()
