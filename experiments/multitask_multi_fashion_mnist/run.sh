@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Re-create results/ of the Multi-Fashion-MNIST weighting sweep: 16 weighting methods, single-task baselines
 # and equal weighting tuned over the learning rate, one seed, gradient diagnostics on the equal-weighting run.
-# Skipped when results/weighting_sweep.json exists (delete it to rerun).
+# Resumable: finished runs are kept under runs/experiments/ and reused; skipped when
+# results/weighting_sweep.json exists (delete it to rerun).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 MB="${MB:-.venv/bin/metabridge}"

@@ -6,7 +6,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 MB="${MB:-.venv/bin/metabridge}"
 RUN="${RUNS:-runs/experiments}/theory_linreg_tradeoff"
-[[ -f "$HERE/results/kappa0.json" && -f "$HERE/results/kappa1.json" ]] && { echo "skip: results/kappa{0,1}.json exist"; exit 0; }
+if [[ -f "$HERE/results/kappa0.json" && -f "$HERE/results/kappa1.json" ]]; then
+  echo "skip: results/kappa0.json and results/kappa1.json exist"; exit 0
+fi
 mkdir -p "$HERE/results"
 "$MB" theory linreg --coupling 0 1 --out "$RUN"
 for k in 0 1; do
