@@ -6,7 +6,8 @@ Every folder ``experiments/<name>/`` holds a ``report.py`` that defines
   ``folder/results/`` (every measured number comes from the JSON), and optionally
 - ``headline(folder: pathlib.Path) -> list[dict]``: rows for the README's table of what is inside, each with the
   keys ``method``, ``paper``, ``headline`` (one figure, as text computed from the JSON) and optionally ``link``
-  (relative to the repository root; the experiment's results page by default).
+  (relative to the repository root; the experiment's results page by default) and ``order`` (an int: rows are
+  sorted by it, 50 by default, then by experiment name).
 
 This script writes ``docs/results/<name>.md`` for each experiment, copies the experiment's PNG files to
 ``docs/results/img/<name>/`` (keeping their paths relative to the experiment folder, so a page links
@@ -175,7 +176,7 @@ def headline_rows(experiments: list[Experiment], errors: list[str] | None = None
             row = {k: str(v) for k, v in row.items()}
             row.setdefault("link", f"docs/results/{exp.name}.md")
             rows.append(row)
-    return rows
+    return sorted(rows, key=lambda r: int(r.get("order", 50)))
 
 
 def render_headline_block(rows: list[dict[str, str]]) -> str:

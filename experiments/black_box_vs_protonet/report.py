@@ -107,6 +107,9 @@ def render(folder: Path) -> str:
         "SNAIL leaves chance only when trained at 1-shot within these budgets. References: SNAIL on Omniglot "
         "5-way (Mishra et al. 2018); MANN on Omniglot (Santoro et al. 2016, a sequential protocol with many more "
         "training episodes, not N-way K-shot).",
+        "No stored result: the backbone-free toy runs (random 64-d class prototypes, the same 5-way 1-shot "
+        "sequences) that located the label-binding plateau and tested the two repairs; "
+        "`tests/algorithms/test_black_box.py` keeps a toy check of the repaired models.",
         kit.image(NAME, "results/trained_5shot_1000steps_augment.png", "ProtoNet and the transformer, 1000 steps"),
     ]
     return "\n\n".join(out) + "\n"
@@ -118,6 +121,7 @@ def headline(folder: Path) -> list[dict[str, str]]:
     icl, proto = data["icl"]["test"]["5"], data["protonet"]["test"]["5"]
     return [
         {
+            "order": 4,
             "method": "in-context transformer, MANN, SNAIL",
             "paper": "Santoro et al. 2016; Mishra et al. 2018",
             "headline": f"glyphs 5-way 5-shot: transformer {kit.pm(100 * icl['mean'], 100 * icl['ci95'])}% vs "

@@ -61,6 +61,7 @@ def headline(folder: Path) -> list[dict[str, str]]:
     )
     return [
         {
+            "order": 0,
             "method": "MTL, MAML, ProtoNet (main job)",
             "paper": "Wang et al. 2021; Finn et al. 2017; Snell et al. 2017",
             "headline": f"glyphs 5-way 1-shot, {data['settings']['budget_seconds']:.0f} s each: {figures}",

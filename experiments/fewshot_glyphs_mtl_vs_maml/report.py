@@ -169,6 +169,7 @@ def headline(folder: Path) -> list[dict[str, str]]:
         figures.append(f"{kit.LABELS[m].split(' (')[0]} {kit.pm(100 * test['mean'], 100 * test['ci95'])}%")
     return [
         {
+            "order": 1,
             "method": "MTL vs MAML (glyphs, augmented, 1000 steps)",
             "paper": "Wang et al. 2021",
             "headline": "1-shot test " + " vs ".join(figures),

@@ -58,7 +58,7 @@ def render(folder: Path) -> str:
                 "ResNet-12 at 32 / 84 px. In the largest such setting that trains on two CPU cores, does MTL beat "
                 "MetaOptNet in accuracy and in time to MetaOptNet's validation accuracy, against a converged baseline?",
                 "Protocol: ResNet-12 at a quarter of the width (16-40-80-160, same depth, DropBlock, 1x1 shortcuts; the "
-                "full width measured about 5.5 s per MTL step here, too slow for three methods to converge), glyphs "
+                "full width was too slow on two CPU cores for three methods to converge; that timing has no stored result), glyphs "
                 "rendered at 32 px, 5-way 1-shot training with 10 queries, meta-batch 4, the same 600 fixed test episodes "
                 "per shot. Shared settings: `experiments/fewshot_resnet12_regime/config.toml`; every part: "
                 "`bash experiments/fewshot_resnet12_regime/run.sh`. Target: MetaOptNet's (the paper's comparator) final "
@@ -118,6 +118,7 @@ def headline(folder: Path) -> list[dict[str, str]]:
         cells.append(f"{kit.LABELS[m].split(' (')[0]} {kit.pm(100 * test['mean'], 100 * test['ci95'])}%")
     return [
         {
+            "order": 2,
             "method": "MTL vs MetaOptNet (ResNet-12, 32 px)",
             "paper": "Wang et al. 2021; Lee et al. 2019",
             "headline": "1-shot test " + " vs ".join(cells),

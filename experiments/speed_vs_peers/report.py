@@ -153,6 +153,10 @@ def render(folder: Path) -> str:
         "far below what a compiler could reach: convolutions on these small shapes and memory-bound element-wise "
         "operators take the rest, and `torch.compile` does not support the `create_graph` backward that "
         "second-order MAML needs (the `torch_compile` page).",
+        "No stored result (measured once by hand, not kept as JSON; rerun to see them): the effect of the "
+        "allocator tuning and of channels-last weights on an MTL step and on ProtoNet's test episodes, the "
+        "`torch.profiler` breakdowns of one chunk of four 1-shot MAML tasks, and MTL's per-task heads as one "
+        "batched matmul against a loop over tasks (`metabridge bench mtl_heads`).",
         kit.image(NAME, "plot.png", "seconds per meta-iteration, closed-form batch norm run"),
     ]
     return "\n\n".join(out) + "\n"
@@ -166,6 +170,7 @@ def headline(folder: Path) -> list[dict[str, str]]:
     worst = max(row["grad_rel_err"][p] for p in _peers(row))
     return [
         {
+            "order": 5,
             "method": "MAML speed against higher / TorchOpt / learn2learn",
             "paper": "Finn et al. 2017",
             "headline": f"5-way 1-shot meta-iteration {fastest / row['median_s']['metabridge']:.2f}x the fastest "
