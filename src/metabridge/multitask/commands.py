@@ -106,7 +106,7 @@ class MultitaskConfig(CommandConfig):
     def _known_methods(cls, methods: list[str], info: ValidationInfo) -> list[str]:
         from .weighting.registry import WEIGHTINGS
 
-        load_plugins(info.data.get("plugins", []))  # a plugin's methods are names like the built-in ones
+        load_plugins(info.data.get("plugins") or [])  # a plugin's methods are names like the built-in ones
         for name in methods:
             WEIGHTINGS.get(name)  # UnknownNameError: one line with the closest names
         return methods

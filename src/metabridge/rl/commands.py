@@ -45,7 +45,7 @@ _HELP = {"activation": "Policy nonlinearity.", "init_std": "Initial standard dev
          "iterations": "Meta-iterations (outer updates).", "device": "Torch device of the run.",
          "dtype": "Floating-point type of the policy and the statistics."}
 #: RLConfig fields a command sets with fields of its own (so they are not overrides).
-_OWN = ("algorithm", "seed")
+_OWN = ("algorithm", "seed", "plugins")
 
 
 def rl_algorithm_names() -> list[str]:
@@ -134,7 +134,7 @@ class RLTrainConfig(_RLSettings):
     @field_validator("algorithm")
     @classmethod
     def _known_algorithm(cls, name: str, info: ValidationInfo) -> str:
-        return _check_algorithm(name, info.data.get("plugins", []))
+        return _check_algorithm(name, info.data.get("plugins") or [])
 
     @model_validator(mode="after")
     def _consistent(self) -> RLTrainConfig:
@@ -146,7 +146,7 @@ class RLTrainConfig(_RLSettings):
         """The run's RLConfig: the preset for the algorithm, with the fields given here applied."""
         from .presets import preset_config, validated_rl_config
 
-        over = {**self.rl_overrides(), "seed": self.seed}
+        over = {**self.rl_overrides(), "seed": self.seed, "plugins": list(self.plugins)}
         if self.preset is None:
             return validated_rl_config(algorithm=self.algorithm, **over)
         return preset_config(self.preset, self.algorithm, **over)
