@@ -26,11 +26,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import CommandConfig, ExperimentConfig, load_plugins
+from ..config import CommandConfig, ExperimentConfig, KeyValues, load_plugins
 from ..machine_info import machine
 from ..recipes import get_recipe
 from ._compare_methods import ALL_METHODS, BLACK_BOX, DEFAULT_METHODS, GBML, LABELS, METHOD_SETTINGS, REFERENCES
@@ -53,7 +53,7 @@ class CompareConfig(CommandConfig):
         "Folder of compare.json, compare.png and config.json; each method's run (checkpoints, "
         "metrics.jsonl) goes into OUT/METHOD."))
     methods: list[str] = Field(list(DEFAULT_METHODS), min_length=1, description=(
-        "Methods to train, given once each (--methods mtl --methods maml): mtl, fomaml, maml, anil, metasgd, "
+        "Methods to train (e.g. --methods mtl maml): mtl, fomaml, maml, anil, metasgd, "
         "reptile, protonet, metaoptnet, drs, the black-box learners mann, snail, icl, or an algorithm "
         "registered by a --plugin module."))
     dataset: str = Field("glyphs", min_length=1, description=(
@@ -69,7 +69,7 @@ class CompareConfig(CommandConfig):
     k_shot: int = Field(1, ge=1, description=(
         "Support examples per class of the training episodes (MTL merges support and query)."))
     q_query: int = Field(10, ge=1, description="Query examples per class of the training episodes.")
-    test_shots: list[int] = Field([1, 5], min_length=1, description="K of the test episodes, given once each.")
+    test_shots: list[int] = Field([1, 5], min_length=1, description="K of the test episodes.")
     test_queries: list[int] = Field([10, 6], min_length=1, description=(
         "Queries per class of the test episodes, one per test shot (glyph classes have 11+ typefaces, so "
         "K+Q <= 11 by default)."))
@@ -113,18 +113,19 @@ class CompareConfig(CommandConfig):
         "per-task batch-norm statistics) [default: the recipe's]."))
     model_variant: Literal["plain", "official"] | None = Field(None, description=(
         "ResNet-12 variant [default: the recipe's]."))
-    model_kwargs: dict[str, Any] = Field(default_factory=dict, description=(
-        "Further backbone arguments, e.g. {\"widths\": [16, 40, 80, 160]} for a narrower ResNet-12."))
-    method_hparams: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
-        "Further hyperparameters per method, over the recipe's and the switches above, e.g. "
-        "{\"mtl\": {\"class_weighting\": \"minmax\"}}."))
+    model_kwargs: Annotated[dict[str, Any], KeyValues] = Field(default_factory=dict, description=(
+        "Further backbone arguments KEY=VALUE, VALUE read as JSON, e.g. --model-kwargs widths=[16,40,80,160] "
+        "for a narrower ResNet-12."))
+    method_hparams: Annotated[dict[str, dict[str, Any]], KeyValues] = Field(default_factory=dict, description=(
+        "Further hyperparameters per method, over the recipe's and the switches above: METHOD=JSON, e.g. "
+        "--method-hparams mtl='{\"class_weighting\": \"minmax\"}'."))
     nproc_per_node: int = Field(1, ge=1, description=(
         "Processes per method: above 1, each method trains data-parallel under torchrun (the meta-batch "
         "split over the processes, gradients averaged; see metabridge.distributed), rank 0 tests it; 1 "
         "thread each is then sensible (OMP_NUM_THREADS=1)."))
     merge: list[Path] = Field(default_factory=list, description=(
         "Train nothing: merge the compare.json files (or their folders) of earlier runs of disjoint --methods "
-        "with otherwise identical settings, given once each, into one table, JSON and plot in --out."))
+        "with otherwise identical settings into one table, JSON and plot in --out."))
 
     @field_validator("test_shots", "test_queries")
     @classmethod
@@ -156,6 +157,7 @@ class CompareConfig(CommandConfig):
                              "--eval-every-seconds).")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"--methods names a method twice ({', '.join(self.methods)}).")
+        self.check_methods()
         return self
 
     # ---------------------------------------------------------------- resolution
@@ -318,6 +320,8 @@ def run(config: CompareConfig) -> dict[str, Any]:
     iteration, peak memory and time-to-accuracy, and writes ``compare.json``,
     ``compare.png`` and the resolved ``config.json`` into ``config.out``. With ``merge``,
     trains nothing and merges earlier reports instead."""
+    if not config.merge:
+        machine_device(config.device)  # an unusable device is refused before anything is written
     config.write_resolved()
     report = merge_files(config.merge, config.out) if config.merge else compare(config)
     out = Path(config.out)

@@ -80,11 +80,11 @@ import re
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import CommandConfig
+from ..config import CommandConfig, KeyValues
 from ..machine_info import machine
 from ._cost_episodes import (
     DEFAULT_BACKBONES,
@@ -111,13 +111,13 @@ class CostConfig(CommandConfig):
     out: Path = Field(Path("runs/bench/cost"), description=(
         "Folder of cost_cpu.json (or cost_cuda.json), its .png and .md, and config.json."))
     methods: list[str] = Field(list(DEFAULT_METHODS), min_length=1, description=(
-        "Methods, given once each: mtl, protonet, metaoptnet (SVM head), maml-K and fomaml-K (K inner SGD "
+        "Methods: mtl, protonet, metaoptnet (SVM head), maml-K and fomaml-K (K inner SGD "
         "steps; second- and first-order MAML)."))
     backbones: list[str] = Field(list(DEFAULT_BACKBONES), min_length=1, description=(
-        "Backbones NAME@SIZE[xCHANNELS], given once each (a registered backbone at SIZE px; channels default "
+        "Backbones NAME@SIZE[xCHANNELS] (a registered backbone at SIZE px; channels default "
         "to 1 at 28 px or less and 3 above). The size sets the regime whose paper episode sizes are used: "
         "28 px Omniglot, 32 px CIFAR-FS, larger mini-ImageNet."))
-    shots: list[int] = Field([1, 5], min_length=1, description="K of the 5-way K-shot benchmarks, given once each.")
+    shots: list[int] = Field([1, 5], min_length=1, description="K of the 5-way K-shot benchmarks.")
     episodes: Literal["paper", "paper-way", "common"] = Field("paper", description=(
         "paper (each method's paper meta-batch, shots and queries, 5-way; see the module docstring), "
         "paper-way (the same with ProtoNet's larger training way) or common (every method K shots, 15 "
@@ -144,9 +144,9 @@ class CostConfig(CommandConfig):
                               "et al.).")
     resnet12_widths: list[int] = Field([64, 160, 320, 640], min_length=4, max_length=4, description=(
         "Widths of ResNet-12's four blocks."))
-    hparams: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
-        "Extra hyperparameters per method key or algorithm name, e.g. {\"mtl\": {\"C\": 3.0}} (merged into "
-        "build_algorithm's keywords)."))
+    hparams: Annotated[dict[str, dict[str, Any]], KeyValues] = Field(default_factory=dict, description=(
+        "Extra hyperparameters per method key or algorithm name, NAME=JSON, e.g. --hparams mtl='{\"C\": 3.0}' "
+        "(merged into build_algorithm's keywords)."))
     seed: int = Field(0, description="Seed of the synthetic data, the models and the episodes.")
 
     @field_validator("methods")

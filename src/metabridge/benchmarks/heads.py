@@ -83,7 +83,7 @@ class HeadsConfig(CommandConfig):
         "Timed calls per head (the median is reported); the slow baselines run a third as many."))
     tasks: int = Field(32, ge=1, description="Tasks T in the meta-batch (5-way 5-shot, 15 queries per class).")
     dims: list[int] = Field([64, 640], min_length=1, description=(
-        "Feature dimensions D, given once each (64: Conv-4, 640: ResNet-12)."))
+        "Feature dimensions D (64: Conv-4, 640: ResNet-12)."))
 
     @field_validator("dims")
     @classmethod

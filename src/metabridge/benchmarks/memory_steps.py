@@ -53,11 +53,11 @@ class MemoryStepsConfig(CommandConfig):
     out: Path = Field(Path("runs/bench/memory_steps"), description=(
         "Folder of memory_steps_cpu.json (or memory_steps_cuda.json) and config.json."))
     inner_steps: list[int] = Field([1, 5, 10, 20], min_length=1, description=(
-        "Numbers of inner SGD steps k to measure, given once each."))
+        "Numbers of inner SGD steps k to measure."))
     meta_batch: int = Field(8, ge=1, description="Tasks per meta-iteration.")
     shots: int = Field(1, ge=1, description="K of the 5-way K-shot tasks (15 queries per class).")
     libs: list[str] = Field(list(DEFAULT_LIBS), min_length=1, description=(
-        "Libraries and metabridge variants, given once each (see metabridge bench peers --help): metabridge, "
+        "Libraries and metabridge variants (see metabridge bench peers --help): metabridge, "
         "metabridge:ckpt (checkpointed inner loop), metabridge:all (the whole meta-batch at once), "
         "metabridge:all-ckpt, torchopt, higher."))
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")

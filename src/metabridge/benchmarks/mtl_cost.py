@@ -145,9 +145,9 @@ class MtlCostConfig(CommandConfig):
     out: Path = Field(Path("runs/bench/mtl_cost"), description="Folder of mtl_cost.json, mtl_cost.png and "
                       "config.json.")
     methods: list[str] | None = Field(None, min_length=1, description=(
-        "Weighting names, given once each; equal (the reference of the ratios) is always run [default: every "
+        "Weighting names; equal (the reference of the ratios) is always run [default: every "
         "registered weighting]."))
-    tasks: list[int] = Field([2, 11], min_length=1, description="Numbers of tasks K, given once each.")
+    tasks: list[int] = Field([2, 11], min_length=1, description="Numbers of tasks K.")
     repeats: int = Field(5, ge=1, description=(
         "Rounds of interleaved processes (metabridge's method, then LibMTL's); the median over rounds is "
         "reported."))
@@ -196,7 +196,7 @@ class MtlCostConfig(CommandConfig):
         return values
 
     def method_names(self) -> list[str]:
-        """The weightings timed: ``equal`` first (the reference), then the others once each."""
+        """The weightings timed: ``equal`` first (the reference), then each other one once."""
         from ..multitask.weighting import available_weightings
 
         names = available_weightings() if self.methods is None else self.methods

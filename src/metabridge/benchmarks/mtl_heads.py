@@ -59,7 +59,7 @@ class MtlHeadsConfig(CommandConfig):
 
     out: Path = Field(Path("runs/bench/mtl_heads"), description="Folder of mtl_heads.json and config.json.")
     dims: list[int] = Field([64, 1600], min_length=1, description=(
-        "Feature dimensions D, given once each (Conv-4 gives 64 on 28x28 inputs, 1600 on 84x84)."))
+        "Feature dimensions D (Conv-4 gives 64 on 28x28 inputs, 1600 on 84x84)."))
     tasks: int = Field(32, ge=1, description="Tasks per meta-batch.")
     per_task: int = Field(100, ge=5, multiple_of=5, description=(
         "Examples per task (5-way: 5 shots + 15 queries per class = 100); a multiple of 5."))

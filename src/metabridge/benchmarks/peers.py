@@ -188,8 +188,8 @@ class PeersConfig(CommandConfig):
     out: Path = Field(Path("runs/bench/peers"), description=(
         "Folder of peers_cpu.json (or peers_cuda.json), its PNG plot and config.json."))
     methods: list[Literal["maml", "fomaml", "anil"]] = Field(list(METHODS), min_length=1, description=(
-        "Methods, given once each: maml, fomaml, anil."))
-    shots: list[int] = Field([1, 5], min_length=1, description="K values (5-way K-shot), given once each.")
+        "Methods: maml, fomaml, anil."))
+    shots: list[int] = Field([1, 5], min_length=1, description="K values (5-way K-shot).")
     meta_batch: int = Field(32, ge=1, description="Tasks per meta-iteration.")
     repeats: int = Field(5, ge=1, description="Timed meta-iterations per library (interleaved); the median is "
                          "reported.")
@@ -197,7 +197,7 @@ class PeersConfig(CommandConfig):
     inner_steps: int = Field(5, ge=1, description="Inner SGD steps (alpha = 0.4).")
     queries: int = Field(15, ge=1, description="Query examples per class.")
     libs: list[str] = Field(["auto"], min_length=1, description=(
-        "Libraries, given once each: auto (metabridge and every peer of higher, torchopt, learn2learn that "
+        "Libraries: auto (metabridge and every peer of higher, torchopt, learn2learn that "
         "imports; the others are skipped with a printed line; metabridge variants may follow it) or "
         "libraries, metabridge first (a peer named here that does not import is an error); also metabridge "
         "variants such as metabridge:t1, metabridge:all, metabridge:all-cl, metabridge:all-im2col, "

@@ -19,13 +19,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 from pydantic import Field, field_validator
 
 from ..atomic import atomic_write_text
-from ..config import CommandConfig
+from ..config import CommandConfig, KeyValues
 from ..machine_info import machine
 
 
@@ -50,12 +50,12 @@ class RlSamplerConfig(CommandConfig):
     tasks: int = Field(20, ge=1, description="T, tasks stepped together.")
     rollouts: int = Field(20, ge=1, description="R, episodes per task.")
     horizon: int = Field(200, ge=1, description="H, steps per episode (passed to the family as horizon=).")
-    hidden: list[int] = Field([64, 64], min_length=1, description="Policy widths, given once each.")
+    hidden: list[int] = Field([64, 64], min_length=1, description="Policy widths.")
     repeats: int = Field(3, ge=1, description="Timed repetitions of each part (the best is kept).")
     per_task_params: bool = Field(True, description="Sample with one parameter set per task (as after the inner "
                                   "step).")
-    env_kwargs: dict[str, Any] = Field(default_factory=dict, description=(
-        "Further options of the family, e.g. {\"velocity_range\": [0, 3]}."))
+    env_kwargs: Annotated[dict[str, Any], KeyValues] = Field(default_factory=dict, description=(
+        "Further options of the family KEY=VALUE, VALUE read as JSON, e.g. --env-kwargs velocity_range=[0,3]."))
     threads: int = Field(1, ge=1, description="Torch CPU threads while timing (1: the raw simulator is "
                          "single-threaded too; restored after).")
 

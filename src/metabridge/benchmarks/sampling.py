@@ -95,12 +95,12 @@ class SamplingConfig(CommandConfig):
 
     out: Path = Field(Path("runs/bench/sampling"), description="Folder of sampling_cpu.json and config.json.")
     batch_sizes: list[int] = Field([1, 32], min_length=1, description=(
-        "Numbers of episodes drawn per call, given once each."))
+        "Numbers of episodes drawn per call."))
     seconds: float = Field(5.0, gt=0, allow_inf_nan=False, description=(
         "Measuring time per dataset, batch size and library."))
     libs: list[Literal["auto", "metabridge", "learn2learn"]] = Field(["auto"], min_length=1, description=(
         "auto (metabridge, and learn2learn when it imports; else it is skipped with a printed line) or a "
-        "subset of metabridge, learn2learn, given once each (learn2learn named here and not importable is an "
+        "subset of metabridge, learn2learn (learn2learn named here and not importable is an "
         "error)."))
     peer_site: str = Field("auto", min_length=1, description=(
         "site-packages of a venv to import learn2learn from, appended to sys.path after this interpreter's "

@@ -151,7 +151,7 @@ class SinusoidConfig(CommandConfig):
     out: Path = Field(Path("runs/bench/sinusoid"), description=(
         "Folder of sinusoid.json, sinusoid.png and config.json; each method's run goes into OUT/runs/METHOD."))
     methods: list[str] = Field(["maml", "drs", "mtl"], min_length=1, description=(
-        "Algorithms, given once each: maml, fomaml, anil, metasgd, reptile, drs, mtl, and the black-box "
+        "Algorithms: maml, fomaml, anil, metasgd, reptile, drs, mtl, and the black-box "
         "learners mann, snail, icl, which read the support in one forward (one number for every step count, "
         "like MTL)."))
     steps: int = Field(70000, ge=1, description="Meta-iterations per method (Finn et al.: 70000).")
