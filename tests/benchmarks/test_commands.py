@@ -28,8 +28,7 @@ def test_every_benchmark_is_a_typed_config_and_a_run_function(name: str) -> None
     module = importlib.import_module(f"metabridge.benchmarks.{name}")
     config = module.CONFIG
     assert issubclass(config, CommandConfig), f"{name}: CONFIG is not a CommandConfig"
-    if hasattr(module, "main"):  # only a config-file shim may remain
-        assert set(inspect.signature(module.main).parameters) <= {"config"}, f"{name}: a string-typed main"
+    assert not hasattr(module, "main"), f"{name}: the string-typed main is gone"
     params = list(inspect.signature(module.run).parameters.values())
     assert len(params) == 1 and params[0].annotation in (config.__name__, config), f"{name}: run(config) expected"
     assert config.__doc__ and module.run.__doc__, f"{name}: no command help"

@@ -330,13 +330,3 @@ def run(config: CompareConfig) -> dict[str, Any]:
     print(f"\nwrote {out / 'compare.json'} and {out / 'compare.png'} "
           f"({report['total_seconds'] / 60:.1f} min in all)")
     return report
-
-
-def main(config: str = "") -> dict[str, Any]:
-    """Compare MTL with gradient-based meta-learning under one training budget (the settings
-    are read from a TOML/YAML/JSON file; the options of CompareConfig come with the new CLI).
-
-    Args:
-        config: a TOML, YAML or JSON file of CompareConfig fields [default: the defaults].
-    """
-    return run(CompareConfig.from_file(config) if config else CompareConfig())  # type: ignore[arg-type]
