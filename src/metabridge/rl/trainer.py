@@ -1,12 +1,13 @@
 """Train a meta-RL algorithm with checkpoints, exact resume, JSONL metrics and a progress bar.
 
-The same machinery as the few-shot trainer (:mod:`metabridge.checkpoint`,
-:class:`metabridge.train.MetricsLog`): a run directory holds ``config.json``,
-``metrics.jsonl`` (one ``train`` record per iteration, one ``eval`` record per
-evaluation), and ``last.pt`` / ``last.prev.pt`` written atomically. A checkpoint holds
-the policy, the algorithm's extra state (PPO's Adam), the sampler generator's state,
-the iteration, the environment steps and seconds so far: a run killed at any point and
-resumed with ``resume=True`` ends with the parameters of the uninterrupted run.
+The training skeleton of every trainer (:class:`metabridge.training.TrainingLoop`) drives
+the iterations: a run directory holds ``config.json``, ``metrics.jsonl`` (one ``train``
+record per iteration, one ``eval`` record per evaluation), and ``last.pt`` /
+``last.prev.pt`` written atomically. A checkpoint holds the policy, the algorithm's extra
+state (PPO's Adam), the sampler generator's state, the iteration, the environment steps
+and seconds so far: a run killed at any point and resumed with ``resume=True`` ends with
+the parameters of the uninterrupted run. Ctrl-C or SIGTERM ends a run after the iteration
+in flight, with a checkpoint of it, and prints the command that resumes it.
 
 Evaluation (:func:`metabridge.rl.evaluate.finetune_returns`) uses held-out tasks and a
 noise generator both seeded by ``config.eval_seed`` alone, so every method, seed and
@@ -37,14 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ..atomic import atomic_write_text
 from ..checkpoint import FORMAT_VERSION, CheckpointError, CheckpointManager
 from ..collectives import RankMean
 from ..distributed import DistributedContext, rank_seed
-from ..metrics_log import MetricsLog, read_metrics
-from .algorithms import DRSPPO, DRSTRPO, MAMLTRPO, MetaRLAlgorithm
+from ..metrics_log import read_metrics
+from ..training import NonFiniteError, TrainingLoop, clear_checkpoints, prepare_run, resume_command
+from .algorithms import RL_ALGORITHMS, MetaRLAlgorithm
 from .config import RLConfig
 from .envs.base import MetaEnv
 from .envs.registry import make_env
@@ -56,17 +57,7 @@ CONFIG_FILE = "config.json"
 RESUMABLE = frozenset({"iterations", "eval_every", "checkpoint_every", "device"})
 
 
-class _NoLog:
-    """The metrics log of a rank other than 0: writes nothing."""
-
-    def write(self, record: dict[str, Any]) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class RLTrainingError(RuntimeError):
+class RLTrainingError(NonFiniteError):
     """A run produced non-finite statistics or parameters; the last good checkpoint is kept."""
 
 
@@ -79,17 +70,14 @@ def build_policy(config: RLConfig, env: MetaEnv) -> GaussianMLPPolicy:
 
 
 def build_rl_algorithm(config: RLConfig, policy: GaussianMLPPolicy) -> MetaRLAlgorithm:
-    """The algorithm ``config.algorithm`` around ``policy``, with ``config.algorithm_kwargs``."""
+    """The algorithm registered as ``config.algorithm`` (:data:`~metabridge.rl.algorithms.registry.RL_ALGORITHMS`)
+    around ``policy``, built by the one constructor contract of every meta-RL algorithm:
+    ``cls(policy, inner_lr=..., gamma=..., gae_lambda=..., **config.algorithm_kwargs)``."""
+    cls = RL_ALGORITHMS.get(config.algorithm)
     common = dict(inner_lr=config.inner_lr, gamma=config.gamma, gae_lambda=config.gae_lambda)
     kw = {**common, **config.algorithm_kwargs}
     try:
-        if config.algorithm == "maml-trpo":
-            return MAMLTRPO(policy, **kw)
-        if config.algorithm == "fo-maml-trpo":
-            return MAMLTRPO(policy, first_order=True, **kw)
-        if config.algorithm == "drs-trpo":
-            return DRSTRPO(policy, **kw)
-        return DRSPPO(policy, **kw)
+        return cls(policy, **kw)
     except TypeError as exc:
         raise ValueError(f"algorithm_kwargs {sorted(config.algorithm_kwargs)} do not fit {config.algorithm}: "
                          f"{exc}") from None
@@ -135,14 +123,17 @@ class RLTrainer:
         progress: show a tqdm bar.
         on_iteration: called as ``on_iteration(iteration, stats)`` after each iteration
             (tests use it to kill a run at a chosen point).
+        interrupts: on SIGINT/SIGTERM, finish the iteration in flight, checkpoint it and raise
+            :class:`~metabridge.training.TrainingInterrupted` after printing the resume command.
         distributed: the ranks of a data-parallel run (default: one process; see the module
             docstring and :func:`metabridge.distributed.init_from_environment`).
     """
 
     def __init__(self, config: RLConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
                  progress: bool = True, on_iteration: Callable[[int, dict[str, float]], None] | None = None,
-                 distributed: DistributedContext | None = None) -> None:
+                 distributed: DistributedContext | None = None, interrupts: bool = True) -> None:
         self.config, self.run_dir = config, Path(run_dir)
+        self.interrupts = interrupts
         self.resume, self.overwrite, self.progress = resume, overwrite, progress
         self.on_iteration = on_iteration
         self.checkpoints = CheckpointManager(self.run_dir)
@@ -156,39 +147,15 @@ class RLTrainer:
         self.shard = config.meta_batch // world
 
     # ------------------------------------------------------------ set-up
-    def _prepare_distributed(self) -> dict[str, Any] | None:
-        """:meth:`_prepare` on rank 0 (which may delete an overwritten run), then the checkpoint read
-        by every rank, errors raised on every rank together, and the world size checked."""
-        ctx = self.distributed
-        ckpt: dict[str, Any] | None = None
-        error: BaseException | None = None
-        if not ctx.enabled:
-            ckpt = self._prepare()
-        else:
-            if ctx.is_main:
-                try:
-                    ckpt = self._prepare()
-                except Exception as exc:  # every rank raises together below
-                    error = exc
-            ctx.raise_together(error)
-            if not ctx.is_main and self.resume:
-                try:
-                    ckpt = self._prepare()
-                except Exception as exc:
-                    error = exc
-            ctx.raise_together(error)
-        if ckpt is not None:
-            saved = int(ckpt.get("extra", {}).get("world_size", 1))
-            if saved != ctx.world_size:
-                how = f"torchrun --nproc-per-node {saved} -m metabridge rl train" if saved > 1 else "metabridge rl train"
-                error = ValueError(f"{self.run_dir} was trained with {saved} process(es) and is resumed with "
-                                   f"{ctx.world_size}: each rank's task stream is in the checkpoint, so resume it "
-                                   f"with {how} --resume (or start a new run with another --out).")
-            ctx.raise_together(error)
-        return ckpt
+    def _world_size_error(self, saved: int) -> str:
+        how = f"torchrun --nproc-per-node {saved} -m metabridge rl train" if saved > 1 else "metabridge rl train"
+        return (f"{self.run_dir} was trained with {saved} process(es) and is resumed with "
+                f"{self.distributed.world_size}: each rank's task stream is in the checkpoint, so resume it "
+                f"with {how} --resume (or start a new run with another --out).")
 
-    def _prepare(self) -> dict[str, Any] | None:
-        cfg_path = self.run_dir / CONFIG_FILE
+    def _prepare(self, write: bool = True) -> dict[str, Any] | None:
+        """The checkpoint to resume from (``None`` for a new run); refuses to replace a run by accident.
+        A directory whose run never completed an iteration (a config, no checkpoint) is started again."""
         if self.resume:
             ckpt, _ = self.checkpoints.load_latest()
             saved = RLConfig(**ckpt["config"])
@@ -199,12 +166,11 @@ class RLTrainer:
                                       f"(only {', '.join(sorted(RESUMABLE))} may change on resume); start a new "
                                       "run with another --out, or pass --overwrite.")
             return ckpt
-        if self.checkpoints.exists() or cfg_path.exists():
+        if self.checkpoints.exists():
             if not self.overwrite:
                 raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it or "
                                       "--overwrite to start again.")
-            for p in (self.checkpoints.last, self.checkpoints.previous, self.checkpoints.best):
-                p.unlink(missing_ok=True)
+            clear_checkpoints(self.checkpoints)
         return None
 
     def _save(self, algorithm: MetaRLAlgorithm, generator: torch.Generator, iteration: int, env_steps: int,
@@ -228,10 +194,15 @@ class RLTrainer:
         return path
 
     # ------------------------------------------------------------ loop
+    def resume_hint(self) -> str:
+        """What continues this run after an interrupt: the CLI command, or the Python call."""
+        return resume_command(self.distributed.world_size) or f"train_rl(config, {str(self.run_dir)!r}, resume=True)"
+
     def run(self) -> RLResult:
-        cfg = self.config
-        ctx = self.distributed
-        ckpt = self._prepare_distributed()
+        """Train to ``config.iterations`` (resuming when asked); SIGINT/SIGTERM end the run after the
+        iteration in flight with a checkpoint of it (:class:`~metabridge.training.TrainingInterrupted`)."""
+        cfg, ctx = self.config, self.distributed
+        ckpt = prepare_run(ctx, self._prepare, self.resume, self._world_size_error)
         env = build_env(cfg)  # everything is built (and validated) before the run directory is touched
         policy = build_policy(cfg, env)
         algorithm = build_rl_algorithm(cfg, policy)
@@ -243,76 +214,83 @@ class RLTrainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / CONFIG_FILE, json.dumps(cfg.model_dump(), indent=2) + "\n")
         generator = torch.Generator().manual_seed(rank_seed(cfg.seed, ctx.rank))  # rank 0: cfg.seed
-        start, env_steps, seconds = 0, 0, 0.0
+        start, self._env_steps, self._seconds = 0, 0, 0.0
         if ckpt is not None:
             algorithm.load_state_dict(ckpt["algorithm"])
             algorithm.load_extra_state(ckpt["optimizer"] or {})
             generator.set_state(ckpt["extra"]["rank_rng"][ctx.rank] if ctx.enabled else ckpt["rng"]["sampler"])
             start = int(ckpt["step"])
-            env_steps, seconds = int(ckpt["extra"]["env_steps"]), float(ckpt["extra"]["seconds"])
-        eval_tasks = evaluation_tasks(cfg, env)
-        log: MetricsLog | _NoLog = (MetricsLog(self.run_dir, start if ckpt is not None else None, tensorboard=False)
-                                    if ctx.is_main else _NoLog())
-        history: list[dict[str, Any]] = []
-        final: dict[str, Any] | None = None
-        bar = tqdm(total=cfg.iterations, initial=start, disable=not (self.progress and ctx.is_main),
-                   desc=f"{cfg.algorithm} {cfg.env}", unit="it", dynamic_ncols=True)
-        last_saved = (self.checkpoints.last if ckpt is not None else None, start)
+            self._env_steps, self._seconds = int(ckpt["extra"]["env_steps"]), float(ckpt["extra"]["seconds"])
+        self._env, self._policy, self._algorithm, self._generator, self._ranks = env, policy, algorithm, generator, ranks
+        self._eval_tasks = evaluation_tasks(cfg, env)
+        self._history: list[dict[str, Any]] = []
+        self._final: dict[str, Any] | None = None
+        self._loop = TrainingLoop(
+            start=start, steps=cfg.iterations, resume=self.resume_hint(),
+            save=lambda it, best: self._save(algorithm, generator, it, self._env_steps, self._seconds),
+            run_dir=self.run_dir, log_from=start if ckpt is not None else None,
+            checkpoint_every=cfg.checkpoint_every or 0, saved=(self.checkpoints.last, start) if ckpt else None,
+            distributed=ctx, progress=self.progress, desc=f"{cfg.algorithm} {cfg.env}", unit="it",
+            interrupts=self.interrupts)
+        after = (lambda it: self.on_iteration(it, self._stats)) if self.on_iteration is not None else None
         try:
-            for it in range(start + 1, cfg.iterations + 1):
-                t0 = time.perf_counter()
-                if ctx.enabled:
-                    batch, error = None, None
-                    try:  # a sampling failure on one rank stops every rank (none waits in a collective)
-                        batch = algorithm.collect(env, self.shard, cfg.rollouts, generator)
-                    except Exception as exc:
-                        error = exc
-                    ctx.raise_together(error)
-                    ranks.take_seconds()
-                    stats = algorithm.update(batch)
-                else:
-                    stats = algorithm.train_iteration(env, cfg.meta_batch, cfg.rollouts, generator)
-                seconds += time.perf_counter() - t0
-                env_steps += int(stats["env_steps"])
-                bad = [k for k, v in stats.items() if not math.isfinite(v)]
-                if bad or not all(bool(torch.isfinite(p).all()) for p in policy.parameters()):
-                    where = (f"the last good checkpoint {last_saved[0]} (iteration {last_saved[1]}) is kept"
-                             if last_saved[0] is not None else "no checkpoint had been written yet")
-                    raise RLTrainingError(f"iteration {it} gave non-finite {', '.join(bad) or 'parameters'}; "
-                                          f"training stopped and {where}. Lower inner_lr (now {cfg.inner_lr:g}) "
-                                          "or the trust region (algorithm_kwargs max_kl) / PPO learning_rate.")
-                rec = {"kind": "train", "step": it, "env_steps_total": env_steps, "seconds": seconds, **stats}
-                if ctx.enabled:  # every rank's seconds in collectives during this iteration's update
-                    rec.update(world_size=ctx.world_size, comm_s_per_step=ctx.gather_objects(ranks.take_seconds()))
-                log.write(rec)
-                history.append(rec)
-                bar.update(1)
-                bar.set_postfix(ret=f"{stats['return']:.2f}")
-                last = it == cfg.iterations
-                if (cfg.eval_every and it % cfg.eval_every == 0) or last:
-                    ev = None
-                    if ctx.is_main:  # rank 0 scores (the single-process numbers); the others get its record
-                        result = evaluate_policy(cfg, env, policy, eval_tasks)
-                        ev = {"kind": "eval", "step": it, "env_steps_total": env_steps, "seconds": seconds,
-                              "returns": result.mean_returns(), "returns_ci95": result.returns_ci95()}
-                        if result.success is not None:
-                            ev["success"] = result.mean_success()
-                    ev = ctx.broadcast_object(ev)
-                    log.write(ev)
-                    history.append(ev)
-                    final = ev
-                if (cfg.checkpoint_every and it % cfg.checkpoint_every == 0) or last:
-                    last_saved = (self._save(algorithm, generator, it, env_steps, seconds), it)
-                if self.on_iteration is not None:
-                    self.on_iteration(it, stats)
+            self._loop.run(self._iteration, after=after)
         finally:
-            bar.close()
-            log.close()
             env.close()
+        final = self._final
         if final is None:  # resumed at the end: report the recorded final evaluation
             evals = [r for r in read_metrics(self.run_dir) if r.get("kind") == "eval"] if ctx.is_main else []
             final = ctx.broadcast_object(evals[-1] if evals else None)
-        return RLResult(self.run_dir, cfg.iterations, env_steps, seconds, final, history)
+        return RLResult(self.run_dir, cfg.iterations, self._env_steps, self._seconds, final, self._history)
+
+    def _iteration(self, it: int) -> None:
+        """One meta-iteration: collect, update, check, log; evaluate when due."""
+        cfg, ctx, algorithm, loop = self.config, self.distributed, self._algorithm, self._loop
+        t0 = time.perf_counter()
+        if ctx.enabled:
+            batch, error = None, None
+            try:  # a sampling failure on one rank stops every rank (none waits in a collective)
+                batch = algorithm.collect(self._env, self.shard, cfg.rollouts, self._generator)
+            except Exception as exc:
+                error = exc
+            ctx.raise_together(error)
+            self._ranks.take_seconds()
+            stats = algorithm.update(batch)
+        else:
+            stats = algorithm.train_iteration(self._env, cfg.meta_batch, cfg.rollouts, self._generator)
+        self._seconds += time.perf_counter() - t0
+        self._env_steps += int(stats["env_steps"])
+        self._stats = stats
+        bad = [k for k, v in stats.items() if not math.isfinite(v)]
+        if bad or not all(bool(torch.isfinite(p).all()) for p in self._policy.parameters()):
+            where = (f"the last good checkpoint {loop.saved[0]} (iteration {loop.saved[1]}) is kept"
+                     if loop.saved is not None else "no checkpoint had been written yet")
+            raise RLTrainingError(f"iteration {it} gave non-finite {', '.join(bad) or 'parameters'}; "
+                                  f"training stopped and {where}. Lower inner_lr (now {cfg.inner_lr:g}) "
+                                  "or the trust region (algorithm_kwargs max_kl) / PPO learning_rate.", it)
+        rec = {"kind": "train", "step": it, "env_steps_total": self._env_steps, "seconds": self._seconds, **stats}
+        if ctx.enabled:  # every rank's seconds in collectives during this iteration's update
+            rec.update(world_size=ctx.world_size, comm_s_per_step=ctx.gather_objects(self._ranks.take_seconds()))
+        loop.log.write(rec)
+        self._history.append(rec)
+        loop.advance_bar(ret=f"{stats['return']:.2f}")
+        if (cfg.eval_every and it % cfg.eval_every == 0) or it == cfg.iterations:
+            self._evaluate(it)
+
+    def _evaluate(self, it: int) -> None:
+        """Rank 0 scores the held-out tasks (the single-process numbers); the others get its record."""
+        cfg, ctx = self.config, self.distributed
+        ev = None
+        if ctx.is_main:
+            result = evaluate_policy(cfg, self._env, self._policy, self._eval_tasks)
+            ev = {"kind": "eval", "step": it, "env_steps_total": self._env_steps, "seconds": self._seconds,
+                  "returns": result.mean_returns(), "returns_ci95": result.returns_ci95()}
+            if result.success is not None:
+                ev["success"] = result.mean_success()
+        ev = ctx.broadcast_object(ev)
+        self._loop.log.write(ev)
+        self._history.append(ev)
+        self._final = ev
 
 
 def train_rl(config: RLConfig, run_dir: str | Path, **kwargs: Any) -> RLResult:

@@ -39,7 +39,7 @@ __all__ = ["NonFiniteError", "StepEnd", "TrainingLoop"]
 class NonFiniteError(RuntimeError):
     """Training produced a NaN or infinite value at ``step``; the last good checkpoint is kept."""
 
-    def __init__(self, message: str, step: int) -> None:
+    def __init__(self, message: str, step: int | None = None) -> None:
         super().__init__(message)
         self.step = step
 
