@@ -335,7 +335,7 @@ class _Sweep:
     def _method_spec(self, method: str, seed: int) -> dict[str, Any]:
         cfg = self.config
         diagnostics = cfg.diagnostics_every if method == "equal" and cfg.diagnostics_every else 0
-        spec = {"method": method, "method_kwargs": cfg.method_kwargs.get(method, {}), "tasks": cfg.tasks,
+        spec: dict[str, Any] = {"method": method, "method_kwargs": cfg.method_kwargs.get(method, {}), "tasks": cfg.tasks,
                 "seed": seed, "diagnostics_every": diagnostics}
         if diagnostics and cfg.lookahead_lr is not None:
             spec["lookahead_lr"] = cfg.lookahead_lr

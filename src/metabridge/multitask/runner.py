@@ -46,8 +46,8 @@ def metric_unit(task: TaskSpec) -> str:
 def _in_worker() -> bool:
     import sys
 
-    return getattr(sys.modules.get("__main__"), "__spec__", None) is not None and \
-        sys.modules["__main__"].__spec__.name == "metabridge.multitask._worker"
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec is not None and spec.name == "metabridge.multitask._worker"
 
 
 def run(spec: dict[str, Any], distributed: DistributedContext | None = None) -> dict[str, Any]:

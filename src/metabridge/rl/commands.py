@@ -95,7 +95,7 @@ def _override_fields() -> dict[str, Any]:
             fields[name] = (info.annotation, Field(default_factory=dict, description=f"{text}, replacing the "
                                                    "preset's [default: the preset's]."))
             continue
-        typ = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        typ: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
         fields[name] = (typ | None, Field(None, description=f"{text} [default: the preset's]."))
     return fields
 
@@ -222,14 +222,14 @@ def run_eval(config: RLEvalConfig) -> dict[str, Any]:
             res = evaluate_policy(rl_config, env, algorithm.policy)
         finally:
             env.close()
-    report = {"run": str(run), "iteration": iteration, "returns": res.mean_returns(),
-              "returns_ci95": res.returns_ci95(), "success": res.mean_success(),
+    returns, ci95, success = res.mean_returns(), res.returns_ci95(), res.mean_success()
+    report = {"run": str(run), "iteration": iteration, "returns": returns, "returns_ci95": ci95, "success": success,
               "success_ci95": res.success_ci95(), "eval_tasks": rl_config.eval_tasks,
               "eval_rollouts": rl_config.eval_rollouts, "lrs": rl_config.eval_schedule()}
     config.write_resolved()
     atomic_write_text(Path(config.out) / "eval.json", json.dumps(report, indent=2) + "\n")
     print(f"{rl_config.algorithm} at iteration {iteration} on {rl_config.env}:")
-    _print_returns(report["returns"], report["returns_ci95"], report["success"], rl_config.eval_tasks)
+    _print_returns(returns, ci95, success, rl_config.eval_tasks)
     return report
 
 

@@ -33,8 +33,9 @@ from .trainer import RLResult, build_env, build_policy, evaluate_policy, train_r
 
 #: Finn et al. 2017, 2D navigation: average return after 0..4 updates over 40 goals, read from
 #: cbfinn/maml_rl icml/icml_point_results_*.pkl (the paper shows them only as a log-scale plot)
-FINN_NAVIGATION = {"maml": [-40.41, -11.68, -3.33, -3.23, -3.35], "random": [-82.7, -58.0, -53.8, -46.8, -42.9],
-                   "oracle": -2.29, "source": "cbfinn/maml_rl icml/icml_point_results_*.pkl (Finn et al. 2017)"}
+FINN_NAVIGATION: dict[str, Any] = {
+    "maml": [-40.41, -11.68, -3.33, -3.23, -3.35], "random": [-82.7, -58.0, -53.8, -46.8, -42.9], "oracle": -2.29,
+    "source": "cbfinn/maml_rl icml/icml_point_results_*.pkl (Finn et al. 2017)"}
 MAML_FAMILY = ("maml-trpo", "fo-maml-trpo")
 
 
@@ -142,7 +143,7 @@ def _plot_returns(report: dict[str, Any], path: Path, references: dict[str, Any]
     ax.set_xlabel("policy-gradient updates at test time")
     ax.set_ylabel("average return (symlog)")
     ax.set_yscale("symlog", linthresh=10.0)  # Finn et al. plot 2D navigation on a log scale
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]
     ax.set_title(report["title"], fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
