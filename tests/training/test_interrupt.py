@@ -1,0 +1,128 @@
+"""Nothing is lost on an interrupt: SIGINT/SIGTERM in the middle of a real run (a subprocess)
+checkpoints the last completed step, and resuming from it ends where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from metabridge.checkpoint import load_checkpoint
+
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _records(run_dir: Path, kind: str = "train") -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line being written
+            continue
+        if rec.get("kind") == kind:
+            out.append(rec)
+    return out
+
+
+def interrupt_run(script: str, run_dir: Path, after: int, sig: int = signal.SIGINT,
+                  timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Start ``script`` in a fresh interpreter, send ``sig`` once ``run_dir/metrics.jsonl`` holds
+    ``after`` train records, and return the finished process (stdout and stderr captured)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SUPPORT), str(SRC), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    try:
+        while len(_records(run_dir)) < after:
+            if proc.poll() is not None:
+                out, err = proc.communicate()
+                raise AssertionError(f"the run ended before it was interrupted:\n{out}\n{err}")
+            if time.monotonic() > deadline:
+                raise AssertionError("the run wrote no metrics in time")
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def assert_checkpointed_last_step(done: subprocess.CompletedProcess[str], run_dir: Path) -> int:
+    """The process exited on the signal, after checkpointing the step of its last train record."""
+    assert done.returncode != 0, done.stderr
+    assert "Traceback" not in done.stderr or "TrainingInterrupted" in done.stderr, done.stderr
+    assert "resume with:" in done.stderr, done.stderr
+    step = load_checkpoint(run_dir / "last.pt")["step"]
+    assert step >= 2
+    assert step == _records(run_dir)[-1]["step"]  # the last completed step, not an earlier periodic one
+    return step
+
+
+# --------------------------------------------------------------------------- few-shot
+FEWSHOT = """
+from metabridge_toys import toy_builder, toy_config
+from metabridge.train import Trainer
+Trainer(toy_config({out!r}, steps=100000, eval_every=0, checkpoint_every=100000, log_every=1),
+        builder=toy_builder(), progress=False).run()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_fewshot_interrupt_checkpoints_the_last_step_and_resumes_exactly(tmp_path: Path, sig: int) -> None:
+    from metabridge_toys import params_vector, toy_builder, toy_config
+
+    from metabridge.train import Trainer, resume_config
+
+    out = tmp_path / "cut"
+    done = interrupt_run(FEWSHOT.format(out=str(out)), out, after=3, sig=sig)
+    step = assert_checkpointed_last_step(done, out)
+    assert f"resume_config({str(out)!r})" in done.stderr
+    final = step + 3
+    resumed = Trainer(resume_config(out, steps=final), builder=toy_builder(), progress=False, resume=True)
+    resumed.run()
+    full = Trainer(toy_config(tmp_path / "full", steps=final, eval_every=0, checkpoint_every=100000, log_every=1),
+                   builder=toy_builder(), progress=False)
+    full.run()
+    assert torch.equal(params_vector(resumed.experiment.algorithm), params_vector(full.experiment.algorithm))
+
+
+# --------------------------------------------------------------------------- meta-RL
+RL_TINY = dict(env="navigation-2d", env_kwargs={"horizon": 8}, hidden=[8], meta_batch=3, rollouts=3, eval_every=0,
+               eval_tasks=3, eval_rollouts=2, eval_updates=1, checkpoint_every=100000, algorithm="maml-trpo")
+RL = """
+from metabridge.rl.config import RLConfig
+from metabridge.rl.trainer import train_rl
+train_rl(RLConfig(**{cfg!r}, iterations=100000), {out!r}, progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_rl_interrupt_checkpoints_the_last_iteration_and_resumes_exactly(tmp_path: Path) -> None:
+    from metabridge.rl.config import RLConfig
+    from metabridge.rl.trainer import load_rl_run, train_rl
+
+    out = tmp_path / "cut"
+    done = interrupt_run(RL.format(cfg=RL_TINY, out=str(out)), out, after=2)
+    step = assert_checkpointed_last_step(done, out)
+    assert f"train_rl(config, {str(out)!r}, resume=True)" in done.stderr
+    config = RLConfig(**RL_TINY, iterations=step + 2)
+    resumed = train_rl(config, out, resume=True, progress=False)
+    full = train_rl(config, tmp_path / "full", progress=False)
+    a, b = load_rl_run(out)[2].state_dict(), load_rl_run(tmp_path / "full")[2].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.env_steps == full.env_steps and resumed.final["returns"] == full.final["returns"]
