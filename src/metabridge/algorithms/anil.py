@@ -12,7 +12,7 @@ task on the support set; the inner steps touch only the small head.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -65,11 +65,12 @@ class ANIL(MAML):
 
     def _adapt_task(self, params: Params, xs: Tensor, ys: Tensor, steps: int, first_order: bool) -> Params:
         hidden = self._hidden_stats
-        feats = functional_call(self.model.body, sub_params({**params, **hidden}, "body."), (xs,))
+        body, head_module = cast(nn.Module, self.model.body), cast(nn.Module, self.model.head)
+        feats = functional_call(body, sub_params({**params, **hidden}, "body."), (xs,))
         head = {k: v for k, v in params.items() if k.startswith("head.")}
 
         def head_forward(p: Params, f: Tensor) -> Tensor:
-            return functional_call(self.model.head, sub_params({**p, **hidden}, "head."), (f,))
+            return functional_call(head_module, sub_params({**p, **hidden}, "head."), (f,))
 
         fast = sgd_inner_loop(head_forward, head, feats, ys, steps, self.step_size, first_order,
                               self.inner_loss or task_loss)

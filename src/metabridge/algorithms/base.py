@@ -121,7 +121,7 @@ A = TypeVar("A", bound="MetaAlgorithm")
 
 
 def _constructor_params(cls: type) -> dict[str, inspect.Parameter]:
-    params = dict(inspect.signature(cls.__init__).parameters)
+    params = dict(inspect.signature(cls).parameters)
     params.pop("self", None)
     return params
 
@@ -228,7 +228,7 @@ class MetaAlgorithm(nn.Module, ABC):
         if "body" in params:
             supplied["body"] = net.body
         if "feature_dim" in params:
-            supplied["feature_dim"] = int(net.feature_dim)
+            supplied["feature_dim"] = int(net.feature_dim)  # type: ignore[arg-type]  # an int attribute of the net
         if "num_train_heads" in params:
             heads = data.num_train_classes if data.is_classification else data.num_train_tasks
             if heads is None:

@@ -217,7 +217,8 @@ def chunked_meta_loss(loss_fn: Callable[[TaskBatch], Tensor], batch: TaskBatch, 
             acc = acc + loss
             for i, g in enumerate(chunk_grads):
                 if g is not None:
-                    grads[i] = g if grads[i] is None else grads[i] + g
+                    previous = grads[i]
+                    grads[i] = g if previous is None else previous + g
         return acc
 
     if threads > 1 and len(starts) > 1:

@@ -73,7 +73,7 @@ class DRS(MAML):
         width = data.num_train_classes if data.is_classification else data.out_dim
         return cls(make_model(int(width), running_stats=True, channels_last=True), **hparams)  # type: ignore[arg-type]
 
-    def _hidden_buffers(self) -> dict[str, None]:
+    def _hidden_buffers(self) -> dict[str, Any]:
         return {}  # joint training keeps running statistics; fine-tuning in eval mode reads them
 
     def _forward(self, params: Params, x: Tensor) -> Tensor:
@@ -102,7 +102,7 @@ class DRS(MAML):
 
     def _test_init_params(self, batch: TaskBatch) -> Params:
         params = super()._test_init_params(batch)
-        if batch.is_classification:
+        if batch.is_classification and batch.n_way is not None:
             w = params["head.weight"]
             params["head.weight"] = torch.zeros(batch.n_way, w.shape[1], dtype=w.dtype, device=w.device)
             params["head.bias"] = torch.zeros(batch.n_way, dtype=w.dtype, device=w.device)

@@ -52,7 +52,7 @@ def check_steps(allow_zero: bool = False, **values: Any) -> None:
         raise ValueError(f"{names}: must be an int >= {low}.")
 
 
-def running_stat_buffers(model: nn.Module) -> dict[str, None]:
+def running_stat_buffers(model: nn.Module) -> dict[str, Any]:
     """``{name: None}`` for the running statistics of every batch-norm layer of ``model``.
 
     Passed to ``functional_call`` on top of the parameters, they make each such layer
@@ -147,13 +147,14 @@ class MAML(MetaAlgorithm):
         self.execution = ExecutionOptions.coerce(execution)
         self.batched = self._resolve_batched(self.execution.task_batching)
         #: the per-task mapping used where the batched path does not apply
-        self._task_map: TaskBatching = ("vmap" if self.execution.task_batching in ("auto", "batched")
-                                        else self.execution.task_batching)
+        mode = self.execution.task_batching
+        self._task_map: TaskBatching = "vmap" if mode in ("auto", "batched") else mode  # type: ignore[assignment]
         #: threads of chunked meta-losses (task_threads > 1), started on first use; close() ends them
         self._workers = WorkerPool()
         self.learn_inner_lr = learn_inner_lr
         names = self.adapted_names()
         ref = next(model.parameters())
+        self.inner_lrs: nn.Parameter | nn.ParameterList
         if learn_inner_lr == "per_step":
             self.inner_lrs = nn.Parameter(
                 torch.full((inner_steps, len(names)), float(inner_lr), dtype=ref.dtype, device=ref.device))
@@ -181,7 +182,7 @@ class MAML(MetaAlgorithm):
         """
         self._workers.close()
 
-    def _hidden_buffers(self) -> dict[str, None]:
+    def _hidden_buffers(self) -> dict[str, Any]:
         """Buffers replaced by ``None`` in functional forwards: BN running statistics."""
         return running_stat_buffers(self.model)
 
@@ -204,7 +205,8 @@ class MAML(MetaAlgorithm):
         """alpha_s for every adapted parameter tensor."""
         names = self.adapted_names()
         if self.learn_inner_lr == "per_step":
-            row = self.inner_lrs[min(step, self.inner_lrs.shape[0] - 1)]
+            rates: Tensor = self.inner_lrs  # type: ignore[assignment]  # a [steps, tensors] Parameter here
+            row = rates[min(step, rates.shape[0] - 1)]
             return {n: row[i] for i, n in enumerate(names)}
         if self.learn_inner_lr == "per_parameter":
             return dict(zip(names, self.inner_lrs))
@@ -281,7 +283,7 @@ class MAML(MetaAlgorithm):
                 chunk = auto_task_chunk(batch.num_tasks, threads, batch.support_x.shape[1]) if on_cpu else None
             if chunk is None or chunk >= batch.num_tasks or not torch.is_grad_enabled():
                 return self._batched_meta_loss(batch)
-            params = [p for p in self.parameters() if p.requires_grad]
+            params: list[Tensor] = [p for p in self.parameters() if p.requires_grad]
             pool = self._workers.get(threads) if threads > 1 else None
             return chunked_meta_loss(self._batched_meta_loss, batch, chunk, params, threads, executor=pool)
         losses = map_tasks(self._task_query_loss, self._params(), batch.support_x, batch.support_y,

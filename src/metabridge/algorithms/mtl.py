@@ -362,7 +362,7 @@ class MTL(MetaAlgorithm):
             return f @ p["w"] + p["b"]
 
         names = [*body_params, "w", "b"]
-        lr = {k: self.finetune_lr for k in names}
+        lr: dict[str, Tensor | float] = {k: self.finetune_lr for k in names}
 
         def adapt_one(shared: Params, wt: Tensor, bt: Tensor, xs: Tensor, ys: Tensor) -> Params:
             return sgd_inner_loop(forward, {**shared, "w": wt, "b": bt}, xs, ys, self.finetune_steps,

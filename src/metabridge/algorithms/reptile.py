@@ -50,7 +50,7 @@ class Reptile(MAML):
     def _task_surrogate(self, params: Params, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
         x, y = torch.cat([xs, xq]), torch.cat([ys, yq])
         fast = self._adapt_task(params, x, y, self.inner_steps, True)
-        return sum(0.5 * ((params[k] - fast[k].detach()) ** 2).sum() for k in self.adapted_names())
+        return torch.stack([0.5 * ((params[k] - fast[k].detach()) ** 2).sum() for k in self.adapted_names()]).sum()
 
     def _batched_meta_loss(self, batch: TaskBatch) -> Tensor:
         """The surrogate for all tasks at once (MAML's batched path calls it, chunked or not)."""
@@ -58,8 +58,8 @@ class Reptile(MAML):
         x = torch.cat([batch.support_x, batch.query_x], 1)
         y = torch.cat([batch.support_y, batch.query_y], 1)
         fast = self._batched_adapt(params, x, y, self.inner_steps, True)
-        total = sum(0.5 * ((params[k] - fast[k].detach()) ** 2).sum() for k in self.adapted_names())
-        return total / batch.num_tasks  # type: ignore[operator]
+        total = torch.stack([0.5 * ((params[k] - fast[k].detach()) ** 2).sum() for k in self.adapted_names()]).sum()
+        return total / batch.num_tasks
 
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         if self.batched:

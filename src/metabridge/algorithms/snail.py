@@ -173,10 +173,12 @@ class SNAIL(BlackBoxLearner):
         for i, (k, v) in enumerate(zip(keys, values)):
             if i:
                 for j in range(math.ceil(math.log2(self.tc_length))):  # one TC block
-                    blocks.append(DenseBlock(channels, 2 ** j, self.filters))
-                    channels = blocks[-1].out_channels
-            blocks.append(AttentionBlock(channels, k, v))
-            channels = blocks[-1].out_channels
+                    dense = DenseBlock(channels, 2 ** j, self.filters)
+                    blocks.append(dense)
+                    channels = dense.out_channels
+            attention = AttentionBlock(channels, k, v)
+            blocks.append(attention)
+            channels = attention.out_channels
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Linear(channels, self.out_dim)
 
@@ -201,5 +203,5 @@ class SNAIL(BlackBoxLearner):
         """The output at position S of ``support + query`` for every query, ``[T, Q, out_dim]``."""
         h = torch.cat([feats, self.query_code(feats)], dim=-1)
         for block, history in zip(self.blocks, state):
-            h = block.step(history, h)
+            h = block.step(history, h)  # type: ignore[operator]  # every block defines step()
         return self.head(h)

@@ -8,6 +8,8 @@ meta-batch is a handful of tensors and never a Python list of tasks.
 
 from __future__ import annotations
 
+from typing import Any
+
 from collections.abc import Iterator
 
 from dataclasses import dataclass, fields, replace
@@ -93,7 +95,8 @@ class TaskBatch:
                 t = t.to(dtype)
             return t
 
-        return replace(self, **{f.name: move(getattr(self, f.name)) for f in fields(self) if f.name != "n_way"})
+        moved: dict[str, Any] = {f.name: move(getattr(self, f.name)) for f in fields(self) if f.name != "n_way"}
+        return replace(self, **moved)
 
     def __getitem__(self, idx: slice | int | Tensor) -> "TaskBatch":
         """Select tasks (keeps the task dimension for an int index)."""
@@ -103,7 +106,8 @@ class TaskBatch:
         def sel(t: Tensor | None) -> Tensor | None:
             return None if t is None else t[idx]
 
-        return replace(self, **{f.name: sel(getattr(self, f.name)) for f in fields(self) if f.name != "n_way"})
+        selected: dict[str, Any] = {f.name: sel(getattr(self, f.name)) for f in fields(self) if f.name != "n_way"}
+        return replace(self, **selected)
 
 
 def batch_slices(num_items: int, batch_size: int) -> Iterator[slice]:

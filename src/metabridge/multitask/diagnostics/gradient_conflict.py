@@ -71,10 +71,11 @@ def conflict_rate(cosines: Tensor) -> float:
 
 
 def _named_shared(source: NamedParams) -> list[tuple[str, Tensor]]:
+    named: list[tuple[str, Tensor]]
     if isinstance(source, nn.Module):
         named = list(source.named_parameters())
         if hasattr(source, "shared_parameters"):  # a MultiTaskModel: keep the shared ones only
-            shared = {id(p) for p in source.shared_parameters()}
+            shared = {id(p) for p in source.shared_parameters()}  # type: ignore[operator]
             named = [(n, p) for n, p in named if id(p) in shared]
     elif isinstance(source, Mapping):
         named = list(source.items())

@@ -68,6 +68,8 @@ class AlignedMTL(Weighting):
         scale: ``"min"`` (default), ``"median"`` or ``"rmse"``.
     """
 
+    pre_weights: Tensor
+
     name: ClassVar[str] = "aligned_mtl"
     needs: ClassVar[Needs] = Needs.PARAM_GRADS
 

@@ -34,6 +34,12 @@ class DynamicWeightAverage(Weighting):
     """``K softmax(r / T)`` with ``r_i = Lbar_i(t-1) / Lbar_i(t-2)`` (epoch-averaged losses); 1 for
     the first two epochs."""
 
+    epoch_loss_sum: Tensor
+    epoch_steps: Tensor
+    last_avg: Tensor
+    previous_avg: Tensor
+    epochs_done: Tensor
+
     name: ClassVar[str] = "dwa"
     needs: ClassVar[Needs] = Needs.LOSSES
 

@@ -67,6 +67,12 @@ def _finite_number(value: object) -> bool:
 class FAMO(Weighting):
     """Fast Adaptive Multitask Optimization (loss-only, learned task logits updated after each step)."""
 
+    xi: Tensor
+    min_losses: Tensor
+    adam_exp_avg: Tensor
+    adam_exp_avg_sq: Tensor
+    adam_step: Tensor
+
     name: ClassVar[str] = "famo"
     needs: ClassVar[Needs] = Needs.LOSSES
 

@@ -50,6 +50,9 @@ class GradNorm(Weighting):
         min_weight: floor of the weights before the renormalisation (default 1e-4, > 0).
     """
 
+    task_weights: Tensor
+    initial_losses: Tensor
+
     name: ClassVar[str] = "gradnorm"
     needs: ClassVar[Needs] = Needs.PARAM_GRADS
 

@@ -167,6 +167,8 @@ class NashMTL(Weighting):
         max_iter: Newton iterations at most.
     """
 
+    alpha: Tensor
+
     name: ClassVar[str] = "nash_mtl"
     needs: ClassVar[Needs] = Needs.PARAM_GRADS
 
