@@ -469,3 +469,17 @@ def test_register_dataset_directly_or_as_decorator_and_unregister(tmp_path):
     with pytest.raises(TypeError, match="callable"):
         register_dataset("x", 3)  # type: ignore[arg-type]
     assert "x" not in available_datasets()
+
+
+def test_a_split_too_small_for_n_way_names_the_split_file(tmp_path):
+    from metabridge.tasks.episodes import EpisodeSampler
+
+    root = make_folder(tmp_path / "imgs", n_classes=10, per_class=3)
+    val = load_image_folder(root, "val", cache_dir=tmp_path / "c")
+    with pytest.raises(ValueError, match=r"fewer than n_way=5.*or write .*splits\.json .*seeded shuffle of 10 classes"):
+        EpisodeSampler(val, n_way=5, k_shot=1, q_query=1)
+    (root / "splits.json").write_text(json.dumps({"train": [f"class_{i:02d}" for i in range(6)],
+                                                  "val": ["class_06", "class_07"], "test": ["class_08", "class_09"]}))
+    val = load_image_folder(root, "val", cache_dir=tmp_path / "c")
+    with pytest.raises(ValueError, match=r"or list more classes under 'val' in .*splits\.json"):
+        EpisodeSampler(val, n_way=5, k_shot=1, q_query=1)

@@ -53,6 +53,9 @@ class ClassDataset:
     class_names: list[str]
     groups: list[str] | None = None
     name: str = "dataset"
+    #: how this split's classes were chosen and how to choose others (one's own folders); error
+    #: messages about too few classes or images end with it
+    split_note: str = ""
     _index: tuple[Tensor, Tensor] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -484,4 +484,10 @@ def load_image_folder(
             )
         splits = seeded_class_split(full.class_names, split_seed, fractions)
     index = {c: i for i, c in enumerate(full.class_names)}
-    return full.subset_classes(sorted(index[c] for c in splits[name]), name=f"{title}-{name}")
+    part = full.subset_classes(sorted(index[c] for c in splits[name]), name=f"{title}-{name}")
+    if sf.is_file():
+        part.split_note = f", or list more classes under {name!r} in {sf}"
+    else:
+        part.split_note = (f", or write {sf} ({{\"train\": [...], \"val\": [...], \"test\": [...]}}, class folder "
+                           f"names) to choose the split instead of the seeded shuffle of {full.num_classes} classes")
+    return part

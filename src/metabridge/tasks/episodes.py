@@ -70,7 +70,7 @@ class EpisodeSampler:
         if dataset.num_classes < n_way:
             raise ValueError(
                 f"{dataset.name} has {dataset.num_classes} classes, fewer than n_way={n_way}; "
-                f"choose n_way <= {dataset.num_classes}."
+                f"choose n_way <= {dataset.num_classes}{dataset.split_note}."
             )
         if len(eligible) < n_way:
             sizes = counts.sort(descending=True).values
@@ -80,7 +80,7 @@ class EpisodeSampler:
                 fix += f", or n_way to at most {len(eligible)}"
             raise ValueError(
                 f"{dataset.name}: only {len(eligible)} classes have k_shot + q_query = {need} images "
-                f"(class sizes range from {int(counts.min())} to {int(counts.max())}); {fix}."
+                f"(class sizes range from {int(counts.min())} to {int(counts.max())}); {fix}{dataset.split_note}."
             )
         self.dataset = dataset if device is None else dataset.to(device)
         self.n_way, self.k_shot, self.q_query = n_way, k_shot, q_query
