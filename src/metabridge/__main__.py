@@ -1,6 +1,8 @@
 """``python -m metabridge`` runs the command line (same as the ``metabridge`` script)."""
 
-from metabridge.cli import app
+import sys
+
+from metabridge.cli import main
 
 if __name__ == "__main__":
-    app(prog_name="metabridge")
+    sys.exit(main())

@@ -10,15 +10,16 @@ re-evaluated from its directory alone.
 
 This class is the single source of truth for settings: each field's type and
 constraint is its validation, its ``description`` is the help text, and the
-``metabridge train`` options are generated from the fields (``cli.py``), so the
-three can no longer drift apart. The algorithm's own hyperparameters (``hparams``)
-are validated against a model generated from that algorithm's constructor
-signature (:func:`hparams_model`), so a registered algorithm of one's own gets the
-same checks. Why pydantic: it is already a dependency of the scientific Python
-stack, it is maintained, it validates from the type hints we write anyway
-(``Literal`` choices, ``int | None``, bounds) and it reports every offending field
-with its location; jsonargparse / tyro would replace typer as well, Hydra would add
-a config-composition layer this project does not need.
+``metabridge train`` options are generated from the fields by tyro
+(:mod:`metabridge.cli`), so the three can no longer drift apart. Every other command
+has a model of its own, a subclass of :class:`CommandConfig`. The algorithm's own
+hyperparameters (``hparams``) are validated against a model generated from that
+algorithm's constructor signature (:func:`hparams_model`), so a registered algorithm
+of one's own gets the same checks. Why pydantic and tyro: ``docs/concepts/configuration.md``.
+
+The command-line spelling of a field lives beside its type, in ``Annotated`` markers
+tyro reads: :data:`Positional` (``metabridge eval RUN``), ``tyro.conf.arg(name=...)``
+(``out_dir`` is ``--out``) and :data:`KeyValues` (``--hp KEY=VALUE``).
 
 ``build_experiment`` (in :mod:`metabridge.experiment`) turns a config into the
 algorithm and its train/val/test task sources.
@@ -28,10 +29,11 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import tomllib
+import tyro
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from .atomic import atomic_write_text
@@ -44,8 +46,39 @@ LRSchedule = Literal["constant", "cosine", "plateau"]
 OPTIMIZERS: tuple[str, ...] = Optimizer.__args__  # type: ignore[attr-defined]
 LR_SCHEDULES: tuple[str, ...] = LRSchedule.__args__  # type: ignore[attr-defined]
 _DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?|mps)$"
-#: Config fields whose command-line option is not ``--field-name``.
-OPTION_NAMES = {"out_dir": "--out", "plugins": "--plugin", "model_kwargs": "--model-arg", "hparams": "--hp"}
+
+
+def parse_key_values(items: list[str], option: str = "--hp") -> dict[str, Any]:
+    """``["inner_lr=0.01", "first_order=true"]`` -> ``{"inner_lr": 0.01, "first_order": True}``.
+
+    A VALUE is read as JSON when it parses (numbers, ``true``, ``[40, 40]``), else kept as a
+    string (``head=logistic``); ``ValueError`` naming ``option`` when an item has no ``=``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"{option} expects KEY=VALUE (got {item!r}); e.g. {option} inner_lr=0.01.")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+#: Marks a ``dict[str, Any]`` field as the option ``--NAME KEY=VALUE [KEY=VALUE ...]`` (given once
+#: or repeated: ``--hp inner_lr=0.01 --hp first_order=true``).
+KeyValues = tyro.constructors.PrimitiveConstructorSpec(
+    nargs="*", metavar="KEY=VALUE", instance_from_str=parse_key_values,
+    is_instance=lambda value: isinstance(value, dict),
+    str_from_instance=lambda value: [f"{k}={json.dumps(v)}" for k, v in value.items()])
+#: Marks a field as a positional argument (``Annotated[Path, Positional]``: ``metabridge eval RUN``).
+Positional = tyro.conf.Positional
+#: A trained run named on the command line: the positional ``RUN`` (a run directory, or one
+#: checkpoint file of it) of ``metabridge eval``, ``export`` and ``rl eval``.
+RunPath = Annotated[Path, Positional, tyro.conf.arg(metavar="RUN")]
+#: The ``--plugin MODULE`` option (given once per module) of every command.
+PluginList = Annotated[list[str], tyro.conf.arg(name="plugin", metavar="MODULE")]
 
 
 class ExperimentConfig(BaseModel):
@@ -77,15 +110,17 @@ class ExperimentConfig(BaseModel):
     algorithm: str = Field("maml", min_length=1, description=(
         "Method: mtl, drs, maml, fomaml, anil, reptile, metasgd, protonet, metaoptnet, or one registered with "
         "register_algorithm (metabridge list algorithms shows each one's hyperparameters)."))
-    hparams: dict[str, Any] = Field(default_factory=dict, description=(
-        "Algorithm hyperparameter KEY=VALUE, repeatable; VALUE is read as JSON when it parses (e.g. --hp "
-        "inner_steps=5 --hp inner_lr=0.01 --hp first_order=true)."))
+    hparams: Annotated[dict[str, Any], KeyValues, tyro.conf.arg(name="hp")] = Field(
+        default_factory=dict, description=(
+            "Algorithm hyperparameters KEY=VALUE, repeatable; VALUE is read as JSON when it parses (e.g. --hp "
+            "inner_steps=5 --hp inner_lr=0.01 --hp first_order=true)."))
     model: str | None = Field(None, description="Backbone: mlp, conv4, resnet12 or one registered with "
                               "register_model [default: mlp for sinusoid, conv4 for images].")
-    model_kwargs: dict[str, Any] = Field(default_factory=dict, description=(
-        "Backbone argument KEY=VALUE, repeatable, read as JSON when it parses (e.g. --model-arg "
-        "hidden=[40,40] for mlp, --model-arg hidden=32 for conv4)."))
-    plugins: list[str] = Field(default_factory=list, description=(
+    model_kwargs: Annotated[dict[str, Any], KeyValues, tyro.conf.arg(name="model_arg")] = Field(
+        default_factory=dict, description=(
+            "Backbone arguments KEY=VALUE, repeatable, read as JSON when it parses (e.g. --model-arg "
+            "hidden=[40,40] for mlp, --model-arg hidden=32 for conv4)."))
+    plugins: PluginList = Field(default_factory=list, description=(
         "Python module to import before building, repeatable: where one's own register_algorithm / "
         "register_model / register_dataset calls live (compare's worker processes import it too)."))
     # optimization
@@ -149,7 +184,7 @@ class ExperimentConfig(BaseModel):
     amp: Literal["off", "bf16"] = Field("off", description="Mixed precision: bf16 runs the meta-loss under "
                                         "torch.autocast(bfloat16); only for the first-order embedding methods "
                                         "(mtl, protonet, metaoptnet), whose heads and solvers stay in float32/64.")
-    out_dir: str = Field("runs/default", description="Run directory: config.json, metrics.jsonl, last.pt, "
+    out_dir: Annotated[str, tyro.conf.arg(name="out")] = Field("runs/default", description="Run directory: config.json, metrics.jsonl, last.pt, "
                          "last.prev.pt, best.pt.")
 
     # ------------------------------------------------------------------ checks
@@ -170,7 +205,7 @@ class ExperimentConfig(BaseModel):
         return check_augment_name(v)
 
     @model_validator(mode="after")
-    def _recipe_is_consistent(self) -> "ExperimentConfig":
+    def _recipe_is_consistent(self) -> ExperimentConfig:
         steered = [name for name, on in (("--lr-schedule plateau", self.lr_schedule == "plateau"),
                                          ("--early-stopping-patience", self.early_stopping_patience is not None))
                    if on]
@@ -204,7 +239,7 @@ class ExperimentConfig(BaseModel):
     def resolved_eval_k_shot(self) -> int:
         return self.k_shot if self.eval_k_shot is None else self.eval_k_shot
 
-    def validate(self) -> "ExperimentConfig":  # type: ignore[override]
+    def validate(self) -> ExperimentConfig:  # type: ignore[override]
         """Re-check every field and the algorithm's hyperparameters; return ``self``.
 
         Raises ``ValueError`` naming each offending field and its command-line option.
@@ -214,7 +249,7 @@ class ExperimentConfig(BaseModel):
         except ValidationError as exc:
             raise ValueError(describe_validation_error(exc)) from None
         load_plugins(self.plugins)
-        validate_hparams(self.algorithm, self.hparams)
+        self.hparams = validate_hparams(self.algorithm, self.hparams)
         return self
 
     # --------------------------------------------------------------- file I/O
@@ -223,7 +258,7 @@ class ExperimentConfig(BaseModel):
         return self.model_dump(mode="json")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ExperimentConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
         """Build from a dict; unknown keys and wrong values are errors naming the field."""
         if not isinstance(data, dict):
             raise ValueError(f"a config must be a mapping of field names to values (got {type(data).__name__}).")
@@ -236,7 +271,7 @@ class ExperimentConfig(BaseModel):
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ExperimentConfig":
+    def from_json(cls, text: str) -> ExperimentConfig:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -251,7 +286,7 @@ class ExperimentConfig(BaseModel):
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ExperimentConfig":
+    def load(cls, path: str | os.PathLike) -> ExperimentConfig:
         """Read a ``.json``, ``.toml`` or ``.yaml`` / ``.yml`` config file."""
         return cls.from_dict(read_config_file(path))
 
@@ -291,28 +326,39 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
-def option_name(field: str) -> str:
-    """The ``metabridge train`` option of config field ``field``."""
-    return OPTION_NAMES.get(field, "--" + field.replace("_", "-"))
+def option_name(field: str, model: type[BaseModel] | None = None) -> str:
+    """The command-line option of field ``field`` of ``model`` (default :class:`ExperimentConfig`):
+    the name its ``tyro.conf.arg(name=...)`` marker gives, else ``--field-name``; a positional
+    field is named in capitals (``RUN``)."""
+    info = (model or ExperimentConfig).model_fields.get(field)
+    for marker in info.metadata if info is not None else ():
+        name = getattr(marker, "name", None)
+        if isinstance(name, str) and type(marker).__name__ == "_ArgConfig":
+            return "--" + name.replace("_", "-")
+    if info is not None and any(marker is Positional for marker in info.metadata):
+        return field.upper()
+    return "--" + field.replace("_", "-")
 
 
-def describe_validation_error(exc: ValidationError, options: bool = True) -> str:
-    """One readable sentence per offending field, with its command-line option."""
+def describe_validation_error(exc: ValidationError, options: bool = True, model: type[BaseModel] | None = None) -> str:
+    """One line for every offending field of ``model`` (default :class:`ExperimentConfig`), each
+    with its command-line option; never pydantic's multi-line text."""
+    model = model or ExperimentConfig
     parts = []
     for err in exc.errors():
         loc = [str(x) for x in err["loc"]]
         name = ".".join(loc) if loc else "config"
-        msg = _plain_message(err)
         if err["type"] == "extra_forbidden":
             parts.append(f"unknown field {name!r}")
             continue
-        where = f" (set {option_name(loc[0])})" if options and loc and loc[0] in ExperimentConfig.model_fields \
-            else ""
+        where = f" (set {option_name(loc[0], model)})" if options and loc and loc[0] in model.model_fields else ""
         got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
-        parts.append(f"{name}: {msg}{got}{where}" if loc else msg)  # a whole-config check names its options
+        if err["type"] == "missing":
+            got = ""
+        parts.append(f"{name}: {_plain_message(err)}{got}{where}" if loc else _plain_message(err))
     text = "; ".join(parts)
-    if any(e["type"] == "extra_forbidden" for e in exc.errors()) and exc.title == ExperimentConfig.__name__:
-        text += f"; valid fields are {', '.join(sorted(ExperimentConfig.model_fields))}"
+    if any(e["type"] == "extra_forbidden" for e in exc.errors()):
+        text += f"; valid fields are {', '.join(sorted(model.model_fields))}"
     return "invalid config: " + text + "."
 
 
@@ -323,7 +369,7 @@ def _plain_message(err: Any) -> str:
     words = {"greater_than_equal": "must be >= {ge}", "greater_than": "must be > {gt}",
              "less_than": "must be < {lt}", "less_than_equal": "must be <= {le}",
              "finite_number": "must be a finite number", "string_too_short": "must not be empty",
-             "string_pattern_mismatch": "must be auto, cpu, cuda, cuda:N or mps"}
+             "string_pattern_mismatch": "must be auto, cpu, cuda, cuda:N or mps", "missing": "is required"}
     if kind in words:
         return words[kind].format(**ctx)
     if kind == "value_error" and "error" in ctx:  # a validator's own sentence, without "Value error, "
@@ -361,19 +407,21 @@ def hparams_model(algorithm: str) -> type[BaseModel]:
         ann = hints.get(name, Any)
         default = ... if p.default is p.empty else p.default
         fields[name] = (ann, default)
-    return create_model(f"{cls.__name__}HParams", __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True),
-                        **fields)
+    config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
+    return create_model(f"{cls.__name__}HParams", __config__=config, **fields)
 
 
 def validate_hparams(algorithm: str, hparams: dict[str, Any]) -> dict[str, Any]:
-    """Check ``hparams`` against ``algorithm``'s constructor; return them unchanged.
+    """Check ``hparams`` against ``algorithm``'s constructor; return them parsed to their types.
 
-    Unknown names and values of the wrong type are errors listing the valid keys;
-    value ranges (a positive step size, ...) are checked by the constructor itself.
+    Unknown names, values of the wrong type and non-finite floats (NaN, +-inf) are errors
+    listing the valid keys; a value given as text (``--hp inner_lr=0.5`` read from a file as
+    ``"0.5"``) comes back as the constructor's type (``0.5``). Value ranges (a positive step
+    size, ...) are checked by the constructor itself.
     """
     model = hparams_model(algorithm)
     try:
-        model.model_validate(hparams)
+        parsed = model.model_validate(hparams)
     except ValidationError as exc:
         valid = ", ".join(f"{k} ({_type_name(f.annotation)}, default {f.default!r})"
                           for k, f in model.model_fields.items())
@@ -383,9 +431,9 @@ def validate_hparams(algorithm: str, hparams: dict[str, Any]) -> dict[str, Any]:
             if err["type"] == "extra_forbidden":
                 problems.append(f"{algorithm} has no hyperparameter {key!r}")
             else:
-                problems.append(f"--hp {key}: {err['msg']} (got {err.get('input')!r})")
+                problems.append(f"--hp {key}: {_plain_message(err)} (got {err.get('input')!r})")
         raise ValueError(f"{'; '.join(problems)}. Valid --hp keys of {algorithm}: {valid or '(none)'}.") from None
-    return hparams
+    return {key: getattr(parsed, key) for key in hparams}
 
 
 def _type_name(annotation: Any) -> str:
@@ -404,7 +452,7 @@ class CommandConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     out: Path = Field(Path("runs/out"), description="Folder the command writes its results and its resolved config.json to.")
-    plugins: list[str] = Field(default_factory=list, description=(
+    plugins: PluginList = Field(default_factory=list, description=(
         "Modules to import first (given once per module: --plugin a --plugin b); their registrations "
         "become names like the built-in ones."))
 
@@ -416,6 +464,6 @@ class CommandConfig(BaseModel):
         return path
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, **overrides: Any) -> "CommandConfig":
+    def from_file(cls, path: str | os.PathLike, **overrides: Any) -> CommandConfig:
         """Settings read from a TOML/YAML/JSON file, with ``overrides`` winning."""
         return cls.model_validate({**read_config_file(path), **overrides})

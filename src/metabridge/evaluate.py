@@ -7,6 +7,9 @@ The usual few-shot protocol scores 600 episodes (Finn et al. 2017; Chen et al. 2
 the default of a run's ``val_episodes`` / ``test_episodes``); draw them with
 ``fixed_episodes(n, seed=...)`` and pass the same ``seed`` to score several methods on
 identical tasks. Scores do not depend on how the episodes are batched.
+
+Library functions return accuracy as a fraction in [0, 1]; every command prints and writes it
+in percent, the unit of the papers' tables (:func:`as_reported`).
 """
 
 from __future__ import annotations
@@ -96,3 +99,11 @@ def evaluate(algorithm: MetaAlgorithm, episodes: Iterable[TaskBatch],
         progress: show a progress bar (``total`` batches long when given).
     """
     return mean_ci95(episode_scores(algorithm, episodes, device, progress=progress, total=total))
+
+
+def as_reported(result: MeanCI, metric: str) -> MeanCI:
+    """``result`` in the unit commands print and write: accuracy (a fraction here) in percent,
+    the unit of the papers' tables; MSE unchanged."""
+    if metric != "accuracy":
+        return result
+    return MeanCI(result.mean * 100.0, result.ci95 * 100.0, result.n)
