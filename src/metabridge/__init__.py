@@ -40,15 +40,16 @@ from .multitask import (
     build_mtl_model, build_weighting, load_mtl_benchmark, register_mtl_benchmark, register_mtl_model,
     register_weighting, train_multitask, weighted_backward,
 )
+from .registry import Registry, UnknownNameError
 from .rl import (
-    DRSPPO, DRSTRPO, MAMLTRPO, GaussianMLPPolicy, MetaEnv, MetaRLAlgorithm, Navigation2D, RLConfig, make_env,
-    register_env, train_rl,
+    DRSPPO, DRSTRPO, MAMLTRPO, RL_ALGORITHMS, GaussianMLPPolicy, MetaEnv, MetaRLAlgorithm, Navigation2D, RLConfig,
+    make_env, register_env, register_rl_algorithm, train_rl,
 )
 from .stats import MeanCI, mean_ci95
 from .tasks import EpisodeSampler, LinearRegressionFamily, SinusoidFamily, TaskBatch
 from .train import NonFiniteLossError, Trainer, TrainResult
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"
 
 __all__ = [
     "ALGORITHMS", "ANIL", "CheckpointError", "ClassDataset", "DRS", "EpisodeSampler", "ExecutionOptions",
@@ -64,4 +65,6 @@ __all__ = [
     "MultiTaskBenchmark", "MultiTaskData", "MultiTaskModel", "MultiTaskResult", "Needs", "TaskOutputs", "TaskSpec",
     "Weighting", "build_mtl_model", "build_weighting", "load_mtl_benchmark", "register_mtl_benchmark",
     "register_mtl_model", "register_weighting", "train_multitask", "weighted_backward",
+    # one registry type behind every extensible kind (metabridge.registry); meta-RL algorithms by name
+    "RL_ALGORITHMS", "Registry", "UnknownNameError", "register_rl_algorithm",
 ]

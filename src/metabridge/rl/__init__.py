@@ -15,7 +15,7 @@ with :func:`register_env`; a new algorithm subclasses :class:`MetaRLAlgorithm`.
 """
 
 from .advantages import discounted_returns, gae, normalize_per_task, process_episodes
-from .algorithms import DRSPPO, DRSTRPO, MAMLTRPO, MetaRLAlgorithm
+from .algorithms import DRSPPO, DRSTRPO, MAMLTRPO, RL_ALGORITHMS, MetaRLAlgorithm, register_rl_algorithm
 from .baseline import fit_linear_baseline, linear_baseline_values
 from .envs import MetaEnv, Navigation2D, StepResult, available_envs, make_env, register_env
 from .episodes import Episodes
@@ -34,7 +34,8 @@ __all__ = [
     "gaussian_fisher_vector_product", "load_rl_run", "plot_tradeoff_map", "preset_config", "tradeoff_map",
     "train_rl", "welch_one_sided",
     "DRSPPO", "DRSTRPO", "Episodes", "FinetuneResult", "GaussianMLPPolicy", "MAMLTRPO", "MetaEnv",
-    "MetaRLAlgorithm", "Navigation2D", "StepResult", "TRPOStats", "adapt", "available_envs", "conjugate_gradient",
+    "MetaRLAlgorithm", "Navigation2D", "RL_ALGORITHMS", "register_rl_algorithm",
+    "StepResult", "TRPOStats", "adapt", "available_envs", "conjugate_gradient",
     "discounted_returns", "finetune_returns", "fisher_vector_product", "fit_linear_baseline", "gae",
     "gaussian_kl", "gaussian_log_prob", "inner_gradients", "linear_baseline_values", "log_prob", "make_env",
     "normalize_per_task", "policy_forward", "process_episodes", "register_env", "reinforce_loss",

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-AlgorithmName = Literal["maml-trpo", "fo-maml-trpo", "drs-trpo", "drs-ppo"]
+from ..plugins import load_plugins
+from .algorithms.registry import RL_ALGORITHMS
 
 
 class RLConfig(BaseModel):
@@ -22,7 +23,9 @@ class RLConfig(BaseModel):
 
     env: str = Field("navigation-2d", description="environment family (metabridge.rl.available_envs())")
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="options of the environment family")
-    algorithm: AlgorithmName = "maml-trpo"
+    algorithm: str = Field("maml-trpo", description=(
+        "meta-RL algorithm: maml-trpo, fo-maml-trpo, drs-trpo, drs-ppo, or one a plugin registered "
+        "(metabridge.rl.RL_ALGORITHMS)"))
     algorithm_kwargs: dict[str, Any] = Field(default_factory=dict,
                                              description="options of the algorithm (max_kl, clip, ...)")
     hidden: list[int] = Field(default_factory=lambda: [64, 64], description="policy hidden widths")
@@ -44,9 +47,14 @@ class RLConfig(BaseModel):
     checkpoint_every: int = Field(10, ge=0, description="iterations between checkpoints (0: only at the end)")
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
+    plugins: list[str] = Field(default_factory=list, description=(
+        "modules imported before the run is built (where one's own register_rl_algorithm / register_env "
+        "calls live); kept in the checkpoint, so resuming and evaluating import them again"))
 
     @model_validator(mode="after")
     def _check(self) -> RLConfig:
+        load_plugins(self.plugins)  # a plugin's algorithm is a name like the built-in ones
+        self.algorithm = RL_ALGORITHMS.canonical(self.algorithm)
         if self.eval_lrs is not None:
             if len(self.eval_lrs) == 0 or any(lr <= 0 for lr in self.eval_lrs):
                 raise ValueError("eval_lrs must be positive step sizes, one per test update (the last repeats).")
@@ -60,6 +68,7 @@ class RLConfig(BaseModel):
         return [lrs[min(k, len(lrs) - 1)] for k in range(self.eval_updates)]
 
     def env_steps_per_iteration(self, horizon: int) -> int:
-        """Upper bound on environment steps per iteration (MAML samples twice)."""
-        per = 2 if self.algorithm in ("maml-trpo", "fo-maml-trpo") else 1
+        """Upper bound on environment steps per iteration (MAML samples twice: the algorithm's
+        ``samples_per_task_iteration``)."""
+        per = RL_ALGORITHMS[self.algorithm].samples_per_task_iteration
         return per * self.meta_batch * self.rollouts * horizon

@@ -82,6 +82,16 @@ class MAMLTRPO(TRPOMetaAlgorithm):
         return self.global_stats(with_success(out, valid.success_rate(), "success_adapted"), shared=tuple(update))
 
 
+class FirstOrderMAMLTRPO(MAMLTRPO):
+    """First-order MAML-TRPO: :class:`MAMLTRPO` with ``first_order=True`` (the alpha grad^2 L_i term
+    and the differentiation of the Fisher-vector products through the inner step dropped)."""
+
+    name = "fo-maml-trpo"
+
+    def __init__(self, policy: GaussianMLPPolicy, inner_lr: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(policy, inner_lr, first_order=True, **kwargs)
+
+
 @dataclass(frozen=True)
 class MAMLBatch:
     """What one MAML-TRPO iteration collected: D_i, D'_i and theta'_i(theta_old) (task axis first)."""
