@@ -138,3 +138,42 @@ def test_all_registries_lists_every_kind() -> None:
     assert "meta-learning" in dict(describe_all("algorithms"))["maml"]
     with pytest.raises(ValueError, match="unknown kind 'algorithm'"):
         describe_all("algorithm")
+
+
+def test_every_kind_keeps_its_old_call_forms() -> None:
+    import functools
+
+    from metabridge.data.registry import DATASETS, register_dataset
+    from metabridge.multitask.weighting import Weighting
+    from metabridge.multitask.weighting.registry import WEIGHTINGS, register_weighting, registered_defaults
+    from metabridge.rl.envs.registry import ENVS, register_env
+
+    def loader(root: object, split: str, download: bool = False) -> None:
+        """A test loader."""
+
+    try:
+        assert register_dataset("test-old-form", loader) is loader  # (name, loader): already the one signature
+        assert DATASETS["TEST_OLD_FORM"] is loader
+        with pytest.warns(DeprecationWarning, match="replace="):
+            register_env("test-old-env", spinner, overwrite=True)
+        assert ENVS["test-old-env"] is spinner
+
+        class Scaled(Weighting):
+            """Scaled losses."""
+
+            name = "test_scaled"
+
+            def __init__(self, num_tasks: int, scale: float = 1.0) -> None:
+                super().__init__(num_tasks)
+
+        with pytest.warns(DeprecationWarning, match="functools.partial"):
+            register_weighting("test_scaled_2", scale=2.0)(Scaled)
+        assert registered_defaults("test_scaled_2") == {"scale": 2.0} and WEIGHTINGS["test_scaled_2"].name == "test_scaled"
+        register_weighting("test_scaled_3", functools.partial(Scaled, scale=3.0))  # the one signature
+        assert registered_defaults("test_scaled_3") == {"scale": 3.0}
+        assert WEIGHTINGS.describe("test_scaled_3") == "Scaled losses (scale=3.0)."
+    finally:
+        for registry, name in ((DATASETS, "test-old-form"), (ENVS, "test-old-env"), (WEIGHTINGS, "test_scaled_2"),
+                               (WEIGHTINGS, "test_scaled_3")):
+            if name in registry:
+                registry.unregister(name)

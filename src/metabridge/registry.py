@@ -53,7 +53,7 @@ from typing import Any, ClassVar, TypeVar, cast, overload
 __all__ = ["LazyEntry", "Registry", "UnknownNameError", "describe_all", "normalize_name", "summary_line"]
 
 T = TypeVar("T")
-O = TypeVar("O")
+Obj = TypeVar("Obj")
 
 _MISSING: Any = object()
 
@@ -266,10 +266,10 @@ class Registry(Mapping[str, T]):
         self._entries[name.lower()] = obj
 
     @overload
-    def register(self, name: str | None = None, obj: None = None, *, replace: bool = False) -> Callable[[O], O]: ...
+    def register(self, name: str | None = None, obj: None = None, *, replace: bool = False) -> Callable[[Obj], Obj]: ...
 
     @overload
-    def register(self, name: str | None, obj: O, *, replace: bool = False) -> O: ...
+    def register(self, name: str | None, obj: Obj, *, replace: bool = False) -> Obj: ...
 
     def register(self, name: Any = None, obj: Any = None, *, replace: bool = False) -> Any:
         """Register ``obj`` under ``name``; without ``obj``, a decorator that registers what it decorates.
@@ -291,7 +291,7 @@ class Registry(Mapping[str, T]):
             self._add(name if name is not None else self._name_of(obj), obj, replace)
             return obj
 
-        def decorate(target: O) -> O:
+        def decorate(target: Obj) -> Obj:
             self._add(name if name is not None else self._name_of(target), target, replace)
             return target
 

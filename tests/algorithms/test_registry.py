@@ -10,9 +10,23 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from metabridge.algorithms import (ALGORITHMS, ANIL, DRS, FOMAML, MAML, MTL, MetaAlgorithm, MetaOptNet, MetaSGD,
-                                   ProtoNet, Reptile, algorithm_hparams, build_algorithm, register_algorithm,
-                                   unregister_algorithm)
+from metabridge.algorithms import (
+    ALGORITHMS,
+    ANIL,
+    DRS,
+    FOMAML,
+    MAML,
+    MTL,
+    MetaAlgorithm,
+    MetaOptNet,
+    MetaSGD,
+    ProtoNet,
+    Reptile,
+    algorithm_hparams,
+    build_algorithm,
+    register_algorithm,
+    unregister_algorithm,
+)
 from metabridge.algorithms.base import SUPPLIED_ARGS, DataInfo, ModelMaker, Predictor
 from metabridge.algorithms.execution import ExecutionOptions
 from metabridge.models import MLP, MODELS, Conv4, build_model, register_model, unregister_model
@@ -82,7 +96,7 @@ def test_body_rule_and_custom_build(clean_registries):
             self.width = width
 
         @classmethod
-        def build(cls, make_model: ModelMaker, data: DataInfo, **hparams: typing.Any) -> "CustomAlgo":
+        def build(cls, make_model: ModelMaker, data: DataInfo, **hparams: typing.Any) -> CustomAlgo:
             return cls(make_model(7, running_stats=True), width=data.out_dim * 10, **hparams)
 
     alg = build_algorithm("test_body_algo", model="conv4", out_dim=5, image_size=16, num_train_classes=12)
@@ -211,7 +225,7 @@ def test_hparams_are_typed_defaulted_and_documented():
     assert list(algorithm_hparams("maml")) == ["inner_lr", "inner_steps", "first_order", "learn_inner_lr",
                                                "eval_steps", "inner_loss", "outer_loss", "execution"]
     hints = typing.get_type_hints(MAML.__init__)
-    assert hints["learn_inner_lr"] == typing.Optional[typing.Literal["per_step", "per_parameter"]]
+    assert hints["learn_inner_lr"] == (typing.Literal["per_step", "per_parameter"] | None)
     assert hints["inner_steps"] is int and hints["first_order"] is bool and hints["inner_lr"] is float
 
 
@@ -283,4 +297,4 @@ def test_backbone_property():
         assert alg.backbone is model.body
     assert ProtoNet(model.body).backbone is model.body
     with pytest.raises(NotImplementedError, match="no `body`"):
-        MAML(nn.Linear(1, 1)).backbone
+        _ = MAML(nn.Linear(1, 1)).backbone

@@ -12,11 +12,20 @@ import torch
 from pydantic import ValidationError
 
 import metabridge
-from metabridge.rl import (DRSPPO, DRSTRPO, MAMLTRPO, RL_ALGORITHMS, MetaRLAlgorithm, RLConfig, load_rl_run,
-                           register_rl_algorithm, train_rl)
+from metabridge.rl import (
+    DRSPPO,
+    DRSTRPO,
+    MAMLTRPO,
+    RL_ALGORITHMS,
+    MetaRLAlgorithm,
+    RLConfig,
+    load_rl_run,
+    register_rl_algorithm,
+    train_rl,
+)
 from metabridge.rl.algorithms import FirstOrderMAMLTRPO, unregister_rl_algorithm
-from metabridge.rl.trainer import build_policy, build_rl_algorithm
 from metabridge.rl.envs import make_env
+from metabridge.rl.trainer import build_policy, build_rl_algorithm
 
 TINY = dict(env="navigation-2d", env_kwargs={"horizon": 6}, hidden=[8], meta_batch=2, rollouts=2, iterations=2,
             eval_tasks=2, eval_rollouts=2, eval_updates=1, checkpoint_every=1)

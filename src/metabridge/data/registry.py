@@ -76,7 +76,7 @@ def dataset_spec(name: str) -> Any:
 
 def _load_glyphs(root: str | Path, split: str, download: bool = False, **kw: Any) -> ClassDataset:
     """``load_glyphs`` behind the common loader signature: glyphs are rendered from the
-    fonts on this machine into their own cache, so ``root`` and ``download`` do not apply."""
+    installed fonts into their own cache, so ``root`` and ``download`` do not apply."""
     from .glyphs import load_glyphs
 
     return load_glyphs(split, **kw)

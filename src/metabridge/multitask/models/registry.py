@@ -133,7 +133,7 @@ def build_mtl_model(name: str, *, input_kind: InputKind, input_shape: int | Sequ
             built: nn.Module | None = build_default_encoder(input_kind, input_shape, **encoder_kwargs)
         except TypeError as exc:
             raise ValueError(f"bad encoder_* keyword for the default {input_kind} encoder: {exc}.") from None
-        feature_dim = built.out_dim  # type: ignore[assignment]
+        feature_dim = built.out_dim  # type: ignore[assignment, union-attr]
     else:
         if encoder_kwargs:
             raise ValueError(f"encoder_* keywords ({', '.join(sorted(encoder_kwargs))}) configure the default encoder; "
