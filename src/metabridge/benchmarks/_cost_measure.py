@@ -177,7 +177,8 @@ def measure_isolated(cfg: dict[str, Any], build_timeout: float = 600.0) -> dict[
 
         max_s = cfg["max_seconds"] or None
         result: dict[str, Any] | None = None
-        phase, deadline = "build", build_timeout
+        phase = "build"
+        deadline: float | None = build_timeout  # seconds without an event before the child is stopped (None: never)
         while True:
             ev = next_event(deadline)
             if ev is None:

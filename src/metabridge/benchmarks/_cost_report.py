@@ -14,8 +14,8 @@ def add_ratios(rows: list[dict[str, Any]], reference: str = "mtl") -> None:
     for r in rows:
         base = ref.get((r["backbone"], r["shots"]))
         ok = base is not None and r.get("status") == "ok"
-        r["x_mtl_step"] = r["s_per_step"] / base["s_per_step"] if ok else None
-        r["x_mtl_task"] = r["s_per_task"] / base["s_per_task"] if ok else None
+        r["x_mtl_step"] = r["s_per_step"] / base["s_per_step"] if ok and base else None
+        r["x_mtl_task"] = r["s_per_task"] / base["s_per_task"] if ok and base else None
 
 
 def _fmt(v: Any, spec: str, suffix: str = "") -> str:

@@ -258,7 +258,7 @@ def _rows(runs: dict[tuple[str, str, int], list[dict[str, Any]]], names: list[st
         their_ew = _summary(runs[("libmtl", "equal", k)]) if ("libmtl", "equal", k) in runs else None
         for name in names:
             ours = _summary(runs[("metabridge", name, k)])
-            needs = WEIGHTINGS[name].needs
+            needs = WEIGHTINGS[name].needs  # type: ignore[attr-defined]  # a Weighting class
             row: dict[str, Any] = {"method": name, "num_tasks": k, "needs": needs.name or str(needs),
                                    "gradient_method": bool(needs & (Needs.PARAM_GRADS | Needs.FEATURE_GRADS)),
                                    "metabridge": ours}

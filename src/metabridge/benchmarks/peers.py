@@ -51,7 +51,6 @@ from ..machine_info import machine
 from . import _flops
 from ._peer_impls import (
     INNER_LR,
-    METHODS,
     PEERS,
     VARIANTS,
     available,
@@ -187,7 +186,7 @@ class PeersConfig(CommandConfig):
 
     out: Path = Field(Path("runs/bench/peers"), description=(
         "Folder of peers_cpu.json (or peers_cuda.json), its PNG plot and config.json."))
-    methods: list[Literal["maml", "fomaml", "anil"]] = Field(list(METHODS), min_length=1, description=(
+    methods: list[Literal["maml", "fomaml", "anil"]] = Field(["maml", "fomaml", "anil"], min_length=1, description=(
         "Methods: maml, fomaml, anil."))
     shots: list[int] = Field([1, 5], min_length=1, description="K values (5-way K-shot).")
     meta_batch: int = Field(32, ge=1, description="Tasks per meta-iteration.")

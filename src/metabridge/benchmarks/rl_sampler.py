@@ -96,7 +96,8 @@ def _time_parts(config: RlSamplerConfig, family: Any) -> tuple[float, float, flo
     def processing() -> None:
         process_episodes(episodes["e"])
 
-    raw(), sampler(), processing()  # warm-up (pools, vmap tracing)
+    for warm_up in (raw, sampler, processing):  # pools, vmap tracing
+        warm_up()
     return _best(raw, config.repeats), _best(sampler, config.repeats), _best(processing, config.repeats)
 
 
@@ -133,7 +134,8 @@ def run(config: RlSamplerConfig) -> dict[str, Any]:
         torch.set_num_threads(threads)
         family.close()
     steps = config.tasks * config.rollouts * config.horizon
-    report = {"env": config.env, "tasks": config.tasks, "rollouts": config.rollouts, "horizon": config.horizon,
+    report: dict[str, Any] = {
+              "env": config.env, "tasks": config.tasks, "rollouts": config.rollouts, "horizon": config.horizon,
               "hidden": list(config.hidden), "per_task_params": config.per_task_params, "threads": used,
               "env_steps": steps, "raw_seconds": t_raw, "sampler_seconds": t_sampler, "processing_seconds": t_proc,
               "raw_steps_per_s": steps / t_raw, "sampler_steps_per_s": steps / t_sampler,

@@ -203,7 +203,7 @@ def reproduce(config: SinusoidConfig) -> dict[str, Any]:
     for method in config.methods:
         cfg = method_config(method, config.steps, runs, config.seed, config.num_train_tasks, config.device)
         algorithm, seconds, best, last = _train_or_load(cfg, config.train, config.progress)
-        scores = {}
+        scores: dict[str, Any] = {}
         for name, path in (("test", best), ("test_final", last)):
             ckpt = load_checkpoint(path)
             algorithm.load_state_dict(ckpt["algorithm"])
