@@ -109,7 +109,8 @@ def test_isolated_runs_report_their_own_peak_memory(tmp_path, monkeypatch):
     from metabridge.multitask.commands import MultitaskConfig
     from metabridge.multitask.commands import run as run_multitask
 
-    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1] / "support"))  # the worker imports the toy plugin
+    # the worker imports the toy plugin
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1] / "support"))
     report = run_multitask(MultitaskConfig(benchmark="toy_mtl", methods=["equal"], steps=5, batch_size=16, stl=False,
                                            model_kwargs=SMALL, plugins=PLUGIN, out=tmp_path))
     peak = report["methods"]["equal"]["peak_mib"]
@@ -163,6 +164,21 @@ def test_benchmark_defaults_fill_what_is_not_given():
                            threads=1).run_settings()
     assert spec["steps"] == 7 and spec["eval_every"] == 0 and spec["lr"] == GENERIC_DEFAULTS["lr"]
     assert spec["threads"] == 0  # only an isolated run sets its own thread count
+
+
+def test_cli_multitask_spelling_and_the_deprecated_mtl_alias(tmp_path):
+    from cli_runner import run_cli
+
+    args = ["--benchmark", "toy_mtl", "--plugin", "mtl_toy_benchmark", "--methods", "equal", "--no-stl", "--no-isolate",
+            "--steps", "5", "--batch-size", "16", "--model-kwargs", "encoder_hidden=[32]", "encoder_out_dim=16",
+            "--method-kwargs", 'equal={"reduction": "mean"}']
+    res = run_cli(["multitask", *args, "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert saved["model_kwargs"] == SMALL and saved["method_kwargs"] == {"equal": {"reduction": "mean"}}
+    assert json.loads((tmp_path / "a" / "report.json").read_text())["units"][0] == "%"
+    res = run_cli(["mtl", *args, "--out", str(tmp_path / "b")])
+    assert res.exit_code == 0 and "multitask" in res.stderr  # the old name still runs, and says the new one
 
 
 def test_list_names_the_multitask_methods_with_what_they_read():

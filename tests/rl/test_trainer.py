@@ -135,6 +135,9 @@ def test_diverging_parameters_stop_and_keep_the_checkpoint(tmp_path: Path) -> No
 def test_presets_validate_and_reject_bad_overrides(tmp_path: Path) -> None:
     assert "navigation-finn" in available_presets()
     cfg = preset_config("navigation-finn", "drs-ppo")
+    merged = preset_config("navigation-finn", env_kwargs={"horizon": 5}).env_kwargs
+    assert merged == {"action_scale": 0.1, "horizon": 5}  # added to the preset's
+    assert preset_config("navigation-finn", env="another-family").env_kwargs == {}  # another env starts from none
     assert cfg.algorithm_kwargs["clip"] == 0.2 and "max_kl" not in cfg.algorithm_kwargs
     with pytest.raises(ValueError, match="available"):
         preset_config("no-such-preset")
@@ -215,10 +218,17 @@ def test_cli_rl_train_refuses_an_unknown_algorithm_in_one_line(tmp_path: Path) -
     assert not (tmp_path / "x").exists()
 
 
-def test_cli_rl_eval_names_the_run_positionally(tmp_path: Path) -> None:
+def test_cli_rl_train_then_eval_naming_the_run_positionally(tmp_path: Path) -> None:
     from cli_runner import run_cli
 
-    train_rl(tiny("drs-trpo", iterations=2), tmp_path / "r", progress=False)
+    res = run_cli(["rl", "train", "--preset", "navigation-finn", "--algorithm", "drs-trpo", "--env-kwargs",
+                   "horizon=8", "--hidden", "8", "--meta-batch", "3", "--rollouts", "3", "--iterations", "2",
+                   "--eval-every", "2", "--eval-tasks", "3", "--eval-rollouts", "2", "--eval-updates", "1",
+                   "--checkpoint-every", "2", "--no-progress", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["env_kwargs"] == {"action_scale": 0.1, "horizon": 8}  # added to the preset's
+    assert saved["hidden"] == [8] and saved["algorithm"] == "drs-trpo" and saved["iterations"] == 2
     res = run_cli(["rl", "eval", str(tmp_path / "r"), "--updates", "1", "--out", str(tmp_path / "e")])
     assert res.exit_code == 0, res.output
     assert len(json.loads((tmp_path / "e" / "eval.json").read_text())["returns_ci95"]) == 2

@@ -136,3 +136,14 @@ def test_closeness_settings_refuse_bad_values_in_one_line_naming_the_field(kwarg
         ClosenessCommand(**kwargs)
     text = describe_validation_error(err.value)
     assert message in text and "\n" not in text
+
+
+def test_cli_theory_closeness_spelling(tmp_path) -> None:
+    from cli_runner import run_cli
+
+    res = run_cli(["theory", "closeness", "--out", str(tmp_path), "--widths", "8", "--depths", "1", "--steps", "2",
+                   "--train-tasks", "4", "--meta-batch", "2", "--k-shot", "5", "--q-query", "5", "--test-tasks", "4",
+                   "--seeds", "0", "--threads", "1"])
+    assert res.exit_code == 0, res.output
+    assert [(r["depth"], r["width"]) for r in json.loads((tmp_path / "theory_closeness.json").read_text())["rows"]] \
+        == [(1, 8)]

@@ -214,3 +214,18 @@ def test_linreg_settings_refuse_bad_values_in_one_line_naming_the_field(kwargs, 
         LinregConfig(**kwargs)
     text = describe_validation_error(err.value)
     assert message in text and "\n" not in text
+
+
+def test_cli_theory_linreg_spelling(tmp_path) -> None:
+    import json
+
+    from cli_runner import run_cli
+
+    res = run_cli(["theory", "linreg", "--out", str(tmp_path), "--dim", "2", "--coupling", "0", "--num-tasks", "2", "4",
+                   "--points", "2", "3", "--alphas", "0.2", "--trials", "3", "--mc-tasks", "200"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "config.json").read_text())["num_tasks"] == [2, 4]
+    assert (tmp_path / "theory_linreg_kappa0.json").exists() and not (tmp_path / "theory_linreg_kappa1.json").exists()
+    res = run_cli(["theory", "linreg", "--out", str(tmp_path / "never"), "--alphas", "-0.1"])
+    assert res.exit_code == 2 and "alphas" in res.output and len(res.output.strip().splitlines()) == 1
+    assert not (tmp_path / "never").exists()

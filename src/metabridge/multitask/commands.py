@@ -31,12 +31,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationInfo, field_validator, model_validator
 
 from ..atomic import atomic_write_text
-from ..config import CommandConfig
+from ..config import CommandConfig, KeyValues
 from ..distributed import DistributedContext
 from ..plugins import load_plugins
 
@@ -72,11 +72,11 @@ class MultitaskConfig(CommandConfig):
     model: str | None = Field(None, description=(
         "Multi-task architecture: hard_sharing, film, mmoe, ... (metabridge list multitask-models) [default: the "
         "benchmark's]."))
-    model_kwargs: dict[str, Any] = Field(default_factory=dict, description=(
+    model_kwargs: Annotated[dict[str, Any], KeyValues] = Field(default_factory=dict, description=(
         "Keyword arguments of the architecture (e.g. encoder_out_dim=64)."))
-    method_kwargs: dict[str, dict[str, Any]] = Field(default_factory=dict, description=(
+    method_kwargs: Annotated[dict[str, dict[str, Any]], KeyValues] = Field(default_factory=dict, description=(
         "Keyword arguments per method (e.g. cagrad={\"c\": 0.4})."))
-    benchmark_kwargs: dict[str, Any] = Field(default_factory=dict, description=(
+    benchmark_kwargs: Annotated[dict[str, Any], KeyValues] = Field(default_factory=dict, description=(
         "Keyword arguments of the benchmark loader (e.g. root=data)."))
     tasks: list[NonNegativeInt] | None = Field(None, min_length=1, description=(
         "Indices of the tasks to use [default: all]."))
@@ -335,8 +335,8 @@ class _Sweep:
     def _method_spec(self, method: str, seed: int) -> dict[str, Any]:
         cfg = self.config
         diagnostics = cfg.diagnostics_every if method == "equal" and cfg.diagnostics_every else 0
-        spec: dict[str, Any] = {"method": method, "method_kwargs": cfg.method_kwargs.get(method, {}), "tasks": cfg.tasks,
-                "seed": seed, "diagnostics_every": diagnostics}
+        spec: dict[str, Any] = {"method": method, "method_kwargs": cfg.method_kwargs.get(method, {}),
+                                "tasks": cfg.tasks, "seed": seed, "diagnostics_every": diagnostics}
         if diagnostics and cfg.lookahead_lr is not None:
             spec["lookahead_lr"] = cfg.lookahead_lr
         return spec

@@ -27,7 +27,7 @@ from pydantic import Field, PositiveFloat, PositiveInt, ValidationInfo, create_m
 
 from ..atomic import atomic_write_text
 from ..checkpoint import CheckpointManager, CheckpointNotFoundError
-from ..config import CommandConfig
+from ..config import CommandConfig, KeyValues, RunPath
 from ..device import torch_threads
 from ..plugins import load_plugins
 from ..stats import MeanCI
@@ -35,9 +35,6 @@ from .config import RLConfig
 
 __all__ = ["RLEvalConfig", "RLExperimentConfig", "RLTrainConfig", "TradeoffConfig", "rl_algorithm_names", "run_eval",
            "run_experiment", "run_tradeoff", "run_train"]
-
-#: How a run directory is named on the command line (positional, as ``eval RUN`` and ``export RUN``).
-RunDir = Path
 
 #: Help of the RLConfig fields that carry no description of their own.
 _HELP = {"activation": "Policy nonlinearity.", "init_std": "Initial standard deviation of the Gaussian policy.",
@@ -92,8 +89,8 @@ def _override_fields() -> dict[str, Any]:
         text = (info.description or _HELP.get(name, name.replace("_", " "))).rstrip(".")
         text = text[0].upper() + text[1:]
         if info.annotation is not None and getattr(info.annotation, "__origin__", None) is dict:
-            fields[name] = (info.annotation, Field(default_factory=dict, description=f"{text}, replacing the "
-                                                   "preset's [default: the preset's]."))
+            help_text = f"{text} as KEY=VALUE pairs, added to the preset's [default: the preset's]."
+            fields[name] = (Annotated[info.annotation, KeyValues], Field(default_factory=dict, description=help_text))
             continue
         typ: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
         fields[name] = (typ | None, Field(None, description=f"{text} [default: the preset's]."))
@@ -192,7 +189,7 @@ def _print_returns(returns: list[float], ci95: list[float] | None, success: list
 class RLEvalConfig(CommandConfig):
     """Settings of ``metabridge rl eval RUN``: fine-tune a trained run's policy on held-out tasks."""
 
-    run: RunDir = Field(description="Run directory of metabridge rl train.")
+    run: RunPath = Field(description="Run directory of metabridge rl train.")
     out: Path = Field(Path("runs/rl/eval"), description="Folder for eval.json and config.json.")
     updates: int | None = Field(None, ge=0, description="Test-time policy-gradient updates K [default: the run's "
                                 "eval_updates].")

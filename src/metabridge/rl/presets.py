@@ -87,14 +87,19 @@ def available_presets() -> list[str]:
 
 
 def preset_config(name: str, algorithm: str = "maml-trpo", **overrides: Any) -> RLConfig:
-    """The preset ``name`` for ``algorithm``, with ``overrides`` applied (validated)."""
+    """The preset ``name`` for ``algorithm``, with ``overrides`` applied (validated).
+
+    ``algorithm_kwargs`` and ``env_kwargs`` given here are added to the preset's (an
+    ``env_kwargs`` of another ``env`` starts from nothing); every other field replaces it."""
     if name not in _PRESETS:
         raise ValueError(f"unknown meta-RL preset {name!r}; available: {', '.join(available_presets())}.")
     fields = {k: (dict(v) if isinstance(v, dict) else v) for k, v in _PRESETS[name].items()}
     kwargs = {k: v for k, v in fields.pop("algorithm_kwargs").items() if k in _ALGORITHM_KEYS.get(algorithm, set())}
     kwargs.update(_ALGORITHM_OVERRIDES.get(name, {}).get(algorithm, {}))
     kwargs.update(overrides.pop("algorithm_kwargs", {}) or {})
-    fields.update(algorithm=algorithm, algorithm_kwargs=kwargs, **overrides)
+    env_kwargs = fields["env_kwargs"] if overrides.get("env", fields["env"]) == fields["env"] else {}
+    env_kwargs = {**env_kwargs, **(overrides.pop("env_kwargs", {}) or {})}
+    fields.update(algorithm=algorithm, algorithm_kwargs=kwargs, env_kwargs=env_kwargs, **overrides)
     return validated_rl_config(**fields)
 
 
