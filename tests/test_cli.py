@@ -335,3 +335,47 @@ def test_eval_overrides_a_test_time_hyperparameter(tmp_path):
     assert means[8] < means[1]  # more test-time steps on the same 10 tasks: a lower MSE
     _assert_clean_error(run_cli(["eval", str(out), "--no-progress", "--hp", "eval_stpes=3"]),
                         "no hyperparameter 'eval_stpes'", "eval_steps", code=1)
+
+
+# ------------------------------------------------------------ every command
+def _table() -> list[tuple[str, commands.Command]]:
+    rows = [(name, c) for name, c in commands.COMMANDS.items()]
+    rows += [(f"{group} {name}", c) for group, (_, sub) in commands.GROUPS.items() for name, c in sub.items()]
+    rows += [(f"bench {name}", commands.Command(f"metabridge.benchmarks.{name}:CONFIG",
+                                                f"metabridge.benchmarks.{name}:run", ""))
+             for name in commands.available_benchmarks()]
+    return rows
+
+
+@pytest.mark.parametrize("name,command", _table(), ids=[name for name, _ in _table()])
+def test_every_command_takes_its_settings_from_a_config_file(tmp_path, name, command):
+    """Each row of the command table: a settings model, a run function, --help, and --config FILE
+    whose values the options beside it override."""
+    from metabridge.cli._parse import parse
+
+    model = commands._load(command.config)
+    assert callable(commands._load(command.run))
+    r = run_cli([*name.split(), "--help"])
+    assert r.exit_code == 0 and "--config" in r.stdout, r.output
+    path = tmp_path / "settings.json"
+    if "out" not in model.model_fields:  # list writes nothing
+        path.write_text(json.dumps({"kind": "models"}))
+        assert parse(model, ["--config", str(path)], "metabridge list").kind == "models"
+        assert parse(model, ["--config", str(path), "datasets"], "metabridge list").kind == "datasets"
+        return
+    data = {field: str(tmp_path) for field, info in model.model_fields.items() if info.is_required()}
+    path.write_text(json.dumps({**data, "out": str(tmp_path / "from_file")}))
+    config = parse(model, ["--config", str(path)], f"metabridge {name}")
+    assert Path(config.out) == tmp_path / "from_file"
+    config = parse(model, ["--config", str(path), "--out", str(tmp_path / "given")], f"metabridge {name}")
+    assert Path(config.out) == tmp_path / "given"
+    resolved = config.write_resolved()  # into the folder (export: beside the file) named by --out
+    assert str(resolved).startswith(str(tmp_path / "given")) and json.loads(resolved.read_text())["out"]
+
+
+def test_the_old_multitask_name_warns_once_and_runs_it():
+    r = run_cli(["mtl", "--help"])
+    assert r.exit_code == 0, r.output
+    assert "usage: metabridge multitask" in r.stdout
+    assert [line for line in r.stderr.splitlines() if line.strip()] == \
+        ["metabridge: 'mtl' is now 'metabridge multitask'; the old name will be removed."]

@@ -37,7 +37,8 @@ def _runtime_error_types() -> tuple[type[BaseException], ...]:
     from ..training.loop import NonFiniteError
 
     types: list[type[BaseException]] = [ValueError, TypeError, FileNotFoundError, FileExistsError, CheckpointError,
-                                        NonFiniteError, FloatingPointError, DatasetFormatError, DownloadError]
+                                        NonFiniteError, FloatingPointError, DatasetFormatError, DownloadError,
+                                        ImportError]  # ImportError: an optional extra is missing (its pip line)
     try:
         from ..rl.trainer import RLTrainingError
 
@@ -63,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         return dispatch(args)
+    except BrokenPipeError:  # the reader of stdout went away (e.g. metabridge list | head)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's documented remedy
+        return 1
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except KeyboardInterrupt as exc:

@@ -97,8 +97,7 @@ def run_command(command: Command, argv: Sequence[str], prog: str) -> int:
     """Parse ``argv`` into the command's settings, write them into its out folder, run it."""
     model: type[BaseModel] = _load(command.config)
     run: Callable[[Any], Any] = _load(command.run)
-    summary = (model.__doc__ or command.summary).strip()
-    config = parse(model, argv, prog, description=summary)
+    config = parse(model, argv, prog, description=command.summary.replace("``", ""))
     if isinstance(config, CommandConfig):
         config.write_resolved()
     result = run(config)
@@ -126,7 +125,8 @@ def run_bench(argv: Sequence[str]) -> int:
     config = getattr(module, "CONFIG", None)
     if config is None:
         raise UsageError(f"benchmark {name} defines no CONFIG settings model; it cannot run from the command line.")
-    command = Command(f"{module.__name__}:CONFIG", f"{module.__name__}:run", (module.__doc__ or "").strip())
+    summary = (module.__doc__ or "").strip().split("\n\n")[0]  # the docstring's first paragraph
+    command = Command(f"{module.__name__}:CONFIG", f"{module.__name__}:run", summary)
     return run_command(command, rest, f"metabridge bench {name}")
 
 

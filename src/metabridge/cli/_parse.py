@@ -183,7 +183,7 @@ def parse(model: type[M], argv: Sequence[str], prog: str, *, default: M | None =
         base = default.model_dump() if default is not None else {}
         default = _default_instance(model, {**base, **read_config_file(path)}, path)
     args = merge_repeated(args, multi_value_options(model))
-    text = inspect.cleandoc(description if description is not None else (model.__doc__ or ""))
+    text = inspect.cleandoc(description if description is not None else (model.__doc__ or "")).replace("``", "")
     raw = _run_tyro(model, args, prog, default, f"{text}\n\n{CONFIG_HELP}")
     for name in _key_value_fields(model):  # given pairs are added to the defaults' pairs
         before = getattr(default, name, None) or {}
