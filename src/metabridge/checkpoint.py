@@ -276,8 +276,8 @@ class CheckpointManager:
         order = {"best": (self.best, self.last, self.previous), "last": (self.last, self.previous, self.best),
                  "auto": (self.best, self.last, self.previous)}
         if which not in order:
-            raise ValueError(f"--checkpoint must be auto, best or last (got {which!r}).")
+            raise ValueError(f"--which must be auto, best or last (got {which!r}).")
         if which == "best" and not self.best.is_file():
             raise CheckpointNotFoundError(f"{self.best} does not exist (the run never validated); pass "
-                                          "--checkpoint last.")
+                                          "--which last.")
         return self.load_first(order[which], map_location)
