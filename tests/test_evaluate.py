@@ -8,11 +8,11 @@ import statistics
 import pytest
 import torch
 import torch.nn.functional as F
+from metabridge_toys import ToyANIL
 from torch import nn
 
-from metabridge_toys import ToyANIL
 from metabridge.algorithms.base import MetaAlgorithm
-from metabridge.evaluate import episode_scores, evaluate
+from metabridge.evaluate import as_reported, episode_scores, evaluate
 from metabridge.experiment import RegressionSource
 from metabridge.tasks.batch import TaskBatch
 from metabridge.tasks.sinusoid import SinusoidFamily
@@ -160,3 +160,10 @@ def test_evaluate_on_cuda_matches_cpu():
     gpu = evaluate(algo.to("cuda"), src.fixed_episodes(64, seed=1), "cuda")
     assert gpu.n == cpu.n
     assert gpu.mean == pytest.approx(cpu.mean, rel=1e-4)
+
+
+def test_commands_report_accuracy_in_percent_and_mse_as_it_is():
+    from metabridge.stats import MeanCI
+
+    assert as_reported(MeanCI(0.625, 0.0125, 600), "accuracy") == MeanCI(62.5, 1.25, 600)
+    assert as_reported(MeanCI(0.625, 0.0125, 600), "mse") == MeanCI(0.625, 0.0125, 600)

@@ -52,10 +52,10 @@ def check_prediction(pred: Tensor, batch: TaskBatch) -> None:
 
 
 def _model_device(module: torch.nn.Module) -> torch.device:
-    for t in module.parameters():
-        return t.device
-    for t in module.buffers():
-        return t.device
+    for param in module.parameters():
+        return param.device
+    for buffer in module.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 
@@ -101,7 +101,7 @@ def evaluate(algorithm: MetaAlgorithm, episodes: Iterable[TaskBatch],
     return mean_ci95(episode_scores(algorithm, episodes, device, progress=progress, total=total))
 
 
-def as_reported(result: MeanCI, metric: str) -> MeanCI:
+def as_reported(result: MeanCI, metric: str | None) -> MeanCI:
     """``result`` in the unit commands print and write: accuracy (a fraction here) in percent,
     the unit of the papers' tables; MSE unchanged."""
     if metric != "accuracy":

@@ -131,7 +131,7 @@ def run_train(command: TrainCommand) -> int:
     return 0
 
 
-def _reported(value: Any, metric: str) -> str:
+def _reported(value: Any, metric: str | None) -> str:
     """A validation score as printed: accuracy in percent, MSE as it is."""
     from ..evaluate import as_reported
     from ..stats import MeanCI
