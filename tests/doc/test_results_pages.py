@@ -131,3 +131,40 @@ def test_a_broken_report_is_named_and_the_others_still_render(tmp_path, monkeypa
     assert (tmp_path / "docs" / "results" / "sinusoid_finn_table2.md") in written
     assert len(errors) == 1 and "broken" in errors[0] and "cannot be imported: SyntaxError" in errors[0]
     assert any("broken" in line and "SyntaxError" in line for line in gen.check(experiments))
+
+
+def _page_commands() -> list[tuple[str, str]]:
+    """Every ``metabridge ...`` line of a bash block on a results page (loops and brace expansions left out)."""
+    found = []
+    for page in sorted(gen.RESULTS_DOCS.glob("*.md")):
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S):
+            for line in block.splitlines():
+                line = line.split("#")[0].strip()
+                if line.startswith("metabridge ") and not any(c in line for c in "${}|;&"):
+                    found.append((page.stem, line))
+    return found
+
+
+@pytest.mark.slow
+def test_every_command_on_a_results_page_parses_with_the_cli(monkeypatch, tmp_path):
+    """The commands the pages print are today's option spelling (parsed by the command's settings, not run)."""
+    import shlex
+
+    import metabridge.cli as cli
+    import metabridge.cli._commands as commands
+    from metabridge.cli._parse import parse
+
+    parsed: list[str] = []
+
+    def parse_only(command, argv, prog):
+        parse(commands._load(command.config), argv, prog)
+        parsed.append(prog)
+        return 0
+
+    monkeypatch.setattr(commands, "run_command", parse_only)
+    monkeypatch.chdir(ROOT)
+    lines = _page_commands()
+    assert len(lines) > 20
+    bad = [f"{page}: {line}" for page, line in lines if cli.main(shlex.split(line)[1:]) != 0]
+    assert not bad, "\n".join(bad)
+    assert len(parsed) == len(lines)
