@@ -1,4 +1,4 @@
-"""Results page of the paper's regime scaled to two CPU cores (ResNet-12 at a quarter width, 32-px glyphs),
+"""Results page of the paper's regime scaled to a small CPU (ResNet-12 at a quarter width, 32-px glyphs),
 rendered from ``results/*.json``."""
 
 from __future__ import annotations
@@ -53,12 +53,12 @@ def render(folder: Path) -> str:
     return (
         "\n\n".join(
             [
-                "# The paper's regime, scaled to two CPU cores: ResNet-12 at 32 px",
+                "# The paper's regime, scaled to a small CPU: ResNet-12 at 32 px",
                 "Question: the seed paper's cost claim (MTL up to an order of magnitude cheaper than MetaOptNet) is for "
-                "ResNet-12 at 32 / 84 px. In the largest such setting that trains on two CPU cores, does MTL beat "
+                "ResNet-12 at 32 / 84 px. In the largest such setting that trains on a small CPU, does MTL beat "
                 "MetaOptNet in accuracy and in time to MetaOptNet's validation accuracy, against a converged baseline?",
                 "Protocol: ResNet-12 at a quarter of the width (16-40-80-160, same depth, DropBlock, 1x1 shortcuts; the "
-                "full width was too slow on two CPU cores for three methods to converge; that timing has no stored result), glyphs "
+                "full width was too slow on that CPU for three methods to converge; that timing has no stored result), glyphs "
                 "rendered at 32 px, 5-way 1-shot training with 10 queries, meta-batch 4, the same 600 fixed test episodes "
                 "per shot. Shared settings: `experiments/fewshot_resnet12_regime/config.toml`; every part: "
                 "`bash experiments/fewshot_resnet12_regime/run.sh`. Target: MetaOptNet's (the paper's comparator) final "

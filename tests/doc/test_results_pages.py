@@ -168,3 +168,10 @@ def test_every_command_on_a_results_page_parses_with_the_cli(monkeypatch, tmp_pa
     bad = [f"{page}: {line}" for page, line in lines if cli.main(shlex.split(line)[1:]) != 0]
     assert not bad, "\n".join(bad)
     assert len(parsed) == len(lines)
+
+
+def test_no_results_page_names_a_work_item_or_a_run_date():
+    for page in sorted(gen.RESULTS_DOCS.glob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        match = WORK_ITEM.search(text) or re.search(r"\b20\d\d-\d\d-\d\d\b", text)
+        assert not match, f"{page.relative_to(ROOT)} says {match.group(0)!r}"
