@@ -161,6 +161,11 @@ def test_config_file_with_overrides(tmp_path, toy_registry):
     saved = json.loads((tmp_path / "a" / "config.json").read_text())
     assert saved["seed"] == 9 and saved["k_shot"] == 3 and saved["steps"] == 2
     assert saved["hparams"] == {"inner_lr": 0.02, "inner_steps": 2}  # given pairs join the file's
+    r = run_cli(["train", "--config", str(path), "--seed", "9", "--hp", "inner_steps=2", "--steps", "3", "--resume",
+                 "--no-progress"])  # the original command plus --resume (and more steps) continues the run
+    assert r.exit_code == 0, r.output
+    assert load_checkpoint(tmp_path / "a" / "last.pt")["step"] == 3
+    _assert_clean_error(run_cli(["train", "--config", str(path), "--resume"]), "--seed 9 -> 0", "--hp inner_steps")
     bad = tmp_path / "bad.toml"
     bad.write_text("stpes = 3\n")
     _assert_clean_error(run_cli(["train", "--config", str(bad)]), "stpes")

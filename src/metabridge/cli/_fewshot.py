@@ -70,11 +70,10 @@ def resume_changes(saved: ExperimentConfig, given: ExperimentConfig) -> dict[str
 
 
 def _resumed(argv: Sequence[str], out: str) -> TrainCommand:
-    """The run's saved config with the resumable options given now; any other change is refused."""
+    """The run's saved config with the resumable options given now (directly or in ``--config``);
+    any other change is refused, so the original command plus ``--resume`` continues the run."""
     from ..experiment import CONFIG_FILE, RESUMABLE_OVERRIDES, resume_config
 
-    if any(a == "--config" or a.startswith("--config=") for a in argv):
-        raise UsageError("--resume uses the run's saved config; drop --config.")
     saved = resume_config(out)
     base = TrainCommand.model_validate({**saved.model_dump(), "resume": True})
     given = parse(TrainCommand, argv, "metabridge train", default=base)
