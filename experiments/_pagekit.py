@@ -260,6 +260,8 @@ def compare_machine(data: dict[str, Any]) -> str:
     """The machine line of a ``compare`` result (``merged_from`` runs share one machine: merge refuses others),
     with the run's wall time."""
     line = machine(data.get("machine"))
+    if data["settings"].get("seed") is not None:
+        line += f" Training seed {data['settings']['seed']} (one seed; validation and test episodes are fixed)."
     if data.get("total_seconds"):
         merged = data.get("merged_from")
         parts = f" (merged from {merged if isinstance(merged, int) else len(merged)} runs)" if merged else ""

@@ -63,7 +63,8 @@ def render(folder: Path) -> str:
                 kit.command("bash experiments/sinusoid_finn_table2/run.sh"),
                 _table([main, mann_icl, snail]),
                 kit.machine(main["machine"], main["torch"], main["threads"])
-                + f" The black-box runs: {mann_icl['threads']} (MANN, transformer) and {snail['threads']} (SNAIL) thread(s).",
+                + f" The black-box runs: {mann_icl['threads']} (MANN, transformer) and {snail['threads']} (SNAIL) thread(s)."
+                + f" Training seed {main['seed']} (one seed; the test tasks are fixed).",
                 "MAML's weights after the last step instead of the best validation ones "
                 f"(step {best['step_final']} against {best['step']}), same test tasks:",
                 kit.table(
