@@ -29,6 +29,7 @@ standard-library module stays.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import http.client
@@ -47,7 +48,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from metabridge.atomic import atomic_replace, atomic_write_text, fsync_directory
 
@@ -328,7 +329,7 @@ def fetch_and_extract(
     return extract_archive(archive, target, top=top)
 
 
-def _terminal_progress(remote: RemoteFile) -> tuple[Callable[[int], None] | None, object]:
+def _terminal_progress(remote: RemoteFile) -> tuple[Callable[[int], None] | None, Any]:
     """A tqdm byte counter on stderr when it is a terminal; nothing otherwise."""
     if not sys.stderr.isatty():
         return None, None
@@ -409,7 +410,7 @@ def _members(archive: Path) -> Iterator[tuple[PurePosixPath, bool, Callable[[], 
             for info in zf.infolist():
                 rel = _safe_relpath(info.filename, archive)
                 if rel is not None:
-                    yield rel, info.is_dir(), (lambda info=info: zf.open(info))
+                    yield rel, info.is_dir(), functools.partial(zf.open, info)
         return
     if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")) or tarfile.is_tarfile(archive):
         with tarfile.open(archive, "r:*") as tf:
@@ -421,7 +422,7 @@ def _members(archive: Path) -> Iterator[tuple[PurePosixPath, bool, Callable[[], 
                         f"Delete {archive} and download it again from the official source."
                     )
                 if rel is not None:
-                    yield rel, m.isdir(), (lambda m=m: tf.extractfile(m))
+                    yield rel, m.isdir(), functools.partial(tf.extractfile, m)  # type: ignore[misc]  # a regular file here
         return
     raise DownloadError(f"{archive} is not a zip or tar archive. Delete it and download it again.")
 

@@ -171,7 +171,7 @@ def _decode_image(path: Path, image_size: int | None) -> np.ndarray:
                 oriented = raw
             im = _normalise(oriented)
         if image_size is not None and im.size != (image_size, image_size):
-            im = im.resize((image_size, image_size), resample=Image.LANCZOS)
+            im = im.resize((image_size, image_size), resample=Image.Resampling.LANCZOS)
         a = np.asarray(im, dtype=np.uint8)
     except Exception as e:  # any failure inside Pillow means this file cannot be used
         raise DatasetFormatError(
@@ -391,7 +391,7 @@ def _load_all_classes(source: Path, image_size: int | None, channels: int | None
             return _decode_folder(source, names, files, image_size, channels)
     else:
         st = source.stat()
-        fingerprint, pillow = [st.st_size, st.st_mtime_ns], None
+        fingerprint, pillow = [st.st_size, st.st_mtime_ns], None  # type: ignore[assignment]  # no decoder for an .npz
 
         def build() -> ClassDataset:
             return _read_npz(source, image_size, channels)

@@ -77,10 +77,10 @@ SPLITS = ("background", "evaluation", "train", "val", "test", "trainval")
 def _decode_png(path: Path, size: int) -> np.ndarray:
     from PIL import Image  # Pillow ships with matplotlib
 
-    with Image.open(path) as im:
-        im = im.convert("L")
+    with Image.open(path) as raw:
+        im = raw.convert("L")
         if im.size != (size, size):
-            im = im.resize((size, size), resample=Image.LANCZOS)
+            im = im.resize((size, size), resample=Image.Resampling.LANCZOS)
         return 255 - np.asarray(im, dtype=np.uint8)
 
 

@@ -94,7 +94,7 @@ def gaussian_fisher_vector_product(distribution: Callable[..., tuple[Tensor, Ten
     task i), whose Hessian at the old policy is J'HJ with H = w / sigma^2 on the means and
     2 sum w on each log-std, w = m / (N_i T)."""
     primals = tuple(p.detach() for p in params)
-    (mean, log_std), pullback = torch.func.vjp(distribution, *primals)
+    (mean, log_std), pullback = torch.func.vjp(distribution, *primals)  # type: ignore[misc]  # vjp returns (out, fn)
     t = mask.shape[0]
     w = mask / (mask.sum(dim=(1, 2), keepdim=True).clamp_min(1.0) * t)
     inv_var = torch.exp(-2 * broadcast_log_std(log_std.detach(), mean))
@@ -102,7 +102,7 @@ def gaussian_fisher_vector_product(distribution: Callable[..., tuple[Tensor, Ten
     w_mean = w[..., None] * inv_var
 
     def product(v: Tensor) -> Tensor:
-        _, (d_mean, d_log_std) = torch.func.jvp(distribution, primals, tuple(unflat_like(v, primals)))
+        _, (d_mean, d_log_std) = torch.func.jvp(distribution, primals, tuple(unflat_like(v, primals)))  # type: ignore[misc]
         grads = pullback((w_mean * d_mean, w_log_std * d_log_std))
         return flat(grads).detach() + damping * v
 

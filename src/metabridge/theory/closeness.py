@@ -235,7 +235,7 @@ def _build(name: str, width: int, depth: int, cfg: ClosenessConfig) -> MetaAlgor
 
 
 def _body(algo: MetaAlgorithm) -> nn.Module:
-    return algo.body if isinstance(algo, MTL) else algo.model.body  # type: ignore[return-value]
+    return algo.body if isinstance(algo, MTL) else algo.model.body  # type: ignore[return-value,union-attr]
 
 
 def refit_predict(algo: MetaAlgorithm, batch: TaskBatch, lam: float) -> Tensor:

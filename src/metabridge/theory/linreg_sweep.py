@@ -138,7 +138,7 @@ def plot_beat_probability(result: dict[str, Any], path: Path) -> None:
         fontsize=9,
     )
     cax = fig.add_axes((0.87, 0.15, 0.02, 0.7))
-    fig.colorbar(im, cax=cax, label="P(MAML beats DRS)")
+    fig.colorbar(im, cax=cax, label="P(MAML beats DRS)")  # type: ignore[arg-type]  # im is the image drawn above
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

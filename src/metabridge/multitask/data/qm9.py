@@ -237,10 +237,11 @@ def read_qm9_csv(csv_dir: str | os.PathLike[str]) -> QM9Molecules:
     if int(n_atoms.min()) < 1 or int(n_atoms.max()) > MAX_ATOMS:
         raise DatasetFormatError(f"{where}: N_atoms must be in 1..{MAX_ATOMS} (found {int(n_atoms.min())}.."
                                  f"{int(n_atoms.max())}).")
-    for k, (e, x, n) in enumerate(zip(elements, xyz, natoms)):
-        if e.count(",") != n - 1 or x.count(",") != 3 * n - 1:
-            raise DatasetFormatError(f"{where}: molecule Index {index[k]} has N_atoms {n} but {e.count(',') + 1} "
-                                     f"elements and {x.count(',') + 1} coordinates (expected {n} and {3 * n}).")
+    for k, (elem, coord_text, count) in enumerate(zip(elements, xyz, natoms)):
+        if elem.count(",") != count - 1 or coord_text.count(",") != 3 * count - 1:
+            raise DatasetFormatError(f"{where}: molecule Index {index[k]} has N_atoms {count} but "
+                                     f"{elem.count(',') + 1} elements and {coord_text.count(',') + 1} coordinates "
+                                     f"(expected {count} and {3 * count}).")
     symbols = _strip_list(",".join(elements)).replace(" ", "").split(",")
     unknown = sorted(set(symbols) - set(ATOMIC_NUMBER))
     if unknown:

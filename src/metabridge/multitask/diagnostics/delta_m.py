@@ -61,7 +61,7 @@ def _directions(higher_is_better: Directions, num_tasks: int) -> list[bool]:
     for k, f in enumerate(flags):
         if not isinstance(f, bool):
             raise TypeError(f"higher_is_better[{k}] must be a bool or a TaskSpec (got {type(f).__name__}).")
-    return flags
+    return [bool(f) for f in flags]
 
 
 def relative_changes(method_metrics: Sequence[float], baseline_metrics: Sequence[float],

@@ -48,7 +48,7 @@ def check_out_dims(owner: str, out_dims: int | Sequence[int], num_tasks: int | N
             raise ValueError(f"{owner}: give one output size per task (a list), not {out_dims!r}.")
         out_dims = [out_dims] * num_tasks
     try:
-        dims = list(out_dims)
+        dims = list(out_dims)  # type: ignore[arg-type]  # a bool is refused below
     except TypeError:
         raise ValueError(f"{owner}: out_dims must be an int or a sequence of ints (got {out_dims!r}).") from None
     if not dims:
@@ -167,7 +167,7 @@ class MLPEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"MLPEncoder expects inputs [B, {self.in_dim}] (got {tuple(x.shape)}).")
-        return self.net(_as_float(x, self.net[0].weight))
+        return self.net(_as_float(x, self.net[0].weight))  # type: ignore[arg-type]  # a Linear's weight
 
 
 class StackedLinear(nn.Module):
