@@ -42,6 +42,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +66,7 @@ DEFAULT_PEER_SITE = (PEER_VENV / "lib"
                      / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages")
 #: environment variable through which child processes (:func:`measure_peak_memory`) get the same peer site
 PEER_SITE_ENV = "METABRIDGE_PEER_SITE"
-VARIANTS = {  # variant -> the ExecutionOptions fields it sets
+VARIANTS: dict[str, dict[str, Any]] = {  # variant -> the ExecutionOptions fields it sets
     "metabridge": {},
     "metabridge:cl": {"channels_last": True},
     "metabridge:aten-bn": {"batch_norm": "aten"},
@@ -144,6 +145,12 @@ def _accumulate(params: list[Tensor], grads: tuple[Tensor, ...]) -> None:
         p.grad = g.detach() if p.grad is None else p.grad + g.detach()
 
 
+def _body_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """The Conv-4's feature body and its linear head (ANIL adapts the head on the body's
+    features); a model without them stands for both."""
+    return getattr(model, "body", model), getattr(model, "head", model)
+
+
 def metabridge_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: float, steps: int,
                     variant: str = "metabridge") -> tuple[Step, list[Tensor]]:
     """metabridge's MAML / FOMAML / ANIL (``variant`` picks a task-batching mode)."""
@@ -152,7 +159,7 @@ def metabridge_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: f
         alg: MAML = ANIL(model, inner_lr=inner_lr, inner_steps=steps, execution=execution)
     else:
         alg = MAML(model, inner_lr=inner_lr, inner_steps=steps, first_order=method == "fomaml", execution=execution)
-    params = list(model.parameters())
+    params: list[Tensor] = list(model.parameters())
 
     def step() -> None:
         _zero(params)
@@ -167,9 +174,10 @@ def higher_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: float
     import higher
 
     first_order = method == "fomaml"
-    adapted = model.head if method == "anil" else model
+    body, head = _body_head(model)
+    adapted = head if method == "anil" else model
     inner_opt = torch.optim.SGD(adapted.parameters(), lr=inner_lr)
-    params = list(model.parameters())
+    params: list[Tensor] = list(model.parameters())
     t = batch.num_tasks
 
     def step() -> None:
@@ -177,7 +185,7 @@ def higher_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: float
         for i in range(t):
             xs, ys, xq, yq = batch.support_x[i], batch.support_y[i], batch.query_x[i], batch.query_y[i]
             if method == "anil":
-                xs, xq = model.body(xs), model.body(xq)
+                xs, xq = body(xs), body(xq)
             with higher.innerloop_ctx(adapted, inner_opt, copy_initial_weights=False,
                                       track_higher_grads=not first_order) as (fmodel, diffopt):
                 for _ in range(steps):
@@ -196,8 +204,9 @@ def torchopt_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: flo
     """TorchOpt: ``MetaSGD`` + state dict recovery (second order), functional SGD (first order)."""
     import torchopt
 
-    adapted = model.head if method == "anil" else model
-    params = list(model.parameters())
+    body, head = _body_head(model)
+    adapted = head if method == "anil" else model
+    params: list[Tensor] = list(model.parameters())
     t = batch.num_tasks
 
     if method != "fomaml":
@@ -210,7 +219,7 @@ def torchopt_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: flo
             for i in range(t):
                 xs, ys, xq, yq = batch.support_x[i], batch.support_y[i], batch.query_x[i], batch.query_y[i]
                 if method == "anil":
-                    xs, xq = model.body(xs), model.body(xq)
+                    xs, xq = body(xs), body(xq)
                 for _ in range(steps):
                     inner_opt.step(F.cross_entropy(adapted(xs), ys))
                 (F.cross_entropy(adapted(xq), yq) / t).backward()
@@ -245,12 +254,14 @@ def learn2learn_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: 
     (MAML, first-order MAML) or over the head on the body's features (ANIL)."""
     import learn2learn as l2l
 
-    params = list(model.parameters())
+    params: list[Tensor] = list(model.parameters())
     t = batch.num_tasks
+    body, model_head = _body_head(model)
+    features: nn.Module | None = body if method == "anil" else None
     if method == "anil":
-        features, head = model.body, l2l.algorithms.MAML(model.head, lr=inner_lr)
+        head = l2l.algorithms.MAML(model_head, lr=inner_lr)
     else:
-        features, head = None, l2l.algorithms.MAML(model, lr=inner_lr, first_order=method == "fomaml")
+        head = l2l.algorithms.MAML(model, lr=inner_lr, first_order=method == "fomaml")
 
     def step() -> None:
         _zero(params)
