@@ -22,27 +22,50 @@ rank's gradient the whole minibatch's (the per-method argument is in
 rounding, for every built-in method. Rank 0 scores the splits and the others receive its
 scores; the result reports the world size and each rank's seconds in collectives per
 step (``comm_s_per_step``).
+
+Run directory (``run_dir=``): the shared training skeleton
+(:class:`metabridge.training.TrainingLoop`) writes ``config.json`` (the training
+settings), ``metrics.jsonl`` (a ``train`` record every ``log_every`` steps, an ``eval``
+record at each evaluation) and atomic checkpoints (every ``checkpoint_every`` steps, at
+the end, and on Ctrl-C / SIGTERM after the step in flight). A checkpoint holds the
+model, the method's ``state_dict``, Adam, the minibatch generator and the epoch's
+permutation, every global RNG, and the evaluations so far, so ``resume=True`` ends with
+the uninterrupted run's parameters and result for a method whose state is in its
+``state_dict``. Without ``run_dir`` nothing is written (and signals act as usual).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..atomic import atomic_write_text
+from ..checkpoint import CheckpointError, CheckpointManager, make_payload, restore_rng_state
 from ..collectives import RankMean
 from ..distributed import DistributedContext
+from ..training import NonFiniteError, TrainingLoop, clear_checkpoints, prepare_run, resume_command
 from .gradients import GradientMode
 from .models.base import MultiTaskModel, TaskOutputs
 from .tasks import MultiTaskBenchmark, MultiTaskData, TaskSpec
 from .weighting.base import Weighting, weighted_backward
 
-__all__ = ["MultiTaskResult", "evaluate_split", "task_losses", "train_multitask"]
+__all__ = ["MultiTaskDivergedError", "MultiTaskResult", "evaluate_split", "task_losses", "train_multitask"]
+
+CONFIG_FILE = "config.json"
+#: settings a resumed run may change (the others would make it a different run)
+RESUMABLE = frozenset({"steps"})
+
+
+class MultiTaskDivergedError(NonFiniteError, FloatingPointError):
+    """The validation loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 def task_losses(outputs: TaskOutputs, targets: Tensor, tasks: list[TaskSpec]) -> Tensor:
@@ -114,6 +137,12 @@ def train_multitask(
     gradient_mode: GradientMode = "auto",
     on_batch: Callable[[int, Tensor, Tensor, Tensor], None] | None = None,
     distributed: DistributedContext | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    checkpoint_every: int = 0,
+    progress: bool = False,
+    interrupts: bool = True,
 ) -> MultiTaskResult:
     """Train ``model`` with ``weighting`` on ``benchmark.train`` for ``steps`` Adam steps.
 
@@ -135,103 +164,234 @@ def train_multitask(
             not counted in ``seconds_per_step``. One process only.
         distributed: the ranks of a data-parallel run (default: one process); ``batch_size``
             must split evenly over them (see the module docstring).
+        run_dir: where ``config.json``, ``metrics.jsonl`` and the checkpoints go (``None``: nowhere).
+        resume: continue the run in ``run_dir`` from its newest checkpoint (only ``steps`` may change).
+        overwrite: start afresh in a ``run_dir`` that holds a run's checkpoints.
+        checkpoint_every: checkpoint every this many steps (0: at the end and on an interrupt only).
+        progress: show a progress bar.
+        interrupts: with ``run_dir``, on SIGINT/SIGTERM finish the step in flight, checkpoint it and
+            raise :class:`~metabridge.training.TrainingInterrupted` after printing how to resume.
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1 (got steps={steps}, batch_size={batch_size}).")
     if weighting.num_tasks != benchmark.train.num_tasks:
         raise ValueError(f"the weighting method was built for {weighting.num_tasks} tasks but the benchmark has "
                          f"{benchmark.train.num_tasks}.")
+    if resume and overwrite:
+        raise ValueError("resume and overwrite contradict each other; pass only one.")
+    if resume and run_dir is None:
+        raise ValueError("resume=True needs the run_dir of the run to continue.")
     ctx = distributed if distributed is not None else DistributedContext()
-    ranks = RankMean(ctx)
     if ctx.enabled and on_batch is not None:
         raise ValueError("on_batch hooks (training diagnostics) see one process's minibatch; run them without "
                          "torchrun (diagnostics_every 0 under data parallelism).")
-    device = torch.device(device)
-    model.to(device).train()
-    weighting.to(device)
-    tasks = benchmark.tasks
-    inputs = benchmark.train.inputs.to(device)
-    targets = benchmark.train.targets.to(device)
-    n = inputs.shape[0]
-    batch_size = min(batch_size, n)
-    if batch_size % ctx.world_size:
-        raise ValueError(f"batch_size {batch_size} does not split over {ctx.world_size} processes; use a multiple of "
-                         f"{ctx.world_size} (e.g. {max(ctx.world_size, batch_size // ctx.world_size * ctx.world_size)}) "
-                         "or another --nproc-per-node.")
-    shard = batch_size // ctx.world_size
-    if ctx.enabled:
-        ctx.broadcast_module(model)  # equal replicas, whatever each rank's initialisation did
-    groups = [{"params": list(model.parameters()), "weight_decay": weight_decay}]
-    if list(weighting.parameters()):  # a method's own weights (uncertainty, IMTL-L) get no weight decay
-        groups.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
-    optimizer = torch.optim.Adam(groups, lr=lr)
-    shared = list(model.shared_parameters())
-    task_specific = list(model.task_parameters())
-    generator = torch.Generator().manual_seed(seed)
-    per_epoch = max(n // batch_size, 1)
-    order = torch.randperm(n, generator=generator)
-    curve: list[dict[str, Any]] = []
-    weights_log: list[list[float]] = []
-    losses_log: list[list[float]] = []
-    best = (math.inf, 0, None, None)
-    train_seconds = 0.0
-    timed_steps = 0
-    comm_seconds = 0.0
-    for step in range(steps):
-        slot = step % per_epoch
+    run = _MultiTaskRun(model, weighting, benchmark, steps=steps, batch_size=batch_size, lr=lr,
+                        weight_decay=weight_decay, eval_every=eval_every, log_every=log_every, seed=seed,
+                        device=torch.device(device), gradient_mode=gradient_mode, on_batch=on_batch, ctx=ctx)
+    start, saved = 0, None
+    if run_dir is not None:
+        start, saved = run.open_dir(Path(run_dir), resume, overwrite)
+    hint = resume_command(ctx.world_size) or f"train_multitask(..., run_dir={str(run_dir)!r}, resume=True)"
+    run.loop = TrainingLoop(start=start, steps=steps, save=run.save if run_dir is not None else None, resume=hint,
+                            run_dir=Path(run_dir) if run_dir is not None else None,
+                            log_from=start if resume else None, checkpoint_every=checkpoint_every if run_dir else 0,
+                            saved=saved, distributed=ctx, progress=progress, desc=type(weighting).__name__,
+                            interrupts=interrupts and run_dir is not None)
+    run.loop.run(run.step)
+    return run.result()
+
+
+class _MultiTaskRun:
+    """The state of one :func:`train_multitask` run: its update, evaluation and checkpoint."""
+
+    def __init__(self, model: MultiTaskModel, weighting: Weighting, benchmark: MultiTaskBenchmark, *, steps: int,
+                 batch_size: int, lr: float, weight_decay: float, eval_every: int, log_every: int, seed: int,
+                 device: torch.device, gradient_mode: GradientMode,
+                 on_batch: Callable[[int, Tensor, Tensor, Tensor], None] | None, ctx: DistributedContext) -> None:
+        self.model, self.weighting, self.benchmark, self.ctx = model, weighting, benchmark, ctx
+        self.steps, self.eval_every, self.log_every = steps, eval_every, log_every
+        self.device, self.gradient_mode, self.on_batch = device, gradient_mode, on_batch
+        self.ranks = RankMean(ctx)
+        model.to(device).train()
+        weighting.to(device)
+        self.tasks = benchmark.tasks
+        self.inputs = benchmark.train.inputs.to(device)
+        self.targets = benchmark.train.targets.to(device)
+        self.n = self.inputs.shape[0]
+        self.batch_size = min(batch_size, self.n)
+        if self.batch_size % ctx.world_size:
+            raise ValueError(f"batch_size {self.batch_size} does not split over {ctx.world_size} processes; use a "
+                             f"multiple of {ctx.world_size} (e.g. "
+                             f"{max(ctx.world_size, self.batch_size // ctx.world_size * ctx.world_size)}) "
+                             "or another --nproc-per-node.")
+        self.shard = self.batch_size // ctx.world_size
+        if ctx.enabled:
+            ctx.broadcast_module(model)  # equal replicas, whatever each rank's initialisation did
+        groups = [{"params": list(model.parameters()), "weight_decay": weight_decay}]
+        if list(weighting.parameters()):  # a method's own weights (uncertainty, IMTL-L) get no weight decay
+            groups.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
+        self.optimizer = torch.optim.Adam(groups, lr=lr)
+        self.shared = list(model.shared_parameters())
+        self.task_specific = list(model.task_parameters())
+        self.generator = torch.Generator().manual_seed(seed)
+        self.per_epoch = max(self.n // self.batch_size, 1)
+        self.order = torch.randperm(self.n, generator=self.generator)
+        self.curve: list[dict[str, Any]] = []
+        self.weights_log: list[list[float]] = []
+        self.losses_log: list[list[float]] = []
+        self.best: tuple[float, int, list[float] | None, list[float] | None] = (math.inf, 0, None, None)
+        self.train_seconds, self.timed_steps, self.comm_seconds = 0.0, 0, 0.0
+        self.settings = {"batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "eval_every": eval_every,
+                         "log_every": log_every, "seed": seed, "gradient_mode": gradient_mode,
+                         "model": type(model).__name__, "weighting": type(weighting).__name__,
+                         "tasks": [t.name for t in self.tasks], "steps": steps, "world_size": ctx.world_size}
+        self.checkpoints: CheckpointManager | None = None
+        self.loop: TrainingLoop | None = None
+
+    # ------------------------------------------------------------------ the update
+    def step(self, i: int) -> None:
+        """Loop step ``i`` (1-based) is the run's step ``i - 1`` (0-based, as hooks and methods see it)."""
+        step, ctx, tasks = i - 1, self.ctx, self.tasks
+        slot = step % self.per_epoch
         if slot == 0 and step > 0:
-            weighting.end_epoch()
-            order = torch.randperm(n, generator=generator)
-        idx = order[slot * batch_size:(slot + 1) * batch_size]
+            self.weighting.end_epoch()
+            self.order = torch.randperm(self.n, generator=self.generator)
+        idx = self.order[slot * self.batch_size:(slot + 1) * self.batch_size]
         if ctx.enabled:  # this rank's contiguous block of the minibatch
-            idx = idx[ctx.rank * shard:(ctx.rank + 1) * shard]
-        idx = idx.to(device)
+            idx = idx[ctx.rank * self.shard:(ctx.rank + 1) * self.shard]
+        idx = idx.to(self.device)
         start = time.perf_counter()
-        x, y = inputs[idx], targets[idx]
-        optimizer.zero_grad(set_to_none=True)
-        outputs = model(x)
+        x, y = self.inputs[idx], self.targets[idx]
+        self.optimizer.zero_grad(set_to_none=True)
+        outputs = self.model(x)
         losses = task_losses(outputs, y, tasks)
-        if on_batch is not None:
+        if self.on_batch is not None:
             paused = time.perf_counter()
-            on_batch(step, x, y, losses)
+            self.on_batch(step, x, y, losses)
             start += time.perf_counter() - paused
-        record = weighted_backward(weighting, losses, shared, task_specific, features=outputs.features, step=step,
-                                   gradient_mode=gradient_mode, ranks=ranks if ctx.enabled else None)
-        ranks.average_buffers(model)
-        optimizer.step()
+        record = weighted_backward(self.weighting, losses, self.shared, self.task_specific, features=outputs.features,
+                                   step=step, gradient_mode=self.gradient_mode,
+                                   ranks=self.ranks if ctx.enabled else None)
+        self.ranks.average_buffers(self.model)
+        self.optimizer.step()
 
         def recompute(x: Tensor = x, y: Tensor = y) -> Tensor:
             with torch.no_grad():
-                return ranks.mean(task_losses(model(x), y, tasks))  # the whole minibatch's losses
+                return self.ranks.mean(task_losses(self.model(x), y, tasks))  # the whole minibatch's losses
 
-        weighting.after_step(recompute)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        step_comm = ranks.take_seconds()
-        if step >= min(5, steps // 10):  # the first steps pay for lazy initialisation
-            train_seconds += time.perf_counter() - start
-            timed_steps += 1
-            comm_seconds += step_comm
-        if log_every and step % log_every == 0:
-            losses_log.append((record.losses if record.losses is not None else losses.detach()).tolist())
-            weights_log.append(record.weights.tolist())
-        last = step == steps - 1
-        if last or (eval_every and (step + 1) % eval_every == 0):
-            scores = None
-            if ctx.is_main:  # rank 0 scores; the others receive its numbers (no split is scored twice)
-                scores = (evaluate_split(model, benchmark.val, device=device),
-                          evaluate_split(model, benchmark.test, device=device))
-            val, test = ctx.broadcast_object(scores)
-            score = sum(val["loss"])
-            curve.append({"step": step + 1, "val_metric": val["metric"], "val_loss": val["loss"],
-                          "test_metric": test["metric"]})
-            if not math.isfinite(score):
-                raise FloatingPointError(f"validation loss is not finite at step {step + 1}: {val['loss']}; lower lr.")
-            if score < best[0]:
-                best = (score, step + 1, val["metric"], test["metric"])
-    _, best_step, best_val, best_test = best
-    comm = ctx.gather_objects(comm_seconds / max(timed_steps, 1)) if ctx.enabled else None
-    return MultiTaskResult(test_metric=best_test, val_metric=best_val, best_step=best_step, steps=steps,
-                           seconds_per_step=train_seconds / max(timed_steps, 1), curve=curve,
-                           weights=weights_log, train_losses=losses_log, world_size=ctx.world_size,
-                           comm_s_per_step=comm)
+        self.weighting.after_step(recompute)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        step_comm = self.ranks.take_seconds()
+        if step >= min(5, self.steps // 10):  # the first steps pay for lazy initialisation
+            self.train_seconds += time.perf_counter() - start
+            self.timed_steps += 1
+            self.comm_seconds += step_comm
+        if self.log_every and step % self.log_every == 0:
+            self._log(i, record.losses if record.losses is not None else losses.detach(), record.weights)
+        assert self.loop is not None
+        self.loop.advance_bar()
+        if i == self.steps or (self.eval_every and i % self.eval_every == 0):
+            self.evaluate(i)
+
+    def _log(self, i: int, losses: Tensor, weights: Tensor) -> None:
+        self.losses_log.append(losses.tolist())
+        self.weights_log.append(weights.tolist())
+        assert self.loop is not None
+        self.loop.log.write({"kind": "train", "step": i, "losses": self.losses_log[-1],
+                             "weights": self.weights_log[-1]})
+
+    def evaluate(self, i: int) -> None:
+        """Score val and test after step ``i``; rank 0 scores, the others receive its numbers."""
+        scores = None
+        if self.ctx.is_main:
+            scores = (evaluate_split(self.model, self.benchmark.val, device=self.device),
+                      evaluate_split(self.model, self.benchmark.test, device=self.device))
+        val, test = self.ctx.broadcast_object(scores)
+        score = sum(val["loss"])
+        self.curve.append({"step": i, "val_metric": val["metric"], "val_loss": val["loss"],
+                           "test_metric": test["metric"]})
+        assert self.loop is not None
+        self.loop.log.write({"kind": "eval", **self.curve[-1]})
+        if not math.isfinite(score):
+            kept = f"; the checkpoint of step {self.loop.saved[1]} is kept" if self.loop.saved is not None else ""
+            raise MultiTaskDivergedError(f"validation loss is not finite at step {i}: {val['loss']}{kept}; "
+                                         "lower lr.", i)
+        if score < self.best[0]:
+            self.best = (score, i, val["metric"], test["metric"])
+
+    def result(self) -> MultiTaskResult:
+        _, best_step, best_val, best_test = self.best
+        ctx = self.ctx
+        comm = ctx.gather_objects(self.comm_seconds / max(self.timed_steps, 1)) if ctx.enabled else None
+        return MultiTaskResult(test_metric=best_test, val_metric=best_val, best_step=best_step,  # type: ignore[arg-type]
+                               steps=self.steps, seconds_per_step=self.train_seconds / max(self.timed_steps, 1),
+                               curve=self.curve, weights=self.weights_log, train_losses=self.losses_log,
+                               world_size=ctx.world_size, comm_s_per_step=comm)
+
+    # ------------------------------------------------------------------ the run directory
+    def open_dir(self, run_dir: Path, resume: bool, overwrite: bool) -> tuple[int, tuple[Path, int] | None]:
+        """Prepare ``run_dir`` (rank 0 writes) and restore its checkpoint when resuming;
+        returns the step to start from and the checkpoint on disk."""
+        self.checkpoints = checkpoints = CheckpointManager(run_dir)
+
+        def prepare(write: bool) -> dict[str, Any] | None:
+            ckpt = None
+            if resume:
+                ckpt, _ = checkpoints.load_latest()
+                changed = sorted(k for k, v in self.settings.items()
+                                 if k not in RESUMABLE and ckpt["config"].get(k) != v)
+                if changed:
+                    raise CheckpointError(f"cannot resume {run_dir}: {', '.join(changed)} differ from the run's "
+                                          f"{CONFIG_FILE} (only steps may change); start a new run in another "
+                                          "run_dir, or pass overwrite=True.")
+            elif checkpoints.exists():
+                if not overwrite:
+                    raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) to continue "
+                                          "it or overwrite=True (--overwrite) to start again.")
+                clear_checkpoints(checkpoints)
+            if write:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(run_dir / CONFIG_FILE, json.dumps(self.settings, indent=2) + "\n")
+            return ckpt
+
+        ckpt = prepare_run(self.ctx, prepare, resume, lambda saved: (
+            f"{run_dir} was trained with {saved} process(es) and is resumed with {self.ctx.world_size}; resume it "
+            "with the same number of processes."))
+        if ckpt is None:
+            return 0, None
+        self.restore(ckpt)
+        return int(ckpt["step"]), (checkpoints.last, int(ckpt["step"]))
+
+    def save(self, i: int, best: bool = False) -> Path:
+        """Checkpoint the state after step ``i`` (rank 0 writes)."""
+        assert self.checkpoints is not None
+        path = self.checkpoints.last
+        if self.ctx.is_main:
+            extra = {"weighting": self.weighting.state_dict(), "order": self.order, "best": list(self.best),
+                     "curve": self.curve, "weights_log": self.weights_log, "losses_log": self.losses_log,
+                     "timing": [self.train_seconds, self.timed_steps, self.comm_seconds],
+                     "world_size": self.ctx.world_size, "kind": "multi-task"}
+            payload = make_payload(algorithm=self.model, optimizer=self.optimizer, step=i, config=self.settings,
+                                   task_generator=self.generator, extra=extra)
+            path = self.checkpoints.save(payload)
+        self.ctx.barrier()  # no rank runs ahead of a checkpoint it could be resumed from
+        return path
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        """Put the run back to a checkpoint of :meth:`save` (every global RNG included)."""
+        extra = ckpt["extra"]
+        try:
+            self.model.load_state_dict(ckpt["algorithm"])
+            self.weighting.load_state_dict(extra["weighting"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"the checkpoint does not fit this model or method ({exc}); resume with the "
+                                  "settings the run was started with.") from None
+        restore_rng_state(ckpt["rng"], self.generator)
+        self.order = extra["order"]
+        score, step, val, test = extra["best"]
+        self.best = (float(score), int(step), val, test)
+        self.curve, self.weights_log, self.losses_log = extra["curve"], extra["weights_log"], extra["losses_log"]
+        seconds, timed, comm = extra["timing"]
+        self.train_seconds, self.timed_steps, self.comm_seconds = float(seconds), int(timed), float(comm)

@@ -43,7 +43,7 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, step: int, checkpoint: Path | None, resume: str, signum: int = signal.SIGINT) -> None:
         self.step, self.checkpoint, self.resume, self.signum = step, checkpoint, resume, signum
         name = signal.Signals(signum).name
-        where = f"saved in {checkpoint}" if checkpoint is not None else "nothing was saved (rank 0 writes)"
+        where = f"saved in {checkpoint}" if checkpoint is not None else "no checkpoint on this process"
         super().__init__(f"{name}: training stopped after step {step}, {where}; resume with: {resume}")
 
     def __str__(self) -> str:

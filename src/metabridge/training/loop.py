@@ -63,7 +63,8 @@ class TrainingLoop:
         start: the last step already done (0 for a new run, the checkpoint's step when resuming).
         steps: the step budget (the last step to run).
         save: ``save(step, best) -> path`` writes the checkpoint of ``step``; every rank calls it
-            (data-parallel trainers gather state in it); rank 0 writes.
+            (data-parallel trainers gather state in it); rank 0 writes. ``None``: a run
+            without checkpoints (nothing is saved, an interrupt only stops it).
         resume: what continues the run after an interrupt (printed; a command line or a Python call).
         run_dir: where ``metrics.jsonl`` goes (``None``: no metrics file).
         log_from: the step whose later records an old ``metrics.jsonl`` loses (the resumed
@@ -80,7 +81,7 @@ class TrainingLoop:
         interrupts: handle SIGINT/SIGTERM (``False``: they act as they always do).
     """
 
-    def __init__(self, *, start: int, steps: int, save: Callable[[int, bool], Path], resume: str,
+    def __init__(self, *, start: int, steps: int, save: Callable[[int, bool], Path] | None, resume: str,
                  run_dir: Path | None = None, log_from: int | None = None, checkpoint_every: int = 0,
                  saved: tuple[Path, int] | None = None, max_seconds: float | None = None,
                  seconds: Callable[[], float] | None = None, distributed: DistributedContext | None = None,
@@ -130,7 +131,8 @@ class TrainingLoop:
                     end = step(i) or StepEnd()
                     self.step = i
                     periodic = bool(self.checkpoint_every and i % self.checkpoint_every == 0)
-                    if end.checkpoint or end.best or end.stop or periodic or self.is_last(i):
+                    if self.save is not None and (end.checkpoint or end.best or end.stop or periodic
+                                                  or self.is_last(i)):
                         self.saved = (self.save(i, end.best), i)
                     if after is not None:
                         after(i)
@@ -152,11 +154,11 @@ class TrainingLoop:
             asked = any(self.distributed.gather_objects(asked))
         if not asked:
             return
-        if self.saved is None or self.saved[1] != self.step:
+        if self.save is not None and (self.saved is None or self.saved[1] != self.step):
             self.saved = (self.save(self.step, False), self.step)
         signum = guard.requested if guard.requested is not None else 2
-        error = TrainingInterrupted(self.step, self.saved[0] if self.distributed.is_main else None, self.resume,
-                                    signum)
+        path = self.saved[0] if self.saved is not None and self.distributed.is_main else None
+        error = TrainingInterrupted(self.step, path, self.resume, signum)
         if self.distributed.is_main:
             self.bar.close()
             print(str(error), file=sys.stderr, flush=True)
