@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -29,9 +30,14 @@ def _python_blocks() -> list[str]:
 
 @pytest.fixture
 def user_dir(tmp_path, monkeypatch):
+    # one intra-op thread: the snippets' tensors are tiny, and on a shared CPU several threads
+    # per process oversubscribe the cores (a meta-RL iteration then takes ten times longer)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("METABRIDGE_CACHE", str(tmp_path / "cache"))
-    return tmp_path
+    yield tmp_path
+    torch.set_num_threads(threads)
 
 
 def _run(block: str) -> None:
