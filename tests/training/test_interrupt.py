@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from metabridge.checkpoint import load_checkpoint
+from metabridge.checkpoint import CheckpointError, load_checkpoint
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -126,3 +126,69 @@ def test_rl_interrupt_checkpoints_the_last_iteration_and_resumes_exactly(tmp_pat
     a, b = load_rl_run(out)[2].state_dict(), load_rl_run(tmp_path / "full")[2].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.env_steps == full.env_steps and resumed.final["returns"] == full.final["returns"]
+
+
+# --------------------------------------------------------------------------- multi-task
+MTL_BUILD = """
+import torch
+from mtl_toy_benchmark import load_toy
+from metabridge.multitask.models.registry import build_mtl_model
+from metabridge.multitask.trainer import train_multitask
+from metabridge.multitask.weighting import build_weighting
+
+
+def mtl_run(out, steps, lr=1e-2, **kw):
+    bench = load_toy(n_train=128)
+    torch.manual_seed(0)
+    model = build_mtl_model("hard_sharing", input_kind="vector", input_shape=(8,),
+                            out_dims=[t.out_dim for t in bench.tasks], encoder_hidden=[16], encoder_out_dim=8)
+    weighting = build_weighting("uw", len(bench.tasks))
+    result = train_multitask(model, weighting, bench, steps=steps, batch_size=32, lr=lr, log_every=1,
+                             eval_every=2, run_dir=out, progress=False, **kw)
+    return model, weighting, result
+"""
+
+
+def _mtl_namespace() -> dict:
+    namespace: dict = {}
+    exec(MTL_BUILD, namespace)  # the same code the interrupted subprocess runs
+    return namespace
+
+
+@pytest.mark.slow
+def test_multitask_interrupt_checkpoints_the_last_step_and_resumes_exactly(tmp_path: Path) -> None:
+    out = tmp_path / "cut"
+    done = interrupt_run(MTL_BUILD + f"\nmtl_run({str(out)!r}, 100000)\n", out, after=3)
+    step = assert_checkpointed_last_step(done, out)
+    assert f"run_dir={str(out)!r}, resume=True" in done.stderr
+    mtl_run = _mtl_namespace()["mtl_run"]
+    model, weighting, resumed = mtl_run(out, step + 3, resume=True)
+    full_model, full_weighting, full = mtl_run(tmp_path / "full", step + 3)
+    for a, b in ((model, full_model), (weighting, full_weighting)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert resumed.curve == full.curve and resumed.weights == full.weights and resumed.best_step == full.best_step
+
+
+def test_multitask_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path: Path) -> None:
+    """In process: a run stopped by an exception after its step-4 checkpoint, resumed to step 9."""
+    mtl_run = _mtl_namespace()["mtl_run"]
+
+    def crash(step: int, *args: object) -> None:
+        if step == 6:  # 0-based: the run's 7th step, after the checkpoint of step 4
+            raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError, match="crash"):
+        mtl_run(tmp_path / "cut", 9, checkpoint_every=4, on_batch=crash)
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] == 4
+    model, _, resumed = mtl_run(tmp_path / "cut", 9, resume=True)
+    full_model, _, full = mtl_run(tmp_path / "full", 9)
+    sa, sb = model.state_dict(), full_model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert resumed.curve == full.curve and resumed.train_losses == full.train_losses
+    with pytest.raises(FileExistsError, match="resume=True"):
+        mtl_run(tmp_path / "full", 9)
+    with pytest.raises(CheckpointError, match="lr differ"):
+        mtl_run(tmp_path / "full", 12, lr=0.5, resume=True)
+    more = mtl_run(tmp_path / "full", 12, resume=True)[2]  # steps may grow
+    assert [c["step"] for c in more.curve] == [2, 4, 6, 8, 9, 10, 12]
