@@ -254,3 +254,22 @@ def test_a_written_config_json_is_a_valid_config_file(tmp_path):
     assert r.exit_code == 0, r.output
     first, again = (json.loads((d / "config.json").read_text()) for d in (out, tmp_path / "again"))
     assert {k: v for k, v in first.items() if k != "out_dir"} == {k: v for k, v in again.items() if k != "out_dir"}
+
+
+def test_validation_messages_name_the_model_they_are_about():
+    from pydantic import BaseModel, ConfigDict, ValidationError
+
+    from metabridge.config import describe_validation_error
+
+    with pytest.raises(ValueError, match=r"unknown field 'stpes' \(did you mean steps\?\)"):
+        ExperimentConfig.from_dict({"stpes": 3})
+
+    class Other(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        rollouts: int = 1
+
+    with pytest.raises(ValidationError) as info:
+        Other(rollout=2)
+    text = describe_validation_error(info.value)  # not ExperimentConfig's: no option names, no field listing
+    assert "unknown field 'rollout'" in text and "k_shot" not in text and "\n" not in text
+    assert "(did you mean rollouts?)" in describe_validation_error(info.value, model=Other)

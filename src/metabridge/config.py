@@ -27,6 +27,7 @@ algorithm and its train/val/test task sources.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from pathlib import Path
@@ -341,23 +342,26 @@ def option_name(field: str, model: type[BaseModel] | None = None) -> str:
 
 
 def describe_validation_error(exc: ValidationError, options: bool = True, model: type[BaseModel] | None = None) -> str:
-    """One line for every offending field of ``model`` (default :class:`ExperimentConfig`), each
-    with its command-line option; never pydantic's multi-line text."""
-    model = model or ExperimentConfig
+    """One line for every offending field of ``model`` (default: :class:`ExperimentConfig` when
+    the error is about it), each with its command-line option; never pydantic's multi-line text."""
+    if model is None and exc.title == ExperimentConfig.__name__:
+        model = ExperimentConfig
     parts = []
     for err in exc.errors():
         loc = [str(x) for x in err["loc"]]
         name = ".".join(loc) if loc else "config"
         if err["type"] == "extra_forbidden":
-            parts.append(f"unknown field {name!r}")
+            close = difflib.get_close_matches(loc[-1], list(model.model_fields), n=1) if model and loc else []
+            parts.append(f"unknown field {name!r}" + (f" (did you mean {close[0]}?)" if close else ""))
             continue
-        where = f" (set {option_name(loc[0], model)})" if options and loc and loc[0] in model.model_fields else ""
+        known = model is not None and bool(loc) and loc[0] in model.model_fields
+        where = f" (set {option_name(loc[0], model)})" if options and known else ""
         got = f" (got {err['input']!r})" if "input" in err and not isinstance(err["input"], dict) else ""
         if err["type"] == "missing":
             got = ""
         parts.append(f"{name}: {_plain_message(err)}{got}{where}" if loc else _plain_message(err))
     text = "; ".join(parts)
-    if any(e["type"] == "extra_forbidden" for e in exc.errors()):
+    if model is not None and any(e["type"] == "extra_forbidden" for e in exc.errors()):
         text += f"; valid fields are {', '.join(sorted(model.model_fields))}"
     return "invalid config: " + text + "."
 
