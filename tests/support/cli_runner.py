@@ -1,9 +1,8 @@
 """Run the ``metabridge`` command line in-process and capture what it prints.
 
 Tests call :func:`run_cli` instead of a particular CLI library's test runner, so they keep
-working whichever library builds the options: when :mod:`metabridge.cli` offers
-``main(argv) -> int`` it is called directly (with stdout and stderr captured), otherwise the
-typer application is driven through typer's ``CliRunner``.
+working whichever library builds the options: :func:`metabridge.cli.main` is called directly,
+with stdout and stderr captured.
 """
 
 from __future__ import annotations
@@ -70,31 +69,14 @@ def _run_main(main: object, args: list[str]) -> CliResult:
     return CliResult(code, out.getvalue(), err.getvalue(), out.getvalue() + err.getvalue())
 
 
-def _run_typer(app: object, args: list[str]) -> CliResult:
-    from typer.testing import CliRunner
-
-    result = CliRunner().invoke(app, list(args))  # type: ignore[arg-type]
-    if result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    stdout = result.stdout
-    try:
-        stderr = result.stderr
-    except ValueError:  # older click mixes the streams
-        stderr = ""
-    return CliResult(result.exit_code, stdout, stderr, stdout + stderr)
-
-
 def run_cli(args: list[str], env: dict[str, str] | None = None) -> CliResult:
     """Run ``metabridge ARGS...`` in this process; ``env`` is added to the environment meanwhile.
 
     An unexpected exception (a bug, not a user error) propagates, so the test shows its
     traceback.
     """
-    import metabridge.cli as cli
+    from metabridge.cli import main
 
     sys.stdout.flush()
     with _environment(env):
-        main = getattr(cli, "main", None)
-        if callable(main):
-            return _run_main(main, args)
-        return _run_typer(cli.app, args)
+        return _run_main(main, args)
