@@ -386,7 +386,7 @@ def test_registry_names_specs_and_errors(tmp_path):
     assert dataset_spec("tiered_imagenet").classes == {"train": 351, "val": 97, "test": 160}
     assert dataset_spec("mini_imagenet").images_per_class == 600
     assert cifar100.SPEC.archive.md5 == "eb9058c3a382ffc7106e4002c42a8d85"
-    with pytest.raises(ValueError, match="unknown dataset 'imagenet21k'.*omniglot"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'imagenet21k'; did you mean 'mini_imagenet'\? \(and no folder or .npz file at .*imagenet21k\). Datasets: .*omniglot"):
         load_dataset("imagenet21k", tmp_path, "train")
     with pytest.raises(ValueError, match="unknown split"):
         load_dataset("cifar_fs", tmp_path, "holdout")

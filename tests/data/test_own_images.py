@@ -414,7 +414,7 @@ def test_load_dataset_routes_paths_to_the_image_loader(tmp_path):
         load_dataset(str(tmp_path / "typo"), "r", "train")
     with pytest.raises(ValueError, match="is a file but not an .npz"):
         load_dataset(str(root / "class_00" / "img_0.png"), "r", "train")
-    with pytest.raises(ValueError, match="unknown dataset 'nonesuch'.*or the path of a folder"):
+    with pytest.raises(ValueError, match="no such path: no folder or .npz file at .*nonesuch, and no dataset named 'nonesuch'"):
         load_dataset("nonesuch", "r", "train")
 
 
@@ -483,3 +483,14 @@ def test_a_split_too_small_for_n_way_names_the_split_file(tmp_path):
     val = load_image_folder(root, "val", cache_dir=tmp_path / "c")
     with pytest.raises(ValueError, match=r"or list more classes under 'val' in .*splits\.json"):
         EpisodeSampler(val, n_way=5, k_shot=1, q_query=1)
+
+
+def test_a_misspelt_folder_says_no_such_path_and_a_misspelt_name_suggests_the_dataset(tmp_path, monkeypatch):
+    from metabridge.data import load_dataset
+
+    make_folder(tmp_path / "my_letters", n_classes=5, per_class=3)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=r"^no such path: no folder or .npz file at .*my_leters, and no dataset"):
+        load_dataset("my_leters", tmp_path, "train")
+    with pytest.raises(ValueError, match=r"^unknown dataset 'omniglt'; did you mean 'omniglot'\? \(and no folder"):
+        load_dataset("omniglt", tmp_path, "train")

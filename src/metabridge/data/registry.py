@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from metabridge.data.class_dataset import ClassDataset
-from metabridge.registry import Registry
+from metabridge.registry import Registry, UnknownNameError
 
 ALIASES = {"miniimagenet": "mini_imagenet", "mini-imagenet": "mini_imagenet", "tieredimagenet": "tiered_imagenet",
            "tiered-imagenet": "tiered_imagenet", "cifar-fs": "cifar_fs", "cifarfs": "cifar_fs"}
@@ -113,4 +113,13 @@ def load_dataset(
         )
     if not isinstance(name, str) or _looks_like_path(text):
         raise FileNotFoundError(f"no folder or .npz file at {path} (dataset {text!r}); check the path.")
+    if text not in DATASETS:  # neither a registered name nor an existing path: a misspelt folder as often as a name
+        unknown, listing = DATASETS.unknown(text), ", ".join(DATASETS.names())
+        if unknown.suggestions:
+            message = (f"unknown dataset {text!r}; did you mean {unknown.suggestions[0]!r}? (and no folder or .npz "
+                       f"file at {path.resolve()}). Datasets: {listing}.")
+        else:
+            message = (f"no such path: no folder or .npz file at {path.resolve()}, and no dataset named {text!r} "
+                       f"(datasets: {listing}).")
+        raise UnknownNameError(message, kind="dataset", name=text, suggestions=unknown.suggestions)
     return get_loader(text)(root, split, download=download, **kw)
