@@ -166,6 +166,11 @@ def test_config_file_with_overrides(tmp_path, toy_registry):
     assert r.exit_code == 0, r.output
     assert load_checkpoint(tmp_path / "a" / "last.pt")["step"] == 3
     _assert_clean_error(run_cli(["train", "--config", str(path), "--resume"]), "--seed 9 -> 0", "--hp inner_steps")
+    plateau = tmp_path / "plateau.toml"  # a check across fields is made once the options are in
+    plateau.write_text('lr_schedule = "plateau"\neval_every = 0\n')
+    _assert_clean_error(run_cli(["train", "--config", str(plateau), "--out", str(tmp_path / "p")]), "--eval-every N")
+    r = run_cli(["train", "--config", str(plateau), "--eval-every", "1", "--help"])
+    assert r.exit_code == 0, r.output
     bad = tmp_path / "bad.toml"
     bad.write_text("stpes = 3\n")
     _assert_clean_error(run_cli(["train", "--config", str(bad)]), "stpes")
@@ -299,6 +304,9 @@ def test_bench_runs_a_module_config_and_run(monkeypatch, tmp_path):
 
 def test_unknown_command_suggests_the_close_one():
     _assert_clean_error(run_cli(["trian"]), "unknown command 'trian'", "train")
+    import metabridge
+
+    assert run_cli(["--version"]).stdout == f"metabridge {metabridge.__version__}\n"
 
 
 # ----------------------------------------------------------------------- list

@@ -139,6 +139,11 @@ def dispatch(argv: Sequence[str]) -> int:
         print(top_help(), end="")
         return 0 if args else 2
     name, rest = args[0], args[1:]
+    if name == "--version":
+        from .. import __version__
+
+        print(f"metabridge {__version__}")
+        return 0
     if name in ALIASES:
         print(f"metabridge: '{name}' is now 'metabridge {ALIASES[name]}'; the old name will be removed.",
               file=sys.stderr)

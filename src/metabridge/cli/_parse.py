@@ -99,11 +99,12 @@ def _key_value_fields(model: type[BaseModel]) -> list[str]:
 
 
 def _default_instance(model: type[M], data: dict[str, Any], source: Path) -> M:
-    """The defaults a config file gives (missing required fields may still come as options)."""
+    """The defaults a config file gives. A missing required field may still come as an option,
+    and a check across fields is made once the options are in; a wrong value is the file's error."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        if all(err["type"] == "missing" for err in exc.errors()):
+        if all(err["type"] == "missing" or not err["loc"] for err in exc.errors()):
             return model.model_construct(**data)
         raise UsageError(f"{source}: {describe_validation_error(exc, model=model)}") from None
 
