@@ -191,3 +191,10 @@ def test_list_names_the_multitask_methods_with_what_they_read():
     assert "feature_grads" in lines["mgda_ub"]
     assert "film" in run_cli(["list", "multitask-models"]).output
     assert "qm9" in run_cli(["list", "multitask-benchmarks"]).output
+
+
+def test_every_multitask_setting_is_described():
+    from metabridge.multitask.commands import MultitaskConfig
+
+    assert all(info.description for info in MultitaskConfig.model_fields.values())
+    assert str(MultitaskConfig.model_fields["out"].default) == "runs/multitask"

@@ -69,3 +69,14 @@ def test_experiment_command_runs_the_named_experiment_into_out(tmp_path: Path, c
     assert "| maml-trpo |" in capsys.readouterr().out
     with pytest.raises(ValueError, match="name"):
         RLExperimentConfig(name="cartpole")
+
+
+@pytest.mark.parametrize("name", ["RLTrainConfig", "RLEvalConfig", "TradeoffConfig", "RLExperimentConfig"])
+def test_every_rl_setting_is_described_and_writes_under_runs(name: str) -> None:
+    import metabridge.rl.commands as commands
+    from metabridge.config import CommandConfig
+
+    model = getattr(commands, name)
+    assert issubclass(model, CommandConfig)
+    assert all(info.description for info in model.model_fields.values()), name
+    assert str(model.model_fields["out"].default).startswith("runs/rl/")

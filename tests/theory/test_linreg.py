@@ -229,3 +229,11 @@ def test_cli_theory_linreg_spelling(tmp_path) -> None:
     res = run_cli(["theory", "linreg", "--out", str(tmp_path / "never"), "--alphas", "-0.1"])
     assert res.exit_code == 2 and "alphas" in res.output and len(res.output.strip().splitlines()) == 1
     assert not (tmp_path / "never").exists()
+
+
+def test_every_theory_setting_is_described() -> None:
+    from metabridge.theory.commands import ClosenessConfig, LinregConfig
+
+    for model in (LinregConfig, ClosenessConfig):
+        assert all(info.description for info in model.model_fields.values()), model.__name__
+        assert str(model.model_fields["out"].default).startswith("runs/theory/")
