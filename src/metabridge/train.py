@@ -25,11 +25,9 @@ infinite loss or gradient stops training with :class:`NonFiniteLossError`, which
 names the step; no checkpoint is written after the failure, so the last good one
 stays on disk.
 
-Host synchronisation: on the CPU the loss and gradient norm are read every step (it
-costs nothing there). On an accelerator they stay on the device and are read every
-``sync_every`` steps (default ``log_every``), at each log, validation and checkpoint:
-a NaN is still reported with the step it first appeared in, and no checkpoint is ever
-written from parameters a non-finite step touched.
+Host synchronisation (``sync_every``): on an accelerator the loss and gradient norm are
+read every few steps, yet a NaN is still reported with the step it first appeared in,
+and no checkpoint is ever written from parameters a non-finite step touched.
 
 Data parallelism (``torchrun --nproc-per-node W``; :mod:`metabridge.distributed`): each
 rank draws ``meta_batch_size / W`` tasks from its own stream, one all-reduce per step
@@ -57,13 +55,11 @@ from .checkpoint import (
     CheckpointManager,
     capture_rng_state,
     make_payload,
-    preserved_rng,
     restore_rng_state,
 )
 from .config import ExperimentConfig
 from .device import resolve_device
-from .distributed import DistributedContext, GradientAverager, interleaved, rank_seed, shard_size
-from .evaluate import episode_scores
+from .distributed import DistributedContext, GradientAverager, rank_seed, shard_size
 from .experiment import (
     CONFIG_FILE,
     RESUMABLE_OVERRIDES,
@@ -74,7 +70,7 @@ from .experiment import (
     resume_config,
 )
 from .metrics_log import read_metrics  # re-exported for callers of train
-from .stats import MeanCI, mean_ci95
+from .stats import MeanCI
 from .training import NonFiniteError, StepEnd, TrainingLoop, clear_checkpoints, prepare_run, resume_command
 from .training.recipe import (
     Metric,
@@ -85,6 +81,7 @@ from .training.recipe import (
     set_deterministic,
     task_metric,
 )
+from .training.validation import ValidationMixin, Window
 
 __all__ = ["CONFIG_FILE", "Metric", "NonFiniteLossError", "RESUMABLE_OVERRIDES", "TrainResult", "Trainer",
            "VALIDATION_FIELDS",
@@ -125,22 +122,12 @@ class TrainResult:
     stopped_early: bool = False
 
 
-@dataclass
-class _Window:
-    """The steps since the last train record: their losses and seconds in collectives."""
-
-    start: float
-    first: int
-    losses: list[torch.Tensor] = field(default_factory=list)
-    comm: list[float] = field(default_factory=list)
-
-
 def _all_finite(module: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in module.parameters())
 
 
 # ----------------------------------------------------------------------- trainer
-class Trainer:
+class Trainer(ValidationMixin):
     """Runs (or resumes) the training described by an :class:`ExperimentConfig`.
 
     Args:
@@ -164,27 +151,8 @@ class Trainer:
             :class:`~metabridge.training.TrainingInterrupted` (a ``KeyboardInterrupt``) after
             printing the resume command; ``False`` leaves the signals alone.
 
-    Validation-driven recipe: with ``lr_schedule="plateau"`` the scheduler is stepped with
-    each validation's score (not each training step); with ``early_stopping_patience=P``
-    the run ends after the P-th validation in a row that does not beat the best score
-    (accuracy up, MSE down, by :attr:`metric`): it writes its final checkpoint there, a
-    ``{"kind": "early_stop", ...}`` record in ``metrics.jsonl``, and reports
-    ``TrainResult.stopped_early``. Both states (torch's scheduler state; the count of
-    validations since the best, kept whether or not early stopping is on) are in every
-    checkpoint, so a resumed run does what the uninterrupted one would. Resuming a run
-    that stopped early trains no further (raise ``early_stopping_patience``, a resumable
-    setting, to continue it).
-
-    Training-progress hook: before each training step, every submodule of the algorithm
-    (``algorithm.modules()``, the algorithm included) that defines a method
-    ``set_training_progress(fraction: float)`` is called with the fraction of the run's
-    budget used so far: ``step / steps`` for the step about to run (1-based, so the last
-    step sees 1.0), or, when ``max_train_seconds`` is set, the larger of that and
-    ``train_seconds / max_train_seconds`` (training seconds before this step), clipped to
-    ``[0, 1]``. It is what a schedule inside a model (e.g. the DropBlock keep-rate ramp of
-    the official ResNet-12) follows. The fraction is a function of the step (or of the
-    training time) only, so a resumed step-budget run sees the same fractions as an
-    uninterrupted one; a hook is not called during validation or evaluation.
+    Validation-driven recipe (plateau schedule, early stopping) and the training-progress
+    hook: see :class:`~metabridge.training.validation.ValidationMixin` and :meth:`training_progress`.
     """
 
     def __init__(self, config: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
@@ -328,7 +296,19 @@ class Trainer:
     # ---------------------------------------------------------------- steps
     def training_progress(self, step: int) -> float:
         """The fraction of the budget used when step ``step`` (1-based) runs: ``step / steps``, or
-        the larger of that and ``train_seconds / max_train_seconds``, clipped to ``[0, 1]``."""
+        the larger of that and ``train_seconds / max_train_seconds``, clipped to ``[0, 1]``.
+
+        Training-progress hook: before each training step, every submodule of the algorithm
+        (``algorithm.modules()``, the algorithm included) that defines a method
+        ``set_training_progress(fraction: float)`` is called with the fraction of the run's
+        budget used so far: ``step / steps`` for the step about to run (1-based, so the last
+        step sees 1.0), or, when ``max_train_seconds`` is set, the larger of that and
+        ``train_seconds / max_train_seconds`` (training seconds before this step), clipped to
+        ``[0, 1]``. It is what a schedule inside a model (e.g. the DropBlock keep-rate ramp of
+        the official ResNet-12) follows. The fraction is a function of the step (or of the
+        training time) only, so a resumed step-budget run sees the same fractions as an
+        uninterrupted one; a hook is not called during validation or evaluation.
+        """
         cfg = self.config
         fraction = step / cfg.steps
         if cfg.max_train_seconds is not None:
@@ -402,36 +382,9 @@ class Trainer:
             if not math.isfinite(norm):
                 self._fail(s, "gradient norm", norm)
 
-    @property
-    def _steps_on_validation(self) -> bool:
-        return isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
-
     def _fail(self, step: int, what: str, value: float) -> None:
         ckpt, ckpt_step = self._last_ckpt if self._last_ckpt is not None else (None, None)
         raise NonFiniteLossError(step, what, value, ckpt, ckpt_step, self.config)
-
-    def validate(self) -> MeanCI:
-        """Score on the fixed validation episodes without disturbing any training RNG.
-
-        Raises :class:`NonFiniteLossError` when some episode scores NaN/inf (the
-        adapted model diverged, e.g. from a too-large inner learning rate).
-        """
-        assert self.experiment is not None
-        cfg = self.config
-        ctx = self.distributed
-        with preserved_rng(self.generator):
-            episodes = self.experiment.val.fixed_episodes(cfg.val_episodes, cfg.val_seed, cfg.eval_batch_size)
-            if ctx.enabled:  # each rank scores every W-th batch of episodes; all ranks get all scores
-                share = interleaved(episodes, ctx)  # may be empty when there are fewer batches than ranks
-                mine = episode_scores(self.experiment.algorithm, share, self.device).cpu() if share \
-                    else torch.zeros(0, dtype=torch.float64)
-                scores = torch.cat([s.reshape(-1).to(torch.float64) for s in ctx.gather_objects(mine)])
-            else:
-                scores = episode_scores(self.experiment.algorithm, episodes, self.device)
-        bad = scores[~torch.isfinite(scores)]
-        if len(bad):
-            self._fail(self.step, "validation score", float(bad[0]))
-        return mean_ci95(scores)
 
     def save_checkpoint(self, step: int, is_best: bool, wall: float) -> Path:
         """Write ``last.pt`` (and ``best.pt``); distributed: every rank takes part (its task
@@ -484,7 +437,7 @@ class Trainer:
             desc=cfg.algorithm, bar_seconds=True, tensorboard=self.tensorboard, interrupts=self.interrupts)
         self._loop, self._history = loop, []
         self._start_time = time.perf_counter()
-        self._window = _Window(self._start_time, self.step)
+        self._window = Window(self._start_time, self.step)
         self._last_loss, self._val = float("nan"), None
         self._next_timed_eval = (self._consensus_seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds \
             if cfg.eval_every_seconds else math.inf
@@ -537,67 +490,6 @@ class Trainer:
         is_best = self._validate_step(step, seconds, last) if validating else False
         return StepEnd(checkpoint=last, best=is_best, stop=self.stopped_early)
 
-    def _log_train(self, step: int, norm_t: torch.Tensor, seconds: float) -> None:
-        assert self.optimizer is not None
-        ctx, window, now = self.distributed, self._window, time.perf_counter()
-        losses = torch.stack(window.losses).to(torch.float64).tolist()
-        rec = {
-            "kind": "train", "step": step, "loss": sum(losses) / len(losses),
-            "grad_norm": float(norm_t), "lr": self.optimizer.param_groups[0]["lr"],
-            "wall_time": self._wall_offset + now - self._start_time, "train_seconds": seconds,
-            "it_s": (step - window.first) / max(now - window.start, 1e-9),
-        }
-        if ctx.enabled:
-            per_rank = ctx.gather_objects(sum(window.comm) / max(len(window.comm), 1))
-            rec.update(world_size=ctx.world_size, comm_s_per_step=per_rank)
-        self._loop.log.write(rec)
-        self._history.append(rec)
-        self._loop.bar.set_postfix(step=step, loss=f"{rec['loss']:.4g}")
-        self._window = _Window(now, step)
-
-    def _validate_step(self, step: int, seconds: float, last: bool) -> bool:
-        """Validate, step the plateau schedule and the early-stopping count; True for a new best."""
-        assert self.optimizer is not None
-        val = self._val = self.validate()
-        is_best = self._update_best(step, val)
-        self.validations_since_best = 0 if is_best else self.validations_since_best + 1
-        if self._steps_on_validation:
-            self.scheduler.step(val.mean)  # type: ignore[union-attr]
-        rec = {"kind": "val", "step": step, "val_mean": val.mean, "val_ci95": val.ci95, "val_n": val.n,
-               "wall_time": self._wall(), "train_seconds": seconds, "lr": self.optimizer.param_groups[0]["lr"],
-               "validations_since_best": self.validations_since_best}
-        self._loop.log.write(rec)
-        self._history.append(rec)
-        self._loop.bar.set_postfix(step=step, loss=f"{self._last_loss:.4g}", val=str(val))
-        # the validation that uses up the patience ends the run, unless it ends here anyway
-        patience = self.config.early_stopping_patience
-        self.stopped_early = patience is not None and self.validations_since_best >= patience and not last
-        return is_best
-
-    def _after_step(self, step: int) -> None:
-        """After the step's checkpoint: the early-stop record, then the ``on_step`` hook."""
-        if self.stopped_early:
-            rec = self._early_stop_record(self._wall(), self.config.early_stopping_patience)
-            self._loop.log.write(rec)
-            self._history.append(rec)
-        if self.on_step is not None:
-            self.on_step(step, self._last_loss)
-
-    def _early_stop_record(self, wall: float, patience: int | None) -> dict[str, Any]:
-        assert self.optimizer is not None
-        best = self.best or {}
-        return {"kind": "early_stop", "step": self.step, "metric": self.metric, "patience": patience,
-                "validations_without_improvement": self.validations_since_best, "best_step": best.get("step"),
-                "best_mean": best.get("mean"), "lr": self.optimizer.param_groups[0]["lr"], "wall_time": wall,
-                "train_seconds": self._consensus_seconds}
-
-    def _update_best(self, step: int, val: MeanCI) -> bool:
-        assert self.metric is not None
-        better = higher_is_better(self.metric)
-        if self.best is None or (val.mean > self.best["mean"] if better else val.mean < self.best["mean"]):
-            self.best = {"step": step, "mean": val.mean, "ci95": val.ci95, "n": val.n, "metric": self.metric}
-            return True
-        return False
 
 
 def train(config: ExperimentConfig, **kwargs: Any) -> TrainResult:
