@@ -107,6 +107,93 @@ def _line_search(z: Tensor, y1h: Tensor, reg: Tensor, c: float, theta: Tensor, f
     return new_theta, new_f
 
 
+def _reduce_features(x: Tensor, fit_bias: bool, penalize_bias: bool) -> tuple[Tensor | None, Tensor, int, Tensor]:
+    """The problem on r = min(S, D) features (module docstring): ``(Q or None, Z, r, reg)``, ``Z``
+    ``[T, S, r (+1)]`` with the bias column appended when ``fit_bias``, ``reg`` the penalty weight
+    of each coordinate (0 for an unpenalised bias)."""
+    t, s, d = x.shape
+    if d > s:
+        q, r_mat = torch.linalg.qr(x.transpose(1, 2), mode="reduced")  # q [T,D,S], r [T,S,S]
+        z = r_mat.transpose(1, 2)  # X Q
+    else:
+        q, z = None, x
+    r = z.shape[2]
+    # penalty weights of the coordinates, filled on the device (a torch.tensor from a list
+    # would be a blocking host-to-device copy)
+    reg = torch.ones(r + int(fit_bias), dtype=x.dtype, device=x.device)
+    if fit_bias:
+        z = torch.cat([z, torch.ones(t, s, 1, dtype=x.dtype, device=x.device)], dim=2)
+        if not penalize_bias:
+            reg[r] = 0.0
+    return q, z, r, reg
+
+
+def _ce_hessian(z: Tensor, p: Tensor, C: float, hdiag: Tensor) -> Tensor:
+    """The Hessian of objective (1) in theta, ``[T, R N, R N]`` with index (a, k) -> a * N + k:
+    C times the cross-entropy term's, plus the penalty ``hdiag`` on the diagonal."""
+    t, s, rr = z.shape
+    n = p.shape[2]
+    zp = (z.unsqueeze(3) * p.unsqueeze(2)).reshape(t, s, rr * n)  # z_ia p_ik
+    hess = -torch.bmm(zp.transpose(1, 2), zp)  # -sum_i z_ia p_ik z_ib p_il
+    diag_part = torch.bmm(zp.transpose(1, 2), z).view(t, rr, n, rr)  # sum_i z_ia p_ik z_ib
+    h5 = hess.view(t, rr, n, rr, n)
+    torch.diagonal(h5, dim1=2, dim2=4).add_(diag_part.permute(0, 1, 3, 2))
+    hess = C * hess
+    hess.diagonal(dim1=1, dim2=2).add_(hdiag)
+    return hess
+
+
+def _damped_cholesky(hess: Tensor, chol: Tensor, info: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Cholesky factors of ``hess`` with a growing ridge on the tasks whose factorisation failed
+    (numerically indefinite), only those, so that a task's fit does not depend on the others in
+    its batch: ``(chol, info)``."""
+    t = hess.shape[0]
+    eye = torch.eye(hess.shape[1], dtype=hess.dtype, device=hess.device)
+    jitter = eps
+    damp = torch.zeros(t, 1, 1, dtype=hess.dtype, device=hess.device)
+    while jitter < 1.0:
+        damp = torch.where((info != 0).view(t, 1, 1), torch.full_like(damp, jitter), damp)
+        chol, info = torch.linalg.cholesky_ex(hess + damp * eye)
+        jitter *= 100.0
+        if not bool((info != 0).any()):
+            break
+    return chol, info
+
+
+def _newton_solve(z: Tensor, y1h: Tensor, reg: Tensor, C: float, eps: float, max_iter: int, gtol: float,
+                  alphas: Tensor, on_host: bool) -> Tensor:
+    """Batched Newton iterations (2) on objective (1) from theta = 0, each with a backtracking line
+    search; a task whose gradient max-norm is below ``gtol`` is frozen. ``on_host``: host reads
+    are free, so each decision is read when it arises (else one read per iteration)."""
+    t, _, rr = z.shape
+    n = y1h.shape[2]
+    hdiag = torch.where(reg > 0, reg, torch.full_like(reg, eps)).repeat_interleave(n)  # [(R N)]
+    theta = torch.zeros(t, rr, n, dtype=z.dtype, device=z.device)
+    f = _objective(z, y1h, theta, reg, C)
+    done = torch.zeros(t, dtype=torch.bool, device=z.device)  # converged tasks are frozen
+    for _ in range(max_iter):
+        p = torch.softmax(torch.bmm(z, theta), dim=-1)  # [T,S,N]
+        grad = reg.view(1, -1, 1) * theta + C * torch.bmm(z.transpose(1, 2), p - y1h)  # [T,R,N]
+        done = done | (grad.abs().amax(dim=(1, 2)) <= gtol)
+        if on_host and bool(done.all()):
+            break
+        hess = _ce_hessian(z, p, C, hdiag)
+        g = grad.reshape(t, rr * n, 1)
+        chol, info = torch.linalg.cholesky_ex(hess)
+        if on_host:
+            failed = bool((info != 0).any())
+        else:  # the iteration's one host read (module docstring)
+            stop, failed = torch.stack([done.all(), (info != 0).any()]).tolist()
+            if stop:
+                break
+        if failed:
+            chol, info = _damped_cholesky(hess, chol, info, eps)
+        step = -torch.cholesky_solve(g, chol).view(t, rr, n)
+        step = torch.where(done.view(t, 1, 1), torch.zeros_like(step), step)
+        theta, f = _line_search(z, y1h, reg, C, theta, f, step, grad, alphas, 1 if on_host else _LS_STEPS)
+    return theta
+
+
 @torch.no_grad()
 def logistic_fit(
     support: Tensor,
@@ -150,71 +237,13 @@ def logistic_fit(
     x = support.to(solver_dtype) if solver_dtype is not None else support
     if normalize:
         x = F.normalize(x, dim=-1)
-    t, s, d = x.shape
-    n = n_way
-    y1h = F.one_hot(support_labels, n).to(x.dtype)
+    s = x.shape[1]
+    y1h = F.one_hot(support_labels, n_way).to(x.dtype)
 
-    # Reduce to r = min(S, D) features without changing the problem (see module docstring).
-    if d > s:
-        q, r_mat = torch.linalg.qr(x.transpose(1, 2), mode="reduced")  # q [T,D,S], r [T,S,S]
-        z = r_mat.transpose(1, 2)  # X Q
-    else:
-        q, z = None, x
-    r = z.shape[2]
-    # penalty weights of the coordinates, filled on the device (a torch.tensor from a list
-    # would be a blocking host-to-device copy)
-    reg = torch.ones(r + int(fit_bias), dtype=x.dtype, device=x.device)
-    if fit_bias:
-        z = torch.cat([z, torch.ones(t, s, 1, dtype=x.dtype, device=x.device)], dim=2)
-        if not penalize_bias:
-            reg[r] = 0.0
-    rr = z.shape[2]
+    q, z, r, reg = _reduce_features(x, fit_bias, penalize_bias)
     # Tiny ridge on unpenalised coordinates only (the flat softmax-shift direction).
     eps = 1e-10 * max(1.0, C * s)
-    hdiag = torch.where(reg > 0, reg, torch.full_like(reg, eps)).repeat_interleave(n)  # [(R N)]
-
-    theta = torch.zeros(t, rr, n, dtype=x.dtype, device=x.device)
-    f = _objective(z, y1h, theta, reg, C)
-    gtol = tol * (1.0 + C * s)
-    on_host = reads_are_free(x)  # host reads are free: read each decision when it arises
-    done = torch.zeros(t, dtype=torch.bool, device=x.device)  # converged tasks are frozen
-    eye = torch.eye(rr * n, dtype=x.dtype, device=x.device)
-    alphas = _step_lengths(x)
-    for _ in range(max_iter):
-        p = torch.softmax(torch.bmm(z, theta), dim=-1)  # [T,S,N]
-        grad = reg.view(1, -1, 1) * theta + C * torch.bmm(z.transpose(1, 2), p - y1h)  # [T,R,N]
-        done = done | (grad.abs().amax(dim=(1, 2)) <= gtol)
-        if on_host and bool(done.all()):
-            break
-        # Hessian of the CE term, index (a, k) -> a * N + k.
-        zp = (z.unsqueeze(3) * p.unsqueeze(2)).reshape(t, s, rr * n)  # z_ia p_ik
-        hess = -torch.bmm(zp.transpose(1, 2), zp)  # -sum_i z_ia p_ik z_ib p_il
-        diag_part = torch.bmm(zp.transpose(1, 2), z).view(t, rr, n, rr)  # sum_i z_ia p_ik z_ib
-        h5 = hess.view(t, rr, n, rr, n)
-        torch.diagonal(h5, dim1=2, dim2=4).add_(diag_part.permute(0, 1, 3, 2))
-        hess = C * hess
-        hess.diagonal(dim1=1, dim2=2).add_(hdiag)
-        g = grad.reshape(t, rr * n, 1)
-        chol, info = torch.linalg.cholesky_ex(hess)
-        if on_host:
-            failed = bool((info != 0).any())
-        else:  # the iteration's one host read (module docstring)
-            stop, failed = torch.stack([done.all(), (info != 0).any()]).tolist()
-            if stop:
-                break
-        if failed:  # numerically indefinite: damp more, only the failing tasks, so that a task's
-            # fit does not depend on the others in its batch
-            jitter = 1e-10 * max(1.0, C * s)
-            damp = torch.zeros(t, 1, 1, dtype=x.dtype, device=x.device)
-            while jitter < 1.0:
-                damp = torch.where((info != 0).view(t, 1, 1), torch.full_like(damp, jitter), damp)
-                chol, info = torch.linalg.cholesky_ex(hess + damp * eye)
-                jitter *= 100.0
-                if not bool((info != 0).any()):
-                    break
-        step = -torch.cholesky_solve(g, chol).view(t, rr, n)
-        step = torch.where(done.view(t, 1, 1), torch.zeros_like(step), step)
-        theta, f = _line_search(z, y1h, reg, C, theta, f, step, grad, alphas, 1 if on_host else _LS_STEPS)
+    theta = _newton_solve(z, y1h, reg, C, eps, max_iter, tol * (1.0 + C * s), _step_lengths(x), reads_are_free(x))
 
     v = theta[:, :r, :]
     w = v if q is None else torch.bmm(q, v)  # [T,D,N]

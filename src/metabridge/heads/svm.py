@@ -77,6 +77,48 @@ def _max_step(v: Tensor, dv: Tensor) -> Tensor:
     return ratio.amin(dim=-1).clamp(max=1.0)
 
 
+def _bdot(mat: Tensor, v: Tensor) -> Tensor:
+    """Per-class matrix-vector products: ``[T, N, S, S] x [T, N, S] -> [T, N, S]``."""
+    return torch.matmul(mat, v.unsqueeze(-1)).squeeze(-1)
+
+
+def _mehrotra_direction(kr: Tensor, sl: Tensor, lam: Tensor, r_d: Tensor, r_e: Tensor, r_p: Tensor, mu: Tensor,
+                        delta: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One Mehrotra predictor-corrector direction of :func:`_ipm_cs_dual` at the iterate with slack
+    ``sl`` and multiplier ``lam`` (class-major ``[T, N, S]``) and residuals ``r_d``, ``r_e``, ``r_p``:
+    ``(dx, ds, dlam, dnu, step)``, ``step`` ``[T]`` the fraction-to-the-boundary step length
+    (0.99 of the largest feasible one; 0 for a task whose direction is not finite)."""
+    t, n, s_n = sl.shape
+    dvec = lam / sl + delta  # [T, N, S]
+    hk = kr.unsqueeze(1) + torch.diag_embed(dvec)  # [T, N, S, S]
+    chol, _ = torch.linalg.cholesky_ex(hk)
+    hinv = torch.cholesky_inverse(chol)  # [T, N, S, S]
+    chol_s, _ = torch.linalg.cholesky_ex(hinv.sum(1))  # Schur complement E H^-1 E^T
+
+    def newton(r_c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        b1 = -r_d - (r_c + lam * r_p) / sl
+        yv = _bdot(hinv, b1)
+        dnu = torch.cholesky_solve((yv.sum(1) + r_e).unsqueeze(-1), chol_s).squeeze(-1)
+        dx = yv - _bdot(hinv, dnu.unsqueeze(1).expand(t, n, s_n))
+        ds = -r_p - dx
+        dlam = (r_c - lam * ds) / sl
+        return dx, ds, dlam, dnu
+
+    def max_step(v: Tensor, dv: Tensor) -> Tensor:
+        return _max_step(v.reshape(t, -1), dv.reshape(t, -1))
+
+    # Predictor (affine-scaling) step.
+    dx_a, ds_a, dl_a, _ = newton(-sl * lam)
+    a_aff = torch.minimum(max_step(sl, ds_a), max_step(lam, dl_a)).view(t, 1, 1)
+    mu_aff = ((sl + a_aff * ds_a) * (lam + a_aff * dl_a)).mean(dim=(1, 2))
+    sigma = (mu_aff / mu).clamp(0.0, 1.0) ** 3
+    # Corrector-centring step.
+    dx, ds, dl, dnu = newton(-sl * lam - ds_a * dl_a + (sigma * mu).view(t, 1, 1))
+    step = 0.99 * torch.minimum(max_step(sl, ds), max_step(lam, dl))
+    ok = torch.isfinite(dx).all(-1).all(-1) & torch.isfinite(dl).all(-1).all(-1) & torch.isfinite(dnu).all(-1)
+    return dx, ds, dl, dnu, torch.where(~ok, torch.zeros_like(step), step)
+
+
 def _ipm_cs_dual(
     k: Tensor, y1h: Tensor, c: float, rho: float, tol: float, max_iter: int
 ) -> tuple[Tensor, Tensor, Tensor, int, bool]:
@@ -120,9 +162,6 @@ def _ipm_cs_dual(
     def flat(v: Tensor) -> Tensor:  # [T, N, S] -> [T, m] in (n, k) order
         return v.transpose(1, 2).reshape(t, s_n * n)
 
-    def bdot(mat: Tensor, v: Tensor) -> Tensor:  # per-class matvec: [T,N,S,S] x [T,N,S]
-        return torch.matmul(mat, v.unsqueeze(-1)).squeeze(-1)
-
     check_every = 1 if reads_are_free(k) else max(1, int(DEVICE_CHECK_EVERY))
     converged = False
     it = 0
@@ -142,34 +181,8 @@ def _ipm_cs_dual(
             if bool(done.all()):  # the host read (every iteration on the host)
                 converged = True
                 break
-        dvec = lam / sl + delta  # [T, N, S]
-        hk = kr.unsqueeze(1) + torch.diag_embed(dvec)  # [T, N, S, S]
-        chol, _ = torch.linalg.cholesky_ex(hk)
-        hinv = torch.cholesky_inverse(chol)  # [T, N, S, S]
-        chol_s, _ = torch.linalg.cholesky_ex(hinv.sum(1))  # Schur complement E H^-1 E^T
-
-        def newton(r_c: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-            b1 = -r_d - (r_c + lam * r_p) / sl
-            yv = bdot(hinv, b1)
-            dnu = torch.cholesky_solve((yv.sum(1) + r_e).unsqueeze(-1), chol_s).squeeze(-1)
-            dx = yv - bdot(hinv, dnu.unsqueeze(1).expand(t, n, s_n))
-            ds = -r_p - dx
-            dlam = (r_c - lam * ds) / sl
-            return dx, ds, dlam, dnu
-
-        def max_step(v: Tensor, dv: Tensor) -> Tensor:
-            return _max_step(v.reshape(t, -1), dv.reshape(t, -1))
-
-        # Predictor (affine-scaling) step.
-        dx_a, ds_a, dl_a, _ = newton(-sl * lam)
-        a_aff = torch.minimum(max_step(sl, ds_a), max_step(lam, dl_a)).view(t, 1, 1)
-        mu_aff = ((sl + a_aff * ds_a) * (lam + a_aff * dl_a)).mean(dim=(1, 2))
-        sigma = (mu_aff / mu).clamp(0.0, 1.0) ** 3
-        # Corrector-centring step.
-        dx, ds, dl, dnu = newton(-sl * lam - ds_a * dl_a + (sigma * mu).view(t, 1, 1))
-        step = 0.99 * torch.minimum(max_step(sl, ds), max_step(lam, dl))
-        ok = torch.isfinite(dx).all(-1).all(-1) & torch.isfinite(dl).all(-1).all(-1) & torch.isfinite(dnu).all(-1)
-        step = torch.where(done | ~ok, torch.zeros_like(step), step)
+        dx, ds, dl, dnu, step = _mehrotra_direction(kr, sl, lam, r_d, r_e, r_p, mu, delta)
+        step = torch.where(done, torch.zeros_like(step), step)
         st = step.view(t, 1, 1)
         x = x + st * torch.nan_to_num(dx)
         sl = sl + st * torch.nan_to_num(ds)

@@ -64,7 +64,7 @@ def _shared_names(model: nn.Module, shared: Iterable[Any] | None) -> list[str]:
         if not hasattr(model, "shared_parameters"):
             raise ValueError(f"{type(model).__name__} has no shared_parameters(): pass shared= (the shared "
                              "parameters, or their names) to say which parameters the lookahead updates.")
-        shared = model.shared_parameters()
+        shared = model.shared_parameters()  # type: ignore[operator]
     names = []
     for item in shared:
         if isinstance(item, str):
@@ -81,6 +81,29 @@ def _shared_names(model: nn.Module, shared: Iterable[Any] | None) -> list[str]:
     if not names:
         raise ValueError("lookahead_affinity: the model has no shared parameters that require grad.")
     return names
+
+
+def _check_base_losses(losses: Tensor) -> Tensor:
+    """``losses`` if it is a ``[K]`` vector with a graph to the parameters, else a clear error."""
+    if losses.dim() != 1 or losses.shape[0] < 1:
+        raise ValueError(f"loss_fn must return the K per-task losses as a [K] tensor "
+                         f"(got shape {tuple(losses.shape)}).")
+    if not losses.requires_grad:
+        raise ValueError("the losses do not depend on the shared parameters (no graph): check loss_fn and "
+                         "that gradients are enabled for the model's parameters.")
+    return losses
+
+
+def _lookahead_params(shared: Mapping[str, Tensor], grads: Tensor, lr: float) -> dict[str, Tensor]:
+    """The K looked-ahead shared parameter sets: ``stacked[n][i] = theta_n - lr * g_i`` (the slice of
+    the flat per-task gradient ``grads`` [K, P] that belongs to parameter n, in ``shared``'s order)."""
+    k = grads.shape[0]
+    stacked: dict[str, Tensor] = {}
+    offset = 0
+    for n, p in shared.items():
+        stacked[n] = p.detach().unsqueeze(0) - lr * grads[:, offset:offset + p.numel()].reshape(k, *p.shape).to(p.dtype)
+        offset += p.numel()
+    return stacked
 
 
 def lookahead_affinity(model: nn.Module, loss_fn: LossFn, batch_inputs: Any, lr: float, *,
@@ -123,13 +146,8 @@ def lookahead_affinity(model: nn.Module, loss_fn: LossFn, batch_inputs: Any, lr:
     # L(theta): the base losses, with a graph to the shared parameters only
     with torch.enable_grad():
         base_params = {**fixed, **{n: params[n] for n in names}}
-        losses = _as_loss_vector(loss_fn(functional_call(model, (base_params, buffer_copies()), args)))
-        if losses.dim() != 1 or losses.shape[0] < 1:
-            raise ValueError(f"loss_fn must return the K per-task losses as a [K] tensor "
-                             f"(got shape {tuple(losses.shape)}).")
-        if not losses.requires_grad:
-            raise ValueError("the losses do not depend on the shared parameters (no graph): check loss_fn and "
-                             "that gradients are enabled for the model's parameters.")
+        losses = _check_base_losses(_as_loss_vector(loss_fn(functional_call(model, (base_params, buffer_copies()),
+                                                                             args))))
         grads = per_task_gradients(losses, [params[n] for n in names], mode=gradient_mode, retain_graph=False)
     base = losses.detach()
     k = base.shape[0]
@@ -138,15 +156,9 @@ def lookahead_affinity(model: nn.Module, loss_fn: LossFn, batch_inputs: Any, lr:
         raise ValueError(f"task(s) {bad} have base loss {[base[j].item() for j in bad]}: the affinity "
                          "1 - L_j(after) / L_j(before) needs finite losses > 0.")
 
-    # the K looked-ahead shared parameter sets: stacked[n][i] = theta_n - lr * g_i (slice of n)
-    stacked: dict[str, Tensor] = {}
-    offset = 0
-    for n in names:
-        p = params[n]
-        stacked[n] = p.detach().unsqueeze(0) - lr * grads[:, offset:offset + p.numel()].reshape(k, *p.shape).to(p.dtype)
-        offset += p.numel()
+    stacked = _lookahead_params({n: params[n] for n in names}, grads, lr)
 
-    def losses_at(shared_set: Mapping[str, Tensor], bufs: Mapping[str, Tensor]) -> Tensor:
+    def losses_at(shared_set: Mapping[str, Tensor], bufs: dict[str, Tensor]) -> Tensor:
         return _as_loss_vector(loss_fn(functional_call(model, ({**fixed, **shared_set}, bufs), args)))
 
     after: Tensor | None = None
