@@ -174,6 +174,19 @@ def test_rl_train_then_eval_report_returns_with_their_interval(tmp_path: Path, c
     assert json.loads((tmp_path / "e" / "config.json").read_text())["updates"] == 2
 
 
+def test_rl_train_resume_keeps_the_runs_own_settings(tmp_path: Path) -> None:
+    from metabridge.rl.commands import RLTrainConfig, run_train
+
+    over = {k: v for k, v in TINY.items() if k not in ("env", "env_kwargs")} | {"iterations": 2, "eval_every": 2}
+    run_train(RLTrainConfig(out=tmp_path, algorithm="drs-ppo", seed=3, env_kwargs={"horizon": 8}, progress=False,
+                            **over))
+    result = run_train(RLTrainConfig(out=tmp_path, resume=True, iterations=4, progress=False))  # no other option
+    saved = RLConfig(**json.loads((tmp_path / "config.json").read_text()))
+    assert result.iteration == 4 and saved.iterations == 4
+    assert saved.algorithm == "drs-ppo" and saved.seed == 3 and saved.meta_batch == 3
+    assert saved.env_kwargs == {"action_scale": 0.1, "horizon": 8}
+
+
 def test_rl_eval_of_a_folder_without_a_run_says_so(tmp_path: Path) -> None:
     from metabridge.rl.commands import RLEvalConfig, run_eval
 

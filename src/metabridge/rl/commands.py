@@ -120,7 +120,8 @@ class RLTrainConfig(_RLSettings):
         "maml-trpo, fo-maml-trpo, drs-trpo, drs-ppo, or one a --plugin module registered (metabridge list "
         "rl-algorithms)."))
     seed: int = Field(0, description="Seed of the policy initialisation and of every sampled task and action.")
-    resume: bool = Field(False, description="Continue the run in --out from its last checkpoint (bit-exact).")
+    resume: bool = Field(False, description="Continue the run in --out from its last checkpoint (bit-exact); its "
+                         "own settings hold, changed only by the options given (e.g. --iterations to train longer).")
     overwrite: bool = Field(False, description="Start again in an --out that holds a run.")
     threads: PositiveInt | None = Field(None, description="Torch CPU threads while the run trains [default: "
                                         "torch's].")
@@ -140,13 +141,33 @@ class RLTrainConfig(_RLSettings):
         return self
 
     def rl_config(self) -> RLConfig:
-        """The run's RLConfig: the preset for the algorithm, with the fields given here applied."""
+        """The run's RLConfig: the preset for the algorithm, with the fields given here applied; with
+        ``resume``, the settings the run in ``out`` was started with, with the fields given here applied."""
         from .presets import preset_config, validated_rl_config
 
+        saved = self._saved_run()
+        if saved is not None:
+            return validated_rl_config(**self._applied_to(saved))
         over = {**self.rl_overrides(), "seed": self.seed, "plugins": list(self.plugins)}
         if self.preset is None:
             return validated_rl_config(algorithm=self.algorithm, **over)
         return preset_config(self.preset, self.algorithm, **over)
+
+    def _saved_run(self) -> dict[str, Any] | None:
+        """The RLConfig the run in ``out`` was started with, when resuming one."""
+        path = Path(self.out) / "config.json"
+        return json.loads(path.read_text(encoding="utf-8")) if self.resume and path.is_file() else None
+
+    def _applied_to(self, saved: dict[str, Any]) -> dict[str, Any]:
+        """``saved`` with the fields given here (mappings added to the saved ones; algorithm, seed and
+        plugins only where they differ from their defaults, so that a plain ``--resume`` keeps the run's)."""
+        over = self.rl_overrides()
+        for key in ("env_kwargs", "algorithm_kwargs"):
+            if key in over:
+                over[key] = {**saved.get(key, {}), **over[key]}
+        defaults = {k: type(self).model_fields[k].get_default(call_default_factory=True) for k in _OWN}
+        own = {k: getattr(self, k) for k in _OWN if getattr(self, k) != defaults[k]}
+        return {**saved, **own, **over}
 
 
 def run_train(config: RLTrainConfig) -> Any:
