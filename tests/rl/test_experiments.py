@@ -80,3 +80,21 @@ def test_every_rl_setting_is_described_and_writes_under_runs(name: str) -> None:
     assert issubclass(model, CommandConfig)
     assert all(info.description for info in model.model_fields.values()), name
     assert str(model.model_fields["out"].default).startswith("runs/rl/")
+
+
+def test_finetune_result_reports_mean_and_95_ci_over_tasks() -> None:
+    import torch
+
+    from metabridge.rl.evaluate import FinetuneResult
+    from metabridge.stats import mean_ci95
+
+    returns = torch.tensor([[-4.0, -2.0, -3.0, -7.0], [-1.0, -1.5, -0.5, -1.0]])
+    success = torch.tensor([[0.0, 1.0, 0.0, 0.0], [1.0, 1.0, 0.0, 1.0]])
+    res = FinetuneResult(returns, success, env_steps=80)
+    assert res.mean_returns() == [-4.0, -1.0]
+    assert res.returns_ci95() == pytest.approx([mean_ci95(r).ci95 for r in returns])
+    assert res.returns_ci95()[0] == pytest.approx(1.96 * float(returns[0].std()) / 2)
+    assert [(s.mean, s.n) for s in res.returns_summary()] == [(-4.0, 4), (-1.0, 4)]
+    assert res.success_ci95() == pytest.approx([mean_ci95(s).ci95 for s in success])
+    assert FinetuneResult(returns, None, 0).success_ci95() is None
+    assert FinetuneResult(returns[:, :1], None, 0).returns_ci95() == [0.0, 0.0]  # one task: no spread to report
