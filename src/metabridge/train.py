@@ -6,7 +6,7 @@ clips the global gradient norm, and takes one optimizer step. The shared skeleto
 (:class:`metabridge.training.TrainingLoop`) drives the steps: progress bar, metrics in
 ``metrics.jsonl`` (and TensorBoard when it is installed), atomic checkpoints every
 ``checkpoint_every`` steps, the step and time budgets, and Ctrl-C / SIGTERM, which end
-the run after the step in flight with a checkpoint of it and print the resume command.
+the run after the step in flight with a checkpoint of it and name the resume command.
 The trainer adds validation on fixed episodes every ``eval_every`` steps (with every
 RNG saved and restored, so validation never changes the training trajectory).
 
@@ -148,8 +148,8 @@ class Trainer(ValidationMixin):
             Default: 1 on the CPU (free there), ``log_every`` on an accelerator, where each
             read waits for the device.
         interrupts: on SIGINT/SIGTERM, finish the step in flight, checkpoint it and raise
-            :class:`~metabridge.training.TrainingInterrupted` (a ``KeyboardInterrupt``) after
-            printing the resume command; ``False`` leaves the signals alone.
+            :class:`~metabridge.training.TrainingInterrupted` (a ``KeyboardInterrupt`` whose
+            message names the resume command); ``False`` leaves the signals alone.
 
     Validation-driven recipe (plateau schedule, early stopping) and the training-progress
     hook: see :class:`~metabridge.training.validation.ValidationMixin` and :meth:`training_progress`.

@@ -192,3 +192,31 @@ def test_multitask_resume_after_a_crash_equals_the_uninterrupted_run(tmp_path: P
         mtl_run(tmp_path / "full", 12, lr=0.5, resume=True)
     more = mtl_run(tmp_path / "full", 12, resume=True)[2]  # steps may grow
     assert [c["step"] for c in more.curve] == [2, 4, 6, 8, 9, 10, 12]
+
+
+# --------------------------------------------------------------------------- the CLI
+CLI = """
+import sys
+from metabridge.cli import main
+sys.argv = ["metabridge", *{args!r}]  # as the installed console script sees it
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_cli_train_interrupt_prints_a_resume_command_that_works(tmp_path: Path) -> None:
+    from cli_runner import run_cli
+
+    out = tmp_path / "cut"
+    args = ["train", "--task", "sinusoid", "--algorithm", "fomaml", "--k-shot", "5", "--q-query", "5",
+            "--meta-batch-size", "2", "--steps", "100000", "--eval-every", "0", "--log-every", "1",
+            "--checkpoint-every", "100000", "--test-episodes", "10", "--val-episodes", "10", "--out", str(out),
+            "--no-progress"]
+    done = interrupt_run(CLI.format(args=args), out, after=3)
+    step = assert_checkpointed_last_step(done, out)
+    assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
+    command = done.stderr.split("resume with: ")[-1].split()
+    assert command[:4] == ["metabridge", "train", "--resume", "--out"]
+    resumed = run_cli([*command[1:], "--steps", str(step + 2)])
+    assert resumed.exit_code == 0, resumed.output
+    assert load_checkpoint(out / "last.pt")["step"] == step + 2

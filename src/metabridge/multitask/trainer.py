@@ -170,7 +170,7 @@ def train_multitask(
         checkpoint_every: checkpoint every this many steps (0: at the end and on an interrupt only).
         progress: show a progress bar.
         interrupts: with ``run_dir``, on SIGINT/SIGTERM finish the step in flight, checkpoint it and
-            raise :class:`~metabridge.training.TrainingInterrupted` after printing how to resume.
+            raise :class:`~metabridge.training.TrainingInterrupted`, whose message says how to resume.
     """
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1 (got steps={steps}, batch_size={batch_size}).")

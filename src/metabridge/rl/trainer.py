@@ -7,7 +7,7 @@ record per iteration, one ``eval`` record per evaluation), and ``last.pt`` /
 state (PPO's Adam), the sampler generator's state, the iteration, the environment steps
 and seconds so far: a run killed at any point and resumed with ``resume=True`` ends with
 the parameters of the uninterrupted run. Ctrl-C or SIGTERM ends a run after the iteration
-in flight, with a checkpoint of it, and prints the command that resumes it.
+in flight, with a checkpoint of it, and names the command that resumes it.
 
 Evaluation (:func:`metabridge.rl.evaluate.finetune_returns`) uses held-out tasks and a
 noise generator both seeded by ``config.eval_seed`` alone, so every method, seed and
@@ -124,7 +124,7 @@ class RLTrainer:
         on_iteration: called as ``on_iteration(iteration, stats)`` after each iteration
             (tests use it to kill a run at a chosen point).
         interrupts: on SIGINT/SIGTERM, finish the iteration in flight, checkpoint it and raise
-            :class:`~metabridge.training.TrainingInterrupted` after printing the resume command.
+            :class:`~metabridge.training.TrainingInterrupted`, whose message names the resume command.
         distributed: the ranks of a data-parallel run (default: one process; see the module
             docstring and :func:`metabridge.distributed.init_from_environment`).
     """

@@ -10,8 +10,9 @@ around it:
 * **budgets**: the step budget ``steps`` and an optional time budget ``max_seconds`` of
   training seconds (:meth:`TrainingLoop.is_last` tells a step that it is the final one);
 * **interrupts**: SIGINT/SIGTERM (:mod:`.interrupt`) end the run between two steps: the
-  loop checkpoints the last completed step (unless its checkpoint is already on disk),
-  prints how to resume, and raises :class:`~.interrupt.TrainingInterrupted`; under data
+  loop checkpoints the last completed step (unless its checkpoint is already on disk) and
+  raises :class:`~.interrupt.TrainingInterrupted`, whose message says how to resume (the
+  CLI prints it; uncaught, the traceback ends with it); under data
   parallelism the ranks agree on the stop after every step (one small all-gather), so
   they stop, checkpoint and exit at the same step;
 * **the non-finite stop**: a :class:`NonFiniteError` raised by a step is recorded in the
@@ -22,7 +23,6 @@ around it:
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,8 +158,5 @@ class TrainingLoop:
             self.saved = (self.save(self.step, False), self.step)
         signum = guard.requested if guard.requested is not None else 2
         path = self.saved[0] if self.saved is not None and self.distributed.is_main else None
-        error = TrainingInterrupted(self.step, path, self.resume, signum)
-        if self.distributed.is_main:
-            self.bar.close()
-            print(str(error), file=sys.stderr, flush=True)
-        raise error
+        self.bar.close()
+        raise TrainingInterrupted(self.step, path, self.resume, signum)
