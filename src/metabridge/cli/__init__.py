@@ -15,6 +15,7 @@ episodes). Set ``METABRIDGE_DEBUG=1`` to see the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -65,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return dispatch(args)
     except BrokenPipeError:  # the reader of stdout went away (e.g. metabridge list | head)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's documented remedy
+        with contextlib.suppress(OSError, ValueError):  # Python's documented remedy, for a real stdout
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
