@@ -109,3 +109,25 @@ def test_no_work_items_or_machine_stories() -> None:
     text = _text().lower()
     for phrase in (r"\bissue \d", "this machine", r"\bsession", r"20\d\d-\d\d-\d\d"):
         assert not re.search(phrase, text), phrase
+
+
+def _cli_lines() -> list[list[str]]:
+    block = re.search(r"## Command line at a glance\n+```text\n(.*?)```", _text(), flags=re.S)
+    assert block is not None, "the README shows the command line at a glance"
+    return [line.split("#")[0].split() for line in block.group(1).splitlines() if line.startswith("metabridge ")]
+
+
+def test_cli_at_a_glance_names_real_commands_and_options() -> None:
+    from cli_runner import run_cli
+
+    lines = _cli_lines()
+    assert len(lines) >= 10
+    for words in lines:
+        group = words[1] in ("rl", "theory")
+        commands = [[words[1], sub] for sub in words[2].split("|")] if group else [[words[1]]]
+        options = {re.sub(r"[\[\]]", "", w) for w in words if w.lstrip("[").startswith("--")}
+        for command in commands:
+            r = run_cli([*command, "--help"])
+            assert r.exit_code == 0, (command, r.output)
+            for option in options:
+                assert option in r.output, f"metabridge {' '.join(command)} has no option {option}"
