@@ -64,6 +64,13 @@ def test_method_pages_follow_one_order(page: Path) -> None:
     assert found == SECTIONS, f"{page.name}: sections {found}, expected {SECTIONS} in this order"
 
 
+def test_cited_source_paths_exist() -> None:
+    cited = {m for p in _hand_written_pages() for m in re.findall(r"`(src/metabridge/[\w/]*(?:\.py)?)`", p.read_text("utf-8"))}
+    assert cited, "the method pages should say where their code lives"
+    missing = sorted(c for c in cited if not (ROOT / c).exists())
+    assert not missing, f"pages cite source paths that do not exist: {missing}"
+
+
 def test_cited_test_files_exist() -> None:
     cited = {m for p in _hand_written_pages() for m in re.findall(r"`(tests/[\w/]+\.py)`", p.read_text("utf-8"))}
     assert cited, "the pages should name the tests that check what they describe"
