@@ -75,8 +75,10 @@ def dataset_spec(name: str) -> Any:
 
 
 def _load_glyphs(root: str | Path, split: str, download: bool = False, **kw: Any) -> ClassDataset:
-    """``load_glyphs`` behind the common loader signature: glyphs are rendered from the
-    installed fonts into their own cache, so ``root`` and ``download`` do not apply."""
+    """Glyphs: an offline few-shot benchmark of real glyphs rendered from the installed fonts.
+
+    ``load_glyphs`` behind the common loader signature: glyphs are rendered into their own
+    cache, so ``root`` and ``download`` do not apply."""
     from .glyphs import load_glyphs
 
     return load_glyphs(split, **kw)

@@ -25,7 +25,8 @@ from .trpo_base import with_success
 
 
 class DRSPPO(MetaRLAlgorithm):
-    """DRS + PPO.
+    """Domain-randomized search with PPO (Gao & Sener 2020): PPO's clipped surrogate on the pooled
+    episodes of every task.
 
     Args (besides :class:`MetaRLAlgorithm`'s): learning_rate (Adam), clip (epsilon),
     epochs (full-batch passes per iteration), max_grad_norm (``None``: no clipping)."""

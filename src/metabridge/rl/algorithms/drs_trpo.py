@@ -24,7 +24,10 @@ from .trpo_base import TRPOMetaAlgorithm, fisher_rollouts, with_success
 
 
 class DRSTRPO(TRPOMetaAlgorithm):
-    """DRS + TRPO (settings as :class:`~metabridge.rl.algorithms.trpo_base.TRPOMetaAlgorithm`)."""
+    """Domain-randomized search with TRPO (Gao & Sener 2020): one TRPO step on the pooled episodes of
+    every task.
+
+    Settings as :class:`~metabridge.rl.algorithms.trpo_base.TRPOMetaAlgorithm`."""
 
     name = "drs-trpo"
 

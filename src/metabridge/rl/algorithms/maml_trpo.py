@@ -30,8 +30,11 @@ from .trpo_base import TRPOMetaAlgorithm, fisher_rollouts, with_success
 
 
 class MAMLTRPO(TRPOMetaAlgorithm):
-    """MAML-TRPO; ``first_order=True`` for its first-order variant (TRPO settings as
-    :class:`~metabridge.rl.algorithms.trpo_base.TRPOMetaAlgorithm`)."""
+    """MAML-TRPO (Finn et al. 2017): a TRPO meta-step on the surrogate after one policy-gradient
+    adaptation step per task.
+
+    ``first_order=True`` for its first-order variant (registered as ``fo-maml-trpo``); TRPO
+    settings as :class:`~metabridge.rl.algorithms.trpo_base.TRPOMetaAlgorithm`."""
 
     name = "maml-trpo"
     samples_per_task_iteration = 2
@@ -83,8 +86,10 @@ class MAMLTRPO(TRPOMetaAlgorithm):
 
 
 class FirstOrderMAMLTRPO(MAMLTRPO):
-    """First-order MAML-TRPO: :class:`MAMLTRPO` with ``first_order=True`` (the alpha grad^2 L_i term
-    and the differentiation of the Fisher-vector products through the inner step dropped)."""
+    """First-order MAML-TRPO: MAML-TRPO without the second-order terms of the inner step.
+
+    :class:`MAMLTRPO` with ``first_order=True``: the alpha grad^2 L_i term and the differentiation
+    of the Fisher-vector products through the inner step are dropped."""
 
     name = "fo-maml-trpo"
 
