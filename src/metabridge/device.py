@@ -57,10 +57,10 @@ def tune_cpu_allocator() -> bool:
     dynamically up to 32 MiB) and unmaps them on free, so each batch of Conv-4 activations
     (hundreds of MiB) is zero-filled page by page by the kernel, on every step. This sets
     ``M_MMAP_MAX`` to 0 (no mmap-served allocations) and ``M_TRIM_THRESHOLD`` to 2 GiB (no
-    trimming of the heap top). Measured on the 2-core development machine (glyphs,
-    meta-batch 16, 5-way 1-shot 10-query): one MTL step 1.16 s -> 0.73 s, 100 ProtoNet test
-    episodes 3.6 s -> 1.9 s, system time 3.7 s -> 0.9 s. Freed memory is reused instead, so
-    the resident set stays at its peak. Linux/glibc only; ``METABRIDGE_MALLOC_TUNING=0``
+    trimming of the heap top). Training steps and test episodes then skip the kernel's page
+    zeroing and most of their system time (experiments/speed_vs_peers times every library
+    with and without this tuning). Freed memory is reused instead, so the resident set
+    stays at its peak. Linux/glibc only; ``METABRIDGE_MALLOC_TUNING=0``
     leaves the allocator alone. Returns whether the tuning is in force.
     """
     global _process_tuned

@@ -1,4 +1,4 @@
-"""Wang et al.'s MTL with classes as tasks under a weighting method (issue 14, the bridge)."""
+"""Wang et al.'s MTL with classes as tasks under a weighting method (the bridge)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Multi-task architectures (issue 14): shapes on image and vector inputs, the two conditioning
+"""Multi-task architectures: shapes on image and vector inputs, the two conditioning
 claims (multiplicative one-hot gating = separate per-task networks; FiLM at initialisation = the
 unconditioned network), the shared/task parameter split, gradient flow, order independence of the
 task-conditioned forward, the features contract of the weighting methods, the registry and

@@ -1,4 +1,4 @@
-"""Loss-only weighting methods (issue 14): equal/mean, fixed, scale-invariant, uncertainty (Kendall
+"""Loss-only weighting methods: equal/mean, fixed, scale-invariant, uncertainty (Kendall
 et al. 2018), DWA (Liu et al. 2019), RLW (Lin et al. 2022), FAMO (Liu et al. 2023), min-max."""
 
 from __future__ import annotations

@@ -105,10 +105,9 @@ def expand_to_tasks(params: Params, names: list[str], num_tasks: int) -> Params:
 class WorkerPool:
     """Worker threads for :func:`chunked_meta_loss`, owned by one algorithm.
 
-    Started on first use and reused across calls: a fresh pool per meta-iteration was
-    measured slower (1.20 s against 1.05 s per meta-batch: Conv-4 MAML, 5-way 1-shot
-    15-query, 4 tasks one at a time on 2 threads, 2-core CPU, blocks of 5 calls alternated
-    in one process), as new threads get new malloc arenas and fault their pages in again.
+    Started on first use and reused across calls: a fresh pool per meta-iteration is
+    slower, as new threads get new malloc arenas and fault their pages in again (not
+    measured in a stored experiment).
     :meth:`close` shuts the threads down (the pool restarts if used again), and so does
     garbage collection of the pool. Copies and pickles start without threads.
     """
@@ -181,10 +180,11 @@ def chunked_meta_loss(loss_fn: Callable[[TaskBatch], Tensor], batch: TaskBatch, 
     usual; differentiating it twice, or with respect to anything but ``params``, is not
     supported. With ``threads > 1`` that many chunks run at once in worker threads, each
     with single-threaded operators (:func:`single_threaded_operators`, inside the worker:
-    the caller's thread settings are not touched): on a 2-core CPU two one-task chunks side
-    by side ran 1.3x faster than one task on two threads, because Conv-4's batch norm, ReLU
-    and pooling are memory-bound and small per-task tensors stay in each core's cache. The
-    chunks' gradients are summed in task order, so the result does not depend on scheduling.
+    the caller's thread settings are not touched): on CPU, chunks side by side on one thread
+    each are faster than one chunk at a time on all threads, because Conv-4's batch norm,
+    ReLU and pooling are memory-bound and small per-task tensors stay in each core's cache
+    (experiments/speed_vs_peers: the default against ``metabridge:t1``). The chunks'
+    gradients are summed in task order, so the result does not depend on scheduling.
 
     Args:
         loss_fn: ``TaskBatch -> scalar`` mean meta-loss of a sub-batch of tasks.

@@ -48,31 +48,37 @@ class ExecutionOptions:
             double backward of five reductions and five multiply-adds), ``"aten"``
             (``F.batch_norm``, whose double backward is ~40 element-wise operators; cuDNN's
             kernels on CUDA) or ``"auto"`` (default): the closed form where batch norm is
-            differentiated twice (second-order MAML, Meta-SGD) on CPU, where it was measured
-            1.19x faster per meta-iteration (README, peers table); ATen on GPU (not measured)
-            and for first-order methods and ANIL (measured 1.02x and 0.95x: no gain).
+            differentiated twice (second-order MAML, Meta-SGD) on CPU, where its double
+            backward runs far fewer operators than ATen's; ATen on GPU (not measured
+            there in a stored experiment; experiments/gpu_check re-times it) and for
+            first-order methods and ANIL, which never run the double backward, so the
+            closed form gains nothing there (experiments/speed_vs_peers, its closed-form
+            batch-norm part).
         checkpoint_inner: batched path, second order: recompute each inner step's
             activations in the outer backward (``torch.utils.checkpoint``) instead of
             storing them; less memory for long horizons at about one extra inner step of
-            compute per step (measured growth 26.8 -> 7.1 MiB per step, benchmarks/memory_steps.py).
+            compute per step: memory then grows more slowly with the number of inner steps
+            (experiments/memory_by_inner_steps).
         task_chunk: batched path: run the meta-batch this many tasks at a time, taking each
             chunk's gradient before the next (``chunked_meta_loss``), so peak memory is one
             chunk's; ``None`` runs all tasks at once; ``"auto"`` (default) is, on CPU, about 20
             support images per chunk, 1 to 4 tasks (5-way 1-shot: 4, 5-shot: 1; fewer when the
             meta-batch has too few tasks per worker thread: ``maml.auto_task_chunk``) and
-            ``None`` on GPU. Measured on a 2-core CPU (MAML,
-            1-shot, 5 steps, meta-batch 16, two threads, interleaved): chunks of 4 ran 1.14x
-            faster than one task at a time (the per-operator overhead of a one-task network
-            is shared by 4 tasks; CPU time per task 462 -> 365-407 ms, flat from 4 to 16), at
-            4x the per-chunk activation memory; ``task_chunk=1`` keeps the smallest memory.
-            All 32 at once used T times the memory. A chunked ``meta_loss`` has the right
-            value and first derivative, but cannot be differentiated twice.
+            ``None`` on GPU. On CPU, chunks of 4 are faster than one task at a time, because
+            the per-operator overhead of a one-task network is shared by the chunk's tasks,
+            at 4x the per-chunk activation memory; ``task_chunk=1`` keeps the smallest
+            memory, and all tasks at once hold every task's activations
+            (experiments/speed_vs_peers: four-task chunks against ``metabridge:c1`` and
+            ``metabridge:all``). A chunked ``meta_loss`` has the right value and first
+            derivative, but cannot be differentiated twice.
         task_threads: chunks run at once in worker threads with single-threaded operators
             (``chunked_meta_loss``); ``"auto"`` (default): ``torch.get_num_threads()`` on CPU
-            (1.3x faster on 2 cores, with that many chunks' activations alive at once), 1 on
-            GPU. 1 gives the smallest memory. The caller's thread settings are not changed;
-            the worker threads belong to the algorithm (reused across meta-iterations,
-            ended by its ``close()`` or when it is garbage collected).
+            (faster, as each core keeps its chunk's small memory-bound tensors in its cache,
+            with that many chunks' activations alive at once; experiments/speed_vs_peers: the
+            default against ``metabridge:t1``), 1 on GPU. 1 gives the smallest memory. The
+            caller's thread settings are not changed; the worker threads belong to the
+            algorithm (reused across meta-iterations, ended by its ``close()`` or when it is
+            garbage collected).
     """
 
     task_batching: TaskBatchingMode = "auto"

@@ -83,14 +83,13 @@ def auto_task_chunk(num_tasks: int, threads: int, support_size: int = 5) -> int:
     Why: a one-task Conv-4 chunk runs ~3,400 small operators per task (per-op dispatch and
     autograd bookkeeping, not arithmetic), and tasks folded into one grouped network run the
     same operators once for all of them; that pays while the inner loop's convolutions are
-    small. Measured (second-order MAML, 5-way, 15 queries, 5 steps, meta-batch 32, 2
-    threads, ``metabridge bench peers``, bench/results/peers_cpu_issue17*.json): 1-shot
-    (5 support images), chunks of 4 took 6.26 s per meta-iteration against 7.59 s for one
-    task per chunk; 5-shot (25 support images), 19.56 s against 19.20 s, at 3.7x the peak
-    memory (2688 vs 729 MiB). Single-threaded CPU time per 1-shot task, interleaved: chunk 1:
-    462 ms, 2: 403 ms, 4: 365-407 ms, 8: 379 ms, 16: 392 ms. The numbers do not change with
-    the chunk (the grouped network computes each task exactly as alone:
-    ``tests/test_fast_paths.py``)."""
+    small. At 1-shot (5 support images per task) chunks of 4 are faster than one task per
+    chunk; at 5-shot (25 support images) the convolutions are large enough that grouping
+    gains nothing and only multiplies the peak memory, hence the support-image budget per
+    chunk (experiments/speed_vs_peers: its runs with learn2learn time four-task chunks
+    against ``metabridge:c1`` at 1-shot and 5-shot). The results do not change with the
+    chunk (the grouped network computes each task exactly as alone:
+    ``tests/algorithms/test_fast_paths.py``)."""
     by_size = max(1, min(CPU_AUTO_TASK_CHUNK, CPU_AUTO_CHUNK_SUPPORT // max(1, support_size)))
     return max(1, min(by_size, -(-num_tasks // max(1, threads))))
 

@@ -28,10 +28,10 @@ sees another. Two read-outs:
   stored keys), so the learner only has to learn to decode the label the retrieved key
   carries, a first-order problem.
 * ``memory=False``: the CS330 homework variant, no external memory, the prediction is
-  ``W_o h_q + b``. The LSTM has to learn associative recall in its state; measured on
-  glyphs (5-way 1-shot, Conv-4, Adam 1e-3, ~200 steps) it stays at chance, as it does on
-  a noiseless toy of the same sequences for 200 steps whatever the learning rate
-  (1e-3 .. 1e-2): it needs thousands of steps.
+  ``W_o h_q + b``. The LSTM has to learn associative recall in its state, with nothing
+  similarity-based to start from, so in short training runs it stays at chance, on
+  glyphs and on a noiseless toy of the same sequences alike, whatever the learning rate:
+  it needs far longer training (not measured in a stored experiment).
 
 Training minimises the query cross-entropy (or MSE) of these predictions over tasks, the
 support read in a fresh random order per task and step (the module's generator). The LSTM

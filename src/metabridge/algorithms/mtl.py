@@ -26,7 +26,9 @@ followed by ``finetune_steps`` SGD steps of the whole network on the support set
   The training heads span the low-dimensional space in which tasks differ (for
   sinusoids, a sin x + b cos x), so a 5-shot refit stays in it; plain ridge
   (``"ridge"``: mu = 0, Sigma = I, unpenalized bias) over a 40-d feature space
-  overfits 5 points (measured: 5-shot sinusoid MSE 1.4-2.1 against 0.004-0.02).
+  overfits 5 points: they do not determine 41 coefficients, and shrinking toward zero
+  instead of toward the heads' span leaves the fit off the task family (not measured in a
+  stored experiment; experiments/sinusoid_finn_table2 holds the prior refit's results).
 
 Against Wang et al.'s code (GitHub AI-secure/multi-task-learning at 81ea1f5; "file:line"
 below is there):

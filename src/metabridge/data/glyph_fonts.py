@@ -1,4 +1,4 @@
-"""Find typefaces on this machine and decide which letters each one really draws.
+"""Find the typefaces installed where it runs and decide which letters each one really draws.
 
 Part of the offline glyph benchmark (``metabridge.data.glyphs``): a *class* is a
 character, an *instance* is a typeface (one face of a font file), an *alphabet* is

@@ -1,6 +1,6 @@
 """Choose the classes and instances of the glyph benchmark from rendered glyphs.
 
-Input: the faces found on this machine and the letters each draws
+Input: the faces found where it runs and the letters each draws
 (``glyph_fonts.discover_faces``). Output: for each kept character, the faces that
 are its instances. All decisions are taken on 28x28 renderings (``ANALYSIS_SIZE``)
 whatever size is finally rendered, so the 28 px and 84 px benchmarks hold exactly

@@ -1,6 +1,6 @@
 """The offline real-glyph few-shot benchmark ("glyphs").
 
-Omniglot's structure built from the typefaces installed on this machine:
+Omniglot's structure built from the typefaces installed where it runs:
 **alphabet = script, class = character, instance = typeface (one face)**. It needs
 no download: matplotlib's wheel ships about 40 font files (DejaVu, STIX, Computer
 Modern), and any system font directory present (``/usr/share/fonts``; Debian's
@@ -276,7 +276,7 @@ def glyph_inventory(
     cache_dir: str | os.PathLike | None = None,
     shots: tuple[int, ...] = (16, 20),
 ) -> dict:
-    """What this machine's fonts give: per script and per split, classes and instances.
+    """What the installed fonts give: per script and per split, classes and instances.
 
     ``shots`` lists episode sizes K+Q to count classes with at least that many
     instances (a sampler cannot draw K support + Q query images from fewer).

@@ -2,8 +2,8 @@
 
 MAML's inner loop (Finn et al. 2017, Eq. 1) gives each task i its own weights
 phi_i, so a meta-batch of T tasks is T different networks. Instead of a loop over
-tasks (or ``torch.func.vmap``, which on CPU was measured 2-5x slower than the loop),
-the T networks are run as one:
+tasks (or ``torch.func.vmap``, which on CPU is slower than the loop:
+experiments/speed_vs_peers, its execution variants), the T networks are run as one:
 
 * ``"grouped"``: the tasks are folded into the channels. Activations are laid out
   ``[B, T*C, H, W]`` and every convolution is one grouped convolution with
@@ -17,9 +17,10 @@ the T networks are run as one:
 * ``"loop"``: a plain per-task loop of ``F.conv2d`` (the reference).
 
 All three compute the same function (to float64 round-off); which one is fastest is
-a measurement (``benchmarks/peers.py``). Parameters are addressed by ``Conv4``'s names
-(``body.blocks.{i}.0.weight`` ...); each tensor either carries a leading task
-dimension (per task) or not (shared by every task, as ANIL's body is).
+a measurement (experiments/speed_vs_peers, its execution variants). Parameters are
+addressed by ``Conv4``'s names (``body.blocks.{i}.0.weight`` ...); each tensor either
+carries a leading task dimension (per task) or not (shared by every task, as ANIL's
+body is).
 """
 
 from __future__ import annotations
@@ -144,8 +145,9 @@ def batched_conv4_body(params: dict[str, Tensor], x: Tensor, backend: ConvBacken
         channels_last: run the grouped backend in channels-last memory format.
         batch_norm: the grouped backend's batch norm: ``"closed_form"``
             (``models/batch_norm.py``: a hand-derived double backward), ``"aten"``
-            (``F.batch_norm``; cuDNN on CUDA) or ``"auto"``: closed form on CPU, where it was
-            measured faster, ATen elsewhere; same values and derivatives.
+            (``F.batch_norm``; cuDNN on CUDA) or ``"auto"``: closed form on CPU, where its
+            double backward is faster (experiments/speed_vs_peers), ATen elsewhere; same
+            values and derivatives.
 
     Returns:
         ``[T, B, D]`` features, in the same order as ``Conv4Backbone``'s flatten.

@@ -2,11 +2,10 @@
 GEMM-shaped, twice-differentiable weight gradient.
 
 Why: for a 1-channel 28x28 input, ATen/oneDNN's ``convolution_backward`` for the weight
-ran at 2-5 GFLOP/s on the 2-core development CPU (one thread; 1.6 ms for 5 images,
-20 ms for 75) against 55 GFLOP/s for a large matmul: it was the least efficient
-convolution of a second-order MAML meta-iteration. The same gradient as one batched
-matrix product over im2col patches ran 3-6x faster (0.28 ms / 6.3 ms, plus 0.24 / 1.7 ms
-for the patches).
+reaches only a small fraction of the rate of a large matmul on CPU: it is the least
+efficient convolution of a second-order MAML meta-iteration there. The same gradient as
+one batched matrix product over im2col patches is much faster, even counting
+the patches (not measured in a stored experiment).
 
 The forward is unchanged (``F.conv2d``). With ``cols = unfold(x)`` (3x3 patches,
 ``[B, G*C_in*9, H*W]``) and ``gy`` the output gradient, the weight gradient of group g is

@@ -2,13 +2,12 @@
 
 Why: on CPU, ATen's ``max_pool2d_with_indices`` kernel for a contiguous NCHW input is a
 scalar loop over output pixels, while its channels-last kernel is vectorized over
-channels. Measured on the 2-core development CPU (one thread, float32): the forward of
-Conv-4's first pooling of a 75-image query set, ``[75, 64, 28, 28]``, took 37 ms NCHW
-against 2.7 ms channels-last (plus 2.6 ms for the layout copy); it was the largest
-non-convolution operator of a second-order MAML meta-iteration (10% of its time,
-``benchmarks/peers.py`` profile). The channels-last *backward* and *double backward*,
-though, were slower than the NCHW ones (and return channels-last gradients that slow
-down the batch-norm backward that follows), so only the forward changes layout:
+channels. For the forward of Conv-4's first pooling (64 channels at 28x28) the
+channels-last kernel plus the layout copy is far faster than the NCHW kernel, and that
+pooling is the largest non-convolution operator of a second-order MAML meta-iteration
+(not measured in a stored experiment). The channels-last *backward* and *double
+backward*, though, are slower than the NCHW ones (and return channels-last gradients
+that slow down the batch-norm backward that follows), so only the forward changes layout:
 
 * forward: copy ``x`` to channels-last, run the channels-last pooling kernel, and bring
   the (4x smaller) output and argmax indices back to contiguous NCHW;

@@ -8,9 +8,10 @@
 
 ``"auto"`` (the default) measures: for each graph shape (K, the inputs' shapes, the loss's
 last operation, the device) its first six calls alternate between the batched pass and the
-loop, each timed, and later calls take whichever had the fastest call (the batched pass is not always faster: on a CPU
-convolutional encoder with K=2 the loop measured 156 ms against 172 ms). An operation with no
-batching rule makes the batched pass fail, and the loop is then used for that graph shape.
+loop, each timed, and later calls take whichever had the fastest call (the batched pass is
+not always faster: with few tasks on a CPU convolutional encoder the loop can win; not
+measured in a stored experiment). An operation with no batching rule makes the batched
+pass fail, and the loop is then used for that graph shape.
 Neither way copies through host memory.
 """
 

@@ -13,10 +13,9 @@ Maximise the surrogate L(theta) subject to KL(theta_old, theta) <= delta by
    KL's Hessian in those outputs, diag(1/sigma^2) for the mean and 2 for log sigma.
    J v is one ``torch.func.jvp`` and J' u one reuse of a ``torch.func.vjp``: second
    derivatives of the inner step only. Both are exact at theta_old and agree to 1e-16
-   in float64 (tests); measured on 2D navigation (20 tasks x 20 rollouts x 100 steps,
-   (100, 100) policy, one thread) they cost about the same, 0.99 vs 0.92-1.01 s per
-   product, so the choice is about memory and generality, not speed; the trainers use
-   the Gauss-Newton form, whose curvature can be subsampled (``fisher_subsample``);
+   in float64 (tests); on CPU they cost about the same per product (not measured in a
+   stored experiment), so the choice is about memory and generality, not speed; the
+   trainers use the Gauss-Newton form, whose curvature can be subsampled (``fisher_subsample``);
 3. the full step beta s with beta = sqrt(2 delta / s'Fs) (the step that meets the
    quadratic KL model's bound with equality);
 4. a backtracking line search on beta s, beta s r, beta s r^2, ... accepting the first

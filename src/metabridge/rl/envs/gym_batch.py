@@ -231,12 +231,13 @@ class MujocoBatchEnv(GymBatchEnv):
     """A :class:`GymBatchEnv` over a gymnasium MuJoCo robot, stepped through MuJoCo directly.
 
     Stepping ``T * R`` separate ``MjData`` (each with its own multi-megabyte arena) thrashes
-    the CPU caches: measured, ``mj_step`` on 400 distinct HalfCheetah datas costs about 1.3x
-    what it costs on one. So the pool here is of *models* (one shared model when tasks do
-    not change the physics, one per task slot when they do, as RandParams), every entry's
-    simulator state is one row of ``self._state`` (MuJoCo's ``mjSTATE_INTEGRATION``: time,
-    ``qpos``, ``qvel``, ``act``, warm start, controls, applied forces, mocap, i.e. everything
-    ``mj_step`` depends on), and one scratch ``MjData`` steps them in turn::
+    the CPU caches: ``mj_step`` on hundreds of distinct HalfCheetah datas costs noticeably
+    more per step than on one (not measured in a stored experiment). So the pool here is of
+    *models* (one shared model when tasks do not change the physics, one per task slot when
+    they do, as RandParams), every entry's simulator state is one row of ``self._state``
+    (MuJoCo's ``mjSTATE_INTEGRATION``: time, ``qpos``, ``qvel``, ``act``, warm start,
+    controls, applied forces, mocap, i.e. everything ``mj_step`` depends on), and one
+    scratch ``MjData`` steps them in turn::
 
         mj_setState(model_k, scratch, state[k]); scratch.ctrl[:] = a_k
         mj_step(model_k, scratch, frame_skip)          # gymnasium's do_simulation physics
