@@ -55,7 +55,7 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 # --------------------------------------------------------------------------- RNG
 def capture_rng_state(task_generator: torch.Generator | None = None) -> dict[str, Any]:
     """Snapshot every RNG a training step may draw from."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     state: dict[str, Any] = {
         "torch_cpu": torch.get_rng_state(),
         "python": random.getstate(),

@@ -27,15 +27,14 @@ class MetricsLog:
         elif self.path.exists():
             self.path.unlink()
         self._file = open(self.path, "a", encoding="utf-8")
-        self._tb = None
+        self._tb: Any = None
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is optional
-                SummaryWriter = None  # noqa: N806
-            if SummaryWriter is not None:
-                kw = {"purge_step": resume_step + 1} if resume_step is not None else {}
-                self._tb = SummaryWriter(log_dir=str(run_dir / "tb"), **kw)
+                return
+            kw = {"purge_step": resume_step + 1} if resume_step is not None else {}
+            self._tb = SummaryWriter(log_dir=str(run_dir / "tb"), **kw)
 
     def _truncate_after(self, step: int) -> None:
         """Drop records a killed run wrote after the checkpoint we resume from."""

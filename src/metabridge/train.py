@@ -255,8 +255,8 @@ class Trainer(ValidationMixin):
             self._averager = GradientAverager(algo, self.distributed)
         self.optimizer = build_optimizer(cfg, algo.parameters())
         self.scheduler = build_scheduler(cfg, self.optimizer, self.metric)
-        self._progress_hooks = [m.set_training_progress for m in algo.modules()
-                                if callable(getattr(m, "set_training_progress", None))]
+        hooks = (getattr(m, "set_training_progress", None) for m in algo.modules())
+        self._progress_hooks = [hook for hook in hooks if callable(hook)]
         self.step = 0
         self.validations_since_best = 0
         self.stopped_early = False
@@ -475,7 +475,7 @@ class Trainer(ValidationMixin):
         window.losses.append(loss_t)
         loop.advance_bar(dt)
         timed_eval = seconds >= self._next_timed_eval
-        if timed_eval:
+        if timed_eval and cfg.eval_every_seconds:
             self._next_timed_eval = (seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds
         validating = bool((cfg.eval_every and step % cfg.eval_every == 0) or timed_eval or
                           (last and (cfg.eval_every or cfg.eval_every_seconds)))

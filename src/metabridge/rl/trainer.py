@@ -232,7 +232,8 @@ class RLTrainer:
             checkpoint_every=cfg.checkpoint_every or 0, saved=(self.checkpoints.last, start) if ckpt else None,
             distributed=ctx, progress=self.progress, desc=f"{cfg.algorithm} {cfg.env}", unit="it",
             interrupts=self.interrupts)
-        after = (lambda it: self.on_iteration(it, self._stats)) if self.on_iteration is not None else None
+        hook = self.on_iteration
+        after = (lambda it: hook(it, self._stats)) if hook is not None else None
         try:
             self._loop.run(self._iteration, after=after)
         finally:
