@@ -38,7 +38,7 @@ def _hand_written_pages() -> list[Path]:
 
 def _method_pages() -> list[Path]:
     pages = [p for p in (DOCS / "algorithms").glob("*.md") if p.name != "index.md"]
-    pages += [p for p in (DOCS / "weighting").glob("*.md") if p.name != "index.md"]
+    pages += [DOCS / "weighting" / name for name in ("loss_based.md", "gradient_based.md")]
     pages += [DOCS / "rl" / name for name in ("maml_trpo.md", "drs_trpo.md", "drs_ppo.md")]
     return sorted(pages)
 
