@@ -193,7 +193,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             if other != path and other.is_file():
                 hint = f"; {other.name} in the same directory may still be good"
                 break
-        raise CheckpointError(f"{path} is corrupt or truncated (torch.load raised {type(exc).__name__}){hint}.") from None
+        raise CheckpointError(f"{path} is corrupt or truncated (torch.load raised {type(exc).__name__}){hint}."
+                              ) from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED):
         missing = [k for k in _REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
         raise CheckpointError(f"{path} is not a metabridge checkpoint (missing {', '.join(missing)}).")

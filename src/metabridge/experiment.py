@@ -118,7 +118,8 @@ def training_augment(config: ExperimentConfig, dataset: Any) -> Any | None:
 DATA_ON_DEVICE_FRACTION = 0.25
 
 
-def data_device(config: ExperimentConfig, dataset: Any, device: torch.device | str | None = None) -> torch.device | None:
+def data_device(config: ExperimentConfig, dataset: Any,
+                device: torch.device | str | None = None) -> torch.device | None:
     """The device a split's pixels are kept on, or ``None`` for the host.
 
     When the run's device (``device``, else ``config.device`` as

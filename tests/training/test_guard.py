@@ -69,3 +69,15 @@ def test_resume_command_repeats_the_cli_call() -> None:
         "torchrun --nproc-per-node 2 -m metabridge train --resume --out r"
     assert resume_command(1, ["/x/src/metabridge/__main__.py", "train"]) == "metabridge train --resume"
     assert resume_command(1, ["-c"]) is None
+
+
+def test_a_signal_during_the_final_step_lets_the_run_finish(tmp_path) -> None:
+    saved: list[int] = []
+
+    def step(i: int) -> None:
+        if i == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    loop = TrainingLoop(start=0, steps=4, save=lambda i, best: saved.append(i) or tmp_path, resume="",
+                        progress=False)
+    assert loop.run(step) == 4 and saved == [4]

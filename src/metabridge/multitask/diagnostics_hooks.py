@@ -9,8 +9,9 @@ The lookahead is a plain SGD step of size ``lookahead_lr`` on the shared paramet
 default the run's learning rate, as TAG; with Adam the real step is not lr * g, so the
 affinities measure the direction of each task's gradient at the training step size, not
 Adam's update). A step much larger than the training rate overshoots: with 0.1 on the
-Multi-Fashion-MNIST encoder every task's own loss rose (Z_{i->i} < 0). It is computed in eval mode (no dropout noise, batch norm with running
-statistics), and leaves the model untouched.
+Multi-Fashion-MNIST encoder every task's own loss rose (Z_{i->i} < 0). It is computed in
+eval mode (no dropout noise, batch norm with running statistics), and leaves the model
+untouched.
 """
 
 from __future__ import annotations
@@ -57,5 +58,6 @@ class TrainingDiagnostics:
         if self.affinity.count and k >= 2:
             grouping = group_tasks(self.affinity.mean(), num_groups=min(2, k) if k <= 3 else 3,
                                    method="auto" if k <= 10 else "greedy")
-            out["grouping"] = {**grouping.to_dict(), "named": [list(g) for g in grouping.named([t.name for t in self.tasks])]}
+            named = grouping.named([t.name for t in self.tasks])
+            out["grouping"] = {**grouping.to_dict(), "named": [list(g) for g in named]}
         return out

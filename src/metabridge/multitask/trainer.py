@@ -71,9 +71,10 @@ class MultiTaskDivergedError(NonFiniteError, FloatingPointError):
 def task_losses(outputs: TaskOutputs, targets: Tensor, tasks: list[TaskSpec]) -> Tensor:
     """``[K]`` per-task mean losses of one minibatch."""
     if len(outputs.predictions) != len(tasks):
-        raise ValueError(f"the model predicts {len(outputs.predictions)} tasks but the data has {len(tasks)}; build the "
-                         "model with one output per task of the benchmark.")
-    return torch.stack([spec.loss(pred, targets[:, k]) for k, (spec, pred) in enumerate(zip(tasks, outputs.predictions))])
+        raise ValueError(f"the model predicts {len(outputs.predictions)} tasks but the data has {len(tasks)}; "
+                         "build the model with one output per task of the benchmark.")
+    return torch.stack([spec.loss(pred, targets[:, k])
+                        for k, (spec, pred) in enumerate(zip(tasks, outputs.predictions))])
 
 
 @torch.no_grad()

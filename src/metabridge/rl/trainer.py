@@ -141,7 +141,7 @@ class RLTrainer:
         world = self.distributed.world_size
         if config.meta_batch % world:
             raise ValueError(f"meta_batch {config.meta_batch} does not split over {world} processes; use a multiple "
-                             f"of {world} (--set '{{\"meta_batch\": {max(world, config.meta_batch // world * world)}}}') "
+                             f"of {world} (--meta-batch {max(world, config.meta_batch // world * world)}) "
                              "or another --nproc-per-node.")
         #: tasks this rank collects per iteration
         self.shard = config.meta_batch // world
@@ -221,7 +221,8 @@ class RLTrainer:
             generator.set_state(ckpt["extra"]["rank_rng"][ctx.rank] if ctx.enabled else ckpt["rng"]["sampler"])
             start = int(ckpt["step"])
             self._env_steps, self._seconds = int(ckpt["extra"]["env_steps"]), float(ckpt["extra"]["seconds"])
-        self._env, self._policy, self._algorithm, self._generator, self._ranks = env, policy, algorithm, generator, ranks
+        self._env, self._policy, self._algorithm = env, policy, algorithm
+        self._generator, self._ranks = generator, ranks
         self._eval_tasks = evaluation_tasks(cfg, env)
         self._history: list[dict[str, Any]] = []
         self._final: dict[str, Any] | None = None

@@ -136,8 +136,8 @@ class TrainingLoop:
                         self.saved = (self.save(i, end.best), i)
                     if after is not None:
                         after(i)
-                    if end.stop or self.out_of_time():
-                        break
+                    if end.stop or self.out_of_time() or i == self.steps:
+                        break  # a signal during the final step: the run is complete anyway
                     self._stop_if_asked(guard)
         except NonFiniteError as err:
             self.log.write({"kind": "error", "step": err.step, "message": str(err)})
