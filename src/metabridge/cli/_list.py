@@ -47,6 +47,23 @@ def _algorithm_lines() -> list[str]:
             for name in sorted(ALGORITHMS)]
 
 
+def _weighting_lines() -> list[str]:
+    """``name [what it reads]: keyword=default, ...`` for every weighting method."""
+    import inspect
+
+    from ..multitask.weighting.registry import WEIGHTINGS, registered_defaults, weighting_class
+
+    lines = []
+    for name in sorted(WEIGHTINGS):
+        cls = weighting_class(name)
+        params = list(inspect.signature(cls).parameters.values())[1:]  # after num_tasks
+        defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+        args = [f"{k}={v!r}" for k, v in {**defaults, **registered_defaults(name)}.items()]
+        needs = "+".join(str(n.name).lower() for n in type(cls.needs) if n in cls.needs)
+        lines.append(f"{name} [{needs}]: " + ", ".join(args))
+    return lines
+
+
 def _preset_lines() -> list[str]:
     from ..rl.presets import available_presets, preset_config
 
@@ -73,6 +90,8 @@ def run_list(config: ListConfig) -> list[str]:
         raise UsageError(f"metabridge list takes one of {', '.join(known)}; got {config.kind!r}{hint}.")
     if match == "algorithms":
         lines = _algorithm_lines()
+    elif match == "weightings":
+        lines = _weighting_lines()
     elif match == "rl-presets":
         lines = _preset_lines()
     else:
