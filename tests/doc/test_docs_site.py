@@ -93,3 +93,30 @@ def test_site_builds_with_warnings_as_errors(tmp_path) -> None:
     r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
                        cwd=ROOT, capture_output=True, text=True, timeout=300, env=None)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _command_lines() -> list[tuple[str, list[str]]]:
+    """Every ``metabridge ...`` line of the pages' bash blocks (continuations joined), with its page."""
+    found = []
+    for page in _hand_written_pages():
+        for block in re.findall(r"^```bash\n(.*?)^```", page.read_text("utf-8"), flags=re.S | re.M):
+            for line in block.replace("\\\n", " ").splitlines():
+                if line.startswith("metabridge "):
+                    found.append((page.relative_to(DOCS).as_posix(), line.split("#")[0].split()))
+    return found
+
+
+def test_command_lines_name_real_commands_and_options() -> None:
+    from cli_runner import run_cli
+
+    lines = _command_lines()
+    assert len(lines) >= 10
+    helps: dict[tuple[str, ...], str] = {}
+    for page, words in lines:
+        command = tuple(words[1:3] if words[1] in ("rl", "theory") else words[1:2])
+        if command not in helps:
+            r = run_cli([*command, "--help"])
+            assert r.exit_code == 0, (page, command, r.output)
+            helps[command] = r.output
+        for option in (w.split("=")[0] for w in words if w.startswith("--")):
+            assert option in helps[command], f"{page}: metabridge {' '.join(command)} has no option {option}"
