@@ -10,7 +10,7 @@ import torch
 from metabridge.models.mlp import MLP
 from metabridge.tasks.sinusoid import SinusoidFamily
 from metabridge.theory.closeness import (
-    ClosenessConfig,
+    ClosenessSettings,
     anil_body_gradient,
     anil_heads,
     anil_implicit_term,
@@ -91,7 +91,7 @@ def test_envelope_theorem_optimal_heads(setup) -> None:
 
 
 def test_closeness_experiment_runs_and_reports_every_pair() -> None:
-    cfg = ClosenessConfig(widths=(8,), depths=(1,), train_tasks=5, steps=3, meta_batch=2, k_shot=5,
+    cfg = ClosenessSettings(widths=(8,), depths=(1,), train_tasks=5, steps=3, meta_batch=2, k_shot=5,
                           q_query=5, test_tasks=6)
     res = closeness_experiment(cfg)
     (row,) = res["rows"]

@@ -95,7 +95,7 @@ __all__ = [
     "mtl_body_gradient",
     "anil_body_gradient",
     "anil_implicit_term",
-    "ClosenessConfig",
+    "ClosenessSettings",
     "refit_predict",
     "closeness_experiment",
     "plot_closeness",
@@ -188,8 +188,8 @@ def anil_implicit_term(model: MLP, batch: TaskBatch, alpha: float) -> list[Tenso
 
 # ---------------------------------------------------------------------- (C5)
 @dataclass
-class ClosenessConfig:
-    """Settings of the closeness experiment (defaults run in about a minute on 2 cores).
+class ClosenessSettings:
+    """Settings of the closeness experiment (the defaults are sized for a CPU).
 
     Attributes:
         widths, depths: hidden widths and numbers of hidden layers of the MLPs.
@@ -225,7 +225,7 @@ ALGORITHMS = ("mtl", "anil", "maml")
 PAIRS = (("mtl", "anil"), ("mtl", "maml"), ("anil", "maml"))
 
 
-def _build(name: str, width: int, depth: int, cfg: ClosenessConfig) -> MetaAlgorithm:
+def _build(name: str, width: int, depth: int, cfg: ClosenessSettings) -> MetaAlgorithm:
     model = MLP(1, 1, hidden=(width,) * depth)
     if name == "mtl":
         return MTL(model.body, model.feature_dim, num_train_heads=cfg.train_tasks, task="regression",
@@ -248,7 +248,7 @@ def refit_predict(algo: MetaAlgorithm, batch: TaskBatch, lam: float) -> Tensor:
         return ridge_predict(fq, w, b)
 
 
-def _train(algo: MetaAlgorithm, family: SinusoidFamily, cfg: ClosenessConfig, seed: int) -> float:
+def _train(algo: MetaAlgorithm, family: SinusoidFamily, cfg: ClosenessSettings, seed: int) -> float:
     """Adam on ``meta_loss``; every algorithm sees the same batch sequence for a seed."""
     opt = torch.optim.Adam(algo.parameters(), lr=cfg.outer_lr)
     g = torch.Generator().manual_seed(10_000 + seed)
@@ -262,7 +262,7 @@ def _train(algo: MetaAlgorithm, family: SinusoidFamily, cfg: ClosenessConfig, se
     return float(loss.detach())
 
 
-def closeness_experiment(cfg: ClosenessConfig, log: Any = None) -> dict[str, Any]:
+def closeness_experiment(cfg: ClosenessSettings, log: Any = None) -> dict[str, Any]:
     """Train MTL/ANIL/MAML per (width, depth, seed); measure prediction gaps (C5) on unseen tasks."""
     train_family = SinusoidFamily(num_tasks=cfg.train_tasks, pool_seed=123)
     test_batch = SinusoidFamily().sample(cfg.test_tasks, cfg.k_shot, cfg.q_query,

@@ -204,8 +204,8 @@ def run_closeness(config: ClosenessConfig) -> dict[str, Any]:
     from . import closeness as experiment
 
     load_plugins(config.plugins)
-    settings = experiment.ClosenessConfig(**config.model_dump(include=set(
-        experiment.ClosenessConfig.__dataclass_fields__)))
+    settings = experiment.ClosenessSettings(**config.model_dump(include=set(
+        experiment.ClosenessSettings.__dataclass_fields__)))
     config.write_resolved()
     with torch_threads(config.threads):
         res = experiment.closeness_experiment(settings, log=functools.partial(print, flush=True))
