@@ -4,10 +4,14 @@
   time budgets, the non-finite stop, the metrics log and the progress bar;
 * :mod:`.checkpointing`: the run directory (resume / overwrite checks, rank-0 writes);
 * :mod:`.interrupt`: Ctrl-C / SIGTERM end a run at a completed, checkpointed step;
-* :mod:`.progress`: the progress bar.
+* :mod:`.progress`: the progress bar;
+* :mod:`.recipe` and :mod:`.validation`: the few-shot trainer's recipe (optimizer,
+  learning-rate schedule, named recipes) and its validation with early stopping.
 
-Checkpoint files and the metrics log themselves are :mod:`metabridge.checkpoint` and
-:mod:`metabridge.metrics_log`.
+Each trainer keeps only its update and its evaluation: :class:`metabridge.train.Trainer`
+(few-shot), :func:`metabridge.multitask.train_multitask` and
+:class:`metabridge.rl.trainer.RLTrainer`. Checkpoint files and the metrics log
+themselves are :mod:`metabridge.checkpoint` and :mod:`metabridge.metrics_log`.
 """
 
 from .checkpointing import NoLog, clear_checkpoints, open_metrics_log, prepare_run
