@@ -65,7 +65,11 @@ def test_method_pages_follow_one_order(page: Path) -> None:
 
 
 def test_cited_source_paths_exist() -> None:
-    cited = {m for p in _hand_written_pages() for m in re.findall(r"`(src/metabridge/[\w/]*(?:\.py)?)`", p.read_text("utf-8"))}
+    cited = {
+        m
+        for p in _hand_written_pages()
+        for m in re.findall(r"`(src/metabridge/[\w/]*(?:\.py)?)`", p.read_text("utf-8"))
+    }
     assert cited, "the method pages should say where their code lives"
     missing = sorted(c for c in cited if not (ROOT / c).exists())
     assert not missing, f"pages cite source paths that do not exist: {missing}"
@@ -87,11 +91,19 @@ def test_no_work_items_dates_or_machine_stories() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings") is None,
-                    reason="mkdocs and mkdocstrings[python] are not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings") is None,
+    reason="mkdocs and mkdocstrings[python] are not installed",
+)
 def test_site_builds_with_warnings_as_errors(tmp_path) -> None:
-    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
-                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=None)
+    r = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=None,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 

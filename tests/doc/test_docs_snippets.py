@@ -28,7 +28,7 @@ def python_blocks(page: Path) -> list[str]:
     text = page.read_text(encoding="utf-8")
     blocks = []
     for match in BLOCK.finditer(text):
-        before = text[:match.start()].rstrip().splitlines()
+        before = text[: match.start()].rstrip().splitlines()
         if before and before[-1].strip() == SKIP:
             continue
         blocks.append(match.group(1))
@@ -90,11 +90,18 @@ def test_registries_plugin_trains_and_evaluates_from_the_cli(user_dir) -> None:
     (plugin,) = [b for b in python_blocks(DOCS / "concepts" / "registries.md") if "register_algorithm" in b]
     (user_dir / "my_plugins.py").write_text(plugin)
     _letters(user_dir / "my_letters")
-    fast = ["--steps", "3", "--eval-every", "3", "--val-episodes", "10", "--test-episodes", "10",
-            "--eval-batch-size", "10", "--meta-batch-size", "2", "--no-progress", "--device", "cpu"]
-    r = run_cli(["train", "--plugin", "my_plugins", "--algorithm", "nearest_centroid", "--model", "tiny_cnn",
-                 "--task", "my_letters", "--n-way", "5", "--k-shot", "1", "--q-query", "3",
-                 "--hp", "temperature=2.0", "--out", "runs/nc", *fast])
+    fast = "--steps 3 --eval-every 3 --val-episodes 10 --test-episodes 10 --eval-batch-size 10 --meta-batch-size 2"
+    train = "train --plugin my_plugins --algorithm nearest_centroid --model tiny_cnn --task my_letters --n-way 5"
+    r = run_cli(
+        [
+            *train.split(),
+            *"--k-shot 1 --q-query 3 --hp temperature=2.0 --out runs/nc".split(),
+            *fast.split(),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     assert r.exit_code == 0, r.output
     r = run_cli(["eval", "runs/nc", "--episodes", "10", "--no-progress"])
     assert r.exit_code == 0 and "nearest_centroid" in r.output and "±" in r.output, r.output

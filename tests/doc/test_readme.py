@@ -89,7 +89,7 @@ def test_the_two_commands_come_first_and_exactly() -> None:
 def test_headline_table_sits_between_the_generator_markers() -> None:
     text = _text()
     assert text.count(START) == 1 and text.count(END) == 1
-    table = text[text.index(START) + len(START):text.index(END)]
+    table = text[text.index(START) + len(START) : text.index(END)]
     assert table.strip().startswith("| method | paper |"), table[:200]
 
 
