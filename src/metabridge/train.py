@@ -434,7 +434,8 @@ class Trainer(ValidationMixin):
             run_dir=self.run_dir, log_from=self.step if self.resume else None,
             checkpoint_every=cfg.checkpoint_every or 0, saved=self._last_ckpt, max_seconds=cfg.max_train_seconds,
             seconds=lambda: self._consensus_seconds, distributed=self.distributed, progress=self.progress,
-            desc=cfg.algorithm, bar_seconds=True, tensorboard=self.tensorboard, interrupts=self.interrupts)
+            desc=cfg.algorithm, bar_seconds=True, tensorboard=self.tensorboard, interrupts=self.interrupts,
+            interrupt_every=self.sync_every)
         self._loop, self._history = loop, []
         self._start_time = time.perf_counter()
         self._window = Window(self._start_time, self.step)

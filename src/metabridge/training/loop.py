@@ -12,9 +12,9 @@ around it:
 * **interrupts**: SIGINT/SIGTERM (:mod:`.interrupt`) end the run between two steps: the
   loop checkpoints the last completed step (unless its checkpoint is already on disk) and
   raises :class:`~.interrupt.TrainingInterrupted`, whose message says how to resume (the
-  CLI prints it; uncaught, the traceback ends with it); under data
-  parallelism the ranks agree on the stop after every step (one small all-gather), so
-  they stop, checkpoint and exit at the same step;
+  CLI prints it; uncaught, the traceback ends with it); under data parallelism the ranks
+  agree on the stop every ``interrupt_every`` steps (one small all-gather), so they stop,
+  checkpoint and exit at the same step;
 * **the non-finite stop**: a :class:`NonFiniteError` raised by a step is recorded in the
   metrics log (one ``{"kind": "error"}`` record) and propagates; nothing is checkpointed
   after it, so the last good checkpoint stays on disk;
@@ -79,6 +79,8 @@ class TrainingLoop:
             the time budget rather than steps).
         tensorboard: also log TensorBoard scalars when it is installed.
         interrupts: handle SIGINT/SIGTERM (``False``: they act as they always do).
+        interrupt_every: data-parallel runs agree on a stop every this many steps (each
+            agreement is a collective; one process checks after every step).
     """
 
     def __init__(self, *, start: int, steps: int, save: Callable[[int, bool], Path] | None, resume: str,
@@ -86,14 +88,14 @@ class TrainingLoop:
                  saved: tuple[Path, int] | None = None, max_seconds: float | None = None,
                  seconds: Callable[[], float] | None = None, distributed: DistributedContext | None = None,
                  progress: bool = True, desc: str = "", unit: str = "step", bar_seconds: bool = False,
-                 tensorboard: bool = False, interrupts: bool = True) -> None:
+                 tensorboard: bool = False, interrupts: bool = True, interrupt_every: int = 1) -> None:
         if max_seconds is not None and seconds is None:
             raise ValueError("a time budget (max_seconds) needs the seconds() of training so far.")
         self.start, self.steps, self.save, self.resume = start, steps, save, resume
         self.checkpoint_every, self.saved = checkpoint_every, saved
         self.max_seconds, self.seconds = max_seconds, seconds
         self.distributed = distributed if distributed is not None else DistributedContext()
-        self.interrupts = interrupts
+        self.interrupts, self.interrupt_every = interrupts, max(int(interrupt_every), 1)
         main = self.distributed.is_main
         self.log = open_metrics_log(run_dir, log_from, self.distributed, tensorboard)
         if bar_seconds and max_seconds is not None and seconds is not None:
@@ -151,6 +153,8 @@ class TrainingLoop:
         """Between steps: when a signal came (on any rank), checkpoint the last completed step and stop."""
         asked = guard.requested is not None
         if self.distributed.enabled:
+            if not self.interrupts or self.step % self.interrupt_every:
+                return
             asked = any(self.distributed.gather_objects(asked))
         if not asked:
             return
