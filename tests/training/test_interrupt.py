@@ -220,3 +220,44 @@ def test_cli_train_interrupt_prints_a_resume_command_that_works(tmp_path: Path) 
     resumed = run_cli([*command[1:], "--steps", str(step + 2)])
     assert resumed.exit_code == 0, resumed.output
     assert load_checkpoint(out / "last.pt")["step"] == step + 2
+
+
+# --------------------------------------------------------------------------- data parallel
+DDP = """
+from metabridge_toys import toy_builder, toy_config
+from metabridge.distributed import init_from_environment
+from metabridge.train import Trainer
+context = init_from_environment("cpu")
+Trainer(toy_config({out!r}, steps=100000, eval_every=0, checkpoint_every=100000, log_every=1),
+        builder=toy_builder(), progress=False, distributed=context).run()
+"""
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_rank_stops_every_rank_at_the_same_checkpointed_step(tmp_path: Path) -> None:
+    from distributed_launch import free_port
+
+    out, port = tmp_path / "ddp", free_port()
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
+               "PYTHONPATH": os.pathsep.join([str(SUPPORT), str(SRC), os.environ.get("PYTHONPATH", "")])}
+        procs.append(subprocess.Popen([sys.executable, "-c", textwrap.dedent(DDP.format(out=str(out)))], env=env,
+                                      text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    try:
+        deadline = time.monotonic() + 120
+        while len(_records(out)) < 3:
+            assert all(p.poll() is None for p in procs), [p.communicate()[0][-2000:] for p in procs]
+            assert time.monotonic() < deadline, "the ranks wrote no metrics in time"
+            time.sleep(0.02)
+        procs[1].send_signal(signal.SIGINT)  # rank 1 only: rank 0 learns of it at the next agreement
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert all(p.returncode != 0 for p in procs)
+    assert all("TrainingInterrupted" in o for o in outputs), outputs
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["step"] == _records(out)[-1]["step"] >= 3 and ckpt["extra"]["world_size"] == 2
