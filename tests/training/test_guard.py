@@ -4,6 +4,7 @@ leaves an ignored signal ignored; the resume command repeats the CLI call with -
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import threading
 
@@ -59,6 +60,8 @@ def test_the_loop_checkpoints_the_step_in_flight_and_stops(tmp_path) -> None:
     with pytest.raises(TrainingInterrupted, match="after step 3.*resume with: again") as err:
         loop.run(step)
     assert saved == [2, 3] and err.value.step == 3 and loop.step == 3
+    again = pickle.loads(pickle.dumps(err.value))
+    assert isinstance(again, KeyboardInterrupt) and str(again) == str(err.value)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 

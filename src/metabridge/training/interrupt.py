@@ -49,6 +49,9 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __str__(self) -> str:
         return str(self.args[0])
 
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (e.g. across worker processes)
+        return type(self), (self.step, self.checkpoint, self.resume, self.signum)
+
 
 class InterruptGuard:
     """Context manager: the first SIGINT/SIGTERM sets :attr:`requested`; a second raises
