@@ -261,3 +261,17 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_checkpointed_step(tmp
     assert all("TrainingInterrupted" in o for o in outputs), outputs
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["step"] == _records(out)[-1]["step"] >= 3 and ckpt["extra"]["world_size"] == 2
+
+
+def test_multitask_non_finite_training_loss_stops_naming_the_step(tmp_path: Path) -> None:
+    from metabridge.multitask.trainer import MultiTaskDivergedError
+
+    def poison(step: int, x: torch.Tensor, y: torch.Tensor, losses: torch.Tensor) -> None:
+        if step == 4:
+            with torch.no_grad():
+                losses.mul_(float("nan"))
+
+    with pytest.raises(MultiTaskDivergedError, match=r"step 5: non-finite loss .*lower the learning rate.*; the checkpoint of step 4 is kept\."):
+        _mtl_namespace()["mtl_run"](tmp_path / "nan", 9, checkpoint_every=4, on_batch=poison)
+    assert load_checkpoint(tmp_path / "nan" / "last.pt")["step"] == 4
+    assert _records(tmp_path / "nan", "error")[0]["step"] == 5

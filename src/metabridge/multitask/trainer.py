@@ -270,9 +270,12 @@ class _MultiTaskRun:
             paused = time.perf_counter()
             self.on_batch(step, x, y, losses)
             start += time.perf_counter() - paused
-        record = weighted_backward(self.weighting, losses, self.shared, self.task_specific, features=outputs.features,
-                                   step=step, gradient_mode=self.gradient_mode,
-                                   ranks=self.ranks if ctx.enabled else None)
+        try:
+            record = weighted_backward(self.weighting, losses, self.shared, self.task_specific,
+                                       features=outputs.features, step=step, gradient_mode=self.gradient_mode,
+                                       ranks=self.ranks if ctx.enabled else None)
+        except FloatingPointError as exc:  # a non-finite loss: name the step and the checkpoint kept
+            raise MultiTaskDivergedError(f"step {i}: {str(exc).rstrip('.')}{self._kept()}.", i) from None
         self.ranks.average_buffers(self.model)
         self.optimizer.step()
 
@@ -302,6 +305,10 @@ class _MultiTaskRun:
         self.loop.log.write({"kind": "train", "step": i, "losses": self.losses_log[-1],
                              "weights": self.weights_log[-1]})
 
+    def _kept(self) -> str:
+        saved = self.loop.saved if self.loop is not None else None
+        return f"; the checkpoint of step {saved[1]} is kept" if saved is not None else ""
+
     def evaluate(self, i: int) -> None:
         """Score val and test after step ``i``; rank 0 scores, the others receive its numbers."""
         scores = None
@@ -315,8 +322,7 @@ class _MultiTaskRun:
         assert self.loop is not None
         self.loop.log.write({"kind": "eval", **self.curve[-1]})
         if not math.isfinite(score):
-            kept = f"; the checkpoint of step {self.loop.saved[1]} is kept" if self.loop.saved is not None else ""
-            raise MultiTaskDivergedError(f"validation loss is not finite at step {i}: {val['loss']}{kept}; "
+            raise MultiTaskDivergedError(f"validation loss is not finite at step {i}: {val['loss']}{self._kept()}; "
                                          "lower lr.", i)
         if score < self.best[0]:
             self.best = (score, i, val["metric"], test["metric"])
