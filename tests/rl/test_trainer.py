@@ -247,6 +247,11 @@ def test_cli_rl_train_then_eval_naming_the_run_positionally(tmp_path: Path) -> N
     assert len(json.loads((tmp_path / "e" / "eval.json").read_text())["returns_ci95"]) == 2
     res = run_cli(["rl", "eval", str(tmp_path / "none"), "--out", str(tmp_path / "e")])
     assert res.exit_code != 0 and f"no run in {tmp_path / 'none'}" in res.output
+    # a plain --resume continues the run from its own saved settings (the command's options never replace them)
+    res = run_cli(["rl", "train", "--resume", "--iterations", "3", "--no-progress", "--out", str(tmp_path / "r")])
+    assert res.exit_code == 0, res.output
+    resumed = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert resumed["hidden"] == [8] and resumed["algorithm"] == "drs-trpo" and resumed["iterations"] == 3
 
 
 def test_user_environment_plugs_in(tmp_path: Path) -> None:

@@ -153,6 +153,11 @@ class RLTrainConfig(_RLSettings):
             return validated_rl_config(algorithm=self.algorithm, **over)
         return preset_config(self.preset, self.algorithm, **over)
 
+    def write_resolved(self) -> Path:
+        """Nothing to write: the resolved settings of a training run are the trainer's own ``config.json``
+        (the RLConfig, written when the run starts and read back by ``--resume``); its path is returned."""
+        return Path(self.out) / "config.json"
+
     def _saved_run(self) -> dict[str, Any] | None:
         """The RLConfig the run in ``out`` was started with, when resuming one."""
         path = Path(self.out) / "config.json"
