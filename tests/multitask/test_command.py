@@ -198,3 +198,34 @@ def test_every_multitask_setting_is_described():
 
     assert all(info.description for info in MultitaskConfig.model_fields.values())
     assert str(MultitaskConfig.model_fields["out"].default) == "runs/multitask"
+
+
+@pytest.mark.slow
+def test_ctrl_c_checkpoints_the_run_in_progress_and_the_same_command_continues_it(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "metabridge", "multitask", "--benchmark", "toy_mtl", "--methods", "equal",
+           "--no-stl", "--steps", "3000", "--batch-size", "16", "--plugin", *PLUGIN, "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "support")}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline, logged = time.time() + 120, []
+    while time.time() < deadline and sum(p.stat().st_size for p in logged) < 2000 and proc.poll() is None:
+        time.sleep(0.1)
+        logged = list((out / "runs").glob("*/metrics.jsonl"))
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    assert "run the same command again to continue" in output, output
+    (run_dir,) = [p for p in (out / "runs").iterdir() if p.is_dir()]
+    stopped_at = torch.load(run_dir / "last.pt", weights_only=False)["step"]
+    assert 0 < stopped_at < 3000
+    assert not list((out / "runs").glob("*.json"))  # not recorded as finished
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr  # resumed (a fresh start would refuse the folder)
+    (record,) = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert record["spec"]["steps"] == 3000
+    assert torch.load(run_dir / "last.pt", weights_only=False)["step"] == 3000

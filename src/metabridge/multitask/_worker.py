@@ -1,4 +1,5 @@
-"""``python -m metabridge.multitask._worker SPEC.json OUT.json``: one :func:`runner.run` in its own process."""
+"""``python -m metabridge.multitask._worker SPEC.json OUT.json [RUN_DIR]``: one :func:`runner.run` in its own
+process (checkpointing into RUN_DIR when given)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from .runner import run
 
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
-    atomic_write_text(argv[1], json.dumps(run(spec)))
+    atomic_write_text(argv[1], json.dumps(run(spec, run_dir=argv[2] if len(argv) > 2 else None)))
     return 0
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import subprocess
 import sys
 import tempfile
@@ -140,8 +141,12 @@ def run_spec(spec: dict[str, Any], runs_dir: Path, isolate: bool = True, timeout
              distributed: DistributedContext | None = None) -> dict[str, Any]:
     """Run one spec (in a subprocess when ``isolate``), or return its saved record; with
     ``distributed`` (more than one rank) every rank trains it in this process, rank 0 decides
-    whether a saved record exists and writes the new one, every rank returns it."""
+    whether a saved record exists and writes the new one, every rank returns it. Each run
+    checkpoints into ``runs_dir/<key>/`` while it trains, so a sweep stopped by Ctrl-C or
+    SIGTERM continues, when the same command runs again, from the last completed step of the
+    run it was in (finished runs are read back)."""
     path = runs_dir / f"{_key(spec)}.json"
+    run_dir = runs_dir / _key(spec)
     if distributed is not None and distributed.enabled:
         saved = distributed.broadcast_object(json.loads(path.read_text()) if distributed.is_main and path.exists()
                                              else None)
@@ -152,7 +157,7 @@ def run_spec(spec: dict[str, Any], runs_dir: Path, isolate: bool = True, timeout
         error: BaseException | None = None
         record: dict[str, Any] = {}
         try:
-            record = run(spec, distributed=distributed)
+            record = run(spec, distributed=distributed, run_dir=run_dir)
         except Exception as exc:  # every rank raises together (none waits in a later collective)
             error = exc
         distributed.raise_together(error)
@@ -167,21 +172,61 @@ def run_spec(spec: dict[str, Any], runs_dir: Path, isolate: bool = True, timeout
     if not isolate:
         from .runner import run
 
-        record = run(spec)
+        record = run(spec, run_dir=run_dir)
         record["peak_mib"] = None  # one process's high-water mark mixes every run before this one
         atomic_write_text(path, json.dumps(record))
         return record
-    with tempfile.TemporaryDirectory() as tmp:
-        spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
-        spec_path.write_text(json.dumps(spec))
-        proc = subprocess.run([sys.executable, "-m", "metabridge.multitask._worker", str(spec_path), str(out_path)],
-                              capture_output=True, text=True, timeout=timeout)
-        if proc.returncode != 0:
-            tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
-            raise RuntimeError(f"run {spec['method']} (tasks={spec.get('tasks')}, seed={spec['seed']}) failed:\n{tail}")
-        record = json.loads(out_path.read_text())
+    record = _run_isolated(spec, run_dir, timeout)
     atomic_write_text(path, json.dumps(record))
     return record
+
+
+def _wait_forwarding(proc: subprocess.Popen[bytes], guard: Any, timeout: float | None) -> None:
+    """Wait for ``proc``, passing the first signal ``guard`` records on to it (once)."""
+    start, forwarded = time.perf_counter(), False
+    while proc.poll() is None:
+        if guard.requested is not None and not forwarded:
+            proc.send_signal(signal.SIGINT)
+            forwarded = True
+        if timeout is not None and time.perf_counter() - start > timeout and not forwarded:
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+        time.sleep(0.05)
+
+
+def _run_isolated(spec: dict[str, Any], run_dir: Path, timeout: float | None) -> dict[str, Any]:
+    """One run in a worker process of its own session (a terminal's Ctrl-C reaches this process
+    only): SIGINT/SIGTERM here is passed on to the worker once, which checkpoints its last
+    completed step into ``run_dir``; then the sweep stops with the way to continue it. A second
+    signal stops the worker at once (its previous checkpoint stays whole)."""
+    from ..training import InterruptGuard
+
+    with tempfile.TemporaryDirectory() as tmp, InterruptGuard(announce=False) as guard:
+        spec_path, out_path, err_path = Path(tmp) / "spec.json", Path(tmp) / "out.json", Path(tmp) / "stderr.txt"
+        spec_path.write_text(json.dumps(spec))
+        with open(err_path, "w") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "metabridge.multitask._worker", str(spec_path),
+                                     str(out_path), str(run_dir)], stdout=subprocess.DEVNULL, stderr=err,
+                                    start_new_session=True)
+            try:
+                _wait_forwarding(proc, guard, timeout)
+            except BaseException:
+                if proc.poll() is None:  # asked twice, or timed out: the worker stops now
+                    proc.send_signal(signal.SIGINT)
+                    try:
+                        proc.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+                raise
+        if guard.requested is not None:
+            name = signal.Signals(guard.requested).name
+            where = f"checkpointed in {run_dir}" if (run_dir / "last.pt").exists() else "not yet checkpointed"
+            raise KeyboardInterrupt(f"{name}: the sweep stopped; the run in progress is {where}; run the same "
+                                    "command again to continue (finished runs are reused, this one resumes).")
+        if proc.returncode != 0:
+            tail = "\n".join(err_path.read_text().strip().splitlines()[-15:])
+            raise RuntimeError(f"run {spec['method']} (tasks={spec.get('tasks')}, seed={spec['seed']}) failed:\n{tail}")
+        return json.loads(out_path.read_text())
 
 
 def _mean(values: list[float]) -> float:

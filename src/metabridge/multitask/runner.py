@@ -15,10 +15,12 @@ and method from the spec's seed and returns the same record.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..checkpoint import CheckpointManager
 from ..distributed import DistributedContext
 from ..peak_memory import peak_memory_mib, reset_peak_memory
 from .data import load_mtl_benchmark
@@ -43,6 +45,13 @@ def metric_unit(task: TaskSpec) -> str:
     return "%" if task.kind == "classification" else task.unit
 
 
+def _checkpointing(run_dir: str | Path | None) -> dict[str, Any]:
+    """``train_multitask``'s run-directory arguments: resume where a checkpoint exists."""
+    if run_dir is None:
+        return {}
+    return {"run_dir": run_dir, "resume": CheckpointManager(run_dir).exists(), "progress": False}
+
+
 def _in_worker() -> bool:
     import sys
 
@@ -50,9 +59,15 @@ def _in_worker() -> bool:
     return spec is not None and spec.name == "metabridge.multitask._worker"
 
 
-def run(spec: dict[str, Any], distributed: DistributedContext | None = None) -> dict[str, Any]:
+def run(spec: dict[str, Any], distributed: DistributedContext | None = None,
+        run_dir: str | Path | None = None) -> dict[str, Any]:
     """Train and score one (benchmark, tasks, model, method, seed); returns a JSON-able record
-    (``distributed``: the ranks of a data-parallel run, default one process)."""
+    (``distributed``: the ranks of a data-parallel run, default one process).
+
+    With ``run_dir`` the training checkpoints there (periodically and on SIGINT/SIGTERM, see
+    :func:`~metabridge.multitask.trainer.train_multitask`) and continues from a checkpoint it
+    finds there, so an interrupted sweep loses at most the step in flight. Runs with training
+    diagnostics keep no checkpoint (the diagnostics' history is not part of one)."""
     unknown = set(spec) - set(DEFAULT_SPEC)
     if unknown:
         raise ValueError(f"unknown run spec keys {sorted(unknown)}; known: {sorted(DEFAULT_SPEC)}.")
@@ -87,7 +102,8 @@ def run(spec: dict[str, Any], distributed: DistributedContext | None = None) -> 
     result = train_multitask(model, weighting, bench, steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"],
                              weight_decay=s["weight_decay"], eval_every=s["eval_every"], log_every=s["log_every"],
                              seed=s["seed"], device=device, gradient_mode=s["gradient_mode"],
-                             on_batch=hooks.on_batch if hooks else None, distributed=distributed)
+                             on_batch=hooks.on_batch if hooks else None, distributed=distributed,
+                             **_checkpointing(None if hooks else run_dir))
     record = {"spec": s, "tasks": [t.name for t in tasks], "units": [metric_unit(t) for t in tasks],
               "metric_names": [t.metric_name for t in tasks], "higher_is_better": [t.higher_is_better for t in tasks],
               "peak_mib": peak_memory_mib(device, before),
