@@ -1,7 +1,7 @@
 """Plugins: modules a user names (``--plugin MODULE``, ``plugins = [...]`` in a config) whose
 import registers their algorithms, backbones, datasets, weighting methods or multi-task
 benchmarks. Every process that builds a run imports them first (the trainer, ``eval``,
-compare's and ``metabridge mtl``'s worker processes)."""
+compare's and ``metabridge multitask``'s worker processes)."""
 
 from __future__ import annotations
 

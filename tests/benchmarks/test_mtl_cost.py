@@ -30,6 +30,7 @@ def test_mtl_cost_runs_at_toy_size_without_libmtl(tmp_path, capsys) -> None:
     assert "LibMTL skipped" in out and "| mgda |" in out
 
 
+@pytest.mark.peers
 @pytest.mark.skipif(os.environ.get("METABRIDGE_PEER_TESTS") != "1", reason="peer comparison, not CI: opt in with "
                     "METABRIDGE_PEER_TESTS=1")
 @pytest.mark.skipif(not mtl_cost.DEFAULT_LIBMTL_PYTHON.exists(), reason="LibMTL's python is not installed here")

@@ -23,6 +23,7 @@ if OPTED_IN:
     WHY = _peer_impls.available("learn2learn") or ""
 
 pytestmark = [
+    pytest.mark.peers,
     pytest.mark.skipif(not OPTED_IN, reason="peer comparison, not CI: opt in with METABRIDGE_PEER_TESTS=1 "
                        "(learn2learn from scripts/install_peers.sh)"),
     pytest.mark.skipif(OPTED_IN and bool(WHY), reason=WHY),

@@ -1,4 +1,4 @@
-"""Data-parallel multi-task training (train_multitask(distributed=...), ``torchrun -m metabridge mtl``).
+"""Data-parallel multi-task training (train_multitask(distributed=...), ``torchrun -m metabridge multitask``).
 
 Two processes with the gloo backend (tests/distributed_mtl_worker.py), each on half of every
 minibatch, give the single-process parameters after a few float64 steps, for a loss-weighting

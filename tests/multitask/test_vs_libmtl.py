@@ -45,6 +45,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from metabridge.benchmarks._common import PEER_VENV
 from metabridge.multitask.gradients import per_task_gradients
 from metabridge.multitask.models.registry import build_mtl_model
 from metabridge.multitask.weighting import build_weighting, weighted_backward
@@ -52,15 +53,15 @@ from metabridge.multitask.weighting.min_norm import gram_matrix, min_norm_weight
 
 import metabridge.benchmarks as _benchmarks
 
-PEER = Path(os.environ.get("METABRIDGE_LIBMTL_PYTHON",
-                           str(Path.home() / ".cache" / "mb-peers" / "venv_peer2" / "bin" / "python")))
+PEER = Path(os.environ.get("METABRIDGE_LIBMTL_PYTHON", str(PEER_VENV / "bin" / "python")))
 WORKER = Path(_benchmarks.__file__).with_name("_libmtl_worker.py")
 MARK = "@@MTLCOST "
 
 OPTED_IN = os.environ.get("METABRIDGE_PEER_TESTS") == "1" or "METABRIDGE_LIBMTL_PYTHON" in os.environ
 pytestmark = [
+    pytest.mark.peers,
     pytest.mark.skipif(not OPTED_IN, reason="peer comparison, not CI: opt in with METABRIDGE_PEER_TESTS=1 (LibMTL "
-                       "from ../shared/peers/install.sh) or METABRIDGE_LIBMTL_PYTHON=PATH"),
+                       "from scripts/install_peers.sh) or METABRIDGE_LIBMTL_PYTHON=PATH"),
     pytest.mark.skipif(not PEER.exists(), reason=f"LibMTL's python ({PEER}) is not installed here; set "
                        "METABRIDGE_LIBMTL_PYTHON to a python with LibMTL"),
 ]

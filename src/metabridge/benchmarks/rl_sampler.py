@@ -46,7 +46,7 @@ class RlSamplerConfig(CommandConfig):
     out: Path = Field(Path("runs/bench/rl_sampler"), description=(
         "Folder of ENV.json and ENV.png (one pair per environment) and config.json."))
     env: str = Field("halfcheetah-vel", min_length=1, description=(
-        "Environment family (metabridge list rl-envs)."))
+        "Environment family (metabridge list envs)."))
     tasks: int = Field(20, ge=1, description="T, tasks stepped together.")
     rollouts: int = Field(20, ge=1, description="R, episodes per task.")
     horizon: int = Field(200, ge=1, description="H, steps per episode (passed to the family as horizon=).")

@@ -1,4 +1,4 @@
-"""Negative-transfer diagnostics recorded during a training run (``metabridge mtl
+"""Negative-transfer diagnostics recorded during a training run (``metabridge multitask
 --diagnostics-every N``): every N steps, the per-layer pairwise gradient cosines and
 conflict rates of the shared parameters (:class:`~.diagnostics.GradientConflictTracker`)
 and the lookahead inter-task affinity of TAG (:func:`~.diagnostics.lookahead_affinity`,

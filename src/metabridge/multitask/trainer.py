@@ -13,7 +13,7 @@ epochs). Model selection follows the usual multi-task protocol: the split is sco
 lowest validation loss (sum over tasks of the standardised per-task losses), or the last.
 
 Data parallelism (``train_multitask(..., distributed=context)``; ``torchrun
---nproc-per-node W -m metabridge mtl ...``): every rank draws the same permutation (the
+--nproc-per-node W -m metabridge multitask ...``): every rank draws the same permutation (the
 seed is not rank-dependent here: the ranks split one minibatch, they do not draw their
 own), takes its contiguous block of B/W examples of each step's minibatch of B, and
 :func:`~metabridge.multitask.weighting.base.weighted_backward` with the ranks makes every
