@@ -392,3 +392,14 @@ def test_the_old_multitask_name_warns_once_and_runs_it():
     assert "usage: metabridge multitask" in r.stdout
     assert [line for line in r.stderr.splitlines() if line.strip()] == \
         ["metabridge: 'mtl' is now 'metabridge multitask'; the old name will be removed."]
+
+
+def test_the_deprecated_typer_app_forwards_to_main_with_a_warning():
+    pytest.importorskip("typer")
+    from typer.testing import CliRunner
+
+    from metabridge.cli import app
+
+    with pytest.warns(DeprecationWarning, match=r"metabridge.cli.main\(argv\)"):
+        result = CliRunner().invoke(app, ["list", "models"])
+    assert result.exit_code == 0 and "conv4" in result.output

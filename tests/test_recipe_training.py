@@ -10,20 +10,18 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
 import metabridge as mb
 import metabridge.experiment as experiment
+from cli_runner import run_cli
 from metabridge_toys import Killed, ToyANIL, kill_at, params_vector, toy_builder, toy_config
 from metabridge.checkpoint import load_checkpoint
-from metabridge.cli import app
 from metabridge.config import ExperimentConfig
 from metabridge.data.class_dataset import ClassDataset
 from metabridge.stats import MeanCI
 from metabridge.tasks.episodes import EpisodeSampler
 from metabridge.train import Trainer, read_metrics, resume_config
 
-runner = CliRunner()
 
 
 def _run(cfg: ExperimentConfig, builder=None, **kw) -> tuple[Trainer, mb.TrainResult]:
@@ -324,7 +322,7 @@ def _write_npz(path, classes: int = 25, per_class: int = 4, size: int = 16) -> N
 
 
 def test_train_help_lists_the_recipe_options():
-    r = runner.invoke(app, ["train", "--help"], terminal_width=200)
+    r = run_cli(["train", "--help"])
     assert r.exit_code == 0
     for option in ("--plateau-factor", "--plateau-patience", "--early-stopping-patience", "--augment"):
         assert option in r.output, option
@@ -358,7 +356,7 @@ inner_lr = 0.01
     cfg = ExperimentConfig.load(path)
     assert (cfg.lr_schedule, cfg.plateau_factor, cfg.plateau_patience, cfg.early_stopping_patience) == \
         ("plateau", 0.5, 0, 2)
-    r = runner.invoke(app, ["train", "--config", str(path), "--no-progress"])
+    r = run_cli(["train", "--config", str(path), "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "stopped early at step" in r.output and "--early-stopping-patience 2" in r.output, r.output
     saved = json.loads((out / "config.json").read_text())
@@ -376,9 +374,8 @@ def test_cli_augment_of_own_images_from_a_toml_file(tmp_path, monkeypatch):
     path.write_text(f'task = "{data}"\nalgorithm = "protonet"\nmodel = "conv4"\nn_way = 3\nk_shot = 1\n'
                     f'q_query = 1\nmeta_batch_size = 2\nsteps = 2\neval_every = 0\naugment = "auto"\n'
                     f'device = "cpu"\nout_dir = "{out}"\n[model_kwargs]\nhidden = 4\n')
-    r = runner.invoke(app, ["train", "--config", str(path), "--no-progress", "--test-episodes", "3"])
+    r = run_cli(["train", "--config", str(path), "--no-progress", "--test-episodes", "3"])
     assert r.exit_code == 0, r.output
     assert json.loads((out / "config.json").read_text())["augment"] == "auto"
-    r = runner.invoke(app, ["train", "--config", str(path), "--no-progress", "--augment", "flipflop",
-                            "--overwrite"])
+    r = run_cli(["train", "--config", str(path), "--no-progress", "--augment", "flipflop", "--overwrite"])
     assert r.exit_code == 2 and "unknown augmentation 'flipflop'" in r.output and "--augment" in r.output

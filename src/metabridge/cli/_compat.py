@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import warnings
 
-import typer
+try:
+    import typer
+except ImportError as exc:  # typer is no dependency of metabridge any more
+    raise ImportError("metabridge.cli.app (deprecated) needs typer: pip install typer; or call "
+                      "metabridge.cli.main(argv) instead.") from exc
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
