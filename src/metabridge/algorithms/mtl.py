@@ -67,6 +67,7 @@ from torch.func import functional_call
 from ..heads._checks import assert_on_device, reads_are_free
 from ..heads.logistic import logistic_fit
 from ..heads.ridge import ridge_fit
+from ..registry import Registry
 from ..tasks.batch import TaskBatch
 from .anil import sub_params
 from .base import SUPPLIED_ARGS, DataInfo, MetaAlgorithm, ModelMaker, Predictor, task_loss
@@ -290,8 +291,6 @@ class MTL(MetaAlgorithm):
     def _class_weighted_loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """sum_c w_c L_c over the T*N (task, class) pairs of the batch, L_c the mean cross-entropy
         of that class's examples, w from the ``class_weighting`` method."""
-        from ..multitask.weighting import build_weighting
-
         t, s, n = logits.shape
         ce = F.cross_entropy(logits.reshape(-1, n), y.reshape(-1), reduction="none").view(t, s)
         onehot = F.one_hot(y, n).to(ce.dtype)
@@ -299,7 +298,10 @@ class MTL(MetaAlgorithm):
         weighter = self._class_weighters.get(t * n)
         if weighter is None:
             kwargs = {"temperature": self.class_weighting_temperature} if self.class_weighting == "minmax" else {}
-            weighter = self._class_weighters[t * n] = build_weighting(self.class_weighting, t * n, **kwargs)
+            # through the registry (the multitask package registers its weightings on import), so the
+            # few-shot algorithms do not import the multi-task half
+            method = Registry.all_registries()["weightings"].get(self.class_weighting)
+            weighter = self._class_weighters[t * n] = method(t * n, **kwargs)
         objective, _ = weighter.objective(per_class)
         return objective
 
