@@ -90,7 +90,7 @@ class NaNRewardEnv(Navigation2D):
 
 
 def test_non_finite_rewards_stop_with_a_clear_error(tmp_path: Path) -> None:
-    register_env("nan-reward-test", lambda **kw: NaNRewardEnv(**kw), overwrite=True)
+    register_env("nan-reward-test", lambda **kw: NaNRewardEnv(**kw), replace=True)
     with pytest.raises(FloatingPointError, match="non-finite reward"):
         train_rl(tiny(env="nan-reward-test", iterations=1), tmp_path, progress=False)
 
@@ -274,6 +274,6 @@ def test_user_environment_plugs_in(tmp_path: Path) -> None:
             r = -(self.x - self.goal).abs().squeeze(-1)
             return StepResult(self.x.clone(), r, torch.zeros_like(r, dtype=torch.bool))
 
-    register_env("line-test", Line, overwrite=True)
+    register_env("line-test", Line, replace=True)
     result = train_rl(tiny(env="line-test", env_kwargs={}, iterations=2), tmp_path, progress=False)
     assert len(result.final["returns"]) == 2

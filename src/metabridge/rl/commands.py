@@ -154,9 +154,13 @@ class RLTrainConfig(_RLSettings):
         return preset_config(self.preset, self.algorithm, **over)
 
     def write_resolved(self) -> Path:
-        """Nothing to write: the resolved settings of a training run are the trainer's own ``config.json``
-        (the RLConfig, written when the run starts and read back by ``--resume``); its path is returned."""
-        return Path(self.out) / "config.json"
+        """Write the command's settings as ``out/command.json`` (``--config`` reads them back). The run's
+        resolved RLConfig is the trainer's own ``config.json``, written when the run starts and read back
+        by ``--resume``, so this never writes over it."""
+        path = Path(self.out) / "command.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
+        return path
 
     def _saved_run(self) -> dict[str, Any] | None:
         """The RLConfig the run in ``out`` was started with, when resuming one."""
