@@ -175,15 +175,41 @@ def headline_rows(experiments: list[Experiment], errors: list[str] | None = None
         for row in found:
             row = {k: str(v) for k, v in row.items()}
             row.setdefault("link", f"docs/results/{exp.name}.md")
+            row.setdefault("experiment", exp.name)
             rows.append(row)
     return sorted(rows, key=lambda r: int(r.get("order", 50)))
 
 
+#: the docs pages of the methods behind each experiment's headline row (a row's own ``docs`` wins)
+DOCS_PAGES: dict[str, dict[str, str]] = {
+    "fewshot_glyphs_main_job": {"MTL": "algorithms/mtl.md", "MAML": "algorithms/maml.md",
+                                "ProtoNet": "algorithms/protonet.md"},
+    "fewshot_glyphs_mtl_vs_maml": {"MTL": "algorithms/mtl.md", "MAML": "algorithms/maml.md"},
+    "fewshot_resnet12_regime": {"MTL": "algorithms/mtl.md", "MetaOptNet": "algorithms/metaoptnet.md"},
+    "sinusoid_finn_table2": {"MAML": "algorithms/maml.md"},
+    "black_box_vs_protonet": {"black-box learners": "algorithms/black_box.md", "ProtoNet": "algorithms/protonet.md"},
+    "speed_vs_peers": {"MAML": "algorithms/maml.md", "execution options": "concepts/execution.md"},
+    "metarl_navigation": {"MAML-TRPO": "rl/maml_trpo.md"},
+    "metarl_tradeoff_map": {"DRS-TRPO": "rl/drs_trpo.md", "MAML-TRPO": "rl/maml_trpo.md"},
+    "multitask_cost": {"gradient-based weighting": "weighting/gradient_based.md"},
+    "multitask_qm9": {"loss-based": "weighting/loss_based.md", "gradient-based": "weighting/gradient_based.md"},
+}
+
+
+def docs_links(row: dict[str, str], experiment: str) -> str:
+    """The row's links to the docs pages of its methods."""
+    if row.get("docs"):
+        return row["docs"]
+    pages = DOCS_PAGES.get(experiment, {})
+    return ", ".join(f"[{name}](docs/{page})" for name, page in pages.items())
+
+
 def render_headline_block(rows: list[dict[str, str]]) -> str:
     """The markdown table between the README's headline markers."""
-    lines = ["| method | paper | headline figure | results |", "|---|---|---|---|"]
+    lines = ["| method | paper | headline figure | docs | results |", "|---|---|---|---|---|"]
     lines += [
-        f"| {r.get('method', '')} | {r.get('paper', '')} | {r.get('headline', '')} | [results]({r['link']}) |"
+        f"| {r.get('method', '')} | {r.get('paper', '')} | {r.get('headline', '')} | "
+        f"{docs_links(r, r.get('experiment', ''))} | [results]({r['link']}) |"
         for r in rows
     ]
     return "\n".join(lines)
