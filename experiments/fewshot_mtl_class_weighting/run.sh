@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-create results/ of the bridge experiment: Wang et al.'s MTL on the main job's glyphs, trained with the plain
 # mean loss and with the smooth max over the per-class losses (t = 0.5), one run after the other, alone.
-# The smooth-max settings are in smooth_max_t0.5.toml. A part whose JSON exists is skipped (delete it to rerun).
+# A part whose JSON exists is skipped (delete it to rerun).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 MB="${MB:-.venv/bin/metabridge}"
@@ -17,4 +17,4 @@ part() {  # part NAME ARGS...: one `compare` run of MTL, its JSON and plot copie
 }
 
 part mean_loss
-part smooth_max_t0.5 --config "$HERE/smooth_max_t0.5.toml"
+part smooth_max_t0.5 --method-hparams mtl='{"class_weighting": "minmax", "class_weighting_temperature": 0.5}'

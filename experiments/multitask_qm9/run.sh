@@ -8,13 +8,10 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 MB="${MB:-.venv/bin/metabridge}"
 RUN="${RUNS:-runs/experiments}/multitask_qm9"
 [[ -f "$HERE/results/weighting_sweep.json" ]] && { echo "skip: results/weighting_sweep.json exists"; exit 0; }
-mkdir -p "$HERE/results" "$RUN"
+mkdir -p "$HERE/results"
 DATA=()
-if [[ -n "${QM9_CSV:-}" ]]; then  # the benchmark's options are a mapping: they come from a config file
-  printf '{"benchmark_kwargs": {"csv_dir": "%s"}}\n' "$QM9_CSV" > "$RUN/qm9_csv.json"
-  DATA=(--config "$RUN/qm9_csv.json")
-fi
-"$MB" multitask "${DATA[@]}" --benchmark qm9 --seeds 0 --steps 5000 --tune-equal-lrs 3e-4 3e-3 --threads 1 \
+[[ -n "${QM9_CSV:-}" ]] && DATA=(--benchmark-kwargs "csv_dir=$QM9_CSV")
+"$MB" multitask ${DATA[@]+"${DATA[@]}"} --benchmark qm9 --seeds 0 --steps 5000 --tune-equal-lrs 3e-4 3e-3 --threads 1 \
     --out "$RUN"
 cp "$RUN/report.json" "$HERE/results/weighting_sweep.json"
 cp "$RUN/delta_m.png" "$HERE/plot.png"
