@@ -182,8 +182,11 @@ def headline_rows(experiments: list[Experiment], errors: list[str] | None = None
 
 #: the docs pages of the methods behind each experiment's headline row (a row's own ``docs`` wins)
 DOCS_PAGES: dict[str, dict[str, str]] = {
-    "fewshot_glyphs_main_job": {"MTL": "algorithms/mtl.md", "MAML": "algorithms/maml.md",
-                                "ProtoNet": "algorithms/protonet.md"},
+    "fewshot_glyphs_main_job": {
+        "MTL": "algorithms/mtl.md",
+        "MAML": "algorithms/maml.md",
+        "ProtoNet": "algorithms/protonet.md",
+    },
     "fewshot_glyphs_mtl_vs_maml": {"MTL": "algorithms/mtl.md", "MAML": "algorithms/maml.md"},
     "fewshot_resnet12_regime": {"MTL": "algorithms/mtl.md", "MetaOptNet": "algorithms/metaoptnet.md"},
     "sinusoid_finn_table2": {"MAML": "algorithms/maml.md"},

@@ -26,7 +26,7 @@ def test_bytes_and_text_are_written_and_no_temp_is_left(tmp_path):
     assert (tmp_path / "b.txt").read_text(encoding="utf-8") == "second"
     with atomic_open(tmp_path / "c.txt", "w") as f:
         f.write("ünïcode")
-    assert (tmp_path / "c.txt").read_bytes() == "ünïcode".encode("utf-8")
+    assert (tmp_path / "c.txt").read_bytes() == "ünïcode".encode()
     assert listing(tmp_path) == ["a.bin", "b.txt", "c.txt"]
 
 

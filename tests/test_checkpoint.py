@@ -30,8 +30,9 @@ def _payload(step: int, value: float) -> dict:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     model(torch.ones(1, 3)).sum().backward()
     opt.step()
-    return make_payload(algorithm=model, optimizer=opt, step=step, config={"seed": 0},
-                        task_generator=torch.Generator().manual_seed(1))
+    return make_payload(
+        algorithm=model, optimizer=opt, step=step, config={"seed": 0}, task_generator=torch.Generator().manual_seed(1)
+    )
 
 
 def test_round_trip(tmp_path):
@@ -83,7 +84,9 @@ def test_corrupt_last_falls_back_to_previous(tmp_path):
     with pytest.raises(CheckpointError, match="corrupt or truncated") as info:
         load_checkpoint(m.last)
     assert "last.prev.pt" in str(info.value)
-    with pytest.warns(UserWarning, match="last.pt is corrupt or truncated .* using .*last.prev.pt \\(step 1\\) instead"):
+    with pytest.warns(
+        UserWarning, match="last.pt is corrupt or truncated .* using .*last.prev.pt \\(step 1\\) instead"
+    ):
         ckpt, path = m.load_latest()
     assert ckpt["step"] == 1 and path == m.previous
 

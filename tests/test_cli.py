@@ -22,8 +22,23 @@ from metabridge.cli._parse import merge_repeated, multi_value_options, split_con
 from metabridge.config import CommandConfig, hparams_model, validate_hparams
 from metabridge.data.class_dataset import ClassDataset
 
-FAST = ["--k-shot", "5", "--q-query", "5", "--meta-batch-size", "4", "--val-episodes", "10",
-        "--test-episodes", "10", "--eval-batch-size", "10", "--device", "cpu", "--no-progress"]
+FAST = [
+    "--k-shot",
+    "5",
+    "--q-query",
+    "5",
+    "--meta-batch-size",
+    "4",
+    "--val-episodes",
+    "10",
+    "--test-episodes",
+    "10",
+    "--eval-batch-size",
+    "10",
+    "--device",
+    "cpu",
+    "--no-progress",
+]
 
 
 def _assert_clean_error(result, *needles: str, code: int = 2) -> None:
@@ -48,8 +63,12 @@ def tiny_dataset(monkeypatch):
     from metabridge.data import registry
 
     def load(root, split, download=False, **kw):
-        return ClassDataset(torch.zeros(12, 1, 4, 4, dtype=torch.uint8), torch.arange(3).repeat_interleave(4),
-                            ["a", "b", "c"], name="tiny")
+        return ClassDataset(
+            torch.zeros(12, 1, 4, 4, dtype=torch.uint8),
+            torch.arange(3).repeat_interleave(4),
+            ["a", "b", "c"],
+            name="tiny",
+        )
 
     monkeypatch.setitem(registry._CUSTOM, "tiny", load)
 
@@ -67,17 +86,53 @@ def tiny16(monkeypatch):
 
 
 # ------------------------------------------------------------------------ help
-@pytest.mark.parametrize("command,options", [
-    ([], ["train", "eval", "export", "list", "compare", "multitask", "theory", "rl", "bench", "--config"]),
-    (["train"], ["--task", "--n-way", "--k-shot", "--algorithm", "--hp", "--lr", "--steps", "--resume",
-                 "--overwrite", "--grad-clip", "--device", "--out", "--checkpoint-every", "--eval-every", "--seed",
-                 "--plugin", "--config"]),
-    (["eval"], ["RUN", "--which", "--split", "--episodes", "--k-shot", "--q-query", "--seed", "--device", "--out",
-                "--hp", "percent"]),
-    (["export"], ["RUN", "--out", "--which"]),
-    (["list"], ["KIND", "--plugin"]),
-    (["bench"], ["NAME", "metabridge bench"]),
-])
+@pytest.mark.parametrize(
+    "command,options",
+    [
+        ([], ["train", "eval", "export", "list", "compare", "multitask", "theory", "rl", "bench", "--config"]),
+        (
+            ["train"],
+            [
+                "--task",
+                "--n-way",
+                "--k-shot",
+                "--algorithm",
+                "--hp",
+                "--lr",
+                "--steps",
+                "--resume",
+                "--overwrite",
+                "--grad-clip",
+                "--device",
+                "--out",
+                "--checkpoint-every",
+                "--eval-every",
+                "--seed",
+                "--plugin",
+                "--config",
+            ],
+        ),
+        (
+            ["eval"],
+            [
+                "RUN",
+                "--which",
+                "--split",
+                "--episodes",
+                "--k-shot",
+                "--q-query",
+                "--seed",
+                "--device",
+                "--out",
+                "--hp",
+                "percent",
+            ],
+        ),
+        (["export"], ["RUN", "--out", "--which"]),
+        (["list"], ["KIND", "--plugin"]),
+        (["bench"], ["NAME", "metabridge bench"]),
+    ],
+)
 def test_help_exits_zero_and_lists_options(command, options):
     result = run_cli([*command, "--help"])
     assert result.exit_code == 0, result.output
@@ -86,9 +141,11 @@ def test_help_exits_zero_and_lists_options(command, options):
 
 
 def test_help_does_not_import_plotting_or_benchmarks():
-    code = ("import sys; from metabridge.cli import main; main(['--help']); "
-            "bad = [m for m in sys.modules if m.startswith(('matplotlib', 'metabridge.benchmarks'))]; "
-            "sys.exit(1 if bad else 0)")
+    code = (
+        "import sys; from metabridge.cli import main; main(['--help']); "
+        "bad = [m for m in sys.modules if m.startswith(('matplotlib', 'metabridge.benchmarks'))]; "
+        "sys.exit(1 if bad else 0)"
+    )
     import subprocess
 
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
@@ -115,8 +172,14 @@ def test_every_option_has_a_help_text(model):
 
 # -------------------------------------------------------------- the mechanism
 def test_repeated_and_multi_valued_options_merge():
-    assert merge_repeated(["RUN", "--hp", "a=1", "--lr", "2", "--hp", "b=2"], {"--hp"}) == \
-        ["RUN", "--hp", "a=1", "b=2", "--lr", "2"]
+    assert merge_repeated(["RUN", "--hp", "a=1", "--lr", "2", "--hp", "b=2"], {"--hp"}) == [
+        "RUN",
+        "--hp",
+        "a=1",
+        "b=2",
+        "--lr",
+        "2",
+    ]
     assert merge_repeated(["--m=x", "--m", "y", "z"], {"--m"}) == ["--m", "x", "y", "z"]
     assert split_config_option(["a", "--config", "f.toml", "--x"]) == (Path("f.toml"), ["a", "--x"])
     from metabridge.cli._fewshot import TrainCommand
@@ -127,16 +190,33 @@ def test_repeated_and_multi_valued_options_merge():
 # -------------------------------------------------------------- train / eval
 def test_train_eval_resume_round_trip(tmp_path, toy_registry):
     out = tmp_path / "run"
-    r = run_cli(["train", *FAST, "--algorithm", "toy_anil", "--steps", "4", "--eval-every", "2",
-                 "--checkpoint-every", "2", "--out", str(out), "--hp", "inner_lr=0.02"])
+    r = run_cli(
+        [
+            "train",
+            *FAST,
+            "--algorithm",
+            "toy_anil",
+            "--steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--checkpoint-every",
+            "2",
+            "--out",
+            str(out),
+            "--hp",
+            "inner_lr=0.02",
+        ]
+    )
     assert r.exit_code == 0, r.output
     assert "step 4" in r.stdout and "metabridge eval" in r.stdout
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["hparams"] == {"inner_lr": 0.02} and cfg["steps"] == 4
     assert load_checkpoint(out / "last.pt")["step"] == 4
 
-    r = run_cli(["eval", str(out), "--episodes", "10", "--no-progress", "--device", "cpu",
-                 "--out", str(tmp_path / "ev")])
+    r = run_cli(
+        ["eval", str(out), "--episodes", "10", "--no-progress", "--device", "cpu", "--out", str(tmp_path / "ev")]
+    )
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert res["n"] == 10 and res["metric"] == "mse" and res["ci95"] > 0 and res["seed"] == cfg["test_seed"]
@@ -154,15 +234,36 @@ def test_train_eval_resume_round_trip(tmp_path, toy_registry):
 def test_config_file_with_overrides(tmp_path, toy_registry):
     from metabridge.config import ExperimentConfig
 
-    path = ExperimentConfig(steps=2, k_shot=3, q_query=3, meta_batch_size=2, eval_every=0, device="cpu",
-                            hparams={"inner_lr": 0.02}, out_dir=str(tmp_path / "a")).save(tmp_path / "c.json")
+    path = ExperimentConfig(
+        steps=2,
+        k_shot=3,
+        q_query=3,
+        meta_batch_size=2,
+        eval_every=0,
+        device="cpu",
+        hparams={"inner_lr": 0.02},
+        out_dir=str(tmp_path / "a"),
+    ).save(tmp_path / "c.json")
     r = run_cli(["train", "--config", str(path), "--seed", "9", "--hp", "inner_steps=2", "--no-progress"])
     assert r.exit_code == 0, r.output
     saved = json.loads((tmp_path / "a" / "config.json").read_text())
     assert saved["seed"] == 9 and saved["k_shot"] == 3 and saved["steps"] == 2
     assert saved["hparams"] == {"inner_lr": 0.02, "inner_steps": 2}  # given pairs join the file's
-    r = run_cli(["train", "--config", str(path), "--seed", "9", "--hp", "inner_steps=2", "--steps", "3", "--resume",
-                 "--no-progress"])  # the original command plus --resume (and more steps) continues the run
+    r = run_cli(
+        [
+            "train",
+            "--config",
+            str(path),
+            "--seed",
+            "9",
+            "--hp",
+            "inner_steps=2",
+            "--steps",
+            "3",
+            "--resume",
+            "--no-progress",
+        ]
+    )  # the original command plus --resume (and more steps) continues the run
     assert r.exit_code == 0, r.output
     assert load_checkpoint(tmp_path / "a" / "last.pt")["step"] == 3
     _assert_clean_error(run_cli(["train", "--config", str(path), "--resume"]), "--seed 9 -> 0", "--hp inner_steps")
@@ -178,34 +279,57 @@ def test_config_file_with_overrides(tmp_path, toy_registry):
 
 def test_nan_loss_is_reported_with_its_step(tmp_path, toy_registry):
     out = tmp_path / "nan"
-    r = run_cli(["train", *FAST, "--steps", "10", "--checkpoint-every", "2", "--eval-every", "0", "--out", str(out),
-                 "--algorithm", "toy_anil", "--hp", "nan_at_call=5"])
+    r = run_cli(
+        [
+            "train",
+            *FAST,
+            "--steps",
+            "10",
+            "--checkpoint-every",
+            "2",
+            "--eval-every",
+            "0",
+            "--out",
+            str(out),
+            "--algorithm",
+            "toy_anil",
+            "--hp",
+            "nan_at_call=5",
+        ]
+    )
     _assert_clean_error(r, "step 5", "--lr", "last.pt", code=1)
     assert load_checkpoint(out / "last.pt")["step"] == 4
 
 
-@pytest.mark.parametrize("args,needles", [
-    (["--steps", "0"], ["--steps"]),
-    (["--steps", "-3"], ["steps: must be >= 1 (got -3)"]),
-    (["--lr", "0"], ["lr: must be > 0", "--lr"]),
-    (["--meta-batch-size", "0"], ["meta_batch_size"]),
-    (["--hp", "inner_lr"], ["KEY=VALUE"]),
-    (["--hp", "inner_lrr=1"], ["no hyperparameter 'inner_lrr'", "inner_lr"]),
-    (["--hp", "inner_lr=nan"], ["--hp inner_lr: must be a finite number"]),
-    (["--hp", "inner_lr=-inf"], ["--hp inner_lr: must be a finite number"]),
-    (["--device", "tpu"], ["device"]),
-    (["--optimizer", "adagrad"], ["optimizer", "adam"]),
-    (["--bogus", "1"], ["--bogus", "metabridge train --help"]),
-])
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--steps", "0"], ["--steps"]),
+        (["--steps", "-3"], ["steps: must be >= 1 (got -3)"]),
+        (["--lr", "0"], ["lr: must be > 0", "--lr"]),
+        (["--meta-batch-size", "0"], ["meta_batch_size"]),
+        (["--hp", "inner_lr"], ["KEY=VALUE"]),
+        (["--hp", "inner_lrr=1"], ["no hyperparameter 'inner_lrr'", "inner_lr"]),
+        (["--hp", "inner_lr=nan"], ["--hp inner_lr: must be a finite number"]),
+        (["--hp", "inner_lr=-inf"], ["--hp inner_lr: must be a finite number"]),
+        (["--device", "tpu"], ["device"]),
+        (["--optimizer", "adagrad"], ["optimizer", "adam"]),
+        (["--bogus", "1"], ["--bogus", "metabridge train --help"]),
+    ],
+)
 def test_bad_train_input_is_one_clean_error(tmp_path, args, needles):
-    _assert_clean_error(run_cli(["train", "--algorithm", "maml", "--no-progress", "--out", str(tmp_path / "x"),
-                                 *args]), *needles)
+    _assert_clean_error(
+        run_cli(["train", "--algorithm", "maml", "--no-progress", "--out", str(tmp_path / "x"), *args]), *needles
+    )
     assert not (tmp_path / "x").exists()
 
 
 def test_unknown_dataset_stops_the_run(tmp_path):
-    _assert_clean_error(run_cli(["train", "--task", "no_such_dataset", "--no-progress", "--out", str(tmp_path / "x")]),
-                        "no_such_dataset", code=1)
+    _assert_clean_error(
+        run_cli(["train", "--task", "no_such_dataset", "--no-progress", "--out", str(tmp_path / "x")]),
+        "no_such_dataset",
+        code=1,
+    )
 
 
 def _float_hparams() -> list[tuple[str, str]]:
@@ -232,17 +356,42 @@ def test_hyperparameters_reach_the_algorithm_parsed():
 
 def test_episode_shapes_the_data_cannot_supply(tmp_path, tiny_dataset, toy_registry):
     base = ["train", "--task", "tiny", "--no-progress", "--out", str(tmp_path / "x")]
-    _assert_clean_error(run_cli([*base, "--n-way", "5", "--k-shot", "1", "--q-query", "1"]),
-                        "3 classes, fewer than n_way=5", code=1)
-    _assert_clean_error(run_cli([*base, "--n-way", "3", "--k-shot", "2", "--q-query", "3"]),
-                        "k_shot + q_query = 5", code=1)
+    _assert_clean_error(
+        run_cli([*base, "--n-way", "5", "--k-shot", "1", "--q-query", "1"]), "3 classes, fewer than n_way=5", code=1
+    )
+    _assert_clean_error(
+        run_cli([*base, "--n-way", "3", "--k-shot", "2", "--q-query", "3"]), "k_shot + q_query = 5", code=1
+    )
 
 
 def test_eval_q_query_fits_episodes_to_a_small_dataset(tmp_path, tiny16):
     out = tmp_path / "tiny"
-    r = run_cli(["train", "--task", "tiny16", "--algorithm", "protonet", "--n-way", "3", "--k-shot", "1", "--q-query",
-                 "3", "--steps", "1", "--eval-every", "0", "--meta-batch-size", "2", "--device", "cpu",
-                 "--no-progress", "--out", str(out)])
+    r = run_cli(
+        [
+            "train",
+            "--task",
+            "tiny16",
+            "--algorithm",
+            "protonet",
+            "--n-way",
+            "3",
+            "--k-shot",
+            "1",
+            "--q-query",
+            "3",
+            "--steps",
+            "1",
+            "--eval-every",
+            "0",
+            "--meta-batch-size",
+            "2",
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert r.exit_code == 0, r.output
     ev = ["eval", str(out), "--episodes", "4", "--no-progress", "--device", "cpu", "--k-shot", "2"]
     _assert_clean_error(run_cli(ev), "k_shot + q_query = 5", code=1)
@@ -323,8 +472,24 @@ def test_list_shows_each_algorithms_hyperparameters():
 # --------------------------------------------------------- with the real registry
 def test_train_and_eval_a_real_algorithm(tmp_path):
     out = tmp_path / "maml"
-    r = run_cli(["train", *FAST, "--algorithm", "maml", "--steps", "3", "--eval-every", "3", "--out", str(out),
-                 "--hp", "inner_steps=1", "--hp", "inner_lr=0.01"])
+    r = run_cli(
+        [
+            "train",
+            *FAST,
+            "--algorithm",
+            "maml",
+            "--steps",
+            "3",
+            "--eval-every",
+            "3",
+            "--out",
+            str(out),
+            "--hp",
+            "inner_steps=1",
+            "--hp",
+            "inner_lr=0.01",
+        ]
+    )
     assert r.exit_code == 0, r.output
     r = run_cli(["eval", str(out), "--episodes", "10", "--no-progress", "--device", "cpu"])
     assert r.exit_code == 0, r.output
@@ -333,30 +498,67 @@ def test_train_and_eval_a_real_algorithm(tmp_path):
 
 def test_eval_overrides_a_test_time_hyperparameter(tmp_path):
     out = tmp_path / "maml"
-    r = run_cli(["train", *FAST, "--algorithm", "maml", "--steps", "2", "--eval-every", "0", "--out", str(out),
-                 "--hp", "inner_steps=1", "--hp", "inner_lr=0.05"])
+    r = run_cli(
+        [
+            "train",
+            *FAST,
+            "--algorithm",
+            "maml",
+            "--steps",
+            "2",
+            "--eval-every",
+            "0",
+            "--out",
+            str(out),
+            "--hp",
+            "inner_steps=1",
+            "--hp",
+            "inner_lr=0.05",
+        ]
+    )
     assert r.exit_code == 0, r.output
     means = {}
     for steps in (1, 8):
-        r = run_cli(["eval", str(out), "--episodes", "10", "--no-progress", "--device", "cpu",
-                     "--hp", f"eval_steps={steps}", "--out", str(tmp_path / f"eval{steps}")])
+        r = run_cli(
+            [
+                "eval",
+                str(out),
+                "--episodes",
+                "10",
+                "--no-progress",
+                "--device",
+                "cpu",
+                "--hp",
+                f"eval_steps={steps}",
+                "--out",
+                str(tmp_path / f"eval{steps}"),
+            ]
+        )
         assert r.exit_code == 0, r.output
         assert f"eval_steps={steps}" in r.stdout
         saved = json.loads((tmp_path / f"eval{steps}" / "eval.json").read_text())
         assert saved["hparam_overrides"] == {"eval_steps": steps}
         means[steps] = saved["mean"]
     assert means[8] < means[1]  # more test-time steps on the same 10 tasks: a lower MSE
-    _assert_clean_error(run_cli(["eval", str(out), "--no-progress", "--hp", "eval_stpes=3"]),
-                        "no hyperparameter 'eval_stpes'", "eval_steps", code=1)
+    _assert_clean_error(
+        run_cli(["eval", str(out), "--no-progress", "--hp", "eval_stpes=3"]),
+        "no hyperparameter 'eval_stpes'",
+        "eval_steps",
+        code=1,
+    )
 
 
 # ------------------------------------------------------------ every command
 def _table() -> list[tuple[str, commands.Command]]:
     rows = [(name, c) for name, c in commands.COMMANDS.items()]
     rows += [(f"{group} {name}", c) for group, (_, sub) in commands.GROUPS.items() for name, c in sub.items()]
-    rows += [(f"bench {name}", commands.Command(f"metabridge.benchmarks.{name}:CONFIG",
-                                                f"metabridge.benchmarks.{name}:run", ""))
-             for name in commands.available_benchmarks()]
+    rows += [
+        (
+            f"bench {name}",
+            commands.Command(f"metabridge.benchmarks.{name}:CONFIG", f"metabridge.benchmarks.{name}:run", ""),
+        )
+        for name in commands.available_benchmarks()
+    ]
     return rows
 
 
@@ -390,8 +592,9 @@ def test_the_old_multitask_name_warns_once_and_runs_it():
     r = run_cli(["mtl", "--help"])
     assert r.exit_code == 0, r.output
     assert "usage: metabridge multitask" in r.stdout
-    assert [line for line in r.stderr.splitlines() if line.strip()] == \
-        ["metabridge: 'mtl' is now 'metabridge multitask'; the old name will be removed."]
+    assert [line for line in r.stderr.splitlines() if line.strip()] == [
+        "metabridge: 'mtl' is now 'metabridge multitask'; the old name will be removed."
+    ]
 
 
 def test_the_deprecated_typer_app_forwards_to_main_with_a_warning():

@@ -18,9 +18,31 @@ from metabridge.experiment import Experiment, RegressionSource
 from metabridge.tasks.batch import TaskBatch
 from metabridge.train import Trainer, read_metrics, task_metric
 
-SIN = ["--task", "sinusoid", "--algorithm", "maml", "--k-shot", "5", "--q-query", "5", "--meta-batch-size", "4",
-       "--val-episodes", "10", "--test-episodes", "10", "--eval-batch-size", "10", "--device", "cpu",
-       "--no-progress", "--hp", "inner_steps=1", "--hp", "inner_lr=0.01"]
+SIN = [
+    "--task",
+    "sinusoid",
+    "--algorithm",
+    "maml",
+    "--k-shot",
+    "5",
+    "--q-query",
+    "5",
+    "--meta-batch-size",
+    "4",
+    "--val-episodes",
+    "10",
+    "--test-episodes",
+    "10",
+    "--eval-batch-size",
+    "10",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "--hp",
+    "inner_steps=1",
+    "--hp",
+    "inner_lr=0.01",
+]
 
 
 def _squeezed(text: str) -> str:
@@ -46,9 +68,32 @@ def test_every_train_option_help_is_its_field_description():
 def test_cli_options_set_the_fields_they_name(tmp_path):
     """Each scalar option, given a non-default value, lands in the saved config."""
     out = tmp_path / "r"
-    r = run_cli(["train", *SIN, "--steps", "1", "--eval-every", "0", "--max-train-seconds", "30",
-                            "--eval-every-seconds", "12.5", "--lr-schedule", "cosine", "--optimizer", "sgd",
-                            "--momentum", "0.5", "--grad-clip", "2", "--model-arg", "hidden=[8,8]", "--out", str(out)])
+    r = run_cli(
+        [
+            "train",
+            *SIN,
+            "--steps",
+            "1",
+            "--eval-every",
+            "0",
+            "--max-train-seconds",
+            "30",
+            "--eval-every-seconds",
+            "12.5",
+            "--lr-schedule",
+            "cosine",
+            "--optimizer",
+            "sgd",
+            "--momentum",
+            "0.5",
+            "--grad-clip",
+            "2",
+            "--model-arg",
+            "hidden=[8,8]",
+            "--out",
+            str(out),
+        ]
+    )
     assert r.exit_code == 0, r.output
     saved = json.loads((out / "config.json").read_text())
     assert saved["max_train_seconds"] == 30 and saved["eval_every_seconds"] == 12.5
@@ -62,15 +107,33 @@ def test_cli_options_set_the_fields_they_name(tmp_path):
 
 def test_recipe_options_set_their_fields(tmp_path):
     out = tmp_path / "r"
-    r = run_cli(["train", *SIN, "--steps", "2", "--eval-every", "1", "--lr-schedule", "plateau",
-                            "--plateau-factor", "0.5", "--plateau-patience", "2", "--early-stopping-patience", "7",
-                            "--out", str(out)])
+    r = run_cli(
+        [
+            "train",
+            *SIN,
+            "--steps",
+            "2",
+            "--eval-every",
+            "1",
+            "--lr-schedule",
+            "plateau",
+            "--plateau-factor",
+            "0.5",
+            "--plateau-patience",
+            "2",
+            "--early-stopping-patience",
+            "7",
+            "--out",
+            str(out),
+        ]
+    )
     assert r.exit_code == 0, r.output
     saved = json.loads((out / "config.json").read_text())
     assert (saved["lr_schedule"], saved["plateau_factor"], saved["plateau_patience"]) == ("plateau", 0.5, 2)
     assert saved["early_stopping_patience"] == 7 and saved["augment"] is None
-    r = run_cli(["train", *SIN, "--steps", "2", "--eval-every", "0", "--lr-schedule", "plateau",
-                            "--out", str(tmp_path / "s")])
+    r = run_cli(
+        ["train", *SIN, "--steps", "2", "--eval-every", "0", "--lr-schedule", "plateau", "--out", str(tmp_path / "s")]
+    )
     assert r.exit_code == 2 and "--eval-every N" in r.output, r.output
 
 
@@ -91,10 +154,17 @@ def test_config_files_in_three_formats(tmp_path, suffix):
         ExperimentConfig.load(bad)
 
 
-@pytest.mark.parametrize("field,value,needle", [
-    ("k_shot", 0, "--k-shot"), ("lr", float("nan"), "--lr"), ("optimizer", "adagrad", "'adam'"),
-    ("device", "tpu", "--device"), ("momentum", 1.0, "--momentum"), ("eval_every", -1, "--eval-every"),
-])
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [
+        ("k_shot", 0, "--k-shot"),
+        ("lr", float("nan"), "--lr"),
+        ("optimizer", "adagrad", "'adam'"),
+        ("device", "tpu", "--device"),
+        ("momentum", 1.0, "--momentum"),
+        ("eval_every", -1, "--eval-every"),
+    ],
+)
 def test_field_constraints_name_the_option(field, value, needle):
     with pytest.raises(ValueError, match=needle):
         ExperimentConfig.from_dict({field: value})
@@ -184,8 +254,7 @@ class _NotAllowed:
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "unpicklable"])
 def test_corrupt_last_checkpoint_is_one_line_and_falls_back(tmp_path, damage):
     out = tmp_path / "sin"
-    r = run_cli(["train", *SIN, "--steps", "2", "--eval-every", "0", "--checkpoint-every", "1",
-                            "--out", str(out)])
+    r = run_cli(["train", *SIN, "--steps", "2", "--eval-every", "0", "--checkpoint-every", "1", "--out", str(out)])
     assert r.exit_code == 0, r.output
     last = out / "last.pt"
     if damage == "garbage":
@@ -222,8 +291,9 @@ def test_eval_rebuilds_without_the_training_split(tmp_path, monkeypatch):
 
     loaded = []
     real = experiment.build_task_source
-    monkeypatch.setattr(experiment, "build_task_source",
-                        lambda cfg, split, *device: loaded.append(split) or real(cfg, split, *device))
+    monkeypatch.setattr(
+        experiment, "build_task_source", lambda cfg, split, *device: loaded.append(split) or real(cfg, split, *device)
+    )
     r = run_cli(["eval", str(out), "--episodes", "10", "--no-progress"])
     assert r.exit_code == 0, r.output
     assert loaded == ["test"]

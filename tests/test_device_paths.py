@@ -67,8 +67,10 @@ def test_a_device_sampler_draws_the_host_samplers_episodes(augment) -> None:
     assert moved.device.type == "meta" and host.device.type == "cpu"
     assert moved.dataset.labels.device.type == "cpu"  # the class index stays on the host
     assert moved.dataset.class_index() is data.class_index()
-    assert torch.equal(host.sample(2, torch.Generator().manual_seed(3)).query_x,
-                       built.sample(2, torch.Generator().manual_seed(3)).query_x)
+    assert torch.equal(
+        host.sample(2, torch.Generator().manual_seed(3)).query_x,
+        built.sample(2, torch.Generator().manual_seed(3)).query_x,
+    )
 
 
 def test_fixed_episodes_are_gathered_on_the_device_and_match() -> None:
@@ -109,8 +111,10 @@ def test_a_cuda_sampler_draws_the_host_samplers_pixels() -> None:  # pragma: no 
     a, b = host.sample(3, torch.Generator().manual_seed(1)), dev.sample(3, torch.Generator().manual_seed(1))
     for key, value in _tensors(a).items():
         assert _tensors(b)[key].is_cuda and torch.equal(value, _tensors(b)[key].cpu()), key
-    aug_h, aug_d = EpisodeSampler(data, 4, 2, 3, augment=AUGMENT), EpisodeSampler(data, 4, 2, 3, augment=AUGMENT,
-                                                                                  device="cuda")
+    aug_h, aug_d = (
+        EpisodeSampler(data, 4, 2, 3, augment=AUGMENT),
+        EpisodeSampler(data, 4, 2, 3, augment=AUGMENT, device="cuda"),
+    )
     a, b = aug_h.sample(3, torch.Generator().manual_seed(1)), aug_d.sample(3, torch.Generator().manual_seed(1))
     torch.testing.assert_close(a.query_x, b.query_x.cpu(), atol=1e-5, rtol=0)
 
@@ -321,7 +325,8 @@ def test_logistic_in_float64_is_the_same_on_both_paths(monkeypatch) -> None:
 
 @pytest.mark.parametrize("every", [3, 5])
 def test_svm_checks_convergence_every_k_iterations_on_a_device_and_finds_the_same_solution(
-        monkeypatch, host_reads, every: int) -> None:
+    monkeypatch, host_reads, every: int
+) -> None:
     xs, ys, _, n = _features(t=3, k=3, d=8, seed=3)
     gram = torch.bmm(xs, xs.transpose(1, 2)).double()
     y1h = F.one_hot(ys, n).double()

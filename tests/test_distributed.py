@@ -45,8 +45,9 @@ def test_averaged_meta_gradient_equals_single_process(tmp_path):
     results = _launch(["grad", str(tmp_path / "grad.pt")])
     assert all(r.returncode == 0 for r in results), [r.stdout[-2000:] for r in results]
     torch.manual_seed(0)
-    algo = mb.build_algorithm("maml", model="conv4", n_way=3, inner_lr=0.1, inner_steps=2, image_size=16,
-                              model_kwargs={"hidden": 4}).double()
+    algo = mb.build_algorithm(
+        "maml", model="conv4", n_way=3, inner_lr=0.1, inner_steps=2, image_size=16, model_kwargs={"hidden": 4}
+    ).double()
     algo.meta_loss(meta_batch()).backward()
     parallel = torch.load(tmp_path / "grad.pt")
     single = {n: p.grad for n, p in algo.named_parameters() if p.grad is not None}
@@ -76,13 +77,15 @@ def test_killed_two_process_run_resumes_bit_identically(tmp_path):
     train = [r for r in records if r["kind"] == "train"]
     assert train and all(r["world_size"] == 2 and len(r["comm_s_per_step"]) == 2 for r in train)
     # the two ranks drew different tasks: their generators' states differ
-    assert not torch.equal(ckpt["extra"]["rank_rng"][0]["task_generator"],
-                           ckpt["extra"]["rank_rng"][1]["task_generator"])
+    assert not torch.equal(
+        ckpt["extra"]["rank_rng"][0]["task_generator"], ckpt["extra"]["rank_rng"][1]["task_generator"]
+    )
     # a 2-process run cannot be resumed by one process (its second task stream would be lost)
     from metabridge_toys import toy_builder, toy_config
 
-    cfg = toy_config(tmp_path / "full", steps=12, checkpoint_every=3, eval_every=4, meta_batch_size=4,
-                     lr_schedule="plateau")
+    cfg = toy_config(
+        tmp_path / "full", steps=12, checkpoint_every=3, eval_every=4, meta_batch_size=4, lr_schedule="plateau"
+    )
     with pytest.raises(ValueError, match="trained with 2 processes.*--nproc-per-node 2"):
         mb.Trainer(cfg, builder=toy_builder(), progress=False, resume=True).run()
 

@@ -37,7 +37,7 @@ def _episodes(correct: list[int], q: int = 4, n_way: int = 3, per_batch: int = 2
     """Episodes whose query accuracy is ``correct[t] / q``."""
     out = []
     for start in range(0, len(correct), per_batch):
-        chunk = correct[start:start + per_batch]
+        chunk = correct[start : start + per_batch]
         t = len(chunk)
         y = torch.arange(q).remainder(n_way).repeat(t, 1)
         guess = y.clone()
@@ -83,7 +83,7 @@ def test_gradient_based_adapt_runs_and_modes_are_restored():
         algo.head.bias.zero_()
     # with a zero head, one inner step must beat predicting zero: adaptation really happened
     scores = episode_scores(algo, src.fixed_episodes(40, seed=0, batch_size=16), "cpu")
-    zero = torch.cat([(b.query_y ** 2).double().flatten(1).mean(1) for b in src.fixed_episodes(40, 0, 16)])
+    zero = torch.cat([(b.query_y**2).double().flatten(1).mean(1) for b in src.fixed_episodes(40, 0, 16)])
     assert scores.shape == (40,)
     assert scores.mean() < zero.mean()
     assert algo.training  # was in train mode before, and is again

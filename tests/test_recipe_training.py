@@ -9,19 +9,18 @@ import json
 import numpy as np
 import pytest
 import torch
+from cli_runner import run_cli
+from metabridge_toys import Killed, ToyANIL, kill_at, params_vector, toy_builder, toy_config
 from torch import nn
 
 import metabridge as mb
 import metabridge.experiment as experiment
-from cli_runner import run_cli
-from metabridge_toys import Killed, ToyANIL, kill_at, params_vector, toy_builder, toy_config
 from metabridge.checkpoint import load_checkpoint
 from metabridge.config import ExperimentConfig
 from metabridge.data.class_dataset import ClassDataset
 from metabridge.stats import MeanCI
 from metabridge.tasks.episodes import EpisodeSampler
 from metabridge.train import Trainer, read_metrics, resume_config
-
 
 
 def _run(cfg: ExperimentConfig, builder=None, **kw) -> tuple[Trainer, mb.TrainResult]:
@@ -40,8 +39,15 @@ def _assert_same_tensors(a: dict, b: dict) -> None:
 # ------------------------------------------------- plateau schedule and early stopping
 #: a toy run (MSE, lower is better) whose validation stalls twice: the rate is cut at
 #: steps 18, 52 and 56, and early stopping (patience 4) ends it at step 56 of 60
-PLATEAU = dict(steps=60, eval_every=2, checkpoint_every=3, lr=3e-2, lr_schedule="plateau", plateau_patience=1,
-               early_stopping_patience=4)
+PLATEAU = dict(
+    steps=60,
+    eval_every=2,
+    checkpoint_every=3,
+    lr=3e-2,
+    lr_schedule="plateau",
+    plateau_patience=1,
+    early_stopping_patience=4,
+)
 
 
 def _scripted_validation(monkeypatch, scores: list[float], metric: str) -> None:
@@ -61,8 +67,17 @@ def test_plateau_and_early_stopping_semantics(tmp_path, monkeypatch, metric):
     quality = [1, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3]
     scores = [q / 10 if metric == "accuracy" else 1.0 - q / 10 for q in quality]
     _scripted_validation(monkeypatch, scores, metric)
-    cfg = toy_config(tmp_path, steps=20, eval_every=1, checkpoint_every=0, lr=0.01, lr_schedule="plateau",
-                     plateau_factor=0.5, plateau_patience=1, early_stopping_patience=3)
+    cfg = toy_config(
+        tmp_path,
+        steps=20,
+        eval_every=1,
+        checkpoint_every=0,
+        lr=0.01,
+        lr_schedule="plateau",
+        plateau_factor=0.5,
+        plateau_patience=1,
+        early_stopping_patience=3,
+    )
     trainer, result = _run(cfg)
     records = read_metrics(tmp_path)
     vals = [r for r in records if r["kind"] == "val"]
@@ -106,9 +121,13 @@ def test_plateau_and_early_stopping_resume_is_bit_identical(tmp_path, die_at):
     assert resumed.scheduler.state_dict() == full.scheduler.state_dict()
     _assert_same_tensors(full.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"])
     assert result.best == full_result.best
+
     def observed(run: str) -> list[dict]:  # validation and early-stop records, less their clock times
-        return [{k: v for k, v in r.items() if k not in ("wall_time", "train_seconds")}
-                for r in read_metrics(tmp_path / run) if r["kind"] != "train"]
+        return [
+            {k: v for k, v in r.items() if k not in ("wall_time", "train_seconds")}
+            for r in read_metrics(tmp_path / run)
+            if r["kind"] != "train"
+        ]
 
     assert observed("cut") == observed("full")  # the same validations, rates and one early_stop record
 
@@ -186,11 +205,17 @@ def test_progress_hook_gets_step_over_steps_before_each_step_and_survives_resume
 
     seen.clear()
     with pytest.raises(Killed):
-        _run(toy_config(tmp_path / "cut", steps=8, eval_every=2, checkpoint_every=4),
-             builder=_recording_builder(seen), on_step=kill_at(6))
+        _run(
+            toy_config(tmp_path / "cut", steps=8, eval_every=2, checkpoint_every=4),
+            builder=_recording_builder(seen),
+            on_step=kill_at(6),
+        )
     kept = load_checkpoint(tmp_path / "cut" / "last.pt")["step"]  # 4, or 6 when validation 6 was the best
-    resumed, _ = _run(toy_config(tmp_path / "cut", steps=8, eval_every=2, checkpoint_every=4),
-                      builder=_recording_builder(seen), resume=True)
+    resumed, _ = _run(
+        toy_config(tmp_path / "cut", steps=8, eval_every=2, checkpoint_every=4),
+        builder=_recording_builder(seen),
+        resume=True,
+    )
     assert seen[0].seen == [s / 8 for s in range(1, 7)] and seen[1].seen == [s / 8 for s in range(kept + 1, 9)]
     assert torch.equal(params_vector(resumed.experiment.algorithm), params_vector(full.experiment.algorithm))
 
@@ -230,8 +255,9 @@ def _colour_dataset(classes: int = 10, per_class: int = 8, size: int = 12) -> Cl
     protos = torch.randint(0, 256, (classes, 3, size, size), generator=g)
     noise = torch.randint(-30, 31, (classes, per_class, 3, size, size), generator=g)
     images = (protos[:, None] + noise).clamp(0, 255).to(torch.uint8).flatten(0, 1)
-    return ClassDataset(images, torch.arange(classes).repeat_interleave(per_class),
-                        [f"c{i}" for i in range(classes)], name="tiny")
+    return ClassDataset(
+        images, torch.arange(classes).repeat_interleave(per_class), [f"c{i}" for i in range(classes)], name="tiny"
+    )
 
 
 def _image_builder(config: ExperimentConfig) -> experiment.Experiment:
@@ -243,9 +269,24 @@ def _image_builder(config: ExperimentConfig) -> experiment.Experiment:
 
 
 def _image_config(out, **kw) -> ExperimentConfig:
-    base = dict(task="tiny", algorithm="protonet", n_way=3, k_shot=1, q_query=2, meta_batch_size=2, steps=8,
-                eval_every=3, checkpoint_every=3, val_episodes=4, test_episodes=4, eval_batch_size=4, device="cpu",
-                out_dir=str(out), augment="auto", seed=1)
+    base = dict(
+        task="tiny",
+        algorithm="protonet",
+        n_way=3,
+        k_shot=1,
+        q_query=2,
+        meta_batch_size=2,
+        steps=8,
+        eval_every=3,
+        checkpoint_every=3,
+        val_episodes=4,
+        test_episodes=4,
+        eval_batch_size=4,
+        device="cpu",
+        out_dir=str(out),
+        augment="auto",
+        seed=1,
+    )
     base.update(kw)
     return ExperimentConfig(**base)
 
@@ -354,8 +395,12 @@ inner_steps = 1
 inner_lr = 0.01
 ''')
     cfg = ExperimentConfig.load(path)
-    assert (cfg.lr_schedule, cfg.plateau_factor, cfg.plateau_patience, cfg.early_stopping_patience) == \
-        ("plateau", 0.5, 0, 2)
+    assert (cfg.lr_schedule, cfg.plateau_factor, cfg.plateau_patience, cfg.early_stopping_patience) == (
+        "plateau",
+        0.5,
+        0,
+        2,
+    )
     r = run_cli(["train", "--config", str(path), "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "stopped early at step" in r.output and "--early-stopping-patience 2" in r.output, r.output
@@ -371,9 +416,11 @@ def test_cli_augment_of_own_images_from_a_toml_file(tmp_path, monkeypatch):
     _write_npz(data)
     out = tmp_path / "aug"
     path = tmp_path / "aug.toml"
-    path.write_text(f'task = "{data}"\nalgorithm = "protonet"\nmodel = "conv4"\nn_way = 3\nk_shot = 1\n'
-                    f'q_query = 1\nmeta_batch_size = 2\nsteps = 2\neval_every = 0\naugment = "auto"\n'
-                    f'device = "cpu"\nout_dir = "{out}"\n[model_kwargs]\nhidden = 4\n')
+    path.write_text(
+        f'task = "{data}"\nalgorithm = "protonet"\nmodel = "conv4"\nn_way = 3\nk_shot = 1\n'
+        f'q_query = 1\nmeta_batch_size = 2\nsteps = 2\neval_every = 0\naugment = "auto"\n'
+        f'device = "cpu"\nout_dir = "{out}"\n[model_kwargs]\nhidden = 4\n'
+    )
     r = run_cli(["train", "--config", str(path), "--no-progress", "--test-episodes", "3"])
     assert r.exit_code == 0, r.output
     assert json.loads((out / "config.json").read_text())["augment"] == "auto"

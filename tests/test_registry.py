@@ -88,9 +88,13 @@ def test_unknown_name_is_one_line_with_a_suggestion(widgets: Registry[object]) -
     with pytest.raises(UnknownNameError) as err:
         widgets.get("spiner")
     text = str(err.value)
-    assert text == ("unknown widget 'spiner'; did you mean 'spinner'? Known: gear, spinner "
-                    "(register your own with tests.register_widget).")
-    assert isinstance(err.value, KeyError) and isinstance(err.value, ValueError) and err.value.suggestions[0] == "spinner"
+    assert text == (
+        "unknown widget 'spiner'; did you mean 'spinner'? Known: gear, spinner "
+        "(register your own with tests.register_widget)."
+    )
+    assert (
+        isinstance(err.value, KeyError) and isinstance(err.value, ValueError) and err.value.suggestions[0] == "spinner"
+    )
     with pytest.raises(ValueError, match="unknown widget 'zzz'; Known: gear, spinner"):
         widgets["zzz"]
     assert widgets.get("zzz", None) is None  # Mapping.get with a default
@@ -107,14 +111,20 @@ def test_mapping_protocol(widgets: Registry[object]) -> None:
 
 
 def test_describe_lazy_entries_and_aliases(widgets: Registry[object]) -> None:
-    aliased: Registry[object] = Registry("widget", "test-widgets", register_hint="tests.register_widget",
-                                         aliases={"spinnerette": "spinner"}, unknown_hint=", or a path")
+    aliased: Registry[object] = Registry(
+        "widget",
+        "test-widgets",
+        register_hint="tests.register_widget",
+        aliases={"spinnerette": "spinner"},
+        unknown_hint=", or a path",
+    )
     aliased.register("spinner", spinner)
     assert aliased["spinnerette"] is spinner and aliased.names() == ["spinner"]
     assert aliased.describe("spinner") == "Spins once."  # the first paragraph
     aliased.register_lazy("normalize", "metabridge.registry", "normalize_name")
-    aliased.register_lazy("absent", "metabridge_no_such_module", "x", extra="nothing",
-                          description="needs a module that is not there")
+    aliased.register_lazy(
+        "absent", "metabridge_no_such_module", "x", extra="nothing", description="needs a module that is not there"
+    )
     assert isinstance(aliased.lazy_entry("normalize"), LazyEntry)
     assert aliased["normalize"] is normalize_name and aliased.describe("normalize").startswith("The key two names")
     assert aliased.describe("absent") == "needs a module that is not there"
@@ -129,8 +139,16 @@ def test_all_registries_lists_every_kind() -> None:
     import metabridge.rl  # noqa: F401  (registers the RL kinds)
 
     registries = Registry.all_registries()
-    expected = {"algorithms", "models", "datasets", "weightings", "multitask-models", "multitask-benchmarks",
-                "envs", "rl-algorithms"}
+    expected = {
+        "algorithms",
+        "models",
+        "datasets",
+        "weightings",
+        "multitask-models",
+        "multitask-benchmarks",
+        "envs",
+        "rl-algorithms",
+    }
     assert expected <= set(registries)
     for plural in expected:
         registry = registries[plural]
@@ -168,12 +186,18 @@ def test_every_kind_keeps_its_old_call_forms() -> None:
 
         with pytest.warns(DeprecationWarning, match="functools.partial"):
             register_weighting("test_scaled_2", scale=2.0)(Scaled)
-        assert registered_defaults("test_scaled_2") == {"scale": 2.0} and WEIGHTINGS["test_scaled_2"].name == "test_scaled"
+        assert (
+            registered_defaults("test_scaled_2") == {"scale": 2.0} and WEIGHTINGS["test_scaled_2"].name == "test_scaled"
+        )
         register_weighting("test_scaled_3", functools.partial(Scaled, scale=3.0))  # the one signature
         assert registered_defaults("test_scaled_3") == {"scale": 3.0}
         assert WEIGHTINGS.describe("test_scaled_3") == "Scaled losses (scale=3.0)."
     finally:
-        for registry, name in ((DATASETS, "test-old-form"), (ENVS, "test-old-env"), (WEIGHTINGS, "test_scaled_2"),
-                               (WEIGHTINGS, "test_scaled_3")):
+        for registry, name in (
+            (DATASETS, "test-old-form"),
+            (ENVS, "test-old-env"),
+            (WEIGHTINGS, "test_scaled_2"),
+            (WEIGHTINGS, "test_scaled_3"),
+        ):
             if name in registry:
                 registry.unregister(name)

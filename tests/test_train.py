@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 from metabridge_toys import Killed, kill_at, params_vector, toy_builder, toy_config
+
 from metabridge.checkpoint import load_checkpoint
 from metabridge.config import ExperimentConfig
 from metabridge.train import NonFiniteLossError, Trainer, read_metrics, resume_config
@@ -22,8 +22,7 @@ def test_resume_is_bit_identical(tmp_path, optimizer, schedule):
 
     # killed at step 7, after the checkpoint of step 4 (or 6, when validation at 6 was the best);
     # the steps after it are lost and redone
-    killed = Trainer(toy_config(tmp_path / "cut", **cfg), builder=toy_builder(), progress=False,
-                     on_step=kill_at(7))
+    killed = Trainer(toy_config(tmp_path / "cut", **cfg), builder=toy_builder(), progress=False, on_step=kill_at(7))
     with pytest.raises(Killed):
         killed.run()
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["step"] in (4, 6)
@@ -96,8 +95,9 @@ def test_diverged_validation_names_the_step(tmp_path):
 
 
 def test_metrics_jsonl_and_best_checkpoint(tmp_path):
-    result = Trainer(toy_config(tmp_path, steps=8, eval_every=4, log_every=2), builder=toy_builder(),
-                     progress=False).run()
+    result = Trainer(
+        toy_config(tmp_path, steps=8, eval_every=4, log_every=2), builder=toy_builder(), progress=False
+    ).run()
     records = read_metrics(tmp_path)
     train = [r for r in records if r["kind"] == "train"]
     val = [r for r in records if r["kind"] == "val"]
@@ -108,8 +108,7 @@ def test_metrics_jsonl_and_best_checkpoint(tmp_path):
     best = min(val, key=lambda r: r["val_mean"])  # regression: lower MSE is better
     assert result.best["step"] == best["step"]
     assert load_checkpoint(tmp_path / "best.pt")["step"] == best["step"]
-    assert ExperimentConfig.load(tmp_path / "config.json") == toy_config(tmp_path, steps=8, eval_every=4,
-                                                                         log_every=2)
+    assert ExperimentConfig.load(tmp_path / "config.json") == toy_config(tmp_path, steps=8, eval_every=4, log_every=2)
 
 
 def test_existing_run_needs_resume_or_overwrite(tmp_path):
@@ -143,8 +142,11 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 
 def test_gradient_clipping_bounds_the_update(tmp_path):
     clip = 1e-3
-    t = Trainer(toy_config(tmp_path, steps=1, eval_every=0, optimizer="sgd", momentum=0.0, lr=1.0,
-                           grad_clip=clip), builder=toy_builder(dropout=0.0), progress=False)
+    t = Trainer(
+        toy_config(tmp_path, steps=1, eval_every=0, optimizer="sgd", momentum=0.0, lr=1.0, grad_clip=clip),
+        builder=toy_builder(dropout=0.0),
+        progress=False,
+    )
     t.setup()
     before = params_vector(t.experiment.algorithm)
     t.train_step(1)
@@ -152,19 +154,22 @@ def test_gradient_clipping_bounds_the_update(tmp_path):
     assert moved <= clip * 1.0001
 
 
-@pytest.mark.parametrize("field,value,needle", [
-    ("steps", 0, "steps: must be >= 1 .*--steps"),
-    ("steps", -5, "steps: must be >= 1"),
-    ("lr", 0.0, "lr: must be > 0.0 .*--lr"),
-    ("lr", -1e-3, "lr: must be > 0"),
-    ("lr", float("nan"), "lr: must be a finite number"),
-    ("meta_batch_size", 0, "meta_batch_size.*--meta-batch-size"),
-    ("k_shot", 0, "k_shot"),
-    ("n_way", 1, "n_way"),
-    ("grad_clip", 0.0, "grad_clip"),
-    ("optimizer", "adagrad", "'adam'"),
-    ("device", "tpu", "device"),
-])
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [
+        ("steps", 0, "steps: must be >= 1 .*--steps"),
+        ("steps", -5, "steps: must be >= 1"),
+        ("lr", 0.0, "lr: must be > 0.0 .*--lr"),
+        ("lr", -1e-3, "lr: must be > 0"),
+        ("lr", float("nan"), "lr: must be a finite number"),
+        ("meta_batch_size", 0, "meta_batch_size.*--meta-batch-size"),
+        ("k_shot", 0, "k_shot"),
+        ("n_way", 1, "n_way"),
+        ("grad_clip", 0.0, "grad_clip"),
+        ("optimizer", "adagrad", "'adam'"),
+        ("device", "tpu", "device"),
+    ],
+)
 def test_bad_config_values_name_the_fix(field, value, needle):
     with pytest.raises(ValueError, match=needle):
         ExperimentConfig.from_dict({field: value, "task": "omniglot" if field == "n_way" else "sinusoid"})
@@ -182,8 +187,14 @@ def test_bad_hyperparameter_values_are_refused_before_training(tmp_path):
 
 
 def test_config_json_round_trip_and_unknown_keys(tmp_path):
-    cfg = ExperimentConfig(task="omniglot", n_way=20, k_shot=1, hparams={"inner_steps": 5, "first_order": True},
-                           grad_clip=10.0, eval_k_shot=5)
+    cfg = ExperimentConfig(
+        task="omniglot",
+        n_way=20,
+        k_shot=1,
+        hparams={"inner_steps": 5, "first_order": True},
+        grad_clip=10.0,
+        eval_k_shot=5,
+    )
     assert ExperimentConfig.from_json(cfg.to_json()) == cfg
     assert ExperimentConfig.load(cfg.save(tmp_path / "c.json")) == cfg
     data = json.loads(cfg.to_json())
@@ -197,8 +208,9 @@ def test_experiment_surfaces_episode_shape_errors(monkeypatch):
     import metabridge.experiment as experiment
     from metabridge.data.class_dataset import ClassDataset
 
-    ds = ClassDataset(torch.zeros(12, 1, 4, 4, dtype=torch.uint8), torch.arange(3).repeat_interleave(4),
-                      ["a", "b", "c"], name="tiny")
+    ds = ClassDataset(
+        torch.zeros(12, 1, 4, 4, dtype=torch.uint8), torch.arange(3).repeat_interleave(4), ["a", "b", "c"], name="tiny"
+    )
     monkeypatch.setattr(experiment, "load_split", lambda config, split: ds)
     with pytest.raises(ValueError, match="fewer than n_way=5"):
         experiment.build_task_sources(ExperimentConfig(task="tiny", n_way=5, k_shot=1, q_query=1))

@@ -57,9 +57,7 @@ def render(folder: Path) -> str:
         f"{s['n_way']}-way, `{s['model']}`, {budget:.0f} s of training, {s['meta_batch_size']} tasks per batch, "
         f"seed {s['seed']}; the same {s['test_episodes']} fixed test episodes per shot; mean ± 95% CI over episodes. "
         "The two runs ran alone, one after the other.",
-        kit.command(
-            "bash experiments/fewshot_mtl_class_weighting/run.sh",
-        ),
+        kit.command("bash experiments/fewshot_mtl_class_weighting/run.sh"),
         table,
         kit.machine(first["machine"]),
         "What it shows: focusing the shared features on the hardest classes of each batch changes accuracy by "

@@ -12,10 +12,7 @@ import _metarl_tables as rl
 import _pagekit as kit
 
 NAME = "metarl_halfcheetah_velocity"
-RUNS = {
-    "finn_steps.json": "Finn et al.'s step sizes",
-    "gao_steps.json": "Gao & Sener's step sizes",
-}
+RUNS = {"finn_steps.json": "Finn et al.'s step sizes", "gao_steps.json": "Gao & Sener's step sizes"}
 BASE = ("maml-trpo", "drs-trpo", "drs-ppo", "random init")
 
 

@@ -77,8 +77,9 @@ def restore_rng_state(state: dict[str, Any], task_generator: torch.Generator | N
     torch.set_rng_state(state["torch_cpu"])
     random.setstate(_as_tuple(state["python"]))
     n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached_gaussian"]))
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
     if state.get("cuda") is not None and torch.cuda.is_available():
         saved = state["cuda"]
         if len(saved) != torch.cuda.device_count():
@@ -149,10 +150,18 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 # ---------------------------------------------------------------- checkpoints
-def make_payload(*, algorithm: torch.nn.Module, optimizer: torch.optim.Optimizer, step: int,
-                 config: dict[str, Any], task_generator: torch.Generator | None,
-                 scheduler: Any | None = None, best: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None, build: dict[str, Any] | None = None) -> dict[str, Any]:
+def make_payload(
+    *,
+    algorithm: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    config: dict[str, Any],
+    task_generator: torch.Generator | None,
+    scheduler: Any | None = None,
+    best: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    build: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Everything needed to resume a run at ``step`` (all tensors moved to CPU on save).
 
     ``build`` is the algorithm's construction record
@@ -193,8 +202,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             if other != path and other.is_file():
                 hint = f"; {other.name} in the same directory may still be good"
                 break
-        raise CheckpointError(f"{path} is corrupt or truncated (torch.load raised {type(exc).__name__}){hint}."
-                              ) from None
+        raise CheckpointError(
+            f"{path} is corrupt or truncated (torch.load raised {type(exc).__name__}){hint}."
+        ) from None
     if not isinstance(ckpt, dict) or any(k not in ckpt for k in _REQUIRED):
         missing = [k for k in _REQUIRED if not isinstance(ckpt, dict) or k not in ckpt]
         raise CheckpointError(f"{path} is not a metabridge checkpoint (missing {', '.join(missing)}).")
@@ -248,8 +258,9 @@ class CheckpointManager:
             )
         return self.load_first((self.last, self.previous), map_location)
 
-    def load_first(self, candidates: tuple[Path, ...], map_location: str | torch.device = "cpu"
-                   ) -> tuple[dict[str, Any], Path]:
+    def load_first(
+        self, candidates: tuple[Path, ...], map_location: str | torch.device = "cpu"
+    ) -> tuple[dict[str, Any], Path]:
         """The first readable checkpoint of ``candidates`` (missing ones skipped); warns in one
         line for each damaged file passed over, raises :class:`CheckpointError` if none is usable."""
         errors: list[str] = []
@@ -266,19 +277,24 @@ class CheckpointManager:
             return ckpt, path
         if not errors:
             raise CheckpointNotFoundError(f"no checkpoint among {', '.join(str(p) for p in candidates)}.")
-        raise CheckpointError(f"{'; '.join(errors)}; no other checkpoint of {self.run_dir} is readable: "
-                              "start the run again (metabridge train --overwrite).")
+        raise CheckpointError(
+            f"{'; '.join(errors)}; no other checkpoint of {self.run_dir} is readable: "
+            "start the run again (metabridge train --overwrite)."
+        )
 
-    def load_for_eval(self, which: str = "auto", map_location: str | torch.device = "cpu"
-                      ) -> tuple[dict[str, Any], Path]:
+    def load_for_eval(
+        self, which: str = "auto", map_location: str | torch.device = "cpu"
+    ) -> tuple[dict[str, Any], Path]:
         """The checkpoint ``metabridge eval`` scores: ``best`` (falling back to ``last`` and
         ``last.prev`` when damaged), ``last`` (falling back to ``last.prev``, then ``best``), or
         ``auto`` (best when the run validated, else last)."""
-        order = {"best": (self.best, self.last, self.previous), "last": (self.last, self.previous, self.best),
-                 "auto": (self.best, self.last, self.previous)}
+        order = {
+            "best": (self.best, self.last, self.previous),
+            "last": (self.last, self.previous, self.best),
+            "auto": (self.best, self.last, self.previous),
+        }
         if which not in order:
             raise ValueError(f"--which must be auto, best or last (got {which!r}).")
         if which == "best" and not self.best.is_file():
-            raise CheckpointNotFoundError(f"{self.best} does not exist (the run never validated); pass "
-                                          "--which last.")
+            raise CheckpointNotFoundError(f"{self.best} does not exist (the run never validated); pass --which last.")
         return self.load_first(order[which], map_location)

@@ -78,7 +78,7 @@ class RankMean:
         out, offset = [], 0
         for t in tensors:
             n = t.numel()
-            out.append(flat[offset:offset + n].view(t.shape).to(t.dtype))
+            out.append(flat[offset : offset + n].view(t.shape).to(t.dtype))
             offset += n
         return out
 

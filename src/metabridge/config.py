@@ -70,9 +70,12 @@ def parse_key_values(items: list[str], option: str = "--hp") -> dict[str, Any]:
 #: Marks a ``dict[str, Any]`` field as the option ``--NAME KEY=VALUE [KEY=VALUE ...]`` (given once
 #: or repeated: ``--hp inner_lr=0.01 --hp first_order=true``).
 KeyValues = tyro.constructors.PrimitiveConstructorSpec(
-    nargs="*", metavar="KEY=VALUE", instance_from_str=parse_key_values,
+    nargs="*",
+    metavar="KEY=VALUE",
+    instance_from_str=parse_key_values,
     is_instance=lambda value: isinstance(value, dict),
-    str_from_instance=lambda value: [f"{k}={json.dumps(v)}" for k, v in value.items()])
+    str_from_instance=lambda value: [f"{k}={json.dumps(v)}" for k, v in value.items()],
+)
 #: Marks a field as a positional argument (``Annotated[Path, Positional]``: ``metabridge eval RUN``).
 Positional = tyro.conf.Positional
 #: A trained run named on the command line: the positional ``RUN`` (a run directory, or one
@@ -89,104 +92,180 @@ class ExperimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
 
     # task
-    task: str = Field("sinusoid", min_length=1, description=(
-        "Task family: 'sinusoid' (Finn et al. 2017 regression), a dataset name (omniglot, mini_imagenet, "
-        "tiered_imagenet, cifar_fs, fc100, glyphs, or one registered with register_dataset), or the path of "
-        "one's own images: a folder of class folders or an .npz with uint8 'images' and 'labels'."))
+    task: str = Field(
+        "sinusoid",
+        min_length=1,
+        description=(
+            "Task family: 'sinusoid' (Finn et al. 2017 regression), a dataset name (omniglot, mini_imagenet, "
+            "tiered_imagenet, cifar_fs, fc100, glyphs, or one registered with register_dataset), or the path of "
+            "one's own images: a folder of class folders or an .npz with uint8 'images' and 'labels'."
+        ),
+    )
     data_root: str = Field("data", description="Directory holding datasets (ignored for sinusoid and paths).")
     download: bool = Field(False, description="Let dataset loaders download missing files (checksummed).")
     n_way: int = Field(5, ge=2, description="Classes per episode (classification only).")
-    k_shot: int = Field(10, ge=1, description="Training support examples per class (classification) or "
-                        "support points per task (sinusoid).")
-    q_query: int = Field(10, ge=1, description="Query examples per class (classification) or query points "
-                         "per task (sinusoid).")
-    eval_k_shot: int | None = Field(None, ge=1, description="Support size of validation/test episodes "
-                                    "[default: same as --k-shot].")
-    num_train_tasks: int | None = Field(None, ge=1, description="Sinusoid only: draw training tasks from a "
-                                        "fixed pool of this many (MTL's one head per task) [default: fresh "
-                                        "tasks every step].")
-    image_size: int | None = Field(None, ge=1, description="Side length in pixels that images are loaded at "
-                                   "[default: the dataset's standard size; own images: their size].")
+    k_shot: int = Field(
+        10,
+        ge=1,
+        description="Training support examples per class (classification) or support points per task (sinusoid).",
+    )
+    q_query: int = Field(
+        10, ge=1, description="Query examples per class (classification) or query points per task (sinusoid)."
+    )
+    eval_k_shot: int | None = Field(
+        None, ge=1, description="Support size of validation/test episodes [default: same as --k-shot]."
+    )
+    num_train_tasks: int | None = Field(
+        None,
+        ge=1,
+        description="Sinusoid only: draw training tasks from a "
+        "fixed pool of this many (MTL's one head per task) [default: fresh "
+        "tasks every step].",
+    )
+    image_size: int | None = Field(
+        None,
+        ge=1,
+        description="Side length in pixels that images are loaded at "
+        "[default: the dataset's standard size; own images: their size].",
+    )
     # method
-    algorithm: str = Field("maml", min_length=1, description=(
-        "Method: mtl, drs, maml, fomaml, anil, reptile, metasgd, protonet, metaoptnet, or one registered with "
-        "register_algorithm (metabridge list algorithms shows each one's hyperparameters)."))
+    algorithm: str = Field(
+        "maml",
+        min_length=1,
+        description=(
+            "Method: mtl, drs, maml, fomaml, anil, reptile, metasgd, protonet, metaoptnet, or one registered with "
+            "register_algorithm (metabridge list algorithms shows each one's hyperparameters)."
+        ),
+    )
     hparams: Annotated[dict[str, Any], KeyValues, tyro.conf.arg(name="hp")] = Field(
-        default_factory=dict, description=(
+        default_factory=dict,
+        description=(
             "Algorithm hyperparameters KEY=VALUE, repeatable; VALUE is read as JSON when it parses (e.g. --hp "
-            "inner_steps=5 --hp inner_lr=0.01 --hp first_order=true)."))
-    model: str | None = Field(None, description="Backbone: mlp, conv4, resnet12 or one registered with "
-                              "register_model [default: mlp for sinusoid, conv4 for images].")
+            "inner_steps=5 --hp inner_lr=0.01 --hp first_order=true)."
+        ),
+    )
+    model: str | None = Field(
+        None,
+        description="Backbone: mlp, conv4, resnet12 or one registered with "
+        "register_model [default: mlp for sinusoid, conv4 for images].",
+    )
     model_kwargs: Annotated[dict[str, Any], KeyValues, tyro.conf.arg(name="model_arg")] = Field(
-        default_factory=dict, description=(
+        default_factory=dict,
+        description=(
             "Backbone arguments KEY=VALUE, repeatable, read as JSON when it parses (e.g. --model-arg "
-            "hidden=[40,40] for mlp, --model-arg hidden=32 for conv4)."))
-    plugins: PluginList = Field(default_factory=list, description=(
-        "Python module to import before building, repeatable: where one's own register_algorithm / "
-        "register_model / register_dataset calls live (compare's worker processes import it too)."))
+            "hidden=[40,40] for mlp, --model-arg hidden=32 for conv4)."
+        ),
+    )
+    plugins: PluginList = Field(
+        default_factory=list,
+        description=(
+            "Python module to import before building, repeatable: where one's own register_algorithm / "
+            "register_model / register_dataset calls live (compare's worker processes import it too)."
+        ),
+    )
     # optimization
     optimizer: Optimizer = Field("adam", description="Outer optimizer: adam, adamw, radam or sgd.")
     lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Outer learning rate (> 0).")
     weight_decay: float = Field(0.0, ge=0, description="Weight decay of the outer optimizer (>= 0).")
     momentum: float = Field(0.9, ge=0, lt=1, description="Momentum (sgd only), in [0, 1).")
-    lr_schedule: LRSchedule = Field("constant", description=(
-        "Learning-rate schedule: constant; cosine (annealed to 0 over --steps, stepped every step); or "
-        "plateau (torch's ReduceLROnPlateau on the validation score, as Wang et al.'s official MTL code: the "
-        "rate is multiplied by --plateau-factor once more than --plateau-patience validations in a row did "
-        "not improve; stepped on validations, so it needs --eval-every or --eval-every-seconds)."))
-    plateau_factor: float = Field(0.1, gt=0, lt=1, description=(
-        "With --lr-schedule plateau: the factor the learning rate is multiplied by on a plateau, in (0, 1) "
-        "(official MTL code: 0.1)."))
-    plateau_patience: int = Field(4, ge=0, description=(
-        "With --lr-schedule plateau: validations in a row without improvement of the validation score "
-        "(relative threshold 1e-4, torch's default) tolerated before the rate is reduced (patience 4: cut at "
-        "the 5th). Patience counts validations, not steps or epochs: set --eval-every (or "
-        "--eval-every-seconds) to the interval meant; the official MTL code validates once per epoch of 1600 "
-        "tasks, i.e. --eval-every 1600/meta_batch_size, with patience 4."))
-    early_stopping_patience: int | None = Field(None, ge=1, description=(
-        "Stop training after this many validations in a row without improvement of the best validation "
-        "score (accuracy up, MSE down; any improvement counts), writing the final checkpoint there; patience "
-        "counts validations, so set --eval-every / --eval-every-seconds accordingly (official MTL code: 15, "
-        "one validation per epoch) [default: never stop early]."))
-    augment: str | None = Field(None, description=(
-        "Augment training episodes (never validation or test), with random parameters drawn from the "
-        "training-task generator (seeded runs repeat, --resume stays exact): auto = the dataset's preset "
-        "(mini_imagenet / tiered_imagenet: crop padding 8 at 84 px, colour jitter 0.4, flip; cifar_fs / "
-        "fc100: padding 4 at 32 px, jitter, flip; glyphs / omniglot: crop only, padding 2 at 28 px; a "
-        "dataset without a preset or one's own images: crop + jitter without flip if RGB (color), crop only "
-        "if not (grayscale)), or a preset name (none, glyphs, omniglot, mini-imagenet, tiered-imagenet, cifar-fs, "
-        "fc100, grayscale, color); crop padding scales with --image-size [default: no augmentation]."))
-    grad_clip: float | None = Field(None, gt=0, description="Clip the global gradient norm to this value "
-                                    "[default: no clipping].")
+    lr_schedule: LRSchedule = Field(
+        "constant",
+        description=(
+            "Learning-rate schedule: constant; cosine (annealed to 0 over --steps, stepped every step); or "
+            "plateau (torch's ReduceLROnPlateau on the validation score, as Wang et al.'s official MTL code: the "
+            "rate is multiplied by --plateau-factor once more than --plateau-patience validations in a row did "
+            "not improve; stepped on validations, so it needs --eval-every or --eval-every-seconds)."
+        ),
+    )
+    plateau_factor: float = Field(
+        0.1,
+        gt=0,
+        lt=1,
+        description=(
+            "With --lr-schedule plateau: the factor the learning rate is multiplied by on a plateau, in (0, 1) "
+            "(official MTL code: 0.1)."
+        ),
+    )
+    plateau_patience: int = Field(
+        4,
+        ge=0,
+        description=(
+            "With --lr-schedule plateau: validations in a row without improvement of the validation score "
+            "(relative threshold 1e-4, torch's default) tolerated before the rate is reduced (patience 4: cut at "
+            "the 5th). Patience counts validations, not steps or epochs: set --eval-every (or "
+            "--eval-every-seconds) to the interval meant; the official MTL code validates once per epoch of 1600 "
+            "tasks, i.e. --eval-every 1600/meta_batch_size, with patience 4."
+        ),
+    )
+    early_stopping_patience: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Stop training after this many validations in a row without improvement of the best validation "
+            "score (accuracy up, MSE down; any improvement counts), writing the final checkpoint there; patience "
+            "counts validations, so set --eval-every / --eval-every-seconds accordingly (official MTL code: 15, "
+            "one validation per epoch) [default: never stop early]."
+        ),
+    )
+    augment: str | None = Field(
+        None,
+        description=(
+            "Augment training episodes (never validation or test), with random parameters drawn from the "
+            "training-task generator (seeded runs repeat, --resume stays exact): auto = the dataset's preset "
+            "(mini_imagenet / tiered_imagenet: crop padding 8 at 84 px, colour jitter 0.4, flip; cifar_fs / "
+            "fc100: padding 4 at 32 px, jitter, flip; glyphs / omniglot: crop only, padding 2 at 28 px; a "
+            "dataset without a preset or one's own images: crop + jitter without flip if RGB (color), crop only "
+            "if not (grayscale)), or a preset name (none, glyphs, omniglot, mini-imagenet, tiered-imagenet, cifar-fs, "
+            "fc100, grayscale, color); crop padding scales with --image-size [default: no augmentation]."
+        ),
+    )
+    grad_clip: float | None = Field(
+        None, gt=0, description="Clip the global gradient norm to this value [default: no clipping]."
+    )
     meta_batch_size: int = Field(25, ge=1, description="Tasks per outer step.")
-    steps: int = Field(1000, ge=1, description="Number of outer optimizer steps; with --resume, may be "
-                       "raised to train longer.")
-    max_train_seconds: float | None = Field(None, gt=0, description="Stop once this many seconds were spent "
-                                            "in training steps (validation and checkpoints not counted) "
-                                            "[default: run all --steps].")
+    steps: int = Field(
+        1000, ge=1, description="Number of outer optimizer steps; with --resume, may be raised to train longer."
+    )
+    max_train_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Stop once this many seconds were spent "
+        "in training steps (validation and checkpoints not counted) "
+        "[default: run all --steps].",
+    )
     # evaluation and bookkeeping
     eval_every: int = Field(500, ge=0, description="Validate every this many steps and at the end (0 = never).")
-    eval_every_seconds: float | None = Field(None, gt=0, description="Also validate each time this many more "
-                                             "seconds of training have passed (accuracy against wall-clock).")
+    eval_every_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Also validate each time this many more "
+        "seconds of training have passed (accuracy against wall-clock).",
+    )
     val_episodes: int = Field(600, ge=1, description="Fixed validation episodes per validation.")
     test_episodes: int = Field(600, ge=1, description="Fixed test episodes (used by metabridge eval).")
     eval_batch_size: int = Field(50, ge=1, description="Episodes evaluated at once.")
-    checkpoint_every: int = Field(500, ge=0, description="Write a checkpoint every this many steps and at the "
-                                  "end (0 = only at the end).")
-    log_every: int = Field(10, ge=1, description="Write a training record to metrics.jsonl every this many "
-                           "steps.")
+    checkpoint_every: int = Field(
+        500, ge=0, description="Write a checkpoint every this many steps and at the end (0 = only at the end)."
+    )
+    log_every: int = Field(10, ge=1, description="Write a training record to metrics.jsonl every this many steps.")
     seed: int = Field(0, description="Seed for initialisation and training tasks.")
     val_seed: int = Field(1000, description="Seed fixing the validation episodes.")
     test_seed: int = Field(2000, description="Seed fixing the test episodes.")
-    device: str = Field("auto", pattern=_DEVICE_PATTERN, description="auto (CUDA when available), cpu, cuda, "
-                        "cuda:N or mps.")
-    deterministic: bool = Field(False, description="Use deterministic kernels (slower; needed for bit-exact "
-                                "resume on GPU).")
-    amp: Literal["off", "bf16"] = Field("off", description="Mixed precision: bf16 runs the meta-loss under "
-                                        "torch.autocast(bfloat16); only for the first-order embedding methods "
-                                        "(mtl, protonet, metaoptnet), whose heads and solvers stay in float32/64.")
-    out_dir: Annotated[str, tyro.conf.arg(name="out")] = Field("runs/default", description="Run directory: config.json, metrics.jsonl, last.pt, "
-                         "last.prev.pt, best.pt.")
+    device: str = Field(
+        "auto", pattern=_DEVICE_PATTERN, description="auto (CUDA when available), cpu, cuda, cuda:N or mps."
+    )
+    deterministic: bool = Field(
+        False, description="Use deterministic kernels (slower; needed for bit-exact resume on GPU)."
+    )
+    amp: Literal["off", "bf16"] = Field(
+        "off",
+        description="Mixed precision: bf16 runs the meta-loss under "
+        "torch.autocast(bfloat16); only for the first-order embedding methods "
+        "(mtl, protonet, metaoptnet), whose heads and solvers stay in float32/64.",
+    )
+    out_dir: Annotated[str, tyro.conf.arg(name="out")] = Field(
+        "runs/default", description="Run directory: config.json, metrics.jsonl, last.pt, last.prev.pt, best.pt."
+    )
 
     # ------------------------------------------------------------------ checks
     @field_validator("hparams", "model_kwargs")
@@ -207,18 +286,25 @@ class ExperimentConfig(BaseModel):
 
     @model_validator(mode="after")
     def _recipe_is_consistent(self) -> ExperimentConfig:
-        steered = [name for name, on in (("--lr-schedule plateau", self.lr_schedule == "plateau"),
-                                         ("--early-stopping-patience", self.early_stopping_patience is not None))
-                   if on]
+        steered = [
+            name
+            for name, on in (
+                ("--lr-schedule plateau", self.lr_schedule == "plateau"),
+                ("--early-stopping-patience", self.early_stopping_patience is not None),
+            )
+            if on
+        ]
         if steered and self.eval_every == 0 and self.eval_every_seconds is None:
             verb = "act" if len(steered) > 1 else "acts"
             raise ValueError(
                 f"{' and '.join(steered)} {verb} on validation scores, but this run never validates (--eval-every "
                 "0 and no --eval-every-seconds); set --eval-every N (patience counts validations) or "
-                "--eval-every-seconds S.")
+                "--eval-every-seconds S."
+            )
         if self.augment not in (None, "none") and self.is_regression:
-            raise ValueError(f"--augment {self.augment} transforms images; the {self.task} task has none (drop "
-                             "--augment).")
+            raise ValueError(
+                f"--augment {self.augment} transforms images; the {self.task} task has none (drop --augment)."
+            )
         return self
 
     @property
@@ -370,10 +456,16 @@ def _plain_message(err: Any) -> str:
     """pydantic's message for one error, in the project's words ("must be >= 1")."""
     ctx = err.get("ctx") or {}
     kind = err["type"]
-    words = {"greater_than_equal": "must be >= {ge}", "greater_than": "must be > {gt}",
-             "less_than": "must be < {lt}", "less_than_equal": "must be <= {le}",
-             "finite_number": "must be a finite number", "string_too_short": "must not be empty",
-             "string_pattern_mismatch": "must be auto, cpu, cuda, cuda:N or mps", "missing": "is required"}
+    words = {
+        "greater_than_equal": "must be >= {ge}",
+        "greater_than": "must be > {gt}",
+        "less_than": "must be < {lt}",
+        "less_than_equal": "must be <= {le}",
+        "finite_number": "must be a finite number",
+        "string_too_short": "must not be empty",
+        "string_pattern_mismatch": "must be auto, cpu, cuda, cuda:N or mps",
+        "missing": "is required",
+    }
     if kind in words:
         return words[kind].format(**ctx)
     if kind == "value_error" and "error" in ctx:  # a validator's own sentence, without "Value error, "
@@ -398,8 +490,10 @@ def hparams_model(algorithm: str) -> type[BaseModel]:
     from .algorithms.registry import ALGORITHMS, algorithm_hparams
 
     if algorithm not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algorithm!r}; choose one of {', '.join(sorted(ALGORITHMS))} "
-                         "(or register your own with metabridge.register_algorithm and --plugin MODULE).")
+        raise ValueError(
+            f"unknown algorithm {algorithm!r}; choose one of {', '.join(sorted(ALGORITHMS))} "
+            "(or register your own with metabridge.register_algorithm and --plugin MODULE)."
+        )
     cls = ALGORITHMS[algorithm]
     params = algorithm_hparams(algorithm)
     try:
@@ -427,8 +521,9 @@ def validate_hparams(algorithm: str, hparams: dict[str, Any]) -> dict[str, Any]:
     try:
         parsed = model.model_validate(hparams)
     except ValidationError as exc:
-        valid = ", ".join(f"{k} ({_type_name(f.annotation)}, default {f.default!r})"
-                          for k, f in model.model_fields.items())
+        valid = ", ".join(
+            f"{k} ({_type_name(f.annotation)}, default {f.default!r})" for k, f in model.model_fields.items()
+        )
         problems = []
         for err in exc.errors():
             key = ".".join(str(x) for x in err["loc"])
@@ -455,10 +550,16 @@ class CommandConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    out: Path = Field(Path("runs/out"), description="Folder the command writes its results and its resolved config.json to.")
-    plugins: PluginList = Field(default_factory=list, description=(
-        "Modules to import first (given once per module: --plugin a --plugin b); their registrations "
-        "become names like the built-in ones."))
+    out: Path = Field(
+        Path("runs/out"), description="Folder the command writes its results and its resolved config.json to."
+    )
+    plugins: PluginList = Field(
+        default_factory=list,
+        description=(
+            "Modules to import first (given once per module: --plugin a --plugin b); their registrations "
+            "become names like the built-in ones."
+        ),
+    )
 
     def write_resolved(self) -> Path:
         """Write these settings as ``out/config.json`` (atomically) and return its path."""

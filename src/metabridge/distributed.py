@@ -48,7 +48,11 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 __all__ = [
-    "DistributedContext", "GradientAverager", "average_gradients", "init_from_environment", "rank_seed",
+    "DistributedContext",
+    "GradientAverager",
+    "average_gradients",
+    "init_from_environment",
+    "rank_seed",
     "shard_size",
     "torchrun_world_size",
 ]
@@ -82,7 +86,8 @@ class DistributedContext:
             raise RuntimeError(
                 f"a DistributedContext of world size {self.world_size} needs an initialised process group; "
                 "launch with torchrun and call metabridge.distributed.init_from_environment() (or "
-                "torch.distributed.init_process_group) first.")
+                "torch.distributed.init_process_group) first."
+            )
 
     @property
     def enabled(self) -> bool:
@@ -140,8 +145,7 @@ class DistributedContext:
         raise RuntimeError(f"rank {rank} failed ({kind}): {message}")
 
 
-def init_from_environment(device: torch.device | str | None = None, backend: str | None = None,
-                          ) -> DistributedContext:
+def init_from_environment(device: torch.device | str | None = None, backend: str | None = None) -> DistributedContext:
     """The :class:`DistributedContext` of this process; under torchrun (``WORLD_SIZE > 1``)
     initialise the default process group first if nobody did (and destroy it at exit).
 
@@ -194,7 +198,8 @@ def shard_size(meta_batch_size: int, world_size: int) -> int:
         raise ValueError(
             f"--meta-batch-size {meta_batch_size} does not split over {world_size} processes; use a multiple "
             f"of {world_size} (e.g. {max(world_size, meta_batch_size // world_size * world_size)}) or another "
-            "--nproc-per-node.")
+            "--nproc-per-node."
+        )
     return meta_batch_size // world_size
 
 
@@ -238,9 +243,12 @@ def timed_all_reduce(flat: Tensor) -> float:
     return time.perf_counter() - t0
 
 
-def average_gradients(params: Sequence[Tensor], context: DistributedContext,
-                      scalars: Sequence[Tensor | float] = (), buffers: Sequence[Tensor] = (),
-                      ) -> tuple[list[Tensor], float]:
+def average_gradients(
+    params: Sequence[Tensor],
+    context: DistributedContext,
+    scalars: Sequence[Tensor | float] = (),
+    buffers: Sequence[Tensor] = (),
+) -> tuple[list[Tensor], float]:
     """One all-reduce: each ``p.grad`` becomes its mean over the ranks (``None`` counts as zeros;
     a parameter with no gradient on any rank keeps ``None``), each of ``buffers`` its mean (in
     place), and the means of ``scalars`` are returned as 0-d tensors, with the collective's wall
@@ -254,22 +262,24 @@ def average_gradients(params: Sequence[Tensor], context: DistributedContext,
     dtype = torch.float32
     for t in params + buffers:
         dtype = torch.promote_types(dtype, t.dtype)
-    pieces = [torch.tensor([0.0 if p.grad is None else 1.0 for p in params], dtype=dtype, device=device),
-              torch.stack([torch.as_tensor(s, device=device).detach().to(dtype).reshape(()) for s in scalars])
-              if len(scalars) else torch.zeros(0, dtype=dtype, device=device)]
-    pieces += [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).to(dtype)
-               for p in params]
+    pieces = [
+        torch.tensor([0.0 if p.grad is None else 1.0 for p in params], dtype=dtype, device=device),
+        torch.stack([torch.as_tensor(s, device=device).detach().to(dtype).reshape(()) for s in scalars])
+        if len(scalars)
+        else torch.zeros(0, dtype=dtype, device=device),
+    ]
+    pieces += [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).to(dtype) for p in params]
     pieces += [b.detach().reshape(-1).to(dtype) for b in buffers]
     flat = torch.cat(pieces)
     seconds = timed_all_reduce(flat)
     flat = flat / context.world_size
-    had = flat[:len(params)].tolist()  # one host read (after the collective the step waits anyway)
+    had = flat[: len(params)].tolist()  # one host read (after the collective the step waits anyway)
     offset = len(params)
     means = [flat[offset + i] for i in range(len(scalars))]
     offset += len(scalars)
     for flag, p in zip(had, params):
         n = p.numel()
-        chunk = flat[offset:offset + n].view_as(p).to(p.dtype)
+        chunk = flat[offset : offset + n].view_as(p).to(p.dtype)
         offset += n
         if flag == 0.0:  # no rank had a gradient
             p.grad = None
@@ -280,7 +290,7 @@ def average_gradients(params: Sequence[Tensor], context: DistributedContext,
     with torch.no_grad():
         for b in buffers:
             n = b.numel()
-            b.copy_(flat[offset:offset + n].view_as(b).to(b.dtype))
+            b.copy_(flat[offset : offset + n].view_as(b).to(b.dtype))
             offset += n
     return means, seconds
 

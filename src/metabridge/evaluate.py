@@ -59,9 +59,14 @@ def _model_device(module: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def episode_scores(algorithm: MetaAlgorithm, episodes: Iterable[TaskBatch],
-                   device: torch.device | str | None = None, *, progress: bool = False,
-                   total: int | None = None) -> Tensor:
+def episode_scores(
+    algorithm: MetaAlgorithm,
+    episodes: Iterable[TaskBatch],
+    device: torch.device | str | None = None,
+    *,
+    progress: bool = False,
+    total: int | None = None,
+) -> Tensor:
     """Per-episode scores ``[num_episodes]`` (float64, on CPU).
 
     The outer model runs in eval mode under ``torch.no_grad``; algorithms whose
@@ -87,9 +92,14 @@ def episode_scores(algorithm: MetaAlgorithm, episodes: Iterable[TaskBatch],
     return torch.cat(scores)
 
 
-def evaluate(algorithm: MetaAlgorithm, episodes: Iterable[TaskBatch],
-             device: torch.device | str | None = None, *, progress: bool = False,
-             total: int | None = None) -> MeanCI:
+def evaluate(
+    algorithm: MetaAlgorithm,
+    episodes: Iterable[TaskBatch],
+    device: torch.device | str | None = None,
+    *,
+    progress: bool = False,
+    total: int | None = None,
+) -> MeanCI:
     """Mean and 95% CI half-width of per-episode accuracy (classification) or MSE (regression).
 
     Args:

@@ -109,8 +109,9 @@ def training_augment(config: ExperimentConfig, dataset: Any) -> Any | None:
     from .data.augment import resolve_augment
 
     images = dataset.images
-    return resolve_augment(config.augment, dataset_name(config), channels=int(images.shape[1]),
-                           image_size=int(images.shape[-1]))
+    return resolve_augment(
+        config.augment, dataset_name(config), channels=int(images.shape[1]), image_size=int(images.shape[-1])
+    )
 
 
 #: Largest share of the device's free memory one split's pixels may take on the device
@@ -118,8 +119,9 @@ def training_augment(config: ExperimentConfig, dataset: Any) -> Any | None:
 DATA_ON_DEVICE_FRACTION = 0.25
 
 
-def data_device(config: ExperimentConfig, dataset: Any,
-                device: torch.device | str | None = None) -> torch.device | None:
+def data_device(
+    config: ExperimentConfig, dataset: Any, device: torch.device | str | None = None
+) -> torch.device | None:
     """The device a split's pixels are kept on, or ``None`` for the host.
 
     When the run's device (``device``, else ``config.device`` as
@@ -168,8 +170,9 @@ def build_task_source(config: ExperimentConfig, split: str, device: torch.device
 
     dataset = load_split(config, split)
     augment = training_augment(config, dataset) if split == "train" else None
-    return EpisodeSampler(dataset, config.n_way, k, config.q_query, augment=augment,
-                          device=data_device(config, dataset, device))
+    return EpisodeSampler(
+        dataset, config.n_way, k, config.q_query, augment=augment, device=data_device(config, dataset, device)
+    )
 
 
 def data_info(config: ExperimentConfig, train: TaskSource) -> dict[str, Any]:
@@ -206,8 +209,14 @@ def algorithm_record(config: ExperimentConfig, info: dict[str, Any]) -> dict[str
             f"hyperparameter(s) {', '.join(overlap)} are set from the data and the --model option; "
             "remove them from --hp / hparams."
         )
-    return {"algorithm": config.algorithm, "model": config.resolved_model, "model_kwargs": dict(config.model_kwargs),
-            "data": dict(info), "hparams": dict(config.hparams), "plugins": list(config.plugins)}
+    return {
+        "algorithm": config.algorithm,
+        "model": config.resolved_model,
+        "model_kwargs": dict(config.model_kwargs),
+        "data": dict(info),
+        "hparams": dict(config.hparams),
+        "plugins": list(config.plugins),
+    }
 
 
 def build_from_record(record: dict[str, Any]) -> MetaAlgorithm:
@@ -238,14 +247,25 @@ def build_experiment(config: ExperimentConfig) -> Experiment:
 # ----------------------------------------------------------------------- resume
 CONFIG_FILE = "config.json"
 #: Config fields that may change when a run is resumed without breaking exactness.
-RESUMABLE_OVERRIDES = frozenset({
-    "steps", "device", "out_dir", "log_every", "eval_every", "checkpoint_every", "val_episodes",
-    "test_episodes", "eval_batch_size", "download", "data_root", "early_stopping_patience",
-})
+RESUMABLE_OVERRIDES = frozenset(
+    {
+        "steps",
+        "device",
+        "out_dir",
+        "log_every",
+        "eval_every",
+        "checkpoint_every",
+        "val_episodes",
+        "test_episodes",
+        "eval_batch_size",
+        "download",
+        "data_root",
+        "early_stopping_patience",
+    }
+)
 #: Of those, the ones that change the validation scores' timing or values: fixed when
 #: validation steers training (plateau schedule, early stopping).
 VALIDATION_FIELDS = ("eval_every", "val_episodes", "eval_batch_size")
-
 
 
 def check_resume_compatible(saved: ExperimentConfig, config: ExperimentConfig) -> None:
@@ -257,8 +277,11 @@ def check_resume_compatible(saved: ExperimentConfig, config: ExperimentConfig) -
             f"the run's {saved.lr_schedule} learning-rate schedule spans --steps {saved.steps}; it cannot be "
             "resumed with a different --steps (start a new run with the longer schedule instead)."
         )
-    steered = saved.lr_schedule == "plateau" or saved.early_stopping_patience is not None \
+    steered = (
+        saved.lr_schedule == "plateau"
+        or saved.early_stopping_patience is not None
         or config.early_stopping_patience is not None
+    )
     moved = [k for k in VALIDATION_FIELDS if a[k] != b.get(k)]
     if not diff and steered and moved:
         detail = ", ".join(f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in moved)

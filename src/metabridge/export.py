@@ -27,8 +27,12 @@ from .atomic import atomic_write_bytes
 RECORD_KEY = "metabridge_build"
 
 
-def save_weights(state: dict[str, Tensor] | torch.nn.Module, path: str | os.PathLike,
-                 record: dict[str, Any] | None = None, **metadata: Any) -> Path:
+def save_weights(
+    state: dict[str, Tensor] | torch.nn.Module,
+    path: str | os.PathLike,
+    record: dict[str, Any] | None = None,
+    **metadata: Any,
+) -> Path:
     """Write ``state`` (a ``state_dict`` or a module) as safetensors at ``path`` (atomically).
 
     Args:
@@ -65,7 +69,7 @@ def load_weights(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, 
     except (SafetensorError, ValueError) as exc:
         raise ValueError(f"{path} is not a readable safetensors file ({exc}).") from None
     header_len = int.from_bytes(data[:8], "little")
-    header = json.loads(data[8:8 + header_len])
+    header = json.loads(data[8 : 8 + header_len])
     meta = {k: json.loads(v) for k, v in header.get("__metadata__", {}).items()}
     return tensors, meta
 
@@ -85,8 +89,10 @@ def load_pretrained(path: str | os.PathLike, map_location: str | torch.device = 
         tensors, meta = load_weights(path)
         record = meta.get(RECORD_KEY)
     if record is None:
-        raise ValueError(f"{path} has no construction record; build the algorithm yourself and call "
-                         "load_state_dict on the tensors of metabridge.export.load_weights(path).")
+        raise ValueError(
+            f"{path} has no construction record; build the algorithm yourself and call "
+            "load_state_dict on the tensors of metabridge.export.load_weights(path)."
+        )
     algorithm = build_from_record(record)
     try:
         algorithm.load_state_dict(tensors)

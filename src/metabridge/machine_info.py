@@ -21,12 +21,20 @@ def machine(device: str) -> dict[str, Any]:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:  # not Linux
         lines = []
-    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")),
-               platform.processor() or platform.machine())
-    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")),
+        platform.processor() or platform.machine(),
+    )
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "loadavg_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

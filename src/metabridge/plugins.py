@@ -20,5 +20,7 @@ def load_plugins(modules: list[str] | tuple[str, ...]) -> None:
         try:
             importlib.import_module(name)
         except ImportError as exc:
-            raise ValueError(f"plugin module {name!r} could not be imported ({exc}); check --plugin and that the "
-                             "module is on PYTHONPATH (or installed).") from exc
+            raise ValueError(
+                f"plugin module {name!r} could not be imported ({exc}); check --plugin and that the "
+                "module is on PYTHONPATH (or installed)."
+            ) from exc

@@ -67,8 +67,7 @@ class UnknownNameError(KeyError, ValueError):
     """A name no registry entry has (a :class:`KeyError` for the mapping protocol, a
     :class:`ValueError` for callers that catch bad input). Its text is one line."""
 
-    def __init__(self, message: str, *, kind: str = "", name: object = None,
-                 suggestions: Sequence[str] = ()) -> None:
+    def __init__(self, message: str, *, kind: str = "", name: object = None, suggestions: Sequence[str] = ()) -> None:
         super().__init__(message)
         self.message, self.kind, self.name = message, kind, name
         self.suggestions = list(suggestions)
@@ -95,8 +94,10 @@ class LazyEntry:
         except ImportError as exc:
             if self.extra is None:
                 raise
-            raise ImportError(f"{kind} {name!r} needs the optional extra [{self.extra}] ({exc}); install it with "
-                              f"pip install 'metabridge[{self.extra}]'.") from exc
+            raise ImportError(
+                f"{kind} {name!r} needs the optional extra [{self.extra}] ({exc}); install it with "
+                f"pip install 'metabridge[{self.extra}]'."
+            ) from exc
         return getattr(module, self.attr)
 
 
@@ -136,9 +137,17 @@ class Registry(Mapping[str, T]):
 
     _all: ClassVar[dict[str, Registry[Any]]] = {}
 
-    def __init__(self, kind: str, plural: str, *, register_hint: str,
-                 check: Callable[[str, Any], None] | None = None, describer: Callable[[Any], str] | None = None,
-                 aliases: Mapping[str, str] | None = None, unknown_hint: str = "") -> None:
+    def __init__(
+        self,
+        kind: str,
+        plural: str,
+        *,
+        register_hint: str,
+        check: Callable[[str, Any], None] | None = None,
+        describer: Callable[[Any], str] | None = None,
+        aliases: Mapping[str, str] | None = None,
+        unknown_hint: str = "",
+    ) -> None:
         self.kind, self.plural, self.register_hint = kind, plural, register_hint
         self._check = check
         self._describer = describer
@@ -172,8 +181,10 @@ class Registry(Mapping[str, T]):
         by_key = {normalize_name(k): k for k in known}
         suggestions = [by_key[c] for c in close]
         guess = f"; did you mean {suggestions[0]!r}?" if suggestions else ";"
-        message = (f"unknown {self.kind} {name!r}{guess} Known: {', '.join(known) or '(none)'} "
-                   f"(register your own with {self.register_hint}){self._unknown_hint}.")
+        message = (
+            f"unknown {self.kind} {name!r}{guess} Known: {', '.join(known) or '(none)'} "
+            f"(register your own with {self.register_hint}){self._unknown_hint}."
+        )
         return UnknownNameError(message, kind=self.kind, name=name, suggestions=suggestions)
 
     def canonical(self, name: str) -> str:
@@ -231,7 +242,9 @@ class Registry(Mapping[str, T]):
             try:
                 entry = entry.load(self.kind, listed)
             except ImportError:
-                return f"(needs the optional extra [{entry.extra}])" if entry.extra else "(its module cannot be imported)"
+                return (
+                    f"(needs the optional extra [{entry.extra}])" if entry.extra else "(its module cannot be imported)"
+                )
         if self._describer is not None:
             return self._describer(entry)
         return summary_line(entry)
@@ -243,8 +256,10 @@ class Registry(Mapping[str, T]):
             return own
         fallback = getattr(obj, "__name__", None)
         if not isinstance(fallback, str):
-            raise ValueError(f"{obj!r} has neither a string `name` nor a __name__; register it with an explicit "
-                             f"name: {self.register_hint}(\"name\", obj).")
+            raise ValueError(
+                f"{obj!r} has neither a string `name` nor a __name__; register it with an explicit "
+                f'name: {self.register_hint}("name", obj).'
+            )
         return fallback
 
     def _add(self, name: str, obj: Any, replace: bool) -> None:
@@ -258,8 +273,10 @@ class Registry(Mapping[str, T]):
             if old is obj:
                 return
             if not replace:
-                raise ValueError(f"{self.kind} name {name!r} is already registered to {_label(old)}; pass "
-                                 f"replace=True to replace it (or unregister it first).")
+                raise ValueError(
+                    f"{self.kind} name {name!r} is already registered to {_label(old)}; pass "
+                    f"replace=True to replace it (or unregister it first)."
+                )
             self._replaced.setdefault(listed, []).append(old)
             self._entries[listed] = obj
             return
@@ -282,9 +299,12 @@ class Registry(Mapping[str, T]):
         if name is not None and not isinstance(name, str):
             if obj is not None:
                 raise TypeError(f"register takes (name, obj); got a {type(name).__name__} as the name.")
-            warnings.warn(f"passing the object first to {self.register_hint} is deprecated; decorate with "
-                          f"@{self.register_hint}() or call {self.register_hint}(\"name\", obj).",
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                f"passing the object first to {self.register_hint} is deprecated; decorate with "
+                f'@{self.register_hint}() or call {self.register_hint}("name", obj).',
+                DeprecationWarning,
+                stacklevel=2,
+            )
             self._add(self._name_of(name), name, replace)
             return name
         if obj is not None:
@@ -297,8 +317,9 @@ class Registry(Mapping[str, T]):
 
         return decorate
 
-    def register_lazy(self, name: str, module: str, attr: str, *, extra: str | None = None,
-                      description: str | None = None) -> None:
+    def register_lazy(
+        self, name: str, module: str, attr: str, *, extra: str | None = None, description: str | None = None
+    ) -> None:
         """Register the built-in ``module.attr`` under ``name`` without importing it (see :class:`LazyEntry`)."""
         self._add(name, LazyEntry(module, attr, extra, description), replace=False)
 
@@ -312,12 +333,17 @@ class Registry(Mapping[str, T]):
         replaced comes back. Built-in entries themselves cannot be removed."""
         listed = self._find(name)
         if listed is None:
-            raise UnknownNameError(f"{self.kind} {name!r} is not registered; registered: "
-                                   f"{', '.join(self.names()) or '(none)'}.", kind=self.kind, name=name)
+            raise UnknownNameError(
+                f"{self.kind} {name!r} is not registered; registered: {', '.join(self.names()) or '(none)'}.",
+                kind=self.kind,
+                name=name,
+            )
         stack = self._replaced.get(listed)
         if not stack and self.is_builtin(listed):
-            raise ValueError(f"{self.kind} {name!r} is a built-in {self.kind}, which cannot be removed (replace it "
-                             f"with {self.register_hint}(\"{listed}\", obj, replace=True)).")
+            raise ValueError(
+                f"{self.kind} {name!r} is a built-in {self.kind}, which cannot be removed (replace it "
+                f'with {self.register_hint}("{listed}", obj, replace=True)).'
+            )
         obj = self._entries.pop(listed)
         if stack:
             self._entries[listed] = stack.pop()
@@ -338,9 +364,12 @@ def describe_all(kind: str) -> list[tuple[str, str]]:
     registries = Registry.all_registries()
     registry = registries.get(kind)
     if registry is None:
-        raise UnknownNameError(f"unknown kind {kind!r}; known: {', '.join(registries) or '(none)'}.",
-                               kind="kind", name=kind,
-                               suggestions=difflib.get_close_matches(kind, list(registries), n=3))
+        raise UnknownNameError(
+            f"unknown kind {kind!r}; known: {', '.join(registries) or '(none)'}.",
+            kind="kind",
+            name=kind,
+            suggestions=difflib.get_close_matches(kind, list(registries), n=3),
+        )
     return [(name, registry.describe(name)) for name in registry.names()]
 
 

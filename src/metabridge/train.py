@@ -50,13 +50,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import (
-    CheckpointError,
-    CheckpointManager,
-    capture_rng_state,
-    make_payload,
-    restore_rng_state,
-)
+from .checkpoint import CheckpointError, CheckpointManager, capture_rng_state, make_payload, restore_rng_state
 from .config import ExperimentConfig
 from .device import resolve_device
 from .distributed import DistributedContext, GradientAverager, rank_seed, shard_size
@@ -83,16 +77,39 @@ from .training.recipe import (
 )
 from .training.validation import ValidationMixin, Window
 
-__all__ = ["CONFIG_FILE", "Metric", "NonFiniteLossError", "RESUMABLE_OVERRIDES", "TrainResult", "Trainer",
-           "VALIDATION_FIELDS",
-           "build_optimizer", "build_scheduler", "check_resume_compatible", "higher_is_better", "read_metrics",
-           "resume_config", "seed_everything", "set_deterministic", "task_metric", "train"]
+__all__ = [
+    "CONFIG_FILE",
+    "Metric",
+    "NonFiniteLossError",
+    "RESUMABLE_OVERRIDES",
+    "TrainResult",
+    "Trainer",
+    "VALIDATION_FIELDS",
+    "build_optimizer",
+    "build_scheduler",
+    "check_resume_compatible",
+    "higher_is_better",
+    "read_metrics",
+    "resume_config",
+    "seed_everything",
+    "set_deterministic",
+    "task_metric",
+    "train",
+]
+
 
 class NonFiniteLossError(NonFiniteError):
     """Training produced a NaN/inf loss or gradient; ``step`` names where, the message the fix."""
 
-    def __init__(self, step: int, what: str, value: float, checkpoint: Path | None, checkpoint_step: int | None,
-                 config: ExperimentConfig) -> None:
+    def __init__(
+        self,
+        step: int,
+        what: str,
+        value: float,
+        checkpoint: Path | None,
+        checkpoint_step: int | None,
+        config: ExperimentConfig,
+    ) -> None:
         self.step, self.what, self.value = step, what, value
         self.checkpoint, self.checkpoint_step = checkpoint, checkpoint_step
         inner = [k for k in config.hparams if k.endswith("lr")]
@@ -101,10 +118,14 @@ class NonFiniteLossError(NonFiniteError):
             fixes += f" or the inner-loop rate ({', '.join(f'--hp {k}=...' for k in inner)})"
         if config.grad_clip is None:
             fixes += ", or clip gradients (--grad-clip 1.0)"
-        kept = (f"the last good checkpoint {checkpoint} (step {checkpoint_step}) is kept"
-                if checkpoint is not None else "no checkpoint had been written yet")
-        super().__init__(f"the training {what} became {value} at step {step}; training stopped and {kept}. "
-                         f"To fix it, {fixes}.", step)
+        kept = (
+            f"the last good checkpoint {checkpoint} (step {checkpoint_step}) is kept"
+            if checkpoint is not None
+            else "no checkpoint had been written yet"
+        )
+        super().__init__(
+            f"the training {what} became {value} at step {step}; training stopped and {kept}. To fix it, {fixes}.", step
+        )
 
 
 @dataclass
@@ -155,12 +176,20 @@ class Trainer(ValidationMixin):
     hook: see :class:`~metabridge.training.validation.ValidationMixin` and :meth:`training_progress`.
     """
 
-    def __init__(self, config: ExperimentConfig, *, resume: bool = False, overwrite: bool = False,
-                 progress: bool = True, tensorboard: bool = True,
-                 builder: Callable[[ExperimentConfig], Experiment] = build_experiment,
-                 on_step: Callable[[int, float], None] | None = None,
-                 distributed: DistributedContext | None = None, sync_every: int | None = None,
-                 interrupts: bool = True) -> None:
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool = True,
+        tensorboard: bool = True,
+        builder: Callable[[ExperimentConfig], Experiment] = build_experiment,
+        on_step: Callable[[int, float], None] | None = None,
+        distributed: DistributedContext | None = None,
+        sync_every: int | None = None,
+        interrupts: bool = True,
+    ) -> None:
         if resume and overwrite:
             raise ValueError("--resume and --overwrite contradict each other; pass only one.")
         self.config = config.validate()
@@ -174,8 +203,9 @@ class Trainer(ValidationMixin):
         self.shard = shard_size(config.meta_batch_size, self.distributed.world_size)
         if sync_every is not None and sync_every < 1:
             raise ValueError(f"sync_every must be >= 1 (got {sync_every}).")
-        self.sync_every = sync_every if sync_every is not None else (
-            1 if self.device.type == "cpu" else config.log_every)
+        self.sync_every = (
+            sync_every if sync_every is not None else (1 if self.device.type == "cpu" else config.log_every)
+        )
         self._averager: GradientAverager | None = None
         #: (step, loss, grad_norm) of steps whose values were not read yet (deferred checks)
         self._pending: list[tuple[int, torch.Tensor, torch.Tensor]] = []
@@ -202,11 +232,15 @@ class Trainer(ValidationMixin):
 
         def mismatch(saved: int) -> str:
             if not ctx.enabled:
-                return (f"{self.run_dir} was trained with {saved} processes; resume it with torchrun "
-                        f"--nproc-per-node {saved} (each rank's task stream is in the checkpoint).")
-            return (f"{self.run_dir} was trained with {saved} process(es) and is resumed with {ctx.world_size}; "
-                    f"each rank's task stream is in the checkpoint, so resume with torchrun --nproc-per-node "
-                    f"{saved} (or start a new run in another --out directory).")
+                return (
+                    f"{self.run_dir} was trained with {saved} processes; resume it with torchrun "
+                    f"--nproc-per-node {saved} (each rank's task stream is in the checkpoint)."
+                )
+            return (
+                f"{self.run_dir} was trained with {saved} process(es) and is resumed with {ctx.world_size}; "
+                f"each rank's task stream is in the checkpoint, so resume with torchrun --nproc-per-node "
+                f"{saved} (or start a new run in another --out directory)."
+            )
 
         return prepare_run(ctx, self._prepare_dir_here, self.resume, mismatch)
 
@@ -249,7 +283,8 @@ class Trainer(ValidationMixin):
             raise ValueError(
                 f"--amp {cfg.amp} autocasts the embedding of first-order methods (mtl, protonet, metaoptnet); "
                 f"{cfg.algorithm} does not declare supports_autocast (second-order inner loops and "
-                "solvers need full precision); drop --amp.")
+                "solvers need full precision); drop --amp."
+            )
         if self.distributed.enabled:
             self.distributed.broadcast_module(algo)  # identical replicas, whatever each rank's init did
             self._averager = GradientAverager(algo, self.distributed)
@@ -272,8 +307,9 @@ class Trainer(ValidationMixin):
                     "resume with the config the run was started with."
                 ) from exc
             rank_rng = ckpt.get("extra", {}).get("rank_rng")
-            restore_rng_state(rank_rng[self.distributed.rank] if self.distributed.enabled else ckpt["rng"],
-                              self.generator)
+            restore_rng_state(
+                rank_rng[self.distributed.rank] if self.distributed.enabled else ckpt["rng"], self.generator
+            )
             self.step = int(ckpt["step"])
             self.best = ckpt.get("best")
             extra = ckpt.get("extra", {})
@@ -283,10 +319,13 @@ class Trainer(ValidationMixin):
             self.validations_since_best = int(extra.get("validations_since_best", 0))
             if self._progress_hooks and self._saved_steps is not None and self._saved_steps != cfg.steps:
                 names = sorted({type(getattr(h, "__self__", h)).__name__ for h in self._progress_hooks})
-                warnings.warn(f"{', '.join(names)} define(s) set_training_progress (step / steps); where that "
-                              f"drives a schedule (e.g. a DropBlock ramp), resuming with --steps {cfg.steps} "
-                              f"instead of {self._saved_steps} changes it from here on, so this run will not "
-                              "equal an uninterrupted one of either length.", stacklevel=2)
+                warnings.warn(
+                    f"{', '.join(names)} define(s) set_training_progress (step / steps); where that "
+                    f"drives a schedule (e.g. a DropBlock ramp), resuming with --steps {cfg.steps} "
+                    f"instead of {self._saved_steps} changes it from here on, so this run will not "
+                    "equal an uninterrupted one of either length.",
+                    stacklevel=2,
+                )
         else:
             self._wall_offset = 0.0
             self._train_seconds = 0.0
@@ -354,8 +393,11 @@ class Trainer(ValidationMixin):
                     self._fail(step, "loss", value)
         params = [p for p in algo.parameters() if p.grad is not None]
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm).detach().float() if params \
+        grad_norm = (
+            torch.nn.utils.clip_grad_norm_(params, max_norm).detach().float()
+            if params
             else torch.zeros((), device=loss.device)
+        )
         if eager:
             norm_value = float(grad_norm)
             if not math.isfinite(norm_value):
@@ -372,8 +414,9 @@ class Trainer(ValidationMixin):
         :class:`NonFiniteLossError` naming the first step where one was not finite."""
         if not self._pending:
             return
-        values = torch.stack([torch.stack([loss.to(torch.float64), norm.to(torch.float64)])
-                              for _, loss, norm in self._pending]).tolist()
+        values = torch.stack(
+            [torch.stack([loss.to(torch.float64), norm.to(torch.float64)]) for _, loss, norm in self._pending]
+        ).tolist()
         steps = [s for s, _, _ in self._pending]
         self._pending = []
         for s, (loss, norm) in zip(steps, values):
@@ -396,16 +439,25 @@ class Trainer(ValidationMixin):
             self._fail(step, "parameters", float("nan"))
         ctx = self.distributed
         extra: dict[str, Any] = {
-            "wall_time": wall, "train_seconds": self._consensus_seconds,
-            "validations_since_best": self.validations_since_best, "stopped_early": self.stopped_early,
-            "world_size": ctx.world_size}
+            "wall_time": wall,
+            "train_seconds": self._consensus_seconds,
+            "validations_since_best": self.validations_since_best,
+            "stopped_early": self.stopped_early,
+            "world_size": ctx.world_size,
+        }
         if ctx.enabled:  # every rank's RNGs (task stream, torch, NumPy, Python), in rank order
             extra["rank_rng"] = ctx.gather_objects(capture_rng_state(self.generator))
         path = self.checkpoints.last
         if ctx.is_main:
             payload = make_payload(
-                algorithm=algo, optimizer=self.optimizer, step=step, config=self.config.to_dict(),
-                task_generator=self.generator, scheduler=self.scheduler, best=self.best, extra=extra,
+                algorithm=algo,
+                optimizer=self.optimizer,
+                step=step,
+                config=self.config.to_dict(),
+                task_generator=self.generator,
+                scheduler=self.scheduler,
+                best=self.best,
+                extra=extra,
                 build=self.experiment.record,
             )
             path = self.checkpoints.save(payload, is_best=is_best)
@@ -430,28 +482,52 @@ class Trainer(ValidationMixin):
         # resumed after the validation that used up the patience: the run is over
         over = patience is not None and self.validations_since_best >= patience and self.step < cfg.steps
         loop = TrainingLoop(
-            start=self.step, steps=self.step if over else cfg.steps, save=self._save_step, resume=self.resume_hint(),
-            run_dir=self.run_dir, log_from=self.step if self.resume else None,
-            checkpoint_every=cfg.checkpoint_every or 0, saved=self._last_ckpt, max_seconds=cfg.max_train_seconds,
-            seconds=lambda: self._consensus_seconds, distributed=self.distributed, progress=self.progress,
-            desc=cfg.algorithm, bar_seconds=True, tensorboard=self.tensorboard, interrupts=self.interrupts,
-            interrupt_every=self.sync_every)
+            start=self.step,
+            steps=self.step if over else cfg.steps,
+            save=self._save_step,
+            resume=self.resume_hint(),
+            run_dir=self.run_dir,
+            log_from=self.step if self.resume else None,
+            checkpoint_every=cfg.checkpoint_every or 0,
+            saved=self._last_ckpt,
+            max_seconds=cfg.max_train_seconds,
+            seconds=lambda: self._consensus_seconds,
+            distributed=self.distributed,
+            progress=self.progress,
+            desc=cfg.algorithm,
+            bar_seconds=True,
+            tensorboard=self.tensorboard,
+            interrupts=self.interrupts,
+            interrupt_every=self.sync_every,
+        )
         self._loop, self._history = loop, []
         self._start_time = time.perf_counter()
         self._window = Window(self._start_time, self.step)
         self._last_loss, self._val = float("nan"), None
-        self._next_timed_eval = (self._consensus_seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds \
-            if cfg.eval_every_seconds else math.inf
+        self._next_timed_eval = (
+            (self._consensus_seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds
+            if cfg.eval_every_seconds
+            else math.inf
+        )
         if over:
             self.stopped_early = True
-            if not any(r.get("kind") == "early_stop" and r.get("step") == self.step
-                       for r in read_metrics(self.run_dir)):
+            if not any(
+                r.get("kind") == "early_stop" and r.get("step") == self.step for r in read_metrics(self.run_dir)
+            ):
                 loop.log.write(self._early_stop_record(self._wall_offset, patience))
         loop.run(self._run_step, after=self._after_step)
         if self._last_ckpt is None:  # resumed at the final step: nothing new to write
             self._last_ckpt = (self.checkpoints.last, self.step)
-        return TrainResult(self.step, self.run_dir, self._last_loss, self._val, self.best, self._last_ckpt[0],
-                           self._history, stopped_early=self.stopped_early)
+        return TrainResult(
+            self.step,
+            self.run_dir,
+            self._last_loss,
+            self._val,
+            self.best,
+            self._last_ckpt[0],
+            self._history,
+            stopped_early=self.stopped_early,
+        )
 
     def _wall(self) -> float:
         return self._wall_offset + time.perf_counter() - self._start_time
@@ -478,19 +554,20 @@ class Trainer(ValidationMixin):
         timed_eval = seconds >= self._next_timed_eval
         if timed_eval and cfg.eval_every_seconds:
             self._next_timed_eval = (seconds // cfg.eval_every_seconds + 1) * cfg.eval_every_seconds
-        validating = bool((cfg.eval_every and step % cfg.eval_every == 0) or timed_eval or
-                          (last and (cfg.eval_every or cfg.eval_every_seconds)))
+        validating = bool(
+            (cfg.eval_every and step % cfg.eval_every == 0)
+            or timed_eval
+            or (last and (cfg.eval_every or cfg.eval_every_seconds))
+        )
         logging = step % cfg.log_every == 0 or last
         checkpointing = bool(cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
-        if logging or validating or checkpointing or last or step % self.sync_every == 0 \
-                or self.on_step is not None:
+        if logging or validating or checkpointing or last or step % self.sync_every == 0 or self.on_step is not None:
             self.flush()  # raises NonFiniteLossError naming the first bad step
             self._last_loss = float(loss_t)
         if logging:
             self._log_train(step, norm_t, seconds)
         is_best = self._validate_step(step, seconds, last) if validating else False
         return StepEnd(checkpoint=last, best=is_best, stop=self.stopped_early)
-
 
 
 def train(config: ExperimentConfig, **kwargs: Any) -> TrainResult:

@@ -30,14 +30,23 @@ def _regression(seed: int = 0, tasks: int = 1, k_shot: int = 6, q_query: int = 4
     return xs, ys, xq, yq
 
 
-def _classification(seed: int = 0, tasks: int = 2, n_way: int = 3, k_shot: int = 2, q_query: int = 2,
-                    shape: tuple[int, ...] = (1, 16, 16)) -> TaskBatch:
+def _classification(
+    seed: int = 0,
+    tasks: int = 2,
+    n_way: int = 3,
+    k_shot: int = 2,
+    q_query: int = 2,
+    shape: tuple[int, ...] = (1, 16, 16),
+) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n_way)
-    return TaskBatch(torch.rand(tasks, n_way * k_shot, *shape, generator=g, dtype=torch.float64),
-                     labels.repeat(k_shot).expand(tasks, -1).clone(),
-                     torch.rand(tasks, n_way * q_query, *shape, generator=g, dtype=torch.float64),
-                     labels.repeat_interleave(q_query).expand(tasks, -1).clone(), n_way=n_way)
+    return TaskBatch(
+        torch.rand(tasks, n_way * k_shot, *shape, generator=g, dtype=torch.float64),
+        labels.repeat(k_shot).expand(tasks, -1).clone(),
+        torch.rand(tasks, n_way * q_query, *shape, generator=g, dtype=torch.float64),
+        labels.repeat_interleave(q_query).expand(tasks, -1).clone(),
+        n_way=n_way,
+    )
 
 
 def _one_step_by_hand(model: MLP, xs: Tensor, ys: Tensor, lr: float, scale: float) -> tuple[Tensor, Tensor]:
@@ -65,8 +74,9 @@ def test_custom_inner_loss_changes_the_adapted_weights_exactly():
 def test_outer_loss_is_the_query_loss_and_inner_loss_only_the_support_loss():
     model = _linear(1)
     xs, ys, xq, yq = _regression(1, tasks=3)
-    alg = MAML(model, inner_lr=0.1, inner_loss=lambda p, y: 2 * F.mse_loss(p, y),
-               outer_loss=lambda p, y: (p - y).abs().mean())
+    alg = MAML(
+        model, inner_lr=0.1, inner_loss=lambda p, y: 2 * F.mse_loss(p, y), outer_loss=lambda p, y: (p - y).abs().mean()
+    )
     expected = []
     for i in range(3):
         w, b = _one_step_by_hand(model, xs[i], ys[i], 0.1, 2.0)
@@ -166,8 +176,9 @@ def test_adapt_support_refuses_bad_supports_with_the_fix():
 
 
 def test_adapt_support_through_the_registry_on_mlp_inputs():
-    alg = build_algorithm("mtl", model="mlp", out_dim=3, in_channels=4, num_train_classes=6,
-                          model_kwargs={"hidden": (8,)}).eval()
+    alg = build_algorithm(
+        "mtl", model="mlp", out_dim=3, in_channels=4, num_train_classes=6, model_kwargs={"hidden": (8,)}
+    ).eval()
     x = torch.randn(6, 4)
     probs = alg.adapt_support(x, torch.tensor([0, 1, 2, 0, 1, 2]))(torch.randn(5, 4))
     assert probs.shape == (5, 3)

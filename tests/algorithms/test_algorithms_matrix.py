@@ -79,8 +79,9 @@ def test_every_algorithm_builds_trains_and_evaluates_on_classification(name, mod
 def test_every_regression_capable_algorithm_builds_trains_and_evaluates_on_sinusoids(name):
     torch.manual_seed(0)
     pool = SinusoidFamily(num_tasks=10)
-    algo = build_algorithm(name, model="mlp", out_dim=1, in_channels=1, num_train_tasks=10,
-                           model_kwargs={"hidden": (16, 16)})
+    algo = build_algorithm(
+        name, model="mlp", out_dim=1, in_channels=1, num_train_tasks=10, model_kwargs={"hidden": (16, 16)}
+    )
     _train_step(algo, pool.sample(TASKS, 5, 5, torch.Generator().manual_seed(1)))
     test = SinusoidFamily().sample(TASKS, 5, 5, torch.Generator().manual_seed(2))
     result = evaluate(algo, [test])
@@ -89,8 +90,9 @@ def test_every_regression_capable_algorithm_builds_trains_and_evaluates_on_sinus
 
 @pytest.mark.parametrize("name", sorted(CLASSIFICATION_ONLY))
 def test_classification_only_algorithms_refuse_regression_tasks_clearly(name):
-    algo = build_algorithm(name, model="mlp", out_dim=1, in_channels=1, num_train_classes=CLASSES,
-                           model_kwargs={"hidden": (4,)})
+    algo = build_algorithm(
+        name, model="mlp", out_dim=1, in_channels=1, num_train_classes=CLASSES, model_kwargs={"hidden": (4,)}
+    )
     test = SinusoidFamily().sample(2, 5, 5, torch.Generator().manual_seed(2))
     with pytest.raises(ValueError, match="N-way|n_way|classification"):
         evaluate(algo, [test])

@@ -16,12 +16,7 @@ from metabridge.data.class_dataset import ClassDataset
 from metabridge.heads import svm as svm_mod
 from metabridge.tasks.episodes import EpisodeSampler
 
-CASES = {
-    "protonet": {},
-    "mtl": {},
-    "metaoptnet-svm": {"head": "svm"},
-    "metaoptnet-ridge": {"head": "ridge"},
-}
+CASES = {"protonet": {}, "mtl": {}, "metaoptnet-svm": {"head": "svm"}, "metaoptnet-ridge": {"head": "ridge"}}
 
 
 def _batch(seed: int = 0):
@@ -38,8 +33,16 @@ def _batch(seed: int = 0):
 def _algorithm(case: str):
     torch.manual_seed(0)
     name = case.split("-")[0]
-    return build_algorithm(name, model="conv4", n_way=4, in_channels=1, image_size=16, num_train_classes=8,
-                           model_kwargs={"hidden": 16}, **CASES[case]).train()
+    return build_algorithm(
+        name,
+        model="conv4",
+        n_way=4,
+        in_channels=1,
+        image_size=16,
+        num_train_classes=8,
+        model_kwargs={"hidden": 16},
+        **CASES[case],
+    ).train()
 
 
 def _loss_and_grads(algo, batch, amp: bool):
@@ -100,7 +103,7 @@ def test_bf16_body_full_precision_head_close_loss_and_gradients(case: str, monke
         assert any(n == "_ipm_cs_dual" for n, _, _ in head_inputs)
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     assert abs(float(loss) - float(ref_loss)) <= 5e-2 * abs(float(ref_loss)), (float(loss), float(ref_loss))
-    for g, ref in zip(grads, ref_grads):
+    for g, _ref in zip(grads, ref_grads):
         assert g is not None and g.dtype == torch.float32 and torch.isfinite(g).all()
     flat, ref_flat = torch.cat([g.flatten() for g in grads]), torch.cat([g.flatten() for g in ref_grads])
     cos = torch.nn.functional.cosine_similarity(flat, ref_flat, dim=0)

@@ -11,9 +11,15 @@ import pytest
 import torch
 
 import metabridge
-from metabridge.algorithms import ALGORITHMS, InContextTransformer, MANN, SNAIL, build_algorithm
-from metabridge.benchmarks.compare import (ALL_METHODS, BLACK_BOX, DEFAULT_METHODS, LABELS, METHOD_SETTINGS,
-                                            CompareConfig)
+from metabridge.algorithms import ALGORITHMS, MANN, SNAIL, InContextTransformer, build_algorithm
+from metabridge.benchmarks.compare import (
+    ALL_METHODS,
+    BLACK_BOX,
+    DEFAULT_METHODS,
+    LABELS,
+    METHOD_SETTINGS,
+    CompareConfig,
+)
 from metabridge.data.class_dataset import ClassDataset
 from metabridge.export import load_weights, save_weights
 from metabridge.tasks.batch import TaskBatch
@@ -41,13 +47,28 @@ def one_thread() -> Iterator[None]:
 
 def _build(name: str, n_way: int = 4, *, double: bool = False, **kw):
     torch.manual_seed(0)
-    algo = build_algorithm(name, model="mlp", n_way=n_way, in_channels=D, num_train_classes=20,
-                           model_kwargs={"hidden": (32,)}, **{**SMALL[name], **kw})
+    algo = build_algorithm(
+        name,
+        model="mlp",
+        n_way=n_way,
+        in_channels=D,
+        num_train_classes=20,
+        model_kwargs={"hidden": (32,)},
+        **{**SMALL[name], **kw},
+    )
     return algo.double() if double else algo
 
 
-def _toy(num_tasks: int, n_way: int, k_shot: int, q_query: int, g: torch.Generator, *, noise: float = 0.1,
-         dtype: torch.dtype = torch.float32) -> TaskBatch:
+def _toy(
+    num_tasks: int,
+    n_way: int,
+    k_shot: int,
+    q_query: int,
+    g: torch.Generator,
+    *,
+    noise: float = 0.1,
+    dtype: torch.dtype = torch.float32,
+) -> TaskBatch:
     """Trivially separable episodes: each class a fresh random centre per episode (nothing to memorise
     across episodes), its examples that centre plus a little noise; labels sorted as the sampler's."""
     centres = torch.randn(num_tasks, n_way, D, generator=g)
@@ -56,9 +77,13 @@ def _toy(num_tasks: int, n_way: int, k_shot: int, q_query: int, g: torch.Generat
         return (centres[:, :, None] + noise * torch.randn(num_tasks, n_way, k, D, generator=g)).flatten(1, 2)
 
     labels = torch.arange(n_way)
-    return TaskBatch(around(k_shot).to(dtype), labels.repeat_interleave(k_shot).expand(num_tasks, -1).clone(),
-                     around(q_query).to(dtype), labels.repeat_interleave(q_query).expand(num_tasks, -1).clone(),
-                     n_way=n_way)
+    return TaskBatch(
+        around(k_shot).to(dtype),
+        labels.repeat_interleave(k_shot).expand(num_tasks, -1).clone(),
+        around(q_query).to(dtype),
+        labels.repeat_interleave(q_query).expand(num_tasks, -1).clone(),
+        n_way=n_way,
+    )
 
 
 def _relabel(batch: TaskBatch, perm: torch.Tensor) -> TaskBatch:
@@ -79,8 +104,11 @@ def test_public_names_and_registry_names() -> None:
 def test_builds_through_the_registry_over_an_mlp_and_a_conv4(name: str, model: str) -> None:
     torch.manual_seed(0)
     side = 16
-    args = (dict(in_channels=side * side, model_kwargs={"hidden": (16,)}) if model == "mlp"
-            else dict(in_channels=1, image_size=side, model_kwargs={"hidden": 8}))
+    args = (
+        dict(in_channels=side * side, model_kwargs={"hidden": (16,)})
+        if model == "mlp"
+        else dict(in_channels=1, image_size=side, model_kwargs={"hidden": 8})
+    )
     algo = metabridge.build_algorithm(name, model=model, n_way=3, num_train_classes=10, **args, **SMALL[name])
     assert type(algo) is ALGORITHMS[name] and algo.backbone is algo.body
     labels = torch.arange(10).repeat_interleave(5)
@@ -122,8 +150,20 @@ def test_a_query_prediction_does_not_depend_on_the_other_queries(name: str, trai
 def test_a_query_prediction_does_not_depend_on_the_other_queries_over_a_conv4_in_eval_mode() -> None:
     torch.manual_seed(0)
     for name in NAMES:
-        algo = build_algorithm(name, model="conv4", n_way=3, in_channels=1, image_size=16, num_train_classes=9,
-                               model_kwargs={"hidden": 8}, **SMALL[name]).double().eval()
+        algo = (
+            build_algorithm(
+                name,
+                model="conv4",
+                n_way=3,
+                in_channels=1,
+                image_size=16,
+                num_train_classes=9,
+                model_kwargs={"hidden": 8},
+                **SMALL[name],
+            )
+            .double()
+            .eval()
+        )
         x = torch.rand(2, 9, 1, 16, 16, dtype=torch.float64)
         y = torch.arange(3).repeat_interleave(2).expand(2, -1)
         with torch.no_grad():
@@ -160,10 +200,10 @@ def test_snail_is_causal_changing_later_elements_leaves_earlier_outputs_unchange
         base = algo.sequence_outputs(seq)
         for t in (0, 4, 10):
             later = seq.clone()
-            later[:, t + 1:] = torch.randn(later[:, t + 1:].shape, generator=g, dtype=torch.float64)
+            later[:, t + 1 :] = torch.randn(later[:, t + 1 :].shape, generator=g, dtype=torch.float64)
             out = algo.sequence_outputs(later)
             assert torch.equal(out[:, : t + 1], base[:, : t + 1]), t
-            assert not torch.allclose(out[:, t + 1:], base[:, t + 1:])
+            assert not torch.allclose(out[:, t + 1 :], base[:, t + 1 :])
         earlier = seq.clone()
         earlier[:, 0] += 1.0  # the first element reaches every later output (attention and convolutions)
         assert (algo.sequence_outputs(earlier) - base).abs().amax(dim=-1).min() > 0
@@ -182,8 +222,9 @@ def test_relabelling_the_support_permutes_the_transformer_logits_exactly_and_ord
             # class c is now called perm[c]: its logit moved from column c to column perm[c]
             torch.testing.assert_close(relabelled[..., perm], base, atol=1e-10, rtol=0)
         order = torch.randperm(12, generator=g)
-        reordered = TaskBatch(batch.support_x[:, order], batch.support_y[:, order], batch.query_x, batch.query_y,
-                              n_way=4)
+        reordered = TaskBatch(
+            batch.support_x[:, order], batch.support_y[:, order], batch.query_x, batch.query_y, n_way=4
+        )
         torch.testing.assert_close(algo.predict(reordered), base, atol=1e-10, rtol=0)
 
 
@@ -267,12 +308,14 @@ def test_bad_input_gets_a_clear_error(name: str) -> None:
     wrong = TaskBatch(good.support_x, good.support_y.clamp(max=2), good.query_x, good.query_y + 4, n_way=4)
     with pytest.raises(ValueError, match=r"query_y holds labels 4\.\.7.*takes labels 0\.\.3"):
         algo.meta_loss(wrong)
-    regressor = build_algorithm(name, model="mlp", out_dim=1, in_channels=1, model_kwargs={"hidden": (8,)},
-                                **SMALL[name])
+    regressor = build_algorithm(
+        name, model="mlp", out_dim=1, in_channels=1, model_kwargs={"hidden": (8,)}, **SMALL[name]
+    )
     with pytest.raises(ValueError, match="classification"):
         regressor.predict(_toy(2, 4, 2, 2, g))
-    two_d = TaskBatch(sinusoid.support_x, sinusoid.support_y.repeat(1, 1, 2), sinusoid.query_x,
-                      sinusoid.query_y.repeat(1, 1, 2))
+    two_d = TaskBatch(
+        sinusoid.support_x, sinusoid.support_y.repeat(1, 1, 2), sinusoid.query_x, sinusoid.query_y.repeat(1, 1, 2)
+    )
     with pytest.raises(ValueError, match=r"d_y = 1.*takes targets \[T, S, 1\]"):
         regressor.predict(two_d)
 
@@ -290,8 +333,9 @@ def test_no_learner_has_a_k_limit_and_the_error_for_an_empty_support_is_clear() 
 @pytest.mark.parametrize("name", NAMES)
 def test_regression_on_sinusoids(name: str) -> None:
     torch.manual_seed(0)
-    algo = build_algorithm(name, model="mlp", out_dim=1, in_channels=1, model_kwargs={"hidden": (16, 16)},
-                           **SMALL[name])
+    algo = build_algorithm(
+        name, model="mlp", out_dim=1, in_channels=1, model_kwargs={"hidden": (16, 16)}, **SMALL[name]
+    )
     family, g = SinusoidFamily(), torch.Generator().manual_seed(9)
     opt = torch.optim.Adam(algo.parameters(), lr=3e-3)
     fixed = family.sample(32, 10, 10, torch.Generator().manual_seed(10))

@@ -25,8 +25,12 @@ def _classification_batch(t: int = 3, k: int = 2, q: int = 3, seed: int = 0) -> 
 
 def _regression_batch(t: int = 3, s: int = 5, q: int = 4, seed: int = 1) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
-    return TaskBatch(torch.randn(t, s, D, generator=g), torch.randn(t, s, 1, generator=g),
-                     torch.randn(t, q, D, generator=g), torch.randn(t, q, 1, generator=g))
+    return TaskBatch(
+        torch.randn(t, s, D, generator=g),
+        torch.randn(t, s, 1, generator=g),
+        torch.randn(t, q, D, generator=g),
+        torch.randn(t, q, 1, generator=g),
+    )
 
 
 def _drs(out_dim: int, **kwargs) -> DRS:
@@ -96,8 +100,9 @@ def test_test_time_finetuning_is_k_plain_sgd_steps_from_a_zero_head(finetune, st
     with torch.no_grad():  # as in evaluation
         logits = algo.predict(batch)
     assert logits.shape == (batch.num_tasks, batch.query_x.shape[1], N_WAY)
-    torch.testing.assert_close(logits, _hand_finetuned_logits(algo, batch, steps, lr, finetune == "head"),
-                               rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        logits, _hand_finetuned_logits(algo, batch, steps, lr, finetune == "head"), rtol=1e-5, atol=1e-6
+    )
     assert all(torch.equal(a, b) for a, b in zip(before, algo.parameters()))  # the shared model is untouched
 
 

@@ -21,8 +21,15 @@ from metabridge.models import MLP, Conv4
 from metabridge.tasks.batch import TaskBatch
 
 FAMILY = [MAML, FOMAML, ANIL, MetaSGD, Reptile, DRS]
-KNOBS = {"task_batching", "conv_backend", "channels_last", "batch_norm", "checkpoint_inner", "task_chunk",
-         "task_threads"}
+KNOBS = {
+    "task_batching",
+    "conv_backend",
+    "channels_last",
+    "batch_norm",
+    "checkpoint_inner",
+    "task_chunk",
+    "task_threads",
+}
 
 
 def _conv4(seed: int = 0) -> Conv4:
@@ -33,21 +40,42 @@ def _conv4(seed: int = 0) -> Conv4:
 def _batch(tasks: int = 4) -> TaskBatch:
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(5).expand(tasks, -1).clone()
-    return TaskBatch(torch.rand(tasks, 5, 1, 16, 16, generator=g, dtype=torch.float64), labels,
-                     torch.rand(tasks, 5, 1, 16, 16, generator=g, dtype=torch.float64), labels.clone(), n_way=5)
+    return TaskBatch(
+        torch.rand(tasks, 5, 1, 16, 16, generator=g, dtype=torch.float64),
+        labels,
+        torch.rand(tasks, 5, 1, 16, 16, generator=g, dtype=torch.float64),
+        labels.clone(),
+        n_way=5,
+    )
 
 
 # ----------------------------------------------------------------- the options object
 def test_defaults_and_validation():
     opts = ExecutionOptions()
-    assert (opts.task_batching, opts.conv_backend, opts.channels_last, opts.batch_norm, opts.checkpoint_inner,
-            opts.task_chunk, opts.task_threads) == ("auto", "grouped", False, "auto", False, "auto", "auto")
+    assert (
+        opts.task_batching,
+        opts.conv_backend,
+        opts.channels_last,
+        opts.batch_norm,
+        opts.checkpoint_inner,
+        opts.task_chunk,
+        opts.task_threads,
+    ) == ("auto", "grouped", False, "auto", False, "auto", "auto")
     assert {f.name for f in dataclasses.fields(ExecutionOptions)} == KNOBS
     with pytest.raises(dataclasses.FrozenInstanceError):
         opts.task_chunk = 2  # type: ignore[misc]
-    bad = [("task_batching", "threads"), ("conv_backend", "cudnn"), ("channels_last", 1), ("batch_norm", "fused"),
-           ("checkpoint_inner", "yes"),
-           ("task_chunk", 0), ("task_chunk", 1.5), ("task_chunk", True), ("task_threads", 0), ("task_threads", None)]
+    bad = [
+        ("task_batching", "threads"),
+        ("conv_backend", "cudnn"),
+        ("channels_last", 1),
+        ("batch_norm", "fused"),
+        ("checkpoint_inner", "yes"),
+        ("task_chunk", 0),
+        ("task_chunk", 1.5),
+        ("task_chunk", True),
+        ("task_threads", 0),
+        ("task_threads", None),
+    ]
     for field, value in bad:
         with pytest.raises(ValueError, match=field):
             ExecutionOptions(**{field: value})
@@ -169,8 +197,7 @@ def test_chunked_meta_loss_runs_on_a_given_executor():
     params = [p for p in alg.parameters() if p.requires_grad]
     ref = torch.autograd.grad(alg.meta_loss(batch), params)
     with ThreadPoolExecutor(2, thread_name_prefix="mine") as pool:
-        got = torch.autograd.grad(chunked_meta_loss(alg._batched_meta_loss, batch, 1, params, 2, executor=pool),
-                                  params)
+        got = torch.autograd.grad(chunked_meta_loss(alg._batched_meta_loss, batch, 1, params, 2, executor=pool), params)
     for g, r in zip(got, ref):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
 

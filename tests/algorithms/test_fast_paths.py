@@ -37,33 +37,54 @@ def _grad(alg, batch) -> torch.Tensor:
     return torch.cat([g.flatten() for g in grads])
 
 
-@pytest.mark.parametrize("backend,channels_last", [("grouped", False), ("grouped", True), ("im2col", False),
-                                                   ("loop", False)])
+@pytest.mark.parametrize(
+    "backend,channels_last", [("grouped", False), ("grouped", True), ("im2col", False), ("loop", False)]
+)
 def test_batched_forward_equals_per_task_forward(backend, channels_last):
     model, batch = _model(), _batch()
     params = dict(model.named_parameters())
     per_task = {k: torch.stack([v + 0.01 * i for i in range(3)]) for k, v in params.items()}
-    expected = torch.stack([torch.func.functional_call(model, {k: v[i] for k, v in per_task.items()},
-                                                       (batch.support_x[i],)) for i in range(3)])
+    expected = torch.stack(
+        [
+            torch.func.functional_call(model, {k: v[i] for k, v in per_task.items()}, (batch.support_x[i],))
+            for i in range(3)
+        ]
+    )
     torch.testing.assert_close(batched_conv4(per_task, batch.support_x, backend, channels_last), expected, **TIGHT)
 
 
-@pytest.mark.parametrize("backend,channels_last,bn", [("grouped", False, "closed_form"), ("grouped", False, "aten"),
-                                                      ("grouped", True, "closed_form"), ("im2col", False, "closed_form")])
-@pytest.mark.parametrize("cls,kwargs", [
-    (MAML, {"inner_steps": 2}),
-    (MAML, {"inner_steps": 2, "learn_inner_lr": "per_step"}),
-    (FOMAML, {"inner_steps": 2}),
-    (ANIL, {"inner_steps": 3}),
-    (MetaSGD, {"inner_steps": 2}),
-    (Reptile, {"inner_steps": 2}),
-], ids=["maml", "maml-lslr", "fomaml", "anil", "metasgd", "reptile"])
+@pytest.mark.parametrize(
+    "backend,channels_last,bn",
+    [
+        ("grouped", False, "closed_form"),
+        ("grouped", False, "aten"),
+        ("grouped", True, "closed_form"),
+        ("im2col", False, "closed_form"),
+    ],
+)
+@pytest.mark.parametrize(
+    "cls,kwargs",
+    [
+        (MAML, {"inner_steps": 2}),
+        (MAML, {"inner_steps": 2, "learn_inner_lr": "per_step"}),
+        (FOMAML, {"inner_steps": 2}),
+        (ANIL, {"inner_steps": 3}),
+        (MetaSGD, {"inner_steps": 2}),
+        (Reptile, {"inner_steps": 2}),
+    ],
+    ids=["maml", "maml-lslr", "fomaml", "anil", "metasgd", "reptile"],
+)
 def test_batched_meta_gradient_equals_loop(cls, kwargs, backend, channels_last, bn):
     batch = _batch(1)
     ref = _grad(cls(_model(1), inner_lr=0.3, execution=Ex(task_batching="loop"), **kwargs), batch)
-    fast = cls(_model(1), inner_lr=0.3, execution=Ex(task_batching="batched", conv_backend=backend,
-                                                    channels_last=channels_last, batch_norm=bn, task_chunk=None),
-                **kwargs)
+    fast = cls(
+        _model(1),
+        inner_lr=0.3,
+        execution=Ex(
+            task_batching="batched", conv_backend=backend, channels_last=channels_last, batch_norm=bn, task_chunk=None
+        ),
+        **kwargs,
+    )
     assert fast.batched
     got = _grad(fast, batch)
     assert ref.abs().max() > 1e-4
@@ -82,8 +103,9 @@ def test_batched_predictions_equal_loop():
 def test_checkpointed_inner_loop_gives_the_same_gradients():
     batch = _batch(3)
     plain = _grad(MAML(_model(3), inner_lr=0.3, inner_steps=3, execution=Ex(task_chunk=None)), batch)
-    ckpt = _grad(MAML(_model(3), inner_lr=0.3, inner_steps=3, execution=Ex(task_chunk=None, checkpoint_inner=True)),
-                 batch)
+    ckpt = _grad(
+        MAML(_model(3), inner_lr=0.3, inner_steps=3, execution=Ex(task_chunk=None, checkpoint_inner=True)), batch
+    )
     torch.testing.assert_close(ckpt, plain, **TIGHT)
 
 

@@ -10,7 +10,9 @@ import metabridge as mb
 
 
 def sampler(channels: int, n_way: int = 5) -> mb.EpisodeSampler:
-    images = torch.randint(0, 256, (60, channels, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    images = torch.randint(
+        0, 256, (60, channels, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     data = mb.ClassDataset(images, torch.arange(10).repeat_interleave(6), [f"c{i}" for i in range(10)])
     return mb.EpisodeSampler(data, n_way=n_way, k_shot=1, q_query=2)
 
@@ -19,7 +21,9 @@ def sampler(channels: int, n_way: int = 5) -> mb.EpisodeSampler:
 def test_three_channel_images_on_a_one_channel_network_name_in_channels(name: str) -> None:
     kw = {"num_train_classes": 10} if name == "mtl" else {}
     algorithm = mb.build_algorithm(name, model="conv4", n_way=5, **kw)
-    with pytest.raises(ValueError, match=r"takes 1-channel images but the batch has 3 channels: build it with in_channels=3"):
+    with pytest.raises(
+        ValueError, match=r"takes 1-channel images but the batch has 3 channels: build it with in_channels=3"
+    ):
         algorithm.meta_loss(sampler(3).sample(2, torch.Generator().manual_seed(0)))
 
 

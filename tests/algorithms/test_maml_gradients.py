@@ -43,12 +43,16 @@ def _finite_difference(alg, batch, eps: float = 1e-6) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("make", [
-    lambda m: MAML(m, inner_lr=0.05, inner_steps=3),
-    lambda m: MAML(m, inner_lr=0.05, inner_steps=2, learn_inner_lr="per_step"),
-    lambda m: MetaSGD(m, inner_lr=0.05, inner_steps=2),
-    lambda m: ANIL(m, inner_lr=0.1, inner_steps=3),
-], ids=["maml-3step", "maml-lslr", "metasgd", "anil"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda m: MAML(m, inner_lr=0.05, inner_steps=3),
+        lambda m: MAML(m, inner_lr=0.05, inner_steps=2, learn_inner_lr="per_step"),
+        lambda m: MetaSGD(m, inner_lr=0.05, inner_steps=2),
+        lambda m: ANIL(m, inner_lr=0.1, inner_steps=3),
+    ],
+    ids=["maml-3step", "maml-lslr", "metasgd", "anil"],
+)
 def test_second_order_meta_gradient_matches_finite_differences(make):
     model, batch = _setup()
     alg = make(model)
@@ -121,8 +125,9 @@ class _BNNet(nn.Module):
 
     def __init__(self, track_running_stats: bool) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3, track_running_stats=track_running_stats),
-                                  nn.ReLU(), nn.Flatten())
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3, track_running_stats=track_running_stats), nn.ReLU(), nn.Flatten()
+        )
         self.head = nn.Linear(3 * 6 * 6, 4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,14 +140,20 @@ def test_running_statistics_batch_norm_is_per_task_and_untouched(cls, mode):
     """Defect 3: MAML on an ordinary nn.BatchNorm2d (track_running_stats=True) failed with a
     functorch in-place error. Now it normalizes with each task's batch statistics, exactly
     like the same weights without running statistics, and never writes the buffers."""
+
     def net(track: bool) -> nn.Module:
         torch.manual_seed(7)
         return _BNNet(track).double()
 
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(4).repeat(2).expand(3, -1).clone()
-    batch = TaskBatch(torch.rand(3, 8, 1, 8, 8, generator=g, dtype=torch.float64), labels,
-                      torch.rand(3, 8, 1, 8, 8, generator=g, dtype=torch.float64), labels.clone(), n_way=4)
+    batch = TaskBatch(
+        torch.rand(3, 8, 1, 8, 8, generator=g, dtype=torch.float64),
+        labels,
+        torch.rand(3, 8, 1, 8, 8, generator=g, dtype=torch.float64),
+        labels.clone(),
+        n_way=4,
+    )
     tracked, plain = net(True), net(False)
     buffers = {k: v.clone() for k, v in tracked.named_buffers()}
     assert buffers  # the layer really keeps running statistics

@@ -11,8 +11,9 @@ from metabridge.algorithms import MetaOptNet
 from metabridge.tasks.batch import TaskBatch
 
 
-def _batch(t: int = 4, n: int = 3, k: int = 2, q: int = 4, d: int = 8, seed: int = 0,
-           dtype: torch.dtype = torch.float32) -> TaskBatch:
+def _batch(
+    t: int = 4, n: int = 3, k: int = 2, q: int = 4, d: int = 8, seed: int = 0, dtype: torch.dtype = torch.float32
+) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
     centers = torch.randn(t, n, d, generator=g, dtype=dtype)
 
@@ -34,8 +35,9 @@ def _body(d: int = 8, width: int = 16) -> nn.Module:
 @pytest.mark.parametrize("head", ["svm", "ridge"])
 def test_learned_logit_scale_gets_a_gradient_and_moves_with_an_optimizer_step(head):
     algo = MetaOptNet(_body(), head=head, scale=1.0)
-    learned = {"scale": algo.scale} if head == "svm" else {"scale": algo.scale, "bias": algo.bias,
-                                                            "log_lam": algo.log_lam}
+    learned = (
+        {"scale": algo.scale} if head == "svm" else {"scale": algo.scale, "bias": algo.bias, "log_lam": algo.log_lam}
+    )
     before = {k: v.detach().clone() for k, v in learned.items()}
     opt = torch.optim.SGD(algo.parameters(), lr=0.1)
     loss = algo.meta_loss(_batch())

@@ -14,8 +14,14 @@ def _batch(seed: int = 0) -> TaskBatch:
     sy = torch.arange(n).repeat_interleave(k).repeat(t, 1)
     qy = torch.arange(n).repeat_interleave(q).repeat(t, 1)
     class_ids = torch.stack([torch.randperm(10, generator=g)[:n] for _ in range(t)])
-    return TaskBatch(torch.randn(t, n * k, 12, generator=g), sy, torch.randn(t, n * q, 12, generator=g), qy,
-                     class_ids=class_ids, n_way=n)
+    return TaskBatch(
+        torch.randn(t, n * k, 12, generator=g),
+        sy,
+        torch.randn(t, n * q, 12, generator=g),
+        qy,
+        class_ids=class_ids,
+        n_way=n,
+    )
 
 
 def _mtl(**kw) -> MTL:
@@ -71,9 +77,15 @@ def test_minmax_gradient_reaches_only_the_worst_class_head():
     assert sorted(touched) == sorted(batch.class_ids[task].tolist())
 
 
-@pytest.mark.parametrize("bad", [dict(class_weighting="uw"), dict(class_weighting="famo"),
-                                 dict(class_weighting="mean", class_weighting_temperature=1.0),
-                                 dict(class_weighting="minmax", class_weighting_temperature=-1.0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(class_weighting="uw"),
+        dict(class_weighting="famo"),
+        dict(class_weighting="mean", class_weighting_temperature=1.0),
+        dict(class_weighting="minmax", class_weighting_temperature=-1.0),
+    ],
+)
 def test_bad_class_weighting_is_refused(bad):
     with pytest.raises(ValueError, match="class_weighting"):
         _mtl(**bad)

@@ -16,10 +16,12 @@ from metabridge.tasks.sinusoid import SinusoidFamily
 def _separable_batch(t: int = 8, n: int = 5, k: int = 1, q: int = 15, d: int = 16, seed: int = 0) -> TaskBatch:
     g = torch.Generator().manual_seed(seed)
     centers = torch.randn(t, n, d, generator=g) * 3
+
     def draw(m):
         y = torch.arange(n).repeat_interleave(m).expand(t, -1)
         x = centers.gather(1, y[..., None].expand(-1, -1, d)) + 0.2 * torch.randn(t, n * m, d, generator=g)
         return x, y.clone()
+
     xs, ys = draw(k)
     xq, yq = draw(q)
     return TaskBatch(xs, ys, xq, yq, class_ids=torch.arange(n).expand(t, -1).clone(), n_way=n)
@@ -32,8 +34,9 @@ def _overlapping_batch(t: int = 3, n: int = 5, k: int = 6, q: int = 10, d: int =
 
     def draw(m):
         y = torch.arange(n).repeat_interleave(m).expand(t, -1).clone()
-        x = centers.gather(1, y[..., None].expand(-1, -1, d)) + torch.randn(t, n * m, d, generator=g,
-                                                                            dtype=torch.float64)
+        x = centers.gather(1, y[..., None].expand(-1, -1, d)) + torch.randn(
+            t, n * m, d, generator=g, dtype=torch.float64
+        )
         return x, y
 
     xs, ys = draw(k)
@@ -78,10 +81,12 @@ def test_regression_mtl_learns_sinusoids_and_refits_by_ridge():
     g = torch.Generator().manual_seed(0)
     for _ in range(600):
         loss = mtl.meta_loss(fam.sample(20, 10, 10, g))
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     test = SinusoidFamily().sample(100, 10, 50, torch.Generator().manual_seed(123))
     mse = per_task_score(mtl.predict(test), test.query_y).mean()
-    baseline = (test.query_y ** 2).mean()  # predicting 0
+    baseline = (test.query_y**2).mean()  # predicting 0
     assert loss.item() < 0.1
     assert mse < 0.05 * baseline
     mtl.regression_refit = "ridge"  # plain ridge overfits 10 points in 40 dimensions
@@ -120,8 +125,9 @@ def test_task_batch_norm_uses_each_tasks_own_statistics_and_keeps_running_ones()
 
     torch.manual_seed(0)
     body = build_model("conv4", 5, in_channels=1, image_size=28, track_running_stats=True).body
-    mtl = MTL(body, feature_dim=body(torch.zeros(1, 1, 28, 28)).shape[-1], num_train_heads=10,
-              test_batch_norm="task").eval()
+    mtl = MTL(
+        body, feature_dim=body(torch.zeros(1, 1, 28, 28)).shape[-1], num_train_heads=10, test_batch_norm="task"
+    ).eval()
     before = {k: v.clone() for k, v in body.state_dict().items()}
     # tasks on very different intensity scales: running statistics fit neither
     x = torch.rand(3, 6, 1, 28, 28) * torch.tensor([1.0, 10.0, 100.0]).view(3, 1, 1, 1, 1)

@@ -64,8 +64,15 @@ def test_official_head_init_needs_the_training_n_way_and_the_registry_supplies_i
     with pytest.raises(ValueError, match="'uniform' or 'official'"):
         MTL(nn.Identity(), 8, 10, head_init="kaiming")
     torch.manual_seed(0)
-    mtl = build_algorithm("mtl", model="conv4", n_way=5, image_size=16, num_train_classes=80,
-                          model_kwargs={"hidden": 8}, head_init="official")
+    mtl = build_algorithm(
+        "mtl",
+        model="conv4",
+        n_way=5,
+        image_size=16,
+        num_train_classes=80,
+        model_kwargs={"hidden": 8},
+        head_init="official",
+    )
     assert mtl.n_way == 5 and mtl.head_init == "official"
     bound = 1 / math.sqrt(mtl.heads.shape[1]) * math.sqrt(80 / 5)
     assert mtl.heads.abs().max() <= bound and mtl.heads.abs().max() > 0.9 * bound
@@ -98,8 +105,11 @@ def test_per_task_gradient_is_the_mean_of_single_task_backward_passes_and_batche
         torch.testing.assert_close(per_task[k], accumulated[k], rtol=1e-10, atol=1e-12, msg=k)
 
     batched.meta_loss(batch).backward()
-    gap = max(float((batched_g - per_task[k]).abs().max()) for k, batched_g in _grads(batched).items()
-              if k.startswith("body."))
+    gap = max(
+        float((batched_g - per_task[k]).abs().max())
+        for k, batched_g in _grads(batched).items()
+        if k.startswith("body.")
+    )
     assert gap > 1e-4  # batch norm over the meta-batch is another function of the parameters
     # the same without batch norm: then the two are one computation
     plain = MTL(nn.Sequential(nn.Flatten(), nn.Linear(SIDE * SIDE, 6)), 6, CLASSES).double()
@@ -154,9 +164,17 @@ def test_per_task_runs_one_body_forward_per_task_not_per_image():
 def test_official_resnet12_ramp_is_reached_through_the_algorithms_modules():
     """The trainer calls set_training_progress(fraction) on every submodule defining it: the
     official ResNet-12's DropBlocks then ramp from 0 to 0.1 (blocks 3-4); dropout stays 0.1."""
-    mtl = build_algorithm("mtl", model="resnet12", n_way=5, in_channels=3, image_size=32, num_train_classes=20,
-                          model_kwargs={"widths": [4, 8, 8, 16], "variant": "official"},
-                          head_init="official", train_forward="per_task")
+    mtl = build_algorithm(
+        "mtl",
+        model="resnet12",
+        n_way=5,
+        in_channels=3,
+        image_size=32,
+        num_train_classes=20,
+        model_kwargs={"widths": [4, 8, 8, 16], "variant": "official"},
+        head_init="official",
+        train_forward="per_task",
+    )
     blocks = list(mtl.body.blocks)
     assert [b.dropout for b in blocks] == [0.1, 0.1, 0.0, 0.0]
     assert [b.dropblock.block_size for b in blocks[2:]] == [2, 2]

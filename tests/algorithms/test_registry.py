@@ -85,7 +85,12 @@ def test_body_rule_and_custom_build(clean_registries):
 
         def __init__(self, body: nn.Module, feature_dim: int, num_train_heads: int, temperature: float = 1.0) -> None:
             MetaAlgorithm.__init__(self)
-            self.body, self.feature_dim, self.num_train_heads, self.temperature = body, feature_dim, num_train_heads, temperature
+            self.body, self.feature_dim, self.num_train_heads, self.temperature = (
+                body,
+                feature_dim,
+                num_train_heads,
+                temperature,
+            )
 
     @register_algorithm("test_custom_algo")
     class CustomAlgo(_ModelAlgo):
@@ -166,8 +171,11 @@ def test_the_old_bare_decorator_still_registers_with_a_deprecation_warning(clean
 
 
 def test_unknown_names_suggest_the_closest_one():
-    with pytest.raises(ValueError, match="unknown algorithm 'mamll'; did you mean 'maml'\\? Known: .*anil.*"
-                                         "register your own with metabridge.register_algorithm") as err:
+    with pytest.raises(
+        ValueError,
+        match="unknown algorithm 'mamll'; did you mean 'maml'\\? Known: .*anil.*"
+        "register your own with metabridge.register_algorithm",
+    ) as err:
         build_algorithm("mamll")
     assert isinstance(err.value, KeyError) and "\n" not in str(err.value)
     assert build_algorithm("ProtoNet", model="mlp", out_dim=2).__class__ is ProtoNet  # names ignore case
@@ -220,10 +228,19 @@ def test_hparams_are_typed_defaulted_and_documented():
         doc = inspect.getdoc(cls) or ""
         args = doc.split("Args:", 1)[1]
         for k in algorithm_hparams(cls.name):
-            assert f"\n{k}:" in "\n" + "\n".join(line.strip() for line in args.splitlines()), \
+            assert f"\n{k}:" in "\n" + "\n".join(line.strip() for line in args.splitlines()), (
                 f"{cls.__name__}'s docstring does not describe {k}"
-    assert list(algorithm_hparams("maml")) == ["inner_lr", "inner_steps", "first_order", "learn_inner_lr",
-                                               "eval_steps", "inner_loss", "outer_loss", "execution"]
+            )
+    assert list(algorithm_hparams("maml")) == [
+        "inner_lr",
+        "inner_steps",
+        "first_order",
+        "learn_inner_lr",
+        "eval_steps",
+        "inner_loss",
+        "outer_loss",
+        "execution",
+    ]
     hints = typing.get_type_hints(MAML.__init__)
     assert hints["learn_inner_lr"] == (typing.Literal["per_step", "per_parameter"] | None)
     assert hints["inner_steps"] is int and hints["first_order"] is bool and hints["inner_lr"] is float
@@ -262,8 +279,7 @@ def test_register_model_and_build_with_it(clean_registries):
     with pytest.raises(ValueError, match="'depth'.*width"):
         build_model("test_tiny", 3, depth=2)
     # through the algorithm registry; the factory takes no track_running_stats, so none is passed
-    alg = build_algorithm("anil", model="test_tiny", out_dim=2, in_channels=1, image_size=4,
-                          model_kwargs={"width": 7})
+    alg = build_algorithm("anil", model="test_tiny", out_dim=2, in_channels=1, image_size=4, model_kwargs={"width": 7})
     assert alg.model.feature_dim == 7 and calls[-1] == (2, 1, 4, 7)
     unregistered = build_algorithm("protonet", model=tiny, out_dim=2, in_channels=1, image_size=3)  # a factory
     assert unregistered.body[0].in_features == 9 and calls[-1] == (2, 1, 3, 6)

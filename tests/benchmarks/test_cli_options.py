@@ -33,8 +33,25 @@ def test_every_setting_is_an_option_in_the_help(name: str) -> None:
 
 def test_a_benchmark_runs_from_the_command_line_with_list_options(tmp_path) -> None:
     out = tmp_path / "heads"
-    result = run_cli(["bench", "mtl_heads", "--dims", "8", "16", "--tasks", "2", "--per-task", "10", "--classes",
-                      "10", "--repeats", "1", "--out", str(out)])
+    result = run_cli(
+        [
+            "bench",
+            "mtl_heads",
+            "--dims",
+            "8",
+            "16",
+            "--tasks",
+            "2",
+            "--per-task",
+            "10",
+            "--classes",
+            "10",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["dims"] == [8, 16]
     assert [r["dim"] for r in json.loads((out / "mtl_heads.json").read_text())["rows"]] == [8, 16]
@@ -45,13 +62,28 @@ def _report(method: str) -> dict:
     from metabridge.benchmarks._compare_report import summarize
     from metabridge.benchmarks.compare import CompareConfig
 
-    curve = [{"train_seconds": t, "step": i, "val_mean": a, "val_ci95": 0.01} for i, (t, a) in enumerate(
-        [(5, 0.7), (10, 0.9)])]
-    runs = {method: {"curve": curve, "test": {"1": {"mean": 0.9, "ci95": 0.01}, "5": {"mean": 0.95, "ci95": 0.01}},
-                     "train_seconds": 10, "steps": 10, "seconds_per_iteration": 1.0, "peak_memory_mb": 100.0}}
-    return {"benchmark": "compare", "settings": dict(CompareConfig().report_settings(), methods=[method]),
-            "machine": {"device": "CPU (2 cores)"}, "total_seconds": 10.0, "methods": runs,
-            "summary": summarize(runs)}
+    curve = [
+        {"train_seconds": t, "step": i, "val_mean": a, "val_ci95": 0.01}
+        for i, (t, a) in enumerate([(5, 0.7), (10, 0.9)])
+    ]
+    runs = {
+        method: {
+            "curve": curve,
+            "test": {"1": {"mean": 0.9, "ci95": 0.01}, "5": {"mean": 0.95, "ci95": 0.01}},
+            "train_seconds": 10,
+            "steps": 10,
+            "seconds_per_iteration": 1.0,
+            "peak_memory_mb": 100.0,
+        }
+    }
+    return {
+        "benchmark": "compare",
+        "settings": dict(CompareConfig().report_settings(), methods=[method]),
+        "machine": {"device": "CPU (2 cores)"},
+        "total_seconds": 10.0,
+        "methods": runs,
+        "summary": summarize(runs),
+    }
 
 
 def test_compare_merges_from_the_command_line(tmp_path) -> None:
@@ -64,12 +96,15 @@ def test_compare_merges_from_the_command_line(tmp_path) -> None:
     assert json.loads((out / "compare.json").read_text())["settings"]["methods"] == ["mtl", "maml"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["compare", "--methods", "mtl", "protonett"], "did you mean 'protonet'"),
-    (["compare", "--test-shots", "1", "5", "--test-queries", "10"], "one --test-queries per --test-shots"),
-    (["bench", "cost", "--methods", "mtl", "--hparams", 'anil={"C": 3.0}'], "not among --methods"),
-    (["bench", "peers", "--libs", "metabridge", "tensorflow"], "unknown library"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compare", "--methods", "mtl", "protonett"], "did you mean 'protonet'"),
+        (["compare", "--test-shots", "1", "5", "--test-queries", "10"], "one --test-queries per --test-shots"),
+        (["bench", "cost", "--methods", "mtl", "--hparams", 'anil={"C": 3.0}'], "not among --methods"),
+        (["bench", "peers", "--libs", "metabridge", "tensorflow"], "unknown library"),
+    ],
+)
 def test_a_bad_option_is_one_line_naming_the_fix(args, message, tmp_path) -> None:
     result = run_cli([*args, "--out", str(tmp_path / "never")])
     assert result.exit_code != 0

@@ -19,8 +19,20 @@ BENCHMARKS = sorted(m.name for m in pkgutil.iter_modules(metabridge.benchmarks._
 
 
 def test_the_moved_harnesses_are_benchmarks() -> None:
-    assert {"compare", "cost", "ddp", "heads", "memory_steps", "mtl_cost", "mtl_heads", "peers", "rl_sampler",
-            "sampling", "sinusoid", "torch_compile"} <= set(BENCHMARKS)
+    assert {
+        "compare",
+        "cost",
+        "ddp",
+        "heads",
+        "memory_steps",
+        "mtl_cost",
+        "mtl_heads",
+        "peers",
+        "rl_sampler",
+        "sampling",
+        "sinusoid",
+        "torch_compile",
+    } <= set(BENCHMARKS)
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
@@ -34,21 +46,32 @@ def test_every_benchmark_is_a_typed_config_and_a_run_function(name: str) -> None
     assert config.__doc__ and module.run.__doc__, f"{name}: no command help"
     for field, info in config.model_fields.items():
         assert info.description, f"{name}: {field} has no description (its --help text)"
-        assert info.annotation is not str or field not in ("methods", "libs", "shots", "tasks", "dims"), \
+        assert info.annotation is not str or field not in ("methods", "libs", "shots", "tasks", "dims"), (
             f"{name}: {field} is a comma-separated string"
+        )
     default_out = config.model_fields["out"].default
     assert Path(default_out).parts[0] == "runs", f"{name}: results go under runs/, not {default_out}"
     assert "typer" not in inspect.getsource(module), f"{name}: imports typer"
     assert "csv_options" not in inspect.getsource(module), f"{name}: parses comma-separated strings"
 
 
-@pytest.mark.parametrize("name, bad", [
-    ("heads", {"dims": [8, 0]}), ("mtl_heads", {"per_task": 7}), ("mtl_heads", {"classes": 4}),
-    ("memory_steps", {"inner_steps": [1, 0]}), ("memory_steps", {"libs": ["metabridge", "jax"]}),
-    ("torch_compile", {"repeats": 0}), ("ddp", {"nproc": 3}), ("ddp", {"algorithm": "mamll"}),
-    ("rl_sampler", {"hidden": []}), ("sampling", {"libs": ["auto", "metabridge"]}),
-    ("peers", {"libs": ["metabridge", "tensorflow"]}), ("peers", {"methods": ["reptile"]}),
-])
+@pytest.mark.parametrize(
+    "name, bad",
+    [
+        ("heads", {"dims": [8, 0]}),
+        ("mtl_heads", {"per_task": 7}),
+        ("mtl_heads", {"classes": 4}),
+        ("memory_steps", {"inner_steps": [1, 0]}),
+        ("memory_steps", {"libs": ["metabridge", "jax"]}),
+        ("torch_compile", {"repeats": 0}),
+        ("ddp", {"nproc": 3}),
+        ("ddp", {"algorithm": "mamll"}),
+        ("rl_sampler", {"hidden": []}),
+        ("sampling", {"libs": ["auto", "metabridge"]}),
+        ("peers", {"libs": ["metabridge", "tensorflow"]}),
+        ("peers", {"methods": ["reptile"]}),
+    ],
+)
 def test_bad_settings_are_refused_when_the_config_is_built(name: str, bad: dict) -> None:
     config = importlib.import_module(f"metabridge.benchmarks.{name}").CONFIG
     with pytest.raises(ValueError, match="|".join(bad)):
@@ -107,8 +130,22 @@ def test_peers_skips_an_absent_peer_and_refuses_it_when_named(tmp_path, capsys, 
         run(PeersConfig(libs=["metabridge", "learn2learn"], peer_site="none", out=tmp_path / "never"))
     assert not (tmp_path / "never").exists()
     threads = torch.get_num_threads()
-    res = run(PeersConfig(methods=["anil"], shots=[1], meta_batch=2, repeats=1, warmup=0, inner_steps=1, queries=1,
-                          memory=False, flops=False, allocator=False, peer_site="none", out=tmp_path))
+    res = run(
+        PeersConfig(
+            methods=["anil"],
+            shots=[1],
+            meta_batch=2,
+            repeats=1,
+            warmup=0,
+            inner_steps=1,
+            queries=1,
+            memory=False,
+            flops=False,
+            allocator=False,
+            peer_site="none",
+            out=tmp_path,
+        )
+    )
     assert torch.get_num_threads() == threads
     out = capsys.readouterr().out
     assert "skipped: learn2learn is not importable" in out and "install_peers.sh" in out
@@ -147,8 +184,7 @@ def test_rl_sampler_runs_at_toy_size(tmp_path, capsys) -> None:
     from metabridge.benchmarks.rl_sampler import RlSamplerConfig, run
 
     threads = torch.get_num_threads()
-    res = run(RlSamplerConfig(env="navigation-2d", tasks=2, rollouts=2, horizon=5, hidden=[8], repeats=1,
-                              out=tmp_path))
+    res = run(RlSamplerConfig(env="navigation-2d", tasks=2, rollouts=2, horizon=5, hidden=[8], repeats=1, out=tmp_path))
     assert torch.get_num_threads() == threads and res["threads"] == 1
     assert res["env_steps"] == 2 * 2 * 5 and res["raw_steps_per_s"] > 0
     assert json.loads((tmp_path / "navigation_2d.json").read_text())["hidden"] == [8]

@@ -61,8 +61,10 @@ def test_convergence_is_a_flat_trend_over_the_last_third() -> None:
     falling = _curve([(10, 0.5), (40, 0.95), (70, 0.95), (80, 0.93), (90, 0.91)], ci=0.02)
     assert convergence(falling)["converged"] is True  # past its best: more training would not help
     # flat inside the last third, but still rising from the middle third (MTL at 200 s, measured)
-    mtl = _curve([(25, .721), (50, .800), (75, .822), (100, .845), (125, .874), (150, .893), (175, .906),
-                  (201, .901)], ci=0.0145)
+    mtl = _curve(
+        [(25, 0.721), (50, 0.800), (75, 0.822), (100, 0.845), (125, 0.874), (150, 0.893), (175, 0.906), (201, 0.901)],
+        ci=0.0145,
+    )
     c = convergence(mtl)
     assert c["gain"] < 0.0145 < c["rise"] and c["converged"] is False
     assert convergence(_curve([(10, 0.5), (80, 0.8), (90, 0.9)]))["converged"] is None  # two points in the window
@@ -81,21 +83,29 @@ def test_no_winner_is_named_when_a_method_has_not_converged() -> None:
     results["maml"]["curve"] = _curve([(10, 0.5), (40, 0.9), (70, 0.90), (80, 0.91), (90, 0.90)])
     s = summarize(results)
     assert "sooner" in speedup_sentence(s)
-    report = {"settings": {"test_shots": [1]}, "summary": s, "methods": {
-        "maml": {"test": {"1": {"mean": 0.97, "ci95": 0.004}}},
-        "mtl": {"test": {"1": {"mean": 0.945, "ci95": 0.004}}}}}
+    report = {
+        "settings": {"test_shots": [1]},
+        "summary": s,
+        "methods": {
+            "maml": {"test": {"1": {"mean": 0.97, "ci95": 0.004}}},
+            "mtl": {"test": {"1": {"mean": 0.945, "ci95": 0.004}}},
+        },
+    }
     (line,) = accuracy_sentences(report)
     assert "best MAML 97.00" in line and "2.50 points lower, CIs disjoint" in line
 
 
 def test_speedup_sentence_says_who_was_faster() -> None:
-    base = {"best_gbml": "maml", "time_to_target": {"mtl": 4.0, "maml": 20.0},
-            "converged": {"mtl": True, "maml": True}}
+    base = {"best_gbml": "maml", "time_to_target": {"mtl": 4.0, "maml": 20.0}, "converged": {"mtl": True, "maml": True}}
     assert speedup_sentence({**base, "speedup_vs_best_gbml": 5.0}).startswith("MTL reached it 5.0x sooner")
     slower = speedup_sentence({**base, "speedup_vs_best_gbml": 0.59})
     assert "later" in slower and "1.7x as long" in slower
-    never = {"best_gbml": "maml", "time_to_target": {"mtl": None, "maml": 20.0}, "speedup_vs_best_gbml": None,
-             "converged": {"mtl": True, "maml": True}}
+    never = {
+        "best_gbml": "maml",
+        "time_to_target": {"mtl": None, "maml": 20.0},
+        "speedup_vs_best_gbml": None,
+        "converged": {"mtl": True, "maml": True},
+    }
     assert "never reached" in speedup_sentence(never)
 
 
@@ -161,14 +171,33 @@ def test_the_blobs_setup_is_undone_for_later_tests() -> None:
 @pytest.mark.parametrize("method", ["mtl", "protonet"])
 def test_one_method_trains_under_the_budget_and_is_tested_on_each_shot(method: str, tmp_path, blobs_one_thread) -> None:
     budget = 1.5
-    settings = CompareConfig(methods=[method], dataset=blobs_one_thread, n_way=3, k_shot=1, q_query=4,
-                             test_shots=[1, 5], test_queries=[4, 3], budget_seconds=budget,
-                             eval_every_seconds=0.5, val_episodes=10, test_episodes=30, meta_batch_size=2,
-                             out=tmp_path)
+    settings = CompareConfig(
+        methods=[method],
+        dataset=blobs_one_thread,
+        n_way=3,
+        k_shot=1,
+        q_query=4,
+        test_shots=[1, 5],
+        test_queries=[4, 3],
+        budget_seconds=budget,
+        eval_every_seconds=0.5,
+        val_episodes=10,
+        test_episodes=30,
+        meta_batch_size=2,
+        out=tmp_path,
+    )
     cfg = settings.method_config(method).to_dict()
     cfg["log_every"] = 1  # a training record per step: the stopping step is visible
-    out = run_method({"method": method, "config": cfg, "test_shots": [1, 5], "test_queries": [4, 3],
-                      "test_episodes": 30, "progress": False})
+    out = run_method(
+        {
+            "method": method,
+            "config": cfg,
+            "test_shots": [1, 5],
+            "test_queries": [4, 3],
+            "test_episodes": 30,
+            "progress": False,
+        }
+    )
     # the budget counts training time only, and the run stops at the first step that spends it
     # (however slow a loaded machine makes each step)
     elapsed = [r["train_seconds"] for r in read_metrics(cfg["out_dir"]) if r["kind"] == "train"]
@@ -184,8 +213,11 @@ def test_one_method_trains_under_the_budget_and_is_tested_on_each_shot(method: s
         # 3-way chance is 33%; the classes are separable, so even a short run is far above it
         assert res["mean"] > 0.6, (shot, res)
     assert out["test"]["5"]["mean"] >= out["test"]["1"]["mean"] - 0.05
-    report = {"settings": {"test_shots": [1, 5], "k_shot": 1}, "methods": {method: out},
-              "summary": summarize({method: out})}
+    report = {
+        "settings": {"test_shots": [1, 5], "k_shot": 1},
+        "methods": {method: out},
+        "summary": summarize({method: out}),
+    }
     table = format_table(report)
     assert f"{100 * out['test']['1']['mean']:.2f}" in table
 
@@ -201,12 +233,25 @@ def test_compare_needs_one_query_count_per_shot() -> None:
 
 def _report(methods: dict[str, list[tuple[float, float]]], **settings_overrides) -> dict:
     settings = dict(CompareConfig().report_settings(), methods=list(methods), **settings_overrides)
-    runs = {m: {"curve": _curve(pts, ci=0.01), "test": {"1": {"mean": pts[-1][1], "ci95": 0.01},
-                                                         "5": {"mean": pts[-1][1], "ci95": 0.01}},
-                "train_seconds": pts[-1][0], "steps": 10, "seconds_per_iteration": 0.5, "peak_memory_mb": 100.0}
-            for m, pts in methods.items()}
-    return {"benchmark": "compare", "settings": settings, "machine": {"device": "CPU (2 cores)"},
-            "total_seconds": 60.0, "methods": runs, "summary": summarize(runs)}
+    runs = {
+        m: {
+            "curve": _curve(pts, ci=0.01),
+            "test": {"1": {"mean": pts[-1][1], "ci95": 0.01}, "5": {"mean": pts[-1][1], "ci95": 0.01}},
+            "train_seconds": pts[-1][0],
+            "steps": 10,
+            "seconds_per_iteration": 0.5,
+            "peak_memory_mb": 100.0,
+        }
+        for m, pts in methods.items()
+    }
+    return {
+        "benchmark": "compare",
+        "settings": settings,
+        "machine": {"device": "CPU (2 cores)"},
+        "total_seconds": 60.0,
+        "methods": runs,
+        "summary": summarize(runs),
+    }
 
 
 def test_merge_recomputes_the_target_over_the_union_of_methods() -> None:
@@ -238,8 +283,10 @@ def test_merge_refuses_runs_that_are_not_comparable() -> None:
 def test_compare_merges_result_directories(tmp_path, capsys) -> None:
     import json
 
-    for name, methods in (("a", {"mtl": [(2, 0.5), (6, 0.95), (8, 0.95), (10, 0.95), (12, 0.95), (14, 0.95)]}),
-                          ("b", {"maml": [(5, 0.7), (12, 0.95), (20, 0.95), (25, 0.95), (30, 0.95)]})):
+    for name, methods in (
+        ("a", {"mtl": [(2, 0.5), (6, 0.95), (8, 0.95), (10, 0.95), (12, 0.95), (14, 0.95)]}),
+        ("b", {"maml": [(5, 0.7), (12, 0.95), (20, 0.95), (25, 0.95), (30, 0.95)]}),
+    ):
         (tmp_path / name).mkdir()
         (tmp_path / name / "compare.json").write_text(json.dumps(_report(methods)))
     out = tmp_path / "merged"
@@ -268,13 +315,29 @@ def test_compare_options_reach_the_settings_and_plugins_reach_the_workers(tmp_pa
         return _report({"mtl": [(10, 0.9)]})
 
     monkeypatch.setattr(compare_mod, "compare", fake_compare)
-    run(CompareConfig(methods=["mtl"], k_shot=2, q_query=7, test_shots=[1, 5, 10], test_queries=[4, 3, 2], n_way=4,
-                      plugins=["compare_test_plugin"], full=True, val_episodes=50, out=tmp_path))
+    run(
+        CompareConfig(
+            methods=["mtl"],
+            k_shot=2,
+            q_query=7,
+            test_shots=[1, 5, 10],
+            test_queries=[4, 3, 2],
+            n_way=4,
+            plugins=["compare_test_plugin"],
+            full=True,
+            val_episodes=50,
+            out=tmp_path,
+        )
+    )
     s = seen["settings"]
     assert (s.k_shot, s.q_query, s.test_shots, s.test_queries, s.n_way) == (2, 7, [1, 5, 10], [4, 3, 2], 4)
     # --full sets the long run's defaults; a value given explicitly wins
-    assert [s.resolved(k) for k in ("budget_seconds", "eval_every_seconds", "val_episodes", "test_episodes")] \
-        == [1200.0, 60.0, 50, 1000]
+    assert [s.resolved(k) for k in ("budget_seconds", "eval_every_seconds", "val_episodes", "test_episodes")] == [
+        1200.0,
+        60.0,
+        50,
+        1000,
+    ]
     assert (seen["config"].max_train_seconds, seen["config"].val_episodes) == (1200.0, 50)
     assert seen["config"].plugins == ["compare_test_plugin"]  # the worker's config imports it before building
     assert (seen["config"].k_shot, seen["config"].q_query) == (2, 7)
@@ -284,9 +347,14 @@ def test_compare_options_reach_the_settings_and_plugins_reach_the_workers(tmp_pa
 
 
 def test_recipe_and_switches_reach_each_methods_config() -> None:
-    settings = CompareConfig(recipe="official", methods=["mtl", "maml"], model="resnet12",
-                             early_stopping_patience="never", train_forward="batched",
-                             model_kwargs={"widths": [16, 40, 80, 160]})
+    settings = CompareConfig(
+        recipe="official",
+        methods=["mtl", "maml"],
+        model="resnet12",
+        early_stopping_patience="never",
+        train_forward="batched",
+        model_kwargs={"widths": [16, 40, 80, 160]},
+    )
     mtl, maml = settings.method_config("mtl"), settings.method_config("maml")
     assert mtl.hparams == {"head_init": "official", "train_forward": "batched"}  # the switch beats the recipe
     assert mtl.lr_schedule == maml.lr_schedule == "plateau" and mtl.augment == maml.augment == "auto"
@@ -303,8 +371,9 @@ def test_recipe_and_switches_reach_each_methods_config() -> None:
 
 
 def test_method_hparams_reach_each_method_over_the_mtl_switches() -> None:
-    config = CompareConfig(head_init="official",
-                           method_hparams={"mtl": {"class_weighting": "minmax"}, "maml": {"inner_lr": 0.1}})
+    config = CompareConfig(
+        head_init="official", method_hparams={"mtl": {"class_weighting": "minmax"}, "maml": {"inner_lr": 0.1}}
+    )
     out = config.all_method_hparams()
     assert out["mtl"] == {"head_init": "official", "class_weighting": "minmax"}
     assert out["maml"] == {"inner_lr": 0.1}
@@ -365,21 +434,45 @@ def test_nproc_per_node_launches_each_method_under_torchrun(tmp_path, monkeypatc
 
 
 def test_a_step_budget_trains_every_method_the_same_number_of_steps(tmp_path, blobs_one_thread) -> None:
-    settings = CompareConfig(methods=["mtl"], dataset=blobs_one_thread, n_way=3, k_shot=1, q_query=4,
-                             test_shots=[1], test_queries=[4], budget_steps=6, eval_every_steps=2,
-                             val_episodes=10, test_episodes=20, meta_batch_size=2, out=tmp_path)
+    settings = CompareConfig(
+        methods=["mtl"],
+        dataset=blobs_one_thread,
+        n_way=3,
+        k_shot=1,
+        q_query=4,
+        test_shots=[1],
+        test_queries=[4],
+        budget_steps=6,
+        eval_every_steps=2,
+        val_episodes=10,
+        test_episodes=20,
+        meta_batch_size=2,
+        out=tmp_path,
+    )
     cfg = settings.method_config("mtl")
     assert (cfg.steps, cfg.max_train_seconds, cfg.eval_every, cfg.eval_every_seconds) == (6, None, 2, None)
     assert CompareConfig(budget_steps=100).method_config("mtl").eval_every == 5  # 20 validations by default
     with pytest.raises(ValueError, match="needs --budget-steps"):
         CompareConfig(eval_every_steps=5)
-    out = run_method({"method": "mtl", "config": cfg.to_dict(), "test_shots": [1], "test_queries": [4],
-                      "test_episodes": 20, "progress": False})
+    out = run_method(
+        {
+            "method": "mtl",
+            "config": cfg.to_dict(),
+            "test_shots": [1],
+            "test_queries": [4],
+            "test_episodes": 20,
+            "progress": False,
+        }
+    )
     assert out["steps"] == 6 and [p["step"] for p in out["curve"]] == [2, 4, 6]
     from metabridge.benchmarks._compare_report import plot
 
-    report = {"settings": settings.report_settings(), "methods": {"mtl": out},
-              "summary": summarize({"mtl": out}, axis="step"), "machine": {"device": "CPU"}}
+    report = {
+        "settings": settings.report_settings(),
+        "methods": {"mtl": out},
+        "summary": summarize({"mtl": out}, axis="step"),
+        "machine": {"device": "CPU"},
+    }
     assert "MTL" in format_table(report)
     plot(report, tmp_path / "steps.png")
     assert (tmp_path / "steps.png").stat().st_size > 0
@@ -388,9 +481,10 @@ def test_a_step_budget_trains_every_method_the_same_number_of_steps(tmp_path, bl
 def test_a_step_budget_judges_convergence_over_steps() -> None:
     # by seconds the last third holds only the final point (a slow last stretch of a loaded
     # machine); by steps it holds three flat validations
-    curve = [{"train_seconds": t, "step": s, "val_mean": a, "val_ci95": 0.02}
-             for t, s, a in [(10, 100, 0.5), (20, 200, 0.9), (30, 300, 0.9), (40, 400, 0.9), (50, 500, 0.9),
-                             (200, 600, 0.9)]]
+    curve = [
+        {"train_seconds": t, "step": s, "val_mean": a, "val_ci95": 0.02}
+        for t, s, a in [(10, 100, 0.5), (20, 200, 0.9), (30, 300, 0.9), (40, 400, 0.9), (50, 500, 0.9), (200, 600, 0.9)]
+    ]
     assert convergence(curve)["converged"] is None
     assert convergence(curve, axis="step")["converged"] is True
     s = summarize({"mtl": {"curve": curve}}, axis="step")

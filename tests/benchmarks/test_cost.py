@@ -50,11 +50,23 @@ def test_json_structure_ratios_and_files(tmp_path, capsys) -> None:
 
 def test_ratios_are_per_backbone_and_shot() -> None:
     def row(bb, k, m, s, status="ok", mb=1):
-        return {"backbone": bb, "shots": k, "method": m, "status": status, "s_per_step": s,
-                "s_per_task": None if s is None else s / mb}
+        return {
+            "backbone": bb,
+            "shots": k,
+            "method": m,
+            "status": status,
+            "s_per_step": s,
+            "s_per_task": None if s is None else s / mb,
+        }
 
-    rows = [row("a", 1, "mtl", 2.0, mb=2), row("a", 1, "maml-5", 10.0, mb=4), row("a", 5, "mtl", 4.0),
-            row("a", 5, "maml-5", 2.0), row("b", 1, "maml-5", 3.0), row("a", 5, "protonet", None, "skipped: too slow")]
+    rows = [
+        row("a", 1, "mtl", 2.0, mb=2),
+        row("a", 1, "maml-5", 10.0, mb=4),
+        row("a", 5, "mtl", 4.0),
+        row("a", 5, "maml-5", 2.0),
+        row("b", 1, "maml-5", 3.0),
+        row("a", 5, "protonet", None, "skipped: too slow"),
+    ]
     _cost_report.add_ratios(rows)
     assert [r["x_mtl_step"] for r in rows] == [1.0, 5.0, 1.0, 0.5, None, None]
     assert rows[1]["x_mtl_task"] == pytest.approx((10 / 4) / (2 / 2))
@@ -82,27 +94,30 @@ def test_each_method_gets_its_papers_episode_sizes() -> None:
     assert "note" in _cost_episodes.episode(methods["metaoptnet"], omni, 1, "paper")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"methods": ["mtl", "reptile"]}, "unknown method 'reptile'"),
-    ({"methods": ["maml-0"]}, "maml-K"),
-    ({"methods": []}, "at least 1 item"),
-    ({"methods": ["mtl", "mtl"]}, "twice"),
-    ({"backbones": ["conv4"]}, "NAME@SIZE"),
-    ({"backbones": ["vgg@32"]}, "unknown backbone 'vgg'"),
-    ({"backbones": ["conv4@8"]}, "at least 16 px"),
-    ({"backbones": ["resnet12@84"], "quick": True}, "--quick leaves out"),
-    ({"shots": [1, "x"]}, "shots"),
-    ({"shots": [20]}, "images per class"),
-    ({"episodes": "mine"}, "'paper', 'paper-way' or 'common'"),
-    ({"steps": 0}, "steps"),
-    ({"warmup": -1}, "warmup"),
-    ({"max_seconds_per_config": -1}, "max_seconds_per_config"),
-    ({"max_tasks": 0}, "max_tasks"),
-    ({"resnet12_widths": [64, 160]}, "at least 4 items"),
-    ({"hparams": {"mtl": 3}}, "hparams"),
-    ({"hparams": {"anil": {}}}, "not among --methods"),
-    ({"device": "tpu"}, "device"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"methods": ["mtl", "reptile"]}, "unknown method 'reptile'"),
+        ({"methods": ["maml-0"]}, "maml-K"),
+        ({"methods": []}, "at least 1 item"),
+        ({"methods": ["mtl", "mtl"]}, "twice"),
+        ({"backbones": ["conv4"]}, "NAME@SIZE"),
+        ({"backbones": ["vgg@32"]}, "unknown backbone 'vgg'"),
+        ({"backbones": ["conv4@8"]}, "at least 16 px"),
+        ({"backbones": ["resnet12@84"], "quick": True}, "--quick leaves out"),
+        ({"shots": [1, "x"]}, "shots"),
+        ({"shots": [20]}, "images per class"),
+        ({"episodes": "mine"}, "'paper', 'paper-way' or 'common'"),
+        ({"steps": 0}, "steps"),
+        ({"warmup": -1}, "warmup"),
+        ({"max_seconds_per_config": -1}, "max_seconds_per_config"),
+        ({"max_tasks": 0}, "max_tasks"),
+        ({"resnet12_widths": [64, 160]}, "at least 4 items"),
+        ({"hparams": {"mtl": 3}}, "hparams"),
+        ({"hparams": {"anil": {}}}, "not among --methods"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
 def test_bad_options_are_refused_before_anything_runs(kwargs, message, tmp_path) -> None:
     with pytest.raises(ValueError, match=message):
         _run(tmp_path / "never", **kwargs)
@@ -133,7 +148,7 @@ def test_isolated_configuration_reports_fresh_process_memory(tmp_path) -> None:
 
 
 def test_isolated_child_stuck_in_its_first_step_is_stopped(monkeypatch, tmp_path) -> None:
-    stuck = f"print({_cost_measure._EVENT!r} + '{{\"event\": \"ready\"}}', flush=True); import time; time.sleep(60)"
+    stuck = f'print({_cost_measure._EVENT!r} + \'{{"event": "ready"}}\', flush=True); import time; time.sleep(60)'
     monkeypatch.setattr(_cost_measure, "_child_command", lambda cfg: [sys.executable, "-c", stuck])
     (r,) = _run(tmp_path, methods=["mtl"], max_seconds_per_config=0.5)["rows"]
     assert r["status"] == "skipped: too slow (first step > 0.5 s, stopped)"

@@ -31,8 +31,10 @@ def test_mtl_cost_runs_at_toy_size_without_libmtl(tmp_path, capsys) -> None:
 
 
 @pytest.mark.peers
-@pytest.mark.skipif(os.environ.get("METABRIDGE_PEER_TESTS") != "1", reason="peer comparison, not CI: opt in with "
-                    "METABRIDGE_PEER_TESTS=1")
+@pytest.mark.skipif(
+    os.environ.get("METABRIDGE_PEER_TESTS") != "1",
+    reason="peer comparison, not CI: opt in with METABRIDGE_PEER_TESTS=1",
+)
 @pytest.mark.skipif(not mtl_cost.DEFAULT_LIBMTL_PYTHON.exists(), reason="LibMTL's python is not installed here")
 def test_mtl_cost_runs_libmtl_side_by_side(tmp_path) -> None:
     res = run(MtlCostConfig(methods=["cagrad"], out=tmp_path, **TOY))
@@ -43,14 +45,17 @@ def test_mtl_cost_runs_libmtl_side_by_side(tmp_path) -> None:
     assert res["libmtl"]["libmtl"]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"methods": ["equal", "nope"]}, "unknown weighting"),
-    ({"methods": []}, "at least 1 item"),
-    ({"tasks": [2, "x"]}, "tasks"),
-    ({"tasks": [0]}, "positive"),
-    ({"repeats": 0}, "repeats"),
-    ({"device": "tpu"}, "device"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"methods": ["equal", "nope"]}, "unknown weighting"),
+        ({"methods": []}, "at least 1 item"),
+        ({"tasks": [2, "x"]}, "tasks"),
+        ({"tasks": [0]}, "positive"),
+        ({"repeats": 0}, "repeats"),
+        ({"device": "tpu"}, "device"),
+    ],
+)
 def test_bad_options_are_refused_before_anything_runs(kwargs, message, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=message):
         run(MtlCostConfig(out=tmp_path / "never", libmtl=False, **kwargs))

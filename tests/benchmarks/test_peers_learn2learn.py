@@ -24,8 +24,11 @@ if OPTED_IN:
 
 pytestmark = [
     pytest.mark.peers,
-    pytest.mark.skipif(not OPTED_IN, reason="peer comparison, not CI: opt in with METABRIDGE_PEER_TESTS=1 "
-                       "(learn2learn from scripts/install_peers.sh)"),
+    pytest.mark.skipif(
+        not OPTED_IN,
+        reason="peer comparison, not CI: opt in with METABRIDGE_PEER_TESTS=1 "
+        "(learn2learn from scripts/install_peers.sh)",
+    ),
     pytest.mark.skipif(OPTED_IN and bool(WHY), reason=WHY),
 ]
 
@@ -57,7 +60,7 @@ def test_learn2learn_taskset_draws_5_way_5_shot_15_query_episodes() -> None:
     from metabridge.benchmarks._common import synthetic_dataset
     from metabridge.benchmarks.sampling import learn2learn_draw
 
-    (xs, ys, xq, yq), = learn2learn_draw(synthetic_dataset(12, 20, 8, 1))(1)
+    ((xs, ys, xq, yq),) = learn2learn_draw(synthetic_dataset(12, 20, 8, 1))(1)
     assert xs.shape == (25, 1, 8, 8) and xq.shape == (75, 1, 8, 8) and xs.dtype == torch.float32
     assert 0 <= float(xs.min()) and float(xs.max()) <= 1
     assert sorted(ys.tolist()) == sorted(list(range(5)) * 5) and sorted(yq.tolist()) == sorted(list(range(5)) * 15)

@@ -20,8 +20,15 @@ def test_trains_scores_best_and_final_weights_and_rescores_identically(tmp_path)
 
 
 def _trains_and_rescores(tmp_path) -> None:
-    kw = dict(methods=["maml", "mtl"], steps=40, test_tasks=20, query_points=10, num_train_tasks=20,
-              out=tmp_path / "res", progress=False)
+    kw = dict(
+        methods=["maml", "mtl"],
+        steps=40,
+        test_tasks=20,
+        query_points=10,
+        num_train_tasks=20,
+        out=tmp_path / "res",
+        progress=False,
+    )
     first = run(SinusoidConfig(**kw))
     saved = json.loads((tmp_path / "res" / "sinusoid.json").read_text())
     assert (tmp_path / "res" / "sinusoid.png").stat().st_size > 0

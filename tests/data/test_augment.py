@@ -9,12 +9,12 @@ from metabridge.data.augment import (
     Augment,
     augment_for,
     check_augment_name,
-    resolve_augment,
-    scaled_padding,
     color_jitter,
     crop_at,
     random_crop,
     random_hflip,
+    resolve_augment,
+    scaled_padding,
     to_float,
 )
 
@@ -116,8 +116,12 @@ def test_colour_presets_are_the_official_mtl_training_transform():
     for mini-/tiered-ImageNet and RandomCrop(32, padding=4) for CIFAR-FS / FC100, each with
     ColorJitter(0.4, 0.4, 0.4) and RandomHorizontalFlip()."""
     jitter = dict(brightness=0.4, contrast=0.4, saturation=0.4)
-    for name, padding, size in (("mini-imagenet", 8, 84), ("tiered-imagenet", 8, 84), ("cifar-fs", 4, 32),
-                                ("fc100", 4, 32)):
+    for name, padding, size in (
+        ("mini-imagenet", 8, 84),
+        ("tiered-imagenet", 8, 84),
+        ("cifar-fs", 4, 32),
+        ("fc100", 4, 32),
+    ):
         assert AUGMENT_PRESETS[name] == Augment(crop_padding=padding, hflip=True, **jitter), name
         assert PRESET_IMAGE_SIZES[name] == size
     for name in ("glyphs", "omniglot"):  # characters: crop only

@@ -64,7 +64,9 @@ def omniglot_zip(archive: str) -> bytes:
                     ImageDraw.Draw(im).rectangle([x0, 70, x0 + 40, 80], fill=0)
                     png = io.BytesIO()
                     im.save(png, "PNG")
-                    zf.writestr(f"{archive}/{alpha}/character{c + 1:02d}/{a * 2 + c:04d}_{d + 1:02d}.png", png.getvalue())
+                    zf.writestr(
+                        f"{archive}/{alpha}/character{c + 1:02d}/{a * 2 + c:04d}_{d + 1:02d}.png", png.getvalue()
+                    )
     return buf.getvalue()
 
 
@@ -74,8 +76,13 @@ def omni(server, monkeypatch):
     for name, (n_alpha, n_char) in {"images_background": (3, 6), "images_evaluation": (2, 4)}.items():
         data = omniglot_zip(name)
         server.files[f"{name}.zip"] = data
-        r = RemoteFile(f"{name}.zip", (server.url(f"{name}.zip"),), sha256=sha(data),
-                       md5=hashlib.md5(data).hexdigest(), size=len(data))
+        r = RemoteFile(
+            f"{name}.zip",
+            (server.url(f"{name}.zip"),),
+            sha256=sha(data),
+            md5=hashlib.md5(data).hexdigest(),
+            size=len(data),
+        )
         archives[name] = (r, n_alpha, n_char)
     monkeypatch.setattr(omniglot, "SPEC", replace(omniglot.SPEC, archives=archives, n_train=6, n_val=2))
     return server
@@ -101,8 +108,9 @@ def test_omniglot_vinyals_split_with_rotations(omni, tmp_path):
     assert [splits[s].num_classes for s in ("train", "val", "test", "trainval")] == [24, 8, 8, 32]
     base = {s: {n.rsplit("/", 1)[0] for n in splits[s].class_names} for s in splits}
     assert not base["train"] & base["test"] and not base["val"] & base["test"] and not base["train"] & base["val"]
-    assert base["train"] | base["val"] | base["test"] == {f"{a}/character0{c}" for v in OMNI_LAYOUT.values()
-                                                          for a in v for c in (1, 2)}
+    assert base["train"] | base["val"] | base["test"] == {
+        f"{a}/character0{c}" for v in OMNI_LAYOUT.values() for a in v for c in (1, 2)
+    }
     ds = splits["train"]
     k = ds.class_names.index(ds.class_names[0].replace("rot000", "rot090"))
     assert torch.equal(ds.images[ds.labels == k], torch.rot90(ds.images[ds.labels == 0], 1, dims=(2, 3)))
@@ -187,9 +195,17 @@ def cifar_tar(n_train: int = 4, n_test: int = 2) -> bytes:
         img[:, 1] = idx[:, None, None] + (100 if part == "test" else 0)
         img[:, 2, :16] = 255  # top half bright: lets the resize test see structure
         coarse = [COARSE.index(PARENT[FINE[f]]) for f in fine]
-        parts[part] = {b"filenames": [b"x.png"] * len(fine), b"batch_label": part.encode(),
-                       b"fine_labels": fine.tolist(), b"coarse_labels": coarse, b"data": img.reshape(len(fine), -1)}
-    parts["meta"] = {b"fine_label_names": [c.encode() for c in FINE], b"coarse_label_names": [c.encode() for c in COARSE]}
+        parts[part] = {
+            b"filenames": [b"x.png"] * len(fine),
+            b"batch_label": part.encode(),
+            b"fine_labels": fine.tolist(),
+            b"coarse_labels": coarse,
+            b"data": img.reshape(len(fine), -1),
+        }
+    parts["meta"] = {
+        b"fine_label_names": [c.encode() for c in FINE],
+        b"coarse_label_names": [c.encode() for c in COARSE],
+    }
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tf:
         for name, d in parts.items():
@@ -204,8 +220,13 @@ def cifar_tar(n_train: int = 4, n_test: int = 2) -> bytes:
 def cifar(server, monkeypatch):
     data = cifar_tar()
     server.files["cifar-100-python.tar.gz"] = data
-    arch = RemoteFile("cifar-100-python.tar.gz", (server.url("cifar-100-python.tar.gz"),), sha256=sha(data),
-                      md5=hashlib.md5(data).hexdigest(), size=len(data))
+    arch = RemoteFile(
+        "cifar-100-python.tar.gz",
+        (server.url("cifar-100-python.tar.gz"),),
+        sha256=sha(data),
+        md5=hashlib.md5(data).hexdigest(),
+        size=len(data),
+    )
     monkeypatch.setattr(cifar100, "SPEC", cifar100.Cifar100Spec(arch, train_images=400, test_images=200))
     monkeypatch.setattr(cifar_fs, "SPEC", replace(cifar_fs.SPEC, images_per_class=6))
     monkeypatch.setattr(fc100, "SPEC", replace(fc100.SPEC, images_per_class=6))
@@ -219,7 +240,9 @@ def test_cifar_fs_and_fc100_from_the_cifar100_archive(cifar, tmp_path):
         assert ds.num_classes == n and ds.images.shape == (6 * n, 3, 32, 32)
         assert set(ds.class_names) == {c for _, c in cifar_fs.SPLIT_CLASSES[s]}
         # every image carries its original fine label in channel 0: labels were mapped right
-        assert torch.equal(ds.images[:, 0, 0, 0].long(), torch.tensor([FINE.index(ds.class_names[y]) for y in ds.labels]))
+        assert torch.equal(
+            ds.images[:, 0, 0, 0].long(), torch.tensor([FINE.index(ds.class_names[y]) for y in ds.labels])
+        )
         assert sorted(ds.images[:, 1, 0, 0].tolist()) == sorted(list(range(4)) * n + list(range(100, 102)) * n)
         seen[s] = set(ds.class_names)
     assert not (seen["train"] & seen["val"] or seen["train"] & seen["test"] or seen["val"] & seen["test"])
@@ -227,7 +250,9 @@ def test_cifar_fs_and_fc100_from_the_cifar100_archive(cifar, tmp_path):
     for s, n in (("train", 60), ("val", 20), ("test", 20)):
         ds = load_dataset("fc100", tmp_path, s, download=True)
         assert ds.num_classes == n and len(ds) == 6 * n
-        assert torch.equal(ds.images[:, 0, 0, 0].long(), torch.tensor([FINE.index(ds.class_names[y]) for y in ds.labels]))
+        assert torch.equal(
+            ds.images[:, 0, 0, 0].long(), torch.tensor([FINE.index(ds.class_names[y]) for y in ds.labels])
+        )
         assert all(PARENT[c] == g for c, g in zip(ds.class_names, ds.groups))
         groups[s] = set(ds.groups)
     assert [len(groups[s]) for s in ("train", "val", "test")] == [12, 4, 4]
@@ -265,6 +290,7 @@ def test_truncated_cifar_archive_is_reported(cifar, tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------- mini-ImageNet
 
+
 def mini_pickle(n_classes: int, per_class: int, drop_one: bool = False) -> bytes:
     wnids = [f"n0{1000 + 7 * c:07d}" for c in range(n_classes)]
     n = n_classes * per_class
@@ -286,7 +312,9 @@ def mini(server, monkeypatch):
     for split, r in mini_imagenet.SPEC.files.items():
         server.files[r.filename] = mini_pickle(sizes[split], 4)
         files[split] = replace(r, urls=(server.url(r.filename),))
-    monkeypatch.setattr(mini_imagenet, "SPEC", replace(mini_imagenet.SPEC, files=files, classes=sizes, images_per_class=4))
+    monkeypatch.setattr(
+        mini_imagenet, "SPEC", replace(mini_imagenet.SPEC, files=files, classes=sizes, images_per_class=4)
+    )
     return server
 
 
@@ -325,12 +353,16 @@ def test_mini_imagenet_bad_counts_and_unsafe_pickle(mini, tmp_path):
 
 # -------------------------------------------------------------------- tiered-ImageNet
 
+
 def tiered_labels(n_classes: int, per_class: int) -> tuple[np.ndarray, dict]:
     labels = np.arange(n_classes * per_class) % n_classes
     general = labels // 2
-    return labels, {"label_specific": labels, "label_general": general,
-                    "label_specific_str": [f"n9{c:07d}" for c in range(n_classes)],
-                    "label_general_str": [f"category_{g}" for g in range(n_classes)]}
+    return labels, {
+        "label_specific": labels,
+        "label_general": general,
+        "label_specific_str": [f"n9{c:07d}" for c in range(n_classes)],
+        "label_general_str": [f"category_{g}" for g in range(n_classes)],
+    }
 
 
 def test_tiered_imagenet_npz_format_placed_by_hand(tmp_path, monkeypatch):
@@ -365,8 +397,13 @@ def test_tiered_imagenet_png_archive_download(server, tmp_path, monkeypatch):
                 tf.addfile(info, io.BytesIO(data))
     server.files["tiered-imagenet.tar"] = buf.getvalue()
     r = replace(tiered_imagenet.SPEC.files["archive"], urls=(server.url("tiered-imagenet.tar"),))
-    monkeypatch.setattr(tiered_imagenet, "SPEC", replace(
-        tiered_imagenet.SPEC, files={"archive": r}, classes={"train": 3, "test": 2}, images={"train": 9, "test": 6}))
+    monkeypatch.setattr(
+        tiered_imagenet,
+        "SPEC",
+        replace(
+            tiered_imagenet.SPEC, files={"archive": r}, classes={"train": 3, "test": 2}, images={"train": 9, "test": 6}
+        ),
+    )
     ds = load_dataset("tiered_imagenet", tmp_path, "train", download=True)
     assert ds.images.shape == (9, 3, 84, 84) and ds.class_names == ["n90000000", "n90000001", "n90000002"]
     assert torch.equal(ds.images[:, 0, 3, 3].long(), ds.labels * 60) and (ds.images[:, 2] == 200).all()
@@ -379,6 +416,7 @@ def test_tiered_imagenet_png_archive_download(server, tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- registry
 
+
 def test_registry_names_specs_and_errors(tmp_path):
     assert {"omniglot", "mini_imagenet", "tiered_imagenet", "cifar_fs", "fc100"} <= set(available_datasets())
     assert dataset_spec("cifar-fs").classes == {"train": 64, "val": 16, "test": 20}
@@ -386,7 +424,10 @@ def test_registry_names_specs_and_errors(tmp_path):
     assert dataset_spec("tiered_imagenet").classes == {"train": 351, "val": 97, "test": 160}
     assert dataset_spec("mini_imagenet").images_per_class == 600
     assert cifar100.SPEC.archive.md5 == "eb9058c3a382ffc7106e4002c42a8d85"
-    with pytest.raises(ValueError, match=r"unknown dataset 'imagenet21k'; did you mean 'mini_imagenet'\? \(and no folder or .npz file at .*imagenet21k\). Datasets: .*omniglot"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown dataset 'imagenet21k'; did you mean 'mini_imagenet'\? \(and no folder or .npz file at .*imagenet21k\). Datasets: .*omniglot",
+    ):
         load_dataset("imagenet21k", tmp_path, "train")
     with pytest.raises(ValueError, match="unknown split"):
         load_dataset("cifar_fs", tmp_path, "holdout")

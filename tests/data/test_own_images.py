@@ -32,14 +32,22 @@ def class_names(n: int) -> list[str]:
     return [f"class_{c:02d}" for c in range(n)]
 
 
-def make_folder(root: Path, n_classes: int = 5, per_class: int = 3, size: tuple[int, int] = (8, 8),
-                mode: str = "L", suffix: str = ".png") -> Path:
+def make_folder(
+    root: Path,
+    n_classes: int = 5,
+    per_class: int = 3,
+    size: tuple[int, int] = (8, 8),
+    mode: str = "L",
+    suffix: str = ".png",
+) -> Path:
     """ROOT/class_CC/img_J.png, every pixel 10 * C + J (W x H = size)."""
     for c, name in enumerate(class_names(n_classes)):
         (root / name).mkdir(parents=True)
         for j in range(per_class):
             value = 10 * c + j
-            Image.new(mode, size, value if mode == "L" else (value, value + 1, value + 2)).save(root / name / f"img_{j}{suffix}")
+            Image.new(mode, size, value if mode == "L" else (value, value + 1, value + 2)).save(
+                root / name / f"img_{j}{suffix}"
+            )
     return root
 
 
@@ -78,18 +86,26 @@ def test_class_split_is_disjoint_covering_and_seeded(tmp_path):
     root = make_folder(tmp_path / "imgs", n_classes=12, per_class=2)
 
     def split(seed):
-        return {s: load_image_folder(root, s, split_seed=seed, cache_dir=tmp_path / "c").class_names
-                for s in ("train", "val", "test")}
+        return {
+            s: load_image_folder(root, s, split_seed=seed, cache_dir=tmp_path / "c").class_names
+            for s in ("train", "val", "test")
+        }
 
     a = split(0)
-    assert not set(a["train"]) & set(a["val"]) and not set(a["train"]) & set(a["test"]) and not set(a["val"]) & set(a["test"])
+    assert (
+        not set(a["train"]) & set(a["val"])
+        and not set(a["train"]) & set(a["test"])
+        and not set(a["val"]) & set(a["test"])
+    )
     assert sorted(a["train"] + a["val"] + a["test"]) == class_names(12)
     assert [len(a[s]) for s in ("train", "val", "test")] == [8, 2, 2]
     assert split(0) == a  # same seed, same split
     assert split(1) != a  # another seed, another split
     assert seeded_class_split(class_names(12)[::-1], 0) == a  # from the names, not their listing order
-    custom = {s: load_image_folder(root, s, fractions=(0.5, 0.25, 0.25), cache_dir=tmp_path / "c").num_classes
-              for s in ("train", "val", "test")}
+    custom = {
+        s: load_image_folder(root, s, fractions=(0.5, 0.25, 0.25), cache_dir=tmp_path / "c").num_classes
+        for s in ("train", "val", "test")
+    }
     assert custom == {"train": 6, "val": 3, "test": 3}
 
 
@@ -180,7 +196,9 @@ def test_every_common_format_and_16_bit_images_are_read(tmp_path):
     root = tmp_path / "formats"
     for k, suffix in enumerate((".png", ".JPG", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")):
         (root / f"c{k}").mkdir(parents=True)
-        Image.new("L", (6, 6), 120).save(root / f"c{k}" / f"x{suffix}", **({"lossless": True} if suffix == ".webp" else {}))
+        Image.new("L", (6, 6), 120).save(
+            root / f"c{k}" / f"x{suffix}", **({"lossless": True} if suffix == ".webp" else {})
+        )
     (root / "deep").mkdir()
     Image.fromarray(np.full((6, 6), 120 * 256 + 7, dtype=np.uint16)).save(root / "deep" / "x.png")  # 16-bit
     ds = load_image_folder(root, "all", cache_dir=tmp_path / "c")
@@ -191,7 +209,9 @@ def test_every_common_format_and_16_bit_images_are_read(tmp_path):
 def test_mixed_sizes_need_image_size_and_resizing_works(tmp_path):
     root = make_folder(tmp_path / "imgs", n_classes=3, per_class=2, size=(8, 8))
     Image.new("L", (12, 10), 77).save(root / "class_02" / "zz_big.png")
-    with pytest.raises(DatasetFormatError, match="different sizes.*img_0.png is 8x8.*zz_big.png is 12x10.*--image-size"):
+    with pytest.raises(
+        DatasetFormatError, match="different sizes.*img_0.png is 8x8.*zz_big.png is 12x10.*--image-size"
+    ):
         load_image_folder(root, "all", cache_dir=tmp_path / "c")
     ds = load_image_folder(root, "all", image_size=5, cache_dir=tmp_path / "c")
     assert ds.images.shape == (7, 1, 5, 5)
@@ -302,7 +322,10 @@ def test_npz_with_string_labels(tmp_path):
         ({"images": np.zeros((4, 1, 3, 3), np.float32), "labels": np.arange(4)}, "float32, expected uint8"),
         ({"images": np.zeros((4, 3), np.uint8), "labels": np.arange(4)}, "expected \\[N, C, H, W\\] or \\[N, H, W\\]"),
         ({"images": np.zeros((4, 8, 8, 3), np.uint8), "labels": np.arange(4)}, "channel-last"),
-        ({"images": np.zeros((4, 1, 3, 3), np.uint8), "labels": np.arange(5)}, "labels have shape \\(5,\\) for 4 images"),
+        (
+            {"images": np.zeros((4, 1, 3, 3), np.uint8), "labels": np.arange(5)},
+            "labels have shape \\(5,\\) for 4 images",
+        ),
         ({"images": np.zeros((4, 1, 3, 3), np.uint8), "labels": np.arange(4) + 0.5}, "labels are float64"),
         ({"images": np.zeros((0, 1, 3, 3), np.uint8), "labels": np.arange(0)}, "holds no images"),
     ],
@@ -321,7 +344,9 @@ def test_npz_that_is_not_an_archive(tmp_path):
     os.replace(tmp_path / "single.npy", tmp_path / "single.npz")
     with pytest.raises(DatasetFormatError, match="single array"):
         load_image_folder(tmp_path / "single.npz", "all", cache_dir=tmp_path / "c")
-    np.savez(tmp_path / "obj.npz", images=np.zeros((2, 3, 3), np.uint8), labels=np.array([{"a": 1}, None], dtype=object))
+    np.savez(
+        tmp_path / "obj.npz", images=np.zeros((2, 3, 3), np.uint8), labels=np.array([{"a": 1}, None], dtype=object)
+    )
     with pytest.raises(DatasetFormatError, match="not Python objects"):
         load_image_folder(tmp_path / "obj.npz", "all", cache_dir=tmp_path / "c")
 
@@ -414,7 +439,9 @@ def test_load_dataset_routes_paths_to_the_image_loader(tmp_path):
         load_dataset(str(tmp_path / "typo"), "r", "train")
     with pytest.raises(ValueError, match="is a file but not an .npz"):
         load_dataset(str(root / "class_00" / "img_0.png"), "r", "train")
-    with pytest.raises(ValueError, match="no such path: no folder or .npz file at .*nonesuch, and no dataset named 'nonesuch'"):
+    with pytest.raises(
+        ValueError, match="no such path: no folder or .npz file at .*nonesuch, and no dataset named 'nonesuch'"
+    ):
         load_dataset("nonesuch", "r", "train")
 
 
@@ -478,8 +505,15 @@ def test_a_split_too_small_for_n_way_names_the_split_file(tmp_path):
     val = load_image_folder(root, "val", cache_dir=tmp_path / "c")
     with pytest.raises(ValueError, match=r"fewer than n_way=5.*or write .*splits\.json .*seeded shuffle of 10 classes"):
         EpisodeSampler(val, n_way=5, k_shot=1, q_query=1)
-    (root / "splits.json").write_text(json.dumps({"train": [f"class_{i:02d}" for i in range(6)],
-                                                  "val": ["class_06", "class_07"], "test": ["class_08", "class_09"]}))
+    (root / "splits.json").write_text(
+        json.dumps(
+            {
+                "train": [f"class_{i:02d}" for i in range(6)],
+                "val": ["class_06", "class_07"],
+                "test": ["class_08", "class_09"],
+            }
+        )
+    )
     val = load_image_folder(root, "val", cache_dir=tmp_path / "c")
     with pytest.raises(ValueError, match=r"or list more classes under 'val' in .*splits\.json"):
         EpisodeSampler(val, n_way=5, k_shot=1, q_query=1)

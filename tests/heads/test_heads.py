@@ -24,7 +24,6 @@ from sklearn.linear_model import LogisticRegression, Ridge  # noqa: E402
 from sklearn.svm import LinearSVC  # noqa: E402
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_thread():
     """The heads run thousands of tiny batched LAPACK calls here (gradcheck); with 2 intra-op
@@ -132,7 +131,7 @@ def test_r2d2_gradients_features_and_lambda():
     xs.requires_grad_(True)
     xq.requires_grad_(True)
     for method in ("woodbury", "primal"):
-        fn = lambda a, b, l, s: r2d2_logits(a, ys, b, 3, l, scale=s, method=method)  # noqa: E731
+        fn = lambda a, b, lam, s: r2d2_logits(a, ys, b, 3, lam, scale=s, method=method)  # noqa: E731
         assert torch.autograd.gradcheck(fn, (xs, xq, lam, scale))
 
 
@@ -193,11 +192,11 @@ def test_logistic_matches_sklearn(d):
         ref = LogisticRegression(**kw).fit(x, ys[t].numpy())
         np.testing.assert_allclose(w[t].numpy(), ref.coef_.T, atol=1e-8)
         # the intercept is defined up to a common shift of the softmax; compare centred
-        np.testing.assert_allclose(b[t].numpy() - b[t].numpy().mean(), ref.intercept_ - ref.intercept_.mean(), atol=1e-8)
-        qn = F.normalize(xq[t], dim=-1).numpy()
         np.testing.assert_allclose(
-            torch.softmax(logits[t], -1).numpy(), ref.predict_proba(qn), atol=1e-8
+            b[t].numpy() - b[t].numpy().mean(), ref.intercept_ - ref.intercept_.mean(), atol=1e-8
         )
+        qn = F.normalize(xq[t], dim=-1).numpy()
+        np.testing.assert_allclose(torch.softmax(logits[t], -1).numpy(), ref.predict_proba(qn), atol=1e-8)
         # penalised bias == a constant feature column without intercept (liblinear's convention)
         refp = LogisticRegression(fit_intercept=False, **kw).fit(np.hstack([x, np.ones((len(x), 1))]), ys[t].numpy())
         np.testing.assert_allclose(wp[t].numpy(), refp.coef_[:, :-1].T, atol=1e-8)

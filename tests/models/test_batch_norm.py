@@ -81,9 +81,16 @@ def test_the_episodes_are_ones_where_mixing_tasks_changes_batch_norm():
 
 def _build(name: str, **model_kwargs) -> nn.Module:
     torch.manual_seed(0)
-    return build_algorithm(name, model="conv4", out_dim=N_WAY, in_channels=1, image_size=SIDE,
-                           num_train_classes=CLASSES, model_kwargs={"hidden": WIDTH, **model_kwargs},
-                           **FAST.get(name, {}))
+    return build_algorithm(
+        name,
+        model="conv4",
+        out_dim=N_WAY,
+        in_channels=1,
+        image_size=SIDE,
+        num_train_classes=CLASSES,
+        model_kwargs={"hidden": WIDTH, **model_kwargs},
+        **FAST.get(name, {}),
+    )
 
 
 @pytest.mark.parametrize("config", ["registry-default", "flipped"])
@@ -122,8 +129,20 @@ def _direct(kind: str) -> nn.Module:
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["protonet", "protonet-cosine", "metaoptnet-svm", "metaoptnet-ridge", "mtl",
-                                  "mtl-finetune", "mtl-task-statistics", "maml", "drs"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "protonet",
+        "protonet-cosine",
+        "metaoptnet-svm",
+        "metaoptnet-ridge",
+        "mtl",
+        "mtl-finetune",
+        "mtl-task-statistics",
+        "maml",
+        "drs",
+    ],
+)
 def test_directly_built_algorithms_on_a_default_conv4_score_episodes_independently_of_the_batch(kind):
     _assert_batch_size_invariant(_direct(kind))
 

@@ -60,14 +60,21 @@ def test_auto_task_chunk_is_what_maml_runs_on_cpu(monkeypatch):
 
     seen = []
     real = maml_mod.chunked_meta_loss
-    monkeypatch.setattr(maml_mod, "chunked_meta_loss",
-                        lambda fn, batch, chunk, *a, **k: seen.append(chunk) or real(fn, batch, chunk, *a, **k))
+    monkeypatch.setattr(
+        maml_mod,
+        "chunked_meta_loss",
+        lambda fn, batch, chunk, *a, **k: seen.append(chunk) or real(fn, batch, chunk, *a, **k),
+    )
     model = Conv4(5, in_channels=1, hidden=8, image_size=28)
     algo = maml_mod.MAML(model, inner_lr=0.4, inner_steps=1, execution={"task_threads": 1})
-    for shot, expected in ((1, 4), (5, 1)):
+    for shot, _expected in ((1, 4), (5, 1)):
         g = torch.Generator().manual_seed(shot)
-        batch = TaskBatch(torch.randn(8, 5 * shot, 1, 28, 28, generator=g), torch.arange(5).repeat(8, shot),
-                          torch.randn(8, 5, 1, 28, 28, generator=g), torch.arange(5).repeat(8, 1))
+        batch = TaskBatch(
+            torch.randn(8, 5 * shot, 1, 28, 28, generator=g),
+            torch.arange(5).repeat(8, shot),
+            torch.randn(8, 5, 1, 28, 28, generator=g),
+            torch.arange(5).repeat(8, 1),
+        )
         algo.meta_loss(batch).backward()
     assert seen == [4, 1]
 
@@ -107,7 +114,7 @@ def test_first_conv3x3_equals_conv2d_to_second_order(groups, c_in):
     def derivatives(conv):
         y = conv(x, w, b)
         gw, gb = torch.autograd.grad((torch.tanh(y) * u).sum(), (w, b), create_graph=True)
-        outer = torch.autograd.grad((gw ** 2).sum() + (gb * torch.arange(gb.numel())).sum(), (w, b))
+        outer = torch.autograd.grad((gw**2).sum() + (gb * torch.arange(gb.numel())).sum(), (w, b))
         return (y, gw, gb, *outer)
 
     ref = derivatives(lambda x_, w_, b_: F.conv2d(x_, w_, b_, padding=1, groups=groups))
@@ -183,11 +190,14 @@ def test_auto_batch_norm_takes_the_closed_form_only_where_batch_norm_is_differen
     assert MAML(model, inner_lr=0.1)._batch_norm_kernel() == "auto"  # closed form on CPU (batched_conv4)
     assert FOMAML(model, inner_lr=0.1)._batch_norm_kernel() == "aten"
     assert ANIL(model, inner_lr=0.1)._batch_norm_kernel() == "aten"  # body and query forward alike
-    assert MAML(model, inner_lr=0.1, execution={"batch_norm": "closed_form"}, first_order=True
-                )._batch_norm_kernel() == "closed_form"
+    assert (
+        MAML(model, inner_lr=0.1, execution={"batch_norm": "closed_form"}, first_order=True)._batch_norm_kernel()
+        == "closed_form"
+    )
     x = torch.rand(2, 3, 1, 16, 16)
     params = {k: v for k, v in model.named_parameters()}
     from metabridge.models.batched_conv4 import batched_conv4
+
     assert batched_conv4(params, x, batch_norm="auto").grad_fn is not None
     with pytest.raises(ValueError, match="batch_norm must be"):
         batched_conv4(params, x, batch_norm="fused")  # type: ignore[arg-type]

@@ -142,8 +142,17 @@ def test_official_variant_dropout_in_blocks_1_2_dropblock_in_3_4_block_size_by_i
     x = torch.rand(2, 3, side, side)
     with torch.no_grad():
         assert net.body(x).shape == (2, SMALL[-1]) and net(x).shape == (2, 5)
-    overridden = build_model("resnet12", 5, in_channels=3, image_size=side, widths=SMALL, variant="official",
-                             block_size=3, dropout=0.0, drop_ramp_end=0.0)
+    overridden = build_model(
+        "resnet12",
+        5,
+        in_channels=3,
+        image_size=side,
+        widths=SMALL,
+        variant="official",
+        block_size=3,
+        dropout=0.0,
+        drop_ramp_end=0.0,
+    )
     assert [b.dropblock.block_size for b in _blocks(overridden)] == [3] * 4
     assert [b.dropout for b in _blocks(overridden)] == [0.0] * 4
     assert [b.dropblock.current_drop_prob for b in _blocks(overridden)] == [0.0, 0.0, 0.1, 0.1]

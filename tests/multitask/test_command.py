@@ -24,8 +24,9 @@ SMALL = {"encoder_hidden": [32], "encoder_out_dim": 16}  # a small encoder keeps
 
 def _model(bench, seed=0):
     torch.manual_seed(seed)
-    return build_mtl_model("hard_sharing", input_kind="vector", input_shape=(8,),
-                           out_dims=[t.out_dim for t in bench.tasks], **SMALL)
+    return build_mtl_model(
+        "hard_sharing", input_kind="vector", input_shape=(8,), out_dims=[t.out_dim for t in bench.tasks], **SMALL
+    )
 
 
 def test_training_improves_every_task_and_metrics_are_in_original_units():
@@ -44,8 +45,15 @@ def test_training_improves_every_task_and_metrics_are_in_original_units():
 
 def test_a_run_is_reproducible_and_leaves_the_global_rng_alone():
     state = torch.random.get_rng_state()
-    spec = {"benchmark": "toy_mtl", "method": "pcgrad", "steps": 30, "batch_size": 32, "seed": 3, "plugins": PLUGIN,
-            "model_kwargs": SMALL}
+    spec = {
+        "benchmark": "toy_mtl",
+        "method": "pcgrad",
+        "steps": 30,
+        "batch_size": 32,
+        "seed": 3,
+        "plugins": PLUGIN,
+        "model_kwargs": SMALL,
+    }
     a, b = run(spec), run(spec)
     assert a["test_metric"] == b["test_metric"] and a["train_losses"] == b["train_losses"]
     assert torch.equal(state, torch.random.get_rng_state())
@@ -54,7 +62,9 @@ def test_a_run_is_reproducible_and_leaves_the_global_rng_alone():
 
 
 def test_task_subset_trains_a_single_task_model():
-    rec = run({"benchmark": "toy_mtl", "tasks": [1], "steps": 10, "batch_size": 32, "plugins": PLUGIN, "model_kwargs": SMALL})
+    rec = run(
+        {"benchmark": "toy_mtl", "tasks": [1], "steps": 10, "batch_size": 32, "plugins": PLUGIN, "model_kwargs": SMALL}
+    )
     assert rec["tasks"] == ["reg"] and len(rec["test_metric"]) == 1
 
 
@@ -67,8 +77,16 @@ def test_unknown_spec_keys_and_mismatched_methods_are_refused():
 
 
 def test_diagnostics_record_conflict_affinity_and_a_grouping():
-    rec = run({"benchmark": "toy_mtl", "steps": 20, "batch_size": 32, "diagnostics_every": 5, "plugins": PLUGIN,
-               "model_kwargs": SMALL})
+    rec = run(
+        {
+            "benchmark": "toy_mtl",
+            "steps": 20,
+            "batch_size": 32,
+            "diagnostics_every": 5,
+            "plugins": PLUGIN,
+            "model_kwargs": SMALL,
+        }
+    )
     diag = rec["diagnostics"]
     assert sorted(diag["gradient_conflict"]["steps"]) == ["0", "10", "15", "5"]
     assert diag["affinity"]["steps"] == 4
@@ -82,8 +100,19 @@ def test_multitask_command_reports_delta_m_against_stl_and_resumes(tmp_path, cap
     from metabridge.multitask.commands import run as run_multitask
 
     out = tmp_path / "report"
-    config = MultitaskConfig(benchmark="toy_mtl", methods=["equal", "mgda"], seeds=[0, 1], steps=40, batch_size=32,
-                             lr=3e-3, eval_every=20, plugins=PLUGIN, isolate=False, model_kwargs=SMALL, out=out)
+    config = MultitaskConfig(
+        benchmark="toy_mtl",
+        methods=["equal", "mgda"],
+        seeds=[0, 1],
+        steps=40,
+        batch_size=32,
+        lr=3e-3,
+        eval_every=20,
+        plugins=PLUGIN,
+        isolate=False,
+        model_kwargs=SMALL,
+        out=out,
+    )
     report = run_multitask(config)
     printed = capsys.readouterr().out
     assert "Delta_m %" in printed and "STL" in printed and "mgda" in printed
@@ -111,8 +140,18 @@ def test_isolated_runs_report_their_own_peak_memory(tmp_path, monkeypatch):
 
     # the worker imports the toy plugin
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[1] / "support"))
-    report = run_multitask(MultitaskConfig(benchmark="toy_mtl", methods=["equal"], steps=5, batch_size=16, stl=False,
-                                           model_kwargs=SMALL, plugins=PLUGIN, out=tmp_path))
+    report = run_multitask(
+        MultitaskConfig(
+            benchmark="toy_mtl",
+            methods=["equal"],
+            steps=5,
+            batch_size=16,
+            stl=False,
+            model_kwargs=SMALL,
+            plugins=PLUGIN,
+            out=tmp_path,
+        )
+    )
     peak = report["methods"]["equal"]["peak_mib"]
     assert peak is not None and 0 <= peak < 500
 
@@ -130,19 +169,33 @@ def test_multitask_accuracy_is_in_percent_whatever_the_benchmark_declares(tmp_pa
     from metabridge.multitask.commands import MultitaskConfig
     from metabridge.multitask.commands import run as run_multitask
 
-    report = run_multitask(MultitaskConfig(benchmark="toy_mtl_unitless", methods=["equal"], steps=60, batch_size=64,
-                                           lr=1e-2, stl=False, isolate=False, model_kwargs=SMALL, out=tmp_path))
+    report = run_multitask(
+        MultitaskConfig(
+            benchmark="toy_mtl_unitless",
+            methods=["equal"],
+            steps=60,
+            batch_size=64,
+            lr=1e-2,
+            stl=False,
+            isolate=False,
+            model_kwargs=SMALL,
+            out=tmp_path,
+        )
+    )
     assert report["units"][0] == "%" and 30 < report["methods"]["equal"]["test_metric"][0] <= 100
     assert "cls (%)" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("settings, words", [
-    ({"methods": ["equal", "nope"]}, ["methods", "unknown weighting", "'nope'"]),
-    ({"seeds": []}, ["seeds"]),
-    ({"lr": float("nan")}, ["lr"]),
-    ({"steps": 0}, ["steps: must be > 0"]),
-    ({"methods": ["equal"], "method_kwargs": {"cagrad": {"c": 0.4}}}, ["--method-kwargs names cagrad"]),
-])
+@pytest.mark.parametrize(
+    "settings, words",
+    [
+        ({"methods": ["equal", "nope"]}, ["methods", "unknown weighting", "'nope'"]),
+        ({"seeds": []}, ["seeds"]),
+        ({"lr": float("nan")}, ["lr"]),
+        ({"steps": 0}, ["steps: must be > 0"]),
+        ({"methods": ["equal"], "method_kwargs": {"cagrad": {"c": 0.4}}}, ["--method-kwargs names cagrad"]),
+    ],
+)
 def test_multitask_settings_refuse_bad_values_in_one_line(settings, words):
     from pydantic import ValidationError
 
@@ -160,8 +213,9 @@ def test_benchmark_defaults_fill_what_is_not_given():
 
     spec = MultitaskConfig(benchmark="qm9").run_settings()
     assert {k: spec[k] for k in BENCHMARK_DEFAULTS["qm9"]} == BENCHMARK_DEFAULTS["qm9"]
-    spec = MultitaskConfig(benchmark="toy_mtl", plugins=PLUGIN, steps=7, eval_every=0, isolate=False,
-                           threads=1).run_settings()
+    spec = MultitaskConfig(
+        benchmark="toy_mtl", plugins=PLUGIN, steps=7, eval_every=0, isolate=False, threads=1
+    ).run_settings()
     assert spec["steps"] == 7 and spec["eval_every"] == 0 and spec["lr"] == GENERIC_DEFAULTS["lr"]
     assert spec["threads"] == 0  # only an isolated run sets its own thread count
 
@@ -169,9 +223,25 @@ def test_benchmark_defaults_fill_what_is_not_given():
 def test_cli_multitask_spelling_and_the_deprecated_mtl_alias(tmp_path):
     from cli_runner import run_cli
 
-    args = ["--benchmark", "toy_mtl", "--plugin", "mtl_toy_benchmark", "--methods", "equal", "--no-stl", "--no-isolate",
-            "--steps", "5", "--batch-size", "16", "--model-kwargs", "encoder_hidden=[32]", "encoder_out_dim=16",
-            "--method-kwargs", 'equal={"reduction": "mean"}']
+    args = [
+        "--benchmark",
+        "toy_mtl",
+        "--plugin",
+        "mtl_toy_benchmark",
+        "--methods",
+        "equal",
+        "--no-stl",
+        "--no-isolate",
+        "--steps",
+        "5",
+        "--batch-size",
+        "16",
+        "--model-kwargs",
+        "encoder_hidden=[32]",
+        "encoder_out_dim=16",
+        "--method-kwargs",
+        'equal={"reduction": "mean"}',
+    ]
     res = run_cli(["multitask", *args, "--out", str(tmp_path / "a")])
     assert res.exit_code == 0, res.output
     saved = json.loads((tmp_path / "a" / "config.json").read_text())
@@ -208,8 +278,25 @@ def test_ctrl_c_checkpoints_the_run_in_progress_and_the_same_command_continues_i
     import time
 
     out = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "metabridge", "multitask", "--benchmark", "toy_mtl", "--methods", "equal",
-           "--no-stl", "--steps", "3000", "--batch-size", "16", "--plugin", *PLUGIN, "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "metabridge",
+        "multitask",
+        "--benchmark",
+        "toy_mtl",
+        "--methods",
+        "equal",
+        "--no-stl",
+        "--steps",
+        "3000",
+        "--batch-size",
+        "16",
+        "--plugin",
+        *PLUGIN,
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "support")}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline, logged = time.time() + 120, []

@@ -19,11 +19,11 @@ from metabridge.multitask import MultiTaskBenchmark, MultiTaskData, TaskSpec
 from metabridge.multitask.data import (
     available_mtl_benchmarks,
     load_mtl_benchmark,
+    qm9,
     register_mtl_benchmark,
     unregister_mtl_benchmark,
 )
 from metabridge.multitask.data import multi_fashion_mnist as mfm
-from metabridge.multitask.data import qm9
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 from fewshot_server import FileServer  # noqa: E402
@@ -38,10 +38,12 @@ def idx_bytes(arr: np.ndarray) -> bytes:
 
 def fixture_arrays() -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {"train_images": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
-            "train_labels": (np.arange(20) % 10).astype(np.uint8),
-            "test_images": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
-            "test_labels": np.array([3, 1, 4, 1, 5, 9], dtype=np.uint8)}
+    return {
+        "train_images": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+        "train_labels": (np.arange(20) % 10).astype(np.uint8),
+        "test_images": rng.integers(0, 256, (6, 28, 28), dtype=np.uint8),
+        "test_labels": np.array([3, 1, 4, 1, 5, 9], dtype=np.uint8),
+    }
 
 
 def fixture_files() -> tuple[dict[str, bytes], dict[str, tuple[str, int]]]:
@@ -57,9 +59,9 @@ def fixture_files() -> tuple[dict[str, bytes], dict[str, tuple[str, int]]]:
 
 def reference_canvas(left: np.ndarray, right: np.ndarray, lo: tuple[int, int], ro: tuple[int, int]) -> np.ndarray:
     canvas = np.zeros((36, 36), dtype=np.uint8)
-    canvas[lo[0]:lo[0] + 28, lo[1]:lo[1] + 28] = left
-    block = canvas[ro[0]:ro[0] + 28, ro[1]:ro[1] + 28]
-    canvas[ro[0]:ro[0] + 28, ro[1]:ro[1] + 28] = np.maximum(block, right)
+    canvas[lo[0] : lo[0] + 28, lo[1] : lo[1] + 28] = left
+    block = canvas[ro[0] : ro[0] + 28, ro[1] : ro[1] + 28]
+    canvas[ro[0] : ro[0] + 28, ro[1] : ro[1] + 28] = np.maximum(block, right)
     return canvas
 
 
@@ -81,9 +83,11 @@ def test_multi_fashion_download_build_and_cache(fashion_server, tmp_path):
     assert (len(bench.train), len(bench.val), len(bench.test)) == (15, 5, 6)
     assert bench.train.inputs.shape == (15, 1, 36, 36) and bench.train.inputs.dtype == torch.uint8
     arr = fixture_arrays()
-    for split, images, labels in (("train", arr["train_images"], arr["train_labels"]),
-                                  ("val", arr["train_images"], arr["train_labels"]),
-                                  ("test", arr["test_images"], arr["test_labels"])):
+    for split, images, labels in (
+        ("train", arr["train_images"], arr["train_labels"]),
+        ("val", arr["train_images"], arr["train_labels"]),
+        ("test", arr["test_images"], arr["test_labels"]),
+    ):
         data, prov = getattr(bench, split), bench.info["provenance"][split].numpy()
         for i, (a, b, ly, lx, ry, rx) in enumerate(prov):
             assert 0 <= ly <= 4 and 0 <= lx <= 4 and 4 <= ry <= 8 and 4 <= rx <= 8
@@ -128,17 +132,19 @@ def test_compose_pairs_pixel_exact():
     left[0, 0], left[10, 10] = 255, 250
     right = np.full((28, 28), 150, np.uint8)
     right[27, 27] = 7
-    out = mfm.compose_pairs(torch.from_numpy(left)[None], torch.from_numpy(right)[None],
-                            torch.tensor([[1, 2]]), torch.tensor([[6, 8]]))[0, 0].numpy()
+    out = mfm.compose_pairs(
+        torch.from_numpy(left)[None], torch.from_numpy(right)[None], torch.tensor([[1, 2]]), torch.tensor([[6, 8]])
+    )[0, 0].numpy()
     assert out.shape == (36, 36)
-    assert out[1, 2] == 255 and out[2, 3] == 100            # left's corner and a left-only pixel
+    assert out[1, 2] == 255 and out[2, 3] == 100  # left's corner and a left-only pixel
     assert out[11, 12] == 250 and out[6, 8] == 150 and out[28, 29] == 150  # overlap: max of the two
-    assert out[33, 35] == 7 and out[30, 30] == 150          # right's corner and a right-only pixel
+    assert out[33, 35] == 7 and out[30, 30] == 150  # right's corner and a right-only pixel
     assert (out[0] == 0).all() and (out[:, :2] == 0).all() and (out[34:] == 0).all()
     assert np.array_equal(out, reference_canvas(left, right, (1, 2), (6, 8)))
     with pytest.raises(ValueError, match="right_offsets"):
-        mfm.compose_pairs(torch.from_numpy(left)[None], torch.from_numpy(right)[None],
-                          torch.tensor([[0, 0]]), torch.tensor([[9, 0]]))
+        mfm.compose_pairs(
+            torch.from_numpy(left)[None], torch.from_numpy(right)[None], torch.tensor([[0, 0]]), torch.tensor([[9, 0]])
+        )
 
 
 def test_sample_pairs_rule():
@@ -160,8 +166,9 @@ def test_multi_fashion_missing_and_corrupt_files(fashion_server, tmp_path):
     # a corrupt (not gzip) labels file served in place of the real one
     fashion_server.files["train-labels-idx1-ubyte.gz"] = b"\x1f\x8b\x08\x00garbage" + bytes(40)
     with pytest.raises(DatasetFormatError, match="not a valid gzip"):
-        mfm.load_multi_fashion_mnist(tmp_path / "dl", source_dir=None, download=True,
-                                     base_url=fashion_server.url(""), checksums=sums, val_size=5)
+        mfm.load_multi_fashion_mnist(
+            tmp_path / "dl", source_dir=None, download=True, base_url=fashion_server.url(""), checksums=sums, val_size=5
+        )
     # a valid gzip whose IDX magic is wrong, and a valid file that is not the expected one
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -183,10 +190,12 @@ def test_multi_fashion_missing_and_corrupt_files(fashion_server, tmp_path):
 
 # --------------------------------------------------------------------------- QM9 fixtures
 
-QM9_HEADER = ("XYZ_file,Index,SMILES,InChi,N_atoms,Stoichiometry,Elements,XYZ_Ang,Mulliken_pop,Harmonic_Freq_cmi,"
-              "RotA_GHz,RotB_GHz,RotC_GHz,Dipole_debye,Polarizability_bohr3,HOMO_au,LUMO_au,HOMO_LUMO_gap_au,R2_bohr2,"
-              "ZPVE_au,InternalEnergy_0K_au,InternalEnergy_298K_au,Enthalphy_298K_au,GibbsFreeEnergy_298K_au,"
-              "Heatcapacity_Cv_cal_mol_K")
+QM9_HEADER = (
+    "XYZ_file,Index,SMILES,InChi,N_atoms,Stoichiometry,Elements,XYZ_Ang,Mulliken_pop,Harmonic_Freq_cmi,"
+    "RotA_GHz,RotB_GHz,RotC_GHz,Dipole_debye,Polarizability_bohr3,HOMO_au,LUMO_au,HOMO_LUMO_gap_au,R2_bohr2,"
+    "ZPVE_au,InternalEnergy_0K_au,InternalEnergy_298K_au,Enthalphy_298K_au,GibbsFreeEnergy_298K_au,"
+    "Heatcapacity_Cv_cal_mol_K"
+)
 QM9_ROWS = {  # molecules 1-5 of qm9pack's qm9_part1.csv, verbatim
     1: '"dsgdb9nsd_000001.xyz",1,"C","InChI=1S/CH4/h1H4",5,"[4,1,0,0,0]","[\'C\',\'H\',\'H\',\'H\',\'H\']","[[-0.0126981359,1.0858041578,0.0080009958],[0.002150416,-0.0060313176,0.0019761204],[1.0117308433,1.4637511618,0.0002765748],[-0.540815069,1.4475266138,-0.8766437152],[-0.5238136345,1.4379326443,0.9063972942]]","[-0.535689,0.133921,0.133922,0.133923,0.133923]","[1341.307,1341.3284,1341.365,1562.6731,1562.7453,3038.3205,3151.6034,3151.6788,3151.7078]",157.7118,157.70997,157.70699,0.,13.21,-0.3877,0.1171,0.5048,35.3641,0.044749,-40.47893,-40.476062,-40.475117,-40.498597,6.469',  # noqa: E501
     2: '"dsgdb9nsd_000002.xyz",2,"N","InChI=1S/H3N/h1H3",4,"[3,0,1,0,0]","[\'N\',\'H\',\'H\',\'H\']","[[-0.0404260543,1.0241077531,0.0625637998],[0.0172574639,0.0125452063,-0.0273771593],[0.9157893661,1.3587451948,-0.0287577581],[-0.5202777357,1.3435321258,-0.7755426124]]","[-0.707143,0.235712,0.235712,0.23572]","[1103.8733,1684.1158,1684.3072,3458.7145,3575.2414,3575.3343]",293.60975,293.54111,191.39397,1.6256,9.46,-0.257,0.0829,0.3399,26.1563,0.034358,-56.525887,-56.523026,-56.522082,-56.544961,6.316',  # noqa: E501
@@ -194,8 +203,13 @@ QM9_ROWS = {  # molecules 1-5 of qm9pack's qm9_part1.csv, verbatim
     4: '"dsgdb9nsd_000004.xyz",4,"C#C","InChI=1S/C2H2/c1-2/h1-2H",4,"[2,2,0,0,0]","[\'C\',\'C\',\'H\',\'H\']","[[0.5995394918,0.,1.],[-0.5995394918,0.,1.],[-1.6616385861,0.,1.],[1.6616385861,0.,1.]]","[-0.207019,-0.207019,0.207019,0.207019]","[549.7648,549.7648,795.2713,795.2713,2078.1131,3455.8096,3557.8599]",0.,35.6100361,35.6100361,0.,16.28,-0.2845,0.0506,0.3351,59.5248,0.026841,-77.308427,-77.305527,-77.304583,-77.327429,8.574',  # noqa: E501
     5: '"dsgdb9nsd_000005.xyz",5,"C#N","InChI=1S/CHN/c1-2/h1H",3,"[1,1,1,0,0]","[\'C\',\'N\',\'H\']","[[-0.0133239314,1.1324657151,0.0082758861],[0.0023107217,-0.0191585871,0.0019287305],[-0.0278026991,2.1989492963,0.0141537903]]","[-0.049656,-0.188473,0.238128]","[799.0101,799.0101,2198.4393,3490.3686]",0.,44.593883,44.593883,2.8937,12.99,-0.3604,0.0191,0.3796,48.7476,0.016601,-93.411888,-93.40937,-93.408425,-93.431246,6.278',  # noqa: E501
 }
-H2O_XYZ = np.array([[-0.0343604951, 0.9775395708, 0.0076015923], [0.0647664923, 0.0205721989, 0.0015346341],
-                    [0.8717903737, 1.3007924048, 0.0006931336]])
+H2O_XYZ = np.array(
+    [
+        [-0.0343604951, 0.9775395708, 0.0076015923],
+        [0.0647664923, 0.0205721989, 0.0015346341],
+        [0.8717903737, 1.3007924048, 0.0006931336],
+    ]
+)
 HA = 27.211386246
 
 
@@ -212,13 +226,33 @@ def test_qm9_units_and_atomization_energies(tmp_path):
     mols = qm9.read_qm9_csv(write_qm9(tmp_path / "csv"))
     assert mols.index.tolist() == [1, 2, 3, 4, 5]
     t = mols.targets
-    assert [name for name, *_ in qm9.QM9_TARGETS] == ["mu", "alpha", "homo", "lumo", "r2", "zpve", "U0", "U", "H", "G",
-                                                      "cv"]
+    assert [name for name, *_ in qm9.QM9_TARGETS] == [
+        "mu",
+        "alpha",
+        "homo",
+        "lumo",
+        "r2",
+        "zpve",
+        "U0",
+        "U",
+        "H",
+        "G",
+        "cv",
+    ]
     # CH4 (molecule 1), by hand: C + 4 H reference energies
-    ch4 = {"mu": 0.0, "alpha": 13.21, "homo": -0.3877 * HA, "lumo": 0.1171 * HA, "r2": 35.3641, "zpve": 0.044749 * HA,
-           "U0": (-40.47893 - (-37.846772 + 4 * -0.500273)) * HA, "U": (-40.476062 - (-37.845355 + 4 * -0.498857)) * HA,
-           "H": (-40.475117 - (-37.844411 + 4 * -0.497912)) * HA, "G": (-40.498597 - (-37.861317 + 4 * -0.510927)) * HA,
-           "cv": 6.469}
+    ch4 = {
+        "mu": 0.0,
+        "alpha": 13.21,
+        "homo": -0.3877 * HA,
+        "lumo": 0.1171 * HA,
+        "r2": 35.3641,
+        "zpve": 0.044749 * HA,
+        "U0": (-40.47893 - (-37.846772 + 4 * -0.500273)) * HA,
+        "U": (-40.476062 - (-37.845355 + 4 * -0.498857)) * HA,
+        "H": (-40.475117 - (-37.844411 + 4 * -0.497912)) * HA,
+        "G": (-40.498597 - (-37.861317 + 4 * -0.510927)) * HA,
+        "cv": 6.469,
+    }
     for k, (name, *_) in enumerate(qm9.QM9_TARGETS):
         assert t[0, k].item() == pytest.approx(ch4[name], abs=1e-9), name
     # the same atomization energies as published in kcal/mol (gdb9.sdf.csv, used by PyG targets 12-15)
@@ -239,8 +273,12 @@ def test_qm9_descriptor_against_direct_computation(tmp_path):
     # Coulomb matrix of H2O in bohr, by loops
     z = [8.0, 1.0, 1.0]
     r = H2O_XYZ / 0.529177210903
-    m = np.array([[0.5 * z[i] ** 2.4 if i == j else z[i] * z[j] / np.linalg.norm(r[i] - r[j]) for j in range(3)]
-                  for i in range(3)])
+    m = np.array(
+        [
+            [0.5 * z[i] ** 2.4 if i == j else z[i] * z[j] / np.linalg.norm(r[i] - r[j]) for j in range(3)]
+            for i in range(3)
+        ]
+    )
     ev = np.linalg.eigvalsh(m)
     ev = ev[np.argsort(-np.abs(ev))]
     expected = np.concatenate([ev, np.zeros(26)])
@@ -314,7 +352,11 @@ def test_qm9_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"pip install 'metabridge\[qm9\]'"):
         qm9.load_qm9(tmp_path / "c", tmp_path / "empty")
     wrong = write_qm9(tmp_path / "natoms")
-    text = (wrong / "qm9_part1.csv").read_text().replace('"C#N","InChI=1S/CHN/c1-2/h1H",3,', '"C#N","InChI=1S/CHN/c1-2/h1H",4,')
+    text = (
+        (wrong / "qm9_part1.csv")
+        .read_text()
+        .replace('"C#N","InChI=1S/CHN/c1-2/h1H",3,', '"C#N","InChI=1S/CHN/c1-2/h1H",4,')
+    )
     (wrong / "qm9_part1.csv").write_text(text)
     with pytest.raises(DatasetFormatError, match="Index 5 has N_atoms 4"):
         qm9.read_qm9_csv(wrong)

@@ -14,13 +14,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from metabridge.multitask import TaskSpec
-from metabridge.multitask.diagnostics import (ALL_SHARED, AffinityAccumulator, GradientConflictTracker,
-                                              MAX_EXHAUSTIVE_TASKS, delta_m, exhaustive_grouping, greedy_grouping,
-                                              group_tasks, grouping_score, lookahead_affinity, mean_rank,
-                                              plot_affinity, plot_gradient_conflict, plot_loss_trajectories,
-                                              plot_weight_trajectories, relative_changes)
+from metabridge.multitask.diagnostics import (
+    ALL_SHARED,
+    MAX_EXHAUSTIVE_TASKS,
+    AffinityAccumulator,
+    GradientConflictTracker,
+    delta_m,
+    exhaustive_grouping,
+    greedy_grouping,
+    group_tasks,
+    grouping_score,
+    lookahead_affinity,
+    mean_rank,
+    plot_affinity,
+    plot_gradient_conflict,
+    plot_loss_trajectories,
+    plot_weight_trajectories,
+    relative_changes,
+)
 from metabridge.multitask.models import MultiTaskModel, TaskOutputs
-
 
 # ---------------------------------------------------------------------------------------------- Delta_m
 
@@ -34,8 +46,12 @@ def test_relative_changes_and_delta_m_by_hand():
     hib = [True, False, True, False]
     assert relative_changes(method, base, hib) == pytest.approx([-12.5, 10.0, 10.0, -25.0])
     assert delta_m(method, base, hib) == pytest.approx((-12.5 + 10 + 10 - 25) / 4)  # -4.375: better than STL
-    specs = [TaskSpec("a", "classification", 3), TaskSpec("b", "regression", 1),
-             TaskSpec("c", "classification", 2), TaskSpec("d", "regression", 1)]
+    specs = [
+        TaskSpec("a", "classification", 3),
+        TaskSpec("b", "regression", 1),
+        TaskSpec("c", "classification", 2),
+        TaskSpec("d", "regression", 1),
+    ]
     assert delta_m(torch.tensor(method), np.array(base), specs) == pytest.approx(-4.375)
     assert delta_m(base, base, hib) == 0.0
     with pytest.raises(ValueError, match="> 0"):
@@ -150,8 +166,12 @@ def test_per_layer_cosines_match_manual_gradients():
     losses = torch.stack([losses[0], -losses[0], losses[0]]) + torch.stack([0 * losses[1], losses[1], losses[2]])
     result = GradientConflictTracker(model.named_parameters()).compute(losses)
     for layer, module in [("encoder.0", model.encoder[0]), ("encoder.1", model.encoder[1])]:
-        g = [torch.cat([t.reshape(-1) for t in torch.autograd.grad(losses[i], list(module.parameters()),
-                                                                   retain_graph=True)]) for i in range(3)]
+        g = [
+            torch.cat(
+                [t.reshape(-1) for t in torch.autograd.grad(losses[i], list(module.parameters()), retain_graph=True)]
+            )
+            for i in range(3)
+        ]
         manual = [[float(F.cosine_similarity(a, b, dim=0)) for b in g] for a in g]
         assert np.allclose(result[layer]["cosine"], manual, atol=1e-6)
         negatives = sum(manual[i][j] < 0 for i, j in [(0, 1), (0, 2), (1, 2)])
@@ -322,12 +342,18 @@ def test_plots_write_png_files(tmp_path):
     names = ["a", "b", "c"]
     written = [
         plot_affinity(torch.randn(3, 3), tmp_path / "affinity.png", task_names=names, dpi=50),
-        plot_loss_trajectories(torch.rand(10, 3) + 0.1, tmp_path / "loss.png", task_names=names, log_scale=True,
-                               dpi=50),
-        plot_loss_trajectories({"equal": torch.rand(10, 3), "famo": [[0.5, 0.2, 0.1]] * 7},
-                               tmp_path / "sub" / "loss_methods.png", dpi=50),
-        plot_weight_trajectories({"equal": [torch.ones(3)] * 5, "dwa": np.random.rand(5, 3)},
-                                 tmp_path / "weights.png", task_names=names, dpi=50),
+        plot_loss_trajectories(
+            torch.rand(10, 3) + 0.1, tmp_path / "loss.png", task_names=names, log_scale=True, dpi=50
+        ),
+        plot_loss_trajectories(
+            {"equal": torch.rand(10, 3), "famo": [[0.5, 0.2, 0.1]] * 7}, tmp_path / "sub" / "loss_methods.png", dpi=50
+        ),
+        plot_weight_trajectories(
+            {"equal": [torch.ones(3)] * 5, "dwa": np.random.rand(5, 3)},
+            tmp_path / "weights.png",
+            task_names=names,
+            dpi=50,
+        ),
         plot_gradient_conflict(tracker, tmp_path / "conflict.png", dpi=50),
     ]
     for path in written:

@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "support"))
 
-from mtl_toy_benchmark import load_toy  # noqa: E402  (registers "toy_mtl", also in the workers)
 from distributed_launch import launch  # noqa: E402
+from mtl_toy_benchmark import load_toy  # noqa: E402  (registers "toy_mtl", also in the workers)
 
 from metabridge.distributed import DistributedContext  # noqa: E402
 from metabridge.multitask.models.registry import build_mtl_model  # noqa: E402
@@ -36,18 +36,35 @@ STEPS, BATCH = 4, 32
 def train(method: str, distributed: DistributedContext | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """A few float64 steps of ``method`` on the toy benchmark; (model and method state, result)."""
     bench = load_toy(n_train=128)
-    bench = replace(bench, **{s: replace(getattr(bench, s), inputs=getattr(bench, s).inputs.double())
-                              for s in ("train", "val", "test")})
+    bench = replace(
+        bench,
+        **{s: replace(getattr(bench, s), inputs=getattr(bench, s).inputs.double()) for s in ("train", "val", "test")},
+    )
     torch.manual_seed(0)
-    model = build_mtl_model("hard_sharing", input_kind="vector", input_shape=(8,),
-                            out_dims=[t.out_dim for t in bench.tasks], encoder_hidden=[16],
-                            encoder_out_dim=8).double()
+    model = build_mtl_model(
+        "hard_sharing",
+        input_kind="vector",
+        input_shape=(8,),
+        out_dims=[t.out_dim for t in bench.tasks],
+        encoder_hidden=[16],
+        encoder_out_dim=8,
+    ).double()
     weighting = build_weighting(method, len(bench.tasks)).double()
-    result = train_multitask(model, weighting, bench, steps=STEPS, batch_size=BATCH, lr=1e-2, log_every=1,
-                             eval_every=2, distributed=distributed)
+    result = train_multitask(
+        model,
+        weighting,
+        bench,
+        steps=STEPS,
+        batch_size=BATCH,
+        lr=1e-2,
+        log_every=1,
+        eval_every=2,
+        distributed=distributed,
+    )
     state = {f"model.{k}": v.detach().clone() for k, v in model.state_dict().items()}
-    state.update({f"method.{k}": v.detach().clone() for k, v in weighting.state_dict().items()
-                  if isinstance(v, torch.Tensor)})
+    state.update(
+        {f"method.{k}": v.detach().clone() for k, v in weighting.state_dict().items() if isinstance(v, torch.Tensor)}
+    )
     return state, result.as_dict()
 
 
@@ -56,8 +73,18 @@ def test_two_processes_give_the_single_process_parameters(tmp_path: Path) -> Non
     assert all(r.returncode == 0 for r in results), [r.stdout[-3000:] for r in results]
     parallel = torch.load(tmp_path / "mtl.pt")
     torch.manual_seed(0)
-    start = build_mtl_model("hard_sharing", input_kind="vector", input_shape=(8,), out_dims=[4, 1, 1],
-                            encoder_hidden=[16], encoder_out_dim=8).double().state_dict()
+    start = (
+        build_mtl_model(
+            "hard_sharing",
+            input_kind="vector",
+            input_shape=(8,),
+            out_dims=[4, 1, 1],
+            encoder_hidden=[16],
+            encoder_out_dim=8,
+        )
+        .double()
+        .state_dict()
+    )
     for method in METHODS:
         single, result = train(method)
         got = parallel[method]["params"]
@@ -83,8 +110,10 @@ def test_batch_must_split_over_the_ranks() -> None:
             pass
 
     bench = load_toy(n_train=64)
-    model = build_mtl_model("hard_sharing", input_kind="vector", input_shape=(8,), out_dims=[4, 1, 1],
-                            encoder_hidden=[8], encoder_out_dim=4)
+    model = build_mtl_model(
+        "hard_sharing", input_kind="vector", input_shape=(8,), out_dims=[4, 1, 1], encoder_hidden=[8], encoder_out_dim=4
+    )
     with pytest.raises(ValueError, match="batch_size 32 does not split over 3 processes"):
-        train_multitask(model, build_weighting("equal", 3), bench, steps=1, batch_size=32,
-                        distributed=Three(rank=0, world_size=3))
+        train_multitask(
+            model, build_weighting("equal", 3), bench, steps=1, batch_size=32, distributed=Three(rank=0, world_size=3)
+        )

@@ -10,9 +10,21 @@ import pytest
 import torch
 from torch import nn
 
-from metabridge.multitask.models import (ConvEncoder, CrossStitch, HardSharing, HypernetworkHead, MLPEncoder, MMoE,
-                                         MultiTaskModel, StackedLinear, TaskConditioned, available_mtl_models,
-                                         build_mtl_model, register_mtl_model, unregister_mtl_model)
+from metabridge.multitask.models import (
+    ConvEncoder,
+    CrossStitch,
+    HardSharing,
+    HypernetworkHead,
+    MLPEncoder,
+    MMoE,
+    MultiTaskModel,
+    StackedLinear,
+    TaskConditioned,
+    available_mtl_models,
+    build_mtl_model,
+    register_mtl_model,
+    unregister_mtl_model,
+)
 from metabridge.multitask.models.cross_stitch import cross_stitch_init
 from metabridge.multitask.weighting import build_weighting, weighted_backward
 
@@ -140,7 +152,7 @@ def test_multiplicative_onehot_gating_equals_separate_networks():
         for cond in net.conditioners:
             gate = torch.zeros(k_tasks * m, k_tasks, dtype=torch.float64)
             for k in range(k_tasks):
-                gate[k * m:(k + 1) * m, k] = 1.0
+                gate[k * m : (k + 1) * m, k] = 1.0
             cond.gate.weight.copy_(gate)
     x = torch.randn(9, d_in, dtype=torch.float64)
     predictions = net(x).predictions
@@ -149,9 +161,12 @@ def test_multiplicative_onehot_gating_equals_separate_networks():
         b = slice(k * m, (k + 1) * m)
         separate = nn.Sequential(nn.Linear(d_in, m), nn.ReLU(), nn.Linear(m, m), nn.ReLU(), nn.Linear(m, out)).double()
         with torch.no_grad():
-            separate[0].weight.copy_(l1.weight[b]); separate[0].bias.copy_(l1.bias[b])
-            separate[2].weight.copy_(l2.weight[b, b]); separate[2].bias.copy_(l2.bias[b])
-            separate[4].weight.copy_(net.output.weight[:, b]); separate[4].bias.copy_(net.output.bias)
+            separate[0].weight.copy_(l1.weight[b])
+            separate[0].bias.copy_(l1.bias[b])
+            separate[2].weight.copy_(l2.weight[b, b])
+            separate[2].bias.copy_(l2.bias[b])
+            separate[4].weight.copy_(net.output.weight[:, b])
+            separate[4].bias.copy_(net.output.bias)
         _assert_close(predictions[k], separate(x), atol=1e-6, rtol=0)
     # the tasks really are different networks
     assert not torch.allclose(predictions[0], predictions[1], atol=1e-3)
@@ -193,7 +208,10 @@ def test_shared_and_task_parameters_partition_the_model(name):
     assert encoder_ids <= set(shared)
     expected_task = {
         "hard_sharing": lambda m: list(m.heads.parameters()),
-        "concat": lambda m: [], "add": lambda m: [], "multiply": lambda m: [], "film": lambda m: [],
+        "concat": lambda m: [],
+        "add": lambda m: [],
+        "multiply": lambda m: [],
+        "film": lambda m: [],
         "film_embedding": lambda m: [m.task_embedding],
         "hypernetwork": lambda m: [m.task_embedding],
         "mmoe": lambda m: [m.gates, *m.towers.parameters()],
@@ -228,17 +246,20 @@ def test_gradients_reach_every_parameter(name, kind):
         assert bool(p.grad.abs().sum() > 0), f"{pname} got a zero gradient"
 
 
-@pytest.mark.parametrize("model_name, kind", [
-    (name, kind) for name in ("hard_sharing", "mmoe", "hypernetwork_task_generator") for kind in ("image", "vector")
-] + [("mmoe_raw", "vector")])
+@pytest.mark.parametrize(
+    "model_name, kind",
+    [(name, kind) for name in ("hard_sharing", "mmoe", "hypernetwork_task_generator") for kind in ("image", "vector")]
+    + [("mmoe_raw", "vector")],
+)
 def test_features_carry_every_path_to_the_shared_parameters(model_name, kind):
     """The contract the feature-gradient methods rely on: back-propagating dL/d features through
     the shared parameters gives their full gradient dL/d theta (every shared parameter lies upstream
     of ``features`` and the predictions are computed from ``features``)."""
     if model_name == "mmoe_raw":  # no encoder: the experts and gates read x
         torch.manual_seed(0)
-        model = build_mtl_model("mmoe", input_kind="vector", input_shape=(VECTOR_DIM,), out_dims=OUT_DIMS,
-                                encoder="none")
+        model = build_mtl_model(
+            "mmoe", input_kind="vector", input_shape=(VECTOR_DIM,), out_dims=OUT_DIMS, encoder="none"
+        )
     elif model_name == "hypernetwork_task_generator":
         model = _build("hypernetwork", kind, share_generator=False)
     else:
@@ -249,7 +270,7 @@ def test_features_carry_every_path_to_the_shared_parameters(model_name, kind):
     direct = torch.autograd.grad(loss, shared, retain_graph=True)
     (grad_features,) = torch.autograd.grad(loss, [out.features], retain_graph=True)
     through = torch.autograd.grad(out.features, shared, grad_outputs=grad_features, allow_unused=True)
-    for p, a, b in zip(shared, direct, through):
+    for _p, a, b in zip(shared, direct, through):
         assert b is not None
         _assert_close(a, b, atol=1e-6, rtol=1e-5)
 
@@ -263,11 +284,21 @@ def test_weighted_backward_fills_every_gradient(name, method):
     out = model(_inputs("vector"))
     if method == "mgda_ub" and out.features is None:
         with pytest.raises(ValueError, match="shared features"):
-            weighted_backward(build_weighting(method, 3), _losses(out.predictions), list(model.shared_parameters()),
-                              list(model.task_parameters()), out.features)
+            weighted_backward(
+                build_weighting(method, 3),
+                _losses(out.predictions),
+                list(model.shared_parameters()),
+                list(model.task_parameters()),
+                out.features,
+            )
         return
-    weighted_backward(build_weighting(method, 3), _losses(out.predictions), list(model.shared_parameters()),
-                      list(model.task_parameters()), out.features)
+    weighted_backward(
+        build_weighting(method, 3),
+        _losses(out.predictions),
+        list(model.shared_parameters()),
+        list(model.task_parameters()),
+        out.features,
+    )
     for pname, p in model.named_parameters():
         assert p.grad is not None and bool(torch.isfinite(p.grad).all()), pname
 
@@ -280,8 +311,9 @@ def test_weighted_backward_fills_every_gradient(name, method):
 @pytest.mark.parametrize("mode", MODES)
 def test_conditioned_forward_does_not_depend_on_task_order(mode, descriptor):
     torch.manual_seed(0)
-    net = TaskConditioned(MLPEncoder(VECTOR_DIM, (16,), 12), None, 4, [3, 3, 2, 1], mode=mode,
-                          descriptor=descriptor, hidden=(10, 10))
+    net = TaskConditioned(
+        MLPEncoder(VECTOR_DIM, (16,), 12), None, 4, [3, 3, 2, 1], mode=mode, descriptor=descriptor, hidden=(10, 10)
+    )
     with torch.no_grad():  # move FiLM and the gates away from their initialisation so z matters
         for cond in net.conditioners:
             for p in cond.parameters():
@@ -327,8 +359,15 @@ def test_registry_custom_model_and_errors():
         return HardSharing(encoder, feature_dim, out_dims, head_hidden=head_hidden)
 
     try:
-        m = build_mtl_model("tiny_test_arch", input_kind="vector", input_shape=(5,), out_dims=[2, 3], head_hidden=4,
-                            encoder_hidden=(7,), encoder_out_dim=9)
+        m = build_mtl_model(
+            "tiny_test_arch",
+            input_kind="vector",
+            input_shape=(5,),
+            out_dims=[2, 3],
+            head_hidden=4,
+            encoder_hidden=(7,),
+            encoder_out_dim=9,
+        )
         assert m.feature_dim == 9 and m.encoder.net[0].out_features == 7
         with pytest.raises(ValueError, match="already registered"):
             register_mtl_model("tiny_test_arch")(lambda **kw: None)
@@ -359,29 +398,32 @@ def test_registry_custom_model_and_errors():
         build_mtl_model("hypernetwork", input_kind="vector", input_shape=(5,), out_dims=[2], encoder="none")
 
 
-@pytest.mark.parametrize("build", [
-    lambda: ConvEncoder(image_size=8),
-    lambda: ConvEncoder(width=0),
-    lambda: MLPEncoder(0),
-    lambda: MLPEncoder(4, hidden=(8, -1)),
-    lambda: HardSharing(MLPEncoder(4), None, []),
-    lambda: HardSharing(MLPEncoder(4), None, [2], head_hidden=0),
-    lambda: HardSharing(None, 4, [2]),
-    lambda: TaskConditioned(None, 4, 2, 3, mode="gate"),
-    lambda: TaskConditioned(None, 4, 2, 3, descriptor="text"),
-    lambda: TaskConditioned(None, 4, 2, 3, hidden=()),
-    lambda: TaskConditioned(None, 4, 2, [3, 3, 3]),
-    lambda: TaskConditioned(None, 4, 0, 3),
-    lambda: TaskConditioned(None, 4, 2, 3, descriptor="onehot", embedding_dim=5),
-    lambda: TaskConditioned(None, 4, 2, 3, descriptor="embedding", embedding_dim=0),
-    lambda: TaskConditioned(nn.Linear(3, 3), None, 2, 3),  # no out_dim attribute to read the feature size
-    lambda: HypernetworkHead(MLPEncoder(4), None, 2, 3, embedding_dim=0),
-    lambda: HypernetworkHead(MLPEncoder(4), None, 2, [3]),
-    lambda: MMoE(None, 4, [2], num_experts=0),
-    lambda: MMoE(None, 4, [2], expert_hidden=()),
-    lambda: CrossStitch(None, 4, [2, 2], hidden=()),
-    lambda: CrossStitch(None, 4, [2, 2], self_weight=1.5),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: ConvEncoder(image_size=8),
+        lambda: ConvEncoder(width=0),
+        lambda: MLPEncoder(0),
+        lambda: MLPEncoder(4, hidden=(8, -1)),
+        lambda: HardSharing(MLPEncoder(4), None, []),
+        lambda: HardSharing(MLPEncoder(4), None, [2], head_hidden=0),
+        lambda: HardSharing(None, 4, [2]),
+        lambda: TaskConditioned(None, 4, 2, 3, mode="gate"),
+        lambda: TaskConditioned(None, 4, 2, 3, descriptor="text"),
+        lambda: TaskConditioned(None, 4, 2, 3, hidden=()),
+        lambda: TaskConditioned(None, 4, 2, [3, 3, 3]),
+        lambda: TaskConditioned(None, 4, 0, 3),
+        lambda: TaskConditioned(None, 4, 2, 3, descriptor="onehot", embedding_dim=5),
+        lambda: TaskConditioned(None, 4, 2, 3, descriptor="embedding", embedding_dim=0),
+        lambda: TaskConditioned(nn.Linear(3, 3), None, 2, 3),  # no out_dim attribute to read the feature size
+        lambda: HypernetworkHead(MLPEncoder(4), None, 2, 3, embedding_dim=0),
+        lambda: HypernetworkHead(MLPEncoder(4), None, 2, [3]),
+        lambda: MMoE(None, 4, [2], num_experts=0),
+        lambda: MMoE(None, 4, [2], expert_hidden=()),
+        lambda: CrossStitch(None, 4, [2, 2], hidden=()),
+        lambda: CrossStitch(None, 4, [2, 2], self_weight=1.5),
+    ],
+)
 def test_bad_arguments_raise_value_error(build):
     with pytest.raises(ValueError):
         build()

@@ -45,13 +45,12 @@ from pathlib import Path
 import pytest
 import torch
 
+import metabridge.benchmarks as _benchmarks
 from metabridge.benchmarks._common import PEER_VENV
 from metabridge.multitask.gradients import per_task_gradients
 from metabridge.multitask.models.registry import build_mtl_model
 from metabridge.multitask.weighting import build_weighting, weighted_backward
 from metabridge.multitask.weighting.min_norm import gram_matrix, min_norm_weights
-
-import metabridge.benchmarks as _benchmarks
 
 PEER = Path(os.environ.get("METABRIDGE_LIBMTL_PYTHON", str(PEER_VENV / "bin" / "python")))
 WORKER = Path(_benchmarks.__file__).with_name("_libmtl_worker.py")
@@ -60,10 +59,15 @@ MARK = "@@MTLCOST "
 OPTED_IN = os.environ.get("METABRIDGE_PEER_TESTS") == "1" or "METABRIDGE_LIBMTL_PYTHON" in os.environ
 pytestmark = [
     pytest.mark.peers,
-    pytest.mark.skipif(not OPTED_IN, reason="peer comparison, not CI: opt in with METABRIDGE_PEER_TESTS=1 (LibMTL "
-                       "from scripts/install_peers.sh) or METABRIDGE_LIBMTL_PYTHON=PATH"),
-    pytest.mark.skipif(not PEER.exists(), reason=f"LibMTL's python ({PEER}) is not installed here; set "
-                       "METABRIDGE_LIBMTL_PYTHON to a python with LibMTL"),
+    pytest.mark.skipif(
+        not OPTED_IN,
+        reason="peer comparison, not CI: opt in with METABRIDGE_PEER_TESTS=1 (LibMTL "
+        "from scripts/install_peers.sh) or METABRIDGE_LIBMTL_PYTHON=PATH",
+    ),
+    pytest.mark.skipif(
+        not PEER.exists(),
+        reason=f"LibMTL's python ({PEER}) is not installed here; set METABRIDGE_LIBMTL_PYTHON to a python with LibMTL",
+    ),
 ]
 
 IN_DIM, HIDDEN, OUT_DIM, BATCH, SEED = 10, (16,), 12, 24, 0
@@ -95,16 +99,30 @@ JOBS: dict[str, tuple[int, str, dict, bool, dict]] = {
     "CAGrad-2": (2, "CAGrad", {"calpha": 0.5, "rescale": 1}, False, {}),
     "IMTL-2": (2, "IMTL", {}, False, {"loss_scale": IMTL_S[2]}),
     "IMTL-3": (3, "IMTL", {}, False, {"loss_scale": IMTL_S[3]}),
-    "GradNorm-3": (3, "GradNorm", {"alpha": 1.5}, False,
-                   {"epoch": 1, "loss_scale": [math.log(w) for w in GRADNORM_W],
-                    "train_loss_buffer": [[v, v] for v in GRADNORM_L0]}),
+    "GradNorm-3": (
+        3,
+        "GradNorm",
+        {"alpha": 1.5},
+        False,
+        {
+            "epoch": 1,
+            "loss_scale": [math.log(w) for w in GRADNORM_W],
+            "train_loss_buffer": [[v, v] for v in GRADNORM_L0],
+        },
+    ),
 }
 
 
 def _model(k: int):
     torch.manual_seed(SEED)
-    return build_mtl_model("hard_sharing", input_kind="vector", input_shape=(IN_DIM,), out_dims=[1] * k,
-                           encoder_hidden=HIDDEN, encoder_out_dim=OUT_DIM).double()
+    return build_mtl_model(
+        "hard_sharing",
+        input_kind="vector",
+        input_shape=(IN_DIM,),
+        out_dims=[1] * k,
+        encoder_hidden=HIDDEN,
+        encoder_out_dim=OUT_DIM,
+    ).double()
 
 
 def _batch(k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,19 +154,39 @@ def libmtl(tmp_path_factory) -> dict[str, dict]:
     for k in (2, 3):
         x, y = _batch(k)
         path = tmp / f"problem{k}.pt"
-        torch.save({"model_state": _model(k).state_dict(), "x": x, "y": y, "in_dim": IN_DIM, "hidden": list(HIDDEN),
-                    "out_dim": OUT_DIM, "num_tasks": k}, path)
+        torch.save(
+            {
+                "model_state": _model(k).state_dict(),
+                "x": x,
+                "y": y,
+                "in_dim": IN_DIM,
+                "hidden": list(HIDDEN),
+                "out_dim": OUT_DIM,
+                "num_tasks": k,
+            },
+            path,
+        )
         problems[k] = str(path)
-    jobs = [{"problem": problems[k], "out": str(tmp / f"{name}.pt"), "method": cls, "kwargs": kwargs,
-             "rep_grad": rep, "state": state} for name, (k, cls, kwargs, rep, state) in JOBS.items()]
-    proc = subprocess.run([str(PEER), "-I", str(WORKER), "grad", json.dumps({"jobs": jobs})], capture_output=True,
-                          text=True, timeout=600)
+    jobs = [
+        {
+            "problem": problems[k],
+            "out": str(tmp / f"{name}.pt"),
+            "method": cls,
+            "kwargs": kwargs,
+            "rep_grad": rep,
+            "state": state,
+        }
+        for name, (k, cls, kwargs, rep, state) in JOBS.items()
+    ]
+    proc = subprocess.run(
+        [str(PEER), "-I", str(WORKER), "grad", json.dumps({"jobs": jobs})], capture_output=True, text=True, timeout=600
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)]
     if not lines:
         if "No module named 'LibMTL'" in proc.stderr:
             pytest.skip(f"{PEER} has no LibMTL")
         raise AssertionError(f"LibMTL worker failed (exit {proc.returncode}): {proc.stderr[-2000:]}")
-    result = json.loads(lines[-1][len(MARK):])
+    result = json.loads(lines[-1][len(MARK) :])
     assert result["status"] == "ok", result
     out = {}
     for name, status in zip(JOBS, result["jobs"]):
@@ -165,8 +203,9 @@ def ours(k: int, name: str, setup=None, **kwargs):
         with torch.no_grad():
             setup(method)
     losses, out = _losses(model, x, y)
-    weighted_backward(method, losses, list(model.shared_parameters()), list(model.task_parameters()),
-                      features=out.features)
+    weighted_backward(
+        method, losses, list(model.shared_parameters()), list(model.task_parameters()), features=out.features
+    )
     heads = [_flat(list(h.parameters())) for h in model.heads]
     return _flat(list(model.shared_parameters())), heads, method, losses.detach()
 
@@ -282,11 +321,13 @@ def test_libmtls_rep_grad_mgda_solves_on_batch_summed_feature_gradients(libmtl) 
     alpha = min_norm_weights(gram_matrix(summed)).to(fg.dtype)
     # LibMTL's two-task rule at the boundary: 0.999 / 0.001 where the exact minimiser is 1 / 0
     # (here the batch-summed gradient of task 1 lies beyond its projection on task 0's: alpha = (0, 1))
-    alpha = torch.where(alpha == 0, torch.full_like(alpha, 0.001),
-                        torch.where(alpha == 1, torch.full_like(alpha, 0.999), alpha))
+    alpha = torch.where(
+        alpha == 0, torch.full_like(alpha, 0.001), torch.where(alpha == 1, torch.full_like(alpha, 0.999), alpha)
+    )
     assert torch.allclose(alpha, res["returned"], rtol=0, atol=1e-12)
-    torch.autograd.backward(out.features, grad_tensors=(alpha @ fg).view_as(out.features),
-                            inputs=list(model.shared_parameters()))
+    torch.autograd.backward(
+        out.features, grad_tensors=(alpha @ fg).view_as(out.features), inputs=list(model.shared_parameters())
+    )
     emulated = _flat(list(model.shared_parameters()))
     assert rel(emulated, res["shared_grad"]) < 1e-10
     shared_ub, _, _, _ = ours(k, "mgda_ub", normalization="none")
@@ -390,13 +431,17 @@ def test_gradnorm_with_the_same_weights_is_libmtls_gradnorm(libmtl) -> None:
     assert res["loss_scale_grad"] is not None and res["loss_scale_grad"].abs().sum() > 0  # L_grad reached the logits
 
 
-@pytest.mark.skip(reason="RLW: LibMTL draws from the global torch RNG (torch.distributions.Normal), metabridge from "
-                         "its own seeded generator; with given weights RLW is linear scalarisation (see EW)")
+@pytest.mark.skip(
+    reason="RLW: LibMTL draws from the global torch RNG (torch.distributions.Normal), metabridge from "
+    "its own seeded generator; with given weights RLW is linear scalarisation (see EW)"
+)
 def test_rlw() -> None:
     pass
 
 
-@pytest.mark.skip(reason="Nash-MTL and Aligned-MTL are not in LibMTL 1.1.5 (the installed version); a later "
-                         "LibMTL's Nash_MTL also needs cvxpy, which that environment does not have")
+@pytest.mark.skip(
+    reason="Nash-MTL and Aligned-MTL are not in LibMTL 1.1.5 (the installed version); a later "
+    "LibMTL's Nash_MTL also needs cvxpy, which that environment does not have"
+)
 def test_nash_mtl_and_aligned_mtl() -> None:
     pass

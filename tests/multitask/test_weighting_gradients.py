@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from metabridge.multitask.weighting import Needs, build_weighting, weighted_backward, WEIGHTINGS
+from metabridge.multitask.weighting import WEIGHTINGS, Needs, build_weighting, weighted_backward
 from metabridge.multitask.weighting.aligned_mtl import AlignedMTL, alignment_matrix
 from metabridge.multitask.weighting.cagrad import CAGrad, cagrad_dual_weights, project_to_simplex
 from metabridge.multitask.weighting.gradnorm import GradNorm
@@ -50,6 +50,7 @@ def _qp_min_norm(gram: torch.Tensor) -> float:
 
 
 # ----------------------------------------------------------------------------- min-norm / MGDA
+
 
 def test_mgda_two_tasks_is_the_closed_form_min_norm_point():
     for seed in range(5):
@@ -112,6 +113,7 @@ def test_mgda_normalisations_rescale_the_weights_so_they_reproduce_the_direction
 
 # ----------------------------------------------------------------------------- PCGrad
 
+
 def test_pcgrad_projects_conflicting_gradients_exactly():
     g = torch.tensor([[1.0, 0.0], [-1.0, 1.0]], dtype=torch.float64)  # g1 . g2 = -1 < 0
     direction, weights = PCGrad(2).combine(g, torch.ones(2, dtype=g.dtype))
@@ -161,11 +163,13 @@ def test_pcgrad_never_touches_the_global_rng_and_its_state_is_checkpointed():
     # the generator's state travels in the state_dict
     b = PCGrad(4, seed=77)
     b.load_state_dict(a.state_dict())
-    torch.testing.assert_close(a.combine(g, torch.ones(4, dtype=g.dtype))[0],
-                               b.combine(g, torch.ones(4, dtype=g.dtype))[0], rtol=0, atol=0)
+    torch.testing.assert_close(
+        a.combine(g, torch.ones(4, dtype=g.dtype))[0], b.combine(g, torch.ones(4, dtype=g.dtype))[0], rtol=0, atol=0
+    )
 
 
 # ----------------------------------------------------------------------------- CAGrad
+
 
 def test_cagrad_with_c_zero_is_exactly_the_mean_gradient():
     g = _grads(3, 9, 2, dtype=torch.float32)
@@ -201,7 +205,7 @@ def test_cagrad_solves_its_dual_and_stays_in_the_ball():
     # the worst task does better than under the mean gradient
     assert float((g @ direction).min()) > float((g @ g0).min())
     rescaled, _ = CAGrad(3, c=c).combine(g, torch.ones(3, dtype=g.dtype))
-    torch.testing.assert_close(rescaled, direction / (1 + c ** 2))
+    torch.testing.assert_close(rescaled, direction / (1 + c**2))
 
 
 def test_project_to_simplex():
@@ -212,6 +216,7 @@ def test_project_to_simplex():
 
 
 # ----------------------------------------------------------------------------- IMTL
+
 
 def test_imtl_g_direction_has_equal_projections_on_every_unit_gradient():
     g = _grads(4, 10, 3)
@@ -260,6 +265,7 @@ def test_imtl_hybrid_scales_the_gradients_and_fills_s_grad():
 
 
 # ----------------------------------------------------------------------------- Nash-MTL
+
 
 def test_nash_mtl_alpha_solves_the_bargaining_system():
     g = _grads(3, 6, 8) * torch.tensor([[1.0], [10.0], [0.1]], dtype=torch.float64)
@@ -323,6 +329,7 @@ def test_nash_mtl_update_every_reads_gradients_only_on_update_steps():
 
 # ----------------------------------------------------------------------------- Aligned-MTL
 
+
 def test_aligned_mtl_aligned_gradients_have_condition_number_one():
     g = _grads(3, 8, 6) * torch.tensor([[1.0], [4.0], [0.5]], dtype=torch.float64)
     b = alignment_matrix(g @ g.T, torch.finfo(torch.float64).eps)
@@ -330,7 +337,7 @@ def test_aligned_mtl_aligned_gradients_have_condition_number_one():
     sv = torch.linalg.svdvals(aligned)
     sigma_min = torch.linalg.svdvals(g).min()
     torch.testing.assert_close(sv, sigma_min.expand(3), rtol=1e-10, atol=0)  # cond = 1
-    torch.testing.assert_close(aligned @ aligned.T, sigma_min ** 2 * torch.eye(3, dtype=g.dtype))
+    torch.testing.assert_close(aligned @ aligned.T, sigma_min**2 * torch.eye(3, dtype=g.dtype))
     direction, alpha = AlignedMTL(3).combine(g, torch.ones(3, dtype=g.dtype))
     torch.testing.assert_close(direction, aligned.sum(0))
     torch.testing.assert_close(alpha, b @ torch.ones(3, dtype=g.dtype))
@@ -348,12 +355,13 @@ def test_aligned_mtl_aligned_gradients_have_condition_number_one():
 
 # ----------------------------------------------------------------------------- GradNorm
 
+
 def test_gradnorm_moves_the_weight_towards_the_slower_task():
     g = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # equal gradient norms
     method = GradNorm(2)
     w_history = []
     for t in range(10):
-        losses = torch.tensor([1.0 * 0.7 ** t, 1.0])  # task 0 learns, task 1 does not
+        losses = torch.tensor([1.0 * 0.7**t, 1.0])  # task 0 learns, task 1 does not
         direction, weights = method.combine(g, losses)
         torch.testing.assert_close(direction, weights @ g)
         w_history.append(weights)
@@ -366,6 +374,7 @@ def test_gradnorm_moves_the_weight_towards_the_slower_task():
 
 
 # ----------------------------------------------------------------------------- through weighted_backward
+
 
 class _TwoHead(nn.Module):
     def __init__(self) -> None:
@@ -404,28 +413,48 @@ def test_every_method_fills_the_shared_and_head_gradients_through_weighted_backw
 
 
 def test_registry_names_and_needs():
-    expected = {"mgda": (MGDA, Needs.PARAM_GRADS), "mgda_ub": (MGDAUB, Needs.FEATURE_GRADS),
-                "pcgrad": (PCGrad, Needs.PARAM_GRADS), "cagrad": (CAGrad, Needs.PARAM_GRADS),
-                "imtl_g": (IMTLG, Needs.PARAM_GRADS), "imtl_l": (IMTLL, Needs.LOSSES),
-                "imtl": (IMTL, Needs.PARAM_GRADS),
-                "nash_mtl": (NashMTL, Needs.PARAM_GRADS), "aligned_mtl": (AlignedMTL, Needs.PARAM_GRADS),
-                "gradnorm": (GradNorm, Needs.PARAM_GRADS)}
+    expected = {
+        "mgda": (MGDA, Needs.PARAM_GRADS),
+        "mgda_ub": (MGDAUB, Needs.FEATURE_GRADS),
+        "pcgrad": (PCGrad, Needs.PARAM_GRADS),
+        "cagrad": (CAGrad, Needs.PARAM_GRADS),
+        "imtl_g": (IMTLG, Needs.PARAM_GRADS),
+        "imtl_l": (IMTLL, Needs.LOSSES),
+        "imtl": (IMTL, Needs.PARAM_GRADS),
+        "nash_mtl": (NashMTL, Needs.PARAM_GRADS),
+        "aligned_mtl": (AlignedMTL, Needs.PARAM_GRADS),
+        "gradnorm": (GradNorm, Needs.PARAM_GRADS),
+    }
     for name, (cls, needs) in expected.items():
         assert WEIGHTINGS[name] is cls and cls.needs is needs and cls.name == name
         assert type(build_weighting(name, 3)) is cls
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("mgda", {"normalization": "l1"}), ("mgda", {"max_iter": 0}), ("mgda_ub", {"tol": -1.0}),
-    ("pcgrad", {"reduction": "max"}), ("pcgrad", {"seed": -3}),
-    ("cagrad", {"c": -0.1}), ("cagrad", {"rescale": 3}), ("cagrad", {"c": float("nan")}),
-    ("imtl_g", {"on_singular": "ignore"}), ("imtl", {"on_singular": None}),
-    ("nash_mtl", {"update_every": 0}), ("nash_mtl", {"max_norm": -1.0}), ("nash_mtl", {"on_failure": "skip"}),
-    ("nash_mtl", {"tol": 1.5}),
-    ("aligned_mtl", {"scale": "max"}), ("aligned_mtl", {"pre_weights": [1.0, 2.0]}),
-    ("aligned_mtl", {"pre_weights": [1.0, float("inf"), 1.0]}),
-    ("gradnorm", {"alpha": -1.0}), ("gradnorm", {"lr": 0.0}), ("gradnorm", {"optimizer": "lbfgs"}),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("mgda", {"normalization": "l1"}),
+        ("mgda", {"max_iter": 0}),
+        ("mgda_ub", {"tol": -1.0}),
+        ("pcgrad", {"reduction": "max"}),
+        ("pcgrad", {"seed": -3}),
+        ("cagrad", {"c": -0.1}),
+        ("cagrad", {"rescale": 3}),
+        ("cagrad", {"c": float("nan")}),
+        ("imtl_g", {"on_singular": "ignore"}),
+        ("imtl", {"on_singular": None}),
+        ("nash_mtl", {"update_every": 0}),
+        ("nash_mtl", {"max_norm": -1.0}),
+        ("nash_mtl", {"on_failure": "skip"}),
+        ("nash_mtl", {"tol": 1.5}),
+        ("aligned_mtl", {"scale": "max"}),
+        ("aligned_mtl", {"pre_weights": [1.0, 2.0]}),
+        ("aligned_mtl", {"pre_weights": [1.0, float("inf"), 1.0]}),
+        ("gradnorm", {"alpha": -1.0}),
+        ("gradnorm", {"lr": 0.0}),
+        ("gradnorm", {"optimizer": "lbfgs"}),
+    ],
+)
 def test_bad_arguments_raise_value_error(name, kwargs):
     with pytest.raises(ValueError):
         build_weighting(name, 3, **kwargs)

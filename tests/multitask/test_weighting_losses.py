@@ -66,8 +66,9 @@ def test_weighted_backward_fills_grads_with_the_reported_weights(name):
         model.zero_grad(set_to_none=True)
         method.zero_grad(set_to_none=True)
         losses = model.losses(x, y)
-        record = weighted_backward(method, losses, list(model.encoder.parameters()),
-                                   [p for h in model.heads for p in h.parameters()])
+        record = weighted_backward(
+            method, losses, list(model.encoder.parameters()), [p for h in model.heads for p in h.parameters()]
+        )
         grads = [p.grad.clone() for p in model.parameters()]
         assert all(g is not None and torch.isfinite(g).all() for g in grads)
         assert all(p.grad.abs().sum() > 0 for p in model.encoder.parameters())
@@ -104,7 +105,7 @@ def test_scale_invariant_gradient_is_sum_of_grad_l_over_l():
     x, y = _batch(1)
     losses = model.losses(x, y)
     weighted_backward(build_weighting("scale_invariant", 2), losses, list(model.encoder.parameters()))
-    per_task = [torch.autograd.grad(l, list(model.parameters()), retain_graph=True) for l in model.losses(x, y)]
+    per_task = [torch.autograd.grad(loss, list(model.parameters()), retain_graph=True) for loss in model.losses(x, y)]
     values = losses.detach()
     for j, p in enumerate(model.parameters()):
         expected = per_task[0][j] / values[0] + per_task[1][j] / values[1]
@@ -138,10 +139,12 @@ def test_uncertainty_reaches_closed_form_optimum():
 
 def test_dwa_weights_from_epoch_averages():
     method = build_weighting("dwa", 2)  # T = 2
-    epochs = [[[1.0, 2.0], [3.0, 2.0]],  # mean [2, 2]
-              [[1.0, 1.5]],              # mean [1, 1.5]
-              [[0.4, 1.0], [0.6, 1.4]],  # mean [0.5, 1.2]
-              [[0.3, 0.3]]]
+    epochs = [
+        [[1.0, 2.0], [3.0, 2.0]],  # mean [2, 2]
+        [[1.0, 1.5]],  # mean [1, 1.5]
+        [[0.4, 1.0], [0.6, 1.4]],  # mean [0.5, 1.2]
+        [[0.3, 0.3]],
+    ]
     seen = []
     for epoch in epochs:
         for values in epoch:
@@ -154,7 +157,7 @@ def test_dwa_weights_from_epoch_averages():
         e1, e2 = math.exp(r1 / t), math.exp(r2 / t)
         return torch.tensor([2 * e1 / (e1 + e2), 2 * e2 / (e1 + e2)], dtype=torch.float64)
 
-    torch.testing.assert_close(seen[3], by_hand(1 / 2, 1.5 / 2), rtol=1e-6, atol=0)   # epoch 2
+    torch.testing.assert_close(seen[3], by_hand(1 / 2, 1.5 / 2), rtol=1e-6, atol=0)  # epoch 2
     torch.testing.assert_close(seen[4], seen[3])
     torch.testing.assert_close(seen[5], by_hand(0.5 / 1, 1.2 / 1.5), rtol=1e-6, atol=0)  # epoch 3
     # the task whose loss fell more slowly gets more weight; the objective is sum_i w_i L_i
@@ -201,7 +204,7 @@ def _adam_by_hand(grads, lr, wd, xi0=0.0, b1=0.9, b2=0.999, eps=1e-8):
         g = g + wd * xi
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        xi = xi - lr * (m / (1 - b1 ** t)) / (math.sqrt(v / (1 - b2 ** t)) + eps)
+        xi = xi - lr * (m / (1 - b1**t)) / (math.sqrt(v / (1 - b2**t)) + eps)
     return xi
 
 
@@ -297,25 +300,28 @@ def test_minmax_exact_and_smooth():
     torch.testing.assert_close(w, expected)
 
 
-@pytest.mark.parametrize("name, kwargs, match", [
-    ("equal", {"reduction": "max"}, "reduction"),
-    ("fixed", {}, "weights="),
-    ("fixed", {"weights": [1.0]}, "one weight per task"),
-    ("fixed", {"weights": [1.0, -1.0]}, "non-negative"),
-    ("fixed", {"weights": [0.0, 0.0]}, "all zero"),
-    ("fixed", {"weights": 1.0}, "sequence"),
-    ("fixed", {"weights": [1.0, float("nan")]}, "finite"),
-    ("scale_invariant", {"eps": -1.0}, "eps"),
-    ("dwa", {"temperature": 0.0}, "temperature"),
-    ("rlw", {"seed": -1}, "seed"),
-    ("rlw", {"seed": 1.5}, "seed"),
-    ("famo", {"w_lr": 0.0}, "w_lr"),
-    ("famo", {"gamma": -0.1}, "gamma"),
-    ("famo", {"lookahead": "later"}, "lookahead"),
-    ("famo", {"min_losses": [0.0]}, "min_losses"),
-    ("minmax", {"temperature": -1.0}, "temperature"),
-    ("minmax", {"temperature": float("inf")}, "temperature"),
-])
+@pytest.mark.parametrize(
+    "name, kwargs, match",
+    [
+        ("equal", {"reduction": "max"}, "reduction"),
+        ("fixed", {}, "weights="),
+        ("fixed", {"weights": [1.0]}, "one weight per task"),
+        ("fixed", {"weights": [1.0, -1.0]}, "non-negative"),
+        ("fixed", {"weights": [0.0, 0.0]}, "all zero"),
+        ("fixed", {"weights": 1.0}, "sequence"),
+        ("fixed", {"weights": [1.0, float("nan")]}, "finite"),
+        ("scale_invariant", {"eps": -1.0}, "eps"),
+        ("dwa", {"temperature": 0.0}, "temperature"),
+        ("rlw", {"seed": -1}, "seed"),
+        ("rlw", {"seed": 1.5}, "seed"),
+        ("famo", {"w_lr": 0.0}, "w_lr"),
+        ("famo", {"gamma": -0.1}, "gamma"),
+        ("famo", {"lookahead": "later"}, "lookahead"),
+        ("famo", {"min_losses": [0.0]}, "min_losses"),
+        ("minmax", {"temperature": -1.0}, "temperature"),
+        ("minmax", {"temperature": float("inf")}, "temperature"),
+    ],
+)
 def test_bad_arguments_raise_value_error(name, kwargs, match):
     with pytest.raises(ValueError, match=match):
         build_weighting(name, 2, **kwargs)

@@ -32,13 +32,17 @@ def run(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.Completed
 def test_wheel_installs_in_a_fresh_environment_and_runs_the_readme_snippet(tmp_path: Path) -> None:
     pytest.importorskip("build")
     dist = tmp_path / "dist"
-    run([sys.executable, "-m", "build", "--no-isolation", "--wheel", "--sdist", "--outdir", str(dist), str(ROOT)],
-        cwd=tmp_path)
+    run(
+        [sys.executable, "-m", "build", "--no-isolation", "--wheel", "--sdist", "--outdir", str(dist), str(ROOT)],
+        cwd=tmp_path,
+    )
     wheels, sdists = sorted(dist.glob("metabridge-*.whl")), sorted(dist.glob("metabridge-*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1, sorted(p.name for p in dist.iterdir())
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert "metabridge/__init__.py" in names and "metabridge/py.typed" in names
-    assert not any(n.startswith(("tests/", "experiments/", "docs/")) for n in names), "the wheel carries non-package files"
+    assert not any(n.startswith(("tests/", "experiments/", "docs/")) for n in names), (
+        "the wheel carries non-package files"
+    )
     with tarfile.open(sdists[0]) as sdist:
         assert any(n.endswith("/LICENSE") for n in sdist.getnames())
 

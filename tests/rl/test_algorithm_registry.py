@@ -27,8 +27,18 @@ from metabridge.rl.algorithms import FirstOrderMAMLTRPO, unregister_rl_algorithm
 from metabridge.rl.envs import make_env
 from metabridge.rl.trainer import build_policy, build_rl_algorithm
 
-TINY = dict(env="navigation-2d", env_kwargs={"horizon": 6}, hidden=[8], meta_batch=2, rollouts=2, iterations=2,
-            eval_tasks=2, eval_rollouts=2, eval_updates=1, checkpoint_every=1)
+TINY = dict(
+    env="navigation-2d",
+    env_kwargs={"horizon": 6},
+    hidden=[8],
+    meta_batch=2,
+    rollouts=2,
+    iterations=2,
+    eval_tasks=2,
+    eval_rollouts=2,
+    eval_updates=1,
+    checkpoint_every=1,
+)
 
 
 def test_the_built_in_algorithms_are_registered_classes() -> None:
@@ -44,8 +54,11 @@ def test_the_built_in_algorithms_are_registered_classes() -> None:
 
 
 def test_an_unknown_algorithm_is_refused_when_the_config_is_made() -> None:
-    with pytest.raises(ValidationError, match="unknown meta-RL algorithm 'drs-trp'; did you mean 'drs-trpo'\\? "
-                                              "Known: drs-ppo, drs-trpo, fo-maml-trpo, maml-trpo"):
+    with pytest.raises(
+        ValidationError,
+        match="unknown meta-RL algorithm 'drs-trp'; did you mean 'drs-trpo'\\? "
+        "Known: drs-ppo, drs-trpo, fo-maml-trpo, maml-trpo",
+    ):
         RLConfig(algorithm="drs-trp")
     with pytest.raises(ValidationError, match="plugin module 'no_such_plugin_module' could not be imported"):
         RLConfig(algorithm="maml-trpo", plugins=["no_such_plugin_module"])
@@ -67,8 +80,7 @@ def test_only_a_fitting_class_registers() -> None:
 
 
 def test_a_plugin_algorithm_trains_through_the_registry(tmp_path: Path) -> None:
-    config = RLConfig(**TINY, algorithm="toy-reinforce", algorithm_kwargs={"step": 0.05},
-                      plugins=["rl_toy_plugin"])
+    config = RLConfig(**TINY, algorithm="toy-reinforce", algorithm_kwargs={"step": 0.05}, plugins=["rl_toy_plugin"])
     try:
         before = build_policy(config, make_env(config.env, **config.env_kwargs)).state_dict()
         result = train_rl(config, tmp_path, progress=False)

@@ -52,8 +52,9 @@ def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _policy(seed: int, hidden=(3,), obs_dim: int = 2, action_dim: int = 2, double: bool = True,
-            jitter: float = 0.3) -> GaussianMLPPolicy:
+def _policy(
+    seed: int, hidden=(3,), obs_dim: int = 2, action_dim: int = 2, double: bool = True, jitter: float = 0.3
+) -> GaussianMLPPolicy:
     """A policy built from its own RNG stream (the global RNG is left as it was); biases and
     log-std are jittered so that no parameter sits at a special value (zero bias, equal stds)."""
     with torch.random.fork_rng(devices=[]):
@@ -79,7 +80,7 @@ def _flatten(params) -> torch.Tensor:
 def _unflatten(x: torch.Tensor, like) -> dict:
     out, i = {}, 0
     for k, v in like.items():
-        out[k] = x[i:i + v.numel()].view_as(v)
+        out[k] = x[i : i + v.numel()].view_as(v)
         i += v.numel()
     return out
 
@@ -268,7 +269,7 @@ def _hand_features(obs, mask):
     for idx in np.ndindex(t_, r_, h_):
         s = np.clip(obs[idx], -10, 10)
         u = idx[2] / 100.0
-        out[idx] = np.concatenate([s, s * s, [u, u * u, u ** 3, 1.0]]) * mask[idx]
+        out[idx] = np.concatenate([s, s * s, [u, u * u, u**3, 1.0]]) * mask[idx]
     return out
 
 
@@ -301,11 +302,13 @@ def test_fit_linear_baseline_is_per_task_ridge(reg):
     mask = _early_mask((t_, r_, h_), rng)
     returns = rng.normal(size=(t_, r_, h_)) * mask
     feats = _hand_features(obs, mask)
-    w = fit_linear_baseline(torch.from_numpy(feats), torch.from_numpy(returns), torch.from_numpy(mask),
-                            reg_coeff=reg).numpy()
+    w = fit_linear_baseline(
+        torch.from_numpy(feats), torch.from_numpy(returns), torch.from_numpy(mask), reg_coeff=reg
+    ).numpy()
     assert w.shape == (t_, 2 * o_ + 4) and w.dtype == np.float64
-    values = linear_baseline_values(torch.from_numpy(obs), torch.from_numpy(returns), torch.from_numpy(mask),
-                                    reg_coeff=reg).numpy()
+    values = linear_baseline_values(
+        torch.from_numpy(obs), torch.from_numpy(returns), torch.from_numpy(mask), reg_coeff=reg
+    ).numpy()
     for t in range(t_):
         x, y = feats[t].reshape(-1, feats.shape[-1]), returns[t].reshape(-1)
         normal = np.linalg.solve(x.T @ x + reg * np.eye(x.shape[1]), x.T @ y)
@@ -335,8 +338,9 @@ def test_fit_linear_baseline_singular_systems_stay_finite():
     mask2 = mask.copy()
     mask2[1] = 0.0
     feats2[1] = 0.0
-    w2 = fit_linear_baseline(torch.from_numpy(feats2), torch.from_numpy(returns), torch.from_numpy(mask2),
-                             reg_coeff=0.0).numpy()
+    w2 = fit_linear_baseline(
+        torch.from_numpy(feats2), torch.from_numpy(returns), torch.from_numpy(mask2), reg_coeff=0.0
+    ).numpy()
     assert np.isfinite(w2).all()
     x, y = feats2[0].reshape(-1, feats2.shape[-1]), returns[0].reshape(-1)
     np.testing.assert_allclose(w2[0], np.linalg.lstsq(x, y, rcond=None)[0], rtol=1e-6, atol=1e-8)
@@ -443,15 +447,25 @@ def _check_fisher(policy, theta, kl_of_params, distribution_transform, observati
     v = torch.randn(n, generator=_gen(9), dtype=torch.float64)
     damped = gaussian_fisher_vector_product(dist, leaves, mask, damping=0.3)
     torch.testing.assert_close(damped(v), hess @ v + 0.3 * v, rtol=1e-7, atol=1e-9)
-    torch.testing.assert_close(fisher_vector_product(kl_of_params(dict(zip(names, leaves))), leaves, 0.3)(v),
-                               hess @ v + 0.3 * v, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(
+        fisher_vector_product(kl_of_params(dict(zip(names, leaves))), leaves, 0.3)(v),
+        hess @ v + 0.3 * v,
+        rtol=1e-7,
+        atol=1e-9,
+    )
     return hess
 
 
 def test_fisher_products_equal_kl_hessian_drs():
     policy, theta, ep, old_mean, old_log_std = _drs_problem()
-    _check_fisher(policy, theta, lambda p: surrogate_and_kl(policy, p, ep, old_mean, old_log_std)[1], None,
-                  ep.observations, ep.mask)
+    _check_fisher(
+        policy,
+        theta,
+        lambda p: surrogate_and_kl(policy, p, ep, old_mean, old_log_std)[1],
+        None,
+        ep.observations,
+        ep.mask,
+    )
 
 
 def test_fisher_products_equal_kl_hessian_through_maml_inner_step():
@@ -459,12 +473,18 @@ def test_fisher_products_equal_kl_hessian_through_maml_inner_step():
     policy, theta, train, valid, old_mean, old_log_std = _maml_problem(lr=lr)
     hessians = {}
     for first_order in (False, True):
+
         def inner(p, fo=first_order):
             return adapt(policy, p, train, lr, first_order=fo)
 
         hessians[first_order] = _check_fisher(
-            policy, theta, lambda p, inner=inner: surrogate_and_kl(policy, inner(p), valid, old_mean, old_log_std)[1],
-            inner, valid.observations, valid.mask)
+            policy,
+            theta,
+            lambda p, inner=inner: surrogate_and_kl(policy, inner(p), valid, old_mean, old_log_std)[1],
+            inner,
+            valid.observations,
+            valid.mask,
+        )
     # the second-order Fisher differentiates through the inner step: it is a different matrix
     assert float((hessians[False] - hessians[True]).abs().max()) > 1e-3 * float(hessians[True].abs().max())
 
@@ -488,8 +508,9 @@ def test_maml_meta_gradient_matches_finite_differences():
 
     def loss(x, first_order):
         p = _unflatten(x, theta)
-        return surrogate_and_kl(policy, adapt(policy, p, train, lr, first_order=first_order), valid, old_mean,
-                                old_log_std)[0]
+        return surrogate_and_kl(
+            policy, adapt(policy, p, train, lr, first_order=first_order), valid, old_mean, old_log_std
+        )[0]
 
     def autograd_grad(first_order):
         x = x0.clone().requires_grad_(True)
@@ -531,8 +552,9 @@ def test_inner_gradients_and_adapt_equal_per_task_autograd():
     theta = _detached(policy.params())
     ep = _episodes(policy, theta, env, tasks, 3, 4)
     assert float(ep.mask.min()) == 0.0  # some episodes terminated: the mask matters
-    perturbed = {k: v.unsqueeze(0) + 0.1 * torch.randn((4, *v.shape), generator=_gen(5), dtype=v.dtype)
-                 for k, v in theta.items()}
+    perturbed = {
+        k: v.unsqueeze(0) + 0.1 * torch.randn((4, *v.shape), generator=_gen(5), dtype=v.dtype) for k, v in theta.items()
+    }
     for params, batched in ((theta, False), (perturbed, True)):
         grads = inner_gradients(policy, params, ep)
         adapted = adapt(policy, params, ep, lr, first_order=False)
@@ -595,8 +617,6 @@ def test_surrogate_and_kl_against_numpy():
         torch.testing.assert_close(gk, want[k].mean(0), rtol=1e-10, atol=1e-12)
 
 
-
-
 def _np_mean_kl(policy, old, new, observations, mask):
     """1/T sum_i masked mean of KL(pi_old || pi_new) on task i's states, in numpy."""
     obs, m = observations.numpy(), mask.numpy()
@@ -623,7 +643,8 @@ def test_trpo_step_on_drs_respects_trust_region(gauss_newton):
 
     x0 = _flatten(theta0)
     hess = torch.autograd.functional.hessian(
-        lambda x: surrogate_and_kl(policy, _unflatten(x, theta0), ep, old_mean, old_log_std)[1], x0)
+        lambda x: surrogate_and_kl(policy, _unflatten(x, theta0), ep, old_mean, old_log_std)[1], x0
+    )
     x = x0.clone().requires_grad_(True)
     g = torch.autograd.grad(loss_of(_unflatten(x, theta0)), x)[0]
     before = float(loss_of(theta0))
@@ -632,8 +653,7 @@ def test_trpo_step_on_drs_respects_trust_region(gauss_newton):
     if gauss_newton:
         dist = distribution_of(policy, names, ep.observations)
         fisher = lambda: gaussian_fisher_vector_product(dist, list(params.values()), ep.mask, damping)  # noqa: E731
-    stats_ = trpo_step(list(params.values()), objective, max_kl=max_kl, damping=damping, cg_iters=60,
-                       fisher=fisher)
+    stats_ = trpo_step(list(params.values()), objective, max_kl=max_kl, damping=damping, cg_iters=60, fisher=fisher)
     assert stats_.accepted
     after = _detached(params)
     new_loss = float(loss_of(after))
@@ -642,7 +662,7 @@ def test_trpo_step_on_drs_respects_trust_region(gauss_newton):
     assert abs(stats_.surrogate_before - before) < 1e-12
     assert abs(stats_.surrogate_after - new_loss) < 1e-12
     assert abs(stats_.kl - measured_kl) < 1e-10
-    assert abs(stats_.step_fraction - 0.8 ** stats_.backtracks) < 1e-12
+    assert abs(stats_.step_fraction - 0.8**stats_.backtracks) < 1e-12
     assert len(trials) == 2 + stats_.backtracks  # one call for the direction, one per trial
 
     # the first trial is the natural-gradient step scaled to 1/2 d'(F + damping) d = max_kl
@@ -751,8 +771,9 @@ def test_sample_episodes_log_probs_and_env_replay():
     theta = _detached(policy.params())
     ep = sample_episodes(env, policy, theta, tasks, 5, _gen(2))
     assert ep.observations.shape == (3, 5, 8, 2) and ep.observations.dtype == torch.float64
-    torch.testing.assert_close(ep.log_probs, log_prob(policy, theta, ep.observations, ep.actions),
-                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        ep.log_probs, log_prob(policy, theta, ep.observations, ep.actions), rtol=1e-10, atol=1e-10
+    )
     obs, act = ep.observations.numpy(), ep.actions.numpy()
     want_lp = stats.norm.logpdf(act, loc=_np_mean(policy, theta, obs), scale=np.exp(_np_log_std(theta))).sum(-1)
     np.testing.assert_allclose(ep.log_probs.numpy(), want_lp, rtol=1e-10, atol=1e-10)
@@ -777,8 +798,10 @@ def test_sample_episodes_per_task_parameters():
     t_, r_ = 3, 4
     tasks = env.sample_tasks(t_, _gen(1))
     theta = _detached(policy.params())
-    per_task = {k: v.unsqueeze(0) + 0.4 * torch.randn((t_, *v.shape), generator=_gen(11), dtype=v.dtype)
-                for k, v in theta.items()}
+    per_task = {
+        k: v.unsqueeze(0) + 0.4 * torch.randn((t_, *v.shape), generator=_gen(11), dtype=v.dtype)
+        for k, v in theta.items()
+    }
     ep = sample_episodes(env, policy, per_task, tasks, r_, _gen(3))
     # the sampler draws its noise [T, R, H, A] once, first thing from the generator
     noise = torch.randn(t_, r_, env.horizon, 2, generator=_gen(3)).double().numpy()
@@ -787,18 +810,21 @@ def test_sample_episodes_per_task_parameters():
         p_i = _task_params(per_task, i)
         want = _np_mean(policy, p_i, obs[i]) + np.exp(_np_log_std(p_i)) * noise[i]
         np.testing.assert_allclose(ep.actions[i].numpy(), want, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(ep.log_probs, log_prob(policy, per_task, ep.observations, ep.actions),
-                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        ep.log_probs, log_prob(policy, per_task, ep.observations, ep.actions), rtol=1e-10, atol=1e-10
+    )
 
     # deterministic: each task's episodes are those of its own parameters sampled alone
     det = sample_episodes(env, policy, per_task, tasks, r_, _gen(4), deterministic=True)
     for i in range(t_):
-        alone = sample_episodes(env, policy, _task_params(per_task, i), tasks[i:i + 1], r_, _gen(5),
-                                deterministic=True)
+        alone = sample_episodes(
+            env, policy, _task_params(per_task, i), tasks[i : i + 1], r_, _gen(5), deterministic=True
+        )
         for field in ("observations", "actions", "rewards", "mask", "log_probs"):
             torch.testing.assert_close(getattr(det, field)[i], getattr(alone, field)[0], rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(det.actions[i].numpy(), _np_mean(policy, _task_params(per_task, i),
-                                                                    det.observations[i].numpy()), rtol=1e-10)
+        np.testing.assert_allclose(
+            det.actions[i].numpy(), _np_mean(policy, _task_params(per_task, i), det.observations[i].numpy()), rtol=1e-10
+        )
     # the tasks really act differently
     assert float((det.actions[0, 0, 0] - det.actions[1, 0, 0]).abs().max()) > 1e-3
 

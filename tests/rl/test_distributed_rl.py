@@ -23,8 +23,8 @@ from distributed_launch import launch  # noqa: E402
 from metabridge.checkpoint import CheckpointManager  # noqa: E402
 from metabridge.distributed import rank_seed  # noqa: E402
 from metabridge.metrics_log import read_metrics  # noqa: E402
-from metabridge.rl.algorithms.maml_trpo import MAMLBatch  # noqa: E402
 from metabridge.rl.algorithms.base import cat_episodes  # noqa: E402
+from metabridge.rl.algorithms.maml_trpo import MAMLBatch  # noqa: E402
 from metabridge.rl.config import RLConfig  # noqa: E402
 from metabridge.rl.trainer import RLTrainer, build_env, build_policy, build_rl_algorithm  # noqa: E402
 
@@ -41,9 +41,21 @@ def config(algorithm: str, **kw: object) -> RLConfig:
     ~1e-9 (measured: 7e-10 at 10 iterations and damping 0.1, 6e-16 at this setting, which
     also backtracks once in the line search)."""
     trpo = {"cg_iters": 3, "cg_damping": 0.01} if "trpo" in algorithm else {}
-    base = dict(algorithm_kwargs=trpo, env="navigation-2d", env_kwargs={"horizon": 10}, hidden=[8], meta_batch=META_BATCH,
-                rollouts=ROLLOUTS, iterations=1, eval_tasks=2, eval_rollouts=2, eval_updates=1, seed=SEED,
-                dtype="float64", algorithm=algorithm)
+    base = dict(
+        algorithm_kwargs=trpo,
+        env="navigation-2d",
+        env_kwargs={"horizon": 10},
+        hidden=[8],
+        meta_batch=META_BATCH,
+        rollouts=ROLLOUTS,
+        iterations=1,
+        eval_tasks=2,
+        eval_rollouts=2,
+        eval_updates=1,
+        seed=SEED,
+        dtype="float64",
+        algorithm=algorithm,
+    )
     return RLConfig(**{**base, **kw})
 
 
@@ -52,8 +64,10 @@ def _single_process_update(name: str, world: int = 2) -> tuple[dict[str, torch.T
     cfg = config(name)
     env = build_env(cfg)
     algo = build_rl_algorithm(cfg, build_policy(cfg, env))
-    shards = [algo.collect(env, META_BATCH // world, ROLLOUTS, torch.Generator().manual_seed(rank_seed(SEED, r)))
-              for r in range(world)]
+    shards = [
+        algo.collect(env, META_BATCH // world, ROLLOUTS, torch.Generator().manual_seed(rank_seed(SEED, r)))
+        for r in range(world)
+    ]
     union = MAMLBatch.cat(shards) if name == "maml-trpo" else cat_episodes(shards)
     stats = algo.update(union)
     return {k: v.detach().clone() for k, v in algo.state_dict().items()}, stats, shards

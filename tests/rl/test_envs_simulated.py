@@ -23,8 +23,13 @@ from metabridge.rl.envs.rand_params import (  # noqa: E402
 LOCOMOTION = [HalfCheetahVel, HalfCheetahDir, AntVel, AntDir]
 RAND_PARAMS = [HopperRandParams, Walker2DRandParams, HalfCheetahRandParams]
 DIMS = {  # (obs_dim, action_dim) of the gymnasium v5 robots
-    HalfCheetahVel: (17, 6), HalfCheetahDir: (17, 6), AntVel: (105, 8), AntDir: (105, 8),
-    HopperRandParams: (11, 3), Walker2DRandParams: (17, 6), HalfCheetahRandParams: (17, 6),
+    HalfCheetahVel: (17, 6),
+    HalfCheetahDir: (17, 6),
+    AntVel: (105, 8),
+    AntDir: (105, 8),
+    HopperRandParams: (11, 3),
+    Walker2DRandParams: (17, 6),
+    HalfCheetahRandParams: (17, 6),
 }
 
 
@@ -157,8 +162,8 @@ def test_rand_params_scale_and_restore() -> None:
     np.testing.assert_array_equal(model.body_mass, base["body_mass"] * 1.5 ** e[sl])
     assert not np.array_equal(model.body_mass, base["body_mass"])
     off = base["body_mass"].size + base["body_inertia"].size
-    dof = e[off: off + base["dof_damping"].size]
-    np.testing.assert_array_equal(model.dof_damping, base["dof_damping"] * 1.3 ** dof)  # ProMP's 1.3
+    dof = e[off : off + base["dof_damping"].size]
+    np.testing.assert_array_equal(model.dof_damping, base["dof_damping"] * 1.3**dof)  # ProMP's 1.3
     for name, value in base.items():  # all-zero exponents = the base model
         np.testing.assert_array_equal(getattr(env.entry_model(1, 0), name), value)
     env.reset(torch.cat([zero_task, random_task]), 1, g)  # the same pooled env now gets zeros

@@ -9,13 +9,24 @@ import pytest
 
 from metabridge.rl.experiments import comparison_experiment, tradeoff_experiment
 
-TINY = dict(env_kwargs={"horizon": 6}, hidden=[8], meta_batch=3, rollouts=3, iterations=4, eval_every=2,
-            eval_tasks=3, eval_rollouts=2, eval_updates=2, checkpoint_every=2)
+TINY = dict(
+    env_kwargs={"horizon": 6},
+    hidden=[8],
+    meta_batch=3,
+    rollouts=3,
+    iterations=4,
+    eval_every=2,
+    eval_tasks=3,
+    eval_rollouts=2,
+    eval_updates=2,
+    checkpoint_every=2,
+)
 
 
 def test_comparison_gives_drs_twice_the_iterations_and_reuses_runs(tmp_path: Path, capsys) -> None:
-    report = comparison_experiment("navigation-finn", tmp_path / "out", tmp_path / "runs",
-                                   ("maml-trpo", "drs-trpo", "drs-ppo"), seed=0, **TINY)
+    report = comparison_experiment(
+        "navigation-finn", tmp_path / "out", tmp_path / "runs", ("maml-trpo", "drs-trpo", "drs-ppo"), seed=0, **TINY
+    )
     methods = report["methods"]
     assert methods["maml-trpo"]["iterations"] == 4 and methods["drs-trpo"]["iterations"] == 8
     assert methods["drs-ppo"]["config"]["algorithm_kwargs"]["clip"] == 0.2
@@ -29,8 +40,9 @@ def test_comparison_gives_drs_twice_the_iterations_and_reuses_runs(tmp_path: Pat
     assert {"results.json", "returns.png", "table.md"} <= {p.name for p in (tmp_path / "out").iterdir()}
     assert "| maml-trpo |" in capsys.readouterr().out
     stamp = (tmp_path / "runs" / "maml-trpo-s0" / "last.pt").stat().st_mtime_ns
-    again = comparison_experiment("navigation-finn", tmp_path / "out", tmp_path / "runs",
-                                  ("maml-trpo", "drs-trpo", "drs-ppo"), seed=0, **TINY)
+    again = comparison_experiment(
+        "navigation-finn", tmp_path / "out", tmp_path / "runs", ("maml-trpo", "drs-trpo", "drs-ppo"), seed=0, **TINY
+    )
     assert (tmp_path / "runs" / "maml-trpo-s0" / "last.pt").stat().st_mtime_ns == stamp  # reused, not retrained
     assert again["methods"]["maml-trpo"]["returns"] == methods["maml-trpo"]["returns"]
 
@@ -40,8 +52,12 @@ def test_tradeoff_map_from_seeds(tmp_path: Path) -> None:
 
     config = TradeoffConfig(out=tmp_path / "out", seeds=[0, 1], progress=False, **TINY)
     report = run_tradeoff(config)
-    assert {p.name for p in (tmp_path / "out" / "runs").iterdir()} == {"maml-trpo-s0", "maml-trpo-s1", "drs-trpo-s0",
-                                                                       "drs-trpo-s1"}
+    assert {p.name for p in (tmp_path / "out" / "runs").iterdir()} == {
+        "maml-trpo-s0",
+        "maml-trpo-s1",
+        "drs-trpo-s0",
+        "drs-trpo-s1",
+    }
     assert TradeoffConfig.from_file(tmp_path / "out" / "config.json") == config
     value = report["map"]["value"]
     assert len(value) == 2 and all(len(row) == 3 for row in value)  # checkpoints x (0..2 updates)
@@ -64,8 +80,9 @@ def test_experiment_command_runs_the_named_experiment_into_out(tmp_path: Path, c
     report = run_experiment(RLExperimentConfig(name="navigation", out=tmp_path / "nav", progress=False, **small))
     assert report["preset"] == "navigation-finn" and report["references"]["maml"][0] == -40.41
     assert report["methods"]["maml-trpo"]["config"]["meta_batch"] == TINY["meta_batch"]
-    assert {"results.json", "returns.png", "table.md", "config.json", "runs"} <= {p.name for p in
-                                                                                   (tmp_path / "nav").iterdir()}
+    assert {"results.json", "returns.png", "table.md", "config.json", "runs"} <= {
+        p.name for p in (tmp_path / "nav").iterdir()
+    }
     assert "| maml-trpo |" in capsys.readouterr().out
     with pytest.raises(ValueError, match="name"):
         RLExperimentConfig(name="cartpole")

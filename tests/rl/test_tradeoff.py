@@ -43,8 +43,9 @@ def test_module_does_not_import_scipy() -> None:
     assert "import scipy" not in source and "from scipy" not in source
 
 
-@pytest.mark.parametrize("ab", [[1e-3, 0.1, 0.5, 1.0, 2.5, 7.3, 10.0, 33.0], [100.0, 1e3, 1e4, 1e5, 1e6]],
-                         ids=["moderate", "large"])
+@pytest.mark.parametrize(
+    "ab", [[1e-3, 0.1, 0.5, 1.0, 2.5, 7.3, 10.0, 33.0], [100.0, 1e3, 1e4, 1e5, 1e6]], ids=["moderate", "large"]
+)
 def test_incomplete_beta_matches_scipy(ab: list[float]) -> None:
     vals = [0.1, 1.0, 4.0] + ab
     a, b, x = np.meshgrid(vals, vals, X_GRID, indexing="ij")
@@ -66,16 +67,18 @@ def test_incomplete_beta_edges_and_identities() -> None:
     assert np.all(regularized_incomplete_beta(a, 2.0, 1.0) == 1.0)
     x = np.linspace(0.0, 1.0, 41)
     np.testing.assert_allclose(regularized_incomplete_beta(1.0, 1.0, x), x, rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(regularized_incomplete_beta(3.5, 1.0, x), x ** 3.5, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(regularized_incomplete_beta(1.0, 2.5, x), 1.0 - (1.0 - x) ** 2.5, rtol=1e-12,
-                               atol=1e-15)
+    np.testing.assert_allclose(regularized_incomplete_beta(3.5, 1.0, x), x**3.5, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(regularized_incomplete_beta(1.0, 2.5, x), 1.0 - (1.0 - x) ** 2.5, rtol=1e-12, atol=1e-15)
     # symmetry I_x(a, b) = 1 - I_{1-x}(b, a) across the continued fraction's switch point
     lhs = regularized_incomplete_beta(2.0, 7.0, x)
     rhs = 1.0 - regularized_incomplete_beta(7.0, 2.0, 1.0 - x)
     np.testing.assert_allclose(lhs, rhs, atol=1e-14)
     # I_{1/2}(a, a) = 1/2
-    np.testing.assert_allclose(regularized_incomplete_beta(np.array([0.5, 3.0, 1e3, 1e6]), np.array([0.5, 3.0, 1e3, 1e6]),
-                                                           0.5), 0.5, atol=1e-13)
+    np.testing.assert_allclose(
+        regularized_incomplete_beta(np.array([0.5, 3.0, 1e3, 1e6]), np.array([0.5, 3.0, 1e3, 1e6]), 0.5),
+        0.5,
+        atol=1e-13,
+    )
     # mpmath (40 digits): I_{1e-5}(10, 1e6) = 0.54208217098508463675...
     assert abs(regularized_incomplete_beta(10.0, 1e6, 1e-5) - 0.5420821709850846368) < 1e-14
 
@@ -84,8 +87,7 @@ def test_incomplete_beta_inputs() -> None:
     scalar = regularized_incomplete_beta(2.0, 3.0, 0.4)
     assert np.ndim(scalar) == 0 and isinstance(float(scalar), float)
     assert abs(float(scalar) - special.betainc(2.0, 3.0, 0.4)) < 1e-15
-    got = regularized_incomplete_beta(torch.tensor([2.0, 3.0]), 1.5,
-                                      torch.tensor([[0.2], [0.9]], dtype=torch.float64))
+    got = regularized_incomplete_beta(torch.tensor([2.0, 3.0]), 1.5, torch.tensor([[0.2], [0.9]], dtype=torch.float64))
     assert got.shape == (2, 2)
     np.testing.assert_allclose(got, special.betainc([2.0, 3.0], 1.5, [[0.2], [0.9]]), rtol=1e-13)
     assert np.isnan(regularized_incomplete_beta(2.0, 3.0, np.nan))
@@ -117,8 +119,9 @@ def test_student_t_sf_closed_forms_and_normal_limit() -> None:
     # Cauchy (dof 1) and dof 2 have closed forms; for tiny t they are sharper than scipy (~3e-9 there)
     np.testing.assert_allclose(student_t_sf(t, 1.0), np.arctan2(1.0, t) / np.pi, rtol=1e-13)
     r = np.sqrt(2.0 + t * t)  # 0.5 - t / (2r), written without cancellation for t > 0
-    np.testing.assert_allclose(student_t_sf(t, 2.0), np.where(t > 0, 1.0 / (r * (r + t)), 0.5 - t / (2.0 * r)),
-                               rtol=1e-13)
+    np.testing.assert_allclose(
+        student_t_sf(t, 2.0), np.where(t > 0, 1.0 / (r * (r + t)), 0.5 - t / (2.0 * r)), rtol=1e-13
+    )
     np.testing.assert_allclose(student_t_sf(t, np.inf), stats.norm.sf(t), rtol=1e-13)
     with pytest.raises(ValueError):
         student_t_sf(1.0, 0.0)
@@ -155,10 +158,10 @@ def test_welch_vectorised_and_paper_dof() -> None:
     assert t.shape == dof.shape == p.shape == (4, 3)
     np.testing.assert_allclose(tp, t)
     # the reference code's nu, written out as in summary.py
-    nu_ref = (s1 ** 2 / n + s2 ** 2 / n) ** 2 / (s1 ** 4 / n / (n - 1) + s2 ** 4 / n / (n - 1))
+    nu_ref = (s1**2 / n + s2**2 / n) ** 2 / (s1**4 / n / (n - 1) + s2**4 / n / (n - 1))
     np.testing.assert_allclose(dofp, nu_ref, rtol=1e-12)
     np.testing.assert_allclose(dofp, dof / n, rtol=1e-12)  # equal n: the textbook value over n
-    np.testing.assert_allclose(pp, 0.5 * special.betainc(nu_ref / 2, 0.5, nu_ref / (nu_ref + tp ** 2)), rtol=1e-9)
+    np.testing.assert_allclose(pp, 0.5 * special.betainc(nu_ref / 2, 0.5, nu_ref / (nu_ref + tp**2)), rtol=1e-9)
     assert np.all(pp >= p)  # fewer degrees of freedom: heavier tails, larger p
     assert np.all((dof >= n - 1 - 1e-12) & (dof <= 2 * (n - 1) + 1e-12))
 
@@ -176,8 +179,9 @@ def test_welch_zero_variance() -> None:
         t, dof, p = welch_one_sided(1.0, 0.0, 5, 2.0, 1.0, 4)
         assert dof == pytest.approx(3.0) and t == pytest.approx(-2.0)
         assert p == pytest.approx(stats.t.sf(2.0, 3.0), rel=1e-10)
-        t, dof, p = welch_one_sided(np.array([1.0, 1.0, 3.0]), 0.0, 5, 1.0, np.array([0.0, 1.0, 0.0]), 5,
-                                    paper_dof=True)
+        t, dof, p = welch_one_sided(
+            np.array([1.0, 1.0, 3.0]), 0.0, 5, 1.0, np.array([0.0, 1.0, 0.0]), 5, paper_dof=True
+        )
         assert not np.any(np.isnan(t) | np.isnan(dof) | np.isnan(p))
         np.testing.assert_allclose(p, [0.5, 0.5, 0.0])
     with pytest.raises(ValueError):
@@ -196,7 +200,7 @@ def test_seed_statistics_from_trials() -> None:
     seed_means = trials.mean(1)
     seed_se = trials.std(1) / math.sqrt(20)  # np.std: ddof=0, as summary.py
     np.testing.assert_allclose(mean, seed_means.mean(0))
-    np.testing.assert_allclose(stderr, np.sqrt((seed_means.var(0) + (seed_se ** 2).mean(0)) / 5))
+    np.testing.assert_allclose(stderr, np.sqrt((seed_means.var(0) + (seed_se**2).mean(0)) / 5))
     # the same from per-seed summaries, and from torch
     m2, s2 = seed_statistics(seed_means=seed_means, seed_stderrs=torch.from_numpy(seed_se))
     np.testing.assert_allclose(m2, mean)
@@ -204,7 +208,7 @@ def test_seed_statistics_from_trials() -> None:
     # ddof=1 for both variances
     m3, s3 = seed_statistics(trials, ddof=1)
     se1 = trials.std(1, ddof=1) / math.sqrt(20)
-    np.testing.assert_allclose(s3, np.sqrt((seed_means.var(0, ddof=1) + (se1 ** 2).mean(0)) / 5))
+    np.testing.assert_allclose(s3, np.sqrt((seed_means.var(0, ddof=1) + (se1**2).mean(0)) / 5))
 
 
 def test_seed_statistics_ragged_and_defaults() -> None:
@@ -213,7 +217,7 @@ def test_seed_statistics_ragged_and_defaults() -> None:
     means = np.array([np.mean(r) for r in runs])
     ses = np.array([np.std(r) / math.sqrt(len(r)) for r in runs])
     assert float(mean) == pytest.approx(means.mean())
-    assert float(stderr) == pytest.approx(math.sqrt((means.var() + (ses ** 2).mean()) / 3))
+    assert float(stderr) == pytest.approx(math.sqrt((means.var() + (ses**2).mean()) / 3))
     m, s = seed_statistics(seed_means=[1.0, 2.0, 3.0])  # stderrs default to zero
     assert float(m) == 2.0 and float(s) == pytest.approx(math.sqrt(np.var([1.0, 2.0, 3.0]) / 3))
     with pytest.raises(ValueError):
@@ -229,15 +233,14 @@ def _reference_map(drs: np.ndarray, maml: np.ndarray, drs_se: np.ndarray, maml_s
     """summary.py's averaging and get_tradeoff_map (paper degrees of freedom), with scipy's betainc."""
     n = drs.shape[0]
     means = np.stack([drs.mean(0), maml.mean(0)])
-    ses = np.stack([np.sqrt((drs.var(0) + (drs_se ** 2).mean(0)) / n),
-                    np.sqrt((maml.var(0) + (maml_se ** 2).mean(0)) / n)])
+    ses = np.stack([np.sqrt((drs.var(0) + (drs_se**2).mean(0)) / n), np.sqrt((maml.var(0) + (maml_se**2).mean(0)) / n)])
     out = np.zeros(means.shape[1:])
     for c in range(out.shape[0]):
         for u in range(out.shape[1]):
             ts, cs = math.sqrt(n) * ses[1, c, u], math.sqrt(n) * ses[0, c, u]  # target MAML, comparison DRS
-            nu = (ts ** 2 / n + cs ** 2 / n) ** 2 / (ts ** 4 / n / (n - 1) + cs ** 4 / n / (n - 1))
-            t = (means[1, c, u] - means[0, c, u]) / math.sqrt(ts ** 2 / n + cs ** 2 / n)
-            p = 0.5 * special.betainc(nu / 2, 0.5, nu / (t ** 2 + nu))
+            nu = (ts**2 / n + cs**2 / n) ** 2 / (ts**4 / n / (n - 1) + cs**4 / n / (n - 1))
+            t = (means[1, c, u] - means[0, c, u]) / math.sqrt(ts**2 / n + cs**2 / n)
+            p = 0.5 * special.betainc(nu / 2, 0.5, nu / (t**2 + nu))
             out[c, u] = (1.0 if means[0, c, u] > means[1, c, u] else -1.0) * (1 - 2 * p)
     return out
 
@@ -267,8 +270,15 @@ def test_tradeoff_map_sign_and_range() -> None:
     np.testing.assert_allclose(res.drs_mean, drs.mean(0))
     np.testing.assert_allclose(res.value, res.sign * (1 - 2 * res.p))
     # same as scipy's Welch on the seed summaries (s_j = sqrt(n) stderr_j)
-    _, p_ref = stats.ttest_ind_from_stats(res.drs_mean, math.sqrt(5) * res.drs_stderr, 5, res.maml_mean,
-                                          math.sqrt(5) * res.maml_stderr, 5, equal_var=False)
+    _, p_ref = stats.ttest_ind_from_stats(
+        res.drs_mean,
+        math.sqrt(5) * res.drs_stderr,
+        5,
+        res.maml_mean,
+        math.sqrt(5) * res.maml_stderr,
+        5,
+        equal_var=False,
+    )
     np.testing.assert_allclose(res.p, p_ref / 2, rtol=1e-9)  # one-sided = two-sided / 2
     # swapping the methods negates the map
     swapped = tradeoff_map(maml, drs, maml_se, drs_se)

@@ -9,14 +9,25 @@ import pytest
 import torch
 
 from metabridge.checkpoint import CheckpointError
+from metabridge.metrics_log import read_metrics
 from metabridge.rl import MetaEnv, Navigation2D, StepResult, register_env
 from metabridge.rl.config import RLConfig
 from metabridge.rl.presets import available_presets, preset_config
 from metabridge.rl.trainer import RLTrainingError, load_rl_run, train_rl
-from metabridge.metrics_log import read_metrics
 
-TINY = dict(env="navigation-2d", env_kwargs={"horizon": 8}, hidden=[8], meta_batch=3, rollouts=3, iterations=6,
-            eval_every=3, eval_tasks=3, eval_rollouts=2, eval_updates=1, checkpoint_every=2)
+TINY = dict(
+    env="navigation-2d",
+    env_kwargs={"horizon": 8},
+    hidden=[8],
+    meta_batch=3,
+    rollouts=3,
+    iterations=6,
+    eval_every=3,
+    eval_tasks=3,
+    eval_rollouts=2,
+    eval_updates=1,
+    checkpoint_every=2,
+)
 
 
 def tiny(algorithm: str = "maml-trpo", **kw: object) -> RLConfig:
@@ -178,8 +189,9 @@ def test_rl_train_resume_keeps_the_runs_own_settings(tmp_path: Path) -> None:
     from metabridge.rl.commands import RLTrainConfig, run_train
 
     over = {k: v for k, v in TINY.items() if k not in ("env", "env_kwargs")} | {"iterations": 2, "eval_every": 2}
-    run_train(RLTrainConfig(out=tmp_path, algorithm="drs-ppo", seed=3, env_kwargs={"horizon": 8}, progress=False,
-                            **over))
+    run_train(
+        RLTrainConfig(out=tmp_path, algorithm="drs-ppo", seed=3, env_kwargs={"horizon": 8}, progress=False, **over)
+    )
     result = run_train(RLTrainConfig(out=tmp_path, resume=True, iterations=4, progress=False))  # no other option
     saved = RLConfig(**json.loads((tmp_path / "config.json").read_text()))
     assert result.iteration == 4 and saved.iterations == 4
@@ -195,12 +207,15 @@ def test_rl_eval_of_a_folder_without_a_run_says_so(tmp_path: Path) -> None:
             run_eval(RLEvalConfig(run=folder, out=tmp_path / "e"))
 
 
-@pytest.mark.parametrize("settings, words", [
-    ({"algorithm": "pearl"}, ["algorithm", "'pearl'", "drs-ppo, drs-trpo, fo-maml-trpo, maml-trpo"]),
-    ({"meta_batch": -3}, ["meta_batch: must be >= 1 (got -3)"]),
-    ({"preset": "nope"}, ["unknown meta-RL preset 'nope'", "navigation-finn"]),
-    ({"resume": True, "overwrite": True}, ["--resume", "--overwrite"]),
-])
+@pytest.mark.parametrize(
+    "settings, words",
+    [
+        ({"algorithm": "pearl"}, ["algorithm", "'pearl'", "drs-ppo, drs-trpo, fo-maml-trpo, maml-trpo"]),
+        ({"meta_batch": -3}, ["meta_batch: must be >= 1 (got -3)"]),
+        ({"preset": "nope"}, ["unknown meta-RL preset 'nope'", "navigation-finn"]),
+        ({"resume": True, "overwrite": True}, ["--resume", "--overwrite"]),
+    ],
+)
 def test_invalid_rl_settings_are_one_line_naming_the_field(settings: dict, words: list[str]) -> None:
     from pydantic import ValidationError
 
@@ -234,10 +249,39 @@ def test_cli_rl_train_refuses_an_unknown_algorithm_in_one_line(tmp_path: Path) -
 def test_cli_rl_train_then_eval_naming_the_run_positionally(tmp_path: Path) -> None:
     from cli_runner import run_cli
 
-    res = run_cli(["rl", "train", "--preset", "navigation-finn", "--algorithm", "drs-trpo", "--env-kwargs",
-                   "horizon=8", "--hidden", "8", "--meta-batch", "3", "--rollouts", "3", "--iterations", "2",
-                   "--eval-every", "2", "--eval-tasks", "3", "--eval-rollouts", "2", "--eval-updates", "1",
-                   "--checkpoint-every", "2", "--no-progress", "--out", str(tmp_path / "r")])
+    res = run_cli(
+        [
+            "rl",
+            "train",
+            "--preset",
+            "navigation-finn",
+            "--algorithm",
+            "drs-trpo",
+            "--env-kwargs",
+            "horizon=8",
+            "--hidden",
+            "8",
+            "--meta-batch",
+            "3",
+            "--rollouts",
+            "3",
+            "--iterations",
+            "2",
+            "--eval-every",
+            "2",
+            "--eval-tasks",
+            "3",
+            "--eval-rollouts",
+            "2",
+            "--eval-updates",
+            "1",
+            "--checkpoint-every",
+            "2",
+            "--no-progress",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
     assert res.exit_code == 0, res.output
     saved = json.loads((tmp_path / "r" / "config.json").read_text())
     assert saved["env_kwargs"] == {"action_scale": 0.1, "horizon": 8}  # added to the preset's

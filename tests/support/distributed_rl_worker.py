@@ -70,8 +70,9 @@ def train_mode(root: str, iterations: int, algorithm: str, kill: int) -> None:
         pass
     RLTrainer(cfg, Path(root) / "cut", resume=True, progress=False, distributed=ctx).run()
     if ctx.is_main:
-        torch.save({name: load_rl_run(Path(root) / name)[2].state_dict() for name in ("full", "cut")},
-                   Path(root) / "params.pt")
+        torch.save(
+            {name: load_rl_run(Path(root) / name)[2].state_dict() for name in ("full", "cut")}, Path(root) / "params.pt"
+        )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ from metabridge.distributed import GradientAverager, init_from_environment  # no
 def grad_mode(out: str) -> None:
     ctx = init_from_environment("cpu")
     torch.manual_seed(0)
-    algo = mb.build_algorithm("maml", model="conv4", n_way=3, inner_lr=0.1, inner_steps=2,
-                              image_size=16, model_kwargs={"hidden": 4}).double()
+    algo = mb.build_algorithm(
+        "maml", model="conv4", n_way=3, inner_lr=0.1, inner_steps=2, image_size=16, model_kwargs={"hidden": 4}
+    ).double()
     from test_distributed import meta_batch  # the same tasks as the single-process reference
 
     batch = meta_batch()
@@ -46,15 +47,13 @@ def train_mode(run: str, out: str, steps: int, kill: int | None) -> None:
 
     ctx = init_from_environment("cpu")
     resume = (Path(run) / "last.pt").exists()
-    cfg = toy_config(Path(run), steps=steps, checkpoint_every=3, eval_every=4, meta_batch_size=4,
-                     lr_schedule="plateau")
+    cfg = toy_config(Path(run), steps=steps, checkpoint_every=3, eval_every=4, meta_batch_size=4, lr_schedule="plateau")
 
     def on_step(step: int, loss: float) -> None:
         if kill is not None and step == kill:
             os._exit(7)
 
-    trainer = mb.Trainer(cfg, builder=toy_builder(), progress=False, resume=resume, distributed=ctx,
-                         on_step=on_step)
+    trainer = mb.Trainer(cfg, builder=toy_builder(), progress=False, resume=resume, distributed=ctx, on_step=on_step)
     trainer.run()
     if ctx.is_main:
         torch.save({n: p.detach().clone() for n, p in trainer.experiment.algorithm.named_parameters()}, out)

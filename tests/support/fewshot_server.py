@@ -25,7 +25,7 @@ class FileServer:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_address[1]}/{path.lstrip('/')}"
 
-    def start(self) -> "FileServer":
+    def start(self) -> FileServer:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -29,11 +29,18 @@ class ToyANIL(MetaAlgorithm):
 
     name = "toy_anil"
 
-    def __init__(self, hidden: int = 16, inner_lr: float = 0.05, dropout: float = 0.1,
-                 nan_at_call: int | None = None, nan_in_eval: bool = False) -> None:
+    def __init__(
+        self,
+        hidden: int = 16,
+        inner_lr: float = 0.05,
+        dropout: float = 0.1,
+        nan_at_call: int | None = None,
+        nan_in_eval: bool = False,
+    ) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(1, hidden), nn.Tanh(), nn.Dropout(dropout), nn.Linear(hidden, hidden),
-                                  nn.Tanh())
+        self.body = nn.Sequential(
+            nn.Linear(1, hidden), nn.Tanh(), nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.Tanh()
+        )
         self.head = nn.Linear(hidden, 1)
         self.inner_lr = inner_lr
         self.nan_at_call = nan_at_call
@@ -84,9 +91,24 @@ def toy_builder(**algo_kwargs):
 
 def toy_config(out_dir, **overrides) -> ExperimentConfig:
     """A fast sinusoid config (a few steps, few episodes)."""
-    base = dict(task="sinusoid", algorithm="toy_anil", k_shot=5, q_query=5, meta_batch_size=4, steps=12,
-                eval_every=4, val_episodes=20, test_episodes=20, eval_batch_size=10, checkpoint_every=4,
-                log_every=2, lr=1e-2, seed=3, device="cpu", out_dir=str(out_dir))
+    base = dict(
+        task="sinusoid",
+        algorithm="toy_anil",
+        k_shot=5,
+        q_query=5,
+        meta_batch_size=4,
+        steps=12,
+        eval_every=4,
+        val_episodes=20,
+        test_episodes=20,
+        eval_batch_size=10,
+        checkpoint_every=4,
+        log_every=2,
+        lr=1e-2,
+        seed=3,
+        device="cpu",
+        out_dir=str(out_dir),
+    )
     base.update(overrides)
     return ExperimentConfig(**base)
 

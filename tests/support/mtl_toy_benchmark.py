@@ -19,7 +19,15 @@ def _split(n: int, seed: int, tasks: list[TaskSpec], name: str) -> MultiTaskData
 
 @register_mtl_benchmark("toy_mtl")
 def load_toy(root=None, n_train: int = 512) -> MultiTaskBenchmark:
-    tasks = [TaskSpec("cls", "classification", 4, unit="%"), TaskSpec("reg", "regression", 1, 0.0, 1.5),
-             TaskSpec("reg2", "regression", 1, 5.0, 3.4)]
-    return MultiTaskBenchmark("toy_mtl", _split(n_train, 0, tasks, "train"), _split(128, 1, tasks, "val"),
-                              _split(128, 2, tasks, "test"), input_kind="vector")
+    tasks = [
+        TaskSpec("cls", "classification", 4, unit="%"),
+        TaskSpec("reg", "regression", 1, 0.0, 1.5),
+        TaskSpec("reg2", "regression", 1, 5.0, 3.4),
+    ]
+    return MultiTaskBenchmark(
+        "toy_mtl",
+        _split(n_train, 0, tasks, "train"),
+        _split(128, 1, tasks, "val"),
+        _split(128, 2, tasks, "test"),
+        input_kind="vector",
+    )

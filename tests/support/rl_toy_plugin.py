@@ -23,8 +23,9 @@ class ToyReinforce(MetaRLAlgorithm):
     def hparams(self) -> dict[str, Any]:
         return {**super().hparams(), "step": self.step}
 
-    def train_iteration(self, env: MetaEnv, meta_batch: int, rollouts: int,
-                        generator: torch.Generator) -> dict[str, float]:
+    def train_iteration(
+        self, env: MetaEnv, meta_batch: int, rollouts: int, generator: torch.Generator
+    ) -> dict[str, float]:
         tasks = env.sample_tasks(meta_batch, generator)
         episodes = self.sample(env, self.policy.params(), tasks, rollouts, generator)
         grads = inner_gradients(self.policy, self.policy.params(), episodes)  # per task: [T, ...]

@@ -91,14 +91,17 @@ def test_envelope_theorem_optimal_heads(setup) -> None:
 
 
 def test_closeness_experiment_runs_and_reports_every_pair() -> None:
-    cfg = ClosenessSettings(widths=(8,), depths=(1,), train_tasks=5, steps=3, meta_batch=2, k_shot=5,
-                          q_query=5, test_tasks=6)
+    cfg = ClosenessSettings(
+        widths=(8,), depths=(1,), train_tasks=5, steps=3, meta_batch=2, k_shot=5, q_query=5, test_tasks=6
+    )
     res = closeness_experiment(cfg)
     (row,) = res["rows"]
     for mode in ("native", "refit"):
         for pair in ("mtl_anil", "mtl_maml", "anil_maml"):
             assert row[f"gap_{mode}_{pair}"] >= 0.0
-    assert all(v == v and v < float("inf") for k, v in row.items() if k.startswith(("gap", "mse")) and isinstance(v, float))
+    assert all(
+        v == v and v < float("inf") for k, v in row.items() if k.startswith(("gap", "mse")) and isinstance(v, float)
+    )
     # ANIL and MAML start from the same body and see the same batches: after 3 small
     # steps their refit predictions are far closer to each other than to the targets
     assert row["gap_refit_anil_maml"] < 0.1 * row["mse_refit_anil"] / res["target_mean_square"]
@@ -109,8 +112,18 @@ def test_closeness_command_writes_results_and_restores_threads(tmp_path, capsys)
     from metabridge.theory.commands import run_closeness
 
     before = torch.get_num_threads()
-    config = ClosenessCommand(out=tmp_path, widths=[8], depths=[1], steps=2, train_tasks=4, meta_batch=2, k_shot=5,
-                              q_query=5, test_tasks=4, threads=1 if before > 1 else 2)
+    config = ClosenessCommand(
+        out=tmp_path,
+        widths=[8],
+        depths=[1],
+        steps=2,
+        train_tasks=4,
+        meta_batch=2,
+        k_shot=5,
+        q_query=5,
+        test_tasks=4,
+        threads=1 if before > 1 else 2,
+    )
     res = run_closeness(config)
     assert torch.get_num_threads() == before
     assert [(r["depth"], r["width"]) for r in res["rows"]] == [(1, 8)]
@@ -119,13 +132,16 @@ def test_closeness_command_writes_results_and_restores_threads(tmp_path, capsys)
     assert "normalised prediction gap" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"meta_batch": 9, "train_tasks": 4}, "--meta-batch 9 exceeds --train-tasks 4"),
-    ({"widths": [8, 0]}, "widths.1: must be > 0"),
-    ({"seeds": ["a"]}, "seeds.0"),
-    ({"inner_lr": 0.0}, "inner_lr: must be > 0"),
-    ({"threads": 0}, "threads: must be > 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"meta_batch": 9, "train_tasks": 4}, "--meta-batch 9 exceeds --train-tasks 4"),
+        ({"widths": [8, 0]}, "widths.1: must be > 0"),
+        ({"seeds": ["a"]}, "seeds.0"),
+        ({"inner_lr": 0.0}, "inner_lr: must be > 0"),
+        ({"threads": 0}, "threads: must be > 0"),
+    ],
+)
 def test_closeness_settings_refuse_bad_values_in_one_line_naming_the_field(kwargs, message) -> None:
     from pydantic import ValidationError
 
@@ -141,9 +157,35 @@ def test_closeness_settings_refuse_bad_values_in_one_line_naming_the_field(kwarg
 def test_cli_theory_closeness_spelling(tmp_path) -> None:
     from cli_runner import run_cli
 
-    res = run_cli(["theory", "closeness", "--out", str(tmp_path), "--widths", "8", "--depths", "1", "--steps", "2",
-                   "--train-tasks", "4", "--meta-batch", "2", "--k-shot", "5", "--q-query", "5", "--test-tasks", "4",
-                   "--seeds", "0", "--threads", "1"])
+    res = run_cli(
+        [
+            "theory",
+            "closeness",
+            "--out",
+            str(tmp_path),
+            "--widths",
+            "8",
+            "--depths",
+            "1",
+            "--steps",
+            "2",
+            "--train-tasks",
+            "4",
+            "--meta-batch",
+            "2",
+            "--k-shot",
+            "5",
+            "--q-query",
+            "5",
+            "--test-tasks",
+            "4",
+            "--seeds",
+            "0",
+            "--threads",
+            "1",
+        ]
+    )
     assert res.exit_code == 0, res.output
-    assert [(r["depth"], r["width"]) for r in json.loads((tmp_path / "theory_closeness.json").read_text())["rows"]] \
-        == [(1, 8)]
+    assert [(r["depth"], r["width"]) for r in json.loads((tmp_path / "theory_closeness.json").read_text())["rows"]] == [
+        (1, 8)
+    ]

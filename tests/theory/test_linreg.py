@@ -31,8 +31,9 @@ def _small_batch(seed: int = 0, m: int = 4, n: int = 3, p: int = 3):
 def _minimise(objective, p: int) -> torch.Tensor:
     """Brute force: L-BFGS in float64 from zero on an autograd objective."""
     w = torch.zeros(p, dtype=F64, requires_grad=True)
-    opt = torch.optim.LBFGS([w], lr=1.0, max_iter=500, tolerance_grad=1e-13, tolerance_change=1e-15,
-                            line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w], lr=1.0, max_iter=500, tolerance_grad=1e-13, tolerance_change=1e-15, line_search_fn="strong_wolfe"
+    )
 
     def closure():
         opt.zero_grad()
@@ -177,8 +178,9 @@ def test_linreg_command_writes_one_result_per_coupling(tmp_path, capsys) -> None
 
     from metabridge.theory.commands import LinregConfig, run_linreg
 
-    config = LinregConfig(out=tmp_path, dim=2, coupling=[0, 1], num_tasks=[2, 4], points=[2, 3], alphas=[0.2],
-                          trials=3, mc_tasks=200)
+    config = LinregConfig(
+        out=tmp_path, dim=2, coupling=[0, 1], num_tasks=[2, 4], points=[2, 3], alphas=[0.2], trials=3, mc_tasks=200
+    )
     written = run_linreg(config)
     assert [p.name for p in written] == ["theory_linreg_kappa0.json", "theory_linreg_kappa1.json"]
     for tag in ("kappa0", "kappa1"):
@@ -196,14 +198,17 @@ def test_linreg_paper_sweep_replaces_the_grid() -> None:
     assert config.num_tasks == PAPER_LINREG["num_tasks"] and config.trials == 1000
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_tasks": [2, 0]}, "num_tasks.1: must be > 0"),
-    ({"alphas": [-0.1]}, "alphas.0: must be >= 0"),
-    ({"coupling": ["x"]}, "coupling.0"),
-    ({"trials": 0}, "trials: must be > 0"),
-    ({"beta": float("nan")}, "beta: must be a finite number"),
-    ({"dim": 8, "num_tasks": [2], "points": [2]}, "below dim"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_tasks": [2, 0]}, "num_tasks.1: must be > 0"),
+        ({"alphas": [-0.1]}, "alphas.0: must be >= 0"),
+        ({"coupling": ["x"]}, "coupling.0"),
+        ({"trials": 0}, "trials: must be > 0"),
+        ({"beta": float("nan")}, "beta: must be a finite number"),
+        ({"dim": 8, "num_tasks": [2], "points": [2]}, "below dim"),
+    ],
+)
 def test_linreg_settings_refuse_bad_values_in_one_line_naming_the_field(kwargs, message) -> None:
     from pydantic import ValidationError
 
@@ -221,8 +226,30 @@ def test_cli_theory_linreg_spelling(tmp_path) -> None:
 
     from cli_runner import run_cli
 
-    res = run_cli(["theory", "linreg", "--out", str(tmp_path), "--dim", "2", "--coupling", "0", "--num-tasks", "2", "4",
-                   "--points", "2", "3", "--alphas", "0.2", "--trials", "3", "--mc-tasks", "200"])
+    res = run_cli(
+        [
+            "theory",
+            "linreg",
+            "--out",
+            str(tmp_path),
+            "--dim",
+            "2",
+            "--coupling",
+            "0",
+            "--num-tasks",
+            "2",
+            "4",
+            "--points",
+            "2",
+            "3",
+            "--alphas",
+            "0.2",
+            "--trials",
+            "3",
+            "--mc-tasks",
+            "200",
+        ]
+    )
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "config.json").read_text())["num_tasks"] == [2, 4]
     assert (tmp_path / "theory_linreg_kappa0.json").exists() and not (tmp_path / "theory_linreg_kappa1.json").exists()

@@ -68,8 +68,10 @@ def test_the_loop_checkpoints_the_step_in_flight_and_stops(tmp_path) -> None:
 def test_resume_command_repeats_the_cli_call() -> None:
     argv = ["/venv/bin/metabridge", "rl", "train", "--preset", "navigation-finn", "--out", "runs/a b", "--overwrite"]
     assert resume_command(1, argv) == "metabridge rl train --preset navigation-finn --out 'runs/a b' --resume"
-    assert resume_command(2, argv, fixed=["train", "--resume", "--out", "r"]) == \
-        "torchrun --nproc-per-node 2 -m metabridge train --resume --out r"
+    assert (
+        resume_command(2, argv, fixed=["train", "--resume", "--out", "r"])
+        == "torchrun --nproc-per-node 2 -m metabridge train --resume --out r"
+    )
     assert resume_command(1, ["/x/src/metabridge/__main__.py", "train"]) == "metabridge train --resume"
     assert resume_command(1, ["-c"]) is None
 
@@ -81,6 +83,5 @@ def test_a_signal_during_the_final_step_lets_the_run_finish(tmp_path) -> None:
         if i == 4:
             os.kill(os.getpid(), signal.SIGTERM)
 
-    loop = TrainingLoop(start=0, steps=4, save=lambda i, best: saved.append(i) or tmp_path, resume="",
-                        progress=False)
+    loop = TrainingLoop(start=0, steps=4, save=lambda i, best: saved.append(i) or tmp_path, resume="", progress=False)
     assert loop.run(step) == 4 and saved == [4]

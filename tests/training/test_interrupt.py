@@ -36,13 +36,19 @@ def _records(run_dir: Path, kind: str = "train") -> list[dict]:
     return out
 
 
-def interrupt_run(script: str, run_dir: Path, after: int, sig: int = signal.SIGINT,
-                  timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+def interrupt_run(
+    script: str, run_dir: Path, after: int, sig: int = signal.SIGINT, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
     """Start ``script`` in a fresh interpreter, send ``sig`` once ``run_dir/metrics.jsonl`` holds
     ``after`` train records, and return the finished process (stdout and stderr captured)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SUPPORT), str(SRC), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + timeout
     try:
         while len(_records(run_dir)) < after:
@@ -95,15 +101,29 @@ def test_fewshot_interrupt_checkpoints_the_last_step_and_resumes_exactly(tmp_pat
     final = step + 3
     resumed = Trainer(resume_config(out, steps=final), builder=toy_builder(), progress=False, resume=True)
     resumed.run()
-    full = Trainer(toy_config(tmp_path / "full", steps=final, eval_every=0, checkpoint_every=100000, log_every=1),
-                   builder=toy_builder(), progress=False)
+    full = Trainer(
+        toy_config(tmp_path / "full", steps=final, eval_every=0, checkpoint_every=100000, log_every=1),
+        builder=toy_builder(),
+        progress=False,
+    )
     full.run()
     assert torch.equal(params_vector(resumed.experiment.algorithm), params_vector(full.experiment.algorithm))
 
 
 # --------------------------------------------------------------------------- meta-RL
-RL_TINY = dict(env="navigation-2d", env_kwargs={"horizon": 8}, hidden=[8], meta_batch=3, rollouts=3, eval_every=0,
-               eval_tasks=3, eval_rollouts=2, eval_updates=1, checkpoint_every=100000, algorithm="maml-trpo")
+RL_TINY = dict(
+    env="navigation-2d",
+    env_kwargs={"horizon": 8},
+    hidden=[8],
+    meta_batch=3,
+    rollouts=3,
+    eval_every=0,
+    eval_tasks=3,
+    eval_rollouts=2,
+    eval_updates=1,
+    checkpoint_every=100000,
+    algorithm="maml-trpo",
+)
 RL = """
 from metabridge.rl.config import RLConfig
 from metabridge.rl.trainer import train_rl
@@ -208,10 +228,34 @@ def test_cli_train_interrupt_prints_a_resume_command_that_works(tmp_path: Path) 
     from cli_runner import run_cli
 
     out = tmp_path / "cut"
-    args = ["train", "--task", "sinusoid", "--algorithm", "fomaml", "--k-shot", "5", "--q-query", "5",
-            "--meta-batch-size", "2", "--steps", "100000", "--eval-every", "0", "--log-every", "1",
-            "--checkpoint-every", "100000", "--test-episodes", "10", "--val-episodes", "10", "--out", str(out),
-            "--no-progress"]
+    args = [
+        "train",
+        "--task",
+        "sinusoid",
+        "--algorithm",
+        "fomaml",
+        "--k-shot",
+        "5",
+        "--q-query",
+        "5",
+        "--meta-batch-size",
+        "2",
+        "--steps",
+        "100000",
+        "--eval-every",
+        "0",
+        "--log-every",
+        "1",
+        "--checkpoint-every",
+        "100000",
+        "--test-episodes",
+        "10",
+        "--val-episodes",
+        "10",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     done = interrupt_run(CLI.format(args=args), out, after=3)
     step = assert_checkpointed_last_step(done, out)
     assert done.returncode == 130 and "Traceback" not in done.stderr, done.stderr
@@ -240,11 +284,26 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_checkpointed_step(tmp
     out, port = tmp_path / "ddp", free_port()
     procs = []
     for rank in range(2):
-        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join([str(SUPPORT), str(SRC), os.environ.get("PYTHONPATH", "")])}
-        procs.append(subprocess.Popen([sys.executable, "-c", textwrap.dedent(DDP.format(out=str(out)))], env=env,
-                                      text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        env = {
+            **os.environ,
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "LOCAL_WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": os.pathsep.join([str(SUPPORT), str(SRC), os.environ.get("PYTHONPATH", "")]),
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", textwrap.dedent(DDP.format(out=str(out)))],
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        )
     try:
         deadline = time.monotonic() + 120
         while len(_records(out)) < 3:
@@ -271,7 +330,10 @@ def test_multitask_non_finite_training_loss_stops_naming_the_step(tmp_path: Path
             with torch.no_grad():
                 losses.mul_(float("nan"))
 
-    with pytest.raises(MultiTaskDivergedError, match=r"step 5: non-finite loss .*lower the learning rate.*; the checkpoint of step 4 is kept\."):
+    with pytest.raises(
+        MultiTaskDivergedError,
+        match=r"step 5: non-finite loss .*lower the learning rate.*; the checkpoint of step 4 is kept\.",
+    ):
         _mtl_namespace()["mtl_run"](tmp_path / "nan", 9, checkpoint_every=4, on_batch=poison)
     assert load_checkpoint(tmp_path / "nan" / "last.pt")["step"] == 4
     assert _records(tmp_path / "nan", "error")[0]["step"] == 5

@@ -1,14 +1,14 @@
 """One file per method, all behind :class:`MetaAlgorithm` (``meta_loss`` / ``adapt``)."""
 
 from .anil import ANIL
-from .black_box import BlackBoxLearner
 from .base import DataInfo, MetaAlgorithm, ModelMaker, Predictor, per_task_score, task_loss
+from .black_box import BlackBoxLearner
 from .drs import DRS
 from .execution import ExecutionOptions
 from .fomaml import FOMAML
 from .in_context_transformer import InContextTransformer
-from .mann import MANN
 from .maml import MAML
+from .mann import MANN
 from .meta_sgd import MetaSGD
 from .metaoptnet import MetaOptNet
 from .mtl import MTL
@@ -17,7 +17,30 @@ from .registry import ALGORITHMS, algorithm_hparams, build_algorithm, register_a
 from .reptile import Reptile
 from .snail import SNAIL
 
-__all__ = ["ALGORITHMS", "ANIL", "BlackBoxLearner", "DRS", "DataInfo", "ExecutionOptions", "FOMAML",
-           "InContextTransformer", "MAML", "MANN", "MTL", "MetaAlgorithm", "MetaOptNet", "MetaSGD", "ModelMaker",
-           "Predictor", "ProtoNet", "Reptile", "SNAIL", "algorithm_hparams",
-           "build_algorithm", "per_task_score", "register_algorithm", "task_loss", "unregister_algorithm"]
+__all__ = [
+    "ALGORITHMS",
+    "ANIL",
+    "BlackBoxLearner",
+    "DRS",
+    "DataInfo",
+    "ExecutionOptions",
+    "FOMAML",
+    "InContextTransformer",
+    "MAML",
+    "MANN",
+    "MTL",
+    "MetaAlgorithm",
+    "MetaOptNet",
+    "MetaSGD",
+    "ModelMaker",
+    "Predictor",
+    "ProtoNet",
+    "Reptile",
+    "SNAIL",
+    "algorithm_hparams",
+    "build_algorithm",
+    "per_task_score",
+    "register_algorithm",
+    "task_loss",
+    "unregister_algorithm",
+]

@@ -27,7 +27,7 @@ from .maml import MAML, LearnedLR
 
 def sub_params(params: Params, prefix: str) -> Params:
     """The entries of ``params`` under ``prefix`` (e.g. ``"head."``), with it stripped."""
-    return {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
 
 
 class ANIL(MAML):
@@ -49,16 +49,34 @@ class ANIL(MAML):
 
     name: ClassVar[str] = "anil"
 
-    def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
-                 first_order: bool = False, learn_inner_lr: LearnedLR = None,
-                 eval_steps: int | None = None, *, inner_loss: LossFn | None = None,
-                 outer_loss: LossFn | None = None,
-                 execution: ExecutionOptions | Mapping[str, Any] | None = None) -> None:
-        if not (isinstance(getattr(model, "body", None), nn.Module) and isinstance(getattr(model, "head", None),
-                                                                                  nn.Module)):
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float = 0.01,
+        inner_steps: int = 1,
+        first_order: bool = False,
+        learn_inner_lr: LearnedLR = None,
+        eval_steps: int | None = None,
+        *,
+        inner_loss: LossFn | None = None,
+        outer_loss: LossFn | None = None,
+        execution: ExecutionOptions | Mapping[str, Any] | None = None,
+    ) -> None:
+        if not (
+            isinstance(getattr(model, "body", None), nn.Module) and isinstance(getattr(model, "head", None), nn.Module)
+        ):
             raise ValueError("ANIL needs a model with `body` and `head` submodules (every metabridge model has them).")
-        super().__init__(model, inner_lr, inner_steps, first_order, learn_inner_lr, eval_steps,
-                         inner_loss=inner_loss, outer_loss=outer_loss, execution=execution)
+        super().__init__(
+            model,
+            inner_lr,
+            inner_steps,
+            first_order,
+            learn_inner_lr,
+            eval_steps,
+            inner_loss=inner_loss,
+            outer_loss=outer_loss,
+            execution=execution,
+        )
 
     def adapted_names(self) -> list[str]:
         return [n for n, _ in self.model.named_parameters() if n.startswith("head.")]
@@ -72,8 +90,9 @@ class ANIL(MAML):
         def head_forward(p: Params, f: Tensor) -> Tensor:
             return functional_call(head_module, sub_params({**p, **hidden}, "head."), (f,))
 
-        fast = sgd_inner_loop(head_forward, head, feats, ys, steps, self.step_size, first_order,
-                              self.inner_loss or task_loss)
+        fast = sgd_inner_loop(
+            head_forward, head, feats, ys, steps, self.step_size, first_order, self.inner_loss or task_loss
+        )
         return {**params, **fast}
 
     def _batch_norm_kernel(self) -> BatchNormKernel:
@@ -88,6 +107,15 @@ class ANIL(MAML):
         ex = self.execution
         feats = batched_conv4_body(body, xs, ex.conv_backend, ex.channels_last, self._batch_norm_kernel())
         names = self.adapted_names()
-        fast = batched_sgd_inner_loop(batched_head, expand_to_tasks(params, names, xs.shape[0]), feats, ys, steps,
-                                      self.step_size, first_order, self.execution.checkpoint_inner, self.inner_loss)
+        fast = batched_sgd_inner_loop(
+            batched_head,
+            expand_to_tasks(params, names, xs.shape[0]),
+            feats,
+            ys,
+            steps,
+            self.step_size,
+            first_order,
+            self.execution.checkpoint_inner,
+            self.inner_loss,
+        )
         return {**body, **fast}

@@ -137,11 +137,15 @@ def explain_input_error(algorithm: str, exc: Exception) -> Exception | None:
     text = str(exc)
     if isinstance(exc, RuntimeError) and (m := _CHANNELS.search(text)):
         want, got = m.groups()
-        return ValueError(f"{algorithm}'s network takes {want}-channel images but the batch has {got} channels: "
-                          f"build it with in_channels={got} (build_algorithm(..., in_channels={got})).")
+        return ValueError(
+            f"{algorithm}'s network takes {want}-channel images but the batch has {got} channels: "
+            f"build it with in_channels={got} (build_algorithm(..., in_channels={got}))."
+        )
     if isinstance(exc, IndexError) and (m := _CLASSES.search(text)):
-        return ValueError(f"{algorithm} predicts fewer classes than the episodes' labels (label {m.group(1)} is out "
-                          "of range): build it with n_way equal to the episodes' n_way.")
+        return ValueError(
+            f"{algorithm} predicts fewer classes than the episodes' labels (label {m.group(1)} is out "
+            "of range): build it with n_way equal to the episodes' n_way."
+        )
     return None
 
 
@@ -149,7 +153,7 @@ def _explains_input_errors(method: Callable[..., Any]) -> Callable[..., Any]:
     """``method`` with :func:`explain_input_error` applied to what it raises (no cost when nothing is raised)."""
 
     @functools.wraps(method)
-    def wrapper(self: "MetaAlgorithm", batch: TaskBatch, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: MetaAlgorithm, batch: TaskBatch, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, batch, *args, **kwargs)
         except (RuntimeError, IndexError) as exc:
@@ -183,8 +187,11 @@ class MetaAlgorithm(nn.Module, ABC):
         super().__init_subclass__(**kwargs)
         for name in ("meta_loss", "adapt"):
             method = cls.__dict__.get(name)
-            if callable(method) and not getattr(method, "__explains_input_errors__", False) \
-                    and not getattr(method, "__isabstractmethod__", False):
+            if (
+                callable(method)
+                and not getattr(method, "__explains_input_errors__", False)
+                and not getattr(method, "__isabstractmethod__", False)
+            ):
                 setattr(cls, name, _explains_input_errors(method))
 
     @abstractmethod
@@ -218,9 +225,11 @@ class MetaAlgorithm(nn.Module, ABC):
         """
         params = _constructor_params(cls)
         if "model" not in params and "body" not in params:
-            raise TypeError(f"{cls.__name__}.__init__ takes neither `model` nor `body`, so the registry cannot "
-                            "give it a network; take one of them, or override the classmethod "
-                            "build(cls, make_model, data, **hparams).")
+            raise TypeError(
+                f"{cls.__name__}.__init__ takes neither `model` nor `body`, so the registry cannot "
+                "give it a network; take one of them, or override the classmethod "
+                "build(cls, make_model, data, **hparams)."
+            )
         net = make_model(data.out_dim, running_stats="model" not in params, channels_last="model" not in params)
         supplied: dict[str, Any] = {}
         if "model" in params:
@@ -232,8 +241,10 @@ class MetaAlgorithm(nn.Module, ABC):
         if "num_train_heads" in params:
             heads = data.num_train_classes if data.is_classification else data.num_train_tasks
             if heads is None:
-                raise ValueError(f"{cls.__name__} needs num_train_classes (classification) or num_train_tasks "
-                                 "(regression: a finite training task pool) to size its heads.")
+                raise ValueError(
+                    f"{cls.__name__} needs num_train_classes (classification) or num_train_tasks "
+                    "(regression: a finite training task pool) to size its heads."
+                )
             supplied["num_train_heads"] = int(heads)
         if "task" in params:
             supplied["task"] = "classification" if data.is_classification else "regression"
@@ -248,8 +259,10 @@ class MetaAlgorithm(nn.Module, ABC):
         body = self.__dict__.get("_modules", {}).get("body")
         if isinstance(body, nn.Module):
             return body
-        raise NotImplementedError(f"{type(self).__name__} has no `body` submodule; override the `backbone` "
-                                  "property to return its embedding network.")
+        raise NotImplementedError(
+            f"{type(self).__name__} has no `body` submodule; override the `backbone` "
+            "property to return its embedding network."
+        )
 
     # --- adaptation without queries ---------------------------------------------------------
     def adapt_support(self, support_x: Tensor, support_y: Tensor) -> Predictor:
@@ -273,13 +286,20 @@ class MetaAlgorithm(nn.Module, ABC):
                 raise TypeError(f"query inputs must be a tensor (got {type(query_x).__name__}).")
             if single:
                 if tuple(query_x.shape[1:]) != x_shape:
-                    raise ValueError(f"query inputs have shape {tuple(query_x.shape)}; this predictor was adapted "
-                                     f"on one task and takes [Q, {', '.join(map(str, x_shape))}].")
+                    raise ValueError(
+                        f"query inputs have shape {tuple(query_x.shape)}; this predictor was adapted "
+                        f"on one task and takes [Q, {', '.join(map(str, x_shape))}]."
+                    )
                 return predictor(query_x.unsqueeze(0)).squeeze(0)
-            if query_x.dim() != len(x_shape) + 2 or query_x.shape[0] != num_tasks \
-                    or tuple(query_x.shape[2:]) != x_shape:
-                raise ValueError(f"query inputs have shape {tuple(query_x.shape)}; this predictor was adapted on "
-                                 f"{num_tasks} tasks and takes [{num_tasks}, Q, {', '.join(map(str, x_shape))}].")
+            if (
+                query_x.dim() != len(x_shape) + 2
+                or query_x.shape[0] != num_tasks
+                or tuple(query_x.shape[2:]) != x_shape
+            ):
+                raise ValueError(
+                    f"query inputs have shape {tuple(query_x.shape)}; this predictor was adapted on "
+                    f"{num_tasks} tasks and takes [{num_tasks}, Q, {', '.join(map(str, x_shape))}]."
+                )
             return predictor(query_x)
 
         return predict
@@ -301,38 +321,50 @@ def support_batch(support_x: Tensor, support_y: Tensor) -> tuple[TaskBatch, bool
     elif support_y.is_floating_point():
         classification, ranks = False, (2, 3)
     else:
-        raise ValueError(f"support_y has dtype {support_y.dtype}: give int64 class labels (support_y.long()) "
-                         "or float regression targets.")
+        raise ValueError(
+            f"support_y has dtype {support_y.dtype}: give int64 class labels (support_y.long()) "
+            "or float regression targets."
+        )
     if support_y.dim() not in ranks:
         if not classification and support_y.dim() == 1:
-            raise ValueError(f"regression targets need an output dimension: support_y has shape "
-                             f"{tuple(support_y.shape)}; pass support_y.unsqueeze(-1) ([S, d_y]).")
+            raise ValueError(
+                f"regression targets need an output dimension: support_y has shape "
+                f"{tuple(support_y.shape)}; pass support_y.unsqueeze(-1) ([S, d_y])."
+            )
         kind = "labels [S] (one task) or [T, S]" if classification else "targets [S, d_y] (one task) or [T, S, d_y]"
         raise ValueError(f"support_y has shape {tuple(support_y.shape)}; expected {kind}.")
     single = support_y.dim() == ranks[0]
     x, y = (support_x.unsqueeze(0), support_y.unsqueeze(0)) if single else (support_x, support_y)
     if x.dim() < 3 or x.shape[:2] != y.shape[:2]:
         lead = "S" if single else "T, S"
-        raise ValueError(f"support_x has shape {tuple(support_x.shape)} but support_y {tuple(support_y.shape)}; "
-                         f"inputs must be [{lead}, *x_shape] with the same leading size(s) as the targets "
-                         "(a feature dimension included, e.g. [S, 1] for scalar inputs).")
+        raise ValueError(
+            f"support_x has shape {tuple(support_x.shape)} but support_y {tuple(support_y.shape)}; "
+            f"inputs must be [{lead}, *x_shape] with the same leading size(s) as the targets "
+            "(a feature dimension included, e.g. [S, 1] for scalar inputs)."
+        )
     if not x.is_floating_point():
-        raise ValueError(f"support_x has dtype {x.dtype}; give floating-point inputs (e.g. uint8 images as "
-                         "x.float() / 255, normalized as in training).")
+        raise ValueError(
+            f"support_x has dtype {x.dtype}; give floating-point inputs (e.g. uint8 images as "
+            "x.float() / 255, normalized as in training)."
+        )
     if x.shape[1] == 0:
         raise ValueError("the support set is empty; give at least one example per task.")
     n_way = None
     if classification:
         if int(y.min()) < 0:
-            raise ValueError(f"support labels must be 0..N-1 (got {int(y.min())}); relabel each task with "
-                             "torch.unique(y, return_inverse=True)[1].")
+            raise ValueError(
+                f"support labels must be 0..N-1 (got {int(y.min())}); relabel each task with "
+                "torch.unique(y, return_inverse=True)[1]."
+            )
         n_way = int(y.max()) + 1
         counts = torch.stack([torch.bincount(t, minlength=n_way) for t in y])
         missing = (counts == 0).nonzero()
         if len(missing):
             task, cls = (int(v) for v in missing[0])
-            raise ValueError(f"task {task} has no support example of class {cls} although its labels go up to "
-                             f"{n_way - 1}: labels must be 0..N-1 with every class present in every task "
-                             "(relabel with torch.unique(y, return_inverse=True)[1]).")
+            raise ValueError(
+                f"task {task} has no support example of class {cls} although its labels go up to "
+                f"{n_way - 1}: labels must be 0..N-1 with every class present in every task "
+                "(relabel with torch.unique(y, return_inverse=True)[1])."
+            )
     batch = TaskBatch(x, y, x[:, :0], y[:, :0], n_way=n_way)
     return batch, single

@@ -53,8 +53,16 @@ def summed_task_loss(pred: Tensor, y: Tensor, loss_fn: LossFn | None = None) -> 
     return torch.stack([loss_fn(p, t) for p, t in zip(pred, y)]).sum()
 
 
-def _one_step(forward: BatchedForward, names: list[str], x: Tensor, y: Tensor, alphas: dict[str, Tensor | float],
-              first_order: bool, loss_fn: LossFn | None, *tensors: Tensor) -> tuple[Tensor, ...]:
+def _one_step(
+    forward: BatchedForward,
+    names: list[str],
+    x: Tensor,
+    y: Tensor,
+    alphas: dict[str, Tensor | float],
+    first_order: bool,
+    loss_fn: LossFn | None,
+    *tensors: Tensor,
+) -> tuple[Tensor, ...]:
     """phi - alpha * grad L(phi) for all tasks; ``tensors`` are the fast weights in ``names`` order."""
     inputs = [t if t.requires_grad else t.detach().requires_grad_(True) for t in tensors]
     with torch.enable_grad():
@@ -66,9 +74,17 @@ def _one_step(forward: BatchedForward, names: list[str], x: Tensor, y: Tensor, a
     return tuple(p - alphas[k] * g for k, p, g in zip(names, tensors, grads))
 
 
-def batched_sgd_inner_loop(forward: BatchedForward, fast: Params, x: Tensor, y: Tensor, steps: int,
-                           step_size: StepSize, first_order: bool, checkpoint: bool = False,
-                           loss_fn: LossFn | None = None) -> Params:
+def batched_sgd_inner_loop(
+    forward: BatchedForward,
+    fast: Params,
+    x: Tensor,
+    y: Tensor,
+    steps: int,
+    step_size: StepSize,
+    first_order: bool,
+    checkpoint: bool = False,
+    loss_fn: LossFn | None = None,
+) -> Params:
     """``steps`` gradient steps of every task at once.
 
     Args:
@@ -90,8 +106,9 @@ def batched_sgd_inner_loop(forward: BatchedForward, fast: Params, x: Tensor, y: 
     for s in range(steps):
         alphas = step_size(s)
         if use_ckpt:
-            tensors = torch_checkpoint(_one_step, forward, names, x, y, alphas, first_order, loss_fn, *tensors,
-                                       use_reentrant=False)
+            tensors = torch_checkpoint(
+                _one_step, forward, names, x, y, alphas, first_order, loss_fn, *tensors, use_reentrant=False
+            )
         else:
             tensors = _one_step(forward, names, x, y, alphas, first_order, loss_fn, *tensors)
     return dict(zip(names, tensors))
@@ -164,8 +181,14 @@ def single_threaded_operators() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def chunked_meta_loss(loss_fn: Callable[[TaskBatch], Tensor], batch: TaskBatch, chunk: int,
-                      params: list[Tensor], threads: int = 1, executor: Executor | None = None) -> Tensor:
+def chunked_meta_loss(
+    loss_fn: Callable[[TaskBatch], Tensor],
+    batch: TaskBatch,
+    chunk: int,
+    params: list[Tensor],
+    threads: int = 1,
+    executor: Executor | None = None,
+) -> Tensor:
     """The meta-loss of ``batch`` computed ``chunk`` tasks at a time, each chunk's graph freed
     as soon as its gradient is taken, so memory is that of ``threads`` chunks, not of the
     whole meta-batch.
@@ -199,7 +222,7 @@ def chunked_meta_loss(loss_fn: Callable[[TaskBatch], Tensor], batch: TaskBatch, 
     t = batch.num_tasks
 
     def run(start: int) -> tuple[Tensor, tuple[Tensor | None, ...]]:
-        sub = batch[start:start + chunk]
+        sub = batch[start : start + chunk]
         loss = loss_fn(sub) * (sub.num_tasks / t)
         return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
 

@@ -75,14 +75,16 @@ class BlackBoxLearner(MetaAlgorithm):
     #: whether the learner reads the support as a sequence (then training shuffles its order)
     reads_in_order: ClassVar[bool] = True
 
-    def __init__(self, body: nn.Module, feature_dim: int, task: str, out_dim: int, *, seed: int = 0,
-                 permute_labels: bool = False) -> None:
+    def __init__(
+        self, body: nn.Module, feature_dim: int, task: str, out_dim: int, *, seed: int = 0, permute_labels: bool = False
+    ) -> None:
         super().__init__()
         if task not in TASKS:
             raise ValueError(f"{type(self).__name__}: task must be 'classification' or 'regression' (got {task!r}).")
         if int(out_dim) < 1 or int(feature_dim) < 1:
-            raise ValueError(f"{type(self).__name__}: out_dim and feature_dim must be >= 1 "
-                             f"(got {out_dim}, {feature_dim}).")
+            raise ValueError(
+                f"{type(self).__name__}: out_dim and feature_dim must be >= 1 (got {out_dim}, {feature_dim})."
+            )
         if task == "classification" and int(out_dim) < 2:
             raise ValueError(f"{type(self).__name__}: N-way classification needs n_way >= 2 (got {out_dim}).")
         self.body = body
@@ -114,8 +116,9 @@ class BlackBoxLearner(MetaAlgorithm):
 
     def set_extra_state(self, state: Any) -> None:
         if not isinstance(state, Tensor):
-            raise ValueError(f"{type(self).__name__}: the saved generator state must be a tensor "
-                             f"(got {type(state).__name__}).")
+            raise ValueError(
+                f"{type(self).__name__}: the saved generator state must be a tensor (got {type(state).__name__})."
+            )
         self._generator.set_state(state.detach().to("cpu", torch.uint8).contiguous())
 
     # --- codes ------------------------------------------------------------------------------
@@ -130,30 +133,40 @@ class BlackBoxLearner(MetaAlgorithm):
 
     # --- checks -----------------------------------------------------------------------------
     def _kind(self) -> str:
-        return f"{self.out_dim}-way classification" if self.is_classification else \
-            f"regression with d_y = {self.out_dim}"
+        return (
+            f"{self.out_dim}-way classification" if self.is_classification else f"regression with d_y = {self.out_dim}"
+        )
 
     def _check_targets(self, y: Tensor, what: str, num_tasks: int) -> None:
         name = type(self).__name__
         if self.is_classification:
             if y.dtype != torch.long:
-                raise ValueError(f"{name} was built for {self._kind()} (int64 labels); {what} has dtype {y.dtype} "
-                                 "(regression targets?). Build it on regression data (num_train_classes=None) "
-                                 "for regression tasks.")
+                raise ValueError(
+                    f"{name} was built for {self._kind()} (int64 labels); {what} has dtype {y.dtype} "
+                    "(regression targets?). Build it on regression data (num_train_classes=None) "
+                    "for regression tasks."
+                )
             if y.dim() != 2 or y.shape[0] != num_tasks:
-                raise ValueError(f"{what} has shape {tuple(y.shape)}; {name} takes labels [T, S] "
-                                 f"(T = {num_tasks} tasks).")
+                raise ValueError(
+                    f"{what} has shape {tuple(y.shape)}; {name} takes labels [T, S] (T = {num_tasks} tasks)."
+                )
             if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.out_dim):
-                raise ValueError(f"{what} holds labels {int(y.min())}..{int(y.max())}; {name} was built for "
-                                 f"{self.out_dim}-way tasks and takes labels 0..{self.out_dim - 1}.")
+                raise ValueError(
+                    f"{what} holds labels {int(y.min())}..{int(y.max())}; {name} was built for "
+                    f"{self.out_dim}-way tasks and takes labels 0..{self.out_dim - 1}."
+                )
         else:
             if not y.is_floating_point():
-                raise ValueError(f"{name} was built for {self._kind()} (float targets [T, S, d_y]); {what} has "
-                                 f"dtype {y.dtype} (class labels?). Build it with n_way and num_train_classes "
-                                 "for classification.")
+                raise ValueError(
+                    f"{name} was built for {self._kind()} (float targets [T, S, d_y]); {what} has "
+                    f"dtype {y.dtype} (class labels?). Build it with n_way and num_train_classes "
+                    "for classification."
+                )
             if y.dim() != 3 or y.shape[0] != num_tasks or y.shape[-1] != self.out_dim:
-                raise ValueError(f"{what} has shape {tuple(y.shape)}; {name} was built for {self._kind()} and "
-                                 f"takes targets [T, S, {self.out_dim}] (T = {num_tasks} tasks).")
+                raise ValueError(
+                    f"{what} has shape {tuple(y.shape)}; {name} was built for {self._kind()} and "
+                    f"takes targets [T, S, {self.out_dim}] (T = {num_tasks} tasks)."
+                )
 
     def check_batch(self, batch: TaskBatch, *, with_queries: bool = False) -> None:
         """Refuse a batch this learner was not built for (module docstring), with the fix."""
@@ -161,21 +174,31 @@ class BlackBoxLearner(MetaAlgorithm):
         if not isinstance(batch, TaskBatch):
             raise TypeError(f"{name} takes a TaskBatch (got {type(batch).__name__}).")
         if self.is_classification and not batch.is_classification:
-            raise ValueError(f"{name} was built for {self._kind()}; this batch is a regression batch "
-                             "(n_way None). Build it on regression data for regression tasks.")
+            raise ValueError(
+                f"{name} was built for {self._kind()}; this batch is a regression batch "
+                "(n_way None). Build it on regression data for regression tasks."
+            )
         if not self.is_classification and batch.is_classification:
-            raise ValueError(f"{name} was built for {self._kind()}; this batch is {batch.n_way}-way "
-                             "classification. Build it with n_way and num_train_classes for classification.")
+            raise ValueError(
+                f"{name} was built for {self._kind()}; this batch is {batch.n_way}-way "
+                "classification. Build it with n_way and num_train_classes for classification."
+            )
         if self.is_classification and batch.n_way != self.out_dim:
-            raise ValueError(f"{name} was built for {self.out_dim}-way tasks (its label code and output have "
-                             f"{self.out_dim} classes) and accepts only N = {self.out_dim}; this batch is "
-                             f"{batch.n_way}-way. Build (and train) it with n_way={batch.n_way} for such tasks.")
+            raise ValueError(
+                f"{name} was built for {self.out_dim}-way tasks (its label code and output have "
+                f"{self.out_dim} classes) and accepts only N = {self.out_dim}; this batch is "
+                f"{batch.n_way}-way. Build (and train) it with n_way={batch.n_way} for such tasks."
+            )
         if not batch.support_x.is_floating_point():
-            raise ValueError(f"support_x has dtype {batch.support_x.dtype}; {name} takes floating-point inputs "
-                             "(uint8 images as x.float() / 255).")
+            raise ValueError(
+                f"support_x has dtype {batch.support_x.dtype}; {name} takes floating-point inputs "
+                "(uint8 images as x.float() / 255)."
+            )
         if batch.support_x.dim() < 3:
-            raise ValueError(f"support_x has shape {tuple(batch.support_x.shape)}; {name} takes inputs "
-                             "[T, S, *x_shape] (a feature dimension included, e.g. [T, S, 1] for scalars).")
+            raise ValueError(
+                f"support_x has shape {tuple(batch.support_x.shape)}; {name} takes inputs "
+                "[T, S, *x_shape] (a feature dimension included, e.g. [T, S, 1] for scalars)."
+            )
         if batch.support_x.shape[1] == 0:
             raise ValueError(f"{name}: the support set is empty; give at least one example per task.")
         self._check_targets(batch.support_y, "support_y", batch.num_tasks)
@@ -193,9 +216,15 @@ class BlackBoxLearner(MetaAlgorithm):
             class_ids = batch.class_ids
             if class_ids is not None:  # new label perm[j] names the class old label j named
                 class_ids = torch.empty_like(class_ids).scatter_(1, perm.to(class_ids.device), class_ids)
-            batch = TaskBatch(batch.support_x, perm.gather(1, batch.support_y), batch.query_x,
-                              perm.gather(1, batch.query_y), class_ids=class_ids, task_ids=batch.task_ids,
-                              n_way=batch.n_way)
+            batch = TaskBatch(
+                batch.support_x,
+                perm.gather(1, batch.support_y),
+                batch.query_x,
+                perm.gather(1, batch.query_y),
+                class_ids=class_ids,
+                task_ids=batch.task_ids,
+                n_way=batch.n_way,
+            )
         order = None
         if self.reads_in_order:
             order = torch.rand(t, s, generator=self._generator).argsort(dim=1)
@@ -236,11 +265,16 @@ class BlackBoxLearner(MetaAlgorithm):
         def predictor(query_x: Tensor) -> Tensor:
             if not isinstance(query_x, Tensor):
                 raise TypeError(f"query inputs must be a tensor (got {type(query_x).__name__}).")
-            if query_x.dim() != len(x_shape) + 2 or query_x.shape[0] != num_tasks \
-                    or tuple(query_x.shape[2:]) != x_shape:
-                raise ValueError(f"query inputs have shape {tuple(query_x.shape)}; {name} was adapted on "
-                                 f"{num_tasks} tasks with inputs {x_shape} and takes "
-                                 f"[{num_tasks}, Q, {', '.join(map(str, x_shape))}].")
+            if (
+                query_x.dim() != len(x_shape) + 2
+                or query_x.shape[0] != num_tasks
+                or tuple(query_x.shape[2:]) != x_shape
+            ):
+                raise ValueError(
+                    f"query inputs have shape {tuple(query_x.shape)}; {name} was adapted on "
+                    f"{num_tasks} tasks with inputs {x_shape} and takes "
+                    f"[{num_tasks}, Q, {', '.join(map(str, x_shape))}]."
+                )
             if query_x.shape[1] == 0:
                 return feats.new_zeros(num_tasks, 0, self.out_dim)
             return self.read_queries(state, embed_tasks(self.body, query_x))

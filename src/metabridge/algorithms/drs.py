@@ -52,9 +52,16 @@ class DRS(MAML):
 
     name: ClassVar[str] = "drs"
 
-    def __init__(self, model: nn.Module, finetune_lr: float = 0.01, finetune_steps: int = 10,
-                 finetune: Literal["all", "head"] = "all", *, finetune_loss: LossFn | None = None,
-                 execution: ExecutionOptions | Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        finetune_lr: float = 0.01,
+        finetune_steps: int = 10,
+        finetune: Literal["all", "head"] = "all",
+        *,
+        finetune_loss: LossFn | None = None,
+        execution: ExecutionOptions | Mapping[str, Any] | None = None,
+    ) -> None:
         if finetune not in ("all", "head"):
             raise ValueError(f"finetune must be 'all' or 'head' (got {finetune!r}).")
         check_positive(finetune_lr=finetune_lr)
@@ -96,8 +103,10 @@ class DRS(MAML):
 
     def adapt(self, batch: TaskBatch) -> Predictor:
         if batch.is_classification and self.eval_steps == 0:
-            raise ValueError("DRS with finetune_steps=0 cannot classify: the new N-way head starts at zero and "
-                             "would predict chance; set finetune_steps >= 1 (0 is meaningful for regression only).")
+            raise ValueError(
+                "DRS with finetune_steps=0 cannot classify: the new N-way head starts at zero and "
+                "would predict chance; set finetune_steps >= 1 (0 is meaningful for regression only)."
+            )
         return super().adapt(batch)
 
     def _test_init_params(self, batch: TaskBatch) -> Params:

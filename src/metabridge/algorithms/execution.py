@@ -91,21 +91,26 @@ class ExecutionOptions:
 
     def __post_init__(self) -> None:
         if self.task_batching not in _TASK_BATCHING:
-            raise ValueError(f"task_batching must be one of {', '.join(map(repr, _TASK_BATCHING))} "
-                             f"(got {self.task_batching!r}).")
+            raise ValueError(
+                f"task_batching must be one of {', '.join(map(repr, _TASK_BATCHING))} (got {self.task_batching!r})."
+            )
         if self.conv_backend not in _CONV_BACKENDS:
-            raise ValueError(f"conv_backend must be one of {', '.join(map(repr, _CONV_BACKENDS))} "
-                             f"(got {self.conv_backend!r}).")
+            raise ValueError(
+                f"conv_backend must be one of {', '.join(map(repr, _CONV_BACKENDS))} (got {self.conv_backend!r})."
+            )
         if self.batch_norm not in _BATCH_NORMS:
-            raise ValueError(f"batch_norm must be one of {', '.join(map(repr, _BATCH_NORMS))} "
-                             f"(got {self.batch_norm!r}).")
+            raise ValueError(
+                f"batch_norm must be one of {', '.join(map(repr, _BATCH_NORMS))} (got {self.batch_norm!r})."
+            )
         for flag in ("channels_last", "checkpoint_inner"):
             if not isinstance(getattr(self, flag), bool):
                 raise ValueError(f"{flag} must be True or False (got {getattr(self, flag)!r}).")
-        if not (self.task_chunk is None or self.task_chunk == "auto" or (_is_int(self.task_chunk)
-                                                                         and self.task_chunk > 0)):
-            raise ValueError(f"task_chunk must be a positive int, 'auto' or None for all tasks at once "
-                             f"(got {self.task_chunk!r}).")
+        if not (
+            self.task_chunk is None or self.task_chunk == "auto" or (_is_int(self.task_chunk) and self.task_chunk > 0)
+        ):
+            raise ValueError(
+                f"task_chunk must be a positive int, 'auto' or None for all tasks at once (got {self.task_chunk!r})."
+            )
         if not (self.task_threads == "auto" or (_is_int(self.task_threads) and self.task_threads > 0)):
             raise ValueError(f"task_threads must be a positive int or 'auto' (got {self.task_threads!r}).")
 
@@ -124,11 +129,13 @@ class ExecutionOptions:
             valid = [f.name for f in fields(cls)]
             unknown = sorted(str(k) for k in value if k not in valid)
             if unknown:
-                raise ValueError(f"unknown execution option(s) {', '.join(map(repr, unknown))}; "
-                                 f"valid keys: {', '.join(valid)}.")
+                raise ValueError(
+                    f"unknown execution option(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(valid)}."
+                )
             return cls(**value)
-        raise TypeError(f"execution must be an ExecutionOptions, a dict of its fields or None "
-                        f"(got {type(value).__name__}).")
+        raise TypeError(
+            f"execution must be an ExecutionOptions, a dict of its fields or None (got {type(value).__name__})."
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The options as a plain dict (JSON-serializable; ``coerce`` reads it back)."""

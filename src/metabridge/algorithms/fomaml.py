@@ -30,9 +30,26 @@ class FOMAML(MAML):
 
     name: ClassVar[str] = "fomaml"
 
-    def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
-                 learn_inner_lr: LearnedLR = None, eval_steps: int | None = None, *,
-                 inner_loss: LossFn | None = None, outer_loss: LossFn | None = None,
-                 execution: ExecutionOptions | Mapping[str, Any] | None = None) -> None:
-        super().__init__(model, inner_lr, inner_steps, True, learn_inner_lr, eval_steps, inner_loss=inner_loss,
-                         outer_loss=outer_loss, execution=execution)
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float = 0.01,
+        inner_steps: int = 1,
+        learn_inner_lr: LearnedLR = None,
+        eval_steps: int | None = None,
+        *,
+        inner_loss: LossFn | None = None,
+        outer_loss: LossFn | None = None,
+        execution: ExecutionOptions | Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            model,
+            inner_lr,
+            inner_steps,
+            True,
+            learn_inner_lr,
+            eval_steps,
+            inner_loss=inner_loss,
+            outer_loss=outer_loss,
+            execution=execution,
+        )

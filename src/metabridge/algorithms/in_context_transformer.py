@@ -96,24 +96,39 @@ class InContextTransformer(BlackBoxLearner):
     name: ClassVar[str] = "icl"
     reads_in_order: ClassVar[bool] = False
 
-    def __init__(self, body: nn.Module, feature_dim: int, task: str, out_dim: int, dim: int = 128, heads: int = 4,
-                 encoder_layers: int = 2, decoder_layers: int = 2, ff_mult: int = 2, seed: int = 0,
-                 permute_labels: bool = False) -> None:
+    def __init__(
+        self,
+        body: nn.Module,
+        feature_dim: int,
+        task: str,
+        out_dim: int,
+        dim: int = 128,
+        heads: int = 4,
+        encoder_layers: int = 2,
+        decoder_layers: int = 2,
+        ff_mult: int = 2,
+        seed: int = 0,
+        permute_labels: bool = False,
+    ) -> None:
         super().__init__(body, feature_dim, task, out_dim, seed=seed, permute_labels=permute_labels)
         if dim < 1 or heads < 1 or dim % heads:
             raise ValueError(f"InContextTransformer needs heads dividing dim (got dim={dim}, heads={heads}).")
         if encoder_layers < 0 or decoder_layers < 1 or ff_mult < 1:
-            raise ValueError(f"InContextTransformer needs encoder_layers >= 0, decoder_layers >= 1 and ff_mult >= 1 "
-                             f"(got {encoder_layers}, {decoder_layers}, {ff_mult}).")
+            raise ValueError(
+                f"InContextTransformer needs encoder_layers >= 0, decoder_layers >= 1 and ff_mult >= 1 "
+                f"(got {encoder_layers}, {decoder_layers}, {ff_mult})."
+            )
         self.dim, self.heads = int(dim), int(heads)
         code = 2 if self.is_classification else self.out_dim + 1
         self.embed_x = nn.Linear(self.feature_dim, self.dim)
         self.embed_code = nn.Linear(code, self.dim, bias=False)
-        self.encoder = nn.ModuleList(SetEncoderLayer(self.dim, self.heads, ff_mult * self.dim)
-                                     for _ in range(encoder_layers))
+        self.encoder = nn.ModuleList(
+            SetEncoderLayer(self.dim, self.heads, ff_mult * self.dim) for _ in range(encoder_layers)
+        )
         self.memory_norm = nn.LayerNorm(self.dim)
-        self.decoder = nn.ModuleList(CrossAttentionLayer(self.dim, self.heads, ff_mult * self.dim)
-                                     for _ in range(decoder_layers))
+        self.decoder = nn.ModuleList(
+            CrossAttentionLayer(self.dim, self.heads, ff_mult * self.dim) for _ in range(decoder_layers)
+        )
         self.out_norm = nn.LayerNorm(self.dim)
         self.head = nn.Linear(self.dim, 1 if self.is_classification else self.out_dim)
 
@@ -121,7 +136,7 @@ class InContextTransformer(BlackBoxLearner):
         """``[T, V, S, c]``: one view per class (``(1[y = k], 1)``) or one regression view (``(y, 1)``)."""
         if self.is_classification:
             classes = torch.arange(self.out_dim, device=labels.device)
-            member = (labels[:, None, :] == classes[None, :, None]).to(dtype)           # [T, N, S]
+            member = (labels[:, None, :] == classes[None, :, None]).to(dtype)  # [T, N, S]
             return torch.stack([member, torch.ones_like(member)], dim=-1)
         y = labels.to(dtype)
         return torch.cat([y, y.new_ones(*y.shape[:-1], 1)], dim=-1)[:, None]
@@ -146,5 +161,5 @@ class InContextTransformer(BlackBoxLearner):
             u = layer(u, memory)
         out = self.head(self.out_norm(u)).view(t, views, q, -1)
         if self.is_classification:
-            return out[..., 0].transpose(1, 2)   # [T, Q, N]: view k gives the logit of class k
+            return out[..., 0].transpose(1, 2)  # [T, Q, N]: view k gives the logit of class k
         return out[:, 0]

@@ -42,8 +42,16 @@ def check_positive(**values: float) -> None:
         raise ValueError(f"{names}: must be positive; pass a value > 0.")
 
 
-def sgd_inner_loop(forward: Callable[[Params, Tensor], Tensor], fast: Params, x: Tensor, y: Tensor,
-                   steps: int, step_size: StepSize, first_order: bool, loss_fn: LossFn = task_loss) -> Params:
+def sgd_inner_loop(
+    forward: Callable[[Params, Tensor], Tensor],
+    fast: Params,
+    x: Tensor,
+    y: Tensor,
+    steps: int,
+    step_size: StepSize,
+    first_order: bool,
+    loss_fn: LossFn = task_loss,
+) -> Params:
     """Run ``steps`` gradient steps on ``loss_fn(forward(fast, x), y)`` for one task.
 
     Args:

@@ -35,8 +35,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..models.batched_conv4 import BatchNormKernel, batched_conv4, supports_batched_conv4
 from ..tasks.batch import TaskBatch
 from .base import MetaAlgorithm, Predictor, task_loss
-from .batched_inner_loop import (WorkerPool, batched_sgd_inner_loop, chunked_meta_loss, expand_to_tasks,
-                                 summed_task_loss)
+from .batched_inner_loop import WorkerPool, batched_sgd_inner_loop, chunked_meta_loss, expand_to_tasks, summed_task_loss
 from .execution import ExecutionOptions
 from .inner_loop import LossFn, Params, StepSize, TaskBatching, check_positive, map_tasks, sgd_inner_loop
 
@@ -120,11 +119,19 @@ class MAML(MetaAlgorithm):
 
     name: ClassVar[str] = "maml"
 
-    def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
-                 first_order: bool = False, learn_inner_lr: LearnedLR = None,
-                 eval_steps: int | None = None, *, inner_loss: LossFn | None = None,
-                 outer_loss: LossFn | None = None,
-                 execution: ExecutionOptions | Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float = 0.01,
+        inner_steps: int = 1,
+        first_order: bool = False,
+        learn_inner_lr: LearnedLR = None,
+        eval_steps: int | None = None,
+        *,
+        inner_loss: LossFn | None = None,
+        outer_loss: LossFn | None = None,
+        execution: ExecutionOptions | Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module (got {type(model).__name__}).")
@@ -156,7 +163,8 @@ class MAML(MetaAlgorithm):
         self.inner_lrs: nn.Parameter | nn.ParameterList
         if learn_inner_lr == "per_step":
             self.inner_lrs = nn.Parameter(
-                torch.full((inner_steps, len(names)), float(inner_lr), dtype=ref.dtype, device=ref.device))
+                torch.full((inner_steps, len(names)), float(inner_lr), dtype=ref.dtype, device=ref.device)
+            )
         elif learn_inner_lr == "per_parameter":
             self.inner_lrs = nn.ParameterList(
                 [nn.Parameter(torch.full_like(p, float(inner_lr))) for n, p in model.named_parameters() if n in names]
@@ -169,8 +177,10 @@ class MAML(MetaAlgorithm):
         """The embedding network ``self.model.body``."""
         body = getattr(self.model, "body", None)
         if not isinstance(body, nn.Module):
-            raise NotImplementedError(f"this {type(self).__name__}'s model ({type(self.model).__name__}) has no "
-                                      "`body` submodule, so it has no separate embedding network.")
+            raise NotImplementedError(
+                f"this {type(self).__name__}'s model ({type(self.model).__name__}) has no "
+                "`body` submodule, so it has no separate embedding network."
+            )
         return body
 
     def close(self) -> None:
@@ -191,8 +201,10 @@ class MAML(MetaAlgorithm):
 
     def _resolve_batched(self, mode: str) -> bool:
         if mode == "batched" and not self.supports_batched():
-            raise ValueError("task_batching='batched' needs a Conv4 model without running statistics "
-                             "(track_running_stats=False); use 'vmap' or 'loop' for other models.")
+            raise ValueError(
+                "task_batching='batched' needs a Conv4 model without running statistics "
+                "(track_running_stats=False); use 'vmap' or 'loop' for other models."
+            )
         return mode == "batched" or (mode == "auto" and self.supports_batched())
 
     # --- what is adapted, and how far each step goes -------------------------------
@@ -257,13 +269,21 @@ class MAML(MetaAlgorithm):
         def forward(p: Params, x: Tensor) -> Tensor:
             return self._batched_forward({**fixed, **p}, x)
 
-        fast = batched_sgd_inner_loop(forward, expand_to_tasks(params, names, xs.shape[0]), xs, ys, steps,
-                                      self.step_size, first_order, self.execution.checkpoint_inner, self.inner_loss)
+        fast = batched_sgd_inner_loop(
+            forward,
+            expand_to_tasks(params, names, xs.shape[0]),
+            xs,
+            ys,
+            steps,
+            self.step_size,
+            first_order,
+            self.execution.checkpoint_inner,
+            self.inner_loss,
+        )
         return {**fixed, **fast}
 
     def _batched_meta_loss(self, batch: TaskBatch) -> Tensor:
-        fast = self._batched_adapt(self._params(), batch.support_x, batch.support_y, self.inner_steps,
-                                   self.first_order)
+        fast = self._batched_adapt(self._params(), batch.support_x, batch.support_y, self.inner_steps, self.first_order)
         pred = self._batched_forward(fast, batch.query_x)
         if self.outer_loss is None:
             return task_loss(pred, batch.query_y)
@@ -285,8 +305,15 @@ class MAML(MetaAlgorithm):
             params: list[Tensor] = [p for p in self.parameters() if p.requires_grad]
             pool = self._workers.get(threads) if threads > 1 else None
             return chunked_meta_loss(self._batched_meta_loss, batch, chunk, params, threads, executor=pool)
-        losses = map_tasks(self._task_query_loss, self._params(), batch.support_x, batch.support_y,
-                           batch.query_x, batch.query_y, mode=self._task_map)
+        losses = map_tasks(
+            self._task_query_loss,
+            self._params(),
+            batch.support_x,
+            batch.support_y,
+            batch.query_x,
+            batch.query_y,
+            mode=self._task_map,
+        )
         return losses.mean()
 
     def _test_init_params(self, batch: TaskBatch) -> Params:

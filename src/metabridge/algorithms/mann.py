@@ -55,9 +55,9 @@ from .registry import register_algorithm
 class MANNState(NamedTuple):
     """What MANN keeps of a support set: the controller's final state and the memory."""
 
-    h: Tensor               #: [layers, T, hidden]
-    c: Tensor               #: [layers, T, hidden]
-    memory: Tensor | None   #: [T, S, key_size] written keys (None without memory)
+    h: Tensor  #: [layers, T, hidden]
+    c: Tensor  #: [layers, T, hidden]
+    memory: Tensor | None  #: [T, S, key_size] written keys (None without memory)
 
 
 @register_algorithm()
@@ -82,13 +82,25 @@ class MANN(BlackBoxLearner):
 
     name: ClassVar[str] = "mann"
 
-    def __init__(self, body: nn.Module, feature_dim: int, task: str, out_dim: int, hidden: int = 128,
-                 layers: int = 2, memory: bool = True, key_size: int = 40, seed: int = 0,
-                 permute_labels: bool = False) -> None:
+    def __init__(
+        self,
+        body: nn.Module,
+        feature_dim: int,
+        task: str,
+        out_dim: int,
+        hidden: int = 128,
+        layers: int = 2,
+        memory: bool = True,
+        key_size: int = 40,
+        seed: int = 0,
+        permute_labels: bool = False,
+    ) -> None:
         super().__init__(body, feature_dim, task, out_dim, seed=seed, permute_labels=permute_labels)
         if hidden < 1 or layers < 1 or key_size < 1:
-            raise ValueError(f"MANN needs hidden, layers and key_size >= 1 (got hidden={hidden}, layers={layers}, "
-                             f"key_size={key_size}).")
+            raise ValueError(
+                f"MANN needs hidden, layers and key_size >= 1 (got hidden={hidden}, layers={layers}, "
+                f"key_size={key_size})."
+            )
         self.hidden, self.layers = int(hidden), int(layers)
         self.memory, self.key_size = bool(memory), int(key_size)
         self.lstm = nn.LSTM(self.feature_dim + self.code_dim, self.hidden, num_layers=self.layers, batch_first=True)
@@ -114,7 +126,7 @@ class MANN(BlackBoxLearner):
         hq = out[:, 0].view(t, q, self.hidden)
         if state.memory is None:
             return self.head(hq)
-        key = torch.tanh(self.key(hq))                                                  # [T, Q, key]
+        key = torch.tanh(self.key(hq))  # [T, Q, key]
         cosine = F.normalize(key, dim=-1) @ F.normalize(state.memory, dim=-1).transpose(1, 2)  # [T, Q, S]
         weights = (F.softplus(self.strength(hq)) * cosine).softmax(dim=-1)
         return self.head(torch.cat([hq, weights @ state.memory], dim=-1))

@@ -33,9 +33,26 @@ class MetaSGD(MAML):
 
     name: ClassVar[str] = "metasgd"
 
-    def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 1,
-                 first_order: bool = False, eval_steps: int | None = None, *,
-                 inner_loss: LossFn | None = None, outer_loss: LossFn | None = None,
-                 execution: ExecutionOptions | Mapping[str, Any] | None = None) -> None:
-        super().__init__(model, inner_lr, inner_steps, first_order, "per_parameter", eval_steps,
-                         inner_loss=inner_loss, outer_loss=outer_loss, execution=execution)
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float = 0.01,
+        inner_steps: int = 1,
+        first_order: bool = False,
+        eval_steps: int | None = None,
+        *,
+        inner_loss: LossFn | None = None,
+        outer_loss: LossFn | None = None,
+        execution: ExecutionOptions | Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            model,
+            inner_lr,
+            inner_steps,
+            first_order,
+            "per_parameter",
+            eval_steps,
+            inner_loss=inner_loss,
+            outer_loss=outer_loss,
+            execution=execution,
+        )

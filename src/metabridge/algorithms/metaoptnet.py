@@ -44,8 +44,15 @@ class MetaOptNet(MetaAlgorithm):
     name: ClassVar[str] = "metaoptnet"
     supports_autocast: ClassVar[bool] = True  # the body may run in bfloat16; the solvers run in float32/64
 
-    def __init__(self, body: nn.Module, head: Literal["svm", "ridge"] = "svm", C: float = 0.1,
-                 lam: float = 50.0, scale: float = 1.0, learn_lambda: bool = True) -> None:
+    def __init__(
+        self,
+        body: nn.Module,
+        head: Literal["svm", "ridge"] = "svm",
+        C: float = 0.1,
+        lam: float = 50.0,
+        scale: float = 1.0,
+        learn_lambda: bool = True,
+    ) -> None:
         super().__init__()
         if head not in ("svm", "ridge"):
             raise ValueError(f"MetaOptNet head must be 'svm' or 'ridge' (got {head!r}).")
@@ -72,7 +79,6 @@ class MetaOptNet(MetaAlgorithm):
                 fs, fq = head_features(support), head_features(query)
                 if self.head == "svm":
                     return metaoptnet_svm_logits(fs, batch.support_y, fq, n_way, self.C, scale=self.scale)
-                return r2d2_logits(fs, batch.support_y, fq, n_way, self.log_lam.exp(),
-                                   scale=self.scale, bias=self.bias)
+                return r2d2_logits(fs, batch.support_y, fq, n_way, self.log_lam.exp(), scale=self.scale, bias=self.bias)
 
         return predictor

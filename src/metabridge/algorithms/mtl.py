@@ -71,8 +71,7 @@ from ..registry import Registry
 from ..tasks.batch import TaskBatch
 from .anil import sub_params
 from .base import SUPPLIED_ARGS, DataInfo, MetaAlgorithm, ModelMaker, Predictor, task_loss
-from .embedding import (autocast_off, embed_each_task, embed_tasks, embed_tasks_with_task_statistics,
-                        head_features)
+from .embedding import autocast_off, embed_each_task, embed_tasks, embed_tasks_with_task_statistics, head_features
 from .inner_loop import Params, check_positive, map_tasks, sgd_inner_loop
 
 #: the per-class loss combinations MTL accepts as ``class_weighting`` (stateless loss-only methods).
@@ -150,25 +149,42 @@ class MTL(MetaAlgorithm):
     supports_autocast: ClassVar[bool] = True
     build_supplies: ClassVar[frozenset[str]] = SUPPLIED_ARGS | {"n_way"}
 
-    def __init__(self, body: nn.Module, feature_dim: int, num_train_heads: int,
-                 task: Literal["classification", "regression"] = "classification", out_dim: int = 1,
-                 normalize: bool | None = None, C: float = 3.0, ridge_lambda: float = 1e-3,
-                 finetune_steps: int = 0, finetune_lr: float = 0.01,
-                 regression_refit: Literal["prior", "ridge"] = "prior", prior_lambda: float = 1e-2,
-                 prior_eps: float = 1e-4, test_batch_norm: Literal["running", "task"] = "running",
-                 head_init: Literal["uniform", "official"] = "uniform",
-                 train_forward: Literal["batched", "per_task"] = "batched", n_way: int | None = None,
-                 class_weighting: str = "mean", class_weighting_temperature: float = 0.0) -> None:
+    def __init__(
+        self,
+        body: nn.Module,
+        feature_dim: int,
+        num_train_heads: int,
+        task: Literal["classification", "regression"] = "classification",
+        out_dim: int = 1,
+        normalize: bool | None = None,
+        C: float = 3.0,
+        ridge_lambda: float = 1e-3,
+        finetune_steps: int = 0,
+        finetune_lr: float = 0.01,
+        regression_refit: Literal["prior", "ridge"] = "prior",
+        prior_lambda: float = 1e-2,
+        prior_eps: float = 1e-4,
+        test_batch_norm: Literal["running", "task"] = "running",
+        head_init: Literal["uniform", "official"] = "uniform",
+        train_forward: Literal["batched", "per_task"] = "batched",
+        n_way: int | None = None,
+        class_weighting: str = "mean",
+        class_weighting_temperature: float = 0.0,
+    ) -> None:
         super().__init__()
         if class_weighting not in CLASS_WEIGHTINGS:
-            raise ValueError(f"class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)} (got {class_weighting!r}); "
-                             "the classes of a training batch change every step, so only stateless weighting "
-                             "methods apply to classes-as-tasks.")
+            raise ValueError(
+                f"class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)} (got {class_weighting!r}); "
+                "the classes of a training batch change every step, so only stateless weighting "
+                "methods apply to classes-as-tasks."
+            )
         if class_weighting != "mean" and task != "classification":
             raise ValueError("class_weighting weights per-class losses: classification only.")
         if class_weighting_temperature < 0 or (class_weighting_temperature and class_weighting != "minmax"):
-            raise ValueError("class_weighting_temperature must be >= 0 and is used by class_weighting='minmax' only "
-                             f"(got {class_weighting_temperature} with {class_weighting!r}).")
+            raise ValueError(
+                "class_weighting_temperature must be >= 0 and is used by class_weighting='minmax' only "
+                f"(got {class_weighting_temperature} with {class_weighting!r})."
+            )
         self.class_weighting, self.class_weighting_temperature = class_weighting, class_weighting_temperature
         self._class_weighters: dict[int, Any] = {}  # T*N -> weighting method (not a submodule)
         check_positive(feature_dim=feature_dim, num_train_heads=num_train_heads, C=C, ridge_lambda=ridge_lambda)
@@ -189,12 +205,16 @@ class MTL(MetaAlgorithm):
             raise ValueError(f"train_forward must be 'batched' or 'per_task' (got {train_forward!r}).")
         if head_init == "official":
             if task != "classification":
-                raise ValueError("head_init='official' is Wang et al.'s classification head initialisation; "
-                                 "a regression MTL has head_init='uniform' only.")
+                raise ValueError(
+                    "head_init='official' is Wang et al.'s classification head initialisation; "
+                    "a regression MTL has head_init='uniform' only."
+                )
             if n_way is None:
-                raise ValueError("head_init='official' scales the heads by sqrt(num_train_heads / n_way) and needs "
-                                 "n_way, the N of the training tasks: pass MTL(..., n_way=N) (build_algorithm "
-                                 "fills it in from n_way).")
+                raise ValueError(
+                    "head_init='official' scales the heads by sqrt(num_train_heads / n_way) and needs "
+                    "n_way, the N of the training tasks: pass MTL(..., n_way=N) (build_algorithm "
+                    "fills it in from n_way)."
+                )
         if n_way is not None:
             check_positive(n_way=n_way)
         self.test_batch_norm = test_batch_norm
@@ -259,16 +279,22 @@ class MTL(MetaAlgorithm):
         if self.task == "classification":
             if batch.class_ids is None:
                 raise ValueError("MTL classification needs the global class_ids of each task in the batch.")
-            self._check_head_index(batch.class_ids, "a task uses class {} but MTL has {} head rows; "
-                                   "set num_train_heads to the number of training classes.")
+            self._check_head_index(
+                batch.class_ids,
+                "a task uses class {} but MTL has {} head rows; set num_train_heads to the number of training classes.",
+            )
             logits = torch.bmm(f, self.heads[batch.class_ids].transpose(1, 2))
             if self.class_weighting == "mean":
                 return task_loss(logits, y)
             return self._class_weighted_loss(logits, y)
         if batch.task_ids is None:
-            raise ValueError("MTL regression needs task_ids: draw tasks from a finite pool (e.g. SinusoidFamily(num_tasks=M)).")
-        self._check_head_index(batch.task_ids, "a task has id {} but MTL has {} heads; "
-                               "set num_train_heads to the size of the training task pool.")
+            raise ValueError(
+                "MTL regression needs task_ids: draw tasks from a finite pool (e.g. SinusoidFamily(num_tasks=M))."
+            )
+        self._check_head_index(
+            batch.task_ids,
+            "a task has id {} but MTL has {} heads; set num_train_heads to the size of the training task pool.",
+        )
         pred = torch.bmm(f, self.heads[batch.task_ids]) + self.head_bias[batch.task_ids].unsqueeze(1)
         return task_loss(pred, y)
 
@@ -333,7 +359,7 @@ class MTL(MetaAlgorithm):
         cols = []
         for j in range(d_y):  # d_y is tiny (1 for sinusoids); tasks are batched
             a = z.transpose(1, 2) @ z + self.prior_lambda * prec[j]
-            rhs = z.transpose(1, 2) @ y[..., j:j + 1] + self.prior_lambda * (prec[j] @ mu[:, j:j + 1])
+            rhs = z.transpose(1, 2) @ y[..., j : j + 1] + self.prior_lambda * (prec[j] @ mu[:, j : j + 1])
             cols.append(torch.cholesky_solve(rhs, torch.linalg.cholesky(a)))
         v = torch.cat(cols, -1).to(fs.dtype)  # [T, D+1, d_y]
         return v[:, :-1], v[:, -1]
@@ -369,8 +395,9 @@ class MTL(MetaAlgorithm):
         lr: dict[str, Tensor | float] = {k: self.finetune_lr for k in names}
 
         def adapt_one(shared: Params, wt: Tensor, bt: Tensor, xs: Tensor, ys: Tensor) -> Params:
-            return sgd_inner_loop(forward, {**shared, "w": wt, "b": bt}, xs, ys, self.finetune_steps,
-                                  lambda s: lr, True)
+            return sgd_inner_loop(
+                forward, {**shared, "w": wt, "b": bt}, xs, ys, self.finetune_steps, lambda s: lr, True
+            )
 
         with torch.enable_grad():
             fast = map_tasks(adapt_one, body_params, w, b, batch.support_x, batch.support_y, mode="loop")

@@ -35,8 +35,9 @@ class ProtoNet(MetaAlgorithm):
     name: ClassVar[str] = "protonet"
     supports_autocast: ClassVar[bool] = True  # the body may run in bfloat16; the distances run in float32
 
-    def __init__(self, body: nn.Module, metric: Literal["euclidean", "cosine"] = "euclidean",
-                 scale: float = 1.0) -> None:
+    def __init__(
+        self, body: nn.Module, metric: Literal["euclidean", "cosine"] = "euclidean", scale: float = 1.0
+    ) -> None:
         super().__init__()
         if metric not in ("euclidean", "cosine"):
             raise ValueError(f"ProtoNet metric must be 'euclidean' or 'cosine' (got {metric!r}).")
@@ -61,7 +62,13 @@ class ProtoNet(MetaAlgorithm):
         def predictor(xq: Tensor) -> Tensor:
             query = embed_tasks(self.body, xq)
             with autocast_off(query):  # prototypes and distances in full precision (embedding.py)
-                return prototype_logits(head_features(support), batch.support_y, head_features(query), n_way,
-                                        metric=self.metric, scale=self.scale)
+                return prototype_logits(
+                    head_features(support),
+                    batch.support_y,
+                    head_features(query),
+                    n_way,
+                    metric=self.metric,
+                    scale=self.scale,
+                )
 
         return predictor

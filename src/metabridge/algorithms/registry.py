@@ -49,17 +49,19 @@ from .reptile import Reptile
 def _check_algorithm(name: str, cls: object) -> None:
     """Only a concrete :class:`MetaAlgorithm` subclass is an algorithm."""
     if not (isinstance(cls, type) and issubclass(cls, MetaAlgorithm)):
-        raise TypeError(f"register_algorithm takes a MetaAlgorithm subclass (got {cls!r}); subclass "
-                        "metabridge.MetaAlgorithm and implement meta_loss and adapt.")
+        raise TypeError(
+            f"register_algorithm takes a MetaAlgorithm subclass (got {cls!r}); subclass "
+            "metabridge.MetaAlgorithm and implement meta_loss and adapt."
+        )
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise TypeError(f"{cls.__name__} cannot be registered: it does not implement {missing}.")
 
 
 #: name -> algorithm class (a :class:`~metabridge.registry.Registry`; add one with :func:`register_algorithm`).
-ALGORITHMS: Registry[type[MetaAlgorithm]] = Registry("algorithm", "algorithms",
-                                                     register_hint="metabridge.register_algorithm",
-                                                     check=_check_algorithm)
+ALGORITHMS: Registry[type[MetaAlgorithm]] = Registry(
+    "algorithm", "algorithms", register_hint="metabridge.register_algorithm", check=_check_algorithm
+)
 
 #: ``register_algorithm("name", cls)``, ``@register_algorithm("name")`` or ``@register_algorithm()``
 #: (under the class attribute ``name``); ``replace=True`` replaces a registered name.
@@ -86,8 +88,11 @@ def algorithm_hparams(name: str) -> dict[str, inspect.Parameter]:
     """
     cls = _algorithm(name)
     skip = set(cls.build_supplies) | {"self"}
-    return {k: p for k, p in inspect.signature(cls.__init__).parameters.items()
-            if k not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return {
+        k: p
+        for k, p in inspect.signature(cls.__init__).parameters.items()
+        if k not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
 
 
 def _check_hparam_names(name: str, hparams: Mapping[str, Any]) -> None:
@@ -98,8 +103,10 @@ def _check_hparam_names(name: str, hparams: Mapping[str, Any]) -> None:
     valid = list(algorithm_hparams(name))
     unknown = sorted(set(hparams) - set(valid))
     if unknown:
-        raise ValueError(f"{name} has no hyperparameter {', '.join(map(repr, unknown))}; "
-                         f"valid --hp keys: {', '.join(valid) or '(none)'}.")
+        raise ValueError(
+            f"{name} has no hyperparameter {', '.join(map(repr, unknown))}; "
+            f"valid --hp keys: {', '.join(valid) or '(none)'}."
+        )
 
 
 def _accepts(factory: ModelFactory, arg: str) -> bool:
@@ -107,12 +114,15 @@ def _accepts(factory: ModelFactory, arg: str) -> bool:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return False
-    return arg in params and params[arg].kind in (inspect.Parameter.KEYWORD_ONLY,
-                                                   inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return arg in params and params[arg].kind in (
+        inspect.Parameter.KEYWORD_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+    )
 
 
-def model_maker(model: str | ModelFactory, in_channels: int, image_size: int,
-                model_kwargs: Mapping[str, Any] | None = None) -> ModelMaker:
+def model_maker(
+    model: str | ModelFactory, in_channels: int, image_size: int, model_kwargs: Mapping[str, Any] | None = None
+) -> ModelMaker:
     """A :class:`~metabridge.algorithms.base.ModelMaker` over a registered backbone name or a factory.
 
     ``running_stats`` becomes the factory's ``track_running_stats`` when the factory
@@ -138,11 +148,19 @@ def model_maker(model: str | ModelFactory, in_channels: int, image_size: int,
     return make
 
 
-def build_algorithm(name: str, *, model: str | ModelFactory = "conv4", n_way: int | None = None,
-                    out_dim: int | None = None, in_channels: int = 1,
-                    image_size: int = 28, num_train_classes: int | None = None,
-                    num_train_tasks: int | None = None, model_kwargs: Mapping[str, Any] | None = None,
-                    **hparams: Any) -> MetaAlgorithm:
+def build_algorithm(
+    name: str,
+    *,
+    model: str | ModelFactory = "conv4",
+    n_way: int | None = None,
+    out_dim: int | None = None,
+    in_channels: int = 1,
+    image_size: int = 28,
+    num_train_classes: int | None = None,
+    num_train_tasks: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    **hparams: Any,
+) -> MetaAlgorithm:
     """Build algorithm ``name`` over backbone ``model`` with ``cls.build`` (module docstring).
 
     Args:
@@ -167,6 +185,11 @@ def build_algorithm(name: str, *, model: str | ModelFactory = "conv4", n_way: in
     if n_way is not None and out_dim is not None and n_way != out_dim:
         raise ValueError(f"n_way={n_way} and out_dim={out_dim} name the same output size; give one of them.")
     out_dim = n_way if n_way is not None else (5 if out_dim is None else out_dim)
-    data = DataInfo(out_dim=out_dim, in_channels=in_channels, image_size=image_size,
-                    num_train_classes=num_train_classes, num_train_tasks=num_train_tasks)
+    data = DataInfo(
+        out_dim=out_dim,
+        in_channels=in_channels,
+        image_size=image_size,
+        num_train_classes=num_train_classes,
+        num_train_tasks=num_train_tasks,
+    )
     return cls.build(model_maker(model, in_channels, image_size, model_kwargs), data, **hparams)

@@ -41,11 +41,19 @@ class Reptile(MAML):
 
     name: ClassVar[str] = "reptile"
 
-    def __init__(self, model: nn.Module, inner_lr: float = 0.01, inner_steps: int = 5,
-                 eval_steps: int | None = None, *, inner_loss: LossFn | None = None,
-                 execution: ExecutionOptions | Mapping[str, Any] | None = None) -> None:
-        super().__init__(model, inner_lr, inner_steps, True, None, eval_steps, inner_loss=inner_loss,
-                         execution=execution)
+    def __init__(
+        self,
+        model: nn.Module,
+        inner_lr: float = 0.01,
+        inner_steps: int = 5,
+        eval_steps: int | None = None,
+        *,
+        inner_loss: LossFn | None = None,
+        execution: ExecutionOptions | Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            model, inner_lr, inner_steps, True, None, eval_steps, inner_loss=inner_loss, execution=execution
+        )
 
     def _task_surrogate(self, params: Params, xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor) -> Tensor:
         x, y = torch.cat([xs, xq]), torch.cat([ys, yq])
@@ -64,6 +72,13 @@ class Reptile(MAML):
     def meta_loss(self, batch: TaskBatch) -> Tensor:
         if self.batched:
             return super().meta_loss(batch)
-        losses = map_tasks(self._task_surrogate, self._params(), batch.support_x, batch.support_y,
-                           batch.query_x, batch.query_y, mode=self._task_map)
+        losses = map_tasks(
+            self._task_surrogate,
+            self._params(),
+            batch.support_x,
+            batch.support_y,
+            batch.query_x,
+            batch.query_y,
+            mode=self._task_map,
+        )
         return losses.mean()

@@ -77,7 +77,7 @@ class CausalConv(nn.Module):
         out = self.now(x)
         at = history.shape[1] - self.dilation
         if at >= 0:
-            out = out + self.past(history[:, at: at + 1])
+            out = out + self.past(history[:, at : at + 1])
         return out
 
 
@@ -127,8 +127,8 @@ class AttentionBlock(nn.Module):
         """Each of the ``Q`` inputs ``x [B, Q, C]`` at position ``L`` attends to ``history``
         ``[B, L, C]`` and to itself, not to the other ``Q - 1``."""
         q = self.query(x)
-        past = q @ self.key(history).transpose(1, 2) * self.scale          # [B, Q, L]
-        own = (q * self.key(x)).sum(dim=-1, keepdim=True) * self.scale     # [B, Q, 1]
+        past = q @ self.key(history).transpose(1, 2) * self.scale  # [B, Q, L]
+        own = (q * self.key(x)).sum(dim=-1, keepdim=True) * self.scale  # [B, Q, 1]
         probs = torch.cat([past, own], dim=-1).softmax(dim=-1)
         read = probs[..., :-1] @ self.value(history) + probs[..., -1:] * self.value(x)
         return torch.cat([x, read], dim=-1)
@@ -157,14 +157,26 @@ class SNAIL(BlackBoxLearner):
 
     name: ClassVar[str] = "snail"
 
-    def __init__(self, body: nn.Module, feature_dim: int, task: str, out_dim: int,
-                 keys: Sequence[int] = (64, 256, 512), values: Sequence[int] = (32, 128, 256), filters: int = 128,
-                 tc_length: int = 26, seed: int = 0, permute_labels: bool = False) -> None:
+    def __init__(
+        self,
+        body: nn.Module,
+        feature_dim: int,
+        task: str,
+        out_dim: int,
+        keys: Sequence[int] = (64, 256, 512),
+        values: Sequence[int] = (32, 128, 256),
+        filters: int = 128,
+        tc_length: int = 26,
+        seed: int = 0,
+        permute_labels: bool = False,
+    ) -> None:
         super().__init__(body, feature_dim, task, out_dim, seed=seed, permute_labels=permute_labels)
         keys, values = tuple(int(k) for k in keys), tuple(int(v) for v in values)
         if not keys or len(keys) != len(values) or min(keys + values) < 1:
-            raise ValueError(f"SNAIL needs as many positive key sizes as value sizes, at least one "
-                             f"(got keys={keys}, values={values}).")
+            raise ValueError(
+                f"SNAIL needs as many positive key sizes as value sizes, at least one "
+                f"(got keys={keys}, values={values})."
+            )
         if filters < 1 or tc_length < 2:
             raise ValueError(f"SNAIL needs filters >= 1 and tc_length >= 2 (got {filters}, {tc_length}).")
         self.keys, self.values, self.filters, self.tc_length = keys, values, int(filters), int(tc_length)
@@ -173,7 +185,7 @@ class SNAIL(BlackBoxLearner):
         for i, (k, v) in enumerate(zip(keys, values)):
             if i:
                 for j in range(math.ceil(math.log2(self.tc_length))):  # one TC block
-                    dense = DenseBlock(channels, 2 ** j, self.filters)
+                    dense = DenseBlock(channels, 2**j, self.filters)
                     blocks.append(dense)
                     channels = dense.out_channels
             attention = AttentionBlock(channels, k, v)

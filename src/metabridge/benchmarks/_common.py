@@ -14,8 +14,9 @@ from ..data.class_dataset import ClassDataset
 PEER_VENV = Path.home() / ".cache" / "metabridge" / "peers" / "venv"
 
 
-def synthetic_dataset(num_classes: int = 1200, per_class: int = 20, size: int = 28, channels: int = 1,
-                      seed: int = 0) -> ClassDataset:
+def synthetic_dataset(
+    num_classes: int = 1200, per_class: int = 20, size: int = 28, channels: int = 1, seed: int = 0
+) -> ClassDataset:
     """Random uint8 images, ``per_class`` of each of ``num_classes`` classes (Omniglot-sized by default)."""
     g = torch.Generator().manual_seed(seed)
     images = torch.randint(0, 256, (num_classes * per_class, channels, size, size), generator=g, dtype=torch.uint8)

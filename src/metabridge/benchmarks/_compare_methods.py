@@ -14,16 +14,28 @@ ALL_METHODS = ("mtl", "fomaml", "maml", "anil", "protonet", "metaoptnet")
 GBML = ("maml", "fomaml", "anil", "metaoptnet", "metasgd", "reptile")
 #: Black-box adaptation (CS330 lecture 2): selectable by name, in neither tuple above.
 BLACK_BOX = ("mann", "snail", "icl")
-LABELS = {"mtl": "MTL (Wang et al.)", "fomaml": "first-order MAML", "maml": "MAML", "anil": "ANIL",
-          "protonet": "ProtoNet", "metaoptnet": "MetaOptNet-SVM", "metasgd": "Meta-SGD", "reptile": "Reptile",
-          "drs": "DRS (joint training)", "mann": "MANN (LSTM + memory)", "snail": "SNAIL",
-          "icl": "ICL transformer"}
+LABELS = {
+    "mtl": "MTL (Wang et al.)",
+    "fomaml": "first-order MAML",
+    "maml": "MAML",
+    "anil": "ANIL",
+    "protonet": "ProtoNet",
+    "metaoptnet": "MetaOptNet-SVM",
+    "metasgd": "Meta-SGD",
+    "reptile": "Reptile",
+    "drs": "DRS (joint training)",
+    "mann": "MANN (LSTM + memory)",
+    "snail": "SNAIL",
+    "icl": "ICL transformer",
+}
 #: Published accuracies of methods, for context beside the table (other data than glyphs).
 REFERENCES = {
     "snail": "SNAIL on Omniglot 5-way: 99.07% 1-shot, 99.78% 5-shot (Mishra et al. 2018)",
-    "mann": ("MANN on Omniglot, 5 classes per episode, accuracy at the 1st/2nd/3rd/5th/10th instance of a "
-             "class: 36.4/82.8/91.0/94.9/98.1% (Santoro et al. 2016, Table 1; a sequential protocol, not N-way "
-             "K-shot)"),
+    "mann": (
+        "MANN on Omniglot, 5 classes per episode, accuracy at the 1st/2nd/3rd/5th/10th instance of a "
+        "class: 36.4/82.8/91.0/94.9/98.1% (Santoro et al. 2016, Table 1; a sequential protocol, not N-way "
+        "K-shot)"
+    ),
 }
 
 #: Per-method settings from the papers: MAML's Omniglot protocol (one inner step of 0.4 in

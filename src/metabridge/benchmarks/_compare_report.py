@@ -44,8 +44,9 @@ def budget_axis(settings: dict[str, Any]) -> str:
     return "step" if settings.get("budget_steps") else "train_seconds"
 
 
-def convergence(curve: list[dict[str, Any]], tail: float = CONVERGED_TAIL, axis: str = "train_seconds"
-                ) -> dict[str, Any]:
+def convergence(
+    curve: list[dict[str, Any]], tail: float = CONVERGED_TAIL, axis: str = "train_seconds"
+) -> dict[str, Any]:
     """Whether a validation curve has flattened: ``{"converged": True | False | None, ...}``.
 
     The rule: flat within its CI over the last third of the budget, in two
@@ -79,8 +80,13 @@ def convergence(curve: list[dict[str, Any]], tail: float = CONVERGED_TAIL, axis:
     slope = sum((t - mt) * (v - mv) for t, v in zip(ts, vs)) / var if var > 0 else 0.0
     gain = slope * (ts[-1] - ts[0])
     rise = mv - sum(p["val_mean"] for p in middle) / len(middle)
-    return {"converged": bool(gain <= ci and rise <= ci), "window_points": len(window), "gain": gain,
-            "rise": rise, "ci95": ci}
+    return {
+        "converged": bool(gain <= ci and rise <= ci),
+        "window_points": len(window),
+        "gain": gain,
+        "rise": rise,
+        "ci95": ci,
+    }
 
 
 def _converged_label(flag: bool | None) -> str:
@@ -92,9 +98,13 @@ def summarize(results: dict[str, dict[str, Any]], axis: str = "train_seconds") -
     method's validation curve had flattened by the end of its budget (counted in ``axis``,
     :func:`budget_axis`)."""
     gbml = {m: r for m, r in results.items() if m in GBML and r["curve"]}
-    summary: dict[str, Any] = {"target": None, "best_gbml": None, "time_to_target": {}, "speedup_vs_best_gbml": None,
-                               "converged": {m: convergence(r["curve"], axis=axis)["converged"]
-                                             for m, r in results.items()}}
+    summary: dict[str, Any] = {
+        "target": None,
+        "best_gbml": None,
+        "time_to_target": {},
+        "speedup_vs_best_gbml": None,
+        "converged": {m: convergence(r["curve"], axis=axis)["converged"] for m, r in results.items()},
+    }
     if not gbml:
         return summary
     best = max(gbml, key=lambda m: gbml[m]["curve"][-1]["val_mean"])
@@ -120,9 +130,11 @@ def speedup_sentence(summary: dict[str, Any]) -> str:
     converged = summary.get("converged", {})
     unconverged = [LABELS.get(m, m) for m in ("mtl", summary["best_gbml"]) if converged.get(m) is not True]
     if unconverged:
-        return (f"not converged: {', '.join(unconverged)} still changing over the last third of the budget "
-                "(or too few validations to tell), so no time-to-target verdict; train longer "
-                "(--budget-seconds or --budget-steps).")
+        return (
+            f"not converged: {', '.join(unconverged)} still changing over the last third of the budget "
+            "(or too few validations to tell), so no time-to-target verdict; train longer "
+            "(--budget-seconds or --budget-steps)."
+        )
     if summary["time_to_target"]["mtl"] is None:
         return f"MTL never reached the target within its budget ({best} did)."
     if speedup is None:
@@ -135,17 +147,18 @@ def speedup_sentence(summary: dict[str, Any]) -> str:
 def format_table(report: dict[str, Any]) -> str:
     """Plain-text results table."""
     shots = _test_shots(report["settings"])
-    cols = [f"{s}-shot acc %" for s in shots] + ["train s", "steps", "s/iter", "peak MB", "to target s",
-                                                  "converged"]
+    cols = [f"{s}-shot acc %" for s in shots] + ["train s", "steps", "s/iter", "peak MB", "to target s", "converged"]
     head = f"{'method':20s} " + " ".join(f"{c:>15s}" if "acc" in c else f"{c:>11s}" for c in cols)
     lines = [head, "-" * len(head)]
     ttt = report["summary"]["time_to_target"]
     axis = budget_axis(report["settings"])
-    conv = report["summary"].get("converged") or {m: convergence(r["curve"], axis=axis)["converged"]
-                                                  for m, r in report["methods"].items()}
+    conv = report["summary"].get("converged") or {
+        m: convergence(r["curve"], axis=axis)["converged"] for m, r in report["methods"].items()
+    }
     for m, r in report["methods"].items():
-        accs = " ".join(f"{100 * r['test'][str(s)]['mean']:>7.2f} ± {100 * r['test'][str(s)]['ci95']:<5.2f}"
-                        for s in shots)
+        accs = " ".join(
+            f"{100 * r['test'][str(s)]['mean']:>7.2f} ± {100 * r['test'][str(s)]['ci95']:<5.2f}" for s in shots
+        )
         t = ttt.get(m)
         lines.append(
             f"{LABELS.get(m, m):20s} {accs} {r['train_seconds']:>11.0f} {r['steps']:>11d} "
@@ -154,8 +167,10 @@ def format_table(report: dict[str, Any]) -> str:
         )
     s = report["summary"]
     if s["target"] is not None:
-        lines.append(f"\ntarget = best GBML ({LABELS.get(s['best_gbml'], s['best_gbml'])}) final validation "
-                     f"accuracy - CI = {100 * s['target']:.2f}% ({_train_shot(report['settings'])}-shot validation)")
+        lines.append(
+            f"\ntarget = best GBML ({LABELS.get(s['best_gbml'], s['best_gbml'])}) final validation "
+            f"accuracy - CI = {100 * s['target']:.2f}% ({_train_shot(report['settings'])}-shot validation)"
+        )
         lines.append(speedup_sentence(s))
     lines.extend(accuracy_sentences(report))
     lines.extend(f"published: {REFERENCES[m]}." for m in report["methods"] if m in REFERENCES)
@@ -179,8 +194,10 @@ def accuracy_sentences(report: dict[str, Any]) -> list[str]:
             t = scored["mtl"]
             gap = 100 * (b["mean"] - t["mean"])
             overlap = t["mean"] + t["ci95"] >= b["mean"] - b["ci95"]
-            line += (f"; MTL {100 * t['mean']:.2f} ± {100 * t['ci95']:.2f}% ({gap:.2f} points lower, "
-                     f"{'CIs overlap' if overlap else 'CIs disjoint'})")
+            line += (
+                f"; MTL {100 * t['mean']:.2f} ± {100 * t['ci95']:.2f}% ({gap:.2f} points lower, "
+                f"{'CIs overlap' if overlap else 'CIs disjoint'})"
+            )
         out.append(line + ".")
     stopped = [LABELS.get(m, m) for m in methods if conv.get(m) is not True]
     if stopped:
@@ -193,6 +210,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     every method, and each method's test accuracy (same shot as training) at the end of its
     training."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -201,12 +219,19 @@ def plot(report: dict[str, Any], path: Path) -> None:
     for m, r in report["methods"].items():
         xs = [p[axis] for p in r["curve"]]
         ys = [100 * p["val_mean"] for p in r["curve"]]
-        line, = ax.plot(xs, ys, marker="o", ms=3, label=LABELS.get(m, m))
+        (line,) = ax.plot(xs, ys, marker="o", ms=3, label=LABELS.get(m, m))
         test = r["test"].get(str(_train_shot(report["settings"])))
         if test is not None:  # the test accuracy of the best-validation weights, at the end of training
             x = r["steps"] if axis == "step" else r["train_seconds"]
-            ax.errorbar([x], [100 * test["mean"]], yerr=[100 * test["ci95"]], marker="*", ms=10,
-                        color=line.get_color(), capsize=3)
+            ax.errorbar(
+                [x],
+                [100 * test["mean"]],
+                yerr=[100 * test["ci95"]],
+                marker="*",
+                ms=10,
+                color=line.get_color(),
+                capsize=3,
+            )
     if report["summary"]["target"] is not None:
         ax.axhline(100 * report["summary"]["target"], color="k", ls="--", lw=1, label="target (best GBML - CI)")
     st = report["settings"]
@@ -253,22 +278,31 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
                 continue
             a, b = first["settings"].get(key), rep["settings"].get(key)
             if a != b:
-                raise ValueError(f"report {i + 1} was run with {key}={b!r}, report 1 with {key}={a!r}; "
-                                 f"only runs that differ in --methods can be merged: re-run with the same {key}.")
+                raise ValueError(
+                    f"report {i + 1} was run with {key}={b!r}, report 1 with {key}={a!r}; "
+                    f"only runs that differ in --methods can be merged: re-run with the same {key}."
+                )
         if rep["machine"].get("device") != first["machine"].get("device"):
-            raise ValueError(f"report {i + 1} ran on {rep['machine'].get('device')!r}, report 1 on "
-                             f"{first['machine'].get('device')!r}; wall-clock from different machines is not "
-                             "comparable: re-run on one machine.")
+            raise ValueError(
+                f"report {i + 1} ran on {rep['machine'].get('device')!r}, report 1 on "
+                f"{first['machine'].get('device')!r}; wall-clock from different machines is not "
+                "comparable: re-run on one machine."
+            )
         for m, r in rep["methods"].items():
             if m in merged_methods:
-                raise ValueError(f"method {m!r} is in more than one report; merge runs of disjoint methods "
-                                 "(drop one of the two runs).")
+                raise ValueError(
+                    f"method {m!r} is in more than one report; merge runs of disjoint methods "
+                    "(drop one of the two runs)."
+                )
             merged_methods[m] = r
     settings = dict(first["settings"], methods=list(merged_methods))
     return {
-        "benchmark": "compare", "settings": settings, "machine": first["machine"],
+        "benchmark": "compare",
+        "settings": settings,
+        "machine": first["machine"],
         "total_seconds": sum(r["total_seconds"] for r in reports),
-        "merged_from": len(reports), "methods": merged_methods,
+        "merged_from": len(reports),
+        "methods": merged_methods,
         "summary": summarize(merged_methods, budget_axis(settings)),
     }
 

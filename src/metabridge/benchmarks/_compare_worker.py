@@ -31,8 +31,9 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any] | None:
     load_plugins(spec["config"].get("plugins", []))  # a user's registered algorithm / dataset, before building
     config = ExperimentConfig.from_dict(spec["config"])
     context = init_from_environment(resolve_device(config.device))  # one process unless under torchrun
-    trainer = Trainer(config, overwrite=True, progress=spec.get("progress", False), tensorboard=False,
-                      distributed=context)
+    trainer = Trainer(
+        config, overwrite=True, progress=spec.get("progress", False), tensorboard=False, distributed=context
+    )
     reset_peak_memory(trainer.device)  # the peak read after training belongs to training
     baseline = peak_total_mib(trainer.device)
     t0 = time.perf_counter()
@@ -48,8 +49,11 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any] | None:
 
     records = read_metrics(config.out_dir)
     train_recs = [r for r in records if r["kind"] == "train"]
-    curve = [{"train_seconds": r["train_seconds"], "step": r["step"], "val_mean": r["val_mean"],
-              "val_ci95": r["val_ci95"]} for r in records if r["kind"] == "val"]
+    curve = [
+        {"train_seconds": r["train_seconds"], "step": r["step"], "val_mean": r["val_mean"], "val_ci95": r["val_ci95"]}
+        for r in records
+        if r["kind"] == "val"
+    ]
     train_seconds = train_recs[-1]["train_seconds"] if train_recs else 0.0
 
     test_source = build_task_source(config, "test", trainer.device)
@@ -63,11 +67,19 @@ def run_method(spec: dict[str, Any]) -> dict[str, Any] | None:
         res = evaluate(algorithm, episodes, trainer.device)
         tests[str(shot)] = {**res.as_dict(), "query": query, "seconds": time.perf_counter() - t1}
     return {
-        "method": spec["method"], "steps": result.step, "train_seconds": train_seconds,
+        "method": spec["method"],
+        "steps": result.step,
+        "train_seconds": train_seconds,
         "stopped_early": bool(getattr(result, "stopped_early", False)),
-        "seconds_per_iteration": train_seconds / max(result.step, 1), "wall_seconds": wall,
-        "peak_memory_mb": peak, "baseline_memory_mb": baseline, "best_val": result.best, "curve": curve, "test": tests,
-        "config": config.to_dict(), "world_size": context.world_size,
+        "seconds_per_iteration": train_seconds / max(result.step, 1),
+        "wall_seconds": wall,
+        "peak_memory_mb": peak,
+        "baseline_memory_mb": baseline,
+        "best_val": result.best,
+        "curve": curve,
+        "test": tests,
+        "config": config.to_dict(),
+        "world_size": context.world_size,
     }
 
 

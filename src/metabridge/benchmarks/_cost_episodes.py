@@ -53,8 +53,10 @@ def parse_method(item: str) -> Method:
         return Method(item, m.group(1), int(m.group(2)))
     if item in ("mtl", "protonet", "metaoptnet"):
         return Method(item, item, None)
-    raise ValueError(f"unknown method {item!r}; choose from mtl, protonet, metaoptnet, maml-K and fomaml-K "
-                     f"(K inner steps >= 1), e.g. {' '.join(DEFAULT_METHODS)}.")
+    raise ValueError(
+        f"unknown method {item!r}; choose from mtl, protonet, metaoptnet, maml-K and fomaml-K "
+        f"(K inner steps >= 1), e.g. {' '.join(DEFAULT_METHODS)}."
+    )
 
 
 def parse_backbone(item: str) -> Backbone:
@@ -86,13 +88,23 @@ def episode(method: Method, backbone: Backbone, shot: int, mode: str) -> dict[st
     algo = method.algorithm
     if algo in ("maml", "fomaml"):
         if reg == "omniglot":
-            ep = {"way": N_WAY, "shot": shot, "query": shot, "meta_batch": 32,
-                  "source": "Finn et al. 2017 Sec. 5.2 (Omniglot 5-way: meta-batch 32, 1 step, alpha 0.4); "
-                            "cbfinn/maml main.py: update_batch_size*2 images per class (query = K)"}
+            ep = {
+                "way": N_WAY,
+                "shot": shot,
+                "query": shot,
+                "meta_batch": 32,
+                "source": "Finn et al. 2017 Sec. 5.2 (Omniglot 5-way: meta-batch 32, 1 step, alpha 0.4); "
+                "cbfinn/maml main.py: update_batch_size*2 images per class (query = K)",
+            }
         else:
-            ep = {"way": N_WAY, "shot": shot, "query": 15, "meta_batch": 4 if shot == 1 else 2,
-                  "source": "Finn et al. 2017 Sec. 5.2 (MiniImagenet: 5 steps, alpha 0.01, 15 queries per class, "
-                            "meta-batch 4 at 1-shot and 2 at 5-shot; main.py's usage line: 4 for both)"}
+            ep = {
+                "way": N_WAY,
+                "shot": shot,
+                "query": 15,
+                "meta_batch": 4 if shot == 1 else 2,
+                "source": "Finn et al. 2017 Sec. 5.2 (MiniImagenet: 5 steps, alpha 0.01, 15 queries per class, "
+                "meta-batch 4 at 1-shot and 2 at 5-shot; main.py's usage line: 4 for both)",
+            }
             if reg == "cifarfs":
                 ep["note"] = "CIFAR-FS is not in Finn et al.: mini-ImageNet sizes"
         if algo == "fomaml" and reg == "omniglot":
@@ -101,20 +113,33 @@ def episode(method: Method, backbone: Backbone, shot: int, mode: str) -> dict[st
     if algo == "protonet":
         query = 5 if reg == "omniglot" else 15
         paper_way = 60 if reg == "omniglot" else (30 if shot == 1 else 20)
-        ep = {"way": paper_way if mode == "paper-way" else N_WAY, "shot": shot, "query": query, "meta_batch": 1,
-              "paper_way": paper_way,
-              "source": "Snell et al. 2017 Sec. 3.1-3.2; jakesnell/prototypical-networks run_train.py "
-                        "(one episode per update; Omniglot 60-way 5 queries, mini-ImageNet 30-/20-way 15 queries)"}
+        ep = {
+            "way": paper_way if mode == "paper-way" else N_WAY,
+            "shot": shot,
+            "query": query,
+            "meta_batch": 1,
+            "paper_way": paper_way,
+            "source": "Snell et al. 2017 Sec. 3.1-3.2; jakesnell/prototypical-networks run_train.py "
+            "(one episode per update; Omniglot 60-way 5 queries, mini-ImageNet 30-/20-way 15 queries)",
+        }
         if reg == "cifarfs":
             ep["note"] = "CIFAR-FS is not in Snell et al.: mini-ImageNet sizes"
         return ep
     if algo == "metaoptnet":
-        ep = {"way": N_WAY, "shot": 15, "query": 6, "meta_batch": 8,
-              "source": "kjunelee/MetaOptNet train.py defaults (--episodes-per-batch 8, --train-query 6) and README "
-                        "(mini-ImageNet --train-shot 15, one embedding for every test shot)"}
+        ep = {
+            "way": N_WAY,
+            "shot": 15,
+            "query": 6,
+            "meta_batch": 8,
+            "source": "kjunelee/MetaOptNet train.py defaults (--episodes-per-batch 8, --train-query 6) and README "
+            "(mini-ImageNet --train-shot 15, one embedding for every test shot)",
+        }
         if reg != "miniimagenet":
-            ep["note"] = ("not verified for CIFAR-FS; no Omniglot in Lee et al.: mini-ImageNet values"
-                          if reg == "cifarfs" else "no Omniglot in Lee et al.: mini-ImageNet values")
+            ep["note"] = (
+                "not verified for CIFAR-FS; no Omniglot in Lee et al.: mini-ImageNet values"
+                if reg == "cifarfs"
+                else "no Omniglot in Lee et al.: mini-ImageNet values"
+            )
         return ep
     # MTL: train_shots + train_queries images per class, merged into one loss.
     shots_q, batch = (5, 5), 6
@@ -122,10 +147,15 @@ def episode(method: Method, backbone: Backbone, shot: int, mode: str) -> dict[st
         batch = 2
     if reg == "cifarfs" and shot == 1:
         shots_q, batch = (5, 15), 2
-    ep = {"way": N_WAY, "shot": shots_q[0], "query": shots_q[1], "meta_batch": batch,
-          "source": "AI-secure/multi-task-learning train.py (--meta_batch_size 6), lightning_episodic_module.py "
-                    "(train_shots = train_queries = 5) and README commands (mini-ImageNet 5-shot: meta-batch 2; "
-                    "CIFAR-FS 1-shot: --train_queries 15 --meta_batch_size 2)"}
+    ep = {
+        "way": N_WAY,
+        "shot": shots_q[0],
+        "query": shots_q[1],
+        "meta_batch": batch,
+        "source": "AI-secure/multi-task-learning train.py (--meta_batch_size 6), lightning_episodic_module.py "
+        "(train_shots = train_queries = 5) and README commands (mini-ImageNet 5-shot: meta-batch 2; "
+        "CIFAR-FS 1-shot: --train_queries 15 --meta_batch_size 2)",
+    }
     if reg == "omniglot":
         ep["note"] = "no Omniglot in Wang et al.: their code's defaults"
     return ep
@@ -154,9 +184,21 @@ def configurations(methods: list[Method], backbones: list[Backbone], shots: list
         for k in shots:
             for m in methods:
                 ep = episode(m, bb, k, mode)
-                rows.append({"backbone": bb.key, "model": bb.model, "image_size": bb.image_size,
-                             "channels": bb.channels, "regime": bb.regime, "shots": k, "method": m.key,
-                             "label": m.label, "algorithm": m.algorithm, "inner_steps": m.inner_steps,
-                             "inner_lr": inner_lr(bb) if m.inner_steps else None, "episode": ep,
-                             "images_per_step": ep["meta_batch"] * ep["way"] * (ep["shot"] + ep["query"])})
+                rows.append(
+                    {
+                        "backbone": bb.key,
+                        "model": bb.model,
+                        "image_size": bb.image_size,
+                        "channels": bb.channels,
+                        "regime": bb.regime,
+                        "shots": k,
+                        "method": m.key,
+                        "label": m.label,
+                        "algorithm": m.algorithm,
+                        "inner_steps": m.inner_steps,
+                        "inner_lr": inner_lr(bb) if m.inner_steps else None,
+                        "episode": ep,
+                        "images_per_step": ep["meta_batch"] * ep["way"] * (ep["shot"] + ep["query"]),
+                    }
+                )
     return rows

@@ -53,9 +53,16 @@ def _build(cfg: dict[str, Any]) -> tuple[Any, Any, Any]:
     hp = dict(cfg["hparams"])
     if cfg["inner_steps"]:
         hp = {"inner_steps": cfg["inner_steps"], "inner_lr": cfg["inner_lr"], **hp}
-    algo = build_algorithm(cfg["algorithm"], model=cfg["model"], n_way=ep["way"], in_channels=cfg["channels"],
-                           image_size=cfg["image_size"], num_train_classes=TRAIN_CLASSES,
-                           model_kwargs=model_kwargs, **hp).to(cfg["device"])
+    algo = build_algorithm(
+        cfg["algorithm"],
+        model=cfg["model"],
+        n_way=ep["way"],
+        in_channels=cfg["channels"],
+        image_size=cfg["image_size"],
+        num_train_classes=TRAIN_CLASSES,
+        model_kwargs=model_kwargs,
+        **hp,
+    ).to(cfg["device"])
     algo.train()
     opt = optimizer_for(cfg["algorithm"], [p for p in algo.parameters() if p.requires_grad])
     return algo, opt, sampler
@@ -71,10 +78,13 @@ def _first_step_memory(device: str, step: Any, isolated: bool) -> tuple[float, d
     if before is None or peak is None:
         return first, {"peak_mib": None, "how": "unavailable (no /proc/self/clear_refs)"}
     vmhwm = status_kb("VmHWM")
-    return first, {"peak_mib": peak, "rss_before_mib": before / 1024,
-                   "vmhwm_mib": None if vmhwm is None else vmhwm / 1024,
-                   "how": "VmHWM - VmRSS before the first step (clear_refs=5)"
-                          + (", fresh process" if isolated else ", in this process: approximate")}
+    return first, {
+        "peak_mib": peak,
+        "rss_before_mib": before / 1024,
+        "vmhwm_mib": None if vmhwm is None else vmhwm / 1024,
+        "how": "VmHWM - VmRSS before the first step (clear_refs=5)"
+        + (", fresh process" if isolated else ", in this process: approximate"),
+    }
 
 
 def measure(cfg: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
@@ -104,8 +114,11 @@ def measure(cfg: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
         _sync(device)
         return time.perf_counter() - t0
 
-    out: dict[str, Any] = {"parameters": sum(p.numel() for p in algo.parameters()), "tasks_run": run_tasks,
-                           "extrapolated": run_tasks < ep["meta_batch"]}
+    out: dict[str, Any] = {
+        "parameters": sum(p.numel() for p in algo.parameters()),
+        "tasks_run": run_tasks,
+        "extrapolated": run_tasks < ep["meta_batch"],
+    }
     try:
         emit("ready")
         first, memory = _first_step_memory(device, step, cfg["isolated"])
@@ -124,8 +137,13 @@ def measure(cfg: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
         algo.close()
     per_task = statistics.median(times) / run_tasks
     # with fewer tasks than the paper's meta-batch, s/step is s/task times the meta-batch
-    out.update(status="ok", times_s=times, s_per_task=per_task, s_per_step=per_task * ep["meta_batch"],
-               s_per_image=per_task * ep["meta_batch"] / cfg["images_per_step"])
+    out.update(
+        status="ok",
+        times_s=times,
+        s_per_task=per_task,
+        s_per_step=per_task * ep["meta_batch"],
+        s_per_image=per_task * ep["meta_batch"] / cfg["images_per_step"],
+    )
     return out
 
 
@@ -153,8 +171,12 @@ def measure_isolated(cfg: dict[str, Any], build_timeout: float = 600.0) -> dict[
     The child is stopped if its first step has not finished ``max_seconds`` after it began
     (recorded as skipped), and the error's last line is returned if it fails.
     """
-    env = {**os.environ, "METABRIDGE_MALLOC_TUNING": os.environ.get("METABRIDGE_MALLOC_TUNING", "1")
-           if cfg.get("allocator", True) else "0"}
+    env = {
+        **os.environ,
+        "METABRIDGE_MALLOC_TUNING": os.environ.get("METABRIDGE_MALLOC_TUNING", "1")
+        if cfg.get("allocator", True)
+        else "0",
+    }
     cmd = _child_command(cfg)
     events: queue.Queue = queue.Queue()
     with tempfile.TemporaryFile("w+") as err:
@@ -164,7 +186,7 @@ def measure_isolated(cfg: dict[str, Any], build_timeout: float = 600.0) -> dict[
             assert proc.stdout is not None
             for line in proc.stdout:
                 if line.startswith(_EVENT):
-                    events.put(json.loads(line[len(_EVENT):]))
+                    events.put(json.loads(line[len(_EVENT) :]))
             events.put(None)
 
         threading.Thread(target=read, daemon=True).start()
@@ -205,8 +227,10 @@ def measure_isolated(cfg: dict[str, Any], build_timeout: float = 600.0) -> dict[
         err.seek(0)
         lines = err.read().strip().splitlines()
         if proc.returncode < 0:  # e.g. SIGKILL from the kernel's out-of-memory killer
-            return {"status": f"error: killed by signal {-proc.returncode}"
-                              + (" (out of memory?)" if proc.returncode == -9 else "")}
+            return {
+                "status": f"error: killed by signal {-proc.returncode}"
+                + (" (out of memory?)" if proc.returncode == -9 else "")
+            }
         return {"status": f"error: {lines[-1] if lines else f'exit code {proc.returncode}'}"}
 
 
@@ -214,5 +238,6 @@ if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         _child_main(sys.argv[2])
     else:
-        sys.exit("usage: python -m metabridge.benchmarks._cost_measure --child CONFIG_JSON "
-                 "(use `metabridge bench cost`)")
+        sys.exit(
+            "usage: python -m metabridge.benchmarks._cost_measure --child CONFIG_JSON (use `metabridge bench cost`)"
+        )

@@ -27,8 +27,17 @@ def table(rows: list[dict[str, Any]]) -> str:
 
     An s/step scaled up from fewer tasks (``--max-tasks``) carries a ``*``, and its peak
     memory the number of tasks it was measured with."""
-    head = ["backbone", "shot", "method", "tasks x (way x (shot+query))", "s/step", "x MTL", "s/task", "x MTL",
-            "peak MiB"]
+    head = [
+        "backbone",
+        "shot",
+        "method",
+        "tasks x (way x (shot+query))",
+        "s/step",
+        "x MTL",
+        "s/task",
+        "x MTL",
+        "peak MiB",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         ep = r["episode"]
@@ -37,11 +46,17 @@ def table(rows: list[dict[str, Any]]) -> str:
         peak = _fmt(r.get("peak_mib"), ".0f")
         if r.get("extrapolated") and peak != "-":
             peak += f" ({r['tasks_run']} task{'s' if r['tasks_run'] > 1 else ''})"
-        cells = [r["backbone"], str(r["shots"]), r["label"],
-                 f"{ep['meta_batch']} x ({ep['way']} x ({ep['shot']}+{ep['query']}))",
-                 _fmt(r.get("s_per_step"), ".3f", star) if ok else r.get("status", "-"),
-                 _fmt(r.get("x_mtl_step"), ".2f", "x"), _fmt(r.get("s_per_task"), ".3f") if ok else "-",
-                 _fmt(r.get("x_mtl_task"), ".2f", "x"), peak]
+        cells = [
+            r["backbone"],
+            str(r["shots"]),
+            r["label"],
+            f"{ep['meta_batch']} x ({ep['way']} x ({ep['shot']}+{ep['query']}))",
+            _fmt(r.get("s_per_step"), ".3f", star) if ok else r.get("status", "-"),
+            _fmt(r.get("x_mtl_step"), ".2f", "x"),
+            _fmt(r.get("s_per_task"), ".3f") if ok else "-",
+            _fmt(r.get("x_mtl_task"), ".2f", "x"),
+            peak,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     if any(r.get("extrapolated") for r in rows):
         lines.append("\n\\* s/task measured with fewer tasks (--max-tasks) times the meta-batch.")
@@ -51,6 +66,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def plot(rows: list[dict[str, Any]], path: Path, episodes: str = "paper") -> None:
     """s/step by method per backbone (log scale), one panel per shot; skipped ones marked."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -58,8 +74,13 @@ def plot(rows: list[dict[str, Any]], path: Path, episodes: str = "paper") -> Non
     backbones = list(dict.fromkeys(r["backbone"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     labels = {r["method"]: r["label"] for r in rows}
-    fig, axes = plt.subplots(1, len(shots), figsize=(max(4.0, 1.1 * len(backbones) * len(methods) / 2) * len(shots),
-                                                     4.2), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(
+        1,
+        len(shots),
+        figsize=(max(4.0, 1.1 * len(backbones) * len(methods) / 2) * len(shots), 4.2),
+        squeeze=False,
+        sharey=True,
+    )
     width = 0.8 / len(methods)
     cell = {(r["backbone"], r["shots"], r["method"]): r for r in rows}
     for ax, k in zip(axes[0], shots):
@@ -72,13 +93,24 @@ def plot(rows: list[dict[str, Any]], path: Path, episodes: str = "paper") -> Non
                     ax.bar(x, r["s_per_step"], width, color=f"C{j}", label=None if m in labelled else labels[m])
                     labelled.add(m)
                 elif r is not None:
-                    ax.text(x, 0.02, "skipped" if str(r.get("status")).startswith("skipped") else "error",
-                            rotation=90, ha="center", va="bottom", fontsize=6, transform=ax.get_xaxis_transform())
+                    ax.text(
+                        x,
+                        0.02,
+                        "skipped" if str(r.get("status")).startswith("skipped") else "error",
+                        rotation=90,
+                        ha="center",
+                        va="bottom",
+                        fontsize=6,
+                        transform=ax.get_xaxis_transform(),
+                    )
         ax.set_xticks(range(len(backbones)), backbones, fontsize=8)
         ax.set_yscale("log")
         ax.set_ylabel("seconds per training step (median)")
-        sizes = {"paper": "each method's paper episode sizes", "paper-way": "paper episode sizes and ways",
-                 "common": "15 queries, 4 tasks for all"}[episodes]
+        sizes = {
+            "paper": "each method's paper episode sizes",
+            "paper-way": "paper episode sizes and ways",
+            "common": "15 queries, 4 tasks for all",
+        }[episodes]
         ax.set_title(f"5-way {k}-shot, {sizes}", fontsize=9)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)

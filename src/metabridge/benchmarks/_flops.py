@@ -31,8 +31,10 @@ def meta_iteration_flops(method: str, shots: int, meta_batch: int, steps: int, q
     counter = FlopCounterMode(display=False)
     with counter:
         step()
-    by_op = {str(k).split(".")[-1] if not hasattr(k, "__name__") else k.__name__: v * meta_batch
-             for k, v in counter.get_flop_counts()["Global"].items()}
+    by_op = {
+        str(k).split(".")[-1] if not hasattr(k, "__name__") else k.__name__: v * meta_batch
+        for k, v in counter.get_flop_counts()["Global"].items()
+    }
     return {"total": counter.get_total_flops() * meta_batch, "by_op": by_op}
 
 

@@ -73,9 +73,14 @@ def _build(spec: dict, device: str):
 
     class MTLmodel(HPS, weighting):
         def __init__(self) -> None:
-            super().__init__(task_name=names, encoder_class=lambda: encoder, decoders=decoders,
-                             rep_grad=bool(spec.get("rep_grad", False)), multi_input=False,
-                             device=torch.device(device))
+            super().__init__(
+                task_name=names,
+                encoder_class=lambda: encoder,
+                decoders=decoders,
+                rep_grad=bool(spec.get("rep_grad", False)),
+                multi_input=False,
+                device=torch.device(device),
+            )
             self.init_param()
 
         def zero_grad_share_params(self) -> None:
@@ -150,9 +155,15 @@ def run_time(spec: dict) -> dict:
         sync()
         if i >= int(spec["warmup"]):
             times.append(time.perf_counter() - t0)
-    return {"status": "ok", "ms_per_step": 1e3 * statistics.median(times), "steps_ms": [1e3 * t for t in times],
-            "shared_params": shared, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "libmtl": _libmtl_version()}
+    return {
+        "status": "ok",
+        "ms_per_step": 1e3 * statistics.median(times),
+        "steps_ms": [1e3 * t for t in times],
+        "shared_params": shared,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "libmtl": _libmtl_version(),
+    }
 
 
 def _libmtl_version() -> str:
@@ -216,10 +227,12 @@ def _grad_job(job: dict) -> None:
     def flat(params) -> torch.Tensor:
         return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
 
-    out = {"shared_grad": flat(list(model.get_share_params())),
-           "head_grads": [flat(list(model.decoders[n].parameters())) for n in names],
-           "losses": losses.detach(),
-           "returned": None if returned is None else torch.as_tensor(np.asarray(returned, dtype=np.float64))}
+    out = {
+        "shared_grad": flat(list(model.get_share_params())),
+        "head_grads": [flat(list(model.decoders[n].parameters())) for n in names],
+        "losses": losses.detach(),
+        "returned": None if returned is None else torch.as_tensor(np.asarray(returned, dtype=np.float64)),
+    }
     if hasattr(model, "loss_scale"):
         out["loss_scale_grad"] = None if model.loss_scale.grad is None else model.loss_scale.grad.clone()
     torch.save(out, job["out"])

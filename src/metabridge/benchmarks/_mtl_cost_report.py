@@ -20,18 +20,23 @@ def table(rows: list[dict[str, Any]], k: int, with_libmtl: bool) -> str:
         if r["num_tasks"] != k:
             continue
         ours = r["metabridge"]
-        cells = [r["method"], r["needs"].lower().replace("_grads", " grads"),
-                 _fmt(ours.get("ms_per_step")) if ours["status"] == "ok" else ours["status"][:60],
-                 _fmt(r.get("ratio_to_equal"), ".2f")]
+        cells = [
+            r["method"],
+            r["needs"].lower().replace("_grads", " grads"),
+            _fmt(ours.get("ms_per_step")) if ours["status"] == "ok" else ours["status"][:60],
+            _fmt(r.get("ratio_to_equal"), ".2f"),
+        ]
         if with_libmtl:
             lib = r.get("libmtl")
             if lib is None:
                 cells += ["(none)", "-", "-", "-"]
             else:
-                cells += [r["libmtl_method"],
-                          _fmt(lib.get("ms_per_step")) if lib["status"] == "ok" else lib["status"][:60],
-                          _fmt(r.get("libmtl_ratio_to_ew"), ".2f"),
-                          _fmt(r.get("speedup_over_libmtl"), ".2f") + ("x" if r.get("speedup_over_libmtl") else "")]
+                cells += [
+                    r["libmtl_method"],
+                    _fmt(lib.get("ms_per_step")) if lib["status"] == "ok" else lib["status"][:60],
+                    _fmt(r.get("libmtl_ratio_to_ew"), ".2f"),
+                    _fmt(r.get("speedup_over_libmtl"), ".2f") + ("x" if r.get("speedup_over_libmtl") else ""),
+                ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -39,6 +44,7 @@ def table(rows: list[dict[str, Any]], k: int, with_libmtl: bool) -> str:
 def plot(rows: list[dict[str, Any]], ks: list[int], path: Path, title: str) -> None:
     """ms/step per method, metabridge beside LibMTL, one panel per K (log scale)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -48,9 +48,14 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     device = spec.get("device", "cpu")
     k = int(spec["num_tasks"])
     torch.manual_seed(int(spec["seed"]))
-    model = build_mtl_model("hard_sharing", input_kind="vector", input_shape=(int(spec["in_dim"]),),
-                            out_dims=[1] * k, encoder_hidden=tuple(int(h) for h in spec["hidden"]),
-                            encoder_out_dim=int(spec["out_dim"])).to(device)
+    model = build_mtl_model(
+        "hard_sharing",
+        input_kind="vector",
+        input_shape=(int(spec["in_dim"]),),
+        out_dims=[1] * k,
+        encoder_hidden=tuple(int(h) for h in spec["hidden"]),
+        encoder_out_dim=int(spec["out_dim"]),
+    ).to(device)
     weighting = build_weighting(spec["method"], k, **spec.get("kwargs", {})).to(device)
     g = torch.Generator().manual_seed(int(spec["seed"]))
     x = torch.randn(int(spec["batch"]), int(spec["in_dim"]), generator=g).to(device)
@@ -90,9 +95,15 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         sync()
         if i >= int(spec["warmup"]):
             times.append(time.perf_counter() - t0)
-    return {"status": "ok", "ms_per_step": 1e3 * statistics.median(times), "steps_ms": [1e3 * t for t in times],
-            "shared_params": sum(p.numel() for p in shared), "needs": str(weighting.needs).split(".")[-1],
-            "threads": torch.get_num_threads(), "torch": torch.__version__}
+    return {
+        "status": "ok",
+        "ms_per_step": 1e3 * statistics.median(times),
+        "steps_ms": [1e3 * t for t in times],
+        "shared_params": sum(p.numel() for p in shared),
+        "needs": str(weighting.needs).split(".")[-1],
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
 
 
 def main(argv: list[str]) -> int:

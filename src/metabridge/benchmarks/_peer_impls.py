@@ -62,8 +62,7 @@ METHODS = ("maml", "fomaml", "anil")
 PEERS = ("higher", "torchopt", "learn2learn")
 INSTALL_SCRIPT = "scripts/install_peers.sh"
 #: the ``site-packages`` of the peer venv that :data:`INSTALL_SCRIPT` builds
-DEFAULT_PEER_SITE = (PEER_VENV / "lib"
-                     / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages")
+DEFAULT_PEER_SITE = PEER_VENV / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
 #: environment variable through which child processes (:func:`measure_peak_memory`) get the same peer site
 PEER_SITE_ENV = "METABRIDGE_PEER_SITE"
 VARIANTS: dict[str, dict[str, Any]] = {  # variant -> the ExecutionOptions fields it sets
@@ -118,15 +117,24 @@ def available(lib: str) -> str | None:
     try:
         importlib.import_module(lib)
     except Exception as exc:  # ImportError, or a broken install raising something else
-        how = (f"build the peer venv with {INSTALL_SCRIPT} (it builds learn2learn 0.2.0 from source for "
-               "Python 3.11) and pass --peer-site auto or its site-packages" if lib == "learn2learn"
-               else f"pip install {lib}, or build the peer venv with {INSTALL_SCRIPT}")
+        how = (
+            f"build the peer venv with {INSTALL_SCRIPT} (it builds learn2learn 0.2.0 from source for "
+            "Python 3.11) and pass --peer-site auto or its site-packages"
+            if lib == "learn2learn"
+            else f"pip install {lib}, or build the peer venv with {INSTALL_SCRIPT}"
+        )
         return f"{lib} is not importable ({type(exc).__name__}: {exc}); {how}"
     return None
 
 
-def make_problem(shots: int, meta_batch: int, queries: int = 15, device: str = "cpu",
-                 dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[Conv4, TaskBatch]:
+def make_problem(
+    shots: int,
+    meta_batch: int,
+    queries: int = 15,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
+) -> tuple[Conv4, TaskBatch]:
     """The initial Conv-4 (5-way, no running statistics) and one batch of 5-way tasks."""
     torch.manual_seed(seed)
     model = Conv4(5).to(device, dtype)
@@ -151,8 +159,9 @@ def _body_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     return getattr(model, "body", model), getattr(model, "head", model)
 
 
-def metabridge_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: float, steps: int,
-                    variant: str = "metabridge") -> tuple[Step, list[Tensor]]:
+def metabridge_step(
+    model: nn.Module, batch: TaskBatch, method: str, inner_lr: float, steps: int, variant: str = "metabridge"
+) -> tuple[Step, list[Tensor]]:
     """metabridge's MAML / FOMAML / ANIL (``variant`` picks a task-batching mode)."""
     execution = VARIANTS[variant]  # the ExecutionOptions fields this variant sets
     if method == "anil":
@@ -168,8 +177,9 @@ def metabridge_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: f
     return step, params
 
 
-def higher_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: float,
-                steps: int) -> tuple[Step, list[Tensor]]:
+def higher_step(
+    model: nn.Module, batch: TaskBatch, method: str, inner_lr: float, steps: int
+) -> tuple[Step, list[Tensor]]:
     """higher's ``innerloop_ctx`` over the whole model (MAML) or the head (ANIL)."""
     import higher
 
@@ -186,8 +196,9 @@ def higher_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: float
             xs, ys, xq, yq = batch.support_x[i], batch.support_y[i], batch.query_x[i], batch.query_y[i]
             if method == "anil":
                 xs, xq = body(xs), body(xq)
-            with higher.innerloop_ctx(adapted, inner_opt, copy_initial_weights=False,
-                                      track_higher_grads=not first_order) as (fmodel, diffopt):
+            with higher.innerloop_ctx(
+                adapted, inner_opt, copy_initial_weights=False, track_higher_grads=not first_order
+            ) as (fmodel, diffopt):
                 for _ in range(steps):
                     diffopt.step(F.cross_entropy(fmodel(xs), ys))
                 loss = F.cross_entropy(fmodel(xq), yq) / t
@@ -199,8 +210,9 @@ def higher_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: float
     return step, params
 
 
-def torchopt_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: float,
-                  steps: int) -> tuple[Step, list[Tensor]]:
+def torchopt_step(
+    model: nn.Module, batch: TaskBatch, method: str, inner_lr: float, steps: int
+) -> tuple[Step, list[Tensor]]:
     """TorchOpt: ``MetaSGD`` + state dict recovery (second order), functional SGD (first order)."""
     import torchopt
 
@@ -237,8 +249,9 @@ def torchopt_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: flo
             fast: tuple[Tensor, ...] = tuple(params)
             state = sgd.init(fast)
             for _ in range(steps):
-                loss = F.cross_entropy(functional_call(model, dict(zip(names, fast)), (batch.support_x[i],)),
-                                       batch.support_y[i])
+                loss = F.cross_entropy(
+                    functional_call(model, dict(zip(names, fast)), (batch.support_x[i],)), batch.support_y[i]
+                )
                 grads = torch.autograd.grad(loss, fast)
                 updates, state = sgd.update(grads, state, inplace=False)
                 fast = tuple(torchopt.apply_updates(fast, updates, inplace=False))
@@ -248,8 +261,9 @@ def torchopt_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: flo
     return fo_step, params
 
 
-def learn2learn_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: float,
-                     steps: int) -> tuple[Step, list[Tensor]]:
+def learn2learn_step(
+    model: nn.Module, batch: TaskBatch, method: str, inner_lr: float, steps: int
+) -> tuple[Step, list[Tensor]]:
     """learn2learn: ``MAML`` wrapper, ``clone()`` + ``adapt()`` per task over the whole model
     (MAML, first-order MAML) or over the head on the body's features (ANIL)."""
     import learn2learn as l2l
@@ -280,8 +294,9 @@ def learn2learn_step(model: nn.Module, batch: TaskBatch, method: str, inner_lr: 
     return step, params
 
 
-def build_step(lib: str, model: nn.Module, batch: TaskBatch, method: str, inner_lr: float,
-               steps: int) -> tuple[Step, list[Tensor]]:
+def build_step(
+    lib: str, model: nn.Module, batch: TaskBatch, method: str, inner_lr: float, steps: int
+) -> tuple[Step, list[Tensor]]:
     """The meta-iteration of ``lib`` (``metabridge[:variant]``, ``higher``, ``torchopt``,
     ``learn2learn``) on a private deep copy of ``model``."""
     if method not in METHODS:
@@ -303,8 +318,7 @@ def flat_grad(params: list[Tensor]) -> Tensor:
     return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
 
 
-def peak_memory_in_this_process(lib: str, method: str, shots: int, meta_batch: int, steps: int,
-                                device: str) -> dict:
+def peak_memory_in_this_process(lib: str, method: str, shots: int, meta_batch: int, steps: int, device: str) -> dict:
     """Build the problem, reset the peak, run one meta-iteration, return its peak in MiB."""
     model, batch = make_problem(shots, meta_batch, device=device)
     step, _ = build_step(lib, model, batch, method, INNER_LR, steps)
@@ -318,12 +332,25 @@ def peak_memory_in_this_process(lib: str, method: str, shots: int, meta_batch: i
     if device.startswith("cuda"):
         return {"peak_mib": peak, "how": "cuda max_memory_allocated"}
     vmhwm = status_kb("VmHWM") or 0
-    return {"peak_mib": peak, "rss_before_mib": before / 1024, "vmhwm_mib": vmhwm / 1024,
-            "how": "VmHWM - VmRSS (clear_refs=5), fresh process"}
+    return {
+        "peak_mib": peak,
+        "rss_before_mib": before / 1024,
+        "vmhwm_mib": vmhwm / 1024,
+        "how": "VmHWM - VmRSS (clear_refs=5), fresh process",
+    }
 
 
-def measure_peak_memory(lib: str, method: str, shots: int, meta_batch: int, steps: int, device: str,
-                        timeout: float = 1800, tune_allocator: bool = False, peer_site: str | None = None) -> dict:
+def measure_peak_memory(
+    lib: str,
+    method: str,
+    shots: int,
+    meta_batch: int,
+    steps: int,
+    device: str,
+    timeout: float = 1800,
+    tune_allocator: bool = False,
+    peer_site: str | None = None,
+) -> dict:
     """:func:`peak_memory_in_this_process` in a child process; ``{"error": ...}`` if it fails.
 
     ``tune_allocator``: apply :func:`metabridge.device.tune_cpu_allocator` in the child
@@ -331,8 +358,17 @@ def measure_peak_memory(lib: str, method: str, shots: int, meta_batch: int, step
     ``peer_site``: the peer ``site-packages`` the child appends to its path (default: the
     parent's ``$METABRIDGE_PEER_SITE``, if any).
     """
-    cmd = [sys.executable, "-m", "metabridge.benchmarks._peer_impls", lib, method, str(shots), str(meta_batch),
-           str(steps), device]
+    cmd = [
+        sys.executable,
+        "-m",
+        "metabridge.benchmarks._peer_impls",
+        lib,
+        method,
+        str(shots),
+        str(meta_batch),
+        str(steps),
+        device,
+    ]
     env = {**os.environ, "METABRIDGE_MALLOC_TUNING": "1" if tune_allocator else "0"}
     if peer_site is not None:
         env[PEER_SITE_ENV] = peer_site

@@ -36,8 +36,21 @@ from ..recipes import get_recipe
 from ._compare_methods import ALL_METHODS, BLACK_BOX, DEFAULT_METHODS, GBML, LABELS, METHOD_SETTINGS, REFERENCES
 from ._compare_report import budget_axis, format_table, merge_files, summarize, write_report
 
-__all__ = ["ALL_METHODS", "BLACK_BOX", "CONFIG", "CompareConfig", "DEFAULT_METHODS", "GBML", "LABELS",
-           "METHOD_SETTINGS", "REFERENCES", "compare", "machine_device", "run", "run_worker"]
+__all__ = [
+    "ALL_METHODS",
+    "BLACK_BOX",
+    "CONFIG",
+    "CompareConfig",
+    "DEFAULT_METHODS",
+    "GBML",
+    "LABELS",
+    "METHOD_SETTINGS",
+    "REFERENCES",
+    "compare",
+    "machine_device",
+    "run",
+    "run_worker",
+]
 
 #: What ``--full`` sets unless given: 20 minutes of training per method, validation every 60 s
 #: on 300 episodes, 1000 test episodes; without it the defaults are the short main job's.
@@ -49,83 +62,177 @@ _DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?|mps)$"
 class CompareConfig(CommandConfig):
     """Settings of ``metabridge compare`` (each field's description is its ``--help`` text)."""
 
-    out: Path = Field(Path("runs/compare"), description=(
-        "Folder of compare.json, compare.png and config.json; each method's run (checkpoints, "
-        "metrics.jsonl) goes into OUT/METHOD."))
-    methods: list[str] = Field(list(DEFAULT_METHODS), min_length=1, description=(
-        "Methods to train (e.g. --methods mtl maml): mtl, fomaml, maml, anil, metasgd, "
-        "reptile, protonet, metaoptnet, drs, the black-box learners mann, snail, icl, or an algorithm "
-        "registered by a --plugin module."))
-    dataset: str = Field("glyphs", min_length=1, description=(
-        "glyphs (offline, rendered from fonts), any downloaded one (omniglot, mini_imagenet, tiered_imagenet, "
-        "cifar_fs, fc100) or one registered by a --plugin module."))
+    out: Path = Field(
+        Path("runs/compare"),
+        description=(
+            "Folder of compare.json, compare.png and config.json; each method's run (checkpoints, "
+            "metrics.jsonl) goes into OUT/METHOD."
+        ),
+    )
+    methods: list[str] = Field(
+        list(DEFAULT_METHODS),
+        min_length=1,
+        description=(
+            "Methods to train (e.g. --methods mtl maml): mtl, fomaml, maml, anil, metasgd, "
+            "reptile, protonet, metaoptnet, drs, the black-box learners mann, snail, icl, or an algorithm "
+            "registered by a --plugin module."
+        ),
+    )
+    dataset: str = Field(
+        "glyphs",
+        min_length=1,
+        description=(
+            "glyphs (offline, rendered from fonts), any downloaded one (omniglot, mini_imagenet, tiered_imagenet, "
+            "cifar_fs, fc100) or one registered by a --plugin module."
+        ),
+    )
     data_root: str = Field("data", description="Directory of downloaded datasets (not used by glyphs).")
-    model: str = Field("conv4", min_length=1, description=(
-        "Backbone: conv4 or resnet12 (or one registered by a --plugin module)."))
-    image_size: int | None = Field(None, gt=0, description=(
-        "Side in pixels the images are loaded at (glyphs render at any size, e.g. 32 for the ResNet-12 "
-        "regime of CIFAR-FS) [default: the dataset's standard size]."))
+    model: str = Field(
+        "conv4", min_length=1, description=("Backbone: conv4 or resnet12 (or one registered by a --plugin module).")
+    )
+    image_size: int | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Side in pixels the images are loaded at (glyphs render at any size, e.g. 32 for the ResNet-12 "
+            "regime of CIFAR-FS) [default: the dataset's standard size]."
+        ),
+    )
     n_way: int = Field(5, ge=2, description="Classes per episode, training and test.")
-    k_shot: int = Field(1, ge=1, description=(
-        "Support examples per class of the training episodes (MTL merges support and query)."))
+    k_shot: int = Field(
+        1, ge=1, description=("Support examples per class of the training episodes (MTL merges support and query).")
+    )
     q_query: int = Field(10, ge=1, description="Query examples per class of the training episodes.")
     test_shots: list[int] = Field([1, 5], min_length=1, description="K of the test episodes.")
-    test_queries: list[int] = Field([10, 6], min_length=1, description=(
-        "Queries per class of the test episodes, one per test shot (glyph classes have 11+ typefaces, so "
-        "K+Q <= 11 by default)."))
-    budget_seconds: float | None = Field(None, gt=0, allow_inf_nan=False, description=(
-        "Training wall-clock per method in seconds, validation excluded [default: 200; 1200 with --full]."))
-    eval_every_seconds: float | None = Field(None, gt=0, allow_inf_nan=False, description=(
-        "Validate each time this many more training seconds have passed [default: 25; 60 with --full]."))
-    budget_steps: int | None = Field(None, gt=0, description=(
-        "A budget of training steps per method instead of seconds: the accuracies then do not depend on "
-        "the machine's speed or load [default: a budget in seconds]."))
-    eval_every_steps: int | None = Field(None, gt=0, description=(
-        "With --budget-steps, validate every this many steps [default: 20 validations]."))
-    val_episodes: int | None = Field(None, gt=0, description=(
-        "Fixed validation episodes per validation [default: 100; 300 with --full]."))
-    test_episodes: int | None = Field(None, gt=0, description=(
-        "Fixed test episodes per test shot, identical for every method [default: 600; 1000 with --full]."))
+    test_queries: list[int] = Field(
+        [10, 6],
+        min_length=1,
+        description=(
+            "Queries per class of the test episodes, one per test shot (glyph classes have 11+ typefaces, so "
+            "K+Q <= 11 by default)."
+        ),
+    )
+    budget_seconds: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description=(
+            "Training wall-clock per method in seconds, validation excluded [default: 200; 1200 with --full]."
+        ),
+    )
+    eval_every_seconds: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description=("Validate each time this many more training seconds have passed [default: 25; 60 with --full]."),
+    )
+    budget_steps: int | None = Field(
+        None,
+        gt=0,
+        description=(
+            "A budget of training steps per method instead of seconds: the accuracies then do not depend on "
+            "the machine's speed or load [default: a budget in seconds]."
+        ),
+    )
+    eval_every_steps: int | None = Field(
+        None, gt=0, description=("With --budget-steps, validate every this many steps [default: 20 validations].")
+    )
+    val_episodes: int | None = Field(
+        None, gt=0, description=("Fixed validation episodes per validation [default: 100; 300 with --full].")
+    )
+    test_episodes: int | None = Field(
+        None,
+        gt=0,
+        description=("Fixed test episodes per test shot, identical for every method [default: 600; 1000 with --full]."),
+    )
     meta_batch_size: int = Field(16, gt=0, description="Tasks per training step, for every method.")
-    full: bool = Field(False, description=(
-        "The long run: the defaults of --budget-seconds, --eval-every-seconds, --val-episodes and "
-        "--test-episodes become 1200, 60, 300 and 1000 (values given explicitly still win)."))
+    full: bool = Field(
+        False,
+        description=(
+            "The long run: the defaults of --budget-seconds, --eval-every-seconds, --val-episodes and "
+            "--test-episodes become 1200, 60, 300 and 1000 (values given explicitly still win)."
+        ),
+    )
     seed: int = Field(0, description="Training seed (test episodes use a fixed seed of their own).")
-    device: str = Field("cpu", pattern=_DEVICE_PATTERN, description=(
-        "auto (CUDA when available), cpu, cuda, cuda:N or mps, for every method (as in metabridge train; on "
-        "CUDA each run keeps its episodes' dataset on the GPU when it fits)."))
-    recipe: str = Field("default", description=(
-        "A named set of the switches below: default, or official (Wang et al.'s MTL code: plateau schedule, "
-        "early stopping 15, augmentation, MTL head_init=official and train_forward=per_task, ResNet-12 "
-        "variant=official; see metabridge.recipes)."))
-    lr_schedule: Literal["constant", "cosine", "plateau"] | None = Field(None, description=(
-        "Every method's learning-rate schedule over the recipe's: constant, cosine or plateau (x0.1 after 4 "
-        "validations without improvement) [default: the recipe's]."))
-    early_stopping_patience: int | Literal["never"] | None = Field(None, description=(
-        "Stop a method after this many validations without improvement, or never [default: the recipe's]."))
-    augment: str | None = Field(None, description=(
-        "Augmentation of every method's training episodes: none, auto (the dataset's preset) or a preset name "
-        "[default: the recipe's]."))
-    head_init: Literal["uniform", "official"] | None = Field(None, description=(
-        "MTL's head initialisation [default: the recipe's]."))
-    train_forward: Literal["batched", "per_task"] | None = Field(None, description=(
-        "MTL's training forward: batched (all tasks in one forward) or per_task (one forward per task, "
-        "per-task batch-norm statistics) [default: the recipe's]."))
-    model_variant: Literal["plain", "official"] | None = Field(None, description=(
-        "ResNet-12 variant [default: the recipe's]."))
-    model_kwargs: Annotated[dict[str, Any], KeyValues] = Field(default_factory=dict, description=(
-        "Further backbone arguments KEY=VALUE, VALUE read as JSON, e.g. --model-kwargs widths=[16,40,80,160] "
-        "for a narrower ResNet-12."))
-    method_hparams: Annotated[dict[str, dict[str, Any]], KeyValues] = Field(default_factory=dict, description=(
-        "Further hyperparameters per method, over the recipe's and the switches above: METHOD=JSON, e.g. "
-        "--method-hparams mtl='{\"class_weighting\": \"minmax\"}'."))
-    nproc_per_node: int = Field(1, ge=1, description=(
-        "Processes per method: above 1, each method trains data-parallel under torchrun (the meta-batch "
-        "split over the processes, gradients averaged; see metabridge.distributed), rank 0 tests it; 1 "
-        "thread each is then sensible (OMP_NUM_THREADS=1)."))
-    merge: list[Path] = Field(default_factory=list, description=(
-        "Train nothing: merge the compare.json files (or their folders) of earlier runs of disjoint --methods "
-        "with otherwise identical settings into one table, JSON and plot in --out."))
+    device: str = Field(
+        "cpu",
+        pattern=_DEVICE_PATTERN,
+        description=(
+            "auto (CUDA when available), cpu, cuda, cuda:N or mps, for every method (as in metabridge train; on "
+            "CUDA each run keeps its episodes' dataset on the GPU when it fits)."
+        ),
+    )
+    recipe: str = Field(
+        "default",
+        description=(
+            "A named set of the switches below: default, or official (Wang et al.'s MTL code: plateau schedule, "
+            "early stopping 15, augmentation, MTL head_init=official and train_forward=per_task, ResNet-12 "
+            "variant=official; see metabridge.recipes)."
+        ),
+    )
+    lr_schedule: Literal["constant", "cosine", "plateau"] | None = Field(
+        None,
+        description=(
+            "Every method's learning-rate schedule over the recipe's: constant, cosine or plateau (x0.1 after 4 "
+            "validations without improvement) [default: the recipe's]."
+        ),
+    )
+    early_stopping_patience: int | Literal["never"] | None = Field(
+        None,
+        description=(
+            "Stop a method after this many validations without improvement, or never [default: the recipe's]."
+        ),
+    )
+    augment: str | None = Field(
+        None,
+        description=(
+            "Augmentation of every method's training episodes: none, auto (the dataset's preset) or a preset name "
+            "[default: the recipe's]."
+        ),
+    )
+    head_init: Literal["uniform", "official"] | None = Field(
+        None, description=("MTL's head initialisation [default: the recipe's].")
+    )
+    train_forward: Literal["batched", "per_task"] | None = Field(
+        None,
+        description=(
+            "MTL's training forward: batched (all tasks in one forward) or per_task (one forward per task, "
+            "per-task batch-norm statistics) [default: the recipe's]."
+        ),
+    )
+    model_variant: Literal["plain", "official"] | None = Field(
+        None, description=("ResNet-12 variant [default: the recipe's].")
+    )
+    model_kwargs: Annotated[dict[str, Any], KeyValues] = Field(
+        default_factory=dict,
+        description=(
+            "Further backbone arguments KEY=VALUE, VALUE read as JSON, e.g. --model-kwargs widths=[16,40,80,160] "
+            "for a narrower ResNet-12."
+        ),
+    )
+    method_hparams: Annotated[dict[str, dict[str, Any]], KeyValues] = Field(
+        default_factory=dict,
+        description=(
+            "Further hyperparameters per method, over the recipe's and the switches above: METHOD=JSON, e.g. "
+            '--method-hparams mtl=\'{"class_weighting": "minmax"}\'.'
+        ),
+    )
+    nproc_per_node: int = Field(
+        1,
+        ge=1,
+        description=(
+            "Processes per method: above 1, each method trains data-parallel under torchrun (the meta-batch "
+            "split over the processes, gradients averaged; see metabridge.distributed), rank 0 tests it; 1 "
+            "thread each is then sensible (OMP_NUM_THREADS=1)."
+        ),
+    )
+    merge: list[Path] = Field(
+        default_factory=list,
+        description=(
+            "Train nothing: merge the compare.json files (or their folders) of earlier runs of disjoint --methods "
+            "with otherwise identical settings into one table, JSON and plot in --out."
+        ),
+    )
 
     @field_validator("test_shots", "test_queries")
     @classmethod
@@ -150,11 +257,14 @@ class CompareConfig(CommandConfig):
     @model_validator(mode="after")
     def _consistent(self) -> CompareConfig:
         if len(self.test_shots) != len(self.test_queries):
-            raise ValueError(f"give one --test-queries per --test-shots (got {len(self.test_shots)} shots, "
-                             f"{len(self.test_queries)} query counts).")
+            raise ValueError(
+                f"give one --test-queries per --test-shots (got {len(self.test_shots)} shots, "
+                f"{len(self.test_queries)} query counts)."
+            )
         if self.eval_every_steps is not None and self.budget_steps is None:
-            raise ValueError("--eval-every-steps needs --budget-steps (a budget in seconds validates by "
-                             "--eval-every-seconds).")
+            raise ValueError(
+                "--eval-every-steps needs --budget-steps (a budget in seconds validates by --eval-every-seconds)."
+            )
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"--methods names a method twice ({', '.join(self.methods)}).")
         self.check_methods()
@@ -175,8 +285,9 @@ class CompareConfig(CommandConfig):
         if self.lr_schedule is not None:
             out["lr_schedule"] = self.lr_schedule
         if self.early_stopping_patience is not None:
-            out["early_stopping_patience"] = (None if self.early_stopping_patience == "never"
-                                              else self.early_stopping_patience)
+            out["early_stopping_patience"] = (
+                None if self.early_stopping_patience == "never" else self.early_stopping_patience
+            )
         if self.augment is not None:
             out["augment"] = None if self.augment == "none" else self.augment
         return out
@@ -208,28 +319,67 @@ class CompareConfig(CommandConfig):
         model_kwargs = {**recipe.model_kwargs.get(self.model, {}), **self.all_model_kwargs()}
         training = {**recipe.config, **self.training()}
         if self.budget_steps is not None:  # a step budget: validation by step, no clock
-            budget = {"steps": self.budget_steps, "max_train_seconds": None, "eval_every_seconds": None,
-                      "eval_every": self.eval_every_steps or max(self.budget_steps // 20, 1)}
+            budget = {
+                "steps": self.budget_steps,
+                "max_train_seconds": None,
+                "eval_every_seconds": None,
+                "eval_every": self.eval_every_steps or max(self.budget_steps // 20, 1),
+            }
         else:
-            budget = {"steps": 10**9, "max_train_seconds": self.resolved("budget_seconds"), "eval_every": 0,
-                      "eval_every_seconds": self.resolved("eval_every_seconds")}
+            budget = {
+                "steps": 10**9,
+                "max_train_seconds": self.resolved("budget_seconds"),
+                "eval_every": 0,
+                "eval_every_seconds": self.resolved("eval_every_seconds"),
+            }
         return ExperimentConfig(
-            task=self.dataset, data_root=self.data_root, image_size=self.image_size, n_way=self.n_way,
-            k_shot=self.k_shot, q_query=self.q_query, algorithm=method, hparams=hparams, model=self.model,
-            model_kwargs=model_kwargs, optimizer=s.get("optimizer", "adam"), lr=s.get("lr", 1e-3),
-            meta_batch_size=self.meta_batch_size, **budget, val_episodes=self.resolved("val_episodes"),
-            test_episodes=self.resolved("test_episodes"), eval_batch_size=50, checkpoint_every=0, log_every=10,
-            seed=self.seed, device=self.device, out_dir=str(Path(self.out) / method),
-            plugins=list(self.plugins), **training,
+            task=self.dataset,
+            data_root=self.data_root,
+            image_size=self.image_size,
+            n_way=self.n_way,
+            k_shot=self.k_shot,
+            q_query=self.q_query,
+            algorithm=method,
+            hparams=hparams,
+            model=self.model,
+            model_kwargs=model_kwargs,
+            optimizer=s.get("optimizer", "adam"),
+            lr=s.get("lr", 1e-3),
+            meta_batch_size=self.meta_batch_size,
+            **budget,
+            val_episodes=self.resolved("val_episodes"),
+            test_episodes=self.resolved("test_episodes"),
+            eval_batch_size=50,
+            checkpoint_every=0,
+            log_every=10,
+            seed=self.seed,
+            device=self.device,
+            out_dir=str(Path(self.out) / method),
+            plugins=list(self.plugins),
+            **training,
         ).validate()
 
     def report_settings(self) -> dict[str, Any]:
         """The resolved settings recorded in ``compare.json`` (defaults filled in)."""
-        data = self.model_dump(mode="json", exclude={"merge", "full", "lr_schedule", "early_stopping_patience",
-                                                     "augment", "head_init", "train_forward", "model_variant"})
-        data.update({name: self.resolved(name) for name in SHORT_DEFAULTS},
-                    training=self.training(), method_hparams=self.all_method_hparams(),
-                    model_kwargs=self.all_model_kwargs())
+        data = self.model_dump(
+            mode="json",
+            exclude={
+                "merge",
+                "full",
+                "lr_schedule",
+                "early_stopping_patience",
+                "augment",
+                "head_init",
+                "train_forward",
+                "model_variant",
+            },
+        )
+        data.update(
+            {name: self.resolved(name) for name in SHORT_DEFAULTS},
+            training=self.training(),
+            method_hparams=self.all_method_hparams(),
+            model_kwargs=self.all_model_kwargs(),
+        )
         return data
 
 
@@ -248,21 +398,28 @@ def check_method(method: str, plugins: list[str]) -> None:
         known = sorted(set(METHOD_SETTINGS) | set(ALGORITHMS))
         close = difflib.get_close_matches(method, known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown method {method!r}{hint}; choose from {', '.join(known)} or an algorithm "
-                         "registered with register_algorithm in a --plugin module.")
+        raise ValueError(
+            f"unknown method {method!r}{hint}; choose from {', '.join(known)} or an algorithm "
+            "registered with register_algorithm in a --plugin module."
+        )
 
 
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one method in a fresh Python process (``spec["nproc"] > 1``: that many processes
     under torchrun, data parallel, rank 0 testing and reporting); return its result dict."""
     nproc = int(spec.get("nproc", 1))
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] \
-        if nproc > 1 else [sys.executable]
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+        if nproc > 1
+        else [sys.executable]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))
-        proc = subprocess.run([*launcher, "-m", "metabridge.benchmarks._compare_worker", str(spec_path),
-                               str(out_path)], env=os.environ.copy())
+        proc = subprocess.run(
+            [*launcher, "-m", "metabridge.benchmarks._compare_worker", str(spec_path), str(out_path)],
+            env=os.environ.copy(),
+        )
         if proc.returncode != 0 or not out_path.exists():
             raise RuntimeError(f"method {spec['method']} failed (exit code {proc.returncode}); see the output above.")
         return json.loads(out_path.read_text())
@@ -292,21 +449,35 @@ def compare(config: CompareConfig, progress: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     for i, (m, cfg) in enumerate(configs.items(), 1):
         if progress:
-            budget = f"{config.budget_steps} steps" if config.budget_steps else \
-                f"{config.resolved('budget_seconds'):.0f} s"
-            print(f"[{i}/{len(configs)}] {LABELS.get(m, m)}: training for {budget}, "
-                  f"then testing on {test_episodes} episodes per shot", flush=True)
-        results[m] = run_worker({"method": m, "config": cfg.to_dict(), "test_shots": list(config.test_shots),
-                                 "test_queries": list(config.test_queries), "test_episodes": test_episodes,
-                                 "progress": progress, "nproc": config.nproc_per_node})
+            budget = (
+                f"{config.budget_steps} steps" if config.budget_steps else f"{config.resolved('budget_seconds'):.0f} s"
+            )
+            print(
+                f"[{i}/{len(configs)}] {LABELS.get(m, m)}: training for {budget}, "
+                f"then testing on {test_episodes} episodes per shot",
+                flush=True,
+            )
+        results[m] = run_worker(
+            {
+                "method": m,
+                "config": cfg.to_dict(),
+                "test_shots": list(config.test_shots),
+                "test_queries": list(config.test_queries),
+                "test_episodes": test_episodes,
+                "progress": progress,
+                "nproc": config.nproc_per_node,
+            }
+        )
     from ..device import resolve_device
 
     settings = config.report_settings()
     report = {
-        "benchmark": "compare", "settings": settings,
+        "benchmark": "compare",
+        "settings": settings,
         "machine": {**machine(str(resolve_device(config.device))), "device": device_label},
         "total_seconds": time.perf_counter() - t0,
-        "methods": results, "summary": summarize(results, budget_axis(settings)),
+        "methods": results,
+        "summary": summarize(results, budget_axis(settings)),
     }
     write_report(report, config.out)
     return report
@@ -327,6 +498,5 @@ def run(config: CompareConfig) -> dict[str, Any]:
     out = Path(config.out)
     print("")
     print(format_table(report))
-    print(f"\nwrote {out / 'compare.json'} and {out / 'compare.png'} "
-          f"({report['total_seconds'] / 60:.1f} min in all)")
+    print(f"\nwrote {out / 'compare.json'} and {out / 'compare.png'} ({report['total_seconds'] / 60:.1f} min in all)")
     return report

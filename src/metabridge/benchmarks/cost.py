@@ -108,45 +108,89 @@ class CostConfig(CommandConfig):
     """Settings of ``metabridge bench cost``: seconds per training step, per task and peak
     memory of each method, backbone and shot."""
 
-    out: Path = Field(Path("runs/bench/cost"), description=(
-        "Folder of cost_cpu.json (or cost_cuda.json), its .png and .md, and config.json."))
-    methods: list[str] = Field(list(DEFAULT_METHODS), min_length=1, description=(
-        "Methods: mtl, protonet, metaoptnet (SVM head), maml-K and fomaml-K (K inner SGD "
-        "steps; second- and first-order MAML)."))
-    backbones: list[str] = Field(list(DEFAULT_BACKBONES), min_length=1, description=(
-        "Backbones NAME@SIZE[xCHANNELS] (a registered backbone at SIZE px; channels default "
-        "to 1 at 28 px or less and 3 above). The size sets the regime whose paper episode sizes are used: "
-        "28 px Omniglot, 32 px CIFAR-FS, larger mini-ImageNet."))
+    out: Path = Field(
+        Path("runs/bench/cost"),
+        description=("Folder of cost_cpu.json (or cost_cuda.json), its .png and .md, and config.json."),
+    )
+    methods: list[str] = Field(
+        list(DEFAULT_METHODS),
+        min_length=1,
+        description=(
+            "Methods: mtl, protonet, metaoptnet (SVM head), maml-K and fomaml-K (K inner SGD "
+            "steps; second- and first-order MAML)."
+        ),
+    )
+    backbones: list[str] = Field(
+        list(DEFAULT_BACKBONES),
+        min_length=1,
+        description=(
+            "Backbones NAME@SIZE[xCHANNELS] (a registered backbone at SIZE px; channels default "
+            "to 1 at 28 px or less and 3 above). The size sets the regime whose paper episode sizes are used: "
+            "28 px Omniglot, 32 px CIFAR-FS, larger mini-ImageNet."
+        ),
+    )
     shots: list[int] = Field([1, 5], min_length=1, description="K of the 5-way K-shot benchmarks.")
-    episodes: Literal["paper", "paper-way", "common"] = Field("paper", description=(
-        "paper (each method's paper meta-batch, shots and queries, 5-way; see the module docstring), "
-        "paper-way (the same with ProtoNet's larger training way) or common (every method K shots, 15 "
-        "queries per class, 4 tasks)."))
+    episodes: Literal["paper", "paper-way", "common"] = Field(
+        "paper",
+        description=(
+            "paper (each method's paper meta-batch, shots and queries, 5-way; see the module docstring), "
+            "paper-way (the same with ProtoNet's larger training way) or common (every method K shots, 15 "
+            "queries per class, 4 tasks)."
+        ),
+    )
     steps: int = Field(3, ge=1, description="Timed training steps per configuration (the median is reported).")
-    warmup: int = Field(1, ge=0, description=(
-        "Untimed steps first (the first step, timed separately, also gives the peak memory); 0 times the "
-        "first step too."))
+    warmup: int = Field(
+        1,
+        ge=0,
+        description=(
+            "Untimed steps first (the first step, timed separately, also gives the peak memory); 0 times the "
+            "first step too."
+        ),
+    )
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")
     quick: bool = Field(False, description="Leave out every backbone above 32 px.")
-    max_seconds_per_config: float | None = Field(600.0, gt=0, description=(
-        "Stop a configuration whose first step takes longer than this and record it as skipped; None for "
-        "no limit."))
-    max_tasks: int | None = Field(None, gt=0, description=(
-        "Run at most this many tasks per step and report s/step as s/task times the paper's meta-batch "
-        "(marked extrapolated; the peak memory is that of the smaller step) [default: the whole meta-batch]."))
-    isolate: bool = Field(True, description=(
-        "Run each configuration in a fresh subprocess (exact peak memory, no cached memory from the previous "
-        "one); --no-isolate runs them in this process (memory approximate)."))
-    allocator: bool = Field(True, description=(
-        "On CPU, tune glibc's allocator in each child as the trainer does (metabridge.device."
-        "tune_cpu_allocator); --no-allocator keeps glibc's defaults."))
-    conv4_hidden: int = Field(64, ge=1, description="Conv-4 filters per block (64: Finn et al.'s Omniglot, Snell "
-                              "et al.).")
-    resnet12_widths: list[int] = Field([64, 160, 320, 640], min_length=4, max_length=4, description=(
-        "Widths of ResNet-12's four blocks."))
-    hparams: Annotated[dict[str, dict[str, Any]], KeyValues] = Field(default_factory=dict, description=(
-        "Extra hyperparameters per method key or algorithm name, NAME=JSON, e.g. --hparams mtl='{\"C\": 3.0}' "
-        "(merged into build_algorithm's keywords)."))
+    max_seconds_per_config: float | None = Field(
+        600.0,
+        gt=0,
+        description=(
+            "Stop a configuration whose first step takes longer than this and record it as skipped; None for no limit."
+        ),
+    )
+    max_tasks: int | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Run at most this many tasks per step and report s/step as s/task times the paper's meta-batch "
+            "(marked extrapolated; the peak memory is that of the smaller step) [default: the whole meta-batch]."
+        ),
+    )
+    isolate: bool = Field(
+        True,
+        description=(
+            "Run each configuration in a fresh subprocess (exact peak memory, no cached memory from the previous "
+            "one); --no-isolate runs them in this process (memory approximate)."
+        ),
+    )
+    allocator: bool = Field(
+        True,
+        description=(
+            "On CPU, tune glibc's allocator in each child as the trainer does (metabridge.device."
+            "tune_cpu_allocator); --no-allocator keeps glibc's defaults."
+        ),
+    )
+    conv4_hidden: int = Field(
+        64, ge=1, description="Conv-4 filters per block (64: Finn et al.'s Omniglot, Snell et al.)."
+    )
+    resnet12_widths: list[int] = Field(
+        [64, 160, 320, 640], min_length=4, max_length=4, description=("Widths of ResNet-12's four blocks.")
+    )
+    hparams: Annotated[dict[str, dict[str, Any]], KeyValues] = Field(
+        default_factory=dict,
+        description=(
+            "Extra hyperparameters per method key or algorithm name, NAME=JSON, e.g. --hparams mtl='{\"C\": 3.0}' "
+            "(merged into build_algorithm's keywords)."
+        ),
+    )
     seed: int = Field(0, description="Seed of the synthetic data, the models and the episodes.")
 
     @field_validator("methods")
@@ -176,16 +220,19 @@ class CostConfig(CommandConfig):
     @model_validator(mode="after")
     def _consistent(self) -> CostConfig:
         if not self.backbone_list():
-            raise ValueError(f"--quick leaves out every backbone above 32 px, and {' '.join(self.backbones)} has "
-                             "no other; drop --quick or add e.g. conv4@28.")
+            raise ValueError(
+                f"--quick leaves out every backbone above 32 px, and {' '.join(self.backbones)} has "
+                "no other; drop --quick or add e.g. conv4@28."
+            )
         names = {m.key for m in self.method_list()} | {m.algorithm for m in self.method_list()}
         unknown = sorted(set(self.hparams) - names)
         if unknown:
             raise ValueError(f"--hparams names {', '.join(unknown)}, not among --methods ({', '.join(sorted(names))}).")
         need = max(r["episode"]["shot"] + r["episode"]["query"] for r in self.rows())
         if need > IMAGES_PER_CLASS:
-            raise ValueError(f"an episode needs {need} images per class, the synthetic data has {IMAGES_PER_CLASS}; "
-                             "lower --shots.")
+            raise ValueError(
+                f"an episode needs {need} images per class, the synthetic data has {IMAGES_PER_CLASS}; lower --shots."
+            )
         return self
 
     def method_list(self) -> list[Method]:
@@ -219,10 +266,20 @@ def _measure_rows(config: CostConfig, rows: list[dict[str, Any]]) -> None:
     """Measure every row in place (a failing configuration is recorded, the others go on)."""
     for r in rows:
         extra = {**config.hparams.get(r["algorithm"], {}), **config.hparams.get(r["method"], {})}
-        cfg = {**r, "steps": config.steps, "warmup": config.warmup, "device": config.device,
-               "max_seconds": config.max_seconds_per_config, "max_tasks": config.max_tasks, "seed": config.seed,
-               "conv4_hidden": config.conv4_hidden, "resnet12_widths": list(config.resnet12_widths),
-               "hparams": extra, "isolated": config.isolate, "allocator": config.allocator}
+        cfg = {
+            **r,
+            "steps": config.steps,
+            "warmup": config.warmup,
+            "device": config.device,
+            "max_seconds": config.max_seconds_per_config,
+            "max_tasks": config.max_tasks,
+            "seed": config.seed,
+            "conv4_hidden": config.conv4_hidden,
+            "resnet12_widths": list(config.resnet12_widths),
+            "hparams": extra,
+            "isolated": config.isolate,
+            "allocator": config.allocator,
+        }
         r["hparams"] = extra
         t0 = time.perf_counter()
         try:
@@ -238,17 +295,27 @@ def _measure_rows(config: CostConfig, rows: list[dict[str, Any]]) -> None:
 
 def _settings(config: CostConfig, kind: str, wall_s: float) -> dict[str, Any]:
     """The ``settings`` record of the result JSON."""
-    return {"n_way": N_WAY, "shots": list(config.shots), "episodes": config.episodes, "steps": config.steps,
-            "warmup": config.warmup, "device": config.device, "statistic": "median", "isolated": config.isolate,
-            "cpu_allocator_tuned": kind == "cpu" and config.allocator and config.isolate,
-            "max_seconds_per_config": config.max_seconds_per_config, "max_tasks": config.max_tasks,
-            "backbones": [asdict(b) | {"regime": b.regime} for b in config.backbone_list()],
-            "conv4_hidden": config.conv4_hidden, "resnet12_widths": list(config.resnet12_widths),
-            "seed": config.seed,
-            "data": f"synthetic uint8, {TRAIN_CLASSES} classes x {IMAGES_PER_CLASS} images, "
-                    "a fresh meta-batch per step, sampled outside the timed region",
-            "step": "zero_grad + meta_loss + backward + optimizer.step (the papers' optimizers)",
-            "wall_s": wall_s}
+    return {
+        "n_way": N_WAY,
+        "shots": list(config.shots),
+        "episodes": config.episodes,
+        "steps": config.steps,
+        "warmup": config.warmup,
+        "device": config.device,
+        "statistic": "median",
+        "isolated": config.isolate,
+        "cpu_allocator_tuned": kind == "cpu" and config.allocator and config.isolate,
+        "max_seconds_per_config": config.max_seconds_per_config,
+        "max_tasks": config.max_tasks,
+        "backbones": [asdict(b) | {"regime": b.regime} for b in config.backbone_list()],
+        "conv4_hidden": config.conv4_hidden,
+        "resnet12_widths": list(config.resnet12_widths),
+        "seed": config.seed,
+        "data": f"synthetic uint8, {TRAIN_CLASSES} classes x {IMAGES_PER_CLASS} images, "
+        "a fresh meta-batch per step, sampled outside the timed region",
+        "step": "zero_grad + meta_loss + backward + optimizer.step (the papers' optimizers)",
+        "wall_s": wall_s,
+    }
 
 
 def run(config: CostConfig) -> dict[str, Any]:
@@ -266,9 +333,11 @@ def run(config: CostConfig) -> dict[str, Any]:
     out = Path(config.out) / f"cost_{kind}.json"
     out.write_text(json.dumps(result, indent=1))
     md = table(rows)
-    head = (f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}"
-            + (f", {info['gpu']}" if "gpu" in info else "")
-            + f"; {config.steps} timed steps after {config.warmup} warm-up, median.")
+    head = (
+        f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}"
+        + (f", {info['gpu']}" if "gpu" in info else "")
+        + f"; {config.steps} timed steps after {config.warmup} warm-up, median."
+    )
     out.with_suffix(".md").write_text(head + "\n\n" + md + "\n")
     plot(rows, out.with_suffix(".png"), config.episodes)
     print(md)

@@ -41,10 +41,37 @@ from ..machine_info import machine
 
 def _train_args(algorithm: str, dataset: str, steps: int, meta_batch: int, out: Path, log_every: int) -> list[str]:
     """The ``metabridge train`` options of one run."""
-    return ["train", "--algorithm", algorithm, "--task", dataset, "--n-way", "5", "--k-shot", "1", "--q-query", "10",
-            "--meta-batch-size", str(meta_batch), "--steps", str(steps), "--eval-every", "0",
-            "--checkpoint-every", "0", "--log-every", str(log_every), "--optimizer", "radam", "--device", "cpu",
-            "--out", str(out), "--no-progress", "--overwrite"]
+    return [
+        "train",
+        "--algorithm",
+        algorithm,
+        "--task",
+        dataset,
+        "--n-way",
+        "5",
+        "--k-shot",
+        "1",
+        "--q-query",
+        "10",
+        "--meta-batch-size",
+        str(meta_batch),
+        "--steps",
+        str(steps),
+        "--eval-every",
+        "0",
+        "--checkpoint-every",
+        "0",
+        "--log-every",
+        str(log_every),
+        "--optimizer",
+        "radam",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--overwrite",
+    ]
 
 
 def _run(cmd: list[str], threads: int, timeout: float | None) -> float:
@@ -66,12 +93,15 @@ def _steady(run_dir: Path, skip: int) -> dict[str, Any]:
         raise RuntimeError(f"{run_dir}: too few training records after step {skip}; raise --steps.")
     first, last = later[0], later[-1]
     seconds = last["train_seconds"] - first["train_seconds"]
-    out: dict[str, Any] = {"steps_per_s": (last["step"] - first["step"]) / seconds, "window_steps":
-                           last["step"] - first["step"]}
+    out: dict[str, Any] = {
+        "steps_per_s": (last["step"] - first["step"]) / seconds,
+        "window_steps": last["step"] - first["step"],
+    }
     if "comm_s_per_step" in last:
         ranks = len(last["comm_s_per_step"])
-        out["comm_s_per_step"] = [sum(r["comm_s_per_step"][k] for r in later[1:]) / len(later[1:])
-                                  for k in range(ranks)]
+        out["comm_s_per_step"] = [
+            sum(r["comm_s_per_step"][k] for r in later[1:]) / len(later[1:]) for k in range(ranks)
+        ]
     return out
 
 
@@ -80,8 +110,9 @@ def _payload_bytes(algorithm: str, dataset: str) -> int:
     from ..config import ExperimentConfig
     from ..experiment import build_experiment
 
-    exp = build_experiment(ExperimentConfig(task=dataset, algorithm=algorithm, n_way=5, k_shot=1, q_query=10,
-                                            device="cpu", steps=1))
+    exp = build_experiment(
+        ExperimentConfig(task=dataset, algorithm=algorithm, n_way=5, k_shot=1, q_query=10, device="cpu", steps=1)
+    )
     algo = exp.algorithm
     n = sum(p.numel() for p in algo.parameters() if p.requires_grad)
     n += sum(b.numel() for b in algo.buffers() if b.is_floating_point())
@@ -94,8 +125,9 @@ class DdpConfig(CommandConfig):
 
     out: Path = Field(Path("runs/bench/ddp"), description="Folder of ddp_cpu.json, ddp_cpu.png and config.json.")
     algorithm: str = Field("mtl", min_length=1, description="The algorithm trained (any few-shot one).")
-    dataset: str = Field("glyphs", min_length=1, description="The few-shot dataset (glyphs: rendered locally, "
-                         "no download).")
+    dataset: str = Field(
+        "glyphs", min_length=1, description="The few-shot dataset (glyphs: rendered locally, no download)."
+    )
     steps: int = Field(60, ge=1, description="Training steps of each run (more than --skip + 10).")
     skip: int = Field(10, ge=0, description="The first steps are not timed (start-up, lazy initialisation).")
     nproc: int = Field(2, ge=2, description="Processes of the distributed run (one thread each).")
@@ -117,8 +149,10 @@ class DdpConfig(CommandConfig):
     @model_validator(mode="after")
     def _consistent(self) -> DdpConfig:
         if self.meta_batch % self.nproc or self.steps <= self.skip + 10:
-            raise ValueError(f"need --nproc dividing --meta-batch ({self.meta_batch}) and --steps > --skip + 10 "
-                             f"(got nproc={self.nproc}, steps={self.steps}, skip={self.skip}).")
+            raise ValueError(
+                f"need --nproc dividing --meta-batch ({self.meta_batch}) and --steps > --skip + 10 "
+                f"(got nproc={self.nproc}, steps={self.steps}, skip={self.skip})."
+            )
         return self
 
 
@@ -131,10 +165,23 @@ def _train_all(config: DdpConfig, threads: int, images: int) -> tuple[dict[str, 
     scratch = Path(tempfile.mkdtemp(prefix="metabridge-ddp-"))
     me = [sys.executable, "-m", "metabridge"]
     runs: dict[str, Any] = {}
-    plan = [(f"1 process x {threads} threads", me, threads), ("1 process x 1 thread", me, 1),
-            (f"{config.nproc} processes x 1 thread",
-             [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={config.nproc}",
-              "-m", "metabridge"], 1)]
+    plan = [
+        (f"1 process x {threads} threads", me, threads),
+        ("1 process x 1 thread", me, 1),
+        (
+            f"{config.nproc} processes x 1 thread",
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc-per-node={config.nproc}",
+                "-m",
+                "metabridge",
+            ],
+            1,
+        ),
+    ]
     try:
         for i, (label, launcher, t) in enumerate(plan):
             out = scratch / f"run{i}"
@@ -143,9 +190,14 @@ def _train_all(config: DdpConfig, threads: int, images: int) -> tuple[dict[str, 
             stats = _steady(out, config.skip)
             stats.update(label=label, threads=t, wall_s=wall, images_per_s=stats["steps_per_s"] * images)
             runs[label] = stats
-            print(f"{label:>28}: {stats['images_per_s']:8.1f} images/s"
-                  + (f", all-reduce {', '.join(f'{c * 1e3:.1f}' for c in stats['comm_s_per_step'])} ms/step per rank"
-                     if "comm_s_per_step" in stats else ""))
+            print(
+                f"{label:>28}: {stats['images_per_s']:8.1f} images/s"
+                + (
+                    f", all-reduce {', '.join(f'{c * 1e3:.1f}' for c in stats['comm_s_per_step'])} ms/step per rank"
+                    if "comm_s_per_step" in stats
+                    else ""
+                )
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return runs, [label for label, _, _ in plan]
@@ -160,18 +212,29 @@ def run(config: DdpConfig) -> dict[str, Any]:
     runs, (one, single, dist_label) = _train_all(config, threads, images)
     payload = _payload_bytes(config.algorithm, config.dataset)
     result = {
-        "protocol": {"algorithm": config.algorithm, "dataset": config.dataset, "steps": config.steps,
-                     "skip": config.skip, "nproc": config.nproc, "meta_batch": config.meta_batch,
-                     "images_per_step": images, "backend": "gloo"},
-        "machine": machine("cpu"), "runs": runs, "allreduce_payload_bytes": payload,
+        "protocol": {
+            "algorithm": config.algorithm,
+            "dataset": config.dataset,
+            "steps": config.steps,
+            "skip": config.skip,
+            "nproc": config.nproc,
+            "meta_batch": config.meta_batch,
+            "images_per_step": images,
+            "backend": "gloo",
+        },
+        "machine": machine("cpu"),
+        "runs": runs,
+        "allreduce_payload_bytes": payload,
         "speedup_vs_one_process": runs[dist_label]["images_per_s"] / runs[one]["images_per_s"],
         "per_rank_efficiency": runs[dist_label]["images_per_s"] / (config.nproc * runs[single]["images_per_s"]),
     }
     out_dir = Path(config.out)
     (out_dir / "ddp_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(result, out_dir / "ddp_cpu.png")
-    print(f"payload {payload / 2**20:.2f} MiB per all-reduce; {dist_label} / one process: "
-          f"{result['speedup_vs_one_process']:.2f}x; per-rank efficiency {result['per_rank_efficiency']:.2f}")
+    print(
+        f"payload {payload / 2**20:.2f} MiB per all-reduce; {dist_label} / one process: "
+        f"{result['speedup_vs_one_process']:.2f}x; per-rank efficiency {result['per_rank_efficiency']:.2f}"
+    )
     print(f"wrote {out_dir / 'ddp_cpu.json'} and ddp_cpu.png")
     return result
 
@@ -186,11 +249,13 @@ def _plot(result: dict, path: Path) -> None:
     labels = list(result["runs"])
     values = [result["runs"][k]["images_per_s"] for k in labels]
     fig, ax = plt.subplots(figsize=(6, 3))
-    ax.barh(labels, values, color=["#4477aa", "#66ccee", "#228833"][:len(labels)])
+    ax.barh(labels, values, color=["#4477aa", "#66ccee", "#228833"][: len(labels)])
     ax.set_xlabel("training images / s")
     p = result["protocol"]
-    ax.set_title(f"{p['algorithm']} on {p['dataset']}, meta-batch {p['meta_batch']} "
-                 f"({p['images_per_step']} images/step)", fontsize=9)
+    ax.set_title(
+        f"{p['algorithm']} on {p['dataset']}, meta-batch {p['meta_batch']} ({p['images_per_step']} images/step)",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

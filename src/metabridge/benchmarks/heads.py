@@ -41,8 +41,9 @@ def timeit(fn: Any, repeats: int) -> float:
     return statistics.median(times)
 
 
-def make_batch(t: int, n: int, k: int, q: int, d: int, seed: int = 0
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def make_batch(
+    t: int, n: int, k: int, q: int, d: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``t`` tasks of ``n``-way ``k``-shot ``q``-query Gaussian features of dimension ``d``."""
     g = torch.Generator().manual_seed(seed)
     means = torch.randn(t, n, d, generator=g)
@@ -59,8 +60,15 @@ def lbfgs_logistic(xs: torch.Tensor, ys: torch.Tensor, n: int, c: float = 3.0) -
     t, s, d = x.shape
     w = torch.zeros(t, d, n, dtype=x.dtype, requires_grad=True)
     b = torch.zeros(t, n, dtype=x.dtype, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=1000, tolerance_grad=1e-9, tolerance_change=0,
-                            history_size=20, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1,
+        max_iter=1000,
+        tolerance_grad=1e-9,
+        tolerance_change=0,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
@@ -79,11 +87,11 @@ class HeadsConfig(CommandConfig):
 
     out: Path = Field(Path("runs/bench/heads"), description="Folder of heads.json and config.json.")
     threads: int = Field(2, ge=1, description="Torch CPU threads while the heads are timed (restored after).")
-    repeats: int = Field(7, ge=1, description=(
-        "Timed calls per head (the median is reported); the slow baselines run a third as many."))
+    repeats: int = Field(
+        7, ge=1, description=("Timed calls per head (the median is reported); the slow baselines run a third as many.")
+    )
     tasks: int = Field(32, ge=1, description="Tasks T in the meta-batch (5-way 5-shot, 15 queries per class).")
-    dims: list[int] = Field([64, 640], min_length=1, description=(
-        "Feature dimensions D (64: Conv-4, 640: ResNet-12)."))
+    dims: list[int] = Field([64, 640], min_length=1, description=("Feature dimensions D (64: Conv-4, 640: ResNet-12)."))
 
     @field_validator("dims")
     @classmethod
@@ -99,14 +107,15 @@ N_WAY, SHOTS, QUERIES = 5, 5, 15
 
 def _closures(ys: torch.Tensor, n: int) -> dict[str, Any]:
     """The differentiable heads as ``head(support, query) -> logits``."""
-    return {"prototypes": lambda a, b: prototype_logits(a, ys, b, n),
-            "r2d2_ridge": lambda a, b: r2d2_logits(a, ys, b, n, 1.0),
-            "svm_cs": lambda a, b: metaoptnet_svm_logits(a, ys, b, n, 0.1),
-            "svm_cs_ridge1": lambda a, b: metaoptnet_svm_logits(a, ys, b, n, 0.1, dual_ridge=1.0)}
+    return {
+        "prototypes": lambda a, b: prototype_logits(a, ys, b, n),
+        "r2d2_ridge": lambda a, b: r2d2_logits(a, ys, b, n, 1.0),
+        "svm_cs": lambda a, b: metaoptnet_svm_logits(a, ys, b, n, 0.1),
+        "svm_cs_ridge1": lambda a, b: metaoptnet_svm_logits(a, ys, b, n, 0.1, dual_ridge=1.0),
+    }
 
 
-def _time_dim(xs: torch.Tensor, ys: torch.Tensor, xq: torch.Tensor, yq: torch.Tensor, repeats: int
-              ) -> dict[str, float]:
+def _time_dim(xs: torch.Tensor, ys: torch.Tensor, xq: torch.Tensor, yq: torch.Tensor, repeats: int) -> dict[str, float]:
     """Median seconds of every head and baseline on one meta-batch."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.svm import LinearSVC
@@ -134,8 +143,9 @@ def _time_dim(xs: torch.Tensor, ys: torch.Tensor, xq: torch.Tensor, yq: torch.Te
 
     def sk_svm() -> None:
         for i in range(t):
-            LinearSVC(C=0.1, multi_class="crammer_singer", fit_intercept=False, tol=1e-4).fit(xs[i].numpy(),
-                                                                                             ys[i].numpy())
+            LinearSVC(C=0.1, multi_class="crammer_singer", fit_intercept=False, tol=1e-4).fit(
+                xs[i].numpy(), ys[i].numpy()
+            )
 
     r["baseline_sklearn_logistic_lbfgs_loop"] = timeit(sk_logistic, reps)
     r["baseline_torch_lbfgs_batched_logistic"] = timeit(lambda: lbfgs_logistic(xs, ys, n), reps)
@@ -151,12 +161,17 @@ def _quality(xs: torch.Tensor, ys: torch.Tensor, xq: torch.Tensor, yq: torch.Ten
     gram = torch.bmm(xs.double(), xs.double().transpose(1, 2))
     _, _, _, iters, conv = svm_mod._ipm_cs_dual(gram, F.one_hot(ys, n).double(), 0.1, 0.0, 1e-9, 100)
     heads = _closures(ys, n)
-    acc = {name: float((heads[name](xs, xq).argmax(-1) == yq).float().mean())
-           for name in ("prototypes", "r2d2_ridge", "svm_cs")}
+    acc = {
+        name: float((heads[name](xs, xq).argmax(-1) == yq).float().mean())
+        for name in ("prototypes", "r2d2_ridge", "svm_cs")
+    }
     acc["logistic"] = float((logistic_logits(xs, ys, xq, n, C=3.0, normalize=True).argmax(-1) == yq).float().mean())
-    return {"svm_ipm_iterations": iters, "svm_ipm_converged": conv,
-            "logistic_newton_vs_torch_lbfgs_max_abs_W_diff": float((w_newton.double() - w_lb).abs().max()),
-            "query_accuracy_on_synthetic_batch": acc}
+    return {
+        "svm_ipm_iterations": iters,
+        "svm_ipm_converged": conv,
+        "logistic_newton_vs_torch_lbfgs_max_abs_W_diff": float((w_newton.double() - w_lb).abs().max()),
+        "query_accuracy_on_synthetic_batch": acc,
+    }
 
 
 def run(config: HeadsConfig) -> dict[str, Any]:
@@ -165,12 +180,21 @@ def run(config: HeadsConfig) -> dict[str, Any]:
     try:
         import sklearn  # noqa: F401
     except ImportError as exc:
-        raise ValueError("the heads benchmark times scikit-learn baselines; install them with "
-                         "pip install -e .[dev] (scikit-learn).") from exc
+        raise ValueError(
+            "the heads benchmark times scikit-learn baselines; install them with pip install -e .[dev] (scikit-learn)."
+        ) from exc
     config.write_resolved()
     results: dict[str, Any] = {
-        "setting": {"tasks": config.tasks, "n_way": N_WAY, "shots": SHOTS, "queries_per_class": QUERIES,
-                    "dtype": "float32", "device": "cpu", "threads": config.threads, "repeats": config.repeats},
+        "setting": {
+            "tasks": config.tasks,
+            "n_way": N_WAY,
+            "shots": SHOTS,
+            "queries_per_class": QUERIES,
+            "dtype": "float32",
+            "device": "cpu",
+            "threads": config.threads,
+            "repeats": config.repeats,
+        },
         "seconds_per_meta_batch": {},
         "notes": {},
     }

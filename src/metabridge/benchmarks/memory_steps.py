@@ -50,16 +50,24 @@ class MemoryStepsConfig(CommandConfig):
     """Settings of ``metabridge bench memory_steps``: peak MiB of one second-order MAML
     meta-iteration for each number of inner steps."""
 
-    out: Path = Field(Path("runs/bench/memory_steps"), description=(
-        "Folder of memory_steps_cpu.json (or memory_steps_cuda.json) and config.json."))
-    inner_steps: list[int] = Field([1, 5, 10, 20], min_length=1, description=(
-        "Numbers of inner SGD steps k to measure."))
+    out: Path = Field(
+        Path("runs/bench/memory_steps"),
+        description=("Folder of memory_steps_cpu.json (or memory_steps_cuda.json) and config.json."),
+    )
+    inner_steps: list[int] = Field(
+        [1, 5, 10, 20], min_length=1, description=("Numbers of inner SGD steps k to measure.")
+    )
     meta_batch: int = Field(8, ge=1, description="Tasks per meta-iteration.")
     shots: int = Field(1, ge=1, description="K of the 5-way K-shot tasks (15 queries per class).")
-    libs: list[str] = Field(list(DEFAULT_LIBS), min_length=1, description=(
-        "Libraries and metabridge variants (see metabridge bench peers --help): metabridge, "
-        "metabridge:ckpt (checkpointed inner loop), metabridge:all (the whole meta-batch at once), "
-        "metabridge:all-ckpt, torchopt, higher."))
+    libs: list[str] = Field(
+        list(DEFAULT_LIBS),
+        min_length=1,
+        description=(
+            "Libraries and metabridge variants (see metabridge bench peers --help): metabridge, "
+            "metabridge:ckpt (checkpointed inner loop), metabridge:all (the whole meta-batch at once), "
+            "metabridge:all-ckpt, torchopt, higher."
+        ),
+    )
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")
 
     @field_validator("inner_steps")
@@ -86,8 +94,7 @@ def run(config: MemoryStepsConfig) -> dict[str, Any]:
     writes ``memory_steps_{cpu,cuda}.json`` into ``config.out``."""
     config.write_resolved()
     info = machine(config.device)
-    table = memory_vs_steps(list(config.libs), list(config.inner_steps), config.shots, config.meta_batch,
-                            config.device)
+    table = memory_vs_steps(list(config.libs), list(config.inner_steps), config.shots, config.meta_batch, config.device)
     info["loadavg_end"] = os.getloadavg()
     kind = "cuda" if config.device.startswith("cuda") else "cpu"
     out = Path(config.out) / f"memory_steps_{kind}.json"
@@ -95,8 +102,12 @@ def run(config: MemoryStepsConfig) -> dict[str, Any]:
     out.write_text(json.dumps(result, indent=1))
     for lib, row in table.items():
         slope = row["mib_per_step"]
-        print(f"{lib:22s} " + "  ".join(f"k={k}: {v:.0f}" if isinstance(v, float) else f"k={k}: {v}"
-                                         for k, v in row["peak_mib"].items())
-              + (f"   (+{slope:.1f} MiB/step)" if slope is not None else ""))
+        print(
+            f"{lib:22s} "
+            + "  ".join(
+                f"k={k}: {v:.0f}" if isinstance(v, float) else f"k={k}: {v}" for k, v in row["peak_mib"].items()
+            )
+            + (f"   (+{slope:.1f} MiB/step)" if slope is not None else "")
+        )
     print(f"wrote {out}")
     return result

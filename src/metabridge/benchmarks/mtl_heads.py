@@ -24,8 +24,9 @@ from ..config import CommandConfig
 from ..machine_info import machine
 
 
-def time_heads(tasks: int = 32, per_task: int = 100, dim: int = 64, classes: int = 1200, repeats: int = 50
-               ) -> dict[str, float]:
+def time_heads(
+    tasks: int = 32, per_task: int = 100, dim: int = 64, classes: int = 1200, repeats: int = 50
+) -> dict[str, float]:
     """Median seconds of the batched and the looped head loss (forward + backward)."""
     g = torch.Generator().manual_seed(0)
     feats = torch.randn(tasks, per_task, dim, generator=g, requires_grad=True)
@@ -58,14 +59,18 @@ class MtlHeadsConfig(CommandConfig):
     ``torch.bmm`` against a loop of per-task products."""
 
     out: Path = Field(Path("runs/bench/mtl_heads"), description="Folder of mtl_heads.json and config.json.")
-    dims: list[int] = Field([64, 1600], min_length=1, description=(
-        "Feature dimensions D (Conv-4 gives 64 on 28x28 inputs, 1600 on 84x84)."))
+    dims: list[int] = Field(
+        [64, 1600], min_length=1, description=("Feature dimensions D (Conv-4 gives 64 on 28x28 inputs, 1600 on 84x84).")
+    )
     tasks: int = Field(32, ge=1, description="Tasks per meta-batch.")
-    per_task: int = Field(100, ge=5, multiple_of=5, description=(
-        "Examples per task (5-way: 5 shots + 15 queries per class = 100); a multiple of 5."))
+    per_task: int = Field(
+        100,
+        ge=5,
+        multiple_of=5,
+        description=("Examples per task (5-way: 5 shots + 15 queries per class = 100); a multiple of 5."),
+    )
     classes: int = Field(1200, ge=5, description="Rows of the head (one per training class; every task draws 5).")
-    repeats: int = Field(50, ge=1, description="Timed forward + backward passes of each form (the median is "
-                         "reported).")
+    repeats: int = Field(50, ge=1, description="Timed forward + backward passes of each form (the median is reported).")
 
     @field_validator("dims")
     @classmethod
@@ -84,16 +89,27 @@ def run(config: MtlHeadsConfig) -> dict[str, Any]:
     config.write_resolved()
     rows = []
     for d in config.dims:
-        r = time_heads(tasks=config.tasks, per_task=config.per_task, dim=d, classes=config.classes,
-                       repeats=config.repeats)
+        r = time_heads(
+            tasks=config.tasks, per_task=config.per_task, dim=d, classes=config.classes, repeats=config.repeats
+        )
         rows.append({"dim": d, "bmm_s": r["bmm"], "loop_s": r["loop"], "loop_over_bmm": r["loop"] / r["bmm"]})
-        print(f"D={d}: one bmm {r['bmm'] * 1e3:.2f} ms, loop over {config.tasks} tasks {r['loop'] * 1e3:.2f} ms "
-              f"({r['loop'] / r['bmm']:.1f}x)", flush=True)
+        print(
+            f"D={d}: one bmm {r['bmm'] * 1e3:.2f} ms, loop over {config.tasks} tasks {r['loop'] * 1e3:.2f} ms "
+            f"({r['loop'] / r['bmm']:.1f}x)",
+            flush=True,
+        )
     info = machine("cpu")
     info["loadavg_end"] = os.getloadavg()
-    result = {"what": "MTL head loss, forward + backward, 5-way", "tasks": config.tasks, "per_task": config.per_task,
-              "classes": config.classes, "repeats": config.repeats, "statistic": "median", "rows": rows,
-              "machine": info}
+    result = {
+        "what": "MTL head loss, forward + backward, 5-way",
+        "tasks": config.tasks,
+        "per_task": config.per_task,
+        "classes": config.classes,
+        "repeats": config.repeats,
+        "statistic": "median",
+        "rows": rows,
+        "machine": info,
+    }
     out = Path(config.out) / "mtl_heads.json"
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")

@@ -77,8 +77,10 @@ def resolve_libs(libs: list[str]) -> tuple[list[str], list[str]]:
         extra = [lib for lib in lib_list[1:] if lib != "metabridge"]
         bad = [lib for lib in extra if lib not in VARIANTS]
         if bad:
-            raise ValueError(f"--libs: after 'auto' only metabridge variants may follow (got {bad}); "
-                             f"choose from {', '.join(VARIANTS)}.")
+            raise ValueError(
+                f"--libs: after 'auto' only metabridge variants may follow (got {bad}); "
+                f"choose from {', '.join(VARIANTS)}."
+            )
         return ["metabridge", *extra] + [p for p in PEERS if why[p] is None], [w for w in why.values() if w]
     lib_list = ["metabridge"] + [lib for lib in lib_list if lib != "metabridge"]
     unknown = [lib for lib in lib_list if lib not in VARIANTS and lib not in PEERS]
@@ -95,8 +97,17 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_interleaved(libs: list[str], method: str, shots: int, meta_batch: int, steps: int, queries: int,
-                     repeats: int, warmup: int, device: str) -> dict[str, list[float]]:
+def time_interleaved(
+    libs: list[str],
+    method: str,
+    shots: int,
+    meta_batch: int,
+    steps: int,
+    queries: int,
+    repeats: int,
+    warmup: int,
+    device: str,
+) -> dict[str, list[float]]:
     """Seconds per meta-iteration of every library, run in turn ``repeats`` times."""
     model, batch = make_problem(shots, meta_batch, queries, device)
     stepper = {lib: build_step(lib, model, batch, method, INNER_LR, steps)[0] for lib in libs}
@@ -128,8 +139,11 @@ def gradient_check(libs: list[str], method: str, shots: int, device: str) -> dic
 def table(rows: list[dict[str, Any]], libs: list[str]) -> str:
     """Markdown table: median seconds, ratio to metabridge, peak MiB, gradient error, floor fraction."""
     peers = [lib for lib in libs if lib != "metabridge"]
-    head = (["method", "shot", "metabridge s"] + [f"{p} s (x)" for p in peers]
-            + ["peak MiB " + "/".join(libs), "max grad rel err", "floor s", "of floor"])
+    head = (
+        ["method", "shot", "metabridge s"]
+        + [f"{p} s (x)" for p in peers]
+        + ["peak MiB " + "/".join(libs), "max grad rel err", "floor s", "of floor"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         med = r["median_s"]
@@ -148,6 +162,7 @@ def table(rows: list[dict[str, Any]], libs: list[str]) -> str:
 def plot(rows: list[dict[str, Any]], libs: list[str], path: Path) -> None:
     """Median seconds per meta-iteration, one bar per library and configuration (log scale)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -184,36 +199,53 @@ class PeersConfig(CommandConfig):
     """Settings of ``metabridge bench peers``: one meta-iteration of MAML, FOMAML and ANIL in
     metabridge, higher, TorchOpt and learn2learn, timed side by side."""
 
-    out: Path = Field(Path("runs/bench/peers"), description=(
-        "Folder of peers_cpu.json (or peers_cuda.json), its PNG plot and config.json."))
-    methods: list[Literal["maml", "fomaml", "anil"]] = Field(["maml", "fomaml", "anil"], min_length=1, description=(
-        "Methods: maml, fomaml, anil."))
+    out: Path = Field(
+        Path("runs/bench/peers"),
+        description=("Folder of peers_cpu.json (or peers_cuda.json), its PNG plot and config.json."),
+    )
+    methods: list[Literal["maml", "fomaml", "anil"]] = Field(
+        ["maml", "fomaml", "anil"], min_length=1, description=("Methods: maml, fomaml, anil.")
+    )
     shots: list[int] = Field([1, 5], min_length=1, description="K values (5-way K-shot).")
     meta_batch: int = Field(32, ge=1, description="Tasks per meta-iteration.")
-    repeats: int = Field(5, ge=1, description="Timed meta-iterations per library (interleaved); the median is "
-                         "reported.")
+    repeats: int = Field(
+        5, ge=1, description="Timed meta-iterations per library (interleaved); the median is reported."
+    )
     warmup: int = Field(1, ge=0, description="Untimed meta-iterations per library first.")
     inner_steps: int = Field(5, ge=1, description="Inner SGD steps (alpha = 0.4).")
     queries: int = Field(15, ge=1, description="Query examples per class.")
-    libs: list[str] = Field(["auto"], min_length=1, description=(
-        "Libraries: auto (metabridge and every peer of higher, torchopt, learn2learn that "
-        "imports; the others are skipped with a printed line; metabridge variants may follow it) or "
-        "libraries, metabridge first (a peer named here that does not import is an error); also metabridge "
-        "variants such as metabridge:t1, metabridge:all, metabridge:all-cl, metabridge:all-im2col, "
-        "metabridge:loop, metabridge:vmap, metabridge:ckpt, metabridge:aten-bn, metabridge:closed-bn."))
+    libs: list[str] = Field(
+        ["auto"],
+        min_length=1,
+        description=(
+            "Libraries: auto (metabridge and every peer of higher, torchopt, learn2learn that "
+            "imports; the others are skipped with a printed line; metabridge variants may follow it) or "
+            "libraries, metabridge first (a peer named here that does not import is an error); also metabridge "
+            "variants such as metabridge:t1, metabridge:all, metabridge:all-cl, metabridge:all-im2col, "
+            "metabridge:loop, metabridge:vmap, metabridge:ckpt, metabridge:aten-bn, metabridge:closed-bn."
+        ),
+    )
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")
     memory: bool = Field(True, description="Measure peak memory per configuration in a fresh subprocess.")
-    check_grads: bool = Field(True, description="Compare float64 meta-gradients on a small instance "
-                              "(meta-batch 2).")
+    check_grads: bool = Field(True, description="Compare float64 meta-gradients on a small instance (meta-batch 2).")
     flops: bool = Field(True, description="Count FLOPs and measure the matmul rate to report the floor.")
-    allocator: bool = Field(True, description=(
-        "On CPU, apply metabridge.device.tune_cpu_allocator (as metabridge's trainer does) for the whole "
-        "process, so every library runs under the same allocator settings; --no-allocator measures glibc's "
-        "defaults."))
-    peer_site: str = Field("auto", min_length=1, description=(
-        "site-packages of a venv to import missing peers from, appended to sys.path after this interpreter's "
-        "own: auto (that of the environment scripts/install_peers.sh builds, when it exists), none (only this "
-        "interpreter's packages) or a directory."))
+    allocator: bool = Field(
+        True,
+        description=(
+            "On CPU, apply metabridge.device.tune_cpu_allocator (as metabridge's trainer does) for the whole "
+            "process, so every library runs under the same allocator settings; --no-allocator measures glibc's "
+            "defaults."
+        ),
+    )
+    peer_site: str = Field(
+        "auto",
+        min_length=1,
+        description=(
+            "site-packages of a venv to import missing peers from, appended to sys.path after this interpreter's "
+            "own: auto (that of the environment scripts/install_peers.sh builds, when it exists), none (only this "
+            "interpreter's packages) or a directory."
+        ),
+    )
 
     @field_validator("shots")
     @classmethod
@@ -243,11 +275,25 @@ def _time_rows(config: PeersConfig, libs: list[str], rate: float | None) -> list
     rows = []
     for method in config.methods:
         for k in config.shots:
-            times = time_interleaved(libs, method, k, config.meta_batch, config.inner_steps, config.queries,
-                                     config.repeats, config.warmup, config.device)
+            times = time_interleaved(
+                libs,
+                method,
+                k,
+                config.meta_batch,
+                config.inner_steps,
+                config.queries,
+                config.repeats,
+                config.warmup,
+                config.device,
+            )
             med = {lib: statistics.median(ts) for lib, ts in times.items()}
-            row: dict[str, Any] = {"method": method, "shots": k, "times_s": times, "median_s": med,
-                                   "ratio": {lib: med[lib] / med["metabridge"] for lib in libs}}
+            row: dict[str, Any] = {
+                "method": method,
+                "shots": k,
+                "times_s": times,
+                "median_s": med,
+                "ratio": {lib: med[lib] / med["metabridge"] for lib in libs},
+            }
             if config.check_grads:
                 row["grad_rel_err"] = gradient_check(libs, method, k, config.device)
             if config.flops and rate:
@@ -261,14 +307,23 @@ def _time_rows(config: PeersConfig, libs: list[str], rate: float | None) -> list
     return rows
 
 
-def _add_memory(config: PeersConfig, rows: list[dict[str, Any]], libs: list[str], tuned: bool,
-                site: Path | None) -> None:
+def _add_memory(
+    config: PeersConfig, rows: list[dict[str, Any]], libs: list[str], tuned: bool, site: Path | None
+) -> None:
     """Each row's peak memory per library, each measured in a fresh child process."""
     for row in rows:
         row["peak_mib"] = {}
         for lib in libs:
-            res = measure_peak_memory(lib, row["method"], row["shots"], config.meta_batch, config.inner_steps,
-                                      config.device, tune_allocator=tuned, peer_site=str(site) if site else "none")
+            res = measure_peak_memory(
+                lib,
+                row["method"],
+                row["shots"],
+                config.meta_batch,
+                config.inner_steps,
+                config.device,
+                tune_allocator=tuned,
+                peer_site=str(site) if site else "none",
+            )
             row["peak_mib"][lib] = res.get("peak_mib", res.get("error"))
             row.setdefault("peak_detail", {})[lib] = res
 
@@ -291,18 +346,35 @@ def run(config: PeersConfig) -> dict[str, Any]:
         _add_memory(config, rows, lib_list, tuned, site)
     info["loadavg_end"] = os.getloadavg()
     result = {
-        "protocol": {"n_way": 5, "shots": list(config.shots), "queries": config.queries,
-                     "inner_steps": config.inner_steps, "inner_lr": INNER_LR, "meta_batch": config.meta_batch,
-                     "input": [1, 28, 28], "model": "Conv-4 (64)", "repeats": config.repeats,
-                     "warmup": config.warmup, "interleaved": True, "statistic": "median",
-                     "cpu_allocator_tuned": tuned, "libs": lib_list, "skipped": skipped,
-                     "peer_site": str(site) if site else None, "peer_versions": _versions(lib_list)},
-        "machine": info, "matmul_gflops": rate, "rows": rows,
+        "protocol": {
+            "n_way": 5,
+            "shots": list(config.shots),
+            "queries": config.queries,
+            "inner_steps": config.inner_steps,
+            "inner_lr": INNER_LR,
+            "meta_batch": config.meta_batch,
+            "input": [1, 28, 28],
+            "model": "Conv-4 (64)",
+            "repeats": config.repeats,
+            "warmup": config.warmup,
+            "interleaved": True,
+            "statistic": "median",
+            "cpu_allocator_tuned": tuned,
+            "libs": lib_list,
+            "skipped": skipped,
+            "peer_site": str(site) if site else None,
+            "peer_versions": _versions(lib_list),
+        },
+        "machine": info,
+        "matmul_gflops": rate,
+        "rows": rows,
     }
     out_path.write_text(json.dumps(result, indent=1))
     plot(rows, lib_list, out_path.with_suffix(".png"))
     print(table(rows, lib_list))
-    print(f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
-          f"load {info['loadavg_start'][0]:.2f} -> {info['loadavg_end'][0]:.2f}; matmul {rate or 0:.0f} GFLOP/s")
+    print(
+        f"machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']}, "
+        f"load {info['loadavg_start'][0]:.2f} -> {info['loadavg_end'][0]:.2f}; matmul {rate or 0:.0f} GFLOP/s"
+    )
     print(f"wrote {out_path} and {out_path.with_suffix('.png')}")
     return result

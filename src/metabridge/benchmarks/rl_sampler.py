@@ -43,21 +43,28 @@ class RlSamplerConfig(CommandConfig):
     """Settings of ``metabridge bench rl_sampler``: the sampler's overhead against the raw
     environment-step time."""
 
-    out: Path = Field(Path("runs/bench/rl_sampler"), description=(
-        "Folder of ENV.json and ENV.png (one pair per environment) and config.json."))
-    env: str = Field("halfcheetah-vel", min_length=1, description=(
-        "Environment family (metabridge list envs)."))
+    out: Path = Field(
+        Path("runs/bench/rl_sampler"),
+        description=("Folder of ENV.json and ENV.png (one pair per environment) and config.json."),
+    )
+    env: str = Field("halfcheetah-vel", min_length=1, description=("Environment family (metabridge list envs)."))
     tasks: int = Field(20, ge=1, description="T, tasks stepped together.")
     rollouts: int = Field(20, ge=1, description="R, episodes per task.")
     horizon: int = Field(200, ge=1, description="H, steps per episode (passed to the family as horizon=).")
     hidden: list[int] = Field([64, 64], min_length=1, description="Policy widths.")
     repeats: int = Field(3, ge=1, description="Timed repetitions of each part (the best is kept).")
-    per_task_params: bool = Field(True, description="Sample with one parameter set per task (as after the inner "
-                                  "step).")
-    env_kwargs: Annotated[dict[str, Any], KeyValues] = Field(default_factory=dict, description=(
-        "Further options of the family KEY=VALUE, VALUE read as JSON, e.g. --env-kwargs velocity_range=[0,3]."))
-    threads: int = Field(1, ge=1, description="Torch CPU threads while timing (1: the raw simulator is "
-                         "single-threaded too; restored after).")
+    per_task_params: bool = Field(True, description="Sample with one parameter set per task (as after the inner step).")
+    env_kwargs: Annotated[dict[str, Any], KeyValues] = Field(
+        default_factory=dict,
+        description=(
+            "Further options of the family KEY=VALUE, VALUE read as JSON, e.g. --env-kwargs velocity_range=[0,3]."
+        ),
+    )
+    threads: int = Field(
+        1,
+        ge=1,
+        description="Torch CPU threads while timing (1: the raw simulator is single-threaded too; restored after).",
+    )
 
     @field_validator("hidden")
     @classmethod
@@ -75,12 +82,15 @@ def _time_parts(config: RlSamplerConfig, family: Any) -> tuple[float, float, flo
     from ..rl import GaussianMLPPolicy, process_episodes, sample_episodes
 
     tasks, rollouts, horizon = config.tasks, config.rollouts, config.horizon
-    policy = GaussianMLPPolicy(family.obs_dim, family.action_dim, list(config.hidden),
-                               generator=torch.Generator().manual_seed(0))
+    policy = GaussianMLPPolicy(
+        family.obs_dim, family.action_dim, list(config.hidden), generator=torch.Generator().manual_seed(0)
+    )
     g = torch.Generator().manual_seed(0)
     task_rows = family.sample_tasks(tasks, g)
-    params = {k: v.detach().unsqueeze(0).repeat(tasks, *([1] * v.ndim)) if config.per_task_params else v.detach()
-              for k, v in policy.params().items()}
+    params = {
+        k: v.detach().unsqueeze(0).repeat(tasks, *([1] * v.ndim)) if config.per_task_params else v.detach()
+        for k, v in policy.params().items()
+    }
     actions = torch.randn(horizon, tasks, rollouts, family.action_dim, generator=g)
 
     def raw() -> None:
@@ -109,11 +119,16 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     fig = Figure(figsize=(6, 3))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    ax.barh(["raw env.step", "sampler", "sampler + baselines/GAE"],
-            [report["raw_steps_per_s"], report["sampler_steps_per_s"], report["with_processing_steps_per_s"]])
+    ax.barh(
+        ["raw env.step", "sampler", "sampler + baselines/GAE"],
+        [report["raw_steps_per_s"], report["sampler_steps_per_s"], report["with_processing_steps_per_s"]],
+    )
     ax.set_xlabel("environment steps / s")
-    ax.set_title(f"{report['env']}: {report['tasks']} tasks x {report['rollouts']} rollouts x {report['horizon']} "
-                 f"steps; overhead {100 * report['overhead']:.1f}%", fontsize=9)
+    ax.set_title(
+        f"{report['env']}: {report['tasks']} tasks x {report['rollouts']} rollouts x {report['horizon']} "
+        f"steps; overhead {100 * report['overhead']:.1f}%",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -135,17 +150,30 @@ def run(config: RlSamplerConfig) -> dict[str, Any]:
         family.close()
     steps = config.tasks * config.rollouts * config.horizon
     report: dict[str, Any] = {
-              "env": config.env, "tasks": config.tasks, "rollouts": config.rollouts, "horizon": config.horizon,
-              "hidden": list(config.hidden), "per_task_params": config.per_task_params, "threads": used,
-              "env_steps": steps, "raw_seconds": t_raw, "sampler_seconds": t_sampler, "processing_seconds": t_proc,
-              "raw_steps_per_s": steps / t_raw, "sampler_steps_per_s": steps / t_sampler,
-              "with_processing_steps_per_s": steps / (t_sampler + t_proc),
-              "overhead": (t_sampler + t_proc - t_raw) / t_raw, "machine": machine("cpu")}
+        "env": config.env,
+        "tasks": config.tasks,
+        "rollouts": config.rollouts,
+        "horizon": config.horizon,
+        "hidden": list(config.hidden),
+        "per_task_params": config.per_task_params,
+        "threads": used,
+        "env_steps": steps,
+        "raw_seconds": t_raw,
+        "sampler_seconds": t_sampler,
+        "processing_seconds": t_proc,
+        "raw_steps_per_s": steps / t_raw,
+        "sampler_steps_per_s": steps / t_sampler,
+        "with_processing_steps_per_s": steps / (t_sampler + t_proc),
+        "overhead": (t_sampler + t_proc - t_raw) / t_raw,
+        "machine": machine("cpu"),
+    }
     out = Path(config.out)
     stem = config.env.replace("-", "_")
     atomic_write_text(out / f"{stem}.json", json.dumps(report, indent=2) + "\n")
     _plot(report, out / f"{stem}.png")
-    print(f"{config.env}: raw {report['raw_steps_per_s']:,.0f} steps/s; sampler "
-          f"{report['sampler_steps_per_s']:,.0f}; with baselines + GAE {report['with_processing_steps_per_s']:,.0f}; "
-          f"overhead {100 * report['overhead']:.1f}% (target <= 25%)")
+    print(
+        f"{config.env}: raw {report['raw_steps_per_s']:,.0f} steps/s; sampler "
+        f"{report['sampler_steps_per_s']:,.0f}; with baselines + GAE {report['with_processing_steps_per_s']:,.0f}; "
+        f"overhead {100 * report['overhead']:.1f}% (target <= 25%)"
+    )
     return report

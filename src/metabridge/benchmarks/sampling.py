@@ -74,8 +74,15 @@ def learn2learn_draw(data: ClassDataset) -> Draw:
 
     random.seed(0)  # learn2learn samples with Python's random module
     dataset = l2l.data.MetaDataset(torch.utils.data.TensorDataset(data.images, data.labels))
-    taskset = l2l.data.TaskDataset(dataset, task_transforms=[
-        NWays(dataset, n=WAYS), KShots(dataset, k=SHOTS + QUERIES), LoadData(dataset), RemapLabels(dataset)])
+    taskset = l2l.data.TaskDataset(
+        dataset,
+        task_transforms=[
+            NWays(dataset, n=WAYS),
+            KShots(dataset, k=SHOTS + QUERIES),
+            LoadData(dataset),
+            RemapLabels(dataset),
+        ],
+    )
     support = (torch.arange(WAYS * (SHOTS + QUERIES)) % (SHOTS + QUERIES)) < SHOTS  # per class: 5 then 15
 
     def episode() -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -94,18 +101,28 @@ class SamplingConfig(CommandConfig):
     from in-memory uint8 datasets."""
 
     out: Path = Field(Path("runs/bench/sampling"), description="Folder of sampling_cpu.json and config.json.")
-    batch_sizes: list[int] = Field([1, 32], min_length=1, description=(
-        "Numbers of episodes drawn per call."))
-    seconds: float = Field(5.0, gt=0, allow_inf_nan=False, description=(
-        "Measuring time per dataset, batch size and library."))
-    libs: list[Literal["auto", "metabridge", "learn2learn"]] = Field(["auto"], min_length=1, description=(
-        "auto (metabridge, and learn2learn when it imports; else it is skipped with a printed line) or a "
-        "subset of metabridge, learn2learn (learn2learn named here and not importable is an "
-        "error)."))
-    peer_site: str = Field("auto", min_length=1, description=(
-        "site-packages of a venv to import learn2learn from, appended to sys.path after this interpreter's "
-        "own: auto (that of the environment scripts/install_peers.sh builds, when it exists), none (only this "
-        "interpreter's packages) or a directory."))
+    batch_sizes: list[int] = Field([1, 32], min_length=1, description=("Numbers of episodes drawn per call."))
+    seconds: float = Field(
+        5.0, gt=0, allow_inf_nan=False, description=("Measuring time per dataset, batch size and library.")
+    )
+    libs: list[Literal["auto", "metabridge", "learn2learn"]] = Field(
+        ["auto"],
+        min_length=1,
+        description=(
+            "auto (metabridge, and learn2learn when it imports; else it is skipped with a printed line) or a "
+            "subset of metabridge, learn2learn (learn2learn named here and not importable is an "
+            "error)."
+        ),
+    )
+    peer_site: str = Field(
+        "auto",
+        min_length=1,
+        description=(
+            "site-packages of a venv to import learn2learn from, appended to sys.path after this interpreter's "
+            "own: auto (that of the environment scripts/install_peers.sh builds, when it exists), none (only this "
+            "interpreter's packages) or a directory."
+        ),
+    )
 
     @field_validator("batch_sizes")
     @classmethod
@@ -154,14 +171,28 @@ def run(config: SamplingConfig) -> dict[str, Any]:
             draw = builders[lib](data)
             for b in config.batch_sizes:
                 rate = episodes_per_second(draw, b, config.seconds)
-                rows.append({"dataset": name, "shape": [channels, size, size], "classes": classes,
-                             "per_class": per_class, "library": lib, "episodes_per_call": b,
-                             "episodes_per_s": rate})
+                rows.append(
+                    {
+                        "dataset": name,
+                        "shape": [channels, size, size],
+                        "classes": classes,
+                        "per_class": per_class,
+                        "library": lib,
+                        "episodes_per_call": b,
+                        "episodes_per_s": rate,
+                    }
+                )
                 print(f"{name:18s} {lib:11s} {b:3d} episodes/call: {rate:9.0f} episodes/s", flush=True)
     info = machine("cpu")
     info["loadavg_end"] = os.getloadavg()
-    result = {"episode": f"{WAYS}-way {SHOTS}-shot {QUERIES}-query", "libs": lib_list, "rows": rows,
-              "machine": info, "skipped": skipped, "peer_site": str(site) if site else None}
+    result = {
+        "episode": f"{WAYS}-way {SHOTS}-shot {QUERIES}-query",
+        "libs": lib_list,
+        "rows": rows,
+        "machine": info,
+        "skipped": skipped,
+        "peer_site": str(site) if site else None,
+    }
     if "learn2learn" in lib_list:
         import learn2learn
 

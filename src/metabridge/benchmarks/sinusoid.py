@@ -42,13 +42,23 @@ from ..train import Trainer, read_metrics
 
 PAPER = {"maml": [0.67, 0.38, 0.35], "drs": [2.41, 2.23, 2.19]}
 STEPS_EVAL = (1, 5, 10)
-LABELS = {"maml": "MAML", "fomaml": "first-order MAML", "drs": "DRS (pretrained on all tasks)",
-          "mtl": "MTL (head refit)", "anil": "ANIL", "reptile": "Reptile", "metasgd": "Meta-SGD",
-          "mann": "MANN (LSTM)", "snail": "SNAIL", "icl": "ICL transformer"}
+LABELS = {
+    "maml": "MAML",
+    "fomaml": "first-order MAML",
+    "drs": "DRS (pretrained on all tasks)",
+    "mtl": "MTL (head refit)",
+    "anil": "ANIL",
+    "reptile": "Reptile",
+    "metasgd": "Meta-SGD",
+    "mann": "MANN (LSTM)",
+    "snail": "SNAIL",
+    "icl": "ICL transformer",
+}
 
 
-def method_config(method: str, steps: int, out_dir: Path, seed: int, num_train_tasks: int,
-                  device: str) -> ExperimentConfig:
+def method_config(
+    method: str, steps: int, out_dir: Path, seed: int, num_train_tasks: int, device: str
+) -> ExperimentConfig:
     """The training run of one method under Finn et al.'s protocol."""
     hparams: dict[str, Any] = {}
     pool = None
@@ -63,10 +73,24 @@ def method_config(method: str, steps: int, out_dir: Path, seed: int, num_train_t
     elif method == "snail":
         hparams = {"tc_length": 11}  # SNAIL's T: the training sequence, K = 10 support points + the query
     return ExperimentConfig(
-        task="sinusoid", algorithm=method, hparams=hparams, model="mlp", k_shot=10, q_query=10, eval_k_shot=5,
-        num_train_tasks=pool, meta_batch_size=25, steps=steps, lr=1e-3, optimizer="adam",
-        eval_every=max(steps // 10, 1), val_episodes=200, checkpoint_every=max(steps // 4, 1),
-        seed=seed, device=device, out_dir=str(out_dir / method),
+        task="sinusoid",
+        algorithm=method,
+        hparams=hparams,
+        model="mlp",
+        k_shot=10,
+        q_query=10,
+        eval_k_shot=5,
+        num_train_tasks=pool,
+        meta_batch_size=25,
+        steps=steps,
+        lr=1e-3,
+        optimizer="adam",
+        eval_every=max(steps // 10, 1),
+        val_episodes=200,
+        checkpoint_every=max(steps // 4, 1),
+        seed=seed,
+        device=device,
+        out_dir=str(out_dir / method),
     )
 
 
@@ -84,22 +108,28 @@ def evaluate_steps(algorithm: Any, method: str, test: RegressionSource, episodes
 def plot(results: dict[str, Any], path: Path) -> None:
     """MSE against test-time steps for every method, with Finn et al.'s numbers dashed."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, res in results["methods"].items():
         ks = [r["steps"] for r in res["test"]]
-        ax.errorbar(ks, [r["mean"] for r in res["test"]], yerr=[r["ci95"] for r in res["test"]],
-                    marker="o", capsize=3, label=f"{LABELS.get(method, method)} (ours)")
+        ax.errorbar(
+            ks,
+            [r["mean"] for r in res["test"]],
+            yerr=[r["ci95"] for r in res["test"]],
+            marker="o",
+            capsize=3,
+            label=f"{LABELS.get(method, method)} (ours)",
+        )
         if method in PAPER:
             ax.plot(list(STEPS_EVAL), PAPER[method], "k--", alpha=0.4)
     ax.plot([], [], "k--", alpha=0.4, label="Finn et al. 2017, Table 2")
     ax.set_xlabel("gradient steps at test time (5-shot support)")
     ax.set_ylabel("query MSE (mean ± 95% CI)")
     ax.set_yscale("log")
-    ax.set_title(f"Sinusoid regression, {results['train_steps']} meta-iterations (best-validation weights)",
-                 fontsize=9)
+    ax.set_title(f"Sinusoid regression, {results['train_steps']} meta-iterations (best-validation weights)", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -148,22 +178,31 @@ class SinusoidConfig(CommandConfig):
     """Settings of ``metabridge bench sinusoid``: Finn et al. (2017)'s sinusoid table, MAML, DRS
     (pretrained) and MTL."""
 
-    out: Path = Field(Path("runs/bench/sinusoid"), description=(
-        "Folder of sinusoid.json, sinusoid.png and config.json; each method's run goes into OUT/runs/METHOD."))
-    methods: list[str] = Field(["maml", "drs", "mtl"], min_length=1, description=(
-        "Algorithms: maml, fomaml, anil, metasgd, reptile, drs, mtl, and the black-box "
-        "learners mann, snail, icl, which read the support in one forward (one number for every step count, "
-        "like MTL)."))
+    out: Path = Field(
+        Path("runs/bench/sinusoid"),
+        description=(
+            "Folder of sinusoid.json, sinusoid.png and config.json; each method's run goes into OUT/runs/METHOD."
+        ),
+    )
+    methods: list[str] = Field(
+        ["maml", "drs", "mtl"],
+        min_length=1,
+        description=(
+            "Algorithms: maml, fomaml, anil, metasgd, reptile, drs, mtl, and the black-box "
+            "learners mann, snail, icl, which read the support in one forward (one number for every step count, "
+            "like MTL)."
+        ),
+    )
     steps: int = Field(70000, ge=1, description="Meta-iterations per method (Finn et al.: 70000).")
     test_tasks: int = Field(1000, ge=1, description="Fixed test tasks (identical for every method).")
     query_points: int = Field(100, ge=1, description="Query points per test task used to score MSE.")
     num_train_tasks: int = Field(1000, ge=1, description="Size of MTL's training task pool (one head per task).")
     seed: int = Field(0, description="Training seed.")
     test_seed: int = Field(2000, description="Seed of the fixed test tasks.")
-    device: str = Field("cpu", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$", description="cpu, cuda, cuda:N, mps or "
-                        "auto.")
-    train: bool = Field(True, description="--no-train re-scores the finished runs already in OUT/runs instead "
-                        "of training.")
+    device: str = Field("cpu", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$", description="cpu, cuda, cuda:N, mps or auto.")
+    train: bool = Field(
+        True, description="--no-train re-scores the finished runs already in OUT/runs instead of training."
+    )
     progress: bool = Field(True, description="Show each run's progress bar.")
 
     @field_validator("methods")
@@ -192,12 +231,20 @@ def reproduce(config: SinusoidConfig) -> dict[str, Any]:
     test = RegressionSource(SinusoidFamily(), 5, config.query_points)
     info = machine(config.device if config.device.startswith("cuda") else "cpu")
     results: dict[str, Any] = {
-        "benchmark": "sinusoid", "train_steps": config.steps, "test_tasks": config.test_tasks,
-        "query_points": config.query_points, "k_shot_test": 5, "num_train_tasks_mtl": config.num_train_tasks,
-        "seed": config.seed, "device": config.device, "torch": torch.__version__, "machine": info,
+        "benchmark": "sinusoid",
+        "train_steps": config.steps,
+        "test_tasks": config.test_tasks,
+        "query_points": config.query_points,
+        "k_shot_test": 5,
+        "num_train_tasks_mtl": config.num_train_tasks,
+        "seed": config.seed,
+        "device": config.device,
+        "torch": torch.__version__,
+        "machine": info,
         "threads": torch.get_num_threads(),
         "selection": "test = best-validation weights; test_final = weights after the last step",
-        "paper": PAPER, "methods": {},
+        "paper": PAPER,
+        "methods": {},
     }
     runs = Path(config.out) / "runs"
     for method in config.methods:

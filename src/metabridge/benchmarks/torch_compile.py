@@ -66,16 +66,21 @@ class TorchCompileConfig(CommandConfig):
     """Settings of ``metabridge bench torch_compile``: median seconds of one Conv-4
     forward+backward, eager, channels-last and compiled."""
 
-    out: Path = Field(Path("runs/bench/torch_compile"), description="Folder of torch_compile_cpu.json and "
-                      "config.json.")
+    out: Path = Field(Path("runs/bench/torch_compile"), description="Folder of torch_compile_cpu.json and config.json.")
     threads: int = Field(2, ge=1, description="Torch CPU threads while timing (restored after).")
-    repeats: int = Field(5, ge=1, description="Timed steps of each form after two warm-up steps (the median is "
-                         "reported).")
-    meta_batch: int = Field(16, ge=1, description="Tasks of 5-way episodes with 1 support + 10 queries per class "
-                            "(880 images at 16).")
-    allocator: bool = Field(True, description=(
-        "Apply metabridge.device.tune_cpu_allocator (as metabridge's trainer does) for the whole process "
-        "first; --no-allocator measures glibc's defaults."))
+    repeats: int = Field(
+        5, ge=1, description="Timed steps of each form after two warm-up steps (the median is reported)."
+    )
+    meta_batch: int = Field(
+        16, ge=1, description="Tasks of 5-way episodes with 1 support + 10 queries per class (880 images at 16)."
+    )
+    allocator: bool = Field(
+        True,
+        description=(
+            "Apply metabridge.device.tune_cpu_allocator (as metabridge's trainer does) for the whole process "
+            "first; --no-allocator measures glibc's defaults."
+        ),
+    )
 
 
 CONFIG = TorchCompileConfig
@@ -98,9 +103,13 @@ def _measure(config: TorchCompileConfig) -> dict[str, Any]:
     _step(compiled, x, y, heads)
     compile_s = time.perf_counter() - t0
     times["compiled_channels_last"] = _time(compiled, x, y, heads, config.repeats)
-    return {"images": n, "times_s": times, "median_s": {k: statistics.median(v) for k, v in times.items()},
-            "compile_seconds_first_call": compile_s,
-            "second_order_through_compiled": _second_order_works(compiled, x, y, heads)}
+    return {
+        "images": n,
+        "times_s": times,
+        "median_s": {k: statistics.median(v) for k, v in times.items()},
+        "compile_seconds_first_call": compile_s,
+        "second_order_through_compiled": _second_order_works(compiled, x, y, heads),
+    }
 
 
 def run(config: TorchCompileConfig) -> dict[str, Any]:
@@ -117,8 +126,12 @@ def run(config: TorchCompileConfig) -> dict[str, Any]:
         torch.set_num_threads(threads)
     result = {
         "what": "one Conv-4 forward+backward, MTL loss, 28x28x1",
-        "images": m["images"], "threads": config.threads, "repeats": config.repeats, "cpu_allocator_tuned": tuned,
-        "times_s": m["times_s"], "median_s": m["median_s"],
+        "images": m["images"],
+        "threads": config.threads,
+        "repeats": config.repeats,
+        "cpu_allocator_tuned": tuned,
+        "times_s": m["times_s"],
+        "median_s": m["median_s"],
         "compile_seconds_first_call": m["compile_seconds_first_call"],
         "second_order_through_compiled": m["second_order_through_compiled"],
         "machine": {**info, "loadavg_end": os.getloadavg()},
@@ -127,6 +140,8 @@ def run(config: TorchCompileConfig) -> dict[str, Any]:
     out.write_text(json.dumps(result, indent=1))
     for k, v in result["median_s"].items():
         print(f"{k:24s} {v:.3f} s")
-    print(f"first compiled call {result['compile_seconds_first_call']:.1f} s; second order through compiled: "
-          f"{result['second_order_through_compiled']}\nwrote {out}")
+    print(
+        f"first compiled call {result['compile_seconds_first_call']:.1f} s; second order through compiled: "
+        f"{result['second_order_through_compiled']}\nwrote {out}"
+    )
     return result

@@ -37,9 +37,18 @@ def _runtime_error_types() -> tuple[type[BaseException], ...]:
     from ..data.spec import DatasetFormatError
     from ..training.loop import NonFiniteError
 
-    types: list[type[BaseException]] = [ValueError, TypeError, FileNotFoundError, FileExistsError, CheckpointError,
-                                        NonFiniteError, FloatingPointError, DatasetFormatError, DownloadError,
-                                        ImportError]  # ImportError: an optional extra is missing (its pip line)
+    types: list[type[BaseException]] = [
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        FileExistsError,
+        CheckpointError,
+        NonFiniteError,
+        FloatingPointError,
+        DatasetFormatError,
+        DownloadError,
+        ImportError,
+    ]  # ImportError: an optional extra is missing (its pip line)
     try:
         from ..rl.trainer import RLTrainingError
 
@@ -84,7 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {_message(exc)}", file=sys.stderr)
         return 1
-
 
 
 def __getattr__(name: str) -> Any:

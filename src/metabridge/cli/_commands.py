@@ -32,34 +32,73 @@ def _here(name: str) -> str:
 
 
 COMMANDS: dict[str, Command] = {
-    "eval": Command(_here("_runs:EvalConfig"), _here("_runs:run_eval"),
-                    "Score a trained run RUN on fixed episodes (mean +- 95% CI; accuracy in percent)."),
-    "export": Command(_here("_runs:ExportConfig"), _here("_runs:run_export"),
-                      "Write a run's weights as safetensors with its construction record."),
-    "list": Command(_here("_list:ListConfig"), _here("_list:run_list"),
-                    "List the names a registry holds: algorithms, models, datasets, weightings, ..."),
-    "compare": Command("metabridge.benchmarks.compare:CompareConfig", "metabridge.benchmarks.compare:run",
-                       "Train few-shot methods on equal budgets and score them on identical test episodes."),
-    "multitask": Command("metabridge.multitask.commands:MultitaskConfig", "metabridge.multitask.commands:run",
-                         "Compare multi-task loss-weighting methods on a benchmark (delta_m, per-task metrics)."),
+    "eval": Command(
+        _here("_runs:EvalConfig"),
+        _here("_runs:run_eval"),
+        "Score a trained run RUN on fixed episodes (mean +- 95% CI; accuracy in percent).",
+    ),
+    "export": Command(
+        _here("_runs:ExportConfig"),
+        _here("_runs:run_export"),
+        "Write a run's weights as safetensors with its construction record.",
+    ),
+    "list": Command(
+        _here("_list:ListConfig"),
+        _here("_list:run_list"),
+        "List the names a registry holds: algorithms, models, datasets, weightings, ...",
+    ),
+    "compare": Command(
+        "metabridge.benchmarks.compare:CompareConfig",
+        "metabridge.benchmarks.compare:run",
+        "Train few-shot methods on equal budgets and score them on identical test episodes.",
+    ),
+    "multitask": Command(
+        "metabridge.multitask.commands:MultitaskConfig",
+        "metabridge.multitask.commands:run",
+        "Compare multi-task loss-weighting methods on a benchmark (delta_m, per-task metrics).",
+    ),
 }
 GROUPS: dict[str, tuple[str, dict[str, Command]]] = {
-    "theory": ("Theory lab: the MAML/DRS trade-off in linear regression and the MTL/GBML closeness.", {
-        "linreg": Command("metabridge.theory.commands:LinregConfig", "metabridge.theory.commands:run_linreg",
-                          "Gao & Sener's linear-regression trade-off between MAML and DRS."),
-        "closeness": Command("metabridge.theory.commands:ClosenessConfig", "metabridge.theory.commands:run_closeness",
-                             "Wang et al.'s closeness of MTL and gradient-based meta-learning."),
-    }),
-    "rl": ("Meta-RL: MAML-TRPO and domain-randomized search on navigation, MuJoCo and Meta-World.", {
-        "train": Command("metabridge.rl.commands:RLTrainConfig", "metabridge.rl.commands:run_train",
-                         "Train a meta-RL algorithm (or a preset protocol)."),
-        "eval": Command("metabridge.rl.commands:RLEvalConfig", "metabridge.rl.commands:run_eval",
-                        "Score a trained meta-RL run RUN: return after adaptation, mean +- 95% CI."),
-        "tradeoff": Command("metabridge.rl.commands:TradeoffConfig", "metabridge.rl.commands:run_tradeoff",
-                            "The MAML/DRS trade-off across task-variance levels."),
-        "experiment": Command("metabridge.rl.commands:RLExperimentConfig", "metabridge.rl.commands:run_experiment",
-                              "Several seeds of several algorithms on one protocol, with a summary."),
-    }),
+    "theory": (
+        "Theory lab: the MAML/DRS trade-off in linear regression and the MTL/GBML closeness.",
+        {
+            "linreg": Command(
+                "metabridge.theory.commands:LinregConfig",
+                "metabridge.theory.commands:run_linreg",
+                "Gao & Sener's linear-regression trade-off between MAML and DRS.",
+            ),
+            "closeness": Command(
+                "metabridge.theory.commands:ClosenessConfig",
+                "metabridge.theory.commands:run_closeness",
+                "Wang et al.'s closeness of MTL and gradient-based meta-learning.",
+            ),
+        },
+    ),
+    "rl": (
+        "Meta-RL: MAML-TRPO and domain-randomized search on navigation, MuJoCo and Meta-World.",
+        {
+            "train": Command(
+                "metabridge.rl.commands:RLTrainConfig",
+                "metabridge.rl.commands:run_train",
+                "Train a meta-RL algorithm (or a preset protocol).",
+            ),
+            "eval": Command(
+                "metabridge.rl.commands:RLEvalConfig",
+                "metabridge.rl.commands:run_eval",
+                "Score a trained meta-RL run RUN: return after adaptation, mean +- 95% CI.",
+            ),
+            "tradeoff": Command(
+                "metabridge.rl.commands:TradeoffConfig",
+                "metabridge.rl.commands:run_tradeoff",
+                "The MAML/DRS trade-off across task-variance levels.",
+            ),
+            "experiment": Command(
+                "metabridge.rl.commands:RLExperimentConfig",
+                "metabridge.rl.commands:run_experiment",
+                "Several seeds of several algorithms on one protocol, with a summary.",
+            ),
+        },
+    ),
 }
 TRAIN_SUMMARY = "Train a few-shot algorithm on a task family; checkpoints and metrics go to --out."
 BENCH_SUMMARY = "Run a benchmark harness by name: metabridge bench NAME [OPTIONS]."
@@ -79,12 +118,18 @@ def _listing(commands: dict[str, str]) -> str:
 
 def top_help() -> str:
     """``metabridge --help``: every command with one line (nothing imported)."""
-    lines = {"train": TRAIN_SUMMARY, **{n: c.summary for n, c in COMMANDS.items()},
-             **{n: text for n, (text, _) in GROUPS.items()}, "bench": BENCH_SUMMARY}
-    return ("usage: metabridge COMMAND [OPTIONS]\n\nMulti-task learning and meta-learning in one library: train, "
-            "evaluate and benchmark.\n\ncommands:\n" + _listing(lines) + "\n\n'metabridge COMMAND --help' lists a "
-            "command's options; every command also takes --config FILE (TOML, YAML or JSON). Accuracy is "
-            "reported in percent.\n")
+    lines = {
+        "train": TRAIN_SUMMARY,
+        **{n: c.summary for n, c in COMMANDS.items()},
+        **{n: text for n, (text, _) in GROUPS.items()},
+        "bench": BENCH_SUMMARY,
+    }
+    return (
+        "usage: metabridge COMMAND [OPTIONS]\n\nMulti-task learning and meta-learning in one library: train, "
+        "evaluate and benchmark.\n\ncommands:\n" + _listing(lines) + "\n\n'metabridge COMMAND --help' lists a "
+        "command's options; every command also takes --config FILE (TOML, YAML or JSON). Accuracy is "
+        "reported in percent.\n"
+    )
 
 
 def _unknown(what: str, name: str, known: Sequence[str], prog: str) -> UsageError:
@@ -108,8 +153,9 @@ def available_benchmarks() -> list[str]:
     """Modules of :mod:`metabridge.benchmarks` that ``bench NAME`` runs (not ``_private``, not ``compare``)."""
     import metabridge.benchmarks as pkg
 
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_")
-                  and m.name != "compare")
+    return sorted(
+        m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_") and m.name != "compare"
+    )
 
 
 def run_bench(argv: Sequence[str]) -> int:
@@ -145,8 +191,9 @@ def dispatch(argv: Sequence[str]) -> int:
         print(f"metabridge {__version__}")
         return 0
     if name in ALIASES:
-        print(f"metabridge: '{name}' is now 'metabridge {ALIASES[name]}'; the old name will be removed.",
-              file=sys.stderr)
+        print(
+            f"metabridge: '{name}' is now 'metabridge {ALIASES[name]}'; the old name will be removed.", file=sys.stderr
+        )
         name = ALIASES[name]
     if name == "train":
         return train_command(rest)
@@ -157,8 +204,10 @@ def dispatch(argv: Sequence[str]) -> int:
     if name in GROUPS:
         text, commands = GROUPS[name]
         if not rest or rest[0] in ("-h", "--help"):
-            print(f"usage: metabridge {name} COMMAND [OPTIONS]\n\n{text}\n\ncommands:\n"
-                  + _listing({n: c.summary for n, c in commands.items()}))
+            print(
+                f"usage: metabridge {name} COMMAND [OPTIONS]\n\n{text}\n\ncommands:\n"
+                + _listing({n: c.summary for n, c in commands.items()})
+            )
             return 0 if rest else 2
         if rest[0] not in commands:
             raise _unknown(f"{name} command", rest[0], list(commands), f"metabridge {name}")

@@ -20,14 +20,22 @@ class TrainCommand(ExperimentConfig):
 
     Validation scores are the run's metric: accuracy (in percent when printed) or MSE."""
 
-    resume: bool = Field(False, description=(
-        "Continue the run in --out from its newest checkpoint with its saved config; repeating the original "
-        "options is fine, changing one other than --steps, --device, intervals and episode counts is an error."))
+    resume: bool = Field(
+        False,
+        description=(
+            "Continue the run in --out from its newest checkpoint with its saved config; repeating the original "
+            "options is fine, changing one other than --steps, --device, intervals and episode counts is an error."
+        ),
+    )
     overwrite: bool = Field(False, description="Start afresh in --out even if it holds checkpoints (deleted).")
     progress: bool = Field(True, description="Show a progress bar.")
-    tune_cpu: bool = Field(True, description=(
-        "On CPU, tune this process's glibc allocator to keep freed memory (faster Conv-4 steps); a library "
-        "call never does this, the command opts in for its own process."))
+    tune_cpu: bool = Field(
+        True,
+        description=(
+            "On CPU, tune this process's glibc allocator to keep freed memory (faster Conv-4 steps); a library "
+            "call never does this, the command opts in for its own process."
+        ),
+    )
 
     @model_validator(mode="after")
     def _resume_or_overwrite(self) -> TrainCommand:
@@ -80,9 +88,13 @@ def _resumed(argv: Sequence[str], out: str) -> TrainCommand:
     changed = resume_changes(saved, given.experiment())
     fixed = {k: v for k, v in changed.items() if k.split()[0] not in RESUMABLE_OVERRIDES}
     if fixed:
-        detail = ", ".join(f"{k if k.startswith('--') else option_name(k)} {a!r} -> {b!r}" for k, (a, b) in fixed.items())
-        raise UsageError(f"--resume keeps the run's config; these differ from {Path(out) / CONFIG_FILE}: {detail} "
-                         "(repeat the run's own values, or start a new run in another --out).")
+        detail = ", ".join(
+            f"{k if k.startswith('--') else option_name(k)} {a!r} -> {b!r}" for k, (a, b) in fixed.items()
+        )
+        raise UsageError(
+            f"--resume keeps the run's config; these differ from {Path(out) / CONFIG_FILE}: {detail} "
+            "(repeat the run's own values, or start a new run in another --out)."
+        )
     return given
 
 
@@ -107,10 +119,14 @@ def run_train(command: TrainCommand) -> int:
 
     config = command.experiment()
     context = init_from_environment(resolve_device(config.device))  # one process outside torchrun
-    trainer = Trainer(config, resume=command.resume, overwrite=command.overwrite, progress=command.progress,
-                      distributed=context)
-    with _cpu_tuning(command.tune_cpu and trainer.device.type == "cpu"), one_line_warnings(), \
-            _cudnn_autotune(trainer.device.type == "cuda" and not config.deterministic):
+    trainer = Trainer(
+        config, resume=command.resume, overwrite=command.overwrite, progress=command.progress, distributed=context
+    )
+    with (
+        _cpu_tuning(command.tune_cpu and trainer.device.type == "cpu"),
+        one_line_warnings(),
+        _cudnn_autotune(trainer.device.type == "cuda" and not config.deterministic),
+    ):
         result = trainer.run()
     if not context.is_main:
         return 0
@@ -122,10 +138,12 @@ def run_train(command: TrainCommand) -> int:
     print(msg)
     if result.stopped_early:
         best = result.best or {}
-        print(f"stopped early at step {result.step} of {config.steps}: validation {trainer.metric} did not improve "
-              f"for {trainer.validations_since_best} validations (--early-stopping-patience "
-              f"{config.early_stopping_patience}); best {_reported(best.get('mean', float('nan')), trainer.metric)} "
-              f"at step {best.get('step')} (best.pt)")
+        print(
+            f"stopped early at step {result.step} of {config.steps}: validation {trainer.metric} did not improve "
+            f"for {trainer.validations_since_best} validations (--early-stopping-patience "
+            f"{config.early_stopping_patience}); best {_reported(best.get('mean', float('nan')), trainer.metric)} "
+            f"at step {best.get('step')} (best.pt)"
+        )
     print(f"checkpoints in {result.run_dir}; evaluate with: metabridge eval {result.run_dir}")
     return 0
 

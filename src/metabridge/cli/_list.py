@@ -23,11 +23,17 @@ class ListConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Annotated[str, Positional, tyro.conf.arg(metavar="KIND")] = Field("algorithms", description=(
-        "What to list: a registry's plural name (algorithms, models, datasets, weightings, multitask-models, "
-        "multitask-benchmarks, envs, rl-algorithms) or rl-presets."))
-    plugins: PluginList = Field(default_factory=list, description=(
-        "Modules to import first (given once per module), so their registrations are listed too."))
+    kind: Annotated[str, Positional, tyro.conf.arg(metavar="KIND")] = Field(
+        "algorithms",
+        description=(
+            "What to list: a registry's plural name (algorithms, models, datasets, weightings, multitask-models, "
+            "multitask-benchmarks, envs, rl-algorithms) or rl-presets."
+        ),
+    )
+    plugins: PluginList = Field(
+        default_factory=list,
+        description=("Modules to import first (given once per module), so their registrations are listed too."),
+    )
 
 
 def kinds() -> list[str]:
@@ -43,8 +49,10 @@ def _algorithm_lines() -> list[str]:
     from ..algorithms.registry import ALGORITHMS
     from ..config import hparams_model
 
-    return [f"{name}: " + ", ".join(f"{k}={f.default!r}" for k, f in hparams_model(name).model_fields.items())
-            for name in sorted(ALGORITHMS)]
+    return [
+        f"{name}: " + ", ".join(f"{k}={f.default!r}" for k, f in hparams_model(name).model_fields.items())
+        for name in sorted(ALGORITHMS)
+    ]
 
 
 def _weighting_lines() -> list[str]:
@@ -70,8 +78,10 @@ def _preset_lines() -> list[str]:
     lines = []
     for name in available_presets():
         c = preset_config(name)
-        lines.append(f"{name}: env={c.env} {c.env_kwargs} policy={c.hidden} {c.activation} inner_lr={c.inner_lr} "
-                     f"meta_batch={c.meta_batch} rollouts={c.rollouts} iterations={c.iterations}")
+        lines.append(
+            f"{name}: env={c.env} {c.env_kwargs} policy={c.hidden} {c.activation} inner_lr={c.inner_lr} "
+            f"meta_batch={c.meta_batch} rollouts={c.rollouts} iterations={c.iterations}"
+        )
     return lines
 
 

@@ -32,8 +32,10 @@ from ..plugins import load_plugins
 M = TypeVar("M", bound=BaseModel)
 
 CONFIG_OPTION = "--config"
-CONFIG_HELP = ("Every option can also come from --config FILE (TOML, YAML or JSON; field names as keys, "
-               "e.g. a config.json this command wrote); options given beside it win.")
+CONFIG_HELP = (
+    "Every option can also come from --config FILE (TOML, YAML or JSON; field names as keys, "
+    "e.g. a config.json this command wrote); options given beside it win."
+)
 
 
 class UsageError(ValueError):
@@ -116,8 +118,11 @@ class _Parsed(dict):  # type: ignore[type-arg]
 def _unvalidated(model: type[BaseModel]) -> type[BaseModel]:
     """A stand-in for ``model`` that tyro fills in: it returns the parsed values unvalidated, so
     validation errors are reported by :func:`parse` as one line."""
-    return type(model.__name__, (model,), {"__new__": lambda cls, **values: _Parsed(values),
-                                           "__module__": model.__module__, "__doc__": model.__doc__})
+    return type(
+        model.__name__,
+        (model,),
+        {"__new__": lambda cls, **values: _Parsed(values), "__module__": model.__module__, "__doc__": model.__doc__},
+    )
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -149,8 +154,9 @@ def one_line_usage_error(text: str, prog: str) -> str:
     return f"{message} (see {prog} --help)"
 
 
-def _run_tyro(model: type[BaseModel], argv: list[str], prog: str, default: BaseModel | None,
-              description: str) -> dict[str, Any]:
+def _run_tyro(
+    model: type[BaseModel], argv: list[str], prog: str, default: BaseModel | None, description: str
+) -> dict[str, Any]:
     import tyro
 
     errors = io.StringIO()
@@ -165,8 +171,9 @@ def _run_tyro(model: type[BaseModel], argv: list[str], prog: str, default: BaseM
     return dict(parsed)  # type: ignore[call-overload]
 
 
-def parse(model: type[M], argv: Sequence[str], prog: str, *, default: M | None = None,
-          description: str | None = None) -> M:
+def parse(
+    model: type[M], argv: Sequence[str], prog: str, *, default: M | None = None, description: str | None = None
+) -> M:
     """Validated settings of ``model`` from ``argv``.
 
     Args:

@@ -15,8 +15,10 @@ from ..config import CommandConfig, ExperimentConfig, KeyValues, RunPath
 from ._fewshot import _cpu_tuning, one_line_warnings
 
 _RUN_HELP = "A run directory (the --out of metabridge train) or one checkpoint file of it."
-_WHICH_HELP = ("Which checkpoint of the run: best, last, or auto (best when the run validated, else last); a "
-               "damaged one is passed over with a note.")
+_WHICH_HELP = (
+    "Which checkpoint of the run: best, last, or auto (best when the run validated, else last); a "
+    "damaged one is passed over with a note."
+)
 _DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?|mps)$"
 
 
@@ -29,23 +31,34 @@ class EvalConfig(CommandConfig):
     run: RunPath = Field(description=_RUN_HELP)
     which: Literal["auto", "best", "last"] = Field("auto", description=_WHICH_HELP)
     split: Literal["test", "val"] = Field("test", description="Episodes to score: test or val.")
-    episodes: int | None = Field(None, ge=1, description=(
-        "Number of fixed episodes [default: the run's test_episodes / val_episodes].")
+    episodes: int | None = Field(
+        None, ge=1, description=("Number of fixed episodes [default: the run's test_episodes / val_episodes].")
     )
     k_shot: int | None = Field(None, ge=1, description="Support examples per class [default: the run's].")
-    q_query: int | None = Field(None, ge=1, description=(
-        "Query examples per class (lower it when a small dataset cannot supply k_shot + q_query images per "
-        "class) [default: the run's].")
+    q_query: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Query examples per class (lower it when a small dataset cannot supply k_shot + q_query images per "
+            "class) [default: the run's]."
+        ),
     )
     seed: int | None = Field(None, description="Seed of the episodes [default: the run's test_seed / val_seed].")
     batch_size: int | None = Field(None, ge=1, description="Episodes evaluated at once [default: the run's].")
     device: str = Field("auto", pattern=_DEVICE_PATTERN, description="auto, cpu, cuda, cuda:N or mps.")
     hparams: Annotated[dict[str, Any], KeyValues, tyro.conf.arg(name="hp")] = Field(
-        default_factory=dict, description=(
+        default_factory=dict,
+        description=(
             "Test-time hyperparameter KEY=VALUE of the algorithm, repeatable (e.g. --hp eval_steps=10 for MAML, "
-            "--hp finetune_steps=20 for MTL); an override that changes parameter shapes is refused."))
-    out: Path | None = Field(None, description=(  # type: ignore[assignment]
-        "Folder eval.json and config.json are written to [default: RUN/eval, beside the checkpoints]."))
+            "--hp finetune_steps=20 for MTL); an override that changes parameter shapes is refused."
+        ),
+    )
+    out: Path | None = Field(
+        None,
+        description=(  # type: ignore[assignment]
+            "Folder eval.json and config.json are written to [default: RUN/eval, beside the checkpoints]."
+        ),
+    )
     progress: bool = Field(True, description="Show a progress bar.")
     tune_cpu: bool = Field(True, description="On CPU, tune this process's glibc allocator (see train --help).")
 
@@ -122,18 +135,29 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     run.validate()
     source = build_task_source(run, config.split, device)  # the data follow --device, not the run's device
     with _cpu_tuning(config.tune_cpu and device.type == "cpu"):
-        raw = evaluate(algorithm, source.fixed_episodes(n, seed, batch), device, progress=config.progress,
-                       total=-(-n // batch))
+        raw = evaluate(
+            algorithm, source.fixed_episodes(n, seed, batch), device, progress=config.progress, total=-(-n // batch)
+        )
     metric = task_metric(source)
     result = as_reported(raw, metric)
     unit = "%" if metric == "accuracy" else ""
     label = "MSE" if metric == "mse" else "accuracy"
     changed = "".join(f", {k}={v}" for k, v in config.hparams.items())
-    print(f"{run.algorithm} on {run.task} ({config.split}, step {ckpt['step']}, {path.name}{changed}): {label} "
-          f"{result.mean:.4g}{unit} ± {result.ci95:.3g}{unit} (95% CI over {result.n} episodes, seed {seed})")
-    record = {"run": str(config.run), "checkpoint": str(path), "step": ckpt["step"], "split": config.split,
-              "seed": seed, "metric": metric, "unit": "percent" if metric == "accuracy" else "mse",
-              "hparam_overrides": config.hparams, **result.as_dict()}
+    print(
+        f"{run.algorithm} on {run.task} ({config.split}, step {ckpt['step']}, {path.name}{changed}): {label} "
+        f"{result.mean:.4g}{unit} ± {result.ci95:.3g}{unit} (95% CI over {result.n} episodes, seed {seed})"
+    )
+    record = {
+        "run": str(config.run),
+        "checkpoint": str(path),
+        "step": ckpt["step"],
+        "split": config.split,
+        "seed": seed,
+        "metric": metric,
+        "unit": "percent" if metric == "accuracy" else "mse",
+        "hparam_overrides": config.hparams,
+        **result.as_dict(),
+    }
     out = config.out_dir / "eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(record, indent=2) + "\n")
@@ -146,8 +170,11 @@ class ExportConfig(CommandConfig):
     (metabridge.load_pretrained(path) rebuilds the trained algorithm from the file alone)."""
 
     run: RunPath = Field(description=_RUN_HELP)
-    out: Path = Field(description=(  # type: ignore[assignment]
-        "The .safetensors file to write; the resolved settings go beside it (FILE.config.json)."))
+    out: Path = Field(
+        description=(  # type: ignore[assignment]
+            "The .safetensors file to write; the resolved settings go beside it (FILE.config.json)."
+        )
+    )
     which: Literal["auto", "best", "last"] = Field("auto", description=_WHICH_HELP)
 
     def write_resolved(self) -> Path:

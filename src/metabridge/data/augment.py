@@ -35,8 +35,8 @@ about a tenth of the side at any resolution.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -213,12 +213,25 @@ AUGMENT_PRESETS: dict[str, Augment] = {
 
 #: The image side length each preset's ``crop_padding`` was chosen for.
 PRESET_IMAGE_SIZES: dict[str, int] = {
-    "glyphs": 28, "omniglot": 28, "mini-imagenet": 84, "tiered-imagenet": 84, "cifar-fs": 32, "fc100": 32,
-    "grayscale": 28, "color": 32,
+    "glyphs": 28,
+    "omniglot": 28,
+    "mini-imagenet": 84,
+    "tiered-imagenet": 84,
+    "cifar-fs": 32,
+    "fc100": 32,
+    "grayscale": 28,
+    "color": 32,
 }
 
-_ALIASES = {"miniimagenet": "mini-imagenet", "tieredimagenet": "tiered-imagenet", "cifarfs": "cifar-fs",
-            "colour": "color", "greyscale": "grayscale", "gray": "grayscale", "grey": "grayscale"}
+_ALIASES = {
+    "miniimagenet": "mini-imagenet",
+    "tieredimagenet": "tiered-imagenet",
+    "cifarfs": "cifar-fs",
+    "colour": "color",
+    "greyscale": "grayscale",
+    "gray": "grayscale",
+    "grey": "grayscale",
+}
 
 
 def _normal(name: str) -> str:
@@ -252,8 +265,10 @@ def check_augment_name(spec: str) -> str:
     key = _normal(spec)
     if key == "auto" or key in AUGMENT_PRESETS:
         return key
-    raise ValueError(f"unknown augmentation {spec!r}; choose auto (the dataset's preset) or one of "
-                     f"{', '.join(AUGMENT_PRESETS)} (or leave --augment unset for none).")
+    raise ValueError(
+        f"unknown augmentation {spec!r}; choose auto (the dataset's preset) or one of "
+        f"{', '.join(AUGMENT_PRESETS)} (or leave --augment unset for none)."
+    )
 
 
 def scaled_padding(padding: int, reference_size: int, image_size: int) -> int:

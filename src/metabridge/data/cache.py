@@ -60,8 +60,11 @@ def load_dataset_cache(path: str | os.PathLike, *, mmap: bool = True) -> ClassDa
     if d is None:
         return None
     return ClassDataset(
-        images=d["images"], labels=d["labels"], class_names=list(d["class_names"]),
-        groups=None if d["groups"] is None else list(d["groups"]), name=d["name"],
+        images=d["images"],
+        labels=d["labels"],
+        class_names=list(d["class_names"]),
+        groups=None if d["groups"] is None else list(d["groups"]),
+        name=d["name"],
     )
 
 

@@ -52,7 +52,9 @@ def _get(d: dict, key: str, path: Path):
     for k in (key, key.encode()):
         if k in d:
             return d[k]
-    raise DatasetFormatError(f"{path} has no {key!r} entry: it is not a CIFAR-100 python pickle. Delete it and download again.")
+    raise DatasetFormatError(
+        f"{path} has no {key!r} entry: it is not a CIFAR-100 python pickle. Delete it and download again."
+    )
 
 
 def _names(values) -> list[str]:
@@ -96,7 +98,9 @@ def load_cifar100(root: str | Path, download: bool = False) -> ClassDataset:
         parent = np.full(len(fine_names), -1, dtype=np.int64)
         parent[fine] = coarse
         if (parent < 0).any() or (parent[fine] != coarse).any():
-            raise DatasetFormatError(f"{folder}: fine and coarse labels are inconsistent. Delete it and download again.")
+            raise DatasetFormatError(
+                f"{folder}: fine and coarse labels are inconsistent. Delete it and download again."
+            )
         return ClassDataset(
             images=torch.from_numpy(images),
             labels=torch.from_numpy(fine),

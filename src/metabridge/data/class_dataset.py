@@ -65,8 +65,10 @@ class ClassDataset:
             raise ValueError(f"{self.name}: images must be [N, C, H, W] (got shape {tuple(self.images.shape)}).")
         channels, last = self.images.shape[1], self.images.shape[3]
         if last in (1, 3, 4) and channels not in (1, 3, 4) and self.images.shape[2] != last:
-            raise ValueError(f"{self.name}: images look channels-last [N, H, W, C] (shape {tuple(self.images.shape)}); "
-                             "pass images.permute(0, 3, 1, 2) to make them [N, C, H, W].")
+            raise ValueError(
+                f"{self.name}: images look channels-last [N, H, W, C] (shape {tuple(self.images.shape)}); "
+                "pass images.permute(0, 3, 1, 2) to make them [N, C, H, W]."
+            )
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError(
                 f"{self.name}: labels shape {tuple(self.labels.shape)} does not match {self.images.shape[0]} images."
@@ -91,7 +93,7 @@ class ClassDataset:
         """Size of the pixels in bytes (what :meth:`to` puts on the device)."""
         return self.images.numel() * self.images.element_size()
 
-    def to(self, device: torch.device | str) -> "ClassDataset":
+    def to(self, device: torch.device | str) -> ClassDataset:
         """This dataset with its pixels on ``device`` (``self`` when they are there already).
 
         Only ``images`` move (one copy, at set-up); ``labels`` and the cached class index
@@ -122,7 +124,7 @@ class ClassDataset:
             self._index = (table, counts)
         return self._index
 
-    def subset_classes(self, classes: list[int] | Tensor, name: str | None = None) -> "ClassDataset":
+    def subset_classes(self, classes: list[int] | Tensor, name: str | None = None) -> ClassDataset:
         """A new dataset with only ``classes`` (relabelled ``0..len(classes)-1`` in the given order)."""
         classes = torch.as_tensor(classes, dtype=torch.long)
         remap = torch.full((self.num_classes,), -1, dtype=torch.long)

@@ -36,7 +36,6 @@ import http.client
 import logging
 import os
 import shutil
-import socket
 import sys
 import tarfile
 import tempfile
@@ -274,7 +273,9 @@ def fetch(
         digest = file_digest(part, "sha256")
         log.warning(
             "%s has no published checksum; recording sha256 %s in %s.sha256 (content is checked by the loader)",
-            remote.filename, digest, dest,
+            remote.filename,
+            digest,
+            dest,
         )
         atomic_write_text(dest.with_name(dest.name + ".sha256"), digest + "\n")
     atomic_replace(part, dest)
@@ -344,7 +345,12 @@ def _terminal_progress(remote: RemoteFile) -> tuple[Callable[[int], None] | None
 
 
 def _fetch_to_part(
-    remote: RemoteFile, dest: Path, part: Path, retries: int, timeout: float, backoff: float,
+    remote: RemoteFile,
+    dest: Path,
+    part: Path,
+    retries: int,
+    timeout: float,
+    backoff: float,
     progress: Callable[[int], None] | None,
 ) -> None:
     """Try every URL (each ``1 + retries`` times) until ``part`` holds the whole file."""
@@ -364,7 +370,7 @@ def _fetch_to_part(
                 last = e
                 if e.code not in _RETRYABLE_HTTP:
                     break
-            except (_Incomplete, urllib.error.URLError, http.client.HTTPException, socket.timeout, OSError) as e:
+            except (TimeoutError, _Incomplete, urllib.error.URLError, http.client.HTTPException, OSError) as e:
                 last = e
             if attempt < retries:
                 time.sleep(backoff * (2**attempt))

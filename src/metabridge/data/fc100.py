@@ -22,9 +22,18 @@ from metabridge.data.spec import DatasetFormatError, DatasetSpec, canonical_spli
 
 SPLIT_SUPERCLASSES: dict[str, tuple[str, ...]] = {
     "train": (
-        "fish", "flowers", "food_containers", "fruit_and_vegetables", "household_electrical_devices",
-        "household_furniture", "large_man-made_outdoor_things", "large_natural_outdoor_scenes", "reptiles",
-        "trees", "vehicles_1", "vehicles_2",
+        "fish",
+        "flowers",
+        "food_containers",
+        "fruit_and_vegetables",
+        "household_electrical_devices",
+        "household_furniture",
+        "large_man-made_outdoor_things",
+        "large_natural_outdoor_scenes",
+        "reptiles",
+        "trees",
+        "vehicles_1",
+        "vehicles_2",
     ),
     "val": ("large_carnivores", "large_omnivores_and_herbivores", "non-insect_invertebrates", "small_mammals"),
     "test": ("aquatic_mammals", "insects", "medium_mammals", "people"),

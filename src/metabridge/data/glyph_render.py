@@ -67,7 +67,9 @@ def render_char(font, ch: str, image_size: int, margin: float = DEFAULT_MARGIN) 
     return out
 
 
-def render_many(path: str, index: int, chars: list[str], image_size: int, margin: float = DEFAULT_MARGIN) -> list[np.ndarray | None]:
+def render_many(
+    path: str, index: int, chars: list[str], image_size: int, margin: float = DEFAULT_MARGIN
+) -> list[np.ndarray | None]:
     """Render every character of ``chars`` in one face (the font is opened once)."""
     font = load_font(path, index, RENDER_SCALE * image_size)
     return [render_char(font, ch, image_size, margin) for ch in chars]

@@ -155,7 +155,9 @@ def build_glyph_table(image_size: int = 28, min_fonts: int = 10, font_dirs: list
             face = faces[fi][0]
             for k, img in zip(ks, render_many(face.path, face.index, [sel.chars[k] for k in ks], image_size)):
                 if img is None:
-                    raise RuntimeError(f"glyphs: {sel.chars[k]!r} in {face.label} has ink at 28 px but not at {image_size} px.")
+                    raise RuntimeError(
+                        f"glyphs: {sel.chars[k]!r} in {face.label} has ink at 28 px but not at {image_size} px."
+                    )
                 renders[(k, fi)] = img
     order = [(k, fi) for k, fis in enumerate(sel.instances) for fi in fis]
     scripts = [script_of(c) or "UNKNOWN" for c in sel.chars]

@@ -118,7 +118,8 @@ def _scan_folder(root: Path) -> tuple[list[str], list[list[Path]]]:
             subdirs = [p.name for p in inside if p.is_dir()]
             hint = (
                 f" It holds only subfolders ({', '.join(subdirs[:3])}); images must lie directly in the class folder."
-                if subdirs else ""
+                if subdirs
+                else ""
             )
             raise DatasetFormatError(
                 f"class folder {d} (class {d.name!r}) holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).{hint} "
@@ -282,8 +283,9 @@ def _read_npz(path: Path, image_size: int | None, channels: int | None) -> Class
         x = x.repeat(1, 3, 1, 1) if c == 1 else torch.from_numpy(_luma(x.numpy()))
     if image_size is not None:
         x = resize_uint8(x, image_size)
-    return ClassDataset(x.contiguous(), torch.from_numpy(inverse.reshape(-1).astype(np.int64)),
-                        _label_names(values), None, path.stem)
+    return ClassDataset(
+        x.contiguous(), torch.from_numpy(inverse.reshape(-1).astype(np.int64)), _label_names(values), None, path.stem
+    )
 
 
 # ----------------------------------------------------------------------------- split
@@ -405,8 +407,12 @@ def _load_all_classes(source: Path, image_size: int | None, channels: int | None
     try:
         save_dataset(ds, path)
     except OSError as e:
-        log.warning("could not write the image cache %s (%s); decoding again next time. Pass cache_dir= or set "
-                    "METABRIDGE_CACHE to a writable folder.", path, e)
+        log.warning(
+            "could not write the image cache %s (%s); decoding again next time. Pass cache_dir= or set "
+            "METABRIDGE_CACHE to a writable folder.",
+            path,
+            e,
+        )
         return ds
     _remove_outdated(path)
     mapped = load_dataset_cache(path)
@@ -463,8 +469,9 @@ def load_image_folder(
     name = canonical_split(split, allowed=SPLITS + ("all",))
     _check_options(image_size, channels, fractions)
     source = source.resolve()
-    full = _load_all_classes(source, image_size, channels,
-                             Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir())
+    full = _load_all_classes(
+        source, image_size, channels, Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    )
     title = source.name if source.is_dir() else source.stem
     if name == "all":
         full.name = f"{title}-all"
@@ -488,6 +495,8 @@ def load_image_folder(
     if sf.is_file():
         part.split_note = f", or list more classes under {name!r} in {sf}"
     else:
-        part.split_note = (f", or write {sf} ({{\"train\": [...], \"val\": [...], \"test\": [...]}}, class folder "
-                           f"names) to choose the split instead of the seeded shuffle of {full.num_classes} classes")
+        part.split_note = (
+            f', or write {sf} ({{"train": [...], "val": [...], "test": [...]}}, class folder '
+            f"names) to choose the split instead of the seeded shuffle of {full.num_classes} classes"
+        )
     return part

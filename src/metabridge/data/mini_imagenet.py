@@ -29,15 +29,22 @@ from metabridge.data.safe_pickle import load_pickle
 from metabridge.data.spec import DatasetFormatError, DatasetSpec, canonical_split, check_counts
 
 _ZENODO = "https://zenodo.org/record/7978538/files/"
-_FILES = {"train": "mini-imagenet-cache-train.pkl", "val": "mini-imagenet-cache-validation.pkl",
-          "test": "mini-imagenet-cache-test.pkl"}
+_FILES = {
+    "train": "mini-imagenet-cache-train.pkl",
+    "val": "mini-imagenet-cache-validation.pkl",
+    "test": "mini-imagenet-cache-test.pkl",
+}
 _OLD_NAMES = {"val": "mini-imagenet-cache-val.pkl"}
 
 SPEC = DatasetSpec(
     name="mini_imagenet",
     files={
-        split: RemoteFile(fn, (_ZENODO + fn,), unverified_ok=True,
-                          note="No checksum is published; the content (classes, counts, shapes) is checked.")
+        split: RemoteFile(
+            fn,
+            (_ZENODO + fn,),
+            unverified_ok=True,
+            note="No checksum is published; the content (classes, counts, shapes) is checked.",
+        )
         for split, fn in _FILES.items()
     },
     classes={"train": 64, "val": 16, "test": 20},
@@ -75,7 +82,9 @@ def decode_cache_pickle(obj: object, source: Path, name: str) -> ClassDataset:
             f"Delete it and download again."
         )
     if (labels < 0).any():
-        raise DatasetFormatError(f"{source}: {int((labels < 0).sum())} images belong to no class. Delete it and download again.")
+        raise DatasetFormatError(
+            f"{source}: {int((labels < 0).sum())} images belong to no class. Delete it and download again."
+        )
     images = torch.from_numpy(np.ascontiguousarray(data.transpose(0, 3, 1, 2)))
     return ClassDataset(images, torch.from_numpy(labels), names, None, name)
 

@@ -59,14 +59,22 @@ class OmniglotSpec:
 SPEC = OmniglotSpec(
     archives={
         "images_background": (
-            RemoteFile("images_background.zip", (_BASE + "images_background.zip", _MIRROR + "images_background.zip"),
-                       md5="68d2efa1b9178cc56df9314c21c6e718"),
-            30, 964,
+            RemoteFile(
+                "images_background.zip",
+                (_BASE + "images_background.zip", _MIRROR + "images_background.zip"),
+                md5="68d2efa1b9178cc56df9314c21c6e718",
+            ),
+            30,
+            964,
         ),
         "images_evaluation": (
-            RemoteFile("images_evaluation.zip", (_BASE + "images_evaluation.zip", _MIRROR + "images_evaluation.zip"),
-                       md5="6b91aef0f799c5bb55b94e3f2daec811"),
-            20, 659,
+            RemoteFile(
+                "images_evaluation.zip",
+                (_BASE + "images_evaluation.zip", _MIRROR + "images_evaluation.zip"),
+                md5="6b91aef0f799c5bb55b94e3f2daec811",
+            ),
+            20,
+            659,
         ),
     }
 )
@@ -125,8 +133,9 @@ def load_archive(root: str | Path, archive: str, *, download: bool = False, imag
     cache_file = base / f"{archive}_{image_size}px.pt"
 
     def build() -> ClassDataset:
-        folder = fetch_and_extract(SPEC.archives[archive][0], base, base / archive, download=download,
-                                   what=f"Omniglot {archive}", top=archive)
+        folder = fetch_and_extract(
+            SPEC.archives[archive][0], base, base / archive, download=download, what=f"Omniglot {archive}", top=archive
+        )
         return _read_folder(folder, archive, image_size)
 
     return cached(cache_file, build)
@@ -156,11 +165,7 @@ def vinyals_partition(num_classes: int) -> dict[str, list[int]]:
 
 
 def load_omniglot(
-    root: str | Path,
-    split: str = "train",
-    download: bool = False,
-    image_size: int = 28,
-    rotations: bool | None = None,
+    root: str | Path, split: str = "train", download: bool = False, image_size: int = 28, rotations: bool | None = None
 ) -> ClassDataset:
     """Omniglot ``split`` as a :class:`ClassDataset` of ``[N, 1, image_size, image_size]`` uint8.
 

@@ -24,15 +24,25 @@ from typing import Any
 from metabridge.data.class_dataset import ClassDataset
 from metabridge.registry import Registry, UnknownNameError
 
-ALIASES = {"miniimagenet": "mini_imagenet", "mini-imagenet": "mini_imagenet", "tieredimagenet": "tiered_imagenet",
-           "tiered-imagenet": "tiered_imagenet", "cifar-fs": "cifar_fs", "cifarfs": "cifar_fs"}
+ALIASES = {
+    "miniimagenet": "mini_imagenet",
+    "mini-imagenet": "mini_imagenet",
+    "tieredimagenet": "tiered_imagenet",
+    "tiered-imagenet": "tiered_imagenet",
+    "cifar-fs": "cifar_fs",
+    "cifarfs": "cifar_fs",
+}
 
 #: name -> loader, called as ``loader(root, split, download=False, **kw)`` (a
 #: :class:`~metabridge.registry.Registry`; add one with :func:`register_dataset`). The built-in
 #: loaders are imported on first use.
 DATASETS: Registry[Callable[..., ClassDataset]] = Registry(
-    "dataset", "datasets", register_hint="metabridge.register_dataset", aliases=ALIASES,
-    unknown_hint=", or the path of a folder of class folders or of an .npz file of images and labels")
+    "dataset",
+    "datasets",
+    register_hint="metabridge.register_dataset",
+    aliases=ALIASES,
+    unknown_hint=", or the path of a folder of class folders or of an .npz file of images and labels",
+)
 
 for _name, _module, _loader in (
     ("omniglot", "omniglot", "load_omniglot"),
@@ -88,7 +98,7 @@ DATASETS.register("glyphs", _load_glyphs)  # the offline real-glyph benchmark: r
 
 
 def _looks_like_path(name: str) -> bool:
-    return (os.sep in name or "/" in name or name.startswith((".", "~")) or name.lower().endswith(".npz"))
+    return os.sep in name or "/" in name or name.startswith((".", "~")) or name.lower().endswith(".npz")
 
 
 def load_dataset(
@@ -118,10 +128,14 @@ def load_dataset(
     if text not in DATASETS:  # neither a registered name nor an existing path: a misspelt folder as often as a name
         unknown, listing = DATASETS.unknown(text), ", ".join(DATASETS.names())
         if unknown.suggestions:
-            message = (f"unknown dataset {text!r}; did you mean {unknown.suggestions[0]!r}? (and no folder or .npz "
-                       f"file at {path.resolve()}). Datasets: {listing}.")
+            message = (
+                f"unknown dataset {text!r}; did you mean {unknown.suggestions[0]!r}? (and no folder or .npz "
+                f"file at {path.resolve()}). Datasets: {listing}."
+            )
         else:
-            message = (f"no such path: no folder or .npz file at {path.resolve()}, and no dataset named {text!r} "
-                       f"(datasets: {listing}).")
+            message = (
+                f"no such path: no folder or .npz file at {path.resolve()}, and no dataset named {text!r} "
+                f"(datasets: {listing})."
+            )
         raise UnknownNameError(message, kind="dataset", name=text, suggestions=unknown.suggestions)
     return get_loader(text)(root, split, download=download, **kw)

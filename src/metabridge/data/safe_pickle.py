@@ -15,8 +15,21 @@ from typing import Any
 
 _ALLOWED = {
     ("builtins", name)
-    for name in ("dict", "list", "tuple", "set", "frozenset", "bytes", "bytearray", "str", "int", "float",
-                 "complex", "bool", "object")
+    for name in (
+        "dict",
+        "list",
+        "tuple",
+        "set",
+        "frozenset",
+        "bytes",
+        "bytearray",
+        "str",
+        "int",
+        "float",
+        "complex",
+        "bool",
+        "object",
+    )
 } | {
     ("collections", "OrderedDict"),
     ("collections", "defaultdict"),

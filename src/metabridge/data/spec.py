@@ -52,9 +52,7 @@ def check_counts(ds: ClassDataset, spec: DatasetSpec, split: str, source: str) -
     fix = f"The files under {source} are incomplete or not the expected ones: delete them and download again."
     want_classes = spec.classes.get(split)
     if want_classes is not None and ds.num_classes != want_classes:
-        raise DatasetFormatError(
-            f"{spec.name} {split}: found {ds.num_classes} classes, expected {want_classes}. {fix}"
-        )
+        raise DatasetFormatError(f"{spec.name} {split}: found {ds.num_classes} classes, expected {want_classes}. {fix}")
     if spec.images_per_class is not None:
         counts = torch.bincount(ds.labels, minlength=ds.num_classes)
         bad = (counts != spec.images_per_class).nonzero().flatten().tolist()

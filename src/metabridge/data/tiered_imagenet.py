@@ -72,11 +72,16 @@ def _labels(path: Path, n_images: int) -> tuple[np.ndarray, list[str], list[str]
         )
     raw = np.asarray(d[key], dtype=np.int64)
     if raw.shape != (n_images,):
-        raise DatasetFormatError(f"{path}: {raw.shape[0]} labels for {n_images} images. Delete both files and get them again.")
+        raise DatasetFormatError(
+            f"{path}: {raw.shape[0]} labels for {n_images} images. Delete both files and get them again."
+        )
     ids, labels = np.unique(raw, return_inverse=True)
     names_all = d.get("label_specific_str")
-    names = [str(names_all[i]) for i in ids] if names_all is not None and len(names_all) > ids.max() else [
-        f"class_{i}" for i in ids]
+    names = (
+        [str(names_all[i]) for i in ids]
+        if names_all is not None and len(names_all) > ids.max()
+        else [f"class_{i}" for i in ids]
+    )
     groups = None
     if "label_general" in d and "label_general_str" in d:
         general = np.asarray(d["label_general"], dtype=np.int64)
@@ -111,7 +116,11 @@ def _read(base: Path, split: str, download: bool, npz_bgr: bool) -> tuple[np.nda
             raise DatasetFormatError(f"{npz}: images are {images.dtype} {images.shape}, expected uint8 [N, 84, 84, 3].")
         return (images[..., ::-1] if npz_bgr else images), npz, npz_labels
     folder = fetch_and_extract(
-        SPEC.files["archive"], base, base / ARCHIVE_TOP, download=download, what=f"tiered-ImageNet {split}",
+        SPEC.files["archive"],
+        base,
+        base / ARCHIVE_TOP,
+        download=download,
+        what=f"tiered-ImageNet {split}",
         top=ARCHIVE_TOP,
         alternative=f", or place {split}_images.npz and {split}_labels.pkl (MetaOptNet/RFS format) in {base}",
     )
@@ -123,8 +132,7 @@ def _read(base: Path, split: str, download: bool, npz_bgr: bool) -> tuple[np.nda
 
 
 def load_tiered_imagenet(
-    root: str | Path, split: str = "train", download: bool = False, image_size: int = NATIVE_SIZE,
-    npz_bgr: bool = True,
+    root: str | Path, split: str = "train", download: bool = False, image_size: int = NATIVE_SIZE, npz_bgr: bool = True
 ) -> ClassDataset:
     """tiered-ImageNet ``split`` (train/val/test) as ``[N, 3, image_size, image_size]`` uint8."""
     split = canonical_split(split)
@@ -135,7 +143,10 @@ def load_tiered_imagenet(
         labels, names, groups = _labels(lab_path, len(images))
         ds = ClassDataset(
             images=torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))),
-            labels=torch.from_numpy(labels), class_names=names, groups=groups, name=f"tiered_imagenet-{split}",
+            labels=torch.from_numpy(labels),
+            class_names=names,
+            groups=groups,
+            name=f"tiered_imagenet-{split}",
         )
         check_counts(ds, SPEC, split, str(img_path))
         ds.images = resize_uint8(ds.images, image_size)

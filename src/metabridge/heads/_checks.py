@@ -48,18 +48,11 @@ def check_features(name: str, x: Tensor, head: str) -> None:
         )
     if not x.is_floating_point():
         raise TypeError(
-            f"{head}: {name} must be floating point (float32 or float64), got {x.dtype}; "
-            "call .float() on the features."
+            f"{head}: {name} must be floating point (float32 or float64), got {x.dtype}; call .float() on the features."
         )
 
 
-def check_support(
-    support: Tensor,
-    labels: Tensor,
-    n_way: int,
-    head: str,
-    query: Tensor | None = None,
-) -> None:
+def check_support(support: Tensor, labels: Tensor, n_way: int, head: str, query: Tensor | None = None) -> None:
     """Check a support set (and optionally a query set) for a classification head.
 
     Raises:
@@ -71,8 +64,7 @@ def check_support(
     t, s, d = support.shape
     if s == 0:
         raise ValueError(
-            f"{head}: the support set is empty (S=0); every task needs at least one labelled "
-            "support example per class."
+            f"{head}: the support set is empty (S=0); every task needs at least one labelled support example per class."
         )
     if not isinstance(n_way, int) or n_way < 1:
         raise ValueError(f"{head}: n_way must be a positive int, got {n_way!r}.")
@@ -106,8 +98,10 @@ def check_support(
             "move the labels with .to(support.device)."
         )
     if not reads_are_free(labels):  # an accelerator: no host read (module docstring)
-        assert_on_device((labels.min() >= 0) & (labels.max() < n_way),
-                         f"{head}: support labels must lie in 0..n_way-1 = 0..{n_way - 1}")
+        assert_on_device(
+            (labels.min() >= 0) & (labels.max() < n_way),
+            f"{head}: support labels must lie in 0..n_way-1 = 0..{n_way - 1}",
+        )
         return
     lo, hi = int(labels.min()), int(labels.max())
     if lo < 0 or hi >= n_way:

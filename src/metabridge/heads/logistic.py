@@ -76,8 +76,18 @@ def _step_lengths(like: Tensor) -> Tensor:
     return halves.cumprod(0)
 
 
-def _line_search(z: Tensor, y1h: Tensor, reg: Tensor, c: float, theta: Tensor, f: Tensor, step: Tensor,
-                 grad: Tensor, alphas: Tensor, block: int) -> tuple[Tensor, Tensor]:
+def _line_search(
+    z: Tensor,
+    y1h: Tensor,
+    reg: Tensor,
+    c: float,
+    theta: Tensor,
+    f: Tensor,
+    step: Tensor,
+    grad: Tensor,
+    alphas: Tensor,
+    block: int,
+) -> tuple[Tensor, Tensor]:
     """Per-task backtracking (Armijo) line search along ``step``: ``(theta, f)`` after it.
 
     Each task takes the first of alpha = 1, 1/2, ..., 2^-(_LS_STEPS-1) with
@@ -93,7 +103,7 @@ def _line_search(z: Tensor, y1h: Tensor, reg: Tensor, c: float, theta: Tensor, f
     new_theta, new_f = theta, f
     for start in range(0, _LS_STEPS, block):
         k = min(block, _LS_STEPS - start)
-        alpha = alphas[start:start + k].view(k, 1)
+        alpha = alphas[start : start + k].view(k, 1)
         cand = theta + alpha.view(k, 1, 1, 1) * step  # [k, T, R, N]
         f_c = _objective(z, y1h, cand, reg, c)  # [k, T]
         ok = (f_c <= f + 1e-4 * alpha * slope) | (slope >= 0) | (alpha < 1e-12)
@@ -160,8 +170,9 @@ def _damped_cholesky(hess: Tensor, chol: Tensor, info: Tensor, eps: float) -> tu
     return chol, info
 
 
-def _newton_solve(z: Tensor, y1h: Tensor, reg: Tensor, C: float, eps: float, max_iter: int, gtol: float,
-                  alphas: Tensor, on_host: bool) -> Tensor:
+def _newton_solve(
+    z: Tensor, y1h: Tensor, reg: Tensor, C: float, eps: float, max_iter: int, gtol: float, alphas: Tensor, on_host: bool
+) -> Tensor:
     """Batched Newton iterations (2) on objective (1) from theta = 0, each with a backtracking line
     search; a task whose gradient max-norm is below ``gtol`` is frozen. ``on_host``: host reads
     are free, so each decision is read when it arises (else one read per iteration)."""

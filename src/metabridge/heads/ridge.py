@@ -46,7 +46,9 @@ def _as_lambda(lam: float | Tensor, t: int, ref: Tensor, head: str) -> Tensor:
     if lam_t.dim() == 0:
         lam_t = lam_t.expand(t)
     if lam_t.shape != (t,):
-        raise ValueError(f"{head}: lam must be a float, a scalar tensor or a [T]={t} tensor, got shape {tuple(lam_t.shape)}.")
+        raise ValueError(
+            f"{head}: lam must be a float, a scalar tensor or a [T]={t} tensor, got shape {tuple(lam_t.shape)}."
+        )
     if not lam_t.requires_grad:  # a learned lambda (log-parametrised in R2D2) is positive by construction
         if reads_are_free(lam_t):  # a host tensor: check exactly
             if bool((lam_t <= 0).any()):
@@ -77,12 +79,7 @@ def _solve_ridge(x: Tensor, y: Tensor, lam: Tensor, method: str, head: str) -> T
 
 
 def ridge_fit(
-    support: Tensor,
-    targets: Tensor,
-    lam: float | Tensor = 1.0,
-    *,
-    fit_bias: bool = False,
-    method: str = "auto",
+    support: Tensor, targets: Tensor, lam: float | Tensor = 1.0, *, fit_bias: bool = False, method: str = "auto"
 ) -> tuple[Tensor, Tensor | None]:
     """Batched multi-output ridge regression (Bertinetto et al. 2019, Eq. 3-4).
 

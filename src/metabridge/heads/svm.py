@@ -82,8 +82,9 @@ def _bdot(mat: Tensor, v: Tensor) -> Tensor:
     return torch.matmul(mat, v.unsqueeze(-1)).squeeze(-1)
 
 
-def _mehrotra_direction(kr: Tensor, sl: Tensor, lam: Tensor, r_d: Tensor, r_e: Tensor, r_p: Tensor, mu: Tensor,
-                        delta: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _mehrotra_direction(
+    kr: Tensor, sl: Tensor, lam: Tensor, r_d: Tensor, r_e: Tensor, r_p: Tensor, mu: Tensor, delta: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """One Mehrotra predictor-corrector direction of :func:`_ipm_cs_dual` at the iterate with slack
     ``sl`` and multiplier ``lam`` (class-major ``[T, N, S]``) and residuals ``r_d``, ``r_e``, ``r_p``:
     ``(dx, ds, dlam, dnu, step)``, ``step`` ``[T]`` the fraction-to-the-boundary step length
@@ -322,13 +323,7 @@ def svm_cs_dual(
     return a.to(gram.dtype)
 
 
-def svm_cs_fit(
-    support: Tensor,
-    support_labels: Tensor,
-    n_way: int,
-    C: float = 0.1,
-    **kwargs,
-) -> Tensor:
+def svm_cs_fit(support: Tensor, support_labels: Tensor, n_way: int, C: float = 0.1, **kwargs) -> Tensor:
     """Primal weights ``W = X^T alpha`` ``[T, D, n_way]`` of the Crammer-Singer SVM (1)-(3).
 
     ``kwargs`` go to :func:`svm_cs_dual`. Differentiable w.r.t. ``support``.
@@ -374,4 +369,3 @@ def metaoptnet_svm_logits(
     )
     compat = torch.bmm(query, support.transpose(1, 2))  # [T, Q, S]
     return scale * torch.bmm(compat, alpha)
-

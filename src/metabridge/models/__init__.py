@@ -43,8 +43,9 @@ def _check_factory(name: str, factory: object) -> None:
 #: name -> backbone factory (a :class:`~metabridge.registry.Registry`; add one with :func:`register_model`).
 #: The factory is called as ``factory(out_dim, in_channels=..., image_size=..., **kwargs)`` and must return
 #: an ``nn.Module`` with ``.body``, ``.head`` and ``.feature_dim`` (checked by :func:`build_model`).
-MODELS: Registry[ModelFactory] = Registry("model", "models", register_hint="metabridge.register_model",
-                                          check=_check_factory)
+MODELS: Registry[ModelFactory] = Registry(
+    "model", "models", register_hint="metabridge.register_model", check=_check_factory
+)
 
 #: ``@register_model("name")`` or ``register_model("name", factory)``; ``replace=True`` replaces a name.
 register_model = MODELS.register
@@ -68,8 +69,9 @@ def _valid_keywords(factory: ModelFactory) -> list[str]:
     return [k for k, p in list(params.items())[1:] if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
-def build_model(name: str | ModelFactory, out_dim: int, in_channels: int = 1, image_size: int = 28,
-                **kwargs: Any) -> nn.Module:
+def build_model(
+    name: str | ModelFactory, out_dim: int, in_channels: int = 1, image_size: int = 28, **kwargs: Any
+) -> nn.Module:
     """Build a backbone+head model by registered name (``mlp``, ``conv4``, ``resnet12``, ...).
 
     Args:
@@ -91,43 +93,58 @@ def build_model(name: str | ModelFactory, out_dim: int, in_channels: int = 1, im
         valid = [k for k in _valid_keywords(factory) if k not in ("in_channels", "image_size")]
         unknown = sorted(set(kwargs) - set(valid))
         if unknown and not open_kwargs:
-            raise ValueError(f"model {label!r} has no keyword {', '.join(map(repr, unknown))}; its keywords are "
-                             f"{', '.join(valid) or '(none)'} (besides in_channels and image_size).")
+            raise ValueError(
+                f"model {label!r} has no keyword {', '.join(map(repr, unknown))}; its keywords are "
+                f"{', '.join(valid) or '(none)'} (besides in_channels and image_size)."
+            )
         try:
             signature.bind(out_dim, in_channels=in_channels, image_size=image_size, **kwargs)
         except TypeError as exc:
-            raise ValueError(f"model factory {label!r} must accept factory(out_dim, *, in_channels, image_size, "
-                             f"**kwargs): {exc}.") from None
+            raise ValueError(
+                f"model factory {label!r} must accept factory(out_dim, *, in_channels, image_size, **kwargs): {exc}."
+            ) from None
     net = factory(out_dim, in_channels=in_channels, image_size=image_size, **kwargs)
     missing = [a for a in ("body", "head", "feature_dim") if not hasattr(net, a)]
     if not isinstance(net, nn.Module) or missing:
         what = f"lacks {', '.join(missing)}" if isinstance(net, nn.Module) else f"returned {type(net).__name__}"
-        raise TypeError(f"model factory {label!r} {what}: it must return an nn.Module with .body (the embedding "
-                        "network), .head (the linear output layer) and .feature_dim (the embedding size).")
+        raise TypeError(
+            f"model factory {label!r} {what}: it must return an nn.Module with .body (the embedding "
+            "network), .head (the linear output layer) and .feature_dim (the embedding size)."
+        )
     return net
 
 
 @register_model("mlp")
-def mlp(out_dim: int, *, in_channels: int = 1, image_size: int | None = None,
-        hidden: Sequence[int] = (40, 40)) -> MLP:
+def mlp(out_dim: int, *, in_channels: int = 1, image_size: int | None = None, hidden: Sequence[int] = (40, 40)) -> MLP:
     """:class:`MLP` ``in_channels -> hidden... -> out_dim`` (``image_size`` is ignored)."""
     return MLP(in_dim=in_channels, out_dim=out_dim, hidden=tuple(hidden))
 
 
 @register_model("conv4")
-def conv4(out_dim: int, *, in_channels: int = 1, image_size: int = 28, hidden: int = 64,
-          track_running_stats: bool = False) -> Conv4:
+def conv4(
+    out_dim: int, *, in_channels: int = 1, image_size: int = 28, hidden: int = 64, track_running_stats: bool = False
+) -> Conv4:
     """:class:`Conv4` with ``hidden`` filters per block."""
-    return Conv4(out_dim, in_channels=in_channels, hidden=hidden, image_size=image_size,
-                 track_running_stats=track_running_stats)
+    return Conv4(
+        out_dim, in_channels=in_channels, hidden=hidden, image_size=image_size, track_running_stats=track_running_stats
+    )
 
 
 @register_model("resnet12")
-def resnet12(out_dim: int, *, in_channels: int = 3, image_size: int | None = None,
-             widths: Sequence[int] = (64, 160, 320, 640), variant: ResNet12Variant = "plain",
-             drop_prob: float | None = None, block_size: int | None = None, dropout: float | None = None,
-             drop_ramp_end: float | None = None, init: ConvInit | None = None,
-             track_running_stats: bool = True) -> ResNet12:
+def resnet12(
+    out_dim: int,
+    *,
+    in_channels: int = 3,
+    image_size: int | None = None,
+    widths: Sequence[int] = (64, 160, 320, 640),
+    variant: ResNet12Variant = "plain",
+    drop_prob: float | None = None,
+    block_size: int | None = None,
+    dropout: float | None = None,
+    drop_ramp_end: float | None = None,
+    init: ConvInit | None = None,
+    track_running_stats: bool = True,
+) -> ResNet12:
     """:class:`ResNet12` (global average pooled, so any ``image_size`` works).
 
     ``variant="plain"`` (default: no dropout, constant DropBlock 0.1 of block size 5 in
@@ -138,10 +155,31 @@ def resnet12(out_dim: int, *, in_channels: int = 3, image_size: int | None = Non
     (``None``: the variant's). ``image_size`` only chooses the official block size. See
     :mod:`metabridge.models.resnet12` for the official file:line of each part.
     """
-    return ResNet12(out_dim, in_channels=in_channels, widths=tuple(widths), drop_prob=drop_prob,
-                    block_size=block_size, track_running_stats=track_running_stats, variant=variant,
-                    image_size=image_size, dropout=dropout, drop_ramp_end=drop_ramp_end, init=init)
+    return ResNet12(
+        out_dim,
+        in_channels=in_channels,
+        widths=tuple(widths),
+        drop_prob=drop_prob,
+        block_size=block_size,
+        track_running_stats=track_running_stats,
+        variant=variant,
+        image_size=image_size,
+        dropout=dropout,
+        drop_ramp_end=drop_ramp_end,
+        init=init,
+    )
 
 
-__all__ = ["MLP", "MODELS", "Conv4", "Conv4Backbone", "ModelFactory", "ResNet12", "ResNet12Backbone", "build_model",
-           "register_model", "resolve_model_factory", "unregister_model"]
+__all__ = [
+    "MLP",
+    "MODELS",
+    "Conv4",
+    "Conv4Backbone",
+    "ModelFactory",
+    "ResNet12",
+    "ResNet12Backbone",
+    "build_model",
+    "register_model",
+    "resolve_model_factory",
+    "unregister_model",
+]

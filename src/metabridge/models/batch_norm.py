@@ -57,17 +57,20 @@ class _BatchNormBackward(torch.autograd.Function):
     """``(g, x, gamma) -> (dx, dgamma, dbeta)``: ATen's kernel forward, the closed form back."""
 
     @staticmethod
-    def forward(ctx: Any, g: Tensor, x: Tensor, gamma: Tensor, mean: Tensor, invstd: Tensor,
-                eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(
+        ctx: Any, g: Tensor, x: Tensor, gamma: Tensor, mean: Tensor, invstd: Tensor, eps: float
+    ) -> tuple[Tensor, Tensor, Tensor]:
         dx, dgamma, dbeta = torch.ops.aten.native_batch_norm_backward(
-            g, x, gamma, None, None, mean, invstd, True, eps, [True, True, True])
+            g, x, gamma, None, None, mean, invstd, True, eps, [True, True, True]
+        )
         ctx.save_for_backward(g, x, gamma, mean, invstd)
         ctx.eps = eps
         return dx, dgamma, dbeta
 
     @staticmethod
-    def backward(ctx: Any, u: Tensor | None, v: Tensor | None,
-                 w: Tensor | None) -> tuple[Tensor, Tensor, Tensor, None, None, None]:
+    def backward(
+        ctx: Any, u: Tensor | None, v: Tensor | None, w: Tensor | None
+    ) -> tuple[Tensor, Tensor, Tensor, None, None, None]:
         g, x, gamma, mean, invstd = ctx.saved_tensors
         n = x.numel() // x.shape[1]
         if torch.is_grad_enabled() and x.requires_grad:
@@ -89,7 +92,7 @@ class _BatchNormBackward(torch.autograd.Function):
         big_s = sug - (sg / n) * su - mean_gx * sux
         grad_gamma = big_s * invstd
 
-        alpha = -gs * mean_gx            # P = alpha * u + beta * g
+        alpha = -gs * mean_gx  # P = alpha * u + beta * g
         beta = v - gs * mean_ux
         mean_p = (alpha * su + beta * sg) / n
         mean_px = (alpha * sux + beta * sgx) / n

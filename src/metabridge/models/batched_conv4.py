@@ -63,8 +63,7 @@ def _head(params: dict[str, Tensor], feats: Tensor) -> Tensor:
     return torch.baddbmm(b.unsqueeze(1), feats, w.transpose(1, 2))
 
 
-def _grouped_body(params: dict[str, Tensor], x: Tensor, channels_last: bool,
-                  batch_norm: BatchNormKernel) -> Tensor:
+def _grouped_body(params: dict[str, Tensor], x: Tensor, channels_last: bool, batch_norm: BatchNormKernel) -> Tensor:
     t, b = x.shape[:2]
     h = x.transpose(0, 1).reshape(b, t * x.shape[2], *x.shape[3:])
     if channels_last:
@@ -94,7 +93,7 @@ def _conv3x3_im2col(h: Tensor, w: Tensor, bias: Tensor) -> Tensor:
     """``[T, B, H, W, Ci]`` * ``[T, Co, Ci, 3, 3]`` (padding 1) -> ``[T, B, H, W, Co]``."""
     t, b, hh, ww, ci = h.shape
     p = F.pad(h, (0, 0, 1, 1, 1, 1))
-    cols = torch.cat([p[:, :, dy:dy + hh, dx:dx + ww] for dy in range(3) for dx in range(3)], -1)
+    cols = torch.cat([p[:, :, dy : dy + hh, dx : dx + ww] for dy in range(3) for dx in range(3)], -1)
     wm = w.permute(0, 3, 4, 2, 1).reshape(t, 9 * ci, w.shape[1])  # (dy, dx, ci) x co
     out = torch.baddbmm(bias.unsqueeze(1), cols.reshape(t, b * hh * ww, 9 * ci), wm)
     return out.view(t, b, hh, ww, -1)
@@ -134,8 +133,13 @@ def _loop_body(params: dict[str, Tensor], x: Tensor) -> Tensor:
     return torch.stack(outs)
 
 
-def batched_conv4_body(params: dict[str, Tensor], x: Tensor, backend: ConvBackend = "grouped",
-                       channels_last: bool = False, batch_norm: BatchNormKernel = "auto") -> Tensor:
+def batched_conv4_body(
+    params: dict[str, Tensor],
+    x: Tensor,
+    backend: ConvBackend = "grouped",
+    channels_last: bool = False,
+    batch_norm: BatchNormKernel = "auto",
+) -> Tensor:
     """Conv-4 embeddings of every task's inputs under that task's weights.
 
     Args:
@@ -154,8 +158,9 @@ def batched_conv4_body(params: dict[str, Tensor], x: Tensor, backend: ConvBacken
     """
     if backend == "grouped":
         if batch_norm not in get_args(BatchNormKernel):
-            raise ValueError(f"batch_norm must be one of {', '.join(map(repr, get_args(BatchNormKernel)))} "
-                             f"(got {batch_norm!r}).")
+            raise ValueError(
+                f"batch_norm must be one of {', '.join(map(repr, get_args(BatchNormKernel)))} (got {batch_norm!r})."
+            )
         return _grouped_body(params, x, channels_last, batch_norm)
     if backend == "im2col":
         return _im2col_body(params, x)
@@ -164,8 +169,13 @@ def batched_conv4_body(params: dict[str, Tensor], x: Tensor, backend: ConvBacken
     raise ValueError(f"conv backend must be 'grouped', 'im2col' or 'loop' (got {backend!r}).")
 
 
-def batched_conv4(params: dict[str, Tensor], x: Tensor, backend: ConvBackend = "grouped",
-                  channels_last: bool = False, batch_norm: BatchNormKernel = "auto") -> Tensor:
+def batched_conv4(
+    params: dict[str, Tensor],
+    x: Tensor,
+    backend: ConvBackend = "grouped",
+    channels_last: bool = False,
+    batch_norm: BatchNormKernel = "auto",
+) -> Tensor:
     """Conv-4 logits ``[T, B, N]``: :func:`batched_conv4_body` then the per-task head."""
     return _head(params, batched_conv4_body(params, x, backend, channels_last, batch_norm))
 

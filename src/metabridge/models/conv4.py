@@ -28,11 +28,14 @@ class Conv4Backbone(nn.Module):
     it also keeps the module free of buffers, so ``torch.func`` transforms apply cleanly.
     """
 
-    def __init__(self, in_channels: int = 1, hidden: int = 64, image_size: int = 28,
-                 track_running_stats: bool = False) -> None:
+    def __init__(
+        self, in_channels: int = 1, hidden: int = 64, image_size: int = 28, track_running_stats: bool = False
+    ) -> None:
         super().__init__()
         if image_size < 16:
-            raise ValueError(f"Conv-4 needs images of at least 16x16 (got {image_size}); four 2x2 pools halve it 4 times.")
+            raise ValueError(
+                f"Conv-4 needs images of at least 16x16 (got {image_size}); four 2x2 pools halve it 4 times."
+            )
         self.blocks = nn.Sequential(
             conv_block(in_channels, hidden, track_running_stats),
             conv_block(hidden, hidden, track_running_stats),
@@ -51,8 +54,14 @@ class Conv4Backbone(nn.Module):
 class Conv4(nn.Module):
     """Conv-4 backbone (``self.body``) plus a linear classifier (``self.head``)."""
 
-    def __init__(self, out_dim: int, in_channels: int = 1, hidden: int = 64, image_size: int = 28,
-                 track_running_stats: bool = False) -> None:
+    def __init__(
+        self,
+        out_dim: int,
+        in_channels: int = 1,
+        hidden: int = 64,
+        image_size: int = 28,
+        track_running_stats: bool = False,
+    ) -> None:
         super().__init__()
         self.body = Conv4Backbone(in_channels, hidden, image_size, track_running_stats)
         self.feature_dim = self.body.feature_dim

@@ -67,8 +67,13 @@ def first_conv3x3(x: Tensor, weight: Tensor, bias: Tensor, groups: int = 1) -> T
     and has at most :data:`MAX_CHANNELS_PER_GROUP` channels per group;
     otherwise it is ``F.conv2d`` itself.
     """
-    fast = (x.device.type == "cpu" and not x.requires_grad and x.dim() == 4
-            and weight.shape[-2:] == (3, 3) and x.shape[1] // groups <= MAX_CHANNELS_PER_GROUP)
+    fast = (
+        x.device.type == "cpu"
+        and not x.requires_grad
+        and x.dim() == 4
+        and weight.shape[-2:] == (3, 3)
+        and x.shape[1] // groups <= MAX_CHANNELS_PER_GROUP
+    )
     if not fast:
         return F.conv2d(x, weight, bias, padding=1, groups=groups)
     return _FirstConv3x3.apply(x, weight, bias, groups)

@@ -51,8 +51,9 @@ class _MaxPool2x2(torch.autograd.Function):
         (idx,) = ctx.saved_tensors
         # only the shape and (contiguous) memory format of `self` are read by the kernel
         like = gy.new_empty(ctx.in_shape)
-        return torch.ops.aten.max_pool2d_with_indices_backward(gy.contiguous(), like, _K, _K, [0, 0], [1, 1],
-                                                               False, idx)
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            gy.contiguous(), like, _K, _K, [0, 0], [1, 1], False, idx
+        )
 
 
 def max_pool2x2(x: Tensor) -> Tensor:
@@ -61,7 +62,11 @@ def max_pool2x2(x: Tensor) -> Tensor:
     Takes the fast route for a 4-d contiguous NCHW CPU tensor; anything else (channels-last
     input, CUDA, 3-d input) goes to ``F.max_pool2d`` directly.
     """
-    if x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous() or x.is_contiguous(
-            memory_format=torch.channels_last):
+    if (
+        x.device.type != "cpu"
+        or x.dim() != 4
+        or not x.is_contiguous()
+        or x.is_contiguous(memory_format=torch.channels_last)
+    ):
         return F.max_pool2d(x, 2)
     return _MaxPool2x2.apply(x)

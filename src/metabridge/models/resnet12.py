@@ -122,9 +122,16 @@ class ResNet12Recipe:
     init: ConvInit
 
 
-def resolve_recipe(variant: str = "plain", image_size: int | None = None, *, dropout: float | None = None,
-                   drop_prob: float | None = None, block_size: int | None = None,
-                   drop_ramp_end: float | None = None, init: str | None = None) -> ResNet12Recipe:
+def resolve_recipe(
+    variant: str = "plain",
+    image_size: int | None = None,
+    *,
+    dropout: float | None = None,
+    drop_prob: float | None = None,
+    block_size: int | None = None,
+    drop_ramp_end: float | None = None,
+    init: str | None = None,
+) -> ResNet12Recipe:
     """The settings of ``variant`` (module docstring), each overridden where given (not ``None``)."""
     if variant not in VARIANTS:
         raise ValueError(f"ResNet-12 variant must be one of {', '.join(map(repr, VARIANTS))} (got {variant!r}).")
@@ -149,8 +156,16 @@ def resolve_recipe(variant: str = "plain", image_size: int | None = None, *, dro
 class ResBlock12(nn.Module):
     """One ResNet-12 block (see module docstring): Wang et al.'s ``BasicBlock``, resnet.py:109-167."""
 
-    def __init__(self, in_ch: int, out_ch: int, drop_prob: float, block_size: int,
-                 track_running_stats: bool = True, dropout: float = 0.0, drop_ramp_end: float = 0.0) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        drop_prob: float,
+        block_size: int,
+        track_running_stats: bool = True,
+        dropout: float = 0.0,
+        drop_ramp_end: float = 0.0,
+    ) -> None:
         super().__init__()
         trs = track_running_stats
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
@@ -159,8 +174,9 @@ class ResBlock12(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_ch, track_running_stats=trs)
         self.conv3 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_ch, track_running_stats=trs)
-        self.shortcut = nn.Sequential(nn.Conv2d(in_ch, out_ch, 1, bias=False),
-                                      nn.BatchNorm2d(out_ch, track_running_stats=trs))
+        self.shortcut = nn.Sequential(
+            nn.Conv2d(in_ch, out_ch, 1, bias=False), nn.BatchNorm2d(out_ch, track_running_stats=trs)
+        )
         self.dropblock = DropBlock(drop_prob, block_size, drop_ramp_end)
         #: element-wise dropout after the max-pool (Wang et al.'s blocks 1-2, resnet.py:165)
         self.dropout = dropout
@@ -195,22 +211,48 @@ class ResNet12Backbone(nn.Module):
             [plain: pytorch; official: official].
     """
 
-    def __init__(self, in_channels: int = 3, widths: Sequence[int] = (64, 160, 320, 640),
-                 drop_prob: float | None = None, block_size: int | None = None, track_running_stats: bool = True,
-                 *, variant: ResNet12Variant = "plain", image_size: int | None = None, dropout: float | None = None,
-                 drop_ramp_end: float | None = None, init: ConvInit | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        widths: Sequence[int] = (64, 160, 320, 640),
+        drop_prob: float | None = None,
+        block_size: int | None = None,
+        track_running_stats: bool = True,
+        *,
+        variant: ResNet12Variant = "plain",
+        image_size: int | None = None,
+        dropout: float | None = None,
+        drop_ramp_end: float | None = None,
+        init: ConvInit | None = None,
+    ) -> None:
         super().__init__()
         if len(widths) != 4:
             raise ValueError(f"ResNet-12 has four blocks; got widths {tuple(widths)}.")
-        r = resolve_recipe(variant, image_size, dropout=dropout, drop_prob=drop_prob, block_size=block_size,
-                           drop_ramp_end=drop_ramp_end, init=init)
+        r = resolve_recipe(
+            variant,
+            image_size,
+            dropout=dropout,
+            drop_prob=drop_prob,
+            block_size=block_size,
+            drop_ramp_end=drop_ramp_end,
+            init=init,
+        )
         self.recipe = r
         chans = [in_channels, *widths]
-        self.blocks = nn.Sequential(*[
-            ResBlock12(chans[i], chans[i + 1], r.drop_prob if i >= 2 else 0.0, r.block_size, track_running_stats,
-                       dropout=r.dropout if i < 2 else 0.0, drop_ramp_end=r.drop_ramp_end)
-            for i in range(4)
-        ])
+        self.blocks = nn.Sequential(
+            *[
+                ResBlock12(
+                    chans[i],
+                    chans[i + 1],
+                    r.drop_prob if i >= 2 else 0.0,
+                    r.block_size,
+                    track_running_stats,
+                    dropout=r.dropout if i < 2 else 0.0,
+                    drop_ramp_end=r.drop_ramp_end,
+                )
+                for i in range(4)
+            ]
+        )
         if r.init == "official":
             for m in self.modules():
                 if isinstance(m, nn.Conv2d):
@@ -227,14 +269,34 @@ class ResNet12(nn.Module):
     Arguments as :class:`ResNet12Backbone` (``out_dim``: the head's output size).
     """
 
-    def __init__(self, out_dim: int, in_channels: int = 3, widths: Sequence[int] = (64, 160, 320, 640),
-                 drop_prob: float | None = None, block_size: int | None = None, track_running_stats: bool = True,
-                 *, variant: ResNet12Variant = "plain", image_size: int | None = None, dropout: float | None = None,
-                 drop_ramp_end: float | None = None, init: ConvInit | None = None) -> None:
+    def __init__(
+        self,
+        out_dim: int,
+        in_channels: int = 3,
+        widths: Sequence[int] = (64, 160, 320, 640),
+        drop_prob: float | None = None,
+        block_size: int | None = None,
+        track_running_stats: bool = True,
+        *,
+        variant: ResNet12Variant = "plain",
+        image_size: int | None = None,
+        dropout: float | None = None,
+        drop_ramp_end: float | None = None,
+        init: ConvInit | None = None,
+    ) -> None:
         super().__init__()
-        self.body = ResNet12Backbone(in_channels, widths, drop_prob, block_size, track_running_stats,
-                                     variant=variant, image_size=image_size, dropout=dropout,
-                                     drop_ramp_end=drop_ramp_end, init=init)
+        self.body = ResNet12Backbone(
+            in_channels,
+            widths,
+            drop_prob,
+            block_size,
+            track_running_stats,
+            variant=variant,
+            image_size=image_size,
+            dropout=dropout,
+            drop_ramp_end=drop_ramp_end,
+            init=init,
+        )
         self.feature_dim = self.body.feature_dim
         self.head = nn.Linear(self.feature_dim, out_dim)
 
@@ -246,4 +308,3 @@ def official_keep_rate(num_forwards: int, drop_rate: float = 0.1) -> float:
     """Wang et al.'s DropBlock keep rate after ``num_forwards`` forwards of a block
     (models/resnet.py:161), for comparison with the fraction-based ramp here."""
     return max(1.0 - drop_rate / (20 * 2000) * num_forwards, 1.0 - drop_rate)
-

@@ -48,59 +48,124 @@ BENCHMARK_DEFAULTS: dict[str, dict[str, Any]] = {
     "qm9": {"model": "hard_sharing", "steps": 6000, "batch_size": 128, "lr": 1e-3, "eval_every": 1000},
 }
 #: The settings of a benchmark without an entry in :data:`BENCHMARK_DEFAULTS`.
-GENERIC_DEFAULTS: dict[str, Any] = {"model": "hard_sharing", "steps": 1000, "batch_size": 256, "lr": 1e-3,
-                                    "eval_every": 0}
-DEFAULT_METHODS = ["equal", "mean", "scale_invariant", "uw", "dwa", "rlw", "famo", "minmax", "gradnorm", "mgda",
-                   "mgda_ub", "pcgrad", "cagrad", "imtl", "nash_mtl", "aligned_mtl"]
+GENERIC_DEFAULTS: dict[str, Any] = {
+    "model": "hard_sharing",
+    "steps": 1000,
+    "batch_size": 256,
+    "lr": 1e-3,
+    "eval_every": 0,
+}
+DEFAULT_METHODS = [
+    "equal",
+    "mean",
+    "scale_invariant",
+    "uw",
+    "dwa",
+    "rlw",
+    "famo",
+    "minmax",
+    "gradnorm",
+    "mgda",
+    "mgda_ub",
+    "pcgrad",
+    "cagrad",
+    "imtl",
+    "nash_mtl",
+    "aligned_mtl",
+]
 
 
 class MultitaskConfig(CommandConfig):
     """Settings of ``metabridge multitask`` (each field's description is its ``--help`` text)."""
 
-    out: Path = Field(Path("runs/multitask"), description=(
-        "Folder of the report (report.json, table.txt, table.md, PNGs), config.json and the per-run records "
-        "(runs/, reused when the command is run again)."))
-    benchmark: str = Field("multi_fashion_mnist", min_length=1, description=(
-        "A registered multi-task benchmark: multi_fashion_mnist, qm9, or one a --plugin module registered."))
-    methods: list[str] = Field(list(DEFAULT_METHODS), min_length=1, description=(
-        "Weighting methods, given once each (metabridge list weightings)."))
-    seeds: list[int] = Field([0], min_length=1, description=(
-        "Seeds; every method and every single-task baseline runs once per seed."))
+    out: Path = Field(
+        Path("runs/multitask"),
+        description=(
+            "Folder of the report (report.json, table.txt, table.md, PNGs), config.json and the per-run records "
+            "(runs/, reused when the command is run again)."
+        ),
+    )
+    benchmark: str = Field(
+        "multi_fashion_mnist",
+        min_length=1,
+        description=(
+            "A registered multi-task benchmark: multi_fashion_mnist, qm9, or one a --plugin module registered."
+        ),
+    )
+    methods: list[str] = Field(
+        list(DEFAULT_METHODS),
+        min_length=1,
+        description=("Weighting methods, given once each (metabridge list weightings)."),
+    )
+    seeds: list[int] = Field(
+        [0], min_length=1, description=("Seeds; every method and every single-task baseline runs once per seed.")
+    )
     steps: PositiveInt | None = Field(None, description="Adam steps per run [default: the benchmark's].")
     batch_size: PositiveInt | None = Field(None, description="Examples per step [default: the benchmark's].")
-    lr: PositiveFloat | None = Field(None, allow_inf_nan=False, description=(
-        "Adam learning rate [default: the benchmark's]."))
-    model: str | None = Field(None, description=(
-        "Multi-task architecture: hard_sharing, film, mmoe, ... (metabridge list multitask-models) [default: the "
-        "benchmark's]."))
-    model_kwargs: Annotated[dict[str, Any], KeyValues] = Field(default_factory=dict, description=(
-        "Keyword arguments of the architecture (e.g. encoder_out_dim=64)."))
-    method_kwargs: Annotated[dict[str, dict[str, Any]], KeyValues] = Field(default_factory=dict, description=(
-        "Keyword arguments per method (e.g. cagrad={\"c\": 0.4})."))
-    benchmark_kwargs: Annotated[dict[str, Any], KeyValues] = Field(default_factory=dict, description=(
-        "Keyword arguments of the benchmark loader (e.g. root=data)."))
-    tasks: list[NonNegativeInt] | None = Field(None, min_length=1, description=(
-        "Indices of the tasks to use [default: all]."))
+    lr: PositiveFloat | None = Field(
+        None, allow_inf_nan=False, description=("Adam learning rate [default: the benchmark's].")
+    )
+    model: str | None = Field(
+        None,
+        description=(
+            "Multi-task architecture: hard_sharing, film, mmoe, ... (metabridge list multitask-models) [default: the "
+            "benchmark's]."
+        ),
+    )
+    model_kwargs: Annotated[dict[str, Any], KeyValues] = Field(
+        default_factory=dict, description=("Keyword arguments of the architecture (e.g. encoder_out_dim=64).")
+    )
+    method_kwargs: Annotated[dict[str, dict[str, Any]], KeyValues] = Field(
+        default_factory=dict, description=('Keyword arguments per method (e.g. cagrad={"c": 0.4}).')
+    )
+    benchmark_kwargs: Annotated[dict[str, Any], KeyValues] = Field(
+        default_factory=dict, description=("Keyword arguments of the benchmark loader (e.g. root=data).")
+    )
+    tasks: list[NonNegativeInt] | None = Field(
+        None, min_length=1, description=("Indices of the tasks to use [default: all].")
+    )
     stl: bool = Field(True, description="Also train the single-task baselines (needed for Delta_m).")
-    tune_equal_lrs: list[PositiveFloat] = Field(default_factory=list, description=(
-        "Learning rates of an extra 'equal_tuned' row: the equal-weighting run with the lowest validation loss "
-        "among them."))
-    eval_every: NonNegativeInt | None = Field(None, description=(
-        "Score validation and test every this many steps, 0 only at the end [default: the benchmark's]."))
-    diagnostics_every: PositiveInt | None = Field(None, description=(
-        "Every this many steps of the equal-weighting run, record per-layer gradient cosines and conflict and the "
-        "lookahead task affinity, with their plots [default: off]."))
-    lookahead_lr: PositiveFloat | None = Field(None, allow_inf_nan=False, description=(
-        "SGD step of the affinity's lookahead [default: the run's learning rate, as TAG]."))
+    tune_equal_lrs: list[PositiveFloat] = Field(
+        default_factory=list,
+        description=(
+            "Learning rates of an extra 'equal_tuned' row: the equal-weighting run with the lowest validation loss "
+            "among them."
+        ),
+    )
+    eval_every: NonNegativeInt | None = Field(
+        None,
+        description=("Score validation and test every this many steps, 0 only at the end [default: the benchmark's]."),
+    )
+    diagnostics_every: PositiveInt | None = Field(
+        None,
+        description=(
+            "Every this many steps of the equal-weighting run, record per-layer gradient cosines and conflict and the "
+            "lookahead task affinity, with their plots [default: off]."
+        ),
+    )
+    lookahead_lr: PositiveFloat | None = Field(
+        None,
+        allow_inf_nan=False,
+        description=("SGD step of the affinity's lookahead [default: the run's learning rate, as TAG]."),
+    )
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")
-    gradient_mode: Literal["auto", "batched", "loop"] = Field("auto", description=(
-        "Per-task gradients: auto, batched (one vmapped backward) or loop (K backwards)."))
-    isolate: bool = Field(True, description=(
-        "Run every training in a fresh process (its own peak memory, a few seconds of start-up each); "
-        "--no-isolate runs them in this process and reports no peak memory."))
-    threads: PositiveInt | None = Field(None, description=(
-        "Torch threads of each isolated run; 1 keeps timings comparable while other work shares the CPU "
-        "[default: torch's]."))
+    gradient_mode: Literal["auto", "batched", "loop"] = Field(
+        "auto", description=("Per-task gradients: auto, batched (one vmapped backward) or loop (K backwards).")
+    )
+    isolate: bool = Field(
+        True,
+        description=(
+            "Run every training in a fresh process (its own peak memory, a few seconds of start-up each); "
+            "--no-isolate runs them in this process and reports no peak memory."
+        ),
+    )
+    threads: PositiveInt | None = Field(
+        None,
+        description=(
+            "Torch threads of each isolated run; 1 keeps timings comparable while other work shares the CPU "
+            "[default: torch's]."
+        ),
+    )
 
     @field_validator("methods")
     @classmethod
@@ -116,29 +181,43 @@ class MultitaskConfig(CommandConfig):
     def _kwargs_name_methods(self) -> MultitaskConfig:
         stray = sorted(set(self.method_kwargs) - set(self.methods))
         if stray:
-            raise ValueError(f"--method-kwargs names {', '.join(stray)}, which --methods does not run; add it to "
-                             "--methods or drop its keywords")
+            raise ValueError(
+                f"--method-kwargs names {', '.join(stray)}, which --methods does not run; add it to "
+                "--methods or drop its keywords"
+            )
         return self
 
     def run_settings(self) -> dict[str, Any]:
         """The run spec every run shares (:data:`metabridge.multitask.runner.DEFAULT_SPEC` keys), the
         benchmark's defaults filled in."""
         defaults = BENCHMARK_DEFAULTS.get(self.benchmark, GENERIC_DEFAULTS)
-        return {"benchmark": self.benchmark, "benchmark_kwargs": dict(self.benchmark_kwargs),
-                "model": self.model or defaults["model"], "model_kwargs": dict(self.model_kwargs),
-                "steps": self.steps or defaults["steps"], "batch_size": self.batch_size or defaults["batch_size"],
-                "lr": self.lr or defaults["lr"],
-                "eval_every": defaults["eval_every"] if self.eval_every is None else self.eval_every,
-                "device": self.device, "gradient_mode": self.gradient_mode, "plugins": list(self.plugins),
-                "threads": (self.threads or 0) if self.isolate else 0}
+        return {
+            "benchmark": self.benchmark,
+            "benchmark_kwargs": dict(self.benchmark_kwargs),
+            "model": self.model or defaults["model"],
+            "model_kwargs": dict(self.model_kwargs),
+            "steps": self.steps or defaults["steps"],
+            "batch_size": self.batch_size or defaults["batch_size"],
+            "lr": self.lr or defaults["lr"],
+            "eval_every": defaults["eval_every"] if self.eval_every is None else self.eval_every,
+            "device": self.device,
+            "gradient_mode": self.gradient_mode,
+            "plugins": list(self.plugins),
+            "threads": (self.threads or 0) if self.isolate else 0,
+        }
 
 
 def _key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run_spec(spec: dict[str, Any], runs_dir: Path, isolate: bool = True, timeout: float | None = None,
-             distributed: DistributedContext | None = None) -> dict[str, Any]:
+def run_spec(
+    spec: dict[str, Any],
+    runs_dir: Path,
+    isolate: bool = True,
+    timeout: float | None = None,
+    distributed: DistributedContext | None = None,
+) -> dict[str, Any]:
     """Run one spec (in a subprocess when ``isolate``), or return its saved record; with
     ``distributed`` (more than one rank) every rank trains it in this process, rank 0 decides
     whether a saved record exists and writes the new one, every rank returns it. Each run
@@ -148,8 +227,9 @@ def run_spec(spec: dict[str, Any], runs_dir: Path, isolate: bool = True, timeout
     path = runs_dir / f"{_key(spec)}.json"
     run_dir = runs_dir / _key(spec)
     if distributed is not None and distributed.enabled:
-        saved = distributed.broadcast_object(json.loads(path.read_text()) if distributed.is_main and path.exists()
-                                             else None)
+        saved = distributed.broadcast_object(
+            json.loads(path.read_text()) if distributed.is_main and path.exists() else None
+        )
         if saved is not None:
             return saved
         from .runner import run
@@ -204,9 +284,12 @@ def _run_isolated(spec: dict[str, Any], run_dir: Path, timeout: float | None) ->
         spec_path, out_path, err_path = Path(tmp) / "spec.json", Path(tmp) / "out.json", Path(tmp) / "stderr.txt"
         spec_path.write_text(json.dumps(spec))
         with open(err_path, "w") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "metabridge.multitask._worker", str(spec_path),
-                                     str(out_path), str(run_dir)], stdout=subprocess.DEVNULL, stderr=err,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "metabridge.multitask._worker", str(spec_path), str(out_path), str(run_dir)],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+            )
             try:
                 _wait_forwarding(proc, guard, timeout)
             except BaseException:
@@ -221,8 +304,10 @@ def _run_isolated(spec: dict[str, Any], run_dir: Path, timeout: float | None) ->
         if guard.requested is not None:
             name = signal.Signals(guard.requested).name
             where = f"checkpointed in {run_dir}" if (run_dir / "last.pt").exists() else "not yet checkpointed"
-            raise KeyboardInterrupt(f"{name}: the sweep stopped; the run in progress is {where}; run the same "
-                                    "command again to continue (finished runs are reused, this one resumes).")
+            raise KeyboardInterrupt(
+                f"{name}: the sweep stopped; the run in progress is {where}; run the same "
+                "command again to continue (finished runs are reused, this one resumes)."
+            )
         if proc.returncode != 0:
             tail = "\n".join(err_path.read_text().strip().splitlines()[-15:])
             raise RuntimeError(f"run {spec['method']} (tasks={spec.get('tasks')}, seed={spec['seed']}) failed:\n{tail}")
@@ -245,11 +330,12 @@ def _ci95(values: list[float]) -> float:
     m = _mean(values)
     sd = (sum((v - m) ** 2 for v in values) / (n - 1)) ** 0.5
     t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
-    return t * sd / n ** 0.5
+    return t * sd / n**0.5
 
 
-def summarize(method_runs: dict[str, list[dict[str, Any]]], stl_runs: list[list[dict[str, Any]]] | None,
-              reference: str = "equal") -> dict[str, Any]:
+def summarize(
+    method_runs: dict[str, list[dict[str, Any]]], stl_runs: list[list[dict[str, Any]]] | None, reference: str = "equal"
+) -> dict[str, Any]:
     """Aggregate records: ``method_runs[name]`` = one record per seed; ``stl_runs[k]`` = task k's STL
     records (one per seed) or None. Returns the JSON report's ``methods`` table."""
     from .diagnostics import delta_m, mean_rank, relative_changes
@@ -268,11 +354,13 @@ def summarize(method_runs: dict[str, list[dict[str, Any]]], stl_runs: list[list[
     for name, runs in method_runs.items():
         per_task = [_mean([r["test_metric"][t] for r in runs]) for t in range(k)]
         means[name] = per_task
-        row: dict[str, Any] = {"test_metric": per_task, "seeds": [r["spec"]["seed"] for r in runs],
-                               "seconds_per_step": _mean([r["seconds_per_step"] for r in runs]),
-                               "peak_mib": (_mean([r["peak_mib"] for r in runs]) if runs[0]["peak_mib"] is not None
-                                            else None),
-                               "best_step": [r["best_step"] for r in runs]}
+        row: dict[str, Any] = {
+            "test_metric": per_task,
+            "seeds": [r["spec"]["seed"] for r in runs],
+            "seconds_per_step": _mean([r["seconds_per_step"] for r in runs]),
+            "peak_mib": (_mean([r["peak_mib"] for r in runs]) if runs[0]["peak_mib"] is not None else None),
+            "best_step": [r["best_step"] for r in runs],
+        }
         if ref_time:
             row["time_ratio"] = row["seconds_per_step"] / ref_time
         if stl_mean is not None:
@@ -285,8 +373,13 @@ def summarize(method_runs: dict[str, list[dict[str, Any]]], stl_runs: list[list[
         ranks = mean_rank(means, higher)
         for name in table:
             table[name]["mean_rank"] = ranks[name]
-    return {"methods": table, "stl": stl_mean, "tasks": first["tasks"], "units": first["units"],
-            "higher_is_better": higher}
+    return {
+        "methods": table,
+        "stl": stl_mean,
+        "tasks": first["tasks"],
+        "units": first["units"],
+        "higher_is_better": higher,
+    }
 
 
 def format_table(report: dict[str, Any], markdown: bool = False) -> str:
@@ -299,12 +392,23 @@ def format_table(report: dict[str, Any], markdown: bool = False) -> str:
         rows.append(["STL"] + [f"{v:.4g}" for v in report["stl"]] + ["0 (ref)", "", "", "", ""])
     for name, row in sorted(report["methods"].items(), key=lambda kv: kv[1].get("delta_m", 0.0)):
         dm = row.get("delta_m")
-        rows.append([name] + [f"{v:.4g}" for v in row["test_metric"]] +
-                    [("" if dm is None else f"{dm:+.2f} ± {row['delta_m_ci95']:.2f}" if len(row["seeds"]) > 1
-                      else f"{dm:+.2f}"),
-                     f"{row['mean_rank']:.2f}" if "mean_rank" in row else "",
-                     f"{row['seconds_per_step'] * 1000:.1f} ms", f"{row.get('time_ratio', float('nan')):.2f}",
-                     f"{row['peak_mib']:.0f}" if row["peak_mib"] is not None else "n/a"])
+        rows.append(
+            [name]
+            + [f"{v:.4g}" for v in row["test_metric"]]
+            + [
+                (
+                    ""
+                    if dm is None
+                    else f"{dm:+.2f} ± {row['delta_m_ci95']:.2f}"
+                    if len(row["seeds"]) > 1
+                    else f"{dm:+.2f}"
+                ),
+                f"{row['mean_rank']:.2f}" if "mean_rank" in row else "",
+                f"{row['seconds_per_step'] * 1000:.1f} ms",
+                f"{row.get('time_ratio', float('nan')):.2f}",
+                f"{row['peak_mib']:.0f}" if row["peak_mib"] is not None else "n/a",
+            ]
+        )
     if markdown:
         out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         return "\n".join(out + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
@@ -339,8 +443,16 @@ def run(config: MultitaskConfig) -> dict[str, Any]:
     report = summarize(method_runs, stl_runs)
     from ..machine_info import machine
 
-    report.update({"benchmark": config.benchmark, "settings": base, "seeds": list(config.seeds),
-                   "command": " ".join(sys.argv), "wall_seconds": sweep.elapsed(), "machine": machine(config.device)})
+    report.update(
+        {
+            "benchmark": config.benchmark,
+            "settings": base,
+            "seeds": list(config.seeds),
+            "command": " ".join(sys.argv),
+            "wall_seconds": sweep.elapsed(),
+            "machine": machine(config.device),
+        }
+    )
     if context.enabled:
         report["world_size"] = context.world_size
         if not context.is_main:  # rank 0 writes the report
@@ -348,16 +460,19 @@ def run(config: MultitaskConfig) -> dict[str, Any]:
     if "equal" in method_runs and method_runs["equal"][0].get("diagnostics"):
         report["diagnostics"] = method_runs["equal"][0]["diagnostics"]
     _write_report(report, method_runs, Path(config.out))
-    print(f"\n{config.benchmark}: {len(method_runs)} methods x {len(config.seeds)} seed(s); report in "
-          f"{Path(config.out) / 'report.json'}")
+    print(
+        f"\n{config.benchmark}: {len(method_runs)} methods x {len(config.seeds)} seed(s); report in "
+        f"{Path(config.out) / 'report.json'}"
+    )
     return report
 
 
 class _Sweep:
     """Every run of one ``metabridge multitask`` call, in order, with a progress line per run."""
 
-    def __init__(self, config: MultitaskConfig, base: dict[str, Any], task_names: list[str],
-                 context: DistributedContext) -> None:
+    def __init__(
+        self, config: MultitaskConfig, base: dict[str, Any], task_names: list[str], context: DistributedContext
+    ) -> None:
         self.config, self.base, self.task_names, self.context = config, base, task_names, context
         self.isolate = config.isolate and not context.enabled
         self.runs_dir = Path(config.out) / "runs"
@@ -373,15 +488,23 @@ class _Sweep:
         self.done += 1
         if self.context.is_main:
             metrics = ", ".join(f"{v:.4g}" for v in record["test_metric"])
-            print(f"[{self.done}/{self.total} {self.elapsed():6.0f}s] {label}: test {metrics} "
-                  f"({record['seconds_per_step'] * 1000:.1f} ms/step)", flush=True)
+            print(
+                f"[{self.done}/{self.total} {self.elapsed():6.0f}s] {label}: test {metrics} "
+                f"({record['seconds_per_step'] * 1000:.1f} ms/step)",
+                flush=True,
+            )
         return record
 
     def _method_spec(self, method: str, seed: int) -> dict[str, Any]:
         cfg = self.config
         diagnostics = cfg.diagnostics_every if method == "equal" and cfg.diagnostics_every else 0
-        spec: dict[str, Any] = {"method": method, "method_kwargs": cfg.method_kwargs.get(method, {}),
-                                "tasks": cfg.tasks, "seed": seed, "diagnostics_every": diagnostics}
+        spec: dict[str, Any] = {
+            "method": method,
+            "method_kwargs": cfg.method_kwargs.get(method, {}),
+            "tasks": cfg.tasks,
+            "seed": seed,
+            "diagnostics_every": diagnostics,
+        }
         if diagnostics and cfg.lookahead_lr is not None:
             spec["lookahead_lr"] = cfg.lookahead_lr
         return spec
@@ -393,15 +516,23 @@ class _Sweep:
         stl_runs: list[list[dict[str, Any]]] | None = [[] for _ in self.all_tasks] if cfg.stl else None
         for seed in cfg.seeds:
             for j, t in enumerate(self.all_tasks if stl_runs is not None else []):
-                stl_runs[j].append(self._run({"method": "equal", "tasks": [t], "seed": seed},  # type: ignore[index]
-                                             f"STL {self.task_names[t]} seed {seed}"))
+                stl_runs[j].append(
+                    self._run(
+                        {"method": "equal", "tasks": [t], "seed": seed},  # type: ignore[index]
+                        f"STL {self.task_names[t]} seed {seed}",
+                    )
+                )
             for m in cfg.methods:
                 method_runs.setdefault(m, []).append(self._run(self._method_spec(m, seed), f"{m} seed {seed}"))
             if cfg.tune_equal_lrs:
                 candidates = [r for r in method_runs.get("equal", []) if r["spec"]["seed"] == seed]
                 for value in cfg.tune_equal_lrs:
-                    candidates.append(self._run({"lr": value, "method": "equal", "tasks": cfg.tasks, "seed": seed},
-                                                f"equal lr={value:g} seed {seed}"))
+                    candidates.append(
+                        self._run(
+                            {"lr": value, "method": "equal", "tasks": cfg.tasks, "seed": seed},
+                            f"equal lr={value:g} seed {seed}",
+                        )
+                    )
                 method_runs.setdefault("equal_tuned", []).append(min(candidates, key=_best_val_loss))
         return method_runs, stl_runs
 

@@ -31,8 +31,9 @@ __all__ = ["TrainingDiagnostics"]
 class TrainingDiagnostics:
     """Hooks for :func:`~.trainer.train_multitask`'s ``on_batch``; :meth:`summary` is JSON-able."""
 
-    def __init__(self, model: MultiTaskModel, tasks: list[TaskSpec], every: int, steps: int,
-                 lookahead_lr: float = 1e-3) -> None:
+    def __init__(
+        self, model: MultiTaskModel, tasks: list[TaskSpec], every: int, steps: int, lookahead_lr: float = 1e-3
+    ) -> None:
         if every < 1:
             raise ValueError(f"diagnostics every must be >= 1 step (got {every}).")
         self.model, self.tasks, self.every, self.lookahead_lr = model, tasks, every, lookahead_lr
@@ -52,12 +53,16 @@ class TrainingDiagnostics:
             self.model.train(was_training)
 
     def summary(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"gradient_conflict": self.conflict.history(), "lookahead_lr": self.lookahead_lr,
-                               "affinity": self.affinity.to_dict()}
+        out: dict[str, Any] = {
+            "gradient_conflict": self.conflict.history(),
+            "lookahead_lr": self.lookahead_lr,
+            "affinity": self.affinity.to_dict(),
+        }
         k = len(self.tasks)
         if self.affinity.count and k >= 2:
-            grouping = group_tasks(self.affinity.mean(), num_groups=min(2, k) if k <= 3 else 3,
-                                   method="auto" if k <= 10 else "greedy")
+            grouping = group_tasks(
+                self.affinity.mean(), num_groups=min(2, k) if k <= 3 else 3, method="auto" if k <= 10 else "greedy"
+            )
             named = grouping.named([t.name for t in self.tasks])
             out["grouping"] = {**grouping.to_dict(), "named": [list(g) for g in named]}
         return out

@@ -45,8 +45,9 @@ def _flat(grads: Sequence[Tensor | None], inputs: Sequence[Tensor], batch: int |
     return torch.cat(parts, dim=-1)
 
 
-def per_task_gradients(losses: Tensor, inputs: Sequence[Tensor], mode: GradientMode = "auto",
-                       retain_graph: bool = True) -> Tensor:
+def per_task_gradients(
+    losses: Tensor, inputs: Sequence[Tensor], mode: GradientMode = "auto", retain_graph: bool = True
+) -> Tensor:
     """``[K, P]`` matrix of per-task gradients of ``losses`` [K] w.r.t. ``inputs``.
 
     Args:
@@ -63,11 +64,18 @@ def per_task_gradients(losses: Tensor, inputs: Sequence[Tensor], mode: GradientM
     if mode not in ("auto", "batched", "loop"):
         raise ValueError(f"gradient mode must be 'auto', 'batched' or 'loop' (got {mode!r}).")
     k = losses.shape[0]
-    key = (k, tuple(tuple(x.shape) for x in inputs), losses.grad_fn.__class__.__name__ if losses.grad_fn else None,
-           str(losses.device))
+    key = (
+        k,
+        tuple(tuple(x.shape) for x in inputs),
+        losses.grad_fn.__class__.__name__ if losses.grad_fn else None,
+        str(losses.device),
+    )
     if mode != "auto":
-        return _batched(losses, inputs, retain_graph, key, strict=True) if mode == "batched" else \
-            _loop(losses, inputs, retain_graph)
+        return (
+            _batched(losses, inputs, retain_graph, key, strict=True)
+            if mode == "batched"
+            else _loop(losses, inputs, retain_graph)
+        )
     timings = _TIMINGS.setdefault(key, {"batched": [], "loop": []})
     if key in _BATCHING_FAILED:
         return _loop(losses, inputs, retain_graph)
@@ -79,8 +87,11 @@ def per_task_gradients(losses: Tensor, inputs: Sequence[Tensor], mode: GradientM
     which = "batched" if calls % 2 == 0 else "loop"  # alternate; the minimum of each discards warm-up
     _synchronize(losses.device)
     start = time.perf_counter()
-    grads = _batched(losses, inputs, retain_graph, key, strict=False) if which == "batched" else \
-        _loop(losses, inputs, retain_graph)
+    grads = (
+        _batched(losses, inputs, retain_graph, key, strict=False)
+        if which == "batched"
+        else _loop(losses, inputs, retain_graph)
+    )
     _synchronize(losses.device)
     if key not in _BATCHING_FAILED:
         timings[which].append(time.perf_counter() - start)
@@ -98,8 +109,9 @@ def _batched(losses: Tensor, inputs: list[Tensor], retain_graph: bool, key: tupl
         eye = torch.eye(k, dtype=losses.dtype, device=losses.device)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*There is a performance drop.*")
-            grads = torch.autograd.grad(losses, inputs, grad_outputs=eye, is_grads_batched=True,
-                                        retain_graph=retain_graph, allow_unused=True)
+            grads = torch.autograd.grad(
+                losses, inputs, grad_outputs=eye, is_grads_batched=True, retain_graph=retain_graph, allow_unused=True
+            )
         return _flat(grads, inputs, k)
     except RuntimeError:
         if strict:
@@ -128,7 +140,7 @@ def unflatten_into(vector: Tensor, params: Sequence[Tensor], accumulate: bool = 
     offset = 0
     for p in params:
         n = p.numel()
-        piece = vector[offset:offset + n].view_as(p).to(p.dtype)
+        piece = vector[offset : offset + n].view_as(p).to(p.dtype)
         offset += n
         if p.grad is None or not accumulate:
             p.grad = piece.clone()

@@ -13,8 +13,11 @@ __all__ = ["write_plots"]
 
 
 def _plot_delta_m(report: dict[str, Any], path: Path) -> Path | None:
-    rows = [(name, row["delta_m"], row.get("delta_m_ci95", 0.0)) for name, row in report["methods"].items()
-            if row.get("delta_m") is not None]
+    rows = [
+        (name, row["delta_m"], row.get("delta_m_ci95", 0.0))
+        for name, row in report["methods"].items()
+        if row.get("delta_m") is not None
+    ]
     if not rows:
         return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -49,12 +52,18 @@ def write_plots(report: dict[str, Any], method_runs: dict[str, list[dict[str, An
     every = report.get("settings", {}).get("log_every", 10)
     losses = {m: runs[0]["train_losses"] for m, runs in method_runs.items() if runs[0]["train_losses"]}
     if losses:
-        paths.append(plot_loss_trajectories(losses, out / "loss_trajectories.png", task_names=report["tasks"],
-                                            steps=_steps(losses, every)))
+        paths.append(
+            plot_loss_trajectories(
+                losses, out / "loss_trajectories.png", task_names=report["tasks"], steps=_steps(losses, every)
+            )
+        )
     weights = {m: runs[0]["weights"] for m, runs in method_runs.items() if runs[0]["weights"]}
     if weights:
-        paths.append(plot_weight_trajectories(weights, out / "weight_trajectories.png", task_names=report["tasks"],
-                                              steps=_steps(weights, every)))
+        paths.append(
+            plot_weight_trajectories(
+                weights, out / "weight_trajectories.png", task_names=report["tasks"], steps=_steps(weights, every)
+            )
+        )
     diag = report.get("diagnostics")
     if diag:
         aff = diag["affinity"]

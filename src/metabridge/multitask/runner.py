@@ -32,10 +32,26 @@ from .weighting import build_weighting
 __all__ = ["DEFAULT_SPEC", "run"]
 
 DEFAULT_SPEC: dict[str, Any] = {
-    "benchmark": "multi_fashion_mnist", "benchmark_kwargs": {}, "tasks": None, "method": "equal",
-    "method_kwargs": {}, "model": "hard_sharing", "model_kwargs": {}, "steps": 1000, "batch_size": 256,
-    "lr": 1e-3, "weight_decay": 0.0, "eval_every": 0, "log_every": 10, "seed": 0, "device": "cpu",
-    "gradient_mode": "auto", "diagnostics_every": 0, "plugins": [], "threads": 0, "lookahead_lr": 0.0,
+    "benchmark": "multi_fashion_mnist",
+    "benchmark_kwargs": {},
+    "tasks": None,
+    "method": "equal",
+    "method_kwargs": {},
+    "model": "hard_sharing",
+    "model_kwargs": {},
+    "steps": 1000,
+    "batch_size": 256,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "eval_every": 0,
+    "log_every": 10,
+    "seed": 0,
+    "device": "cpu",
+    "gradient_mode": "auto",
+    "diagnostics_every": 0,
+    "plugins": [],
+    "threads": 0,
+    "lookahead_lr": 0.0,
 }
 
 
@@ -59,8 +75,9 @@ def _in_worker() -> bool:
     return spec is not None and spec.name == "metabridge.multitask._worker"
 
 
-def run(spec: dict[str, Any], distributed: DistributedContext | None = None,
-        run_dir: str | Path | None = None) -> dict[str, Any]:
+def run(
+    spec: dict[str, Any], distributed: DistributedContext | None = None, run_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Train and score one (benchmark, tasks, model, method, seed); returns a JSON-able record
     (``distributed``: the ranks of a data-parallel run, default one process).
 
@@ -77,9 +94,11 @@ def run(spec: dict[str, Any], distributed: DistributedContext | None = None,
     load_plugins(list(s["plugins"]))  # a user's benchmarks, models and methods, also in worker processes
     if s["threads"]:
         if not _in_worker():
-            raise ValueError("spec 'threads' sets the process's torch thread count: it is honoured only in a worker "
-                             "process (metabridge multitask's isolated runs); call torch.set_num_threads yourself "
-                             "instead.")
+            raise ValueError(
+                "spec 'threads' sets the process's torch thread count: it is honoured only in a worker "
+                "process (metabridge multitask's isolated runs); call torch.set_num_threads yourself "
+                "instead."
+            )
         torch.set_num_threads(int(s["threads"]))
     device = torch.device(s["device"])
     bench = load_mtl_benchmark(s["benchmark"], **s["benchmark_kwargs"])
@@ -88,27 +107,49 @@ def run(spec: dict[str, Any], distributed: DistributedContext | None = None,
     tasks = bench.tasks
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(s["seed"])
-        model = build_mtl_model(s["model"], input_kind=bench.input_kind,
-                                input_shape=tuple(bench.train.inputs.shape[1:]),
-                                out_dims=[t.out_dim for t in tasks], **s["model_kwargs"])
+        model = build_mtl_model(
+            s["model"],
+            input_kind=bench.input_kind,
+            input_shape=tuple(bench.train.inputs.shape[1:]),
+            out_dims=[t.out_dim for t in tasks],
+            **s["model_kwargs"],
+        )
         weighting = build_weighting(s["method"], len(tasks), **s["method_kwargs"])
     hooks = None
     if s["diagnostics_every"]:
         from .diagnostics_hooks import TrainingDiagnostics
 
-        hooks = TrainingDiagnostics(model, tasks, every=s["diagnostics_every"], steps=s["steps"],
-                                    lookahead_lr=s["lookahead_lr"] or s["lr"])
+        hooks = TrainingDiagnostics(
+            model, tasks, every=s["diagnostics_every"], steps=s["steps"], lookahead_lr=s["lookahead_lr"] or s["lr"]
+        )
     before = reset_peak_memory(device)
-    result = train_multitask(model, weighting, bench, steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"],
-                             weight_decay=s["weight_decay"], eval_every=s["eval_every"], log_every=s["log_every"],
-                             seed=s["seed"], device=device, gradient_mode=s["gradient_mode"],
-                             on_batch=hooks.on_batch if hooks else None, distributed=distributed,
-                             **_checkpointing(None if hooks else run_dir))
-    record = {"spec": s, "tasks": [t.name for t in tasks], "units": [metric_unit(t) for t in tasks],
-              "metric_names": [t.metric_name for t in tasks], "higher_is_better": [t.higher_is_better for t in tasks],
-              "peak_mib": peak_memory_mib(device, before),
-              "num_shared_params": sum(p.numel() for p in model.shared_parameters()),
-              **result.as_dict()}
+    result = train_multitask(
+        model,
+        weighting,
+        bench,
+        steps=s["steps"],
+        batch_size=s["batch_size"],
+        lr=s["lr"],
+        weight_decay=s["weight_decay"],
+        eval_every=s["eval_every"],
+        log_every=s["log_every"],
+        seed=s["seed"],
+        device=device,
+        gradient_mode=s["gradient_mode"],
+        on_batch=hooks.on_batch if hooks else None,
+        distributed=distributed,
+        **_checkpointing(None if hooks else run_dir),
+    )
+    record = {
+        "spec": s,
+        "tasks": [t.name for t in tasks],
+        "units": [metric_unit(t) for t in tasks],
+        "metric_names": [t.metric_name for t in tasks],
+        "higher_is_better": [t.higher_is_better for t in tasks],
+        "peak_mib": peak_memory_mib(device, before),
+        "num_shared_params": sum(p.numel() for p in model.shared_parameters()),
+        **result.as_dict(),
+    }
     if hooks is not None:
         record["diagnostics"] = hooks.summary()
     return record

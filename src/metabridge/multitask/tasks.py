@@ -90,11 +90,15 @@ class MultiTaskData:
 
     def __post_init__(self) -> None:
         if self.inputs.shape[0] != self.targets.shape[0]:
-            raise ValueError(f"{self.name or 'multi-task data'}: {self.inputs.shape[0]} inputs but "
-                             f"{self.targets.shape[0]} target rows.")
+            raise ValueError(
+                f"{self.name or 'multi-task data'}: {self.inputs.shape[0]} inputs but "
+                f"{self.targets.shape[0]} target rows."
+            )
         if self.targets.dim() != 2 or self.targets.shape[1] != len(self.tasks):
-            raise ValueError(f"{self.name or 'multi-task data'}: targets must be [N, K={len(self.tasks)}] "
-                             f"(got {tuple(self.targets.shape)}).")
+            raise ValueError(
+                f"{self.name or 'multi-task data'}: targets must be [N, K={len(self.tasks)}] "
+                f"(got {tuple(self.targets.shape)})."
+            )
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
@@ -103,7 +107,7 @@ class MultiTaskData:
     def num_tasks(self) -> int:
         return len(self.tasks)
 
-    def select_tasks(self, indices: list[int]) -> "MultiTaskData":
+    def select_tasks(self, indices: list[int]) -> MultiTaskData:
         """The same examples with only the given task columns (for single-task baselines and groups)."""
         return MultiTaskData(self.inputs, self.targets[:, indices], [self.tasks[i] for i in indices], self.name)
 
@@ -123,6 +127,12 @@ class MultiTaskBenchmark:
     def tasks(self) -> list[TaskSpec]:
         return self.train.tasks
 
-    def select_tasks(self, indices: list[int]) -> "MultiTaskBenchmark":
-        return MultiTaskBenchmark(self.name, self.train.select_tasks(indices), self.val.select_tasks(indices),
-                                  self.test.select_tasks(indices), self.input_kind, dict(self.info))
+    def select_tasks(self, indices: list[int]) -> MultiTaskBenchmark:
+        return MultiTaskBenchmark(
+            self.name,
+            self.train.select_tasks(indices),
+            self.val.select_tasks(indices),
+            self.test.select_tasks(indices),
+            self.input_kind,
+            dict(self.info),
+        )

@@ -71,15 +71,19 @@ class MultiTaskDivergedError(NonFiniteError, FloatingPointError):
 def task_losses(outputs: TaskOutputs, targets: Tensor, tasks: list[TaskSpec]) -> Tensor:
     """``[K]`` per-task mean losses of one minibatch."""
     if len(outputs.predictions) != len(tasks):
-        raise ValueError(f"the model predicts {len(outputs.predictions)} tasks but the data has {len(tasks)}; "
-                         "build the model with one output per task of the benchmark.")
-    return torch.stack([spec.loss(pred, targets[:, k])
-                        for k, (spec, pred) in enumerate(zip(tasks, outputs.predictions))])
+        raise ValueError(
+            f"the model predicts {len(outputs.predictions)} tasks but the data has {len(tasks)}; "
+            "build the model with one output per task of the benchmark."
+        )
+    return torch.stack(
+        [spec.loss(pred, targets[:, k]) for k, (spec, pred) in enumerate(zip(tasks, outputs.predictions))]
+    )
 
 
 @torch.no_grad()
-def evaluate_split(model: MultiTaskModel, data: MultiTaskData, batch_size: int = 1024,
-                   device: torch.device | str = "cpu") -> dict[str, list[float]]:
+def evaluate_split(
+    model: MultiTaskModel, data: MultiTaskData, batch_size: int = 1024, device: torch.device | str = "cpu"
+) -> dict[str, list[float]]:
     """Per-task metric (accuracy in %, or MAE in the target's units) and mean loss on a split."""
     was_training = model.training
     model.eval()
@@ -88,8 +92,8 @@ def evaluate_split(model: MultiTaskModel, data: MultiTaskData, batch_size: int =
     loss = torch.zeros(k, dtype=torch.float64, device=device)
     n = len(data)
     for start in range(0, n, batch_size):
-        x = data.inputs[start:start + batch_size].to(device, non_blocking=True)
-        y = data.targets[start:start + batch_size].to(device, non_blocking=True)
+        x = data.inputs[start : start + batch_size].to(device, non_blocking=True)
+        y = data.targets[start : start + batch_size].to(device, non_blocking=True)
         out = model(x)
         rows = x.shape[0]
         for t, spec in enumerate(data.tasks):
@@ -97,8 +101,10 @@ def evaluate_split(model: MultiTaskModel, data: MultiTaskData, batch_size: int =
             loss[t] += spec.loss(out.predictions[t], y[:, t]).double() * rows
     model.train(was_training)
     scale = [100.0 if spec.kind == "classification" else 1.0 for spec in data.tasks]
-    return {"metric": [float(m) / n * s for m, s in zip(metric.tolist(), scale)],
-            "loss": [float(v) / n for v in loss.tolist()]}
+    return {
+        "metric": [float(m) / n * s for m, s in zip(metric.tolist(), scale)],
+        "loss": [float(v) / n for v in loss.tolist()],
+    }
 
 
 @dataclass
@@ -176,28 +182,54 @@ def train_multitask(
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1 (got steps={steps}, batch_size={batch_size}).")
     if weighting.num_tasks != benchmark.train.num_tasks:
-        raise ValueError(f"the weighting method was built for {weighting.num_tasks} tasks but the benchmark has "
-                         f"{benchmark.train.num_tasks}.")
+        raise ValueError(
+            f"the weighting method was built for {weighting.num_tasks} tasks but the benchmark has "
+            f"{benchmark.train.num_tasks}."
+        )
     if resume and overwrite:
         raise ValueError("resume and overwrite contradict each other; pass only one.")
     if resume and run_dir is None:
         raise ValueError("resume=True needs the run_dir of the run to continue.")
     ctx = distributed if distributed is not None else DistributedContext()
     if ctx.enabled and on_batch is not None:
-        raise ValueError("on_batch hooks (training diagnostics) see one process's minibatch; run them without "
-                         "torchrun (diagnostics_every 0 under data parallelism).")
-    run = _MultiTaskRun(model, weighting, benchmark, steps=steps, batch_size=batch_size, lr=lr,
-                        weight_decay=weight_decay, eval_every=eval_every, log_every=log_every, seed=seed,
-                        device=torch.device(device), gradient_mode=gradient_mode, on_batch=on_batch, ctx=ctx)
+        raise ValueError(
+            "on_batch hooks (training diagnostics) see one process's minibatch; run them without "
+            "torchrun (diagnostics_every 0 under data parallelism)."
+        )
+    run = _MultiTaskRun(
+        model,
+        weighting,
+        benchmark,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        eval_every=eval_every,
+        log_every=log_every,
+        seed=seed,
+        device=torch.device(device),
+        gradient_mode=gradient_mode,
+        on_batch=on_batch,
+        ctx=ctx,
+    )
     start, saved = 0, None
     if run_dir is not None:
         start, saved = run.open_dir(Path(run_dir), resume, overwrite)
     hint = resume_command(ctx.world_size) or f"train_multitask(..., run_dir={str(run_dir)!r}, resume=True)"
-    run.loop = TrainingLoop(start=start, steps=steps, save=run.save if run_dir is not None else None, resume=hint,
-                            run_dir=Path(run_dir) if run_dir is not None else None,
-                            log_from=start if resume else None, checkpoint_every=checkpoint_every if run_dir else 0,
-                            saved=saved, distributed=ctx, progress=progress, desc=type(weighting).__name__,
-                            interrupts=interrupts and run_dir is not None)
+    run.loop = TrainingLoop(
+        start=start,
+        steps=steps,
+        save=run.save if run_dir is not None else None,
+        resume=hint,
+        run_dir=Path(run_dir) if run_dir is not None else None,
+        log_from=start if resume else None,
+        checkpoint_every=checkpoint_every if run_dir else 0,
+        saved=saved,
+        distributed=ctx,
+        progress=progress,
+        desc=type(weighting).__name__,
+        interrupts=interrupts and run_dir is not None,
+    )
     run.loop.run(run.step)
     return run.result()
 
@@ -205,10 +237,24 @@ def train_multitask(
 class _MultiTaskRun:
     """The state of one :func:`train_multitask` run: its update, evaluation and checkpoint."""
 
-    def __init__(self, model: MultiTaskModel, weighting: Weighting, benchmark: MultiTaskBenchmark, *, steps: int,
-                 batch_size: int, lr: float, weight_decay: float, eval_every: int, log_every: int, seed: int,
-                 device: torch.device, gradient_mode: GradientMode,
-                 on_batch: Callable[[int, Tensor, Tensor, Tensor], None] | None, ctx: DistributedContext) -> None:
+    def __init__(
+        self,
+        model: MultiTaskModel,
+        weighting: Weighting,
+        benchmark: MultiTaskBenchmark,
+        *,
+        steps: int,
+        batch_size: int,
+        lr: float,
+        weight_decay: float,
+        eval_every: int,
+        log_every: int,
+        seed: int,
+        device: torch.device,
+        gradient_mode: GradientMode,
+        on_batch: Callable[[int, Tensor, Tensor, Tensor], None] | None,
+        ctx: DistributedContext,
+    ) -> None:
         self.model, self.weighting, self.benchmark, self.ctx = model, weighting, benchmark, ctx
         self.steps, self.eval_every, self.log_every = steps, eval_every, log_every
         self.device, self.gradient_mode, self.on_batch = device, gradient_mode, on_batch
@@ -221,10 +267,12 @@ class _MultiTaskRun:
         self.n = self.inputs.shape[0]
         self.batch_size = min(batch_size, self.n)
         if self.batch_size % ctx.world_size:
-            raise ValueError(f"batch_size {self.batch_size} does not split over {ctx.world_size} processes; use a "
-                             f"multiple of {ctx.world_size} (e.g. "
-                             f"{max(ctx.world_size, self.batch_size // ctx.world_size * ctx.world_size)}) "
-                             "or another --nproc-per-node.")
+            raise ValueError(
+                f"batch_size {self.batch_size} does not split over {ctx.world_size} processes; use a "
+                f"multiple of {ctx.world_size} (e.g. "
+                f"{max(ctx.world_size, self.batch_size // ctx.world_size * ctx.world_size)}) "
+                "or another --nproc-per-node."
+            )
         self.shard = self.batch_size // ctx.world_size
         if ctx.enabled:
             ctx.broadcast_module(model)  # equal replicas, whatever each rank's initialisation did
@@ -242,10 +290,20 @@ class _MultiTaskRun:
         self.losses_log: list[list[float]] = []
         self.best: tuple[float, int, list[float] | None, list[float] | None] = (math.inf, 0, None, None)
         self.train_seconds, self.timed_steps, self.comm_seconds = 0.0, 0, 0.0
-        self.settings = {"batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "eval_every": eval_every,
-                         "log_every": log_every, "seed": seed, "gradient_mode": gradient_mode,
-                         "model": type(model).__name__, "weighting": type(weighting).__name__,
-                         "tasks": [t.name for t in self.tasks], "steps": steps, "world_size": ctx.world_size}
+        self.settings = {
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "eval_every": eval_every,
+            "log_every": log_every,
+            "seed": seed,
+            "gradient_mode": gradient_mode,
+            "model": type(model).__name__,
+            "weighting": type(weighting).__name__,
+            "tasks": [t.name for t in self.tasks],
+            "steps": steps,
+            "world_size": ctx.world_size,
+        }
         self.checkpoints: CheckpointManager | None = None
         self.loop: TrainingLoop | None = None
 
@@ -257,9 +315,9 @@ class _MultiTaskRun:
         if slot == 0 and step > 0:
             self.weighting.end_epoch()
             self.order = torch.randperm(self.n, generator=self.generator)
-        idx = self.order[slot * self.batch_size:(slot + 1) * self.batch_size]
+        idx = self.order[slot * self.batch_size : (slot + 1) * self.batch_size]
         if ctx.enabled:  # this rank's contiguous block of the minibatch
-            idx = idx[ctx.rank * self.shard:(ctx.rank + 1) * self.shard]
+            idx = idx[ctx.rank * self.shard : (ctx.rank + 1) * self.shard]
         idx = idx.to(self.device)
         start = time.perf_counter()
         x, y = self.inputs[idx], self.targets[idx]
@@ -271,9 +329,16 @@ class _MultiTaskRun:
             self.on_batch(step, x, y, losses)
             start += time.perf_counter() - paused
         try:
-            record = weighted_backward(self.weighting, losses, self.shared, self.task_specific,
-                                       features=outputs.features, step=step, gradient_mode=self.gradient_mode,
-                                       ranks=self.ranks if ctx.enabled else None)
+            record = weighted_backward(
+                self.weighting,
+                losses,
+                self.shared,
+                self.task_specific,
+                features=outputs.features,
+                step=step,
+                gradient_mode=self.gradient_mode,
+                ranks=self.ranks if ctx.enabled else None,
+            )
         except FloatingPointError as exc:  # a non-finite loss: name the step and the checkpoint kept
             raise MultiTaskDivergedError(f"step {i}: {str(exc).rstrip('.')}{self._kept()}.", i) from None
         self.ranks.average_buffers(self.model)
@@ -302,8 +367,9 @@ class _MultiTaskRun:
         self.losses_log.append(losses.tolist())
         self.weights_log.append(weights.tolist())
         assert self.loop is not None
-        self.loop.log.write({"kind": "train", "step": i, "losses": self.losses_log[-1],
-                             "weights": self.weights_log[-1]})
+        self.loop.log.write(
+            {"kind": "train", "step": i, "losses": self.losses_log[-1], "weights": self.weights_log[-1]}
+        )
 
     def _kept(self) -> str:
         saved = self.loop.saved if self.loop is not None else None
@@ -313,17 +379,21 @@ class _MultiTaskRun:
         """Score val and test after step ``i``; rank 0 scores, the others receive its numbers."""
         scores = None
         if self.ctx.is_main:
-            scores = (evaluate_split(self.model, self.benchmark.val, device=self.device),
-                      evaluate_split(self.model, self.benchmark.test, device=self.device))
+            scores = (
+                evaluate_split(self.model, self.benchmark.val, device=self.device),
+                evaluate_split(self.model, self.benchmark.test, device=self.device),
+            )
         val, test = self.ctx.broadcast_object(scores)
         score = sum(val["loss"])
-        self.curve.append({"step": i, "val_metric": val["metric"], "val_loss": val["loss"],
-                           "test_metric": test["metric"]})
+        self.curve.append(
+            {"step": i, "val_metric": val["metric"], "val_loss": val["loss"], "test_metric": test["metric"]}
+        )
         assert self.loop is not None
         self.loop.log.write({"kind": "eval", **self.curve[-1]})
         if not math.isfinite(score):
-            raise MultiTaskDivergedError(f"validation loss is not finite at step {i}: {val['loss']}{self._kept()}; "
-                                         "lower lr.", i)
+            raise MultiTaskDivergedError(
+                f"validation loss is not finite at step {i}: {val['loss']}{self._kept()}; lower lr.", i
+            )
         if score < self.best[0]:
             self.best = (score, i, val["metric"], test["metric"])
 
@@ -331,10 +401,18 @@ class _MultiTaskRun:
         _, best_step, best_val, best_test = self.best
         ctx = self.ctx
         comm = ctx.gather_objects(self.comm_seconds / max(self.timed_steps, 1)) if ctx.enabled else None
-        return MultiTaskResult(test_metric=best_test, val_metric=best_val, best_step=best_step,  # type: ignore[arg-type]
-                               steps=self.steps, seconds_per_step=self.train_seconds / max(self.timed_steps, 1),
-                               curve=self.curve, weights=self.weights_log, train_losses=self.losses_log,
-                               world_size=ctx.world_size, comm_s_per_step=comm)
+        return MultiTaskResult(
+            test_metric=best_test,
+            val_metric=best_val,
+            best_step=best_step,  # type: ignore[arg-type]
+            steps=self.steps,
+            seconds_per_step=self.train_seconds / max(self.timed_steps, 1),
+            curve=self.curve,
+            weights=self.weights_log,
+            train_losses=self.losses_log,
+            world_size=ctx.world_size,
+            comm_s_per_step=comm,
+        )
 
     # ------------------------------------------------------------------ the run directory
     def open_dir(self, run_dir: Path, resume: bool, overwrite: bool) -> tuple[int, tuple[Path, int] | None]:
@@ -346,25 +424,36 @@ class _MultiTaskRun:
             ckpt = None
             if resume:
                 ckpt, _ = checkpoints.load_latest()
-                changed = sorted(k for k, v in self.settings.items()
-                                 if k not in RESUMABLE and ckpt["config"].get(k) != v)
+                changed = sorted(
+                    k for k, v in self.settings.items() if k not in RESUMABLE and ckpt["config"].get(k) != v
+                )
                 if changed:
-                    raise CheckpointError(f"cannot resume {run_dir}: {', '.join(changed)} differ from the run's "
-                                          f"{CONFIG_FILE} (only steps may change); start a new run in another "
-                                          "run_dir, or pass overwrite=True.")
+                    raise CheckpointError(
+                        f"cannot resume {run_dir}: {', '.join(changed)} differ from the run's "
+                        f"{CONFIG_FILE} (only steps may change); start a new run in another "
+                        "run_dir, or pass overwrite=True."
+                    )
             elif checkpoints.exists():
                 if not overwrite:
-                    raise FileExistsError(f"{run_dir} already holds a run; pass resume=True (--resume) to continue "
-                                          "it or overwrite=True (--overwrite) to start again.")
+                    raise FileExistsError(
+                        f"{run_dir} already holds a run; pass resume=True (--resume) to continue "
+                        "it or overwrite=True (--overwrite) to start again."
+                    )
                 clear_checkpoints(checkpoints)
             if write:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(run_dir / CONFIG_FILE, json.dumps(self.settings, indent=2) + "\n")
             return ckpt
 
-        ckpt = prepare_run(self.ctx, prepare, resume, lambda saved: (
-            f"{run_dir} was trained with {saved} process(es) and is resumed with {self.ctx.world_size}; resume it "
-            "with the same number of processes."))
+        ckpt = prepare_run(
+            self.ctx,
+            prepare,
+            resume,
+            lambda saved: (
+                f"{run_dir} was trained with {saved} process(es) and is resumed with {self.ctx.world_size}; resume it "
+                "with the same number of processes."
+            ),
+        )
         if ckpt is None:
             return 0, None
         self.restore(ckpt)
@@ -375,12 +464,25 @@ class _MultiTaskRun:
         assert self.checkpoints is not None
         path = self.checkpoints.last
         if self.ctx.is_main:
-            extra = {"weighting": self.weighting.state_dict(), "order": self.order, "best": list(self.best),
-                     "curve": self.curve, "weights_log": self.weights_log, "losses_log": self.losses_log,
-                     "timing": [self.train_seconds, self.timed_steps, self.comm_seconds],
-                     "world_size": self.ctx.world_size, "kind": "multi-task"}
-            payload = make_payload(algorithm=self.model, optimizer=self.optimizer, step=i, config=self.settings,
-                                   task_generator=self.generator, extra=extra)
+            extra = {
+                "weighting": self.weighting.state_dict(),
+                "order": self.order,
+                "best": list(self.best),
+                "curve": self.curve,
+                "weights_log": self.weights_log,
+                "losses_log": self.losses_log,
+                "timing": [self.train_seconds, self.timed_steps, self.comm_seconds],
+                "world_size": self.ctx.world_size,
+                "kind": "multi-task",
+            }
+            payload = make_payload(
+                algorithm=self.model,
+                optimizer=self.optimizer,
+                step=i,
+                config=self.settings,
+                task_generator=self.generator,
+                extra=extra,
+            )
             path = self.checkpoints.save(payload)
         self.ctx.barrier()  # no rank runs ahead of a checkpoint it could be resumed from
         return path
@@ -393,8 +495,10 @@ class _MultiTaskRun:
             self.weighting.load_state_dict(extra["weighting"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"the checkpoint does not fit this model or method ({exc}); resume with the "
-                                  "settings the run was started with.") from None
+            raise CheckpointError(
+                f"the checkpoint does not fit this model or method ({exc}); resume with the "
+                "settings the run was started with."
+            ) from None
         restore_rng_state(ckpt["rng"], self.generator)
         self.order = extra["order"]
         score, step, val, test = extra["best"]

@@ -49,8 +49,9 @@ def normalize_per_task(x: Tensor, mask: Tensor, eps: float = 1e-8) -> Tensor:
     return (x - mean) / torch.sqrt(var + eps) * mask
 
 
-def process_episodes(episodes: Episodes, gamma: float = 0.99, gae_lambda: float = 1.0,
-                     normalize: bool = True) -> Episodes:
+def process_episodes(
+    episodes: Episodes, gamma: float = 0.99, gae_lambda: float = 1.0, normalize: bool = True
+) -> Episodes:
     """Fit each task's linear baseline to its returns and attach (normalised) GAE advantages."""
     returns = discounted_returns(episodes.rewards, episodes.mask, gamma)
     values = linear_baseline_values(episodes.observations, returns, episodes.mask)

@@ -27,8 +27,9 @@ def baseline_features(observations: Tensor, mask: Tensor) -> Tensor:
     return feats * mask[..., None]
 
 
-def fit_linear_baseline(features: Tensor, returns: Tensor, mask: Tensor, reg_coeff: float = 1e-5,
-                        attempts: int = 5) -> Tensor:
+def fit_linear_baseline(
+    features: Tensor, returns: Tensor, mask: Tensor, reg_coeff: float = 1e-5, attempts: int = 5
+) -> Tensor:
     """Per-task ridge weights ``[T, F]`` (float64) for features ``[T, R, H, F]`` and returns ``[T, R, H]``."""
     t, f = features.shape[0], features.shape[-1]
     x = features.reshape(t, -1, f).double()

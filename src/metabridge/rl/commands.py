@@ -33,14 +33,28 @@ from ..plugins import load_plugins
 from ..stats import MeanCI
 from .config import RLConfig
 
-__all__ = ["RLEvalConfig", "RLExperimentConfig", "RLTrainConfig", "TradeoffConfig", "rl_algorithm_names", "run_eval",
-           "run_experiment", "run_tradeoff", "run_train"]
+__all__ = [
+    "RLEvalConfig",
+    "RLExperimentConfig",
+    "RLTrainConfig",
+    "TradeoffConfig",
+    "rl_algorithm_names",
+    "run_eval",
+    "run_experiment",
+    "run_tradeoff",
+    "run_train",
+]
 
 #: Help of the RLConfig fields that carry no description of their own.
-_HELP = {"activation": "Policy nonlinearity.", "init_std": "Initial standard deviation of the Gaussian policy.",
-         "gamma": "Discount factor.", "gae_lambda": "GAE lambda (1: Monte Carlo returns).",
-         "iterations": "Meta-iterations (outer updates).", "device": "Torch device of the run.",
-         "dtype": "Floating-point type of the policy and the statistics."}
+_HELP = {
+    "activation": "Policy nonlinearity.",
+    "init_std": "Initial standard deviation of the Gaussian policy.",
+    "gamma": "Discount factor.",
+    "gae_lambda": "GAE lambda (1: Monte Carlo returns).",
+    "iterations": "Meta-iterations (outer updates).",
+    "device": "Torch device of the run.",
+    "dtype": "Floating-point type of the policy and the statistics.",
+}
 #: RLConfig fields a command sets with fields of its own (so they are not overrides).
 _OWN = ("algorithm", "seed", "plugins")
 
@@ -58,8 +72,10 @@ def _check_algorithm(name: str, plugins: list[str]) -> str:
     load_plugins(plugins)  # a plugin's algorithm is a name like the built-in ones
     names = rl_algorithm_names()
     if name not in names:
-        raise ValueError(f"unknown meta-RL algorithm {name!r}; choose one of {', '.join(names)} (or register your "
-                         "own with register_rl_algorithm and --plugin MODULE)")
+        raise ValueError(
+            f"unknown meta-RL algorithm {name!r}; choose one of {', '.join(names)} (or register your "
+            "own with register_rl_algorithm and --plugin MODULE)"
+        )
     return name
 
 
@@ -110,21 +126,32 @@ class RLTrainConfig(_RLSettings):
     The run directory's ``config.json`` (written by the trainer) is the resolved RLConfig; it
     reads back as ``--config RUN/config.json``."""
 
-    out: Path = Field(Path("runs/rl/train"), description="Run directory: config.json (the resolved RLConfig), "
-                      "metrics.jsonl, last.pt.")
-    preset: str | None = Field("navigation-finn", description=(
-        "The protocol the run starts from: navigation-finn, halfcheetah-vel-gao, halfcheetah-vel-small, "
-        "halfcheetah-vel-small-gao-steps or metaworld-ml1-reach (metabridge list rl-presets); None: RLConfig's "
-        "defaults."))
-    algorithm: str = Field("maml-trpo", description=(
-        "maml-trpo, fo-maml-trpo, drs-trpo, drs-ppo, or one a --plugin module registered (metabridge list "
-        "rl-algorithms)."))
+    out: Path = Field(
+        Path("runs/rl/train"), description="Run directory: config.json (the resolved RLConfig), metrics.jsonl, last.pt."
+    )
+    preset: str | None = Field(
+        "navigation-finn",
+        description=(
+            "The protocol the run starts from: navigation-finn, halfcheetah-vel-gao, halfcheetah-vel-small, "
+            "halfcheetah-vel-small-gao-steps or metaworld-ml1-reach (metabridge list rl-presets); None: RLConfig's "
+            "defaults."
+        ),
+    )
+    algorithm: str = Field(
+        "maml-trpo",
+        description=(
+            "maml-trpo, fo-maml-trpo, drs-trpo, drs-ppo, or one a --plugin module registered (metabridge list "
+            "rl-algorithms)."
+        ),
+    )
     seed: int = Field(0, description="Seed of the policy initialisation and of every sampled task and action.")
-    resume: bool = Field(False, description="Continue the run in --out from its last checkpoint (bit-exact); its "
-                         "own settings hold, changed only by the options given (e.g. --iterations to train longer).")
+    resume: bool = Field(
+        False,
+        description="Continue the run in --out from its last checkpoint (bit-exact); its "
+        "own settings hold, changed only by the options given (e.g. --iterations to train longer).",
+    )
     overwrite: bool = Field(False, description="Start again in an --out that holds a run.")
-    threads: PositiveInt | None = Field(None, description="Torch CPU threads while the run trains [default: "
-                                        "torch's].")
+    threads: PositiveInt | None = Field(None, description="Torch CPU threads while the run trains [default: torch's].")
     progress: bool = Field(True, description="Show a progress bar.")
 
     _preset = field_validator("preset")(_check_preset)
@@ -194,14 +221,21 @@ def run_train(config: RLTrainConfig) -> Any:
     rl_config = config.rl_config()
     with torch_threads(config.threads):
         context = init_from_environment(rl_config.device)  # one process outside torchrun
-        result = train_rl(rl_config, config.out, resume=config.resume, overwrite=config.overwrite,
-                          progress=config.progress, distributed=context)
+        result = train_rl(
+            rl_config,
+            config.out,
+            resume=config.resume,
+            overwrite=config.overwrite,
+            progress=config.progress,
+            distributed=context,
+        )
     if context.is_main:
         final = result.final or {}
-        print(f"{rl_config.algorithm} on {rl_config.env}: {result.iteration} iterations, {result.env_steps:,} env "
-              f"steps, {result.seconds:.0f} s of training")
-        _print_returns(final.get("returns", []), final.get("returns_ci95"), final.get("success"),
-                       rl_config.eval_tasks)
+        print(
+            f"{rl_config.algorithm} on {rl_config.env}: {result.iteration} iterations, {result.env_steps:,} env "
+            f"steps, {result.seconds:.0f} s of training"
+        )
+        _print_returns(final.get("returns", []), final.get("returns_ci95"), final.get("success"), rl_config.eval_tasks)
     return result
 
 
@@ -221,13 +255,16 @@ class RLEvalConfig(CommandConfig):
 
     run: RunPath = Field(description="Run directory of metabridge rl train.")
     out: Path = Field(Path("runs/rl/eval"), description="Folder for eval.json and config.json.")
-    updates: int | None = Field(None, ge=0, description="Test-time policy-gradient updates K [default: the run's "
-                                "eval_updates].")
+    updates: int | None = Field(
+        None, ge=0, description="Test-time policy-gradient updates K [default: the run's eval_updates]."
+    )
     tasks: PositiveInt | None = Field(None, description="Held-out tasks [default: the run's eval_tasks].")
-    rollouts: PositiveInt | None = Field(None, description="Episodes per task per update [default: the run's "
-                                         "eval_rollouts].")
-    lrs: list[PositiveFloat] | None = Field(None, min_length=1, description=(
-        "Step size of each update, the last repeating [default: the run's eval_lrs]."))
+    rollouts: PositiveInt | None = Field(
+        None, description="Episodes per task per update [default: the run's eval_rollouts]."
+    )
+    lrs: list[PositiveFloat] | None = Field(
+        None, min_length=1, description=("Step size of each update, the last repeating [default: the run's eval_lrs].")
+    )
     threads: PositiveInt | None = Field(None, description="Torch CPU threads while evaluating [default: torch's].")
 
 
@@ -242,17 +279,29 @@ def run_eval(config: RLEvalConfig) -> dict[str, Any]:
         raise CheckpointNotFoundError(f"no run in {run}; train one with metabridge rl train --out {run}.")
     with torch_threads(config.threads):
         rl_config, env, algorithm, iteration = load_rl_run(run)
-        over = {"eval_updates": config.updates, "eval_tasks": config.tasks, "eval_rollouts": config.rollouts,
-                "eval_lrs": config.lrs}
+        over = {
+            "eval_updates": config.updates,
+            "eval_tasks": config.tasks,
+            "eval_rollouts": config.rollouts,
+            "eval_lrs": config.lrs,
+        }
         rl_config = rl_config.model_copy(update={k: v for k, v in over.items() if v is not None})
         try:
             res = evaluate_policy(rl_config, env, algorithm.policy)
         finally:
             env.close()
     returns, ci95, success = res.mean_returns(), res.returns_ci95(), res.mean_success()
-    report = {"run": str(run), "iteration": iteration, "returns": returns, "returns_ci95": ci95, "success": success,
-              "success_ci95": res.success_ci95(), "eval_tasks": rl_config.eval_tasks,
-              "eval_rollouts": rl_config.eval_rollouts, "lrs": rl_config.eval_schedule()}
+    report = {
+        "run": str(run),
+        "iteration": iteration,
+        "returns": returns,
+        "returns_ci95": ci95,
+        "success": success,
+        "success_ci95": res.success_ci95(),
+        "eval_tasks": rl_config.eval_tasks,
+        "eval_rollouts": rl_config.eval_rollouts,
+        "lrs": rl_config.eval_schedule(),
+    }
     config.write_resolved()
     atomic_write_text(Path(config.out) / "eval.json", json.dumps(report, indent=2) + "\n")
     print(f"{rl_config.algorithm} at iteration {iteration} on {rl_config.env}:")
@@ -264,16 +313,22 @@ def run_eval(config: RLEvalConfig) -> dict[str, Any]:
 class TradeoffConfig(_RLSettings):
     """Settings of ``metabridge rl tradeoff``: Gao & Sener's trade-off map over seeds."""
 
-    out: Path = Field(Path("runs/rl/tradeoff"), description="Folder for tradeoff.json, tradeoff.png, table.md and "
-                      "config.json.")
-    runs: Path | None = Field(None, description="Folder of the per-seed runs, reused or resumed on a re-run "
-                              "[default: OUT/runs].")
-    preset: str = Field("navigation-finn", description="The protocol (navigation-finn, halfcheetah-vel-small, "
-                        "halfcheetah-vel-gao, ...).")
-    seeds: list[int] = Field([0, 1, 2, 3, 4], min_length=2, description="Seeds of every method (>= 2 for the "
-                             "Welch test; Gao & Sener use 5).")
-    drs: Literal["drs-trpo", "drs-ppo"] = Field("drs-trpo", description="The DRS method; it gets 2x MAML's "
-                                                "iterations (equal samples).")
+    out: Path = Field(
+        Path("runs/rl/tradeoff"), description="Folder for tradeoff.json, tradeoff.png, table.md and config.json."
+    )
+    runs: Path | None = Field(
+        None, description="Folder of the per-seed runs, reused or resumed on a re-run [default: OUT/runs]."
+    )
+    preset: str = Field(
+        "navigation-finn",
+        description="The protocol (navigation-finn, halfcheetah-vel-small, halfcheetah-vel-gao, ...).",
+    )
+    seeds: list[int] = Field(
+        [0, 1, 2, 3, 4], min_length=2, description="Seeds of every method (>= 2 for the Welch test; Gao & Sener use 5)."
+    )
+    drs: Literal["drs-trpo", "drs-ppo"] = Field(
+        "drs-trpo", description="The DRS method; it gets 2x MAML's iterations (equal samples)."
+    )
     maml: Literal["maml-trpo", "fo-maml-trpo"] = Field("maml-trpo", description="The MAML method.")
     threads: PositiveInt | None = Field(None, description="Torch CPU threads while training [default: torch's].")
     progress: bool = Field(True, description="Show progress bars.")
@@ -290,8 +345,16 @@ def run_tradeoff(config: TradeoffConfig) -> dict[str, Any]:
     config.write_resolved()
     runs = config.runs or Path(config.out) / "runs"
     with torch_threads(config.threads):
-        return tradeoff_experiment(config.preset, Path(config.out), runs, config.seeds, config.drs, config.maml,
-                                   config.progress, **config.rl_overrides())
+        return tradeoff_experiment(
+            config.preset,
+            Path(config.out),
+            runs,
+            config.seeds,
+            config.drs,
+            config.maml,
+            config.progress,
+            **config.rl_overrides(),
+        )
 
 
 # -------------------------------------------------------------- experiment
@@ -307,12 +370,13 @@ ExperimentName = Literal["navigation", "halfcheetah-vel", "halfcheetah-vel-gao-s
 class RLExperimentConfig(_RLSettings):
     """Settings of ``metabridge rl experiment``: one of the papers' meta-RL experiments."""
 
-    name: ExperimentName = Field("navigation", description="; ".join(f"{k}: {v}" for k, v in EXPERIMENTS.items())
-                                 + ".")
-    out: Path = Field(Path("runs/rl/experiment"), description="Folder for results.json, returns.png, table.md and "
-                      "config.json.")
-    runs: Path | None = Field(None, description="Folder of the runs, reused or resumed on a re-run [default: "
-                              "OUT/runs].")
+    name: ExperimentName = Field("navigation", description="; ".join(f"{k}: {v}" for k, v in EXPERIMENTS.items()) + ".")
+    out: Path = Field(
+        Path("runs/rl/experiment"), description="Folder for results.json, returns.png, table.md and config.json."
+    )
+    runs: Path | None = Field(
+        None, description="Folder of the runs, reused or resumed on a re-run [default: OUT/runs]."
+    )
     seed: int = Field(0, description="Seed of every run.")
     threads: PositiveInt | None = Field(None, description="Torch CPU threads while training [default: torch's].")
     progress: bool = Field(True, description="Show progress bars.")
@@ -333,10 +397,29 @@ def run_experiment(config: RLExperimentConfig) -> dict[str, Any]:
             return navigation_experiment(out, runs, config.seed, config.progress, **over)
         if config.name.startswith("halfcheetah-vel"):
             preset = "halfcheetah-vel-small" if config.name == "halfcheetah-vel" else "halfcheetah-vel-small-gao-steps"
-            return comparison_experiment(preset, out, runs, ("maml-trpo", "drs-trpo", "drs-ppo"), config.seed, True,
-                                         None, "scaled down: 10 tasks x 10 rollouts, horizon 100, 60 MAML "
-                                         "iterations; the paper's budget: metabridge rl tradeoff --preset "
-                                         "halfcheetah-vel-gao", config.progress, **over)
-        return comparison_experiment("metaworld-ml1-reach", out, runs, ("maml-trpo", "drs-trpo"), config.seed, True,
-                                     None, "scaled down: 10 tasks x 10 rollouts, 40 MAML iterations (Gao & Sener: "
-                                     "20 x 10, 10001 iterations)", config.progress, **over)
+            return comparison_experiment(
+                preset,
+                out,
+                runs,
+                ("maml-trpo", "drs-trpo", "drs-ppo"),
+                config.seed,
+                True,
+                None,
+                "scaled down: 10 tasks x 10 rollouts, horizon 100, 60 MAML "
+                "iterations; the paper's budget: metabridge rl tradeoff --preset "
+                "halfcheetah-vel-gao",
+                config.progress,
+                **over,
+            )
+        return comparison_experiment(
+            "metaworld-ml1-reach",
+            out,
+            runs,
+            ("maml-trpo", "drs-trpo"),
+            config.seed,
+            True,
+            None,
+            "scaled down: 10 tasks x 10 rollouts, 40 MAML iterations (Gao & Sener: 20 x 10, 10001 iterations)",
+            config.progress,
+            **over,
+        )

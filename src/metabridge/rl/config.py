@@ -23,11 +23,16 @@ class RLConfig(BaseModel):
 
     env: str = Field("navigation-2d", description="environment family (metabridge.rl.available_envs())")
     env_kwargs: dict[str, Any] = Field(default_factory=dict, description="options of the environment family")
-    algorithm: str = Field("maml-trpo", description=(
-        "meta-RL algorithm: maml-trpo, fo-maml-trpo, drs-trpo, drs-ppo, or one a plugin registered "
-        "(metabridge.rl.RL_ALGORITHMS)"))
-    algorithm_kwargs: dict[str, Any] = Field(default_factory=dict,
-                                             description="options of the algorithm (max_kl, clip, ...)")
+    algorithm: str = Field(
+        "maml-trpo",
+        description=(
+            "meta-RL algorithm: maml-trpo, fo-maml-trpo, drs-trpo, drs-ppo, or one a plugin registered "
+            "(metabridge.rl.RL_ALGORITHMS)"
+        ),
+    )
+    algorithm_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="options of the algorithm (max_kl, clip, ...)"
+    )
     hidden: list[int] = Field(default_factory=lambda: [64, 64], description="policy hidden widths")
     activation: Literal["tanh", "relu"] = "tanh"
     init_std: float = Field(1.0, gt=0)
@@ -47,9 +52,13 @@ class RLConfig(BaseModel):
     checkpoint_every: int = Field(10, ge=0, description="iterations between checkpoints (0: only at the end)")
     device: str = "cpu"
     dtype: Literal["float32", "float64"] = "float32"
-    plugins: list[str] = Field(default_factory=list, description=(
-        "modules imported before the run is built (where one's own register_rl_algorithm / register_env "
-        "calls live); kept in the checkpoint, so resuming and evaluating import them again"))
+    plugins: list[str] = Field(
+        default_factory=list,
+        description=(
+            "modules imported before the run is built (where one's own register_rl_algorithm / register_env "
+            "calls live); kept in the checkpoint, so resuming and evaluating import them again"
+        ),
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RLConfig:

@@ -66,21 +66,38 @@ class Episodes:
 
     def select_tasks(self, index: Tensor | slice) -> Episodes:
         """The episodes of a subset of the tasks (for sharding a meta-batch)."""
+
         def pick(x: Tensor | None) -> Tensor | None:
             return None if x is None else x[index]
-        return Episodes(self.tasks[index], self.observations[index], self.actions[index], self.rewards[index],
-                        self.mask[index], self.log_probs[index], pick(self.success), pick(self.advantages),
-                        pick(self.returns))
+
+        return Episodes(
+            self.tasks[index],
+            self.observations[index],
+            self.actions[index],
+            self.rewards[index],
+            self.mask[index],
+            self.log_probs[index],
+            pick(self.success),
+            pick(self.advantages),
+            pick(self.returns),
+        )
 
     def first_rollouts(self, k: int) -> Episodes:
         """The first ``k`` rollouts of every task (episodes are i.i.d., so a uniform subset)."""
+
         def pick(x: Tensor | None) -> Tensor | None:
             return None if x is None else x[:, :k]
-        return Episodes(self.tasks, *(pick(getattr(self, f)) for f in  # type: ignore[arg-type]
-                                      ("observations", "actions", "rewards", "mask", "log_probs", "success",
-                                       "advantages", "returns")))
+
+        return Episodes(
+            self.tasks,
+            *(
+                pick(getattr(self, f))
+                for f in ("observations", "actions", "rewards", "mask", "log_probs", "success", "advantages", "returns")  # type: ignore[arg-type]
+            ),
+        )
 
     def to(self, device: torch.device | str) -> Episodes:
         def move(x: Tensor | None) -> Tensor | None:
             return None if x is None else x.to(device)
+
         return Episodes(*(move(getattr(self, f)) for f in self.__dataclass_fields__))  # type: ignore[arg-type]

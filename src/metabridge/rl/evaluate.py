@@ -58,10 +58,19 @@ def _ci95_rows(values: Tensor) -> list[float]:
     return [mean_ci95(r).ci95 if r.numel() > 1 else 0.0 for r in values]
 
 
-def finetune_returns(env: MetaEnv, policy: GaussianMLPPolicy, tasks: Tensor, rollouts: int, updates: int,
-                     inner_lr: float | Sequence[float], generator: torch.Generator, params: Params | None = None,
-                     gamma: float = 0.99, gae_lambda: float = 1.0, normalize_advantages: bool = True
-                     ) -> FinetuneResult:
+def finetune_returns(
+    env: MetaEnv,
+    policy: GaussianMLPPolicy,
+    tasks: Tensor,
+    rollouts: int,
+    updates: int,
+    inner_lr: float | Sequence[float],
+    generator: torch.Generator,
+    params: Params | None = None,
+    gamma: float = 0.99,
+    gae_lambda: float = 1.0,
+    normalize_advantages: bool = True,
+) -> FinetuneResult:
     """Returns after 0..``updates`` policy-gradient steps of size ``inner_lr`` on each task.
 
     ``inner_lr`` is one step size or one per update (Finn et al.'s 2D-navigation test used

@@ -34,8 +34,11 @@ from .trainer import RLResult, build_env, build_policy, evaluate_policy, train_r
 #: Finn et al. 2017, 2D navigation: average return after 0..4 updates over 40 goals, read from
 #: cbfinn/maml_rl icml/icml_point_results_*.pkl (the paper shows them only as a log-scale plot)
 FINN_NAVIGATION: dict[str, Any] = {
-    "maml": [-40.41, -11.68, -3.33, -3.23, -3.35], "random": [-82.7, -58.0, -53.8, -46.8, -42.9], "oracle": -2.29,
-    "source": "cbfinn/maml_rl icml/icml_point_results_*.pkl (Finn et al. 2017)"}
+    "maml": [-40.41, -11.68, -3.33, -3.23, -3.35],
+    "random": [-82.7, -58.0, -53.8, -46.8, -42.9],
+    "oracle": -2.29,
+    "source": "cbfinn/maml_rl icml/icml_point_results_*.pkl (Finn et al. 2017)",
+}
 MAML_FAMILY = ("maml-trpo", "fo-maml-trpo")
 
 
@@ -45,9 +48,13 @@ def _scaled_for(algorithm: str, maml_config: RLConfig, preset: str, overrides: d
     config = preset_config(preset, algorithm, **overrides)
     if algorithm in MAML_FAMILY:
         return config
-    return config.model_copy(update={"iterations": 2 * maml_config.iterations,
-                                     "eval_every": 2 * maml_config.eval_every,
-                                     "checkpoint_every": 2 * maml_config.checkpoint_every})
+    return config.model_copy(
+        update={
+            "iterations": 2 * maml_config.iterations,
+            "eval_every": 2 * maml_config.eval_every,
+            "checkpoint_every": 2 * maml_config.checkpoint_every,
+        }
+    )
 
 
 def run_or_resume(config: RLConfig, run_dir: Path, progress: bool = True) -> RLResult:
@@ -58,8 +65,9 @@ def run_or_resume(config: RLConfig, run_dir: Path, progress: bool = True) -> RLR
     resume = CheckpointManager(run_dir).exists()
     if done and resume:
         final = evals[-1]
-        return RLResult(run_dir, config.iterations, int(final["env_steps_total"]), float(final["seconds"]), final,
-                        records)
+        return RLResult(
+            run_dir, config.iterations, int(final["env_steps_total"]), float(final["seconds"]), final, records
+        )
     return train_rl(config, run_dir, resume=resume, progress=progress)
 
 
@@ -69,19 +77,30 @@ def _evals(result: RLResult) -> list[dict[str, Any]]:
 
 def _method_summary(result: RLResult) -> dict[str, Any]:
     final = result.final or {}
-    return {"returns": final.get("returns"), "returns_ci95": final.get("returns_ci95"),
-            "success": final.get("success"), "env_steps": result.env_steps, "train_seconds": result.seconds,
-            "iterations": result.iteration,
-            "curve": [{"iteration": r["step"], "env_steps": r["env_steps_total"], "returns": r["returns"],
-                       **({"success": r["success"]} if "success" in r else {})} for r in _evals(result)]}
+    return {
+        "returns": final.get("returns"),
+        "returns_ci95": final.get("returns_ci95"),
+        "success": final.get("success"),
+        "env_steps": result.env_steps,
+        "train_seconds": result.seconds,
+        "iterations": result.iteration,
+        "curve": [
+            {
+                "iteration": r["step"],
+                "env_steps": r["env_steps_total"],
+                "returns": r["returns"],
+                **({"success": r["success"]} if "success" in r else {}),
+            }
+            for r in _evals(result)
+        ],
+    }
 
 
 #: multiples of the preset's test step sizes tried when the fine-tuning step is tuned per method
 TUNE_FACTORS = (5.0, 1.0, 0.2, 0.04, 0.01)
 
 
-def tuned_finetuning(config: RLConfig, run_dir: Path | None, factors: Sequence[float] = TUNE_FACTORS
-                     ) -> dict[str, Any]:
+def tuned_finetuning(config: RLConfig, run_dir: Path | None, factors: Sequence[float] = TUNE_FACTORS) -> dict[str, Any]:
     """Returns after 0..K updates with the fine-tuning step chosen per method.
 
     Each multiple f of the config's step-size schedule is scored on *validation* tasks
@@ -110,9 +129,14 @@ def tuned_finetuning(config: RLConfig, run_dir: Path | None, factors: Sequence[f
         res = evaluate_policy(test_cfg, env, policy)
     finally:
         env.close()
-    return {"returns": res.mean_returns(), "returns_ci95": res.returns_ci95(), "success": res.mean_success(),
-            "lrs": test_cfg.eval_schedule(), "factor": best,
-            "validation_scores": {str(k): v for k, v in scores.items()}}
+    return {
+        "returns": res.mean_returns(),
+        "returns_ci95": res.returns_ci95(),
+        "success": res.mean_success(),
+        "lrs": test_cfg.eval_schedule(),
+        "factor": best,
+        "validation_scores": {str(k): v for k, v in scores.items()},
+    }
 
 
 def _random_init(config: RLConfig) -> dict[str, Any]:
@@ -121,8 +145,14 @@ def _random_init(config: RLConfig) -> dict[str, Any]:
         res = evaluate_policy(config, env, build_policy(config, env))
     finally:
         env.close()
-    return {"returns": res.mean_returns(), "returns_ci95": res.returns_ci95(), "success": res.mean_success(),
-            "env_steps": 0, "train_seconds": 0.0, "iterations": 0}
+    return {
+        "returns": res.mean_returns(),
+        "returns_ci95": res.returns_ci95(),
+        "success": res.mean_success(),
+        "env_steps": 0,
+        "train_seconds": 0.0,
+        "iterations": 0,
+    }
 
 
 def _plot_returns(report: dict[str, Any], path: Path, references: dict[str, Any] | None) -> Path:
@@ -167,19 +197,35 @@ def _table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def comparison_experiment(preset: str, out: Path, runs: Path, algorithms: Sequence[str] = ("maml-trpo", "drs-trpo"),
-                          seed: int = 0, random_init: bool = True, references: dict[str, Any] | None = None,
-                          scaled_note: str | None = None, progress: bool = True, tune: bool = True,
-                          **overrides: Any) -> dict[str, Any]:
+def comparison_experiment(
+    preset: str,
+    out: Path,
+    runs: Path,
+    algorithms: Sequence[str] = ("maml-trpo", "drs-trpo"),
+    seed: int = 0,
+    random_init: bool = True,
+    references: dict[str, Any] | None = None,
+    scaled_note: str | None = None,
+    progress: bool = True,
+    tune: bool = True,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Train each of ``algorithms`` on ``preset`` at equal samples (DRS: 2x iterations) and report
     the returns after 0..K test updates of each, beside ``references``: with the preset's
     fine-tuning step for every method, and (``tune=True``) with the step tuned per method
     on validation tasks (:func:`tuned_finetuning`), as ``"<method> (tuned step)"`` rows."""
     out.mkdir(parents=True, exist_ok=True)
     maml_cfg = preset_config(preset, "maml-trpo", seed=seed, **overrides)
-    report: dict[str, Any] = {"title": f"{preset} (seed {seed})", "preset": preset, "seed": seed,
-                              "config": maml_cfg.model_dump(), "methods": {}, "references": references or {},
-                              "machine": machine("cpu"), "note": scaled_note}
+    report: dict[str, Any] = {
+        "title": f"{preset} (seed {seed})",
+        "preset": preset,
+        "seed": seed,
+        "config": maml_cfg.model_dump(),
+        "methods": {},
+        "references": references or {},
+        "machine": machine("cpu"),
+        "note": scaled_note,
+    }
     for algorithm in algorithms:
         cfg = _scaled_for(algorithm, maml_cfg, preset, {"seed": seed, **overrides})
         result = run_or_resume(cfg, runs / f"{algorithm}-s{seed}", progress)
@@ -191,12 +237,19 @@ def comparison_experiment(preset: str, out: Path, runs: Path, algorithms: Sequen
         for algorithm in algorithms:
             row = report["methods"][algorithm]
             tuned = tuned_finetuning(RLConfig(**row["config"]), runs / f"{algorithm}-s{seed}")
-            report["methods"][f"{algorithm} (tuned step)"] = {**tuned, "env_steps": row["env_steps"],
-                                                               "train_seconds": row["train_seconds"],
-                                                               "iterations": row["iterations"]}
+            report["methods"][f"{algorithm} (tuned step)"] = {
+                **tuned,
+                "env_steps": row["env_steps"],
+                "train_seconds": row["train_seconds"],
+                "iterations": row["iterations"],
+            }
         if random_init:
-            report["methods"]["random init (tuned step)"] = {**tuned_finetuning(maml_cfg, None), "env_steps": 0,
-                                                             "train_seconds": 0.0, "iterations": 0}
+            report["methods"]["random init (tuned step)"] = {
+                **tuned_finetuning(maml_cfg, None),
+                "env_steps": 0,
+                "train_seconds": 0.0,
+                "iterations": 0,
+            }
     atomic_write_text(out / "results.json", json.dumps(report, indent=2) + "\n")
     _plot_returns(report, out / "returns.png", references)
     table = _table(report)
@@ -205,17 +258,37 @@ def comparison_experiment(preset: str, out: Path, runs: Path, algorithms: Sequen
     return report
 
 
-def navigation_experiment(out: Path = Path("runs/rl/navigation"), runs: Path = Path("runs/rl/navigation/runs"),
-                          seed: int = 0, progress: bool = True, **overrides: Any) -> dict[str, Any]:
+def navigation_experiment(
+    out: Path = Path("runs/rl/navigation"),
+    runs: Path = Path("runs/rl/navigation/runs"),
+    seed: int = 0,
+    progress: bool = True,
+    **overrides: Any,
+) -> dict[str, Any]:
     """(a) Finn et al.'s 2D navigation: MAML-TRPO, DRS-TRPO (equal samples) and a random policy."""
-    return comparison_experiment("navigation-finn", out, runs, ("maml-trpo", "drs-trpo"), seed, True,
-                                 {"maml": FINN_NAVIGATION["maml"][:4], "random": FINN_NAVIGATION["random"][:4]},
-                                 progress=progress, **overrides)
+    return comparison_experiment(
+        "navigation-finn",
+        out,
+        runs,
+        ("maml-trpo", "drs-trpo"),
+        seed,
+        True,
+        {"maml": FINN_NAVIGATION["maml"][:4], "random": FINN_NAVIGATION["random"][:4]},
+        progress=progress,
+        **overrides,
+    )
 
 
-def tradeoff_experiment(preset: str, out: Path, runs: Path, seeds: Sequence[int] = (0, 1, 2, 3, 4),
-                        drs: str = "drs-trpo", maml: str = "maml-trpo", progress: bool = True,
-                        **overrides: Any) -> dict[str, Any]:
+def tradeoff_experiment(
+    preset: str,
+    out: Path,
+    runs: Path,
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    drs: str = "drs-trpo",
+    maml: str = "maml-trpo",
+    progress: bool = True,
+    **overrides: Any,
+) -> dict[str, Any]:
     """(c) Gao & Sener's trade-off map over (checkpoint x test updates) from ``len(seeds)`` seeds."""
     from .tradeoff import plot_tradeoff_map, tradeoff_map
 
@@ -238,17 +311,26 @@ def tradeoff_experiment(preset: str, out: Path, runs: Path, seeds: Sequence[int]
     means = {a: grid(a, "returns") for a in (maml, drs)}
     stderrs = {a: grid(a, "returns_ci95") / 1.96 for a in (maml, drs)}
     result = tradeoff_map(means[drs].numpy(), means[maml].numpy(), stderrs[drs].numpy(), stderrs[maml].numpy())
-    budgets = [float(torch.tensor([c[i]["env_steps_total"] for c in curves[maml]], dtype=torch.float64).mean())
-               for i in range(n_ckpt)]
+    budgets = [
+        float(torch.tensor([c[i]["env_steps_total"] for c in curves[maml]], dtype=torch.float64).mean())
+        for i in range(n_ckpt)
+    ]
     updates = list(range(means[maml].shape[2]))
-    report = {"preset": preset, "seeds": list(seeds), "maml": maml, "drs": drs, "env_steps": budgets,
-              "maml_iterations": [c["step"] for c in curves[maml][0][:n_ckpt]],
-              "drs_iterations": [c["step"] for c in curves[drs][0][:n_ckpt]], "updates": updates,
-              "map": result.to_json(), "configs": {a: c.model_dump() for a, c in cfgs.items()},
-              "machine": machine("cpu")}
+    report = {
+        "preset": preset,
+        "seeds": list(seeds),
+        "maml": maml,
+        "drs": drs,
+        "env_steps": budgets,
+        "maml_iterations": [c["step"] for c in curves[maml][0][:n_ckpt]],
+        "drs_iterations": [c["step"] for c in curves[drs][0][:n_ckpt]],
+        "updates": updates,
+        "map": result.to_json(),
+        "configs": {a: c.model_dump() for a, c in cfgs.items()},
+        "machine": machine("cpu"),
+    }
     atomic_write_text(out / "tradeoff.json", json.dumps(report, indent=2) + "\n")
-    fig = plot_tradeoff_map(result, budgets, updates, f"{preset}: sign({drs} - {maml}) (1 - 2p), "
-                            f"{len(seeds)} seeds")
+    fig = plot_tradeoff_map(result, budgets, updates, f"{preset}: sign({drs} - {maml}) (1 - 2p), {len(seeds)} seeds")
     fig.savefig(out / "tradeoff.png", dpi=120)
     lines = ["| env steps (M) | " + " | ".join(f"{k} upd." for k in updates) + " |", "|" + "---|" * (len(updates) + 1)]
     value = result.value

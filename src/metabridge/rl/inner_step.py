@@ -27,8 +27,9 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def reinforce_loss(policy: GaussianMLPPolicy, params: Params, observations: Tensor, actions: Tensor,
-                   advantages: Tensor, mask: Tensor) -> Tensor:
+def reinforce_loss(
+    policy: GaussianMLPPolicy, params: Params, observations: Tensor, actions: Tensor, advantages: Tensor, mask: Tensor
+) -> Tensor:
     """L(theta) = -masked_mean(log pi_theta(a | s) A) for one task's ``[R, H, ...]`` episodes."""
     lp = log_prob(policy, params, observations, actions)
     return -masked_mean(lp * advantages, mask)
@@ -44,11 +45,13 @@ def inner_gradients(policy: GaussianMLPPolicy, params: Params, episodes: Episode
 
     in_params = 0 if is_batched(params, policy) else None
     return vmap(grad(task_loss), in_dims=(in_params, 0, 0, 0, 0))(
-        params, episodes.observations, episodes.actions, episodes.advantages, episodes.mask)
+        params, episodes.observations, episodes.actions, episodes.advantages, episodes.mask
+    )
 
 
-def adapt(policy: GaussianMLPPolicy, params: Params, episodes: Episodes, lr: float | Tensor,
-          first_order: bool = False) -> Params:
+def adapt(
+    policy: GaussianMLPPolicy, params: Params, episodes: Episodes, lr: float | Tensor, first_order: bool = False
+) -> Params:
     """theta'_i = theta - lr grad L_i(theta) for every task of ``episodes`` (leading axis T)."""
     grads = inner_gradients(policy, params, episodes)
     if first_order:

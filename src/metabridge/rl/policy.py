@@ -30,9 +30,16 @@ _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 class GaussianMLPPolicy(nn.Module):
     """mu_theta: obs -> hidden -> ... -> action mean; ``log_std`` a free parameter vector."""
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh",
-                 init_std: float = 1.0, min_log_std: float | None = -6.0,
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        init_std: float = 1.0,
+        min_log_std: float | None = -6.0,
+        generator: torch.Generator | None = None,
+    ) -> None:
         super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)} (got {activation!r}).")
@@ -71,9 +78,14 @@ class GaussianMLPPolicy(nn.Module):
 
     def config(self) -> dict[str, object]:
         """The constructor arguments (stored in checkpoints to rebuild the policy)."""
-        return {"obs_dim": self.obs_dim, "action_dim": self.action_dim, "hidden": list(self.hidden),
-                "activation": self.activation, "init_std": float(math.exp(float(self.log_std.detach()[0]))),
-                "min_log_std": self.min_log_std}
+        return {
+            "obs_dim": self.obs_dim,
+            "action_dim": self.action_dim,
+            "hidden": list(self.hidden),
+            "activation": self.activation,
+            "init_std": float(math.exp(float(self.log_std.detach()[0]))),
+            "min_log_std": self.min_log_std,
+        }
 
 
 def gaussian_log_prob(actions: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
@@ -97,8 +109,10 @@ def is_batched(params: Params, policy: GaussianMLPPolicy) -> bool:
         return False
     if lead.ndim == ref.ndim + 1:
         return True
-    raise ValueError(f"policy parameters have an unexpected shape: log_std {list(lead.shape)} for a policy "
-                     f"whose log_std is {list(ref.shape)}.")
+    raise ValueError(
+        f"policy parameters have an unexpected shape: log_std {list(lead.shape)} for a policy "
+        f"whose log_std is {list(ref.shape)}."
+    )
 
 
 def broadcast_log_std(log_std: Tensor, mean: Tensor) -> Tensor:

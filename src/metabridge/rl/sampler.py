@@ -19,8 +19,15 @@ from .policy import GaussianMLPPolicy, Params, broadcast_log_std, policy_forward
 
 
 @torch.no_grad()
-def sample_episodes(env: MetaEnv, policy: GaussianMLPPolicy, params: Params, tasks: Tensor, rollouts: int,
-                    generator: torch.Generator, deterministic: bool = False) -> Episodes:
+def sample_episodes(
+    env: MetaEnv,
+    policy: GaussianMLPPolicy,
+    params: Params,
+    tasks: Tensor,
+    rollouts: int,
+    generator: torch.Generator,
+    deterministic: bool = False,
+) -> Episodes:
     """Run ``rollouts`` episodes of each task of ``tasks`` ``[T, task_dim]`` for ``env.horizon`` steps.
 
     ``params`` are shared (the policy's own shapes) or per task (leading axis T).
@@ -57,6 +64,8 @@ def sample_episodes(env: MetaEnv, policy: GaussianMLPPolicy, params: Params, tas
         done = done | result.done.to(device)
         obs = result.observation.to(device, dtype)
     if not bool(torch.isfinite(rewards).all()):
-        raise FloatingPointError(f"{env.name} returned a non-finite reward: the simulator diverged (actions too "
-                                 "large? lower the step sizes).")
+        raise FloatingPointError(
+            f"{env.name} returned a non-finite reward: the simulator diverged (actions too "
+            "large? lower the step sizes)."
+        )
     return Episodes(tasks, observations, actions, rewards, mask, log_probs, success)

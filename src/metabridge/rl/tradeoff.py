@@ -109,14 +109,26 @@ def _log_beta(a: FloatArray, b: FloatArray) -> FloatArray:
     if mixed.any():  # lgamma(q) - lgamma(p + q) by Stirling, lgamma(p) directly
         pm, qm = p[mixed], q[mixed]
         sm = pm + qm
-        out[mixed] = (_lgamma(pm) - pm * np.log(qm) - (sm - 0.5) * np.log1p(pm / qm) + pm
-                      + _stirling_correction(qm) - _stirling_correction(sm))
+        out[mixed] = (
+            _lgamma(pm)
+            - pm * np.log(qm)
+            - (sm - 0.5) * np.log1p(pm / qm)
+            + pm
+            + _stirling_correction(qm)
+            - _stirling_correction(sm)
+        )
     if large.any():
         pl, ql = p[large], q[large]
         sl = pl + ql
-        out[large] = (_HALF_LOG_2PI - 0.5 * np.log(sl) + (pl - 0.5) * np.log(pl / sl)
-                      + (ql - 0.5) * np.log1p(-pl / sl)
-                      + _stirling_correction(pl) + _stirling_correction(ql) - _stirling_correction(sl))
+        out[large] = (
+            _HALF_LOG_2PI
+            - 0.5 * np.log(sl)
+            + (pl - 0.5) * np.log(pl / sl)
+            + (ql - 0.5) * np.log1p(-pl / sl)
+            + _stirling_correction(pl)
+            + _stirling_correction(ql)
+            - _stirling_correction(sl)
+        )
     return out
 
 
@@ -159,8 +171,12 @@ def _beta_continued_fraction(a: FloatArray, b: FloatArray, x: FloatArray) -> Flo
             qab, qap, qam = qab[keep], qap[keep], qam[keep]
             if idx.size == 0:
                 return out
-    warnings.warn(f"regularized_incomplete_beta: continued fraction did not converge in {max_terms} terms "
-                  f"for {idx.size} value(s); returning the last approximant.", RuntimeWarning, stacklevel=3)
+    warnings.warn(
+        f"regularized_incomplete_beta: continued fraction did not converge in {max_terms} terms "
+        f"for {idx.size} value(s); returning the last approximant.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
     out[idx] = h
     return out
 
@@ -251,8 +267,16 @@ def student_t_sf(t: ArrayLike, dof: ArrayLike) -> FloatArray:
 # --------------------------------------------------------------------------- Welch test
 
 
-def welch_one_sided(mean1: ArrayLike, std1: ArrayLike, n1: ArrayLike, mean2: ArrayLike, std2: ArrayLike,
-                    n2: ArrayLike, *, paper_dof: bool = False) -> tuple[FloatArray, FloatArray, FloatArray]:
+def welch_one_sided(
+    mean1: ArrayLike,
+    std1: ArrayLike,
+    n1: ArrayLike,
+    mean2: ArrayLike,
+    std2: ArrayLike,
+    n2: ArrayLike,
+    *,
+    paper_dof: bool = False,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
     """Welch's unequal-variance t-test from summary statistics, one-sided in the observed direction.
 
     ``std1``, ``std2`` are *sample* standard deviations (``ddof=1`` of the raw samples, or
@@ -297,9 +321,13 @@ def welch_one_sided(mean1: ArrayLike, std1: ArrayLike, n1: ArrayLike, mean2: Arr
 # --------------------------------------------------------------------------- seeds and maps
 
 
-def seed_statistics(per_seed_trials: ArrayLike | Sequence[ArrayLike] | None = None, *,
-                    seed_means: ArrayLike | None = None, seed_stderrs: ArrayLike | None = None,
-                    ddof: int = 0) -> tuple[FloatArray, FloatArray]:
+def seed_statistics(
+    per_seed_trials: ArrayLike | Sequence[ArrayLike] | None = None,
+    *,
+    seed_means: ArrayLike | None = None,
+    seed_stderrs: ArrayLike | None = None,
+    ddof: int = 0,
+) -> tuple[FloatArray, FloatArray]:
     """Across-seed mean and combined standard error (Gao & Sener's ``summary.py``).
 
     Either ``per_seed_trials`` of shape ``[seeds, trials, *rest]`` (or a list of 1-D per-seed
@@ -335,8 +363,10 @@ def seed_statistics(per_seed_trials: ArrayLike | Sequence[ArrayLike] | None = No
         means = _as_f64(seed_means)
         stderrs = np.zeros_like(means) if seed_stderrs is None else _as_f64(seed_stderrs)
         if means.ndim < 1 or stderrs.shape != means.shape:
-            raise ValueError(f"seed_statistics: seed_means {means.shape} and seed_stderrs {stderrs.shape} "
-                             "must share a shape [seeds, ...].")
+            raise ValueError(
+                f"seed_statistics: seed_means {means.shape} and seed_stderrs {stderrs.shape} "
+                "must share a shape [seeds, ...]."
+            )
     n = means.shape[0]
     if n == 0:
         raise ValueError("seed_statistics needs at least one seed.")
@@ -391,17 +421,32 @@ class TradeoffMap:
     def to_json(self) -> dict[str, Any]:
         """A ``json.dumps``-able dict: nested lists ``[checkpoints][updates]`` (non-finite ``t`` -> None)."""
         return {
-            "value": _json_list(self.value), "sign": _json_list(self.sign), "p": _json_list(self.p),
-            "t": _json_list(self.t), "dof": _json_list(self.dof),
-            "drs_mean": _json_list(self.drs_mean), "drs_stderr": _json_list(self.drs_stderr),
-            "maml_mean": _json_list(self.maml_mean), "maml_stderr": _json_list(self.maml_stderr),
-            "n_drs": self.n_drs, "n_maml": self.n_maml, "paper_dof": self.paper_dof,
-            "checkpoints": self.shape[0], "updates": self.shape[1],
+            "value": _json_list(self.value),
+            "sign": _json_list(self.sign),
+            "p": _json_list(self.p),
+            "t": _json_list(self.t),
+            "dof": _json_list(self.dof),
+            "drs_mean": _json_list(self.drs_mean),
+            "drs_stderr": _json_list(self.drs_stderr),
+            "maml_mean": _json_list(self.maml_mean),
+            "maml_stderr": _json_list(self.maml_stderr),
+            "n_drs": self.n_drs,
+            "n_maml": self.n_maml,
+            "paper_dof": self.paper_dof,
+            "checkpoints": self.shape[0],
+            "updates": self.shape[1],
         }
 
 
-def tradeoff_map(drs: ArrayLike, maml: ArrayLike, drs_stderr: ArrayLike | None = None,
-                 maml_stderr: ArrayLike | None = None, *, paper_dof: bool = False, ddof: int = 0) -> TradeoffMap:
+def tradeoff_map(
+    drs: ArrayLike,
+    maml: ArrayLike,
+    drs_stderr: ArrayLike | None = None,
+    maml_stderr: ArrayLike | None = None,
+    *,
+    paper_dof: bool = False,
+    ddof: int = 0,
+) -> TradeoffMap:
     """The trade-off map of DRS against MAML (Gao & Sener 2020, Sec. 5; ``get_tradeoff_map`` of their code).
 
     ``drs`` and ``maml`` are per-seed mean returns of shape ``[seeds, checkpoints, updates]`` (the
@@ -420,20 +465,39 @@ def tradeoff_map(drs: ArrayLike, maml: ArrayLike, drs_stderr: ArrayLike | None =
         raise ValueError(f"tradeoff_map needs at least 2 seeds per method (got {n_drs} and {n_maml}).")
     d_mean, d_se = seed_statistics(seed_means=d, seed_stderrs=drs_stderr, ddof=ddof)
     m_mean, m_se = seed_statistics(seed_means=m, seed_stderrs=maml_stderr, ddof=ddof)
-    t, dof, p = welch_one_sided(d_mean, math.sqrt(n_drs) * d_se, n_drs, m_mean, math.sqrt(n_maml) * m_se, n_maml,
-                                paper_dof=paper_dof)
+    t, dof, p = welch_one_sided(
+        d_mean, math.sqrt(n_drs) * d_se, n_drs, m_mean, math.sqrt(n_maml) * m_se, n_maml, paper_dof=paper_dof
+    )
     sign = np.where(d_mean > m_mean, 1.0, -1.0)
     value = sign * (1.0 - 2.0 * p)
-    return TradeoffMap(value=np.asarray(value), sign=sign, p=np.asarray(p), t=np.asarray(t), dof=np.asarray(dof),
-                       drs_mean=np.asarray(d_mean), drs_stderr=np.asarray(d_se), maml_mean=np.asarray(m_mean),
-                       maml_stderr=np.asarray(m_se), n_drs=n_drs, n_maml=n_maml, paper_dof=paper_dof)
+    return TradeoffMap(
+        value=np.asarray(value),
+        sign=sign,
+        p=np.asarray(p),
+        t=np.asarray(t),
+        dof=np.asarray(dof),
+        drs_mean=np.asarray(d_mean),
+        drs_stderr=np.asarray(d_se),
+        maml_mean=np.asarray(m_mean),
+        maml_stderr=np.asarray(m_se),
+        n_drs=n_drs,
+        n_maml=n_maml,
+        paper_dof=paper_dof,
+    )
 
 
-def plot_tradeoff_map(result: TradeoffMap | ArrayLike, budgets: ArrayLike | None = None,
-                      updates: ArrayLike | None = None, title: str | None = None, *,
-                      xlabel: str = "Meta-training budget", ylabel: str = "Test-time updates",
-                      kind: str = "pcolormesh", annotate: bool | None = None,
-                      figsize: tuple[float, float] = (6.0, 3.2)) -> Figure:
+def plot_tradeoff_map(
+    result: TradeoffMap | ArrayLike,
+    budgets: ArrayLike | None = None,
+    updates: ArrayLike | None = None,
+    title: str | None = None,
+    *,
+    xlabel: str = "Meta-training budget",
+    ylabel: str = "Test-time updates",
+    kind: str = "pcolormesh",
+    annotate: bool | None = None,
+    figsize: tuple[float, float] = (6.0, 3.2),
+) -> Figure:
     """Draw a trade-off map: x = training budget (samples or iterations), y = fine-tuning updates.
 
     ``result`` is a :class:`TradeoffMap` or a ``[checkpoints, updates]`` array of values;
@@ -463,8 +527,9 @@ def plot_tradeoff_map(result: TradeoffMap | ArrayLike, budgets: ArrayLike | None
     elif kind == "contourf":
         if n_c < 2 or n_k < 2:
             raise ValueError("plot_tradeoff_map(kind='contourf') needs at least 2 checkpoints and 2 updates.")
-        artist = ax.contourf(xs, ys, np.clip(grid, -1.0, 1.0), levels=np.linspace(-1.01, 1.01, 51),
-                             cmap="RdBu_r", vmin=-1.0, vmax=1.0)
+        artist = ax.contourf(
+            xs, ys, np.clip(grid, -1.0, 1.0), levels=np.linspace(-1.01, 1.01, 51), cmap="RdBu_r", vmin=-1.0, vmax=1.0
+        )
     else:
         raise ValueError(f"plot_tradeoff_map: kind must be 'pcolormesh' or 'contourf' (got {kind!r}).")
     cbar = fig.colorbar(artist, ax=ax, ticks=[-1.0, -0.5, 0.0, 0.5, 1.0])
@@ -476,8 +541,9 @@ def plot_tradeoff_map(result: TradeoffMap | ArrayLike, budgets: ArrayLike | None
             for j in range(n_k):
                 v = float(values[i, j])
                 text = "nan" if math.isnan(v) else f"{v:+.2f}"
-                ax.text(xs[i], ys[j], text, ha="center", va="center", fontsize=7,
-                        color="white" if abs(v) > 0.6 else "black")
+                ax.text(
+                    xs[i], ys[j], text, ha="center", va="center", fontsize=7, color="white" if abs(v) > 0.6 else "black"
+                )
     if n_k <= 12 and np.allclose(ys, np.round(ys)):
         ax.set_yticks(ys)
     ax.set_xlabel(xlabel)

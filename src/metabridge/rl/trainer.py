@@ -64,8 +64,9 @@ class RLTrainingError(NonFiniteError):
 def build_policy(config: RLConfig, env: MetaEnv) -> GaussianMLPPolicy:
     """The Gaussian MLP policy of ``config``, initialised from ``config.seed`` (global RNG untouched)."""
     g = torch.Generator().manual_seed(config.seed)
-    policy = GaussianMLPPolicy(env.obs_dim, env.action_dim, config.hidden, config.activation, config.init_std,
-                               generator=g)
+    policy = GaussianMLPPolicy(
+        env.obs_dim, env.action_dim, config.hidden, config.activation, config.init_std, generator=g
+    )
     return policy.to(dtype=getattr(torch, config.dtype), device=config.device)
 
 
@@ -79,8 +80,9 @@ def build_rl_algorithm(config: RLConfig, policy: GaussianMLPPolicy) -> MetaRLAlg
     try:
         return cls(policy, **kw)
     except TypeError as exc:
-        raise ValueError(f"algorithm_kwargs {sorted(config.algorithm_kwargs)} do not fit {config.algorithm}: "
-                         f"{exc}") from None
+        raise ValueError(
+            f"algorithm_kwargs {sorted(config.algorithm_kwargs)} do not fit {config.algorithm}: {exc}"
+        ) from None
 
 
 def build_env(config: RLConfig) -> MetaEnv:
@@ -92,13 +94,23 @@ def evaluation_tasks(config: RLConfig, env: MetaEnv) -> torch.Tensor:
     return env.sample_tasks(config.eval_tasks, torch.Generator().manual_seed(config.eval_seed), split="test")
 
 
-def evaluate_policy(config: RLConfig, env: MetaEnv, policy: GaussianMLPPolicy,
-                    tasks: torch.Tensor | None = None) -> FinetuneResult:
+def evaluate_policy(
+    config: RLConfig, env: MetaEnv, policy: GaussianMLPPolicy, tasks: torch.Tensor | None = None
+) -> FinetuneResult:
     """Returns after 0..eval_updates fine-tuning updates on the held-out tasks."""
     tasks = evaluation_tasks(config, env) if tasks is None else tasks
     noise = torch.Generator().manual_seed(config.eval_seed + 7919)
-    return finetune_returns(env, policy, tasks, config.eval_rollouts, config.eval_updates, config.eval_schedule(),
-                            noise, gamma=config.gamma, gae_lambda=config.gae_lambda)
+    return finetune_returns(
+        env,
+        policy,
+        tasks,
+        config.eval_rollouts,
+        config.eval_updates,
+        config.eval_schedule(),
+        noise,
+        gamma=config.gamma,
+        gae_lambda=config.gae_lambda,
+    )
 
 
 @dataclass
@@ -129,9 +141,18 @@ class RLTrainer:
             docstring and :func:`metabridge.distributed.init_from_environment`).
     """
 
-    def __init__(self, config: RLConfig, run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-                 progress: bool = True, on_iteration: Callable[[int, dict[str, float]], None] | None = None,
-                 distributed: DistributedContext | None = None, interrupts: bool = True) -> None:
+    def __init__(
+        self,
+        config: RLConfig,
+        run_dir: str | Path,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        progress: bool = True,
+        on_iteration: Callable[[int, dict[str, float]], None] | None = None,
+        distributed: DistributedContext | None = None,
+        interrupts: bool = True,
+    ) -> None:
         self.config, self.run_dir = config, Path(run_dir)
         self.interrupts = interrupts
         self.resume, self.overwrite, self.progress = resume, overwrite, progress
@@ -140,18 +161,22 @@ class RLTrainer:
         self.distributed = distributed if distributed is not None else DistributedContext()
         world = self.distributed.world_size
         if config.meta_batch % world:
-            raise ValueError(f"meta_batch {config.meta_batch} does not split over {world} processes; use a multiple "
-                             f"of {world} (--meta-batch {max(world, config.meta_batch // world * world)}) "
-                             "or another --nproc-per-node.")
+            raise ValueError(
+                f"meta_batch {config.meta_batch} does not split over {world} processes; use a multiple "
+                f"of {world} (--meta-batch {max(world, config.meta_batch // world * world)}) "
+                "or another --nproc-per-node."
+            )
         #: tasks this rank collects per iteration
         self.shard = config.meta_batch // world
 
     # ------------------------------------------------------------ set-up
     def _world_size_error(self, saved: int) -> str:
         how = f"torchrun --nproc-per-node {saved} -m metabridge rl train" if saved > 1 else "metabridge rl train"
-        return (f"{self.run_dir} was trained with {saved} process(es) and is resumed with "
-                f"{self.distributed.world_size}: each rank's task stream is in the checkpoint, so resume it "
-                f"with {how} --resume (or start a new run with another --out).")
+        return (
+            f"{self.run_dir} was trained with {saved} process(es) and is resumed with "
+            f"{self.distributed.world_size}: each rank's task stream is in the checkpoint, so resume it "
+            f"with {how} --resume (or start a new run with another --out)."
+        )
 
     def _prepare(self, write: bool = True) -> dict[str, Any] | None:
         """The checkpoint to resume from (``None`` for a new run); refuses to replace a run by accident.
@@ -159,35 +184,51 @@ class RLTrainer:
         if self.resume:
             ckpt, _ = self.checkpoints.load_latest()
             saved = RLConfig(**ckpt["config"])
-            changed = [k for k in RLConfig.model_fields
-                       if k not in RESUMABLE and getattr(saved, k) != getattr(self.config, k)]
+            changed = [
+                k for k in RLConfig.model_fields if k not in RESUMABLE and getattr(saved, k) != getattr(self.config, k)
+            ]
             if changed:
-                raise CheckpointError(f"cannot resume {self.run_dir}: the config differs in {', '.join(changed)} "
-                                      f"(only {', '.join(sorted(RESUMABLE))} may change on resume); start a new "
-                                      "run with another --out, or pass --overwrite.")
+                raise CheckpointError(
+                    f"cannot resume {self.run_dir}: the config differs in {', '.join(changed)} "
+                    f"(only {', '.join(sorted(RESUMABLE))} may change on resume); start a new "
+                    "run with another --out, or pass --overwrite."
+                )
             return ckpt
         if self.checkpoints.exists():
             if not self.overwrite:
-                raise FileExistsError(f"{self.run_dir} already holds a run; pass --resume to continue it or "
-                                      "--overwrite to start again.")
+                raise FileExistsError(
+                    f"{self.run_dir} already holds a run; pass --resume to continue it or --overwrite to start again."
+                )
             clear_checkpoints(self.checkpoints)
         return None
 
-    def _save(self, algorithm: MetaRLAlgorithm, generator: torch.Generator, iteration: int, env_steps: int,
-              seconds: float) -> Path:
+    def _save(
+        self, algorithm: MetaRLAlgorithm, generator: torch.Generator, iteration: int, env_steps: int, seconds: float
+    ) -> Path:
         """Write the checkpoint (distributed: every rank's generator state is gathered, rank 0 writes)."""
         ctx = self.distributed
-        extra: dict[str, Any] = {"env_steps": env_steps, "seconds": seconds, "kind": "meta-rl",
-                                 "policy": algorithm.policy.config(), "hparams": algorithm.hparams()}
+        extra: dict[str, Any] = {
+            "env_steps": env_steps,
+            "seconds": seconds,
+            "kind": "meta-rl",
+            "policy": algorithm.policy.config(),
+            "hparams": algorithm.hparams(),
+        }
         if ctx.enabled:
             extra.update(world_size=ctx.world_size, rank_rng=ctx.gather_objects(generator.get_state()))
         path = self.checkpoints.last
         if ctx.is_main:
             payload = {
-                "format_version": FORMAT_VERSION, "step": iteration, "algorithm": algorithm.state_dict(),
-                "optimizer": algorithm.extra_state(), "rng": {"sampler": generator.get_state()},
-                "config": self.config.model_dump(), "best": None, "extra": extra,
-                "build": None, "time": time.time(),
+                "format_version": FORMAT_VERSION,
+                "step": iteration,
+                "algorithm": algorithm.state_dict(),
+                "optimizer": algorithm.extra_state(),
+                "rng": {"sampler": generator.get_state()},
+                "config": self.config.model_dump(),
+                "best": None,
+                "extra": extra,
+                "build": None,
+                "time": time.time(),
             }
             path = self.checkpoints.save(payload)
         ctx.barrier()  # no rank runs ahead of a checkpoint it could be resumed from
@@ -227,12 +268,20 @@ class RLTrainer:
         self._history: list[dict[str, Any]] = []
         self._final: dict[str, Any] | None = None
         self._loop = TrainingLoop(
-            start=start, steps=cfg.iterations, resume=self.resume_hint(),
+            start=start,
+            steps=cfg.iterations,
+            resume=self.resume_hint(),
             save=lambda it, best: self._save(algorithm, generator, it, self._env_steps, self._seconds),
-            run_dir=self.run_dir, log_from=start if ckpt is not None else None,
-            checkpoint_every=cfg.checkpoint_every or 0, saved=(self.checkpoints.last, start) if ckpt else None,
-            distributed=ctx, progress=self.progress, desc=f"{cfg.algorithm} {cfg.env}", unit="it",
-            interrupts=self.interrupts)
+            run_dir=self.run_dir,
+            log_from=start if ckpt is not None else None,
+            checkpoint_every=cfg.checkpoint_every or 0,
+            saved=(self.checkpoints.last, start) if ckpt else None,
+            distributed=ctx,
+            progress=self.progress,
+            desc=f"{cfg.algorithm} {cfg.env}",
+            unit="it",
+            interrupts=self.interrupts,
+        )
         hook = self.on_iteration
         after = (lambda it: hook(it, self._stats)) if hook is not None else None
         try:
@@ -265,11 +314,17 @@ class RLTrainer:
         self._stats = stats
         bad = [k for k, v in stats.items() if not math.isfinite(v)]
         if bad or not all(bool(torch.isfinite(p).all()) for p in self._policy.parameters()):
-            where = (f"the last good checkpoint {loop.saved[0]} (iteration {loop.saved[1]}) is kept"
-                     if loop.saved is not None else "no checkpoint had been written yet")
-            raise RLTrainingError(f"iteration {it} gave non-finite {', '.join(bad) or 'parameters'}; "
-                                  f"training stopped and {where}. Lower inner_lr (now {cfg.inner_lr:g}) "
-                                  "or the trust region (algorithm_kwargs max_kl) / PPO learning_rate.", it)
+            where = (
+                f"the last good checkpoint {loop.saved[0]} (iteration {loop.saved[1]}) is kept"
+                if loop.saved is not None
+                else "no checkpoint had been written yet"
+            )
+            raise RLTrainingError(
+                f"iteration {it} gave non-finite {', '.join(bad) or 'parameters'}; "
+                f"training stopped and {where}. Lower inner_lr (now {cfg.inner_lr:g}) "
+                "or the trust region (algorithm_kwargs max_kl) / PPO learning_rate.",
+                it,
+            )
         rec = {"kind": "train", "step": it, "env_steps_total": self._env_steps, "seconds": self._seconds, **stats}
         if ctx.enabled:  # every rank's seconds in collectives during this iteration's update
             rec.update(world_size=ctx.world_size, comm_s_per_step=ctx.gather_objects(self._ranks.take_seconds()))
@@ -285,8 +340,14 @@ class RLTrainer:
         ev = None
         if ctx.is_main:
             result = evaluate_policy(cfg, self._env, self._policy, self._eval_tasks)
-            ev = {"kind": "eval", "step": it, "env_steps_total": self._env_steps, "seconds": self._seconds,
-                  "returns": result.mean_returns(), "returns_ci95": result.returns_ci95()}
+            ev = {
+                "kind": "eval",
+                "step": it,
+                "env_steps_total": self._env_steps,
+                "seconds": self._seconds,
+                "returns": result.mean_returns(),
+                "returns_ci95": result.returns_ci95(),
+            }
             if result.success is not None:
                 ev["success"] = result.mean_success()
         ev = ctx.broadcast_object(ev)

@@ -45,13 +45,14 @@ def unflat_like(vector: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
     out, i = [], 0
     for t in like:
         n = t.numel()
-        out.append(vector[i:i + n].view_as(t))
+        out.append(vector[i : i + n].view_as(t))
         i += n
     return out
 
 
-def conjugate_gradient(matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10,
-                       residual_tol: float = 1e-10) -> Tensor:
+def conjugate_gradient(
+    matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int = 10, residual_tol: float = 1e-10
+) -> Tensor:
     """Approximately solve A x = b for symmetric positive definite A given x -> A x (Hestenes-Stiefel)."""
     x = torch.zeros_like(b)
     r = b.clone()
@@ -70,8 +71,7 @@ def conjugate_gradient(matvec: Callable[[Tensor], Tensor], b: Tensor, iters: int
     return x
 
 
-def fisher_vector_product(kl: Tensor, params: Sequence[Tensor], damping: float = 1e-2
-                          ) -> Callable[[Tensor], Tensor]:
+def fisher_vector_product(kl: Tensor, params: Sequence[Tensor], damping: float = 1e-2) -> Callable[[Tensor], Tensor]:
     """v -> (grad^2 KL) v + damping v, reusing one graph of grad KL for every product."""
     grads = torch.autograd.grad(kl, list(params), create_graph=True)
     flat_grad = flat(grads)
@@ -83,8 +83,9 @@ def fisher_vector_product(kl: Tensor, params: Sequence[Tensor], damping: float =
     return product
 
 
-def gaussian_fisher_vector_product(distribution: Callable[..., tuple[Tensor, Tensor]], params: Sequence[Tensor],
-                                   mask: Tensor, damping: float = 1e-5) -> Callable[[Tensor], Tensor]:
+def gaussian_fisher_vector_product(
+    distribution: Callable[..., tuple[Tensor, Tensor]], params: Sequence[Tensor], mask: Tensor, damping: float = 1e-5
+) -> Callable[[Tensor], Tensor]:
     """v -> F v + damping v for the KL of diagonal Gaussians, averaged per task then over tasks.
 
     ``distribution(*params)`` returns the policy's means ``[T, R, H, A]`` and log-stds
@@ -108,11 +109,14 @@ def gaussian_fisher_vector_product(distribution: Callable[..., tuple[Tensor, Ten
     return product
 
 
-def _averaged(product: Callable[[Tensor], Tensor], mean_over_ranks: Callable[[Tensor], Tensor]
-              ) -> Callable[[Tensor], Tensor]:
+def _averaged(
+    product: Callable[[Tensor], Tensor], mean_over_ranks: Callable[[Tensor], Tensor]
+) -> Callable[[Tensor], Tensor]:
     """v -> mean over the ranks of ``product(v)`` (each rank's Fisher-vector product on its tasks)."""
+
     def averaged(v: Tensor) -> Tensor:
         return mean_over_ranks(product(v))
+
     return averaged
 
 
@@ -128,11 +132,17 @@ class TRPOStats:
     accepted: bool
 
 
-def trpo_step(params: Sequence[Tensor], objective: Callable[[], tuple[Tensor, Tensor]], max_kl: float = 1e-2,
-              damping: float = 1e-5, cg_iters: int = 10, backtrack_ratio: float = 0.8,
-              max_backtracks: int = 15,
-              fisher: Callable[[], Callable[[Tensor], Tensor]] | None = None,
-              mean_over_ranks: Callable[[Tensor], Tensor] | None = None) -> TRPOStats:
+def trpo_step(
+    params: Sequence[Tensor],
+    objective: Callable[[], tuple[Tensor, Tensor]],
+    max_kl: float = 1e-2,
+    damping: float = 1e-5,
+    cg_iters: int = 10,
+    backtrack_ratio: float = 0.8,
+    max_backtracks: int = 15,
+    fisher: Callable[[], Callable[[Tensor], Tensor]] | None = None,
+    mean_over_ranks: Callable[[Tensor], Tensor] | None = None,
+) -> TRPOStats:
     """One TRPO update of ``params`` in place.
 
     ``objective()`` returns ``(loss, kl)``: the loss to *minimise* (the negative surrogate)

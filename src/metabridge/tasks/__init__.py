@@ -6,5 +6,11 @@ from .episodes import EpisodeSampler
 from .linear_regression import LinearRegressionFamily, LinearTaskParams
 from .sinusoid import SinusoidFamily
 
-__all__ = ["EpisodeSampler", "LinearRegressionFamily", "LinearTaskParams", "SinusoidFamily", "TaskBatch",
-           "batch_slices"]
+__all__ = [
+    "EpisodeSampler",
+    "LinearRegressionFamily",
+    "LinearTaskParams",
+    "SinusoidFamily",
+    "TaskBatch",
+    "batch_slices",
+]

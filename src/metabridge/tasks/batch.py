@@ -8,11 +8,9 @@ meta-batch is a handful of tensors and never a Python list of tasks.
 
 from __future__ import annotations
 
-from typing import Any
-
 from collections.abc import Iterator
-
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -77,7 +75,7 @@ class TaskBatch:
     def is_classification(self) -> bool:
         return self.n_way is not None
 
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "TaskBatch":
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TaskBatch:
         """Move every tensor to ``device``; floating inputs/targets also to ``dtype`` if given.
 
         Tensors already on ``device`` (a batch from a sampler whose dataset lives there,
@@ -98,7 +96,7 @@ class TaskBatch:
         moved: dict[str, Any] = {f.name: move(getattr(self, f.name)) for f in fields(self) if f.name != "n_way"}
         return replace(self, **moved)
 
-    def __getitem__(self, idx: slice | int | Tensor) -> "TaskBatch":
+    def __getitem__(self, idx: slice | int | Tensor) -> TaskBatch:
         """Select tasks (keeps the task dimension for an int index)."""
         if isinstance(idx, int):
             idx = slice(idx, idx + 1)

@@ -55,10 +55,16 @@ class EpisodeSampler:
             are (the host, for every loader).
     """
 
-    def __init__(self, dataset: ClassDataset, n_way: int, k_shot: int, q_query: int,
-                 transform: Callable[[Tensor], Tensor] | None = None,
-                 augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
-                 device: torch.device | str | None = None) -> None:
+    def __init__(
+        self,
+        dataset: ClassDataset,
+        n_way: int,
+        k_shot: int,
+        q_query: int,
+        transform: Callable[[Tensor], Tensor] | None = None,
+        augment: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
         if n_way < 1 or k_shot < 1 or q_query < 0:
             raise ValueError(
                 f"episode shape must have n_way >= 1, k_shot >= 1, q_query >= 0 (got {n_way}-way "
@@ -95,7 +101,7 @@ class EpisodeSampler:
         """Where the episodes are gathered (the device of the dataset's pixels)."""
         return self.dataset.images.device
 
-    def to(self, device: torch.device | str) -> "EpisodeSampler":
+    def to(self, device: torch.device | str) -> EpisodeSampler:
         """This sampler with its dataset's pixels on ``device`` (``self`` when they are there).
 
         The copy shares the episode shape, ``transform``, ``augment`` and the host-side class
@@ -127,8 +133,9 @@ class EpisodeSampler:
         classes, idx = self.sample_indices(num_tasks, generator)
         return self.episodes_from_indices(classes, idx, augment_with=generator)
 
-    def episodes_from_indices(self, classes: Tensor, idx: Tensor,
-                              augment_with: torch.Generator | None = None) -> TaskBatch:
+    def episodes_from_indices(
+        self, classes: Tensor, idx: Tensor, augment_with: torch.Generator | None = None
+    ) -> TaskBatch:
         """The :class:`TaskBatch` of episodes given by :meth:`sample_indices`' output; augmented,
         with parameters drawn from ``augment_with``, only when that is given and the sampler
         has an ``augment``."""
@@ -145,9 +152,12 @@ class EpisodeSampler:
             support, query = self.transform(support), self.transform(query)
         labels = torch.arange(n, device=dev)
         return TaskBatch(
-            support, labels.repeat_interleave(k).expand(t, -1).clone(),
-            query, labels.repeat_interleave(q).expand(t, -1).clone(),
-            class_ids=host_to_device(classes, dev), n_way=n,
+            support,
+            labels.repeat_interleave(k).expand(t, -1).clone(),
+            query,
+            labels.repeat_interleave(q).expand(t, -1).clone(),
+            class_ids=host_to_device(classes, dev),
+            n_way=n,
         )
 
     def fixed_episodes(self, num_episodes: int, seed: int, batch_size: int = 32) -> Iterator[TaskBatch]:

@@ -113,9 +113,7 @@ class LinearRegressionFamily:
         if self.beta <= 0:
             raise ValueError(f"beta must be positive: eigenvalues are U(0, beta) (got {self.beta}).")
         if self.noise_std < 0 or self.weight_std < 0:
-            raise ValueError(
-                f"noise_std and weight_std must be >= 0 (got {self.noise_std}, {self.weight_std})."
-            )
+            raise ValueError(f"noise_std and weight_std must be >= 0 (got {self.noise_std}, {self.weight_std}).")
         if self.weight_mean is not None and len(self.weight_mean) != self.dim:
             raise ValueError(f"weight_mean has {len(self.weight_mean)} entries but dim is {self.dim}.")
         if self.num_tasks is not None and self.num_tasks <= 0:
@@ -165,12 +163,7 @@ class LinearRegressionFamily:
         return x, y
 
     def sample_with_params(
-        self,
-        num_tasks: int,
-        k_shot: int,
-        q_query: int,
-        generator: torch.Generator,
-        dtype: torch.dtype = torch.float64,
+        self, num_tasks: int, k_shot: int, q_query: int, generator: torch.Generator, dtype: torch.dtype = torch.float64
     ) -> tuple[TaskBatch, LinearTaskParams]:
         """Draw tasks and their data; also return the task parameters (for exact losses)."""
         if k_shot <= 0 or q_query <= 0:
@@ -187,12 +180,7 @@ class LinearRegressionFamily:
         return batch, params
 
     def sample(
-        self,
-        num_tasks: int,
-        k_shot: int,
-        q_query: int,
-        generator: torch.Generator,
-        dtype: torch.dtype = torch.float64,
+        self, num_tasks: int, k_shot: int, q_query: int, generator: torch.Generator, dtype: torch.dtype = torch.float64
     ) -> TaskBatch:
         """``num_tasks`` tasks of ``k_shot`` inner + ``q_query`` outer points (Gao & Sener: N + N)."""
         return self.sample_with_params(num_tasks, k_shot, q_query, generator, dtype)[0]

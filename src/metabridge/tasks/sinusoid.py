@@ -46,9 +46,7 @@ class SinusoidFamily:
     def sample(self, num_tasks: int, k_shot: int, q_query: int, generator: torch.Generator) -> TaskBatch:
         """Draw ``num_tasks`` tasks; support ``[T, k_shot, 1]``, query ``[T, q_query, 1]``."""
         if num_tasks <= 0 or k_shot <= 0 or q_query <= 0:
-            raise ValueError(
-                f"need positive num_tasks, k_shot, q_query (got {num_tasks}, {k_shot}, {q_query})."
-            )
+            raise ValueError(f"need positive num_tasks, k_shot, q_query (got {num_tasks}, {k_shot}, {q_query}).")
         task_ids = None
         if self.num_tasks is None:
             amp, phase = self._draw_params(num_tasks, generator)

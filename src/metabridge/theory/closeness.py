@@ -73,9 +73,10 @@ training the gap also contains optimisation noise, which we report alongside.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -120,7 +121,9 @@ def _head_as_task_tensors(model: MLP, t: int) -> tuple[Tensor, Tensor]:
     return w0.expand(t, *w0.shape), model.head.bias.expand(t, -1)
 
 
-def anil_heads(model: MLP, batch: TaskBatch, alpha: float, steps: int, differentiable: bool = False) -> tuple[Tensor, Tensor]:
+def anil_heads(
+    model: MLP, batch: TaskBatch, alpha: float, steps: int, differentiable: bool = False
+) -> tuple[Tensor, Tensor]:
     """ANIL's adapted heads ``phi_i`` after ``steps`` head-only gradient steps on the support set.
 
     Uses the closed-form head gradient (:func:`linear_head_grad`), independent of the
@@ -156,16 +159,14 @@ def mtl_body_gradient(model: MLP, heads_w: Tensor, heads_b: Tensor, batch: TaskB
     with torch.no_grad():
         mtl.heads.copy_(heads_w)
         mtl.head_bias.copy_(heads_b)
-    outer = TaskBatch(batch.query_x, batch.query_y, batch.query_x, batch.query_y,
-                      task_ids=torch.arange(t))
+    outer = TaskBatch(batch.query_x, batch.query_y, batch.query_x, batch.query_y, task_ids=torch.arange(t))
     loss = mtl.meta_loss(outer)
     return list(torch.autograd.grad(loss, _body_params(model)))
 
 
 def anil_body_gradient(model: MLP, batch: TaskBatch, alpha: float, steps: int, first_order: bool) -> list[Tensor]:
     """(C3) through the library's :class:`ANIL`: body part of the meta-gradient."""
-    anil = ANIL(model, inner_lr=alpha, inner_steps=steps, first_order=first_order,
-                execution={"task_batching": "loop"})
+    anil = ANIL(model, inner_lr=alpha, inner_steps=steps, first_order=first_order, execution={"task_batching": "loop"})
     loss = anil.meta_loss(batch)
     return list(torch.autograd.grad(loss, _body_params(model)))
 
@@ -228,8 +229,13 @@ PAIRS = (("mtl", "anil"), ("mtl", "maml"), ("anil", "maml"))
 def _build(name: str, width: int, depth: int, cfg: ClosenessSettings) -> MetaAlgorithm:
     model = MLP(1, 1, hidden=(width,) * depth)
     if name == "mtl":
-        return MTL(model.body, model.feature_dim, num_train_heads=cfg.train_tasks, task="regression",
-                   ridge_lambda=cfg.ridge_lambda)
+        return MTL(
+            model.body,
+            model.feature_dim,
+            num_train_heads=cfg.train_tasks,
+            task="regression",
+            ridge_lambda=cfg.ridge_lambda,
+        )
     cls = ANIL if name == "anil" else MAML
     return cls(model, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps, eval_steps=cfg.eval_steps)
 
@@ -265,8 +271,7 @@ def _train(algo: MetaAlgorithm, family: SinusoidFamily, cfg: ClosenessSettings, 
 def closeness_experiment(cfg: ClosenessSettings, log: Any = None) -> dict[str, Any]:
     """Train MTL/ANIL/MAML per (width, depth, seed); measure prediction gaps (C5) on unseen tasks."""
     train_family = SinusoidFamily(num_tasks=cfg.train_tasks, pool_seed=123)
-    test_batch = SinusoidFamily().sample(cfg.test_tasks, cfg.k_shot, cfg.q_query,
-                                         torch.Generator().manual_seed(999))
+    test_batch = SinusoidFamily().sample(cfg.test_tasks, cfg.k_shot, cfg.q_query, torch.Generator().manual_seed(999))
     scale = float((test_batch.query_y**2).mean())
     rows: list[dict[str, Any]] = []
     t_start = time.perf_counter()
@@ -290,9 +295,11 @@ def closeness_experiment(cfg: ClosenessSettings, log: Any = None) -> dict[str, A
                         gap = float(((pm[a] - pm[b]) ** 2).mean()) / scale
                         acc.setdefault(f"gap_{mode}_{a}_{b}", []).append(gap)
                 if log is not None:
-                    log(f"depth={depth} width={width} seed={seed}: "
+                    log(
+                        f"depth={depth} width={width} seed={seed}: "
                         + " ".join(f"{k}={v[-1]:.4f}" for k, v in acc.items())
-                        + f" ({time.perf_counter() - t0:.1f}s)")
+                        + f" ({time.perf_counter() - t0:.1f}s)"
+                    )
             row: dict[str, Any] = {"depth": depth, "width": width}
             for k, v in acc.items():
                 row[k] = sum(v) / len(v)
@@ -319,8 +326,9 @@ def plot_closeness(result: dict[str, Any], path: Path) -> None:
     rows = result["rows"]
     depths = sorted({r["depth"] for r in rows})
     modes = ("native", "refit")
-    fig, axes = plt.subplots(len(modes), len(PAIRS) + 1, figsize=(3.8 * (len(PAIRS) + 1), 3.1 * len(modes)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(modes), len(PAIRS) + 1, figsize=(3.8 * (len(PAIRS) + 1), 3.1 * len(modes)), squeeze=False
+    )
 
     def series(d: int, key: str) -> tuple[list[int], list[float]]:
         rs = sorted((r for r in rows if r["depth"] == d), key=lambda r: r["width"])

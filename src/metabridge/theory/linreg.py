@@ -222,11 +222,7 @@ def _nu(m: int, beta: float, p: int) -> float:
 def _curvature_moment(j: int, family: LinearRegressionFamily, alpha: float, k_shot: int) -> float:
     """``k_j`` of (E7)."""
     b, p, n = family.beta, family.dim, k_shot
-    return (
-        _mu(j + 1, b)
-        - 2.0 * alpha * _mu(j + 2, b)
-        + alpha**2 * ((n + 1) / n * _mu(j + 3, b) + _nu(j + 1, b, p) / n)
-    )
+    return _mu(j + 1, b) - 2.0 * alpha * _mu(j + 2, b) + alpha**2 * ((n + 1) / n * _mu(j + 3, b) + _nu(j + 1, b, p) / n)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,16 @@ from .loop import NonFiniteError, StepEnd, TrainingLoop
 from .progress import progress_bar
 
 __all__ = [
-    "InterruptGuard", "NoLog", "NonFiniteError", "StepEnd", "TrainingInterrupted", "TrainingLoop",
-    "clear_checkpoints", "cli_launcher", "open_metrics_log", "prepare_run", "progress_bar", "resume_command",
+    "InterruptGuard",
+    "NoLog",
+    "NonFiniteError",
+    "StepEnd",
+    "TrainingInterrupted",
+    "TrainingLoop",
+    "clear_checkpoints",
+    "cli_launcher",
+    "open_metrics_log",
+    "prepare_run",
+    "progress_bar",
+    "resume_command",
 ]

@@ -33,8 +33,9 @@ class NoLog:
         pass
 
 
-def open_metrics_log(run_dir: Path | None, resume_step: int | None, distributed: DistributedContext,
-                     tensorboard: bool = False) -> MetricsLog | NoLog:
+def open_metrics_log(
+    run_dir: Path | None, resume_step: int | None, distributed: DistributedContext, tensorboard: bool = False
+) -> MetricsLog | NoLog:
     """Rank 0's :class:`MetricsLog` of ``run_dir`` (records after ``resume_step`` dropped); a
     :class:`NoLog` on other ranks or without a directory."""
     if run_dir is None or not distributed.is_main:
@@ -48,8 +49,12 @@ def clear_checkpoints(checkpoints: CheckpointManager) -> None:
         path.unlink(missing_ok=True)
 
 
-def prepare_run(distributed: DistributedContext, prepare: Callable[[bool], Checkpoint | None], resume: bool,
-                world_size_error: Callable[[int], str]) -> Checkpoint | None:
+def prepare_run(
+    distributed: DistributedContext,
+    prepare: Callable[[bool], Checkpoint | None],
+    resume: bool,
+    world_size_error: Callable[[int], str],
+) -> Checkpoint | None:
     """Run ``prepare(write)`` on every rank the data-parallel way and return the checkpoint to resume from.
 
     ``prepare(True)`` (rank 0, or the only process) checks and creates the run directory and

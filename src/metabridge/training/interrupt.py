@@ -68,8 +68,12 @@ class InterruptGuard:
             raise KeyboardInterrupt
         self.requested = signum
         if self.announce:
-            print(f"\n{signal.Signals(signum).name}: finishing the current step to checkpoint it "
-                  "(send it again to stop at once)", file=sys.stderr, flush=True)
+            print(
+                f"\n{signal.Signals(signum).name}: finishing the current step to checkpoint it "
+                "(send it again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def __enter__(self) -> InterruptGuard:
         if not self.enabled or threading.current_thread() is not threading.main_thread():
@@ -81,8 +85,7 @@ class InterruptGuard:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         for sig, previous in self._previous.items():
             signal.signal(sig, previous)
         self._previous = {}
@@ -100,8 +103,9 @@ def _from_cli(argv: Sequence[str]) -> bool:
     return program.name == "metabridge" or (program.name == "__main__.py" and program.parent.name == "metabridge")
 
 
-def resume_command(world_size: int = 1, argv: Sequence[str] | None = None,
-                   fixed: Sequence[str] | None = None) -> str | None:
+def resume_command(
+    world_size: int = 1, argv: Sequence[str] | None = None, fixed: Sequence[str] | None = None
+) -> str | None:
     """The CLI command that continues this process's run, or ``None`` when the process is not
     the metabridge CLI (then a trainer names its Python call instead).
 

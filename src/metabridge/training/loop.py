@@ -83,12 +83,28 @@ class TrainingLoop:
             agreement is a collective; one process checks after every step).
     """
 
-    def __init__(self, *, start: int, steps: int, save: Callable[[int, bool], Path] | None, resume: str,
-                 run_dir: Path | None = None, log_from: int | None = None, checkpoint_every: int = 0,
-                 saved: tuple[Path, int] | None = None, max_seconds: float | None = None,
-                 seconds: Callable[[], float] | None = None, distributed: DistributedContext | None = None,
-                 progress: bool = True, desc: str = "", unit: str = "step", bar_seconds: bool = False,
-                 tensorboard: bool = False, interrupts: bool = True, interrupt_every: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        start: int,
+        steps: int,
+        save: Callable[[int, bool], Path] | None,
+        resume: str,
+        run_dir: Path | None = None,
+        log_from: int | None = None,
+        checkpoint_every: int = 0,
+        saved: tuple[Path, int] | None = None,
+        max_seconds: float | None = None,
+        seconds: Callable[[], float] | None = None,
+        distributed: DistributedContext | None = None,
+        progress: bool = True,
+        desc: str = "",
+        unit: str = "step",
+        bar_seconds: bool = False,
+        tensorboard: bool = False,
+        interrupts: bool = True,
+        interrupt_every: int = 1,
+    ) -> None:
         if max_seconds is not None and seconds is None:
             raise ValueError("a time budget (max_seconds) needs the seconds() of training so far.")
         self.start, self.steps, self.save, self.resume = start, steps, save, resume
@@ -133,8 +149,9 @@ class TrainingLoop:
                     end = step(i) or StepEnd()
                     self.step = i
                     periodic = bool(self.checkpoint_every and i % self.checkpoint_every == 0)
-                    if self.save is not None and (end.checkpoint or end.best or end.stop or periodic
-                                                  or self.is_last(i)):
+                    if self.save is not None and (
+                        end.checkpoint or end.best or end.stop or periodic or self.is_last(i)
+                    ):
                         self.saved = (self.save(i, end.best), i)
                     if after is not None:
                         after(i)

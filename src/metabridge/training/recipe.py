@@ -43,8 +43,18 @@ import torch
 if TYPE_CHECKING:
     from ..config import ExperimentConfig
 
-__all__ = ["RECIPES", "Metric", "Recipe", "build_optimizer", "build_scheduler", "get_recipe", "higher_is_better",
-           "seed_everything", "set_deterministic", "task_metric"]
+__all__ = [
+    "RECIPES",
+    "Metric",
+    "Recipe",
+    "build_optimizer",
+    "build_scheduler",
+    "get_recipe",
+    "higher_is_better",
+    "seed_everything",
+    "set_deterministic",
+    "task_metric",
+]
 
 
 def seed_everything(seed: int) -> None:
@@ -84,8 +94,9 @@ def build_optimizer(config: ExperimentConfig, params: Any) -> torch.optim.Optimi
 Metric = Literal["accuracy", "mse"]
 
 
-def build_scheduler(config: ExperimentConfig, optimizer: torch.optim.Optimizer,
-                    metric: Metric = "accuracy") -> Any | None:
+def build_scheduler(
+    config: ExperimentConfig, optimizer: torch.optim.Optimizer, metric: Metric = "accuracy"
+) -> Any | None:
     """The learning-rate scheduler of ``config.lr_schedule`` (``None`` for a constant rate).
 
     ``cosine`` is stepped after every optimizer step; ``plateau`` is torch's
@@ -98,8 +109,11 @@ def build_scheduler(config: ExperimentConfig, optimizer: torch.optim.Optimizer,
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps)
     if config.lr_schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="max" if higher_is_better(metric) else "min", factor=config.plateau_factor,
-            patience=config.plateau_patience)
+            optimizer,
+            mode="max" if higher_is_better(metric) else "min",
+            factor=config.plateau_factor,
+            patience=config.plateau_patience,
+        )
     return None
 
 
@@ -136,8 +150,13 @@ class Recipe:
 RECIPES: dict[str, Recipe] = {
     "default": Recipe(),
     "official": Recipe(
-        config={"lr_schedule": "plateau", "plateau_factor": 0.1, "plateau_patience": 4,
-                "early_stopping_patience": 15, "augment": "auto"},
+        config={
+            "lr_schedule": "plateau",
+            "plateau_factor": 0.1,
+            "plateau_patience": 4,
+            "early_stopping_patience": 15,
+            "augment": "auto",
+        },
         hparams={"mtl": {"head_init": "official", "train_forward": "per_task"}},
         model_kwargs={"resnet12": {"variant": "official"}},
     ),

@@ -95,8 +95,11 @@ class ValidationMixin:
             episodes = self.experiment.val.fixed_episodes(cfg.val_episodes, cfg.val_seed, cfg.eval_batch_size)
             if ctx.enabled:  # each rank scores every W-th batch of episodes; all ranks get all scores
                 share = interleaved(episodes, ctx)  # may be empty when there are fewer batches than ranks
-                mine = episode_scores(self.experiment.algorithm, share, self.device).cpu() if share \
+                mine = (
+                    episode_scores(self.experiment.algorithm, share, self.device).cpu()
+                    if share
                     else torch.zeros(0, dtype=torch.float64)
+                )
                 scores = torch.cat([s.reshape(-1).to(torch.float64) for s in ctx.gather_objects(mine)])
             else:
                 scores = episode_scores(self.experiment.algorithm, episodes, self.device)
@@ -113,9 +116,17 @@ class ValidationMixin:
         self.validations_since_best = 0 if is_best else self.validations_since_best + 1
         if self._steps_on_validation:
             self.scheduler.step(val.mean)  # type: ignore[union-attr]
-        rec = {"kind": "val", "step": step, "val_mean": val.mean, "val_ci95": val.ci95, "val_n": val.n,
-               "wall_time": self._wall(), "train_seconds": seconds, "lr": self.optimizer.param_groups[0]["lr"],
-               "validations_since_best": self.validations_since_best}
+        rec = {
+            "kind": "val",
+            "step": step,
+            "val_mean": val.mean,
+            "val_ci95": val.ci95,
+            "val_n": val.n,
+            "wall_time": self._wall(),
+            "train_seconds": seconds,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "validations_since_best": self.validations_since_best,
+        }
         self._loop.log.write(rec)
         self._history.append(rec)
         self._loop.bar.set_postfix(step=step, loss=f"{self._last_loss:.4g}", val=str(val))
@@ -127,10 +138,18 @@ class ValidationMixin:
     def _early_stop_record(self, wall: float, patience: int | None) -> dict[str, Any]:
         assert self.optimizer is not None
         best = self.best or {}
-        return {"kind": "early_stop", "step": self.step, "metric": self.metric, "patience": patience,
-                "validations_without_improvement": self.validations_since_best, "best_step": best.get("step"),
-                "best_mean": best.get("mean"), "lr": self.optimizer.param_groups[0]["lr"], "wall_time": wall,
-                "train_seconds": self._consensus_seconds}
+        return {
+            "kind": "early_stop",
+            "step": self.step,
+            "metric": self.metric,
+            "patience": patience,
+            "validations_without_improvement": self.validations_since_best,
+            "best_step": best.get("step"),
+            "best_mean": best.get("mean"),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "wall_time": wall,
+            "train_seconds": self._consensus_seconds,
+        }
 
     def _update_best(self, step: int, val: MeanCI) -> bool:
         assert self.metric is not None
@@ -145,9 +164,13 @@ class ValidationMixin:
         ctx, window, now = self.distributed, self._window, time.perf_counter()
         losses = torch.stack(window.losses).to(torch.float64).tolist()
         rec = {
-            "kind": "train", "step": step, "loss": sum(losses) / len(losses),
-            "grad_norm": float(norm_t), "lr": self.optimizer.param_groups[0]["lr"],
-            "wall_time": self._wall_offset + now - self._start_time, "train_seconds": seconds,
+            "kind": "train",
+            "step": step,
+            "loss": sum(losses) / len(losses),
+            "grad_norm": float(norm_t),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "wall_time": self._wall_offset + now - self._start_time,
+            "train_seconds": seconds,
             "it_s": (step - window.first) / max(now - window.start, 1e-9),
         }
         if ctx.enabled:

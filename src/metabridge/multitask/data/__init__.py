@@ -40,16 +40,21 @@ __all__ = [
     "unregister_mtl_benchmark",
 ]
 
-ALIASES = {"multi-fashion-mnist": "multi_fashion_mnist", "multifashionmnist": "multi_fashion_mnist",
-           "multi_fashion": "multi_fashion_mnist", "multi-fashion": "multi_fashion_mnist"}
+ALIASES = {
+    "multi-fashion-mnist": "multi_fashion_mnist",
+    "multifashionmnist": "multi_fashion_mnist",
+    "multi_fashion": "multi_fashion_mnist",
+    "multi-fashion": "multi_fashion_mnist",
+}
 
 #: name -> loader, called as ``loader(root=None, **kw)`` (a :class:`~metabridge.registry.Registry`; add one
 #: with :func:`register_mtl_benchmark`). The built-in loaders are imported on first use.
 MTL_BENCHMARKS: Registry[Callable[..., MultiTaskBenchmark]] = Registry(
-    "multi-task benchmark", "multitask-benchmarks", register_hint="metabridge.register_mtl_benchmark",
-    aliases=ALIASES)
-MTL_BENCHMARKS.register_lazy("multi_fashion_mnist", "metabridge.multitask.data.multi_fashion_mnist",
-                             "load_multi_fashion_mnist")
+    "multi-task benchmark", "multitask-benchmarks", register_hint="metabridge.register_mtl_benchmark", aliases=ALIASES
+)
+MTL_BENCHMARKS.register_lazy(
+    "multi_fashion_mnist", "metabridge.multitask.data.multi_fashion_mnist", "load_multi_fashion_mnist"
+)
 MTL_BENCHMARKS.register_lazy("qm9", "metabridge.multitask.data.qm9", "load_qm9")
 
 #: ``register_mtl_benchmark("mine", load_mine)`` or ``@register_mtl_benchmark("mine")``; ``replace=True``

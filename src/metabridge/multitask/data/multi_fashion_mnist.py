@@ -119,16 +119,19 @@ def parse_idx(data: bytes, source: str, *, ndim: int) -> Tensor:
     length is exactly the header plus the product of the dimensions; raises
     :class:`DatasetFormatError` naming ``source`` otherwise.
     """
-    fix = (f"{source} is not a valid IDX file; delete it and get it again "
-           f"(see metabridge.multitask.data.multi_fashion_mnist).")
+    fix = (
+        f"{source} is not a valid IDX file; delete it and get it again "
+        f"(see metabridge.multitask.data.multi_fashion_mnist)."
+    )
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DatasetFormatError(f"{source}: {len(data)} bytes, shorter than the {header}-byte IDX header. {fix}")
     magic = data[:4]
     if magic[0] != 0 or magic[1] != 0 or magic[2] != 0x08 or magic[3] != ndim:
         raise DatasetFormatError(
-            f"{source}: magic number {magic.hex()}, expected 000008{ndim:02x} (uint8, {ndim}-d IDX). {fix}")
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+            f"{source}: magic number {magic.hex()}, expected 000008{ndim:02x} (uint8, {ndim}-d IDX). {fix}"
+        )
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     expected = header + int(np.prod(dims, dtype=np.int64))
     if len(data) != expected:
         raise DatasetFormatError(f"{source}: dimensions {dims} need {expected} bytes, the file has {len(data)}. {fix}")
@@ -146,8 +149,10 @@ def read_idx_gz(path: str | os.PathLike[str], *, ndim: int, checksum: tuple[str,
     try:
         data = gzip.decompress(path.read_bytes())
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-        raise DatasetFormatError(f"{path} is not a valid gzip file ({type(e).__name__}: {e}): corrupt or truncated. "
-                                 f"Delete it and get it again.") from e
+        raise DatasetFormatError(
+            f"{path} is not a valid gzip file ({type(e).__name__}: {e}): corrupt or truncated. "
+            f"Delete it and get it again."
+        ) from e
     tensor = parse_idx(data, str(path), ndim=ndim)
     if checksum is not None:
         sha, size = checksum
@@ -156,15 +161,17 @@ def read_idx_gz(path: str | os.PathLike[str], *, ndim: int, checksum: tuple[str,
             raise ChecksumError(
                 f"{path} decompresses to {len(data)} bytes with sha256 {actual}; the Fashion-MNIST file "
                 f"{path.name} decompresses to {size} bytes with sha256 {sha}. It is not the official file: "
-                f"delete it and get it again (apt-get install dataset-fashion-mnist, or download=True).")
+                f"delete it and get it again (apt-get install dataset-fashion-mnist, or download=True)."
+            )
     return tensor
 
 
 # --------------------------------------------------------------------------- composition
 
 
-def compose_pairs(left: Tensor, right: Tensor, left_offsets: Tensor, right_offsets: Tensor, *,
-                  canvas: int = CANVAS, chunk: int = 8192) -> Tensor:
+def compose_pairs(
+    left: Tensor, right: Tensor, left_offsets: Tensor, right_offsets: Tensor, *, canvas: int = CANVAS, chunk: int = 8192
+) -> Tensor:
     """Put ``left[i]`` and ``right[i]`` on a ``canvas x canvas`` zero image, combined by max.
 
     ``left``/``right`` are uint8 ``[N, h, w]``; ``*_offsets`` int ``[N, 2]`` are the (row, col) of
@@ -172,8 +179,9 @@ def compose_pairs(left: Tensor, right: Tensor, left_offsets: Tensor, right_offse
     batch (advanced-index scatter), in chunks of ``chunk`` images. Returns uint8 ``[N, 1, canvas, canvas]``.
     """
     if left.shape != right.shape or left.dim() != 3:
-        raise ValueError(f"compose_pairs: left and right must both be [N, h, w] (got {tuple(left.shape)} and "
-                         f"{tuple(right.shape)}).")
+        raise ValueError(
+            f"compose_pairs: left and right must both be [N, h, w] (got {tuple(left.shape)} and {tuple(right.shape)})."
+        )
     n, h, w = left.shape
     lo, ro = left_offsets.long(), right_offsets.long()
     for name, off in (("left_offsets", lo), ("right_offsets", ro)):
@@ -195,8 +203,15 @@ def compose_pairs(left: Tensor, right: Tensor, left_offsets: Tensor, right_offse
     return out
 
 
-def sample_pairs(pool: Tensor, generator: torch.Generator, *, max_shift: int = 4, layout: Layout = "shifted",
-                 canvas: int = CANVAS, item: int = ITEM) -> Tensor:
+def sample_pairs(
+    pool: Tensor,
+    generator: torch.Generator,
+    *,
+    max_shift: int = 4,
+    layout: Layout = "shifted",
+    canvas: int = CANVAS,
+    item: int = ITEM,
+) -> Tensor:
     """Pairs over the item indices ``pool``: int64 ``[n, 6]`` rows ``(left, right, ly, lx, ry, rx)``.
 
     Item ``pool[i]`` is the left item of pair ``i``; the right items are ``pool[randperm(n)]``;
@@ -207,8 +222,9 @@ def sample_pairs(pool: Tensor, generator: torch.Generator, *, max_shift: int = 4
     if layout not in ("shifted", "sener"):
         raise ValueError(f"layout must be 'shifted' or 'sener' (got {layout!r}).")
     if not 0 <= max_shift <= slack:
-        raise ValueError(f"max_shift must be in [0, {slack}] for a {canvas}-px canvas and {item}-px items "
-                         f"(got {max_shift}).")
+        raise ValueError(
+            f"max_shift must be in [0, {slack}] for a {canvas}-px canvas and {item}-px items (got {max_shift})."
+        )
     pool = pool.long()
     n = pool.numel()
     right = pool[torch.randperm(n, generator=generator)]
@@ -222,26 +238,38 @@ def sample_pairs(pool: Tensor, generator: torch.Generator, *, max_shift: int = 4
     return torch.cat([pool.view(-1, 1), right.view(-1, 1), lo, ro], dim=1)
 
 
-def build_multi_fashion_mnist(train_images: Tensor, train_labels: Tensor, test_images: Tensor, test_labels: Tensor,
-                              *, seed: int = 0, max_shift: int = 4, layout: Layout = "shifted",
-                              val_size: int = 10_000) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
+def build_multi_fashion_mnist(
+    train_images: Tensor,
+    train_labels: Tensor,
+    test_images: Tensor,
+    test_labels: Tensor,
+    *,
+    seed: int = 0,
+    max_shift: int = 4,
+    layout: Layout = "shifted",
+    val_size: int = 10_000,
+) -> dict[str, tuple[Tensor, Tensor, Tensor]]:
     """``{split: (inputs uint8 [N,1,36,36], targets int64 [N,2], provenance int64 [N,6])}`` from the
     Fashion-MNIST arrays, by the pairing and split rule of the module docstring."""
     for images, labels, what in ((train_images, train_labels, "train"), (test_images, test_labels, "test")):
         if images.dim() != 3 or images.shape[0] != labels.shape[0]:
-            raise DatasetFormatError(f"Fashion-MNIST {what}: {tuple(images.shape)} images but "
-                                     f"{labels.shape[0]} labels.")
+            raise DatasetFormatError(
+                f"Fashion-MNIST {what}: {tuple(images.shape)} images but {labels.shape[0]} labels."
+            )
         if labels.numel() and int(labels.max()) >= len(CLASS_NAMES):
             raise DatasetFormatError(f"Fashion-MNIST {what}: label {int(labels.max())} out of range 0-9.")
     n_train = train_images.shape[0]
     if not 0 < val_size < n_train:
-        raise ValueError(f"val_size must be in [1, {n_train - 1}] (the train file has {n_train} items; "
-                         f"got {val_size}).")
+        raise ValueError(
+            f"val_size must be in [1, {n_train - 1}] (the train file has {n_train} items; got {val_size})."
+        )
     g = torch.Generator().manual_seed(int(seed))
     perm = torch.randperm(n_train, generator=g)
-    pools = {"train": (perm[: n_train - val_size], train_images, train_labels),
-             "val": (perm[n_train - val_size:], train_images, train_labels),
-             "test": (torch.arange(test_images.shape[0]), test_images, test_labels)}
+    pools = {
+        "train": (perm[: n_train - val_size], train_images, train_labels),
+        "val": (perm[n_train - val_size :], train_images, train_labels),
+        "test": (torch.arange(test_images.shape[0]), test_images, test_labels),
+    }
     out = {}
     for split, (pool, images, labels) in pools.items():
         prov = sample_pairs(pool, g, max_shift=max_shift, layout=layout, item=images.shape[-1])
@@ -258,8 +286,12 @@ def _locate(filename: str, source_dir: Path | None, raw_dir: Path, download: boo
     """The file in ``source_dir``, else in ``raw_dir`` (downloaded there when allowed), else None."""
     if source_dir is not None and (source_dir / filename).is_file():
         return source_dir / filename
-    remote = RemoteFile(filename, (base_url.rstrip("/") + "/" + filename,), unverified_ok=True,
-                        note="(the decompressed content is verified by the loader)")
+    remote = RemoteFile(
+        filename,
+        (base_url.rstrip("/") + "/" + filename,),
+        unverified_ok=True,
+        note="(the decompressed content is verified by the loader)",
+    )
     if (raw_dir / filename).exists() or download:
         return ensure_file(remote, raw_dir, download=download, what="Fashion-MNIST")
     return None
@@ -267,17 +299,26 @@ def _locate(filename: str, source_dir: Path | None, raw_dir: Path, download: boo
 
 def _missing_message(missing: list[str], source_dir: Path | None, raw_dir: Path, base_url: str) -> str:
     where = f" (looked in {source_dir} and {raw_dir})" if source_dir is not None else f" (looked in {raw_dir})"
-    return (f"Fashion-MNIST files not found: {', '.join(missing)}{where}. Either install the Debian/Ubuntu package "
-            f"with `sudo apt-get install dataset-fashion-mnist` (files in {DEBIAN_DIR}), or call "
-            f"load_multi_fashion_mnist(download=True) (--benchmark-kwargs '{{\"download\": true}}') to fetch them from "
-            f"{base_url} into {raw_dir}, or place the four .gz files there yourself.")
+    return (
+        f"Fashion-MNIST files not found: {', '.join(missing)}{where}. Either install the Debian/Ubuntu package "
+        f"with `sudo apt-get install dataset-fashion-mnist` (files in {DEBIAN_DIR}), or call "
+        f"load_multi_fashion_mnist(download=True) (--benchmark-kwargs '{{\"download\": true}}') to fetch them from "
+        f"{base_url} into {raw_dir}, or place the four .gz files there yourself."
+    )
 
 
 def _cache_name(seed: int, max_shift: int, layout: str, val_size: int, checksums: Mapping[str, tuple[str, int]]) -> str:
-    key = json.dumps({"v": CACHE_VERSION, "seed": seed, "max_shift": max_shift if layout == "shifted" else None,
-                      "layout": layout, "val_size": val_size,
-                      "sources": sorted((k, v[0]) for k, v in checksums.items())},
-                     sort_keys=True)
+    key = json.dumps(
+        {
+            "v": CACHE_VERSION,
+            "seed": seed,
+            "max_shift": max_shift if layout == "shifted" else None,
+            "layout": layout,
+            "val_size": val_size,
+            "sources": sorted((k, v[0]) for k, v in checksums.items()),
+        },
+        sort_keys=True,
+    )
     return f"multi_fashion_mnist_{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
 
 
@@ -285,11 +326,18 @@ def _read_cache(path: Path) -> dict | None:
     return load_versioned(path, CACHE_VERSION, mmap=True)
 
 
-def load_multi_fashion_mnist(root: str | os.PathLike[str] | None = None, *, download: bool = False,
-                             source_dir: str | os.PathLike[str] | None = DEBIAN_DIR, base_url: str = OFFICIAL_URL,
-                             checksums: Mapping[str, tuple[str, int]] | None = None, seed: int = 0,
-                             max_shift: int = 4, layout: Layout = "shifted",
-                             val_size: int = 10_000) -> MultiTaskBenchmark:
+def load_multi_fashion_mnist(
+    root: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = False,
+    source_dir: str | os.PathLike[str] | None = DEBIAN_DIR,
+    base_url: str = OFFICIAL_URL,
+    checksums: Mapping[str, tuple[str, int]] | None = None,
+    seed: int = 0,
+    max_shift: int = 4,
+    layout: Layout = "shifted",
+    val_size: int = 10_000,
+) -> MultiTaskBenchmark:
     """Multi-Fashion-MNIST (tasks ``left``, ``right``; 50k/10k/10k pairs), built once and cached.
 
     Args:
@@ -320,9 +368,16 @@ def load_multi_fashion_mnist(root: str | os.PathLike[str] | None = None, *, down
             name = FASHION_MNIST_FILES[role]
             arrays[role] = read_idx_gz(path, ndim=3 if role.endswith("images") else 1, checksum=checksums.get(name))
             sources[name] = str(path)
-        built = build_multi_fashion_mnist(arrays["train_images"], arrays["train_labels"], arrays["test_images"],
-                                          arrays["test_labels"], seed=seed, max_shift=max_shift, layout=layout,
-                                          val_size=val_size)
+        built = build_multi_fashion_mnist(
+            arrays["train_images"],
+            arrays["train_labels"],
+            arrays["test_images"],
+            arrays["test_labels"],
+            seed=seed,
+            max_shift=max_shift,
+            layout=layout,
+            val_size=val_size,
+        )
         payload: dict = {"version": CACHE_VERSION, "sources": sources}
         for split, (x, y, prov) in built.items():
             payload[f"{split}_inputs"], payload[f"{split}_targets"], payload[f"{split}_provenance"] = x, y, prov
@@ -330,13 +385,25 @@ def load_multi_fashion_mnist(root: str | os.PathLike[str] | None = None, *, down
         with atomic_open(cache, "wb") as f:
             torch.save(payload, f)
         d = _read_cache(cache) or payload
-    tasks = [TaskSpec("left", "classification", len(CLASS_NAMES), unit="%"),
-             TaskSpec("right", "classification", len(CLASS_NAMES), unit="%")]
-    splits = {s: MultiTaskData(d[f"{s}_inputs"], d[f"{s}_targets"], tasks, name=f"multi_fashion_mnist/{s}")
-              for s in ("train", "val", "test")}
-    info = {"cache": str(cache), "sources": dict(d.get("sources", {})), "seed": int(seed), "layout": layout,
-            "max_shift": int(max_shift), "val_size": int(val_size), "class_names": list(CLASS_NAMES),
-            "provenance": {s: d[f"{s}_provenance"] for s in splits},
-            "reference": "Sener & Koltun 2018 (MultiMNIST construction); Lin et al. 2019 (Multi-Fashion-MNIST)"}
-    return MultiTaskBenchmark("multi_fashion_mnist", splits["train"], splits["val"], splits["test"],
-                              input_kind="image", info=info)
+    tasks = [
+        TaskSpec("left", "classification", len(CLASS_NAMES), unit="%"),
+        TaskSpec("right", "classification", len(CLASS_NAMES), unit="%"),
+    ]
+    splits = {
+        s: MultiTaskData(d[f"{s}_inputs"], d[f"{s}_targets"], tasks, name=f"multi_fashion_mnist/{s}")
+        for s in ("train", "val", "test")
+    }
+    info = {
+        "cache": str(cache),
+        "sources": dict(d.get("sources", {})),
+        "seed": int(seed),
+        "layout": layout,
+        "max_shift": int(max_shift),
+        "val_size": int(val_size),
+        "class_names": list(CLASS_NAMES),
+        "provenance": {s: d[f"{s}_provenance"] for s in splits},
+        "reference": "Sener & Koltun 2018 (MultiMNIST construction); Lin et al. 2019 (Multi-Fashion-MNIST)",
+    }
+    return MultiTaskBenchmark(
+        "multi_fashion_mnist", splits["train"], splits["val"], splits["test"], input_kind="image", info=info
+    )

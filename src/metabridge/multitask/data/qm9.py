@@ -147,17 +147,22 @@ def qm9pack_data_dir() -> Path:
     where = f" (qm9pack found at {locations[0]}, but without data/qm9_part*.csv)" if locations else ""
     raise FileNotFoundError(
         f"QM9 not found{where}: install its CSV files with `pip install 'metabridge[qm9]'` (the PyPI package "
-        f"qm9pack), or pass csv_dir= a folder holding qm9_part1.csv, qm9_part2.csv, qm9_part3.csv.")
+        f"qm9pack), or pass csv_dir= a folder holding qm9_part1.csv, qm9_part2.csv, qm9_part3.csv."
+    )
 
 
 def _csv_files(csv_dir: Path) -> list[Path]:
     if not csv_dir.is_dir():
-        raise FileNotFoundError(f"QM9 CSV folder {csv_dir} does not exist: pass csv_dir= the folder of qm9pack's "
-                                f"qm9_part*.csv files, or install them with `pip install 'metabridge[qm9]'`.")
+        raise FileNotFoundError(
+            f"QM9 CSV folder {csv_dir} does not exist: pass csv_dir= the folder of qm9pack's "
+            f"qm9_part*.csv files, or install them with `pip install 'metabridge[qm9]'`."
+        )
     files = sorted(csv_dir.glob("qm9_part*.csv"), key=lambda p: (len(p.name), p.name))
     if not files:
-        raise FileNotFoundError(f"no qm9_part*.csv in {csv_dir}: pass csv_dir= the folder of qm9pack's CSV files, "
-                                f"or install them with `pip install 'metabridge[qm9]'`.")
+        raise FileNotFoundError(
+            f"no qm9_part*.csv in {csv_dir}: pass csv_dir= the folder of qm9pack's CSV files, "
+            f"or install them with `pip install 'metabridge[qm9]'`."
+        )
     return files
 
 
@@ -189,8 +194,10 @@ def _read_file(path: Path) -> tuple[list[int], list[int], list[str], list[str], 
             raise DatasetFormatError(f"{path} is empty; it is not a qm9pack QM9 CSV file.") from None
         missing = [c for c in REQUIRED_COLUMNS if c not in header]
         if missing:
-            raise DatasetFormatError(f"{path} lacks the column(s) {', '.join(missing)}: it is not a qm9pack QM9 CSV "
-                                     f"file (expected columns include {', '.join(REQUIRED_COLUMNS)}).")
+            raise DatasetFormatError(
+                f"{path} lacks the column(s) {', '.join(missing)}: it is not a qm9pack QM9 CSV "
+                f"file (expected columns include {', '.join(REQUIRED_COLUMNS)})."
+            )
         cols = [header.index(c) for c in REQUIRED_COLUMNS]
         width = max(cols) + 1
         index, natoms, elements, xyz, values = [], [], [], [], []
@@ -235,13 +242,16 @@ def read_qm9_csv(csv_dir: str | os.PathLike[str]) -> QM9Molecules:
         raise DatasetFormatError(f"{where}: no molecules.")
     n_atoms = torch.tensor(natoms, dtype=torch.long)
     if int(n_atoms.min()) < 1 or int(n_atoms.max()) > MAX_ATOMS:
-        raise DatasetFormatError(f"{where}: N_atoms must be in 1..{MAX_ATOMS} (found {int(n_atoms.min())}.."
-                                 f"{int(n_atoms.max())}).")
+        raise DatasetFormatError(
+            f"{where}: N_atoms must be in 1..{MAX_ATOMS} (found {int(n_atoms.min())}..{int(n_atoms.max())})."
+        )
     for k, (elem, coord_text, count) in enumerate(zip(elements, xyz, natoms)):
         if elem.count(",") != count - 1 or coord_text.count(",") != 3 * count - 1:
-            raise DatasetFormatError(f"{where}: molecule Index {index[k]} has N_atoms {count} but "
-                                     f"{elem.count(',') + 1} elements and {coord_text.count(',') + 1} coordinates "
-                                     f"(expected {count} and {3 * count}).")
+            raise DatasetFormatError(
+                f"{where}: molecule Index {index[k]} has N_atoms {count} but "
+                f"{elem.count(',') + 1} elements and {coord_text.count(',') + 1} coordinates "
+                f"(expected {count} and {3 * count})."
+            )
     symbols = _strip_list(",".join(elements)).replace(" ", "").split(",")
     unknown = sorted(set(symbols) - set(ATOMIC_NUMBER))
     if unknown:
@@ -325,8 +335,9 @@ def _pair_table() -> tuple[Tensor, Tensor]:
     return species, pair_of
 
 
-def distance_histograms(z: Tensor, pos: Tensor, *, bins: int = HIST_BINS,
-                        d_range: tuple[float, float] = HIST_RANGE) -> Tensor:
+def distance_histograms(
+    z: Tensor, pos: Tensor, *, bins: int = HIST_BINS, d_range: tuple[float, float] = HIST_RANGE
+) -> Tensor:
     """``[N, 15 * bins]`` Gaussian-smeared interatomic-distance histograms per element pair
     (pair order :data:`PAIRS`; each unordered atom pair once; distances in Angstrom; float32).
 
@@ -363,25 +374,34 @@ def qm9_descriptor(z: Tensor, pos: Tensor, *, chunk: int = 8192) -> Tensor:
     for k in torch.unique(n_atoms).tolist():
         rows = (n_atoms == k).nonzero().flatten()
         for s in range(0, rows.numel(), chunk):
-            r = rows[s:s + chunk]
+            r = rows[s : s + chunk]
             zc, pc = z[r, :k], pos[r, :k]
-            out[r] = torch.cat([coulomb_eigenvalues(zc, pc, size=MAX_ATOMS).to(torch.float32), element_counts(zc),
-                                distance_histograms(zc, pc)], dim=1)
+            out[r] = torch.cat(
+                [
+                    coulomb_eigenvalues(zc, pc, size=MAX_ATOMS).to(torch.float32),
+                    element_counts(zc),
+                    distance_histograms(zc, pc),
+                ],
+                dim=1,
+            )
     return out
 
 
 # --------------------------------------------------------------------------- split and loading
 
 
-def qm9_split(n: int, *, seed: int = 42, test_size: int = 10_000,
-              val_size: int = 10_000) -> tuple[Tensor, Tensor, Tensor]:
+def qm9_split(
+    n: int, *, seed: int = 42, test_size: int = 10_000, val_size: int = 10_000
+) -> tuple[Tensor, Tensor, Tensor]:
     """``(train, val, test)`` row indices: ``perm = randperm(n)`` from a generator seeded ``seed``;
     test = ``perm[:test_size]``, val = ``perm[test_size:test_size + val_size]``, train = the rest."""
     if test_size < 1 or val_size < 1 or test_size + val_size >= n:
-        raise ValueError(f"qm9_split: test_size ({test_size}) and val_size ({val_size}) must be >= 1 and leave "
-                         f"at least one training molecule out of {n}.")
+        raise ValueError(
+            f"qm9_split: test_size ({test_size}) and val_size ({val_size}) must be >= 1 and leave "
+            f"at least one training molecule out of {n}."
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
-    return perm[test_size + val_size:], perm[test_size:test_size + val_size], perm[:test_size]
+    return perm[test_size + val_size :], perm[test_size : test_size + val_size], perm[:test_size]
 
 
 def _fingerprint(files: list[Path]) -> list[tuple[str, int, str]]:
@@ -408,16 +428,22 @@ def _mean_std(x: Tensor, chunk: int = 8192) -> tuple[Tensor, Tensor]:
     two passes, float32 partial sums over row chunks accumulated in float64."""
     n = x.shape[0]
     zero = torch.zeros(x.shape[1], dtype=torch.float64)
-    mean = sum((x[s:s + chunk].sum(0).double() for s in range(0, n, chunk)), zero) / n
+    mean = sum((x[s : s + chunk].sum(0).double() for s in range(0, n, chunk)), zero) / n
     if n < 2:
         return mean, torch.ones_like(mean)
     m32 = mean.to(x.dtype)
-    var = sum(((x[s:s + chunk] - m32).square_().sum(0).double() for s in range(0, n, chunk)), zero)
+    var = sum(((x[s : s + chunk] - m32).square_().sum(0).double() for s in range(0, n, chunk)), zero)
     return mean, (var / (n - 1)).sqrt()
 
 
-def load_qm9(root: str | os.PathLike[str] | None = None, csv_dir: str | os.PathLike[str] | None = None, *,
-             seed: int = 42, test_size: int = 10_000, val_size: int = 10_000) -> MultiTaskBenchmark:
+def load_qm9(
+    root: str | os.PathLike[str] | None = None,
+    csv_dir: str | os.PathLike[str] | None = None,
+    *,
+    seed: int = 42,
+    test_size: int = 10_000,
+    val_size: int = 10_000,
+) -> MultiTaskBenchmark:
     """QM9, 11 regression tasks (Nash-MTL's), descriptor inputs ``[N, 334]``; see the module docstring.
 
     Args:
@@ -430,14 +456,20 @@ def load_qm9(root: str | os.PathLike[str] | None = None, csv_dir: str | os.PathL
     source = Path(csv_dir).expanduser() if csv_dir is not None else qm9pack_data_dir()
     files = _csv_files(source)
     base = mtl_cache_root(root) / "qm9"
-    key = json.dumps({"v": CACHE_VERSION, "bins": HIST_BINS, "range": HIST_RANGE, "atoms": MAX_ATOMS,
-                      "files": _fingerprint(files)})
+    key = json.dumps(
+        {"v": CACHE_VERSION, "bins": HIST_BINS, "range": HIST_RANGE, "atoms": MAX_ATOMS, "files": _fingerprint(files)}
+    )
     cache = base / f"qm9_descriptor_{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     d = _read_cache(cache)
     if d is None:
         mols = read_qm9_csv(source)
-        d = {"version": CACHE_VERSION, "features": qm9_descriptor(mols.z, mols.pos),
-             "targets": mols.targets.to(torch.float32), "index": mols.index, "source": str(source)}
+        d = {
+            "version": CACHE_VERSION,
+            "features": qm9_descriptor(mols.z, mols.pos),
+            "targets": mols.targets.to(torch.float32),
+            "index": mols.index,
+            "source": str(source),
+        }
         base.mkdir(parents=True, exist_ok=True)
         with atomic_open(cache, "wb") as f:
             torch.save(d, f)
@@ -450,15 +482,30 @@ def load_qm9(root: str | os.PathLike[str] | None = None, csv_dir: str | os.PathL
     for x in inputs.values():
         x.sub_(f_mean.to(torch.float32)).div_(f_std.to(torch.float32))
     t_mean, t_std = _mean_std(targets[train])
-    tasks = [TaskSpec(name, "regression", 1, target_mean=float(t_mean[k]),
-                      target_std=float(t_std[k]) if float(t_std[k]) > 0 else 1.0, unit=unit)
-             for k, (name, _, unit, _) in enumerate(QM9_TARGETS)]
+    tasks = [
+        TaskSpec(
+            name,
+            "regression",
+            1,
+            target_mean=float(t_mean[k]),
+            target_std=float(t_std[k]) if float(t_std[k]) > 0 else 1.0,
+            unit=unit,
+        )
+        for k, (name, _, unit, _) in enumerate(QM9_TARGETS)
+    ]
     splits = {s: MultiTaskData(inputs[s], targets[r], tasks, name=f"qm9/{s}") for s, r in rows.items()}
-    info = {"cache": str(cache), "source": str(source), "seed": int(seed), "num_molecules": len(index),
-            "feature_dim": int(features.shape[1]), "feature_mean": f_mean.to(torch.float32),
-            "feature_std": f_std.to(torch.float32), "nash_mtl_mev_tasks": list(NASH_MTL_MEV_TASKS),
-            "index": {"train": index[train], "val": index[val], "test": index[test]},
-            "descriptor": "sorted Coulomb eigenvalues (29) + element counts H,C,N,O,F (5) + Gaussian-smeared "
-                          "distance histograms per element pair (15 x 20 bins, 0.5-5 A)",
-            "reference": "Ramakrishnan et al. 2014 (QM9); Navon et al. 2022 (Nash-MTL targets and split rule)"}
+    info = {
+        "cache": str(cache),
+        "source": str(source),
+        "seed": int(seed),
+        "num_molecules": len(index),
+        "feature_dim": int(features.shape[1]),
+        "feature_mean": f_mean.to(torch.float32),
+        "feature_std": f_std.to(torch.float32),
+        "nash_mtl_mev_tasks": list(NASH_MTL_MEV_TASKS),
+        "index": {"train": index[train], "val": index[val], "test": index[test]},
+        "descriptor": "sorted Coulomb eigenvalues (29) + element counts H,C,N,O,F (5) + Gaussian-smeared "
+        "distance histograms per element pair (15 x 20 bins, 0.5-5 A)",
+        "reference": "Ramakrishnan et al. 2014 (QM9); Navon et al. 2022 (Nash-MTL targets and split rule)",
+    }
     return MultiTaskBenchmark("qm9", splits["train"], splits["val"], splits["test"], input_kind="vector", info=info)

@@ -10,15 +10,39 @@
 
 from .delta_m import delta_m, mean_rank, relative_changes
 from .gradient_conflict import ALL_SHARED, GradientConflictTracker, conflict_rate, cosine_matrix, owning_module
-from .grouping import (MAX_EXHAUSTIVE_TASKS, TaskGrouping, exhaustive_grouping, greedy_grouping, group_score,
-                       group_tasks, grouping_score)
+from .grouping import (
+    MAX_EXHAUSTIVE_TASKS,
+    TaskGrouping,
+    exhaustive_grouping,
+    greedy_grouping,
+    group_score,
+    group_tasks,
+    grouping_score,
+)
 from .plots import plot_affinity, plot_gradient_conflict, plot_loss_trajectories, plot_weight_trajectories
 from .task_affinity import AffinityAccumulator, LookaheadMode, lookahead_affinity
 
 __all__ = [
-    "ALL_SHARED", "AffinityAccumulator", "GradientConflictTracker", "LookaheadMode", "MAX_EXHAUSTIVE_TASKS",
-    "TaskGrouping", "conflict_rate", "cosine_matrix", "delta_m", "exhaustive_grouping", "greedy_grouping",
-    "group_score", "group_tasks", "grouping_score", "lookahead_affinity", "mean_rank", "owning_module",
-    "plot_affinity", "plot_gradient_conflict", "plot_loss_trajectories", "plot_weight_trajectories",
+    "ALL_SHARED",
+    "AffinityAccumulator",
+    "GradientConflictTracker",
+    "LookaheadMode",
+    "MAX_EXHAUSTIVE_TASKS",
+    "TaskGrouping",
+    "conflict_rate",
+    "cosine_matrix",
+    "delta_m",
+    "exhaustive_grouping",
+    "greedy_grouping",
+    "group_score",
+    "group_tasks",
+    "grouping_score",
+    "lookahead_affinity",
+    "mean_rank",
+    "owning_module",
+    "plot_affinity",
+    "plot_gradient_conflict",
+    "plot_loss_trajectories",
+    "plot_weight_trajectories",
     "relative_changes",
 ]

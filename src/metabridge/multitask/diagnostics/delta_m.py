@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 __all__ = ["delta_m", "mean_rank", "relative_changes"]
 
-Directions = Union[bool, Sequence[Any]]
+Directions = bool | Sequence[Any]
 
 
 def _as_floats(values: Any, what: str) -> list[float]:
@@ -64,8 +64,9 @@ def _directions(higher_is_better: Directions, num_tasks: int) -> list[bool]:
     return [bool(f) for f in flags]
 
 
-def relative_changes(method_metrics: Sequence[float], baseline_metrics: Sequence[float],
-                     higher_is_better: Directions) -> list[float]:
+def relative_changes(
+    method_metrics: Sequence[float], baseline_metrics: Sequence[float], higher_is_better: Directions
+) -> list[float]:
     """The K terms of Delta_m, in percent: ``(-1)^{s_k} * 100 * (M_m,k - M_b,k) / M_b,k``.
 
     Term k is the relative *degradation* of task k against its baseline: positive means the
@@ -91,15 +92,15 @@ def relative_changes(method_metrics: Sequence[float], baseline_metrics: Sequence
     out = []
     for k, (mk, bk, hib) in enumerate(zip(m, b, flags)):
         if bk <= 0:
-            raise ValueError(f"task {k}: the baseline metric must be > 0 for a relative change (got {bk}); "
-                             "Delta_m divides by it.")
+            raise ValueError(
+                f"task {k}: the baseline metric must be > 0 for a relative change (got {bk}); Delta_m divides by it."
+            )
         change = 100.0 * (mk - bk) / bk
         out.append(-change if hib else change)
     return out
 
 
-def delta_m(method_metrics: Sequence[float], baseline_metrics: Sequence[float],
-            higher_is_better: Directions) -> float:
+def delta_m(method_metrics: Sequence[float], baseline_metrics: Sequence[float], higher_is_better: Directions) -> float:
     """Delta_m % = mean over tasks of :func:`relative_changes` (lower is better; < 0 beats the baselines).
 
     ``Delta_m = (100/K) * sum_k (-1)^{s_k} (M_m,k - M_b,k) / M_b,k`` with ``s_k = 1`` for a
@@ -143,8 +144,9 @@ def mean_rank(table: Mapping[str, Sequence[float]], higher_is_better: Directions
     k = len(rows[methods[0]])
     for name in methods:
         if len(rows[name]) != k:
-            raise ValueError(f"every method needs the same number of tasks: {methods[0]!r} has {k}, "
-                             f"{name!r} has {len(rows[name])}.")
+            raise ValueError(
+                f"every method needs the same number of tasks: {methods[0]!r} has {k}, {name!r} has {len(rows[name])}."
+            )
     if k == 0:
         raise ValueError("mean_rank needs at least one task.")
     flags = _directions(higher_is_better, k)

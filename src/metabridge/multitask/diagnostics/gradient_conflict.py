@@ -26,7 +26,7 @@ its cosines with every task, itself included, are reported as 0 and never count 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -38,7 +38,7 @@ __all__ = ["ALL_SHARED", "GradientConflictTracker", "cosine_matrix", "conflict_r
 ALL_SHARED = "*"
 """Key of the entry over all shared parameters at once (no module can be named ``*`` in practice)."""
 
-NamedParams = Union[nn.Module, Mapping[str, Tensor], Iterable[tuple[str, Tensor]]]
+NamedParams = nn.Module | Mapping[str, Tensor] | Iterable[tuple[str, Tensor]]
 
 
 def owning_module(name: str) -> str:
@@ -54,8 +54,9 @@ def cosine_matrix(grads: Tensor) -> Tensor:
         raise ValueError(f"cosine_matrix takes a [K, P] matrix of gradients (got shape {tuple(grads.shape)}).")
     g = grads.detach().to(torch.float64)
     norms = g.norm(dim=1)
-    unit = torch.where(norms[:, None] > 0, g / norms.clamp_min(torch.finfo(torch.float64).tiny)[:, None],
-                       torch.zeros_like(g))
+    unit = torch.where(
+        norms[:, None] > 0, g / norms.clamp_min(torch.finfo(torch.float64).tiny)[:, None], torch.zeros_like(g)
+    )
     return (unit @ unit.T).clamp(-1.0, 1.0)
 
 
@@ -82,8 +83,10 @@ def _named_shared(source: NamedParams) -> list[tuple[str, Tensor]]:
     else:
         named = list(source)
         if named and not all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in named):
-            raise TypeError("GradientConflictTracker takes a model, a {name: parameter} mapping or "
-                            "(name, parameter) pairs (e.g. model.named_parameters()).")
+            raise TypeError(
+                "GradientConflictTracker takes a model, a {name: parameter} mapping or "
+                "(name, parameter) pairs (e.g. model.named_parameters())."
+            )
     for n, p in named:
         if not isinstance(p, Tensor):
             raise TypeError(f"shared parameter {n!r} is a {type(p).__name__}, not a tensor.")
@@ -112,9 +115,16 @@ class GradientConflictTracker:
         tracker.record(step, losses)   # losses: the [K] per-task losses, with their graph
     """
 
-    def __init__(self, model_or_named_shared_params: NamedParams, *, every: int = 1,
-                 steps: Iterable[int] | None = None, group_fn: Callable[[str], str] = owning_module,
-                 mode: GradientMode = "auto", task_names: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        model_or_named_shared_params: NamedParams,
+        *,
+        every: int = 1,
+        steps: Iterable[int] | None = None,
+        group_fn: Callable[[str], str] = owning_module,
+        mode: GradientMode = "auto",
+        task_names: Sequence[str] | None = None,
+    ) -> None:
         if not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer (got {every!r}).")
         self._named = _named_shared(model_or_named_shared_params)
@@ -199,14 +209,20 @@ class GradientConflictTracker:
         return {
             "layers": {layer: list(names) for layer, names in self.layers.items()},
             "tasks": list(self.task_names) if self.task_names is not None else None,
-            "steps": {str(s): {layer: {"cosine": [list(r) for r in v["cosine"]], "conflict_rate": v["conflict_rate"]}
-                               for layer, v in self._records[s].items()}
-                      for s in sorted(self._records)},
+            "steps": {
+                str(s): {
+                    layer: {"cosine": [list(r) for r in v["cosine"]], "conflict_rate": v["conflict_rate"]}
+                    for layer, v in self._records[s].items()
+                }
+                for s in sorted(self._records)
+            },
         }
 
     def __len__(self) -> int:
         return len(self._records)
 
     def __repr__(self) -> str:
-        return (f"GradientConflictTracker(layers={len(self.layers)}, params={self._num_params}, "
-                f"recorded_steps={len(self._records)})")
+        return (
+            f"GradientConflictTracker(layers={len(self.layers)}, params={self._num_params}, "
+            f"recorded_steps={len(self._records)})"
+        )

@@ -46,8 +46,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["MAX_EXHAUSTIVE_TASKS", "TaskGrouping", "exhaustive_grouping", "greedy_grouping", "group_score",
-           "group_tasks", "grouping_score"]
+__all__ = [
+    "MAX_EXHAUSTIVE_TASKS",
+    "TaskGrouping",
+    "exhaustive_grouping",
+    "greedy_grouping",
+    "group_score",
+    "group_tasks",
+    "grouping_score",
+]
 
 MAX_EXHAUSTIVE_TASKS = 10
 GroupingMethod = Literal["auto", "exhaustive", "greedy"]
@@ -76,8 +83,13 @@ class TaskGrouping:
         return [tuple(task_names[i] for i in g) for g in self.groups]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"groups": [list(g) for g in self.groups], "served_by": list(self.served_by),
-                "task_scores": list(self.task_scores), "score": self.score, "method": self.method}
+        return {
+            "groups": [list(g) for g in self.groups],
+            "served_by": list(self.served_by),
+            "task_scores": list(self.task_scores),
+            "score": self.score,
+            "method": self.method,
+        }
 
 
 def _as_affinity(affinity: Any) -> np.ndarray:
@@ -104,8 +116,9 @@ def _score(z: np.ndarray, group: Sequence[int], j: int, singleton_score: float) 
     return float(z[others, j].mean()) if others else float(singleton_score)
 
 
-def _evaluate(z: np.ndarray, groups: Sequence[Sequence[int]], singleton_score: float,
-              overlap: bool = True) -> tuple[list[int], list[float]]:
+def _evaluate(
+    z: np.ndarray, groups: Sequence[Sequence[int]], singleton_score: float, overlap: bool = True
+) -> tuple[list[int], list[float]]:
     k = z.shape[0]
     served = [-1] * k
     scores = [float("-inf")] * k
@@ -137,8 +150,9 @@ def grouping_score(affinity: Any, groups: Iterable[Iterable[int]], singleton_sco
     return float(sum(scores))
 
 
-def _result(z: np.ndarray, groups: Iterable[Iterable[int]], singleton_score: float, method: str,
-            overlap: bool) -> TaskGrouping:
+def _result(
+    z: np.ndarray, groups: Iterable[Iterable[int]], singleton_score: float, method: str, overlap: bool
+) -> TaskGrouping:
     canon = _canonical(groups, z.shape[0])
     served, scores = _evaluate(z, canon, singleton_score, overlap)
     used = sorted(set(served))  # drop groups that serve nobody (they cannot raise the score)
@@ -153,8 +167,9 @@ def _check_num_groups(num_groups: int, k: int) -> int:
     return min(int(num_groups), k)  # more groups than tasks never helps: each task is served by one
 
 
-def exhaustive_grouping(affinity: Any, num_groups: int, *, singleton_score: float = 0.0,
-                        overlap: bool = True) -> TaskGrouping:
+def exhaustive_grouping(
+    affinity: Any, num_groups: int, *, singleton_score: float = 0.0, overlap: bool = True
+) -> TaskGrouping:
     """The best grouping into at most ``num_groups`` groups, exactly, over all 2^K - 1 candidate groups.
 
     Raises ValueError for K > :data:`MAX_EXHAUSTIVE_TASKS` (use :func:`greedy_grouping`).
@@ -162,8 +177,10 @@ def exhaustive_grouping(affinity: Any, num_groups: int, *, singleton_score: floa
     z = _as_affinity(affinity)
     k = z.shape[0]
     if k > MAX_EXHAUSTIVE_TASKS:
-        raise ValueError(f"the exhaustive grouping search is limited to {MAX_EXHAUSTIVE_TASKS} tasks (got {k}: "
-                         f"2^{k} candidate groups); use method='greedy' (greedy_grouping) instead.")
+        raise ValueError(
+            f"the exhaustive grouping search is limited to {MAX_EXHAUSTIVE_TASKS} tasks (got {k}: "
+            f"2^{k} candidate groups); use method='greedy' (greedy_grouping) instead."
+        )
     n = _check_num_groups(num_groups, k)
     full = (1 << k) - 1
     # candidate groups ordered by size then mask, so that argmax breaks ties towards smaller groups
@@ -220,8 +237,14 @@ def exhaustive_grouping(affinity: Any, num_groups: int, *, singleton_score: floa
     return _result(z, groups, singleton_score, "exhaustive", overlap)
 
 
-def greedy_grouping(affinity: Any, num_groups: int, *, singleton_score: float = 0.0, overlap: bool = True,
-                    max_iterations: int | None = None) -> TaskGrouping:
+def greedy_grouping(
+    affinity: Any,
+    num_groups: int,
+    *,
+    singleton_score: float = 0.0,
+    overlap: bool = True,
+    max_iterations: int | None = None,
+) -> TaskGrouping:
     """A grouping into at most ``num_groups`` groups by agglomerative merging then hill climbing.
 
     Polynomial in K (each move evaluation is O(K^2)); a local optimum, so its score is at most the
@@ -251,7 +274,7 @@ def greedy_grouping(affinity: Any, num_groups: int, *, singleton_score: float = 
     def neighbours(gs: list[frozenset]) -> Iterable[list[frozenset]]:
         yield from merges(gs)
         for gi, g in enumerate(gs):
-            rest = gs[:gi] + gs[gi + 1:]
+            rest = gs[:gi] + gs[gi + 1 :]
             if len(gs) > 1:
                 yield rest  # drop a group
             for t in range(k):
@@ -282,8 +305,14 @@ def greedy_grouping(affinity: Any, num_groups: int, *, singleton_score: float = 
     return _result(z, groups, singleton_score, "greedy", overlap)
 
 
-def group_tasks(affinity: Any, num_groups: int, method: GroupingMethod = "auto", *,
-                singleton_score: float = 0.0, overlap: bool = True) -> TaskGrouping:
+def group_tasks(
+    affinity: Any,
+    num_groups: int,
+    method: GroupingMethod = "auto",
+    *,
+    singleton_score: float = 0.0,
+    overlap: bool = True,
+) -> TaskGrouping:
     """Select at most ``num_groups`` (overlapping, unless ``overlap=False``) task groups maximising
     ``sum_j max_{G containing j} S(G, j)``.
 

@@ -58,8 +58,10 @@ def _matrix(values: Any, what: str) -> np.ndarray:
     """Per-step vectors as a float [T, K] array (tensor, array, or a list of K-vectors)."""
     if hasattr(values, "detach"):
         values = values.detach().cpu().numpy()
-    rows = [np.asarray(r.detach().cpu().numpy() if hasattr(r, "detach") else r, dtype=np.float64).reshape(-1)
-            for r in values]
+    rows = [
+        np.asarray(r.detach().cpu().numpy() if hasattr(r, "detach") else r, dtype=np.float64).reshape(-1)
+        for r in values
+    ]
     if not rows:
         raise ValueError(f"{what}: no steps to plot.")
     k = rows[0].shape[0]
@@ -85,9 +87,15 @@ def _steps(steps: Sequence[float] | None, t: int) -> np.ndarray:
     return s
 
 
-def plot_affinity(affinity: Any, path: PathLike, *, task_names: Sequence[str] | None = None,
-                  title: str = "Lookahead inter-task affinity $Z_{i \\to j}$", annotate: bool = True,
-                  dpi: int = 120) -> Path:
+def plot_affinity(
+    affinity: Any,
+    path: PathLike,
+    *,
+    task_names: Sequence[str] | None = None,
+    title: str = "Lookahead inter-task affinity $Z_{i \\to j}$",
+    annotate: bool = True,
+    dpi: int = 120,
+) -> Path:
     """Heatmap of ``affinity[i, j] = Z_{i->j}`` (rows: the task stepped on; columns: the task measured)."""
     _check_path(path)
     z = np.asarray(affinity.detach().cpu().numpy() if hasattr(affinity, "detach") else affinity, dtype=np.float64)
@@ -112,14 +120,28 @@ def plot_affinity(affinity: Any, path: PathLike, *, task_names: Sequence[str] | 
         for i in range(k):
             for j in range(k):
                 if math.isfinite(z[i, j]):
-                    ax.text(j, i, f"{z[i, j]:.2g}", ha="center", va="center", fontsize=8,
-                            color="white" if abs(z[i, j]) > 0.6 * vmax else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{z[i, j]:.2g}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if abs(z[i, j]) > 0.6 * vmax else "black",
+                    )
     return _save(fig, path, dpi)
 
 
-def plot_loss_trajectories(losses: Any, path: PathLike, *, task_names: Sequence[str] | None = None,
-                           steps: Sequence[float] | None = None, log_scale: bool = False,
-                           title: str = "Per-task training loss", dpi: int = 120) -> Path:
+def plot_loss_trajectories(
+    losses: Any,
+    path: PathLike,
+    *,
+    task_names: Sequence[str] | None = None,
+    steps: Sequence[float] | None = None,
+    log_scale: bool = False,
+    title: str = "Per-task training loss",
+    dpi: int = 120,
+) -> Path:
     """Per-task losses over steps.
 
     Args:
@@ -171,9 +193,15 @@ def plot_loss_trajectories(losses: Any, path: PathLike, *, task_names: Sequence[
     return _save(fig, path, dpi)
 
 
-def plot_weight_trajectories(weights: Mapping[str, Any] | Any, path: PathLike, *,
-                             task_names: Sequence[str] | None = None, steps: Sequence[float] | None = None,
-                             title: str = "Task weights over training", dpi: int = 120) -> Path:
+def plot_weight_trajectories(
+    weights: Mapping[str, Any] | Any,
+    path: PathLike,
+    *,
+    task_names: Sequence[str] | None = None,
+    steps: Sequence[float] | None = None,
+    title: str = "Task weights over training",
+    dpi: int = 120,
+) -> Path:
     """The per-step task weights of one or more weighting methods: a panel per method, a line per task.
 
     Args:
@@ -181,8 +209,11 @@ def plot_weight_trajectories(weights: Mapping[str, Any] | Any, path: PathLike, *
             ``StepRecord.weights`` of :func:`weighted_backward`), or one method's ``[T, K]``.
     """
     _check_path(path)
-    series = ({str(m): _matrix(v, f"weights[{m!r}]") for m, v in weights.items()} if isinstance(weights, Mapping)
-              else {"": _matrix(weights, "weights")})
+    series = (
+        {str(m): _matrix(v, f"weights[{m!r}]") for m, v in weights.items()}
+        if isinstance(weights, Mapping)
+        else {"": _matrix(weights, "weights")}
+    )
     if not series:
         raise ValueError("no methods to plot.")
     k = next(iter(series.values())).shape[1]
@@ -210,8 +241,14 @@ def plot_weight_trajectories(weights: Mapping[str, Any] | Any, path: PathLike, *
     return _save(fig, path, dpi)
 
 
-def plot_gradient_conflict(history: Mapping[str, Any] | Any, path: PathLike, *, layers: Sequence[str] | None = None,
-                           title: str = "Gradient conflict rate per shared layer", dpi: int = 120) -> Path:
+def plot_gradient_conflict(
+    history: Mapping[str, Any] | Any,
+    path: PathLike,
+    *,
+    layers: Sequence[str] | None = None,
+    title: str = "Gradient conflict rate per shared layer",
+    dpi: int = 120,
+) -> Path:
     """Conflict rate (fraction of task pairs with negative gradient cosine) over the recorded steps.
 
     Args:

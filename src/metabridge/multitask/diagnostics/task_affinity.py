@@ -53,8 +53,10 @@ def _as_loss_vector(value: Any) -> Tensor:
         return value
     if isinstance(value, (list, tuple)) and value and all(isinstance(v, Tensor) for v in value):
         return torch.stack([v.reshape(()) for v in value])
-    raise TypeError(f"loss_fn must return the K per-task losses as a [K] tensor or a list of scalar tensors "
-                    f"(got {type(value).__name__}).")
+    raise TypeError(
+        f"loss_fn must return the K per-task losses as a [K] tensor or a list of scalar tensors "
+        f"(got {type(value).__name__})."
+    )
 
 
 def _shared_names(model: nn.Module, shared: Iterable[Any] | None) -> list[str]:
@@ -62,8 +64,10 @@ def _shared_names(model: nn.Module, shared: Iterable[Any] | None) -> list[str]:
     by_id = {id(p): n for n, p in named.items()}
     if shared is None:
         if not hasattr(model, "shared_parameters"):
-            raise ValueError(f"{type(model).__name__} has no shared_parameters(): pass shared= (the shared "
-                             "parameters, or their names) to say which parameters the lookahead updates.")
+            raise ValueError(
+                f"{type(model).__name__} has no shared_parameters(): pass shared= (the shared "
+                "parameters, or their names) to say which parameters the lookahead updates."
+            )
         shared = model.shared_parameters()  # type: ignore[operator]
     names = []
     for item in shared:
@@ -86,11 +90,14 @@ def _shared_names(model: nn.Module, shared: Iterable[Any] | None) -> list[str]:
 def _check_base_losses(losses: Tensor) -> Tensor:
     """``losses`` if it is a ``[K]`` vector with a graph to the parameters, else a clear error."""
     if losses.dim() != 1 or losses.shape[0] < 1:
-        raise ValueError(f"loss_fn must return the K per-task losses as a [K] tensor "
-                         f"(got shape {tuple(losses.shape)}).")
+        raise ValueError(
+            f"loss_fn must return the K per-task losses as a [K] tensor (got shape {tuple(losses.shape)})."
+        )
     if not losses.requires_grad:
-        raise ValueError("the losses do not depend on the shared parameters (no graph): check loss_fn and "
-                         "that gradients are enabled for the model's parameters.")
+        raise ValueError(
+            "the losses do not depend on the shared parameters (no graph): check loss_fn and "
+            "that gradients are enabled for the model's parameters."
+        )
     return losses
 
 
@@ -101,14 +108,24 @@ def _lookahead_params(shared: Mapping[str, Tensor], grads: Tensor, lr: float) ->
     stacked: dict[str, Tensor] = {}
     offset = 0
     for n, p in shared.items():
-        stacked[n] = p.detach().unsqueeze(0) - lr * grads[:, offset:offset + p.numel()].reshape(k, *p.shape).to(p.dtype)
+        stacked[n] = p.detach().unsqueeze(0) - lr * grads[:, offset : offset + p.numel()].reshape(k, *p.shape).to(
+            p.dtype
+        )
         offset += p.numel()
     return stacked
 
 
-def lookahead_affinity(model: nn.Module, loss_fn: LossFn, batch_inputs: Any, lr: float, *,
-                       shared: Iterable[Any] | None = None, mode: LookaheadMode = "auto",
-                       chunk_size: int | None = None, gradient_mode: GradientMode = "auto") -> Tensor:
+def lookahead_affinity(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch_inputs: Any,
+    lr: float,
+    *,
+    shared: Iterable[Any] | None = None,
+    mode: LookaheadMode = "auto",
+    chunk_size: int | None = None,
+    gradient_mode: GradientMode = "auto",
+) -> Tensor:
     """The ``[K, K]`` lookahead affinity ``Z[i, j] = 1 - L_j(theta_s - lr g_i) / L_j(theta_s)`` on one batch.
 
     Args:
@@ -146,15 +163,18 @@ def lookahead_affinity(model: nn.Module, loss_fn: LossFn, batch_inputs: Any, lr:
     # L(theta): the base losses, with a graph to the shared parameters only
     with torch.enable_grad():
         base_params = {**fixed, **{n: params[n] for n in names}}
-        losses = _check_base_losses(_as_loss_vector(loss_fn(functional_call(model, (base_params, buffer_copies()),
-                                                                             args))))
+        losses = _check_base_losses(
+            _as_loss_vector(loss_fn(functional_call(model, (base_params, buffer_copies()), args)))
+        )
         grads = per_task_gradients(losses, [params[n] for n in names], mode=gradient_mode, retain_graph=False)
     base = losses.detach()
     k = base.shape[0]
     bad = [j for j, v in enumerate(base.tolist()) if not (v > 0 and v < float("inf"))]
     if bad:
-        raise ValueError(f"task(s) {bad} have base loss {[base[j].item() for j in bad]}: the affinity "
-                         "1 - L_j(after) / L_j(before) needs finite losses > 0.")
+        raise ValueError(
+            f"task(s) {bad} have base loss {[base[j].item() for j in bad]}: the affinity "
+            "1 - L_j(after) / L_j(before) needs finite losses > 0."
+        )
 
     stacked = _lookahead_params({n: params[n] for n in names}, grads, lr)
 
@@ -174,8 +194,7 @@ def lookahead_affinity(model: nn.Module, loss_fn: LossFn, batch_inputs: Any, lr:
                     raise
                 after = None
         if after is None:
-            after = torch.stack([losses_at({n: t[i] for n, t in stacked.items()}, buffer_copies())
-                                 for i in range(k)])
+            after = torch.stack([losses_at({n: t[i] for n, t in stacked.items()}, buffer_copies()) for i in range(k)])
     if after.shape != (k, k):
         raise ValueError(f"loss_fn returned {tuple(after.shape[1:])} losses at the lookahead but {k} at the base.")
     return (1.0 - after.to(base.dtype) / base.unsqueeze(0)).detach()
@@ -232,8 +251,11 @@ class AffinityAccumulator:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary: ``{"tasks", "steps" (count), "mean" ([[K x K]] or None)}``."""
-        return {"tasks": self.task_names, "steps": self.count,
-                "mean": self.mean().tolist() if self._sum is not None else None}
+        return {
+            "tasks": self.task_names,
+            "steps": self.count,
+            "mean": self.mean().tolist() if self._sum is not None else None,
+        }
 
     def __repr__(self) -> str:
         return f"AffinityAccumulator(num_tasks={self.num_tasks}, steps={self.count})"

@@ -10,9 +10,30 @@ from .encoders import ConvEncoder, MLPEncoder, StackedLinear
 from .hard_sharing import HardSharing
 from .hypernetwork import HypernetworkHead
 from .mmoe import MMoE
-from .registry import (MTL_MODELS, available_mtl_models, build_default_encoder, build_mtl_model, register_mtl_model,
-                       unregister_mtl_model)
+from .registry import (
+    MTL_MODELS,
+    available_mtl_models,
+    build_default_encoder,
+    build_mtl_model,
+    register_mtl_model,
+    unregister_mtl_model,
+)
 
-__all__ = ["MTL_MODELS", "ConvEncoder", "CrossStitch", "HardSharing", "HypernetworkHead", "MLPEncoder", "MMoE",
-           "MultiTaskModel", "StackedLinear", "TaskConditioned", "TaskOutputs", "available_mtl_models",
-           "build_default_encoder", "build_mtl_model", "register_mtl_model", "unregister_mtl_model"]
+__all__ = [
+    "MTL_MODELS",
+    "ConvEncoder",
+    "CrossStitch",
+    "HardSharing",
+    "HypernetworkHead",
+    "MLPEncoder",
+    "MMoE",
+    "MultiTaskModel",
+    "StackedLinear",
+    "TaskConditioned",
+    "TaskOutputs",
+    "available_mtl_models",
+    "build_default_encoder",
+    "build_mtl_model",
+    "register_mtl_model",
+    "unregister_mtl_model",
+]

@@ -94,7 +94,7 @@ class MultiplyCondition(nn.Module):
             if onehot:
                 self.gate.weight.fill_(1.0)
             else:
-                self.gate.weight.normal_(0.0, z_dim ** -0.5)
+                self.gate.weight.normal_(0.0, z_dim**-0.5)
 
     def forward(self, h: Tensor, z: Tensor) -> Tensor:
         return h * self.gate(z)[:, None, :]
@@ -134,10 +134,18 @@ class TaskConditioned(MultiTaskModel):
         hidden: widths of the trunk's hidden layers (at least one); each is conditioned on z.
     """
 
-    def __init__(self, encoder: nn.Module | None, feature_dim: int | None, num_tasks: int,
-                 out_dim: int | Sequence[int], *, mode: ConditioningMode = "film",
-                 descriptor: DescriptorKind = "onehot", embedding_dim: int | None = None,
-                 hidden: Sequence[int] = (128,)) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module | None,
+        feature_dim: int | None,
+        num_tasks: int,
+        out_dim: int | Sequence[int],
+        *,
+        mode: ConditioningMode = "film",
+        descriptor: DescriptorKind = "onehot",
+        embedding_dim: int | None = None,
+        hidden: Sequence[int] = (128,),
+    ) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"TaskConditioned: mode must be one of {', '.join(MODES)} (got {mode!r}).")
@@ -147,15 +155,19 @@ class TaskConditioned(MultiTaskModel):
             raise ValueError(f"TaskConditioned: num_tasks must be a positive int (got {num_tasks!r}).")
         hidden = tuple(hidden)
         if not hidden or any(not isinstance(h, int) or h <= 0 for h in hidden):
-            raise ValueError(f"TaskConditioned: hidden must be at least one positive width (got {hidden!r}); the "
-                             "conditioning acts on the hidden layers' activations.")
+            raise ValueError(
+                f"TaskConditioned: hidden must be at least one positive width (got {hidden!r}); the "
+                "conditioning acts on the hidden layers' activations."
+            )
         self.encoder, self.feature_dim = resolve_encoder("TaskConditioned", encoder, feature_dim)
         self.out_dims = check_out_dims("TaskConditioned", out_dim, num_tasks)
         self.num_tasks, self.mode, self.descriptor, self.hidden = num_tasks, mode, descriptor, hidden
         if descriptor == "onehot":
             if embedding_dim not in (None, num_tasks):
-                raise ValueError(f"TaskConditioned: a one-hot descriptor has dimension num_tasks={num_tasks} "
-                                 f"(got embedding_dim={embedding_dim}); use descriptor='embedding' for another size.")
+                raise ValueError(
+                    f"TaskConditioned: a one-hot descriptor has dimension num_tasks={num_tasks} "
+                    f"(got embedding_dim={embedding_dim}); use descriptor='embedding' for another size."
+                )
             self.z_dim = num_tasks
             self.task_embedding = None
         else:

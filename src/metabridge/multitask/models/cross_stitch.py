@@ -56,13 +56,21 @@ class CrossStitch(MultiTaskModel):
         self_weight: initial diagonal of the cross-stitch matrices, in [0, 1] (Misra et al.: 0.9).
     """
 
-    def __init__(self, encoder: nn.Module | None, feature_dim: int | None, out_dims: Sequence[int],
-                 hidden: Sequence[int] = (128,), self_weight: float = 0.9) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module | None,
+        feature_dim: int | None,
+        out_dims: Sequence[int],
+        hidden: Sequence[int] = (128,),
+        self_weight: float = 0.9,
+    ) -> None:
         super().__init__()
         hidden = tuple(hidden)
         if not hidden or any(not isinstance(h, int) or h <= 0 for h in hidden):
-            raise ValueError(f"CrossStitch: hidden must be at least one positive width (got {hidden!r}); the "
-                             "cross-stitch units mix the hidden layers' activations.")
+            raise ValueError(
+                f"CrossStitch: hidden must be at least one positive width (got {hidden!r}); the "
+                "cross-stitch units mix the hidden layers' activations."
+            )
         if not 0.0 <= float(self_weight) <= 1.0:
             raise ValueError(f"CrossStitch: self_weight must lie in [0, 1] (got {self_weight!r}).")
         self.encoder, self.feature_dim = resolve_encoder("CrossStitch", encoder, feature_dim)

@@ -60,8 +60,9 @@ def check_out_dims(owner: str, out_dims: int | Sequence[int], num_tasks: int | N
     return dims
 
 
-def resolve_encoder(owner: str, encoder: nn.Module | None, feature_dim: int | None,
-                    allow_none: bool = True) -> tuple[nn.Module, int]:
+def resolve_encoder(
+    owner: str, encoder: nn.Module | None, feature_dim: int | None, allow_none: bool = True
+) -> tuple[nn.Module, int]:
     """The encoder module (``None`` -> ``nn.Identity``: the input vector is the representation) and
     its output size (``feature_dim``, or the encoder's ``out_dim``/``feature_dim`` attribute)."""
     if encoder is None:
@@ -73,8 +74,10 @@ def resolve_encoder(owner: str, encoder: nn.Module | None, feature_dim: int | No
     if feature_dim is None:
         feature_dim = getattr(encoder, "out_dim", None) or getattr(encoder, "feature_dim", None)
         if feature_dim is None:
-            raise ValueError(f"{owner}: give feature_dim, the size of the encoder's output (the encoder has no "
-                             "out_dim or feature_dim attribute to read it from).")
+            raise ValueError(
+                f"{owner}: give feature_dim, the size of the encoder's output (the encoder has no "
+                "out_dim or feature_dim attribute to read it from)."
+            )
     _check_sizes(owner, feature_dim=feature_dim)
     return encoder, int(feature_dim)
 
@@ -86,8 +89,10 @@ def encode(owner: str, encoder: nn.Module, x: Tensor, feature_dim: int) -> Tenso
     if isinstance(encoder, nn.Identity) and not u.is_floating_point():
         u = u.to(torch.get_default_dtype())
     if u.dim() != 2 or u.shape[1] != feature_dim:
-        raise ValueError(f"{owner}: the encoder must map x to [B, {feature_dim}] (feature_dim) but gave "
-                         f"{tuple(u.shape)} for input {tuple(x.shape)}.")
+        raise ValueError(
+            f"{owner}: the encoder must map x to [B, {feature_dim}] (feature_dim) but gave "
+            f"{tuple(u.shape)} for input {tuple(x.shape)}."
+        )
     return u
 
 
@@ -109,17 +114,26 @@ class ConvEncoder(nn.Module):
     [B, C, S, S], or [B, S, S] when C = 1.
     """
 
-    def __init__(self, in_channels: int = 1, image_size: int = 36, width: int = 10, out_dim: int = 50,
-                 kernel_size: int = 5) -> None:
+    def __init__(
+        self, in_channels: int = 1, image_size: int = 36, width: int = 10, out_dim: int = 50, kernel_size: int = 5
+    ) -> None:
         super().__init__()
-        _check_sizes("ConvEncoder", in_channels=in_channels, image_size=image_size, width=width, out_dim=out_dim,
-                     kernel_size=kernel_size)
+        _check_sizes(
+            "ConvEncoder",
+            in_channels=in_channels,
+            image_size=image_size,
+            width=width,
+            out_dim=out_dim,
+            kernel_size=kernel_size,
+        )
         side = (image_size - kernel_size + 1) // 2
         side = (side - kernel_size + 1) // 2
         if side < 1:
-            raise ValueError(f"ConvEncoder: images of side {image_size} are too small for two "
-                             f"{kernel_size}x{kernel_size} convolutions each followed by a 2x2 pool "
-                             f"(need side >= {3 * kernel_size + 1}).")
+            raise ValueError(
+                f"ConvEncoder: images of side {image_size} are too small for two "
+                f"{kernel_size}x{kernel_size} convolutions each followed by a 2x2 pool "
+                f"(need side >= {3 * kernel_size + 1})."
+            )
         self.in_channels = in_channels
         self.image_size = image_size
         self.conv1 = nn.Conv2d(in_channels, width, kernel_size)
@@ -133,8 +147,9 @@ class ConvEncoder(nn.Module):
             x = x.unsqueeze(1)
         expected = (self.in_channels, self.image_size, self.image_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"ConvEncoder expects images [B, {expected[0]}, {expected[1]}, {expected[2]}] "
-                             f"(got {tuple(x.shape)}).")
+            raise ValueError(
+                f"ConvEncoder expects images [B, {expected[0]}, {expected[1]}, {expected[2]}] (got {tuple(x.shape)})."
+            )
         x = _as_float(x, self.fc.weight)
         x = torch.relu(self.pool(self.conv1(x)))
         x = torch.relu(self.pool(self.conv2(x)))
@@ -191,8 +206,10 @@ class StackedLinear(nn.Module):
             return torch.einsum("bi,goi->gbo", x, self.weight) + self.bias[:, None, :]
         if x.dim() == 3 and x.shape[0] == self.groups and x.shape[2] == self.in_features:
             return torch.einsum("gbi,goi->gbo", x, self.weight) + self.bias[:, None, :]
-        raise ValueError(f"StackedLinear({self.groups} x {self.in_features} -> {self.out_features}) takes [B, "
-                         f"{self.in_features}] or [{self.groups}, B, {self.in_features}] (got {tuple(x.shape)}).")
+        raise ValueError(
+            f"StackedLinear({self.groups} x {self.in_features} -> {self.out_features}) takes [B, "
+            f"{self.in_features}] or [{self.groups}, B, {self.in_features}] (got {tuple(x.shape)})."
+        )
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}, in_features={self.in_features}, out_features={self.out_features}"

@@ -32,8 +32,9 @@ class HardSharing(MultiTaskModel):
     ``forward(x)`` returns the K predictions and ``features = encoder(x)`` (every head reads it).
     """
 
-    def __init__(self, encoder: nn.Module, feature_dim: int | None, out_dims: Sequence[int],
-                 head_hidden: int | None = None) -> None:
+    def __init__(
+        self, encoder: nn.Module, feature_dim: int | None, out_dims: Sequence[int], head_hidden: int | None = None
+    ) -> None:
         super().__init__()
         self.encoder, self.feature_dim = resolve_encoder("HardSharing", encoder, feature_dim, allow_none=False)
         self.out_dims = check_out_dims("HardSharing", out_dims)
@@ -43,9 +44,11 @@ class HardSharing(MultiTaskModel):
         self.head_hidden = head_hidden
         d = self.feature_dim
         self.heads = nn.ModuleList(
-            nn.Linear(d, k) if head_hidden is None
+            nn.Linear(d, k)
+            if head_hidden is None
             else nn.Sequential(nn.Linear(d, head_hidden), nn.ReLU(), nn.Linear(head_hidden, k))
-            for k in self.out_dims)
+            for k in self.out_dims
+        )
 
     def forward(self, x: Tensor) -> TaskOutputs:
         features = encode("HardSharing", self.encoder, x, self.feature_dim)

@@ -49,8 +49,16 @@ class HypernetworkHead(MultiTaskModel):
             task-specific (see the module docstring).
     """
 
-    def __init__(self, encoder: nn.Module, feature_dim: int | None, num_tasks: int, out_dim: int | Sequence[int],
-                 embedding_dim: int = 16, hidden: Sequence[int] = (64,), share_generator: bool = True) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        feature_dim: int | None,
+        num_tasks: int,
+        out_dim: int | Sequence[int],
+        embedding_dim: int = 16,
+        hidden: Sequence[int] = (64,),
+        share_generator: bool = True,
+    ) -> None:
         super().__init__()
         if not isinstance(num_tasks, int) or isinstance(num_tasks, bool) or num_tasks <= 0:
             raise ValueError(f"HypernetworkHead: num_tasks must be a positive int (got {num_tasks!r}).")

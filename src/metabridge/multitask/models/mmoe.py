@@ -50,9 +50,15 @@ class MMoE(MultiTaskModel):
         tower_hidden: widths of every task tower's hidden layers (ReLU); empty for linear towers.
     """
 
-    def __init__(self, encoder: nn.Module | None, feature_dim: int | None, out_dims: Sequence[int],
-                 num_experts: int = 4, expert_hidden: Sequence[int] = (64,),
-                 tower_hidden: Sequence[int] = (32,)) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module | None,
+        feature_dim: int | None,
+        out_dims: Sequence[int],
+        num_experts: int = 4,
+        expert_hidden: Sequence[int] = (64,),
+        tower_hidden: Sequence[int] = (32,),
+    ) -> None:
         super().__init__()
         if not isinstance(num_experts, int) or isinstance(num_experts, bool) or num_experts <= 0:
             raise ValueError(f"MMoE: num_experts must be a positive int (got {num_experts!r}).")
@@ -92,7 +98,7 @@ class MMoE(MultiTaskModel):
         experts = h.transpose(0, 1).flatten(1)  # [B, E * D]
         features = torch.cat([u, experts], dim=1) if self.has_encoder else experts
         gate_in = features[:, : self.feature_dim] if self.has_encoder else u
-        expert_out = features[:, -experts.shape[1]:].reshape(-1, self.num_experts, self.expert_dim)
+        expert_out = features[:, -experts.shape[1] :].reshape(-1, self.num_experts, self.expert_dim)
         gates = torch.softmax(torch.einsum("bf,kef->kbe", gate_in, self.gates.to(u.dtype)), dim=-1)  # [K, B, E]
         mixed = torch.einsum("kbe,bed->kbd", gates, expert_out)  # f^k(u), [K, B, D]
         return TaskOutputs([tower(mixed[k]) for k, tower in enumerate(self.towers)], features)

@@ -37,8 +37,15 @@ from .hard_sharing import HardSharing
 from .hypernetwork import HypernetworkHead
 from .mmoe import MMoE
 
-__all__ = ["MTL_MODELS", "InputKind", "available_mtl_models", "build_default_encoder", "build_mtl_model",
-           "register_mtl_model", "unregister_mtl_model"]
+__all__ = [
+    "MTL_MODELS",
+    "InputKind",
+    "available_mtl_models",
+    "build_default_encoder",
+    "build_mtl_model",
+    "register_mtl_model",
+    "unregister_mtl_model",
+]
 
 InputKind = Literal["image", "vector"]
 MTLFactory = Callable[..., MultiTaskModel]
@@ -53,8 +60,9 @@ def _check_factory(name: str, factory: object) -> None:
 #: :func:`register_mtl_model`). The factory is called as ``factory(encoder=..., feature_dim=...,
 #: input_kind=..., input_shape=..., out_dims=..., **kwargs)`` and must return a :class:`MultiTaskModel`
 #: with ``num_tasks == len(out_dims)``.
-MTL_MODELS: Registry[MTLFactory] = Registry("multi-task model", "multitask-models",
-                                            register_hint="metabridge.register_mtl_model", check=_check_factory)
+MTL_MODELS: Registry[MTLFactory] = Registry(
+    "multi-task model", "multitask-models", register_hint="metabridge.register_mtl_model", check=_check_factory
+)
 
 _PASSED = ("encoder", "feature_dim", "input_kind", "input_shape", "out_dims")
 
@@ -102,9 +110,16 @@ def build_default_encoder(input_kind: InputKind, input_shape: int | Sequence[int
     raise ValueError(f"input_kind must be 'image' or 'vector' (got {input_kind!r}).")
 
 
-def build_mtl_model(name: str, *, input_kind: InputKind, input_shape: int | Sequence[int], out_dims: Sequence[int],
-                    encoder: nn.Module | str | None = None, feature_dim: int | None = None,
-                    **kwargs: Any) -> MultiTaskModel:
+def build_mtl_model(
+    name: str,
+    *,
+    input_kind: InputKind,
+    input_shape: int | Sequence[int],
+    out_dims: Sequence[int],
+    encoder: nn.Module | str | None = None,
+    feature_dim: int | None = None,
+    **kwargs: Any,
+) -> MultiTaskModel:
     """Build the architecture registered as ``name`` for inputs of ``input_kind``/``input_shape`` and
     K = len(out_dims) tasks.
 
@@ -123,12 +138,14 @@ def build_mtl_model(name: str, *, input_kind: InputKind, input_shape: int | Sequ
     if input_kind not in ("image", "vector"):
         raise ValueError(f"input_kind must be 'image' or 'vector' (got {input_kind!r}).")
     dims = check_out_dims(f"build_mtl_model({name!r})", out_dims)
-    encoder_kwargs = {k[len("encoder_"):]: v for k, v in kwargs.items() if k.startswith("encoder_")}
+    encoder_kwargs = {k[len("encoder_") :]: v for k, v in kwargs.items() if k.startswith("encoder_")}
     model_kwargs = {k: v for k, v in kwargs.items() if not k.startswith("encoder_")}
     if encoder is None:
         if feature_dim is not None:
-            raise ValueError("feature_dim is only for an encoder module of your own; size the default encoder with "
-                             "encoder_out_dim=...")
+            raise ValueError(
+                "feature_dim is only for an encoder module of your own; size the default encoder with "
+                "encoder_out_dim=..."
+            )
         try:
             built: nn.Module | None = build_default_encoder(input_kind, input_shape, **encoder_kwargs)
         except TypeError as exc:
@@ -136,8 +153,10 @@ def build_mtl_model(name: str, *, input_kind: InputKind, input_shape: int | Sequ
         feature_dim = built.out_dim  # type: ignore[assignment, union-attr]
     else:
         if encoder_kwargs:
-            raise ValueError(f"encoder_* keywords ({', '.join(sorted(encoder_kwargs))}) configure the default encoder; "
-                             "they cannot be combined with encoder=...")
+            raise ValueError(
+                f"encoder_* keywords ({', '.join(sorted(encoder_kwargs))}) configure the default encoder; "
+                "they cannot be combined with encoder=..."
+            )
         if isinstance(encoder, str):
             if encoder != "none":
                 raise ValueError(f"encoder must be None (default encoder), an nn.Module or 'none' (got {encoder!r}).")
@@ -160,41 +179,73 @@ def build_mtl_model(name: str, *, input_kind: InputKind, input_shape: int | Sequ
         try:
             signature.bind(**passed, **model_kwargs)
         except TypeError:
-            valid = [k for k, p in signature.parameters.items()
-                     if k not in _PASSED and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-            raise ValueError(f"multi-task model {name!r} does not take {', '.join(sorted(model_kwargs)) or 'these'} "
-                             f"keywords; its keywords are {', '.join(valid) or '(none)'} (plus encoder_* for the "
-                             "default encoder).") from None
+            valid = [
+                k
+                for k, p in signature.parameters.items()
+                if k not in _PASSED and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+            raise ValueError(
+                f"multi-task model {name!r} does not take {', '.join(sorted(model_kwargs)) or 'these'} "
+                f"keywords; its keywords are {', '.join(valid) or '(none)'} (plus encoder_* for the "
+                "default encoder)."
+            ) from None
     model = factory(**passed, **model_kwargs)
     if not isinstance(model, MultiTaskModel):
         raise TypeError(f"multi-task model factory {name!r} returned {type(model).__name__}, not a MultiTaskModel.")
     if getattr(model, "num_tasks", None) != len(dims):
-        raise TypeError(f"multi-task model factory {name!r} built a model for {getattr(model, 'num_tasks', None)} "
-                        f"tasks; {len(dims)} were asked for.")
+        raise TypeError(
+            f"multi-task model factory {name!r} built a model for {getattr(model, 'num_tasks', None)} "
+            f"tasks; {len(dims)} were asked for."
+        )
     return model
 
 
 @register_mtl_model("hard_sharing")
-def hard_sharing(*, encoder: nn.Module | None, feature_dim: int, input_kind: InputKind, input_shape: Any,
-                 out_dims: list[int], head_hidden: int | None = None) -> HardSharing:
+def hard_sharing(
+    *,
+    encoder: nn.Module | None,
+    feature_dim: int,
+    input_kind: InputKind,
+    input_shape: Any,
+    out_dims: list[int],
+    head_hidden: int | None = None,
+) -> HardSharing:
     """:class:`HardSharing`: the encoder and one linear head per task (``head_hidden``: one hidden layer)."""
     if encoder is None:
-        raise ValueError("hard_sharing needs an encoder (its output is the shared representation); "
-                         "drop encoder='none'.")
+        raise ValueError(
+            "hard_sharing needs an encoder (its output is the shared representation); drop encoder='none'."
+        )
     return HardSharing(encoder, feature_dim, out_dims, head_hidden=head_hidden)
 
 
 def _conditioned(mode: str) -> MTLFactory:
-    def factory(*, encoder: nn.Module | None, feature_dim: int, input_kind: InputKind, input_shape: Any,
-                out_dims: list[int], descriptor: str = "onehot", embedding_dim: int | None = None,
-                hidden: Sequence[int] = (128,)) -> TaskConditioned:
-        return TaskConditioned(encoder, feature_dim, len(out_dims), out_dims,
-                               mode=mode, descriptor=descriptor,  # type: ignore[arg-type]
-                               embedding_dim=embedding_dim, hidden=hidden)
+    def factory(
+        *,
+        encoder: nn.Module | None,
+        feature_dim: int,
+        input_kind: InputKind,
+        input_shape: Any,
+        out_dims: list[int],
+        descriptor: str = "onehot",
+        embedding_dim: int | None = None,
+        hidden: Sequence[int] = (128,),
+    ) -> TaskConditioned:
+        return TaskConditioned(
+            encoder,
+            feature_dim,
+            len(out_dims),
+            out_dims,
+            mode=mode,
+            descriptor=descriptor,  # type: ignore[arg-type]
+            embedding_dim=embedding_dim,
+            hidden=hidden,
+        )
 
     factory.__name__ = factory.__qualname__ = f"conditioned_{mode}"
-    factory.__doc__ = (f":class:`TaskConditioned` with mode={mode!r}: the encoder, then an MLP trunk (``hidden``) "
-                       "conditioned on a one-hot or learned task descriptor.")
+    factory.__doc__ = (
+        f":class:`TaskConditioned` with mode={mode!r}: the encoder, then an MLP trunk (``hidden``) "
+        "conditioned on a one-hot or learned task descriptor."
+    )
     return factory
 
 
@@ -203,28 +254,61 @@ for _mode in ("concat", "add", "multiply", "film"):
 
 
 @register_mtl_model("hypernetwork")
-def hypernetwork(*, encoder: nn.Module | None, feature_dim: int, input_kind: InputKind, input_shape: Any,
-                 out_dims: list[int], embedding_dim: int = 16, hidden: Sequence[int] = (64,),
-                 share_generator: bool = True) -> HypernetworkHead:
+def hypernetwork(
+    *,
+    encoder: nn.Module | None,
+    feature_dim: int,
+    input_kind: InputKind,
+    input_shape: Any,
+    out_dims: list[int],
+    embedding_dim: int = 16,
+    hidden: Sequence[int] = (64,),
+    share_generator: bool = True,
+) -> HypernetworkHead:
     """:class:`HypernetworkHead`: the encoder and linear heads generated from learned task embeddings."""
     if encoder is None:
-        raise ValueError("hypernetwork needs an encoder (its output is the shared representation); "
-                         "drop encoder='none'.")
-    return HypernetworkHead(encoder, feature_dim, len(out_dims), out_dims, embedding_dim=embedding_dim,
-                            hidden=hidden, share_generator=share_generator)
+        raise ValueError(
+            "hypernetwork needs an encoder (its output is the shared representation); drop encoder='none'."
+        )
+    return HypernetworkHead(
+        encoder,
+        feature_dim,
+        len(out_dims),
+        out_dims,
+        embedding_dim=embedding_dim,
+        hidden=hidden,
+        share_generator=share_generator,
+    )
 
 
 @register_mtl_model("mmoe")
-def mmoe(*, encoder: nn.Module | None, feature_dim: int, input_kind: InputKind, input_shape: Any,
-         out_dims: list[int], num_experts: int = 4, expert_hidden: Sequence[int] = (64,),
-         tower_hidden: Sequence[int] = (32,)) -> MMoE:
+def mmoe(
+    *,
+    encoder: nn.Module | None,
+    feature_dim: int,
+    input_kind: InputKind,
+    input_shape: Any,
+    out_dims: list[int],
+    num_experts: int = 4,
+    expert_hidden: Sequence[int] = (64,),
+    tower_hidden: Sequence[int] = (32,),
+) -> MMoE:
     """:class:`MMoE`: experts and per-task gates over the encoder's output, per-task towers."""
-    return MMoE(encoder, feature_dim, out_dims, num_experts=num_experts, expert_hidden=expert_hidden,
-                tower_hidden=tower_hidden)
+    return MMoE(
+        encoder, feature_dim, out_dims, num_experts=num_experts, expert_hidden=expert_hidden, tower_hidden=tower_hidden
+    )
 
 
 @register_mtl_model("cross_stitch")
-def cross_stitch(*, encoder: nn.Module | None, feature_dim: int, input_kind: InputKind, input_shape: Any,
-                 out_dims: list[int], hidden: Sequence[int] = (128,), self_weight: float = 0.9) -> CrossStitch:
+def cross_stitch(
+    *,
+    encoder: nn.Module | None,
+    feature_dim: int,
+    input_kind: InputKind,
+    input_shape: Any,
+    out_dims: list[int],
+    hidden: Sequence[int] = (128,),
+    self_weight: float = 0.9,
+) -> CrossStitch:
     """:class:`CrossStitch`: per-task MLP columns after the encoder, mixed by cross-stitch units."""
     return CrossStitch(encoder, feature_dim, out_dims, hidden=hidden, self_weight=self_weight)

@@ -73,8 +73,9 @@ class AlignedMTL(Weighting):
     name: ClassVar[str] = "aligned_mtl"
     needs: ClassVar[Needs] = Needs.PARAM_GRADS
 
-    def __init__(self, num_tasks: int, pre_weights: Sequence[float] | Tensor | None = None,
-                 scale: Scale = "min") -> None:
+    def __init__(
+        self, num_tasks: int, pre_weights: Sequence[float] | Tensor | None = None, scale: Scale = "min"
+    ) -> None:
         super().__init__(num_tasks)
         if scale not in ("min", "median", "rmse"):
             raise ValueError(f"AlignedMTL: scale must be 'min', 'median' or 'rmse' (got {scale!r}).")
@@ -95,8 +96,11 @@ class AlignedMTL(Weighting):
         gram = gram_matrix(grads)
         b = alignment_matrix(gram, torch.finfo(grads.dtype).eps, self.scale)
         if not bool(b.abs().max() > 0):
-            warnings.warn("AlignedMTL: every task gradient is zero; the shared update is zero and the heads get "
-                          "the pre-weights.", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "AlignedMTL: every task gradient is zero; the shared update is zero and the heads get the pre-weights.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             w = self.pre_weights.to(device=grads.device, dtype=grads.dtype)
             return torch.zeros_like(grads[0]), w
         alpha = (b @ self.pre_weights.to(device=b.device, dtype=b.dtype)).to(grads.dtype)

@@ -140,12 +140,15 @@ class Weighting(nn.Module):
 
 def _check_losses(losses: Tensor, num_tasks: int) -> None:
     if losses.dim() != 1 or losses.shape[0] != num_tasks:
-        raise ValueError(f"expected the {num_tasks} per-task losses as a [{num_tasks}] tensor "
-                         f"(got shape {tuple(losses.shape)}).")
+        raise ValueError(
+            f"expected the {num_tasks} per-task losses as a [{num_tasks}] tensor (got shape {tuple(losses.shape)})."
+        )
     if not bool(torch.isfinite(losses.detach()).all()):
         bad = [i for i, v in enumerate(losses.detach().tolist()) if not torch.isfinite(torch.tensor(v))]
-        raise FloatingPointError(f"non-finite loss for task(s) {bad}: {losses.detach().tolist()}; lower the learning "
-                                 "rate or check the targets (regression targets must be finite).")
+        raise FloatingPointError(
+            f"non-finite loss for task(s) {bad}: {losses.detach().tolist()}; lower the learning "
+            "rate or check the targets (regression targets must be finite)."
+        )
 
 
 def weighted_backward(
@@ -174,8 +177,9 @@ def weighted_backward(
             trainable parameter's gradient is then the whole minibatch's on every rank.
     """
     if ranks is not None and ranks.enabled:
-        return _weighted_backward_distributed(weighting, losses, shared_params, task_params, features, step,
-                                              gradient_mode, ranks)
+        return _weighted_backward_distributed(
+            weighting, losses, shared_params, task_params, features, step, gradient_mode, ranks
+        )
     _check_losses(losses, weighting.num_tasks)
     needs = weighting.needs_at(step)
     shared_params = [p for p in shared_params if p.requires_grad]
@@ -190,22 +194,27 @@ def weighted_backward(
         return StepRecord(weights, needs)
     if Needs.FEATURE_GRADS in needs:
         if features is None:
-            raise ValueError(f"{type(weighting).__name__} reads the gradients w.r.t. the shared features: the model "
-                             "must return its shared features (use a hard-sharing or soft-sharing model, or another "
-                             "weighting method for a task-conditioned network).")
+            raise ValueError(
+                f"{type(weighting).__name__} reads the gradients w.r.t. the shared features: the model "
+                "must return its shared features (use a hard-sharing or soft-sharing model, or another "
+                "weighting method for a task-conditioned network)."
+            )
         grads = per_task_gradients(losses, [features], mode=gradient_mode)
         direction, weights = weighting.combine(grads, losses.detach())
         weights = weights.detach()
         if task_params:
             torch.autograd.backward((weights.to(losses.dtype) * losses).sum(), inputs=task_params, retain_graph=True)
-        torch.autograd.backward(features, grad_tensors=direction.view_as(features).to(features.dtype),
-                                inputs=shared_params)
+        torch.autograd.backward(
+            features, grad_tensors=direction.view_as(features).to(features.dtype), inputs=shared_params
+        )
         missed = [p for p in shared_params if p.grad is None]  # not upstream of the features
         if missed:
-            raise ValueError(f"{type(weighting).__name__} updates the shared parameters through the shared features, "
-                             f"but {len(missed)} shared parameter tensor(s) lie downstream of them (e.g. a shared "
-                             "hypernetwork generator) and would get no update: count them as task-specific (e.g. "
-                             "HypernetworkHead(share_generator=False)) or use a parameter-gradient method (mgda).")
+            raise ValueError(
+                f"{type(weighting).__name__} updates the shared parameters through the shared features, "
+                f"but {len(missed)} shared parameter tensor(s) lie downstream of them (e.g. a shared "
+                "hypernetwork generator) and would get no update: count them as task-specific (e.g. "
+                "HypernetworkHead(share_generator=False)) or use a parameter-gradient method (mgda)."
+            )
         return StepRecord(weights, needs)
     total, weights = weighting.objective(losses)
     total.backward()
@@ -215,15 +224,24 @@ def weighted_backward(
 def _missed_through_features(weighting: Weighting, shared_params: Sequence[Tensor]) -> None:
     missed = [p for p in shared_params if p.grad is None]
     if missed:
-        raise ValueError(f"{type(weighting).__name__} updates the shared parameters through the shared features, "
-                         f"but {len(missed)} shared parameter tensor(s) lie downstream of them (e.g. a shared "
-                         "hypernetwork generator) and would get no update: count them as task-specific (e.g. "
-                         "HypernetworkHead(share_generator=False)) or use a parameter-gradient method (mgda).")
+        raise ValueError(
+            f"{type(weighting).__name__} updates the shared parameters through the shared features, "
+            f"but {len(missed)} shared parameter tensor(s) lie downstream of them (e.g. a shared "
+            "hypernetwork generator) and would get no update: count them as task-specific (e.g. "
+            "HypernetworkHead(share_generator=False)) or use a parameter-gradient method (mgda)."
+        )
 
 
-def _weighted_backward_distributed(weighting: Weighting, losses: Tensor, shared_params: Sequence[Tensor],
-                                   task_params: Sequence[Tensor], features: Tensor | None, step: int,
-                                   gradient_mode: GradientMode, ranks: RankMean) -> StepRecord:
+def _weighted_backward_distributed(
+    weighting: Weighting,
+    losses: Tensor,
+    shared_params: Sequence[Tensor],
+    task_params: Sequence[Tensor],
+    features: Tensor | None,
+    step: int,
+    gradient_mode: GradientMode,
+    ranks: RankMean,
+) -> StepRecord:
     """:func:`weighted_backward` over the ranks' shards (the three cases of the module docstring)."""
     from ...collectives import WithValue
 
@@ -244,9 +262,11 @@ def _weighted_backward_distributed(weighting: Weighting, losses: Tensor, shared_
         return StepRecord(weights, needs, whole)
     if Needs.FEATURE_GRADS in needs:
         if features is None:
-            raise ValueError(f"{type(weighting).__name__} reads the gradients w.r.t. the shared features: the model "
-                             "must return its shared features (use a hard-sharing or soft-sharing model, or another "
-                             "weighting method for a task-conditioned network).")
+            raise ValueError(
+                f"{type(weighting).__name__} reads the gradients w.r.t. the shared features: the model "
+                "must return its shared features (use a hard-sharing or soft-sharing model, or another "
+                "weighting method for a task-conditioned network)."
+            )
         k, w = weighting.num_tasks, ranks.world_size
         local = per_task_gradients(losses, [features], mode=gradient_mode).reshape(k, features.shape[0], -1)
         whole = ranks.mean(losses.detach())
@@ -257,8 +277,9 @@ def _weighted_backward_distributed(weighting: Weighting, losses: Tensor, shared_
         mine = direction.view(w, -1)[ranks.context.rank]
         if task_params:
             torch.autograd.backward((weights.to(losses.dtype) * losses).sum(), inputs=task_params, retain_graph=True)
-        torch.autograd.backward(features, grad_tensors=(w * mine).view_as(features).to(features.dtype),
-                                inputs=shared_params)
+        torch.autograd.backward(
+            features, grad_tensors=(w * mine).view_as(features).to(features.dtype), inputs=shared_params
+        )
         _missed_through_features(weighting, shared_params)
         ranks.average_grads(model_params)
         return StepRecord(weights, needs, whole)

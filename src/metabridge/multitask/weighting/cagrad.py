@@ -110,8 +110,9 @@ class CAGrad(Weighting):
     name: ClassVar[str] = "cagrad"
     needs: ClassVar[Needs] = Needs.PARAM_GRADS
 
-    def __init__(self, num_tasks: int, c: float = 0.5, rescale: Literal[0, 1, 2] = 1, max_iter: int = 200,
-                 tol: float = 1e-10) -> None:
+    def __init__(
+        self, num_tasks: int, c: float = 0.5, rescale: Literal[0, 1, 2] = 1, max_iter: int = 200, tol: float = 1e-10
+    ) -> None:
         super().__init__(num_tasks)
         if not (isinstance(c, (int, float)) and not isinstance(c, bool) and c >= 0 and c == c and c != float("inf")):
             raise ValueError(f"CAGrad: c must be a finite number >= 0 (got {c!r}).")
@@ -137,10 +138,10 @@ class CAGrad(Weighting):
         gw_norm = torch.sqrt((w @ gram @ w).clamp_min(0.0))
         r = self.c * torch.sqrt(g0_sq.clamp_min(0.0))
         tiny = torch.finfo(gram.dtype).tiny
-        lam = torch.where(gw_norm > tiny ** 0.5, r / gw_norm.clamp_min(tiny ** 0.5), torch.zeros_like(gw_norm))
+        lam = torch.where(gw_norm > tiny**0.5, r / gw_norm.clamp_min(tiny**0.5), torch.zeros_like(gw_norm))
         weights = 1.0 / k + lam * w
         if self.rescale == 1:
-            weights = weights / (1 + self.c ** 2)
+            weights = weights / (1 + self.c**2)
         elif self.rescale == 2:
             weights = weights / (1 + self.c)
         weights = weights.to(grads.dtype)

@@ -46,14 +46,16 @@ class DynamicWeightAverage(Weighting):
     def __init__(self, num_tasks: int, temperature: float = 2.0) -> None:
         super().__init__(num_tasks)
         if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"DynamicWeightAverage: temperature must be a finite number > 0 (the paper uses 2); "
-                             f"got {temperature!r}.")
+            raise ValueError(
+                f"DynamicWeightAverage: temperature must be a finite number > 0 (the paper uses 2); "
+                f"got {temperature!r}."
+            )
         self.temperature = float(temperature)
         # Buffers, so that the history moves with .to(device) and is saved in state_dict() (float32: MPS has no
         # float64).
         self.register_buffer("epoch_loss_sum", torch.zeros(num_tasks, dtype=torch.float32))
         self.register_buffer("epoch_steps", torch.zeros((), dtype=torch.long))
-        self.register_buffer("last_avg", torch.zeros(num_tasks, dtype=torch.float32))      # Lbar(t-1)
+        self.register_buffer("last_avg", torch.zeros(num_tasks, dtype=torch.float32))  # Lbar(t-1)
         self.register_buffer("previous_avg", torch.zeros(num_tasks, dtype=torch.float32))  # Lbar(t-2)
         self.register_buffer("epochs_done", torch.zeros((), dtype=torch.long))
 

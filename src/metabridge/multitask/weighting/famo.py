@@ -76,31 +76,47 @@ class FAMO(Weighting):
     name: ClassVar[str] = "famo"
     needs: ClassVar[Needs] = Needs.LOSSES
 
-    def __init__(self, num_tasks: int, w_lr: float = 0.025, gamma: float = 0.001, eps: float = 1e-8,
-                 min_losses: Sequence[float] | None = None, lookahead: Lookahead = "same_batch") -> None:
+    def __init__(
+        self,
+        num_tasks: int,
+        w_lr: float = 0.025,
+        gamma: float = 0.001,
+        eps: float = 1e-8,
+        min_losses: Sequence[float] | None = None,
+        lookahead: Lookahead = "same_batch",
+    ) -> None:
         super().__init__(num_tasks)
         if not (_finite_number(w_lr) and w_lr > 0):
-            raise ValueError(f"FAMO: w_lr (the logits' Adam learning rate) must be a finite number > 0; the paper "
-                             f"uses 0.025 (got {w_lr!r}).")
+            raise ValueError(
+                f"FAMO: w_lr (the logits' Adam learning rate) must be a finite number > 0; the paper "
+                f"uses 0.025 (got {w_lr!r})."
+            )
         if not (_finite_number(gamma) and gamma >= 0):
-            raise ValueError(f"FAMO: gamma (the logits' weight decay) must be a finite number >= 0; the paper uses "
-                             f"0.001 (got {gamma!r}).")
+            raise ValueError(
+                f"FAMO: gamma (the logits' weight decay) must be a finite number >= 0; the paper uses "
+                f"0.001 (got {gamma!r})."
+            )
         if not (_finite_number(eps) and eps >= 0):
             raise ValueError(f"FAMO: eps must be a finite number >= 0 (default 1e-8; got {eps!r}).")
         if lookahead not in ("same_batch", "next_batch"):
-            raise ValueError(f"FAMO: lookahead must be 'same_batch' (the paper: recompute the losses on the same "
-                             f"batch after the step) or 'next_batch' (got {lookahead!r}).")
+            raise ValueError(
+                f"FAMO: lookahead must be 'same_batch' (the paper: recompute the losses on the same "
+                f"batch after the step) or 'next_batch' (got {lookahead!r})."
+            )
         if min_losses is None:
             mins = [0.0] * num_tasks
         else:
             try:
                 mins = [float(v) for v in min_losses]
             except (TypeError, ValueError) as err:
-                raise ValueError(f"FAMO: min_losses must be {num_tasks} numbers, a lower bound of each task's loss "
-                                 f"(got {min_losses!r}).") from err
+                raise ValueError(
+                    f"FAMO: min_losses must be {num_tasks} numbers, a lower bound of each task's loss "
+                    f"(got {min_losses!r})."
+                ) from err
             if len(mins) != num_tasks or not all(math.isfinite(v) for v in mins):
-                raise ValueError(f"FAMO: min_losses must be {num_tasks} finite numbers, one lower bound per task "
-                                 f"(got {mins}).")
+                raise ValueError(
+                    f"FAMO: min_losses must be {num_tasks} finite numbers, one lower bound per task (got {mins})."
+                )
         self.w_lr = float(w_lr)
         self.gamma = float(gamma)
         self.eps = float(eps)
@@ -120,9 +136,11 @@ class FAMO(Weighting):
     def _shifted(self, losses: Tensor, when: str) -> Tensor:
         shifted = losses - self.min_losses.to(device=losses.device, dtype=losses.dtype) + self.eps
         if not bool((shifted.detach() > 0).all()):
-            raise ValueError(f"FAMO takes log(L_i - min_loss_i + eps) and needs every loss above its min_loss ({when}: "
-                             f"losses {losses.detach().tolist()}, min_losses {self.min_losses.tolist()}, eps={self.eps}); "
-                             "pass min_losses below the losses' infimum (0 for cross-entropy and MSE) or a larger eps.")
+            raise ValueError(
+                f"FAMO takes log(L_i - min_loss_i + eps) and needs every loss above its min_loss ({when}: "
+                f"losses {losses.detach().tolist()}, min_losses {self.min_losses.tolist()}, eps={self.eps}); "
+                "pass min_losses below the losses' infimum (0 for cross-entropy and MSE) or a larger eps."
+            )
         return shifted
 
     def _update_logits(self, before: Tensor, after: Tensor) -> None:
@@ -131,7 +149,7 @@ class FAMO(Weighting):
         delta = before.to(xi).log() - after.detach().to(xi).log()
         z = torch.softmax(xi, dim=0)
         grad = z * (delta - (z * delta).sum())  # softmax Jacobian (symmetric) times delta
-        grad = grad + self.gamma * xi           # Adam's (L2) weight decay
+        grad = grad + self.gamma * xi  # Adam's (L2) weight decay
         beta1, beta2 = _ADAM_BETAS
         self.adam_step += 1
         self.adam_exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
@@ -160,14 +178,18 @@ class FAMO(Weighting):
         with torch.no_grad():
             after = recompute_losses()
         if after.dim() != 1 or after.shape[0] != self.num_tasks:
-            raise ValueError(f"FAMO.after_step: the closure must return the {self.num_tasks} losses as a "
-                             f"[{self.num_tasks}] tensor (got shape {tuple(after.shape)}).")
+            raise ValueError(
+                f"FAMO.after_step: the closure must return the {self.num_tasks} losses as a "
+                f"[{self.num_tasks}] tensor (got shape {tuple(after.shape)})."
+            )
         self._update_logits(self._previous, self._shifted(after.detach(), "after the step"))
         self._previous = None
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, w_lr={self.w_lr}, gamma={self.gamma}, eps={self.eps}, "
-                f"lookahead={self.lookahead!r}")
+        return (
+            f"{super().extra_repr()}, w_lr={self.w_lr}, gamma={self.gamma}, eps={self.eps}, "
+            f"lookahead={self.lookahead!r}"
+        )
 
 
 # no extra forward (an approximation)

@@ -32,23 +32,29 @@ class FixedWeighting(Weighting):
     def __init__(self, num_tasks: int, weights: Sequence[float] | None = None) -> None:
         super().__init__(num_tasks)
         if weights is None:
-            raise ValueError(f"FixedWeighting needs weights=[w_1, ..., w_{num_tasks}] (one per task); "
-                             "for unit weights use the 'equal' method.")
+            raise ValueError(
+                f"FixedWeighting needs weights=[w_1, ..., w_{num_tasks}] (one per task); "
+                "for unit weights use the 'equal' method."
+            )
         try:
             if isinstance(weights, (str, bytes)):
                 raise TypeError
             values = [float(w) for w in weights]
         except (TypeError, ValueError) as err:
-            raise ValueError(f"FixedWeighting: weights must be a sequence of {num_tasks} numbers, one per task "
-                             f"(got {weights!r}).") from err
+            raise ValueError(
+                f"FixedWeighting: weights must be a sequence of {num_tasks} numbers, one per task (got {weights!r})."
+            ) from err
         if len(values) != num_tasks:
-            raise ValueError(f"FixedWeighting: got {len(values)} weights for {num_tasks} tasks; pass exactly one "
-                             "weight per task.")
+            raise ValueError(
+                f"FixedWeighting: got {len(values)} weights for {num_tasks} tasks; pass exactly one weight per task."
+            )
         if not all(math.isfinite(w) and w >= 0 for w in values):
             raise ValueError(f"FixedWeighting: weights must be finite and non-negative (got {values}).")
         if not any(w > 0 for w in values):
-            raise ValueError("FixedWeighting: the weights are all zero, so nothing would be trained; make at least "
-                             "one weight positive.")
+            raise ValueError(
+                "FixedWeighting: the weights are all zero, so nothing would be trained; make at least "
+                "one weight positive."
+            )
         self.weights: tuple[float, ...] = tuple(values)
         self._cache: dict[tuple[torch.device, torch.dtype], Tensor] = {}
 

@@ -56,15 +56,27 @@ class GradNorm(Weighting):
     name: ClassVar[str] = "gradnorm"
     needs: ClassVar[Needs] = Needs.PARAM_GRADS
 
-    def __init__(self, num_tasks: int, alpha: float = 1.5, lr: float = 0.025,
-                 optimizer: Literal["adam", "sgd"] = "adam", min_weight: float = 1e-4) -> None:
+    def __init__(
+        self,
+        num_tasks: int,
+        alpha: float = 1.5,
+        lr: float = 0.025,
+        optimizer: Literal["adam", "sgd"] = "adam",
+        min_weight: float = 1e-4,
+    ) -> None:
         super().__init__(num_tasks)
         for label, value, positive in (("alpha", alpha, False), ("lr", lr, True), ("min_weight", min_weight, True)):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
-                and value != float("inf") and (value > 0 if positive else value >= 0)
+            ok = (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and value == value
+                and value != float("inf")
+                and (value > 0 if positive else value >= 0)
+            )
             if not ok:
-                raise ValueError(f"GradNorm: {label} must be a finite number {'>' if positive else '>='} 0 "
-                                 f"(got {value!r}).")
+                raise ValueError(
+                    f"GradNorm: {label} must be a finite number {'>' if positive else '>='} 0 (got {value!r})."
+                )
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"GradNorm: optimizer must be 'adam' or 'sgd' (got {optimizer!r}).")
         if min_weight >= 1:

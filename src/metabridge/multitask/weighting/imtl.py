@@ -83,11 +83,16 @@ def imtl_g_alpha(gram: Tensor, on_singular: OnSingular = "raise", rcond: float |
     singular = bool(svals.min() <= rcond * svals.max()) or not bool(svals.max() > 0)
     if singular:
         if on_singular == "raise":
-            raise IMTLSolveError("IMTL-G: the system (D U^T) alpha = g_1 U^T is singular (two tasks have parallel "
-                                 "gradients, or the unit gradients are affinely dependent); pass on_singular='lstsq' "
-                                 "to solve it in the least-squares sense instead.")
-        warnings.warn("IMTL-G: singular system (parallel task gradients); alpha solved by least squares "
-                      "(torch.linalg.pinv).", RuntimeWarning, stacklevel=3)
+            raise IMTLSolveError(
+                "IMTL-G: the system (D U^T) alpha = g_1 U^T is singular (two tasks have parallel "
+                "gradients, or the unit gradients are affinely dependent); pass on_singular='lstsq' "
+                "to solve it in the least-squares sense instead."
+            )
+        warnings.warn(
+            "IMTL-G: singular system (parallel task gradients); alpha solved by least squares (torch.linalg.pinv).",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         rest = torch.linalg.pinv(a.T, rtol=rcond) @ rhs  # minimum-norm least squares, any device
     else:
         rest = torch.linalg.solve(a.T, rhs)
@@ -142,8 +147,10 @@ class IMTLL(Weighting):
 
     def objective(self, losses: Tensor) -> tuple[Tensor, Tensor]:
         if losses.dim() != 1 or losses.shape[0] != self.num_tasks:
-            raise ValueError(f"IMTLL: expected the {self.num_tasks} losses as a [{self.num_tasks}] tensor "
-                             f"(got shape {tuple(losses.shape)}).")
+            raise ValueError(
+                f"IMTLL: expected the {self.num_tasks} losses as a [{self.num_tasks}] tensor "
+                f"(got shape {tuple(losses.shape)})."
+            )
         s = self.s.to(losses.dtype)
         scale = s.exp()
         return (scale * losses - s).sum(), scale.detach()
@@ -164,8 +171,10 @@ class IMTL(IMTLG):
     def combine(self, grads: Tensor, losses: Tensor) -> tuple[Tensor, Tensor]:
         check_grads(grads, self.num_tasks, type(self).__name__)
         if losses.dim() != 1 or losses.shape[0] != self.num_tasks:
-            raise ValueError(f"IMTL: expected the {self.num_tasks} losses as a [{self.num_tasks}] tensor "
-                             f"(got shape {tuple(losses.shape)}).")
+            raise ValueError(
+                f"IMTL: expected the {self.num_tasks} losses as a [{self.num_tasks}] tensor "
+                f"(got shape {tuple(losses.shape)})."
+            )
         scale = self.s.detach().exp().to(device=grads.device, dtype=grads.dtype)
         alpha = self._alpha(scale[:, None] * grads)
         with torch.enable_grad():

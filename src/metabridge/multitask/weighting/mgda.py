@@ -54,12 +54,19 @@ class MGDA(Weighting):
     name: ClassVar[str] = "mgda"
     needs: ClassVar[Needs] = Needs.PARAM_GRADS
 
-    def __init__(self, num_tasks: int, normalization: Normalization = "none", max_iter: int = 1000,
-                 tol: float = 1e-10, eps: float = 1e-12) -> None:
+    def __init__(
+        self,
+        num_tasks: int,
+        normalization: Normalization = "none",
+        max_iter: int = 1000,
+        tol: float = 1e-10,
+        eps: float = 1e-12,
+    ) -> None:
         super().__init__(num_tasks)
         if normalization not in _NORMALIZATIONS:
-            raise ValueError(f"{type(self).__name__}: normalization must be one of {_NORMALIZATIONS} "
-                             f"(got {normalization!r}).")
+            raise ValueError(
+                f"{type(self).__name__}: normalization must be one of {_NORMALIZATIONS} (got {normalization!r})."
+            )
         if not isinstance(max_iter, int) or max_iter < 1:
             raise ValueError(f"{type(self).__name__}: max_iter must be a positive integer (got {max_iter!r}).")
         if not (isinstance(tol, (int, float)) and tol >= 0):
@@ -76,8 +83,10 @@ class MGDA(Weighting):
         if self.normalization == "none":
             return torch.ones(grads.shape[0], dtype=grads.dtype, device=grads.device)
         if self.normalization in ("loss", "loss+") and not bool((losses > 0).all()):
-            raise ValueError(f"{type(self).__name__}: normalization={self.normalization!r} divides by the losses, "
-                             f"which must be positive (got {losses.tolist()}); use 'l2' or 'none'.")
+            raise ValueError(
+                f"{type(self).__name__}: normalization={self.normalization!r} divides by the losses, "
+                f"which must be positive (got {losses.tolist()}); use 'l2' or 'none'."
+            )
         norms = grads.norm(dim=1)
         if self.normalization == "l2":
             n = norms

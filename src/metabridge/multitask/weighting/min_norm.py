@@ -54,8 +54,9 @@ def check_grads(grads: Tensor, num_tasks: int, who: str) -> None:
         raise ValueError(f"{who}: the gradients have no entries (P = 0): are there shared parameters?")
     if not bool(torch.isfinite(grads).all()):
         bad = (~torch.isfinite(grads)).any(dim=1).nonzero().flatten().tolist()
-        raise FloatingPointError(f"{who}: non-finite gradient for task(s) {bad}; lower the learning rate or check "
-                                 "the losses.")
+        raise FloatingPointError(
+            f"{who}: non-finite gradient for task(s) {bad}; lower the learning rate or check the losses."
+        )
 
 
 def gram_matrix(grads: Tensor) -> Tensor:
@@ -110,8 +111,9 @@ def _face_solution(gram: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(torch.isfinite(cand), cand, torch.zeros_like(cand)), ok
 
 
-def frank_wolfe(gram: Tensor, max_iter: int = 250, tol: float = 1e-10, away_steps: bool = True,
-                polish_every: int = 5) -> Tensor:
+def frank_wolfe(
+    gram: Tensor, max_iter: int = 250, tol: float = 1e-10, away_steps: bool = True, polish_every: int = 5
+) -> Tensor:
     """Min-norm weights alpha in the simplex for any K by Frank-Wolfe on alpha^T M alpha.
 
     Args:
@@ -172,8 +174,9 @@ def frank_wolfe(gram: Tensor, max_iter: int = 250, tol: float = 1e-10, away_step
     return alpha
 
 
-def min_norm_weights(gram: Tensor, max_iter: int = 250, tol: float = 1e-10, away_steps: bool = True,
-                     polish_every: int = 5) -> Tensor:
+def min_norm_weights(
+    gram: Tensor, max_iter: int = 250, tol: float = 1e-10, away_steps: bool = True, polish_every: int = 5
+) -> Tensor:
     """alpha* = argmin over the simplex of alpha^T M alpha: closed form for K <= 2, Frank-Wolfe
     (:func:`frank_wolfe`) for K > 2. The min-norm point is G^T alpha*."""
     _check_gram(gram)

@@ -40,8 +40,10 @@ class MinMaxWeighting(Weighting):
     def __init__(self, num_tasks: int, temperature: float = 0.0) -> None:
         super().__init__(num_tasks)
         if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature >= 0):
-            raise ValueError(f"MinMaxWeighting: temperature must be a finite number >= 0 (0 for the exact max, "
-                             f"> 0 for the smooth max); got {temperature!r}.")
+            raise ValueError(
+                f"MinMaxWeighting: temperature must be a finite number >= 0 (0 for the exact max, "
+                f"> 0 for the smooth max); got {temperature!r}."
+            )
         self.temperature = float(temperature)
 
     def objective(self, losses: Tensor) -> tuple[Tensor, Tensor]:

@@ -92,9 +92,11 @@ def nash_weights(gram: Tensor, tol: float = 1e-7, max_iter: int = 100) -> Tensor
     scale = diag.mean()
     zero = (diag <= torch.finfo(dtype).eps * scale.abs().clamp_min(torch.finfo(dtype).tiny)).nonzero().flatten()
     if not bool(scale > 0) or zero.numel():
-        raise NashMTLSolveError(f"Nash-MTL: the gradient of task(s) {zero.tolist() or list(range(k))} is zero, so "
-                                "f(alpha) = 1/2 alpha^T M alpha - sum log alpha is unbounded below (M is singular).",
-                                "unbounded")
+        raise NashMTLSolveError(
+            f"Nash-MTL: the gradient of task(s) {zero.tolist() or list(range(k))} is zero, so "
+            "f(alpha) = 1/2 alpha^T M alpha - sum log alpha is unbounded below (M is singular).",
+            "unbounded",
+        )
     # M alpha = 1/alpha is invariant to rescaling the tasks (g_i -> c_i g_i, alpha_i -> alpha_i / c_i):
     # solve it for the unit-diagonal D M D, D = diag(1 / ||g_i||), and return D alpha
     dscale = diag.rsqrt()
@@ -108,8 +110,9 @@ def nash_weights(gram: Tensor, tol: float = 1e-7, max_iter: int = 100) -> Tensor
         grad = m @ a - 1.0 / a
         residual = float((a * grad).abs().max())  # max_i |alpha_i (M alpha)_i - 1|
         if residual != residual or residual == float("inf") or not bool(torch.isfinite(a).all()):
-            raise NashMTLSolveError("Nash-MTL: non-finite iterate in the Newton solve of M alpha = 1/alpha.",
-                                    "nonfinite")
+            raise NashMTLSolveError(
+                "Nash-MTL: non-finite iterate in the Newton solve of M alpha = 1/alpha.", "nonfinite"
+            )
         if residual <= target:
             break
         hess = m + eye / (a * a)
@@ -120,7 +123,7 @@ def nash_weights(gram: Tensor, tol: float = 1e-7, max_iter: int = 100) -> Tensor
         decrement = float(-(grad @ step))  # lambda^2, the squared Newton decrement
         if not decrement >= 0:
             break  # not a descent direction (round-off at a numerically singular Hessian): diagnosed below
-        lam = decrement ** 0.5
+        lam = decrement**0.5
         if lam < 0.25:  # quadratic phase: the residual must keep falling, else round-off has won
             strikes = strikes + 1 if residual > 0.5 * best else 0
             if strikes >= 3:
@@ -145,12 +148,18 @@ def nash_weights(gram: Tensor, tol: float = 1e-7, max_iter: int = 100) -> Tensor
     # at 0 to 1e-5 of the unit gradients' scale)
     w = min_norm_weights(m, tol=1e-14)
     if bool(w @ m @ w <= 1e-10):
-        raise NashMTLSolveError("Nash-MTL: f(alpha) = 1/2 alpha^T M alpha - sum log alpha is unbounded below: a "
-                                "nonnegative combination of the task gradients is zero (e.g. two opposite gradients; "
-                                "M = G G^T is singular), so M alpha = 1/alpha has no solution.", "unbounded")
-    raise NashMTLSolveError(f"Nash-MTL: the Newton solve of M alpha = 1/alpha did not converge ({max_iter} "
-                            f"iterations at most; residual max_i |alpha_i (M alpha)_i - 1| = {residual:.3g} > "
-                            f"tol {tol:g}).", "nonconvergence")
+        raise NashMTLSolveError(
+            "Nash-MTL: f(alpha) = 1/2 alpha^T M alpha - sum log alpha is unbounded below: a "
+            "nonnegative combination of the task gradients is zero (e.g. two opposite gradients; "
+            "M = G G^T is singular), so M alpha = 1/alpha has no solution.",
+            "unbounded",
+        )
+    raise NashMTLSolveError(
+        f"Nash-MTL: the Newton solve of M alpha = 1/alpha did not converge ({max_iter} "
+        f"iterations at most; residual max_i |alpha_i (M alpha)_i - 1| = {residual:.3g} > "
+        f"tol {tol:g}).",
+        "nonconvergence",
+    )
 
 
 @register_weighting("nash_mtl")
@@ -172,8 +181,15 @@ class NashMTL(Weighting):
     name: ClassVar[str] = "nash_mtl"
     needs: ClassVar[Needs] = Needs.PARAM_GRADS
 
-    def __init__(self, num_tasks: int, update_every: int = 1, max_norm: float | None = 1.0,
-                 on_failure: Literal["raise", "warn"] = "raise", tol: float = 1e-7, max_iter: int = 100) -> None:
+    def __init__(
+        self,
+        num_tasks: int,
+        update_every: int = 1,
+        max_norm: float | None = 1.0,
+        on_failure: Literal["raise", "warn"] = "raise",
+        tol: float = 1e-7,
+        max_iter: int = 100,
+    ) -> None:
         super().__init__(num_tasks)
         if not isinstance(update_every, int) or isinstance(update_every, bool) or update_every < 1:
             raise ValueError(f"NashMTL: update_every must be a positive integer (got {update_every!r}).")
@@ -207,8 +223,10 @@ class NashMTL(Weighting):
 
     def objective(self, losses: Tensor) -> tuple[Tensor, Tensor]:
         if not self.has_alpha():
-            raise RuntimeError("NashMTL: no alpha has been solved yet; the first step must read the gradients "
-                               "(needs_at(step) asks for them).")
+            raise RuntimeError(
+                "NashMTL: no alpha has been solved yet; the first step must read the gradients "
+                "(needs_at(step) asks for them)."
+            )
         alpha = self.alpha.to(device=losses.device, dtype=losses.dtype)
         return (alpha * losses).sum(), alpha
 
@@ -222,12 +240,17 @@ class NashMTL(Weighting):
         except NashMTLSolveError as err:
             if self.on_failure == "raise" or not self.has_alpha():
                 if self.on_failure == "warn":
-                    raise NashMTLSolveError(f"{err} (on_failure='warn', but there is no previous alpha to keep: "
-                                            "this was the first solve).", err.cause) from err
+                    raise NashMTLSolveError(
+                        f"{err} (on_failure='warn', but there is no previous alpha to keep: this was the first solve).",
+                        err.cause,
+                    ) from err
                 raise
             self.failed_solves += 1
-            warnings.warn(f"{err} Keeping the previous alpha (failed solves so far: {self.failed_solves}).",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"{err} Keeping the previous alpha (failed solves so far: {self.failed_solves}).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             alpha = self.alpha
         else:
             with torch.no_grad():
@@ -241,5 +264,7 @@ class NashMTL(Weighting):
         return direction, alpha
 
     def extra_repr(self) -> str:
-        return (f"{super().extra_repr()}, update_every={self.update_every}, max_norm={self.max_norm}, "
-                f"on_failure={self.on_failure!r}")
+        return (
+            f"{super().extra_repr()}, update_every={self.update_every}, max_norm={self.max_norm}, "
+            f"on_failure={self.on_failure!r}"
+        )

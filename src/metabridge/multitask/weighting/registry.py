@@ -46,8 +46,10 @@ def _check_weighting(name: str, obj: object) -> None:
     if not (isinstance(cls, type) and issubclass(cls, Weighting)):
         raise TypeError(f"register_weighting takes a Weighting subclass or a functools.partial of one (got {obj!r}).")
     if isinstance(obj, functools.partial) and obj.args:
-        raise TypeError(f"register_weighting({name!r}, partial): bind keywords only; the first argument of a "
-                        "weighting is num_tasks, given when it is built.")
+        raise TypeError(
+            f"register_weighting({name!r}, partial): bind keywords only; the first argument of a "
+            "weighting is num_tasks, given when it is built."
+        )
 
 
 def _describe(obj: Any) -> str:
@@ -62,13 +64,23 @@ class _WeightingRegistry(Registry[WeightingFactory]):
     :class:`WeightingPreset`; the old ``register_weighting(name, **defaults)`` still works
     (with a :class:`DeprecationWarning`)."""
 
-    def register(self, name: Any = None, obj: Any = None, *, replace: bool = False,  # type: ignore[override]
-                 **defaults: Any) -> Any:
+    def register(
+        self,
+        name: Any = None,
+        obj: Any = None,
+        *,
+        replace: bool = False,  # type: ignore[override]
+        **defaults: Any,
+    ) -> Any:
         if defaults:
-            warnings.warn("register_weighting(name, **defaults) is deprecated; register "
-                          "functools.partial(cls, **defaults) under the name instead.", DeprecationWarning,
-                          stacklevel=2)
+            warnings.warn(
+                "register_weighting(name, **defaults) is deprecated; register "
+                "functools.partial(cls, **defaults) under the name instead.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         if obj is None and (name is None or isinstance(name, str)):
+
             def decorate(target: W) -> W:
                 self._register_one(name, target, replace, defaults)
                 return target
@@ -89,8 +101,12 @@ class _WeightingRegistry(Registry[WeightingFactory]):
 
 #: name -> weighting class or :class:`WeightingPreset` (add one with :func:`register_weighting`).
 WEIGHTINGS: Registry[WeightingFactory] = _WeightingRegistry(
-    "weighting", "weightings", register_hint="metabridge.register_weighting", check=_check_weighting,
-    describer=_describe)
+    "weighting",
+    "weightings",
+    register_hint="metabridge.register_weighting",
+    check=_check_weighting,
+    describer=_describe,
+)
 
 #: ``@register_weighting("name")``, ``@register_weighting()`` (the class attribute ``name``) or
 #: ``register_weighting("name", functools.partial(cls, **defaults))``; ``replace=True`` replaces a name.

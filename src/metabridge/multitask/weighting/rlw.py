@@ -63,8 +63,11 @@ class RandomLossWeighting(Weighting):
 
     def get_extra_state(self) -> Any:
         gen = self._generator
-        return {"seed": self.seed, "device": None if gen is None else str(gen.device),
-                "rng_state": None if gen is None else gen.get_state()}
+        return {
+            "seed": self.seed,
+            "device": None if gen is None else str(gen.device),
+            "rng_state": None if gen is None else gen.get_state(),
+        }
 
     def set_extra_state(self, state: Any) -> None:
         self.seed = int(state["seed"])

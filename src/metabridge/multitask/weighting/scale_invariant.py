@@ -45,9 +45,11 @@ class ScaleInvariantWeighting(Weighting):
     def objective(self, losses: Tensor) -> tuple[Tensor, Tensor]:
         shifted = losses + self.eps
         if not bool((shifted.detach() > 0).all()):
-            raise ValueError(f"scale_invariant takes log(L_i + eps) and needs L_i + eps > 0 (losses "
-                             f"{losses.detach().tolist()}, eps={self.eps}); pass eps > 0 (e.g. eps=1e-8) for losses "
-                             "that can reach 0, or use another method for losses that can be negative.")
+            raise ValueError(
+                f"scale_invariant takes log(L_i + eps) and needs L_i + eps > 0 (losses "
+                f"{losses.detach().tolist()}, eps={self.eps}); pass eps > 0 (e.g. eps=1e-8) for losses "
+                "that can reach 0, or use another method for losses that can be negative."
+            )
         return shifted.log().sum(), shifted.detach().reciprocal()
 
     def extra_repr(self) -> str:

@@ -8,5 +8,14 @@ from .maml_trpo import MAMLTRPO, FirstOrderMAMLTRPO
 from .registry import RL_ALGORITHMS, register_rl_algorithm, unregister_rl_algorithm
 from .trpo_base import TRPOMetaAlgorithm
 
-__all__ = ["DRSPPO", "DRSTRPO", "MAMLTRPO", "RL_ALGORITHMS", "FirstOrderMAMLTRPO", "MetaRLAlgorithm",
-           "TRPOMetaAlgorithm", "register_rl_algorithm", "unregister_rl_algorithm"]
+__all__ = [
+    "DRSPPO",
+    "DRSTRPO",
+    "MAMLTRPO",
+    "RL_ALGORITHMS",
+    "FirstOrderMAMLTRPO",
+    "MetaRLAlgorithm",
+    "TRPOMetaAlgorithm",
+    "register_rl_algorithm",
+    "unregister_rl_algorithm",
+]

@@ -42,11 +42,13 @@ if TYPE_CHECKING:
 def cat_episodes(parts: Sequence[Episodes]) -> Episodes:
     """The episodes of several task shards as one batch (tasks concatenated in order): the
     single-process batch that a data-parallel iteration's shards make up together."""
+
     def cat(name: str) -> Tensor | None:
         values = [getattr(p, name) for p in parts]
         if any(v is None for v in values):
             return None
         return torch.cat(values)
+
     return Episodes(*(cat(f) for f in Episodes.__dataclass_fields__))  # type: ignore[arg-type]
 
 
@@ -56,8 +58,9 @@ def per_task_mean(x: Tensor, mask: Tensor) -> Tensor:
     return (x * mask).sum(dims) / mask.sum(dims).clamp_min(1.0)
 
 
-def surrogate_and_kl(policy: GaussianMLPPolicy, params: Params, episodes: Episodes, old_mean: Tensor,
-                     old_log_std: Tensor) -> tuple[Tensor, Tensor]:
+def surrogate_and_kl(
+    policy: GaussianMLPPolicy, params: Params, episodes: Episodes, old_mean: Tensor, old_log_std: Tensor
+) -> tuple[Tensor, Tensor]:
     """The TRPO loss -mean_i E_t[pi(a|s) / pi_old(a|s) A_t] and mean_i E_t[KL(pi_old || pi)] over
     the tasks' episodes (per-task masked means, then the mean over tasks)."""
     assert episodes.advantages is not None
@@ -77,16 +80,22 @@ def behaviour_distribution(policy: GaussianMLPPolicy, params: Params, episodes: 
     return mean, broadcast_log_std(log_std, mean).expand_as(mean).contiguous()
 
 
-def distribution_of(policy: GaussianMLPPolicy, names: list[str], observations: Tensor,
-                    transform: Callable[[Params], Params] | None = None) -> Callable[..., tuple[Tensor, Tensor]]:
+def distribution_of(
+    policy: GaussianMLPPolicy,
+    names: list[str],
+    observations: Tensor,
+    transform: Callable[[Params], Params] | None = None,
+) -> Callable[..., tuple[Tensor, Tensor]]:
     """``(*tensors) -> (means, log_stds)`` of the policy on ``observations``, the parameters given
     positionally in the order of ``names`` and first passed through ``transform`` (MAML's
     inner step), for :func:`~metabridge.rl.trpo.gaussian_fisher_vector_product`."""
+
     def distribution(*tensors: Tensor) -> tuple[Tensor, Tensor]:
         params = dict(zip(names, tensors))
         if transform is not None:
             params = transform(params)
         return policy_forward(policy, params, observations)
+
     return distribution
 
 
@@ -105,8 +114,14 @@ class MetaRLAlgorithm(nn.Module, ABC):
     #: batches of episodes sampled per iteration per task (MAML: train + validation = 2)
     samples_per_task_iteration: int = 1
 
-    def __init__(self, policy: GaussianMLPPolicy, inner_lr: float = 0.1, gamma: float = 0.99,
-                 gae_lambda: float = 1.0, normalize_advantages: bool = True) -> None:
+    def __init__(
+        self,
+        policy: GaussianMLPPolicy,
+        inner_lr: float = 0.1,
+        gamma: float = 0.99,
+        gae_lambda: float = 1.0,
+        normalize_advantages: bool = True,
+    ) -> None:
         super().__init__()
         if inner_lr <= 0:
             raise ValueError(f"inner_lr must be positive (got {inner_lr}).")
@@ -117,8 +132,9 @@ class MetaRLAlgorithm(nn.Module, ABC):
         self.gamma, self.gae_lambda = float(gamma), float(gae_lambda)
         self.normalize_advantages = bool(normalize_advantages)
 
-    def sample(self, env: MetaEnv, params: Params, tasks: Tensor, rollouts: int,
-               generator: torch.Generator) -> Episodes:
+    def sample(
+        self, env: MetaEnv, params: Params, tasks: Tensor, rollouts: int, generator: torch.Generator
+    ) -> Episodes:
         """Sample episodes with ``params`` and attach advantages (per-task baselines)."""
         episodes = sample_episodes(env, self.policy, params, tasks, rollouts, generator)
         return process_episodes(episodes, self.gamma, self.gae_lambda, self.normalize_advantages)
@@ -133,23 +149,27 @@ class MetaRLAlgorithm(nn.Module, ABC):
     def collect(self, env: MetaEnv, meta_batch: int, rollouts: int, generator: torch.Generator) -> Any:
         """Draw ``meta_batch`` tasks and sample (and adapt on) their episodes: everything the update
         reads. Local to a rank; a data-parallel run's shards concatenate (:func:`cat_episodes`)."""
-        raise NotImplementedError(f"{type(self).__name__} implements train_iteration only (no collect/update "
-                                  "split), so it cannot run data-parallel; run it in one process.")
+        raise NotImplementedError(
+            f"{type(self).__name__} implements train_iteration only (no collect/update "
+            "split), so it cannot run data-parallel; run it in one process."
+        )
 
     def update(self, batch: Any) -> dict[str, float]:
         """Change the policy once from :meth:`collect`'s ``batch``; returns statistics (at least
         ``env_steps`` and ``return`` of the episodes the update used)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement update().")
 
-    def train_iteration(self, env: MetaEnv, meta_batch: int, rollouts: int,
-                        generator: torch.Generator) -> dict[str, float]:
+    def train_iteration(
+        self, env: MetaEnv, meta_batch: int, rollouts: int, generator: torch.Generator
+    ) -> dict[str, float]:
         """Sample ``meta_batch`` tasks x ``rollouts`` episodes and update the policy once; returns
         statistics (at least ``env_steps`` and ``return`` of the episodes the update used).
         Default: ``update(collect(...))``."""
         return self.update(self.collect(env, meta_batch, rollouts, generator))
 
-    def global_stats(self, stats: dict[str, float], summed: Sequence[str] = ("env_steps",),
-                     shared: Sequence[str] = ()) -> dict[str, float]:
+    def global_stats(
+        self, stats: dict[str, float], summed: Sequence[str] = ("env_steps",), shared: Sequence[str] = ()
+    ) -> dict[str, float]:
         """This rank's statistics turned into the whole meta-batch's, in one all-reduce: the keys in
         ``summed`` are summed over the ranks, those in ``shared`` (already equal on every rank, e.g.
         TRPO's step statistics) kept, every other one (a mean over this rank's tasks) averaged.
@@ -166,8 +186,12 @@ class MetaRLAlgorithm(nn.Module, ABC):
 
     def hparams(self) -> dict[str, Any]:
         """The constructor arguments besides the policy (for checkpoints and logs)."""
-        return {"inner_lr": self.inner_lr, "gamma": self.gamma, "gae_lambda": self.gae_lambda,
-                "normalize_advantages": self.normalize_advantages}
+        return {
+            "inner_lr": self.inner_lr,
+            "gamma": self.gamma,
+            "gae_lambda": self.gae_lambda,
+            "normalize_advantages": self.normalize_advantages,
+        }
 
     def extra_state(self) -> dict[str, Any]:
         """State besides the parameters that an exact resume needs (an optimizer's)."""

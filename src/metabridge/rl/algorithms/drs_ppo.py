@@ -33,19 +33,33 @@ class DRSPPO(MetaRLAlgorithm):
 
     name = "drs-ppo"
 
-    def __init__(self, policy: GaussianMLPPolicy, inner_lr: float = 0.1, learning_rate: float = 1e-3,
-                 clip: float = 0.2, epochs: int = 5, max_grad_norm: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        policy: GaussianMLPPolicy,
+        inner_lr: float = 0.1,
+        learning_rate: float = 1e-3,
+        clip: float = 0.2,
+        epochs: int = 5,
+        max_grad_norm: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(policy, inner_lr, **kwargs)
         if not 0 < clip < 1 or epochs < 1 or learning_rate <= 0:
-            raise ValueError(f"need 0 < clip < 1, epochs >= 1, learning_rate > 0 (got {clip}, {epochs}, "
-                             f"{learning_rate}).")
+            raise ValueError(
+                f"need 0 < clip < 1, epochs >= 1, learning_rate > 0 (got {clip}, {epochs}, {learning_rate})."
+            )
         self.learning_rate, self.clip, self.epochs = float(learning_rate), float(clip), int(epochs)
         self.max_grad_norm = max_grad_norm
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.learning_rate)
 
     def hparams(self) -> dict[str, Any]:
-        return {**super().hparams(), "learning_rate": self.learning_rate, "clip": self.clip, "epochs": self.epochs,
-                "max_grad_norm": self.max_grad_norm}
+        return {
+            **super().hparams(),
+            "learning_rate": self.learning_rate,
+            "clip": self.clip,
+            "epochs": self.epochs,
+            "max_grad_norm": self.max_grad_norm,
+        }
 
     def extra_state(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict()}
@@ -79,8 +93,9 @@ class DRSPPO(MetaRLAlgorithm):
             loss.backward()
             if self.ranks is not None:
                 fraction = per_task_mean(((ratio.detach() - 1).abs() > self.clip).to(ratio.dtype), mask).mean()
-                loss_mean, fraction_mean = self.ranks.average_grads(list(policy.parameters()),
-                                                                    [loss.detach(), fraction])
+                loss_mean, fraction_mean = self.ranks.average_grads(
+                    list(policy.parameters()), [loss.detach(), fraction]
+                )
             if self.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(policy.parameters(), self.max_grad_norm)
             self.optimizer.step()
@@ -89,7 +104,12 @@ class DRSPPO(MetaRLAlgorithm):
             else:
                 loss_value = float(loss.detach())
                 clip_fraction = float(per_task_mean(((ratio - 1).abs() > self.clip).float(), mask).mean())
-        out = {"env_steps": float(episodes.env_steps), "return": float(episodes.task_returns().mean()),
-               "surrogate": -loss_value, "clip_fraction": clip_fraction}
-        return self.global_stats(with_success(out, episodes.success_rate(), "success"),
-                                 shared=("surrogate", "clip_fraction"))
+        out = {
+            "env_steps": float(episodes.env_steps),
+            "return": float(episodes.task_returns().mean()),
+            "surrogate": -loss_value,
+            "clip_fraction": clip_fraction,
+        }
+        return self.global_stats(
+            with_success(out, episodes.success_rate(), "success"), shared=("surrogate", "clip_fraction")
+        )

@@ -39,8 +39,9 @@ class MAMLTRPO(TRPOMetaAlgorithm):
     name = "maml-trpo"
     samples_per_task_iteration = 2
 
-    def __init__(self, policy: GaussianMLPPolicy, inner_lr: float = 0.1, first_order: bool = False,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, policy: GaussianMLPPolicy, inner_lr: float = 0.1, first_order: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(policy, inner_lr, **kwargs)
         self.first_order = bool(first_order)
         if self.first_order:
@@ -78,10 +79,15 @@ class MAMLTRPO(TRPOMetaAlgorithm):
         def inner(p: Params) -> Params:
             return adapt(policy, p, train_f, self.inner_lr, self.first_order)
 
-        update = self.trpo_update(objective, distribution_of(policy, list(theta), valid_f.observations, inner),
-                                  valid_f.mask)
-        out = {"env_steps": float(train.env_steps + valid.env_steps), "return": float(train.task_returns().mean()),
-               "return_adapted": float(valid.task_returns().mean()), **update}
+        update = self.trpo_update(
+            objective, distribution_of(policy, list(theta), valid_f.observations, inner), valid_f.mask
+        )
+        out = {
+            "env_steps": float(train.env_steps + valid.env_steps),
+            "return": float(train.task_returns().mean()),
+            "return_adapted": float(valid.task_returns().mean()),
+            **update,
+        }
         return self.global_stats(with_success(out, valid.success_rate(), "success_adapted"), shared=tuple(update))
 
 
@@ -108,5 +114,8 @@ class MAMLBatch:
     @staticmethod
     def cat(parts: list[MAMLBatch]) -> MAMLBatch:
         """The shards of a data-parallel iteration as one single-process batch (tasks in order)."""
-        return MAMLBatch(cat_episodes([p.train for p in parts]), cat_episodes([p.valid for p in parts]),
-                         {k: torch.cat([p.adapted_old[k] for p in parts]) for k in parts[0].adapted_old})
+        return MAMLBatch(
+            cat_episodes([p.train for p in parts]),
+            cat_episodes([p.valid for p in parts]),
+            {k: torch.cat([p.adapted_old[k] for p in parts]) for k in parts[0].adapted_old},
+        )

@@ -38,20 +38,24 @@ COMMON_ARGS = ("inner_lr", "gamma", "gae_lambda")
 def _check_rl_algorithm(name: str, cls: object) -> None:
     """A :class:`MetaRLAlgorithm` subclass whose constructor takes the policy and :data:`COMMON_ARGS`."""
     if not (isinstance(cls, type) and issubclass(cls, MetaRLAlgorithm)):
-        raise TypeError(f"register_rl_algorithm takes a MetaRLAlgorithm subclass (got {cls!r}); subclass "
-                        "metabridge.rl.MetaRLAlgorithm and implement train_iteration (or collect and update).")
+        raise TypeError(
+            f"register_rl_algorithm takes a MetaRLAlgorithm subclass (got {cls!r}); subclass "
+            "metabridge.rl.MetaRLAlgorithm and implement train_iteration (or collect and update)."
+        )
     try:
         inspect.signature(cls).bind(None, **dict.fromkeys(COMMON_ARGS, 0.5))
     except TypeError:
-        raise TypeError(f"{cls.__name__} cannot be registered: its constructor must accept "
-                        f"(policy, inner_lr=..., gamma=..., gae_lambda=..., **algorithm_kwargs), as "
-                        "MetaRLAlgorithm's does.") from None
+        raise TypeError(
+            f"{cls.__name__} cannot be registered: its constructor must accept "
+            f"(policy, inner_lr=..., gamma=..., gae_lambda=..., **algorithm_kwargs), as "
+            "MetaRLAlgorithm's does."
+        ) from None
 
 
 #: name -> meta-RL algorithm class (add one with :func:`register_rl_algorithm`).
-RL_ALGORITHMS: Registry[type[MetaRLAlgorithm]] = Registry("meta-RL algorithm", "rl-algorithms",
-                                                          register_hint="metabridge.register_rl_algorithm",
-                                                          check=_check_rl_algorithm)
+RL_ALGORITHMS: Registry[type[MetaRLAlgorithm]] = Registry(
+    "meta-RL algorithm", "rl-algorithms", register_hint="metabridge.register_rl_algorithm", check=_check_rl_algorithm
+)
 
 #: ``@register_rl_algorithm("name")``, ``@register_rl_algorithm()`` (the class attribute ``name``) or
 #: ``register_rl_algorithm("name", cls)``; ``replace=True`` replaces a registered name.
@@ -62,4 +66,3 @@ unregister_rl_algorithm = RL_ALGORITHMS.unregister
 
 for _cls in (MAMLTRPO, FirstOrderMAMLTRPO, DRSTRPO, DRSPPO):
     register_rl_algorithm(None, _cls)
-

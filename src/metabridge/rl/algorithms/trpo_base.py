@@ -35,25 +35,46 @@ class TRPOMetaAlgorithm(MetaRLAlgorithm):
     curvature, Schulman et al. 2015 Sec. 6; 1.0 = exact). The gradient, the surrogate and
     the KL of the line search always use every rollout."""
 
-    def __init__(self, policy: GaussianMLPPolicy, inner_lr: float = 0.1, max_kl: float = 0.01, cg_iters: int = 10,
-                 cg_damping: float = 1e-5, backtrack_ratio: float = 0.8, max_backtracks: int = 15,
-                 fisher_subsample: float = 1.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        policy: GaussianMLPPolicy,
+        inner_lr: float = 0.1,
+        max_kl: float = 0.01,
+        cg_iters: int = 10,
+        cg_damping: float = 1e-5,
+        backtrack_ratio: float = 0.8,
+        max_backtracks: int = 15,
+        fisher_subsample: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(policy, inner_lr, **kwargs)
         if max_kl <= 0 or cg_iters < 1 or not 0 < backtrack_ratio < 1 or max_backtracks < 1:
-            raise ValueError(f"need max_kl > 0, cg_iters >= 1, 0 < backtrack_ratio < 1, max_backtracks >= 1 (got "
-                             f"{max_kl}, {cg_iters}, {backtrack_ratio}, {max_backtracks}).")
+            raise ValueError(
+                f"need max_kl > 0, cg_iters >= 1, 0 < backtrack_ratio < 1, max_backtracks >= 1 (got "
+                f"{max_kl}, {cg_iters}, {backtrack_ratio}, {max_backtracks})."
+            )
         fisher_rollouts(1, fisher_subsample)  # validates
         self.max_kl, self.cg_iters, self.cg_damping = float(max_kl), int(cg_iters), float(cg_damping)
         self.backtrack_ratio, self.max_backtracks = float(backtrack_ratio), int(max_backtracks)
         self.fisher_subsample = float(fisher_subsample)
 
     def hparams(self) -> dict[str, Any]:
-        return {**super().hparams(), "max_kl": self.max_kl, "cg_iters": self.cg_iters, "cg_damping": self.cg_damping,
-                "backtrack_ratio": self.backtrack_ratio, "max_backtracks": self.max_backtracks,
-                "fisher_subsample": self.fisher_subsample}
+        return {
+            **super().hparams(),
+            "max_kl": self.max_kl,
+            "cg_iters": self.cg_iters,
+            "cg_damping": self.cg_damping,
+            "backtrack_ratio": self.backtrack_ratio,
+            "max_backtracks": self.max_backtracks,
+            "fisher_subsample": self.fisher_subsample,
+        }
 
-    def trpo_update(self, objective: Callable[[], tuple[Tensor, Tensor]],
-                    distribution: Callable[..., tuple[Tensor, Tensor]], mask: Tensor) -> dict[str, float]:
+    def trpo_update(
+        self,
+        objective: Callable[[], tuple[Tensor, Tensor]],
+        distribution: Callable[..., tuple[Tensor, Tensor]],
+        mask: Tensor,
+    ) -> dict[str, float]:
         """One TRPO step of the policy's parameters; ``distribution(*params)`` gives the means and
         log-stds whose KL the trust region bounds, on the steps ``mask`` marks.
 
@@ -62,12 +83,23 @@ class TRPOMetaAlgorithm(MetaRLAlgorithm):
         averaged over the ranks (:func:`~metabridge.rl.trpo.trpo_step`'s ``mean_over_ranks``), so the
         step is the single-process step on all ranks' tasks."""
         params = list(self.policy.parameters())
-        stats = trpo_step(params, objective, self.max_kl, self.cg_damping, self.cg_iters, self.backtrack_ratio,
-                          self.max_backtracks,
-                          fisher=lambda: gaussian_fisher_vector_product(distribution, params, mask, self.cg_damping),
-                          mean_over_ranks=self.ranks.mean if self.ranks is not None else None)
-        return {"surrogate": -stats.surrogate_after, "kl": stats.kl, "step_fraction": stats.step_fraction,
-                "accepted": float(stats.accepted)}
+        stats = trpo_step(
+            params,
+            objective,
+            self.max_kl,
+            self.cg_damping,
+            self.cg_iters,
+            self.backtrack_ratio,
+            self.max_backtracks,
+            fisher=lambda: gaussian_fisher_vector_product(distribution, params, mask, self.cg_damping),
+            mean_over_ranks=self.ranks.mean if self.ranks is not None else None,
+        )
+        return {
+            "surrogate": -stats.surrogate_after,
+            "kl": stats.kl,
+            "step_fraction": stats.step_fraction,
+            "accepted": float(stats.accepted),
+        }
 
 
 def with_success(out: dict[str, float], rate: torch.Tensor | None, key: str) -> dict[str, float]:

@@ -76,7 +76,7 @@ class MetaEnv(ABC):
     def step(self, actions: Tensor) -> StepResult:
         """Advance every episode by one step with ``actions`` ``[T, R, action_dim]`` (clipped here)."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (a default no-op, not abstract: pure-torch families hold nothing)
         """Release simulator resources (nothing for pure-torch families)."""
 
     def describe_task(self, task: Tensor) -> str:
@@ -87,8 +87,11 @@ class MetaEnv(ABC):
         """A clear error for actions of the wrong shape (the most common misuse)."""
         want = (*shape, self.action_dim)
         if tuple(actions.shape) != want:
-            raise ValueError(f"{self.name}: actions must have shape {list(want)} (tasks, rollouts, action_dim) "
-                             f"as the last reset; got {list(actions.shape)}.")
+            raise ValueError(
+                f"{self.name}: actions must have shape {list(want)} (tasks, rollouts, action_dim) "
+                f"as the last reset; got {list(actions.shape)}."
+            )
         if not bool(torch.isfinite(actions).all()):
-            raise ValueError(f"{self.name}: actions contain NaN or inf: the policy diverged (lower the "
-                             "inner or outer step size).")
+            raise ValueError(
+                f"{self.name}: actions contain NaN or inf: the policy diverged (lower the inner or outer step size)."
+            )

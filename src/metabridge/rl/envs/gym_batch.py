@@ -162,8 +162,10 @@ class GymBatchEnv(MetaEnv):
             raise RuntimeError(f"{self.name}: call reset(tasks, rollouts, generator) before step().")
         self._check_actions(actions, self._shape)
         if self._t >= self.horizon:
-            raise RuntimeError(f"{self.name}: the episode already ran its horizon of {self.horizon} steps; "
-                               "reset before stepping again.")
+            raise RuntimeError(
+                f"{self.name}: the episode already ran its horizon of {self.horizon} steps; "
+                "reset before stepping again."
+            )
         n = n_tasks * rollouts
         raw = actions.detach().to("cpu", torch.float64).reshape(n, self.action_dim).numpy()
         np.clip(raw, self._low, self._high, out=self._act)
@@ -189,8 +191,9 @@ class GymBatchEnv(MetaEnv):
         reset (for tests and debugging: do not step it yourself)."""
         n_tasks, rollouts = self._shape
         if not (0 <= task < n_tasks and 0 <= rollout < rollouts):
-            raise IndexError(f"{self.name}: entry ({task}, {rollout}) outside the last reset's "
-                             f"[{n_tasks}, {rollouts}] batch.")
+            raise IndexError(
+                f"{self.name}: entry ({task}, {rollout}) outside the last reset's [{n_tasks}, {rollouts}] batch."
+            )
         return self._entries[task * rollouts + rollout]
 
     @property
@@ -311,8 +314,9 @@ class MujocoBatchEnv(GymBatchEnv):
         """Write the observations of entries ``idx`` into ``self._obs[idx]``."""
         raise NotImplementedError
 
-    def _batch_reward(self, idx: np.ndarray, velocity: np.ndarray,
-                      actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _batch_reward(
+        self, idx: np.ndarray, velocity: np.ndarray, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Rewards and terminations of the stepped entries ``idx`` (vectorised)."""
         raise NotImplementedError
 
@@ -322,7 +326,7 @@ class MujocoBatchEnv(GymBatchEnv):
     # ------------------------------------------------------------------ inspection
     def _qstate(self, idx: np.ndarray) -> np.ndarray:
         """``[len(idx), nq + nv]`` copy of ``[qpos, qvel]`` (gymnasium's ``state_vector()``) of entries ``idx``."""
-        return self._state[idx, self._qpos_at: self._qvel_at + self.nv]
+        return self._state[idx, self._qpos_at : self._qvel_at + self.nv]
 
     def entry_state(self, task: int, rollout: int) -> dict[str, np.ndarray | float]:
         """Copies of entry ``(task, rollout)``'s simulator ``time``, ``qpos``, ``qvel``,
@@ -331,18 +335,23 @@ class MujocoBatchEnv(GymBatchEnv):
         row = self._state[k]
         nu = int(self._ref.model.nu)
         warm = self._qvel_at + self.nv + int(self._ref.model.na)
-        return {"time": float(row[0]), "qpos": row[self._qpos_at: self._qpos_at + self.nq].copy(),
-                "qvel": row[self._qvel_at: self._qvel_at + self.nv].copy(),
-                "qacc_warmstart": row[warm: warm + self.nv].copy(),
-                "ctrl": row[self._ctrl_at: self._ctrl_at + nu].copy()}
+        return {
+            "time": float(row[0]),
+            "qpos": row[self._qpos_at : self._qpos_at + self.nq].copy(),
+            "qvel": row[self._qvel_at : self._qvel_at + self.nv].copy(),
+            "qacc_warmstart": row[warm : warm + self.nv].copy(),
+            "ctrl": row[self._ctrl_at : self._ctrl_at + nu].copy(),
+        }
 
     def entry_model(self, task: int, rollout: int) -> Any:
         """The ``MjModel`` that simulates entry ``(task, rollout)`` since the last reset."""
         return self._entry_models[self._entry_index(task, rollout)]
 
     def raw_env(self, task: int, rollout: int) -> Any:
-        raise TypeError(f"{self.name}: entries are simulator states, not separate environments; "
-                        "use entry_state(task, rollout) / entry_model(task, rollout).")
+        raise TypeError(
+            f"{self.name}: entries are simulator states, not separate environments; "
+            "use entry_state(task, rollout) / entry_model(task, rollout)."
+        )
 
     def close(self) -> None:
         self._ref.close()
@@ -354,8 +363,9 @@ class MujocoBatchEnv(GymBatchEnv):
     def _entry_index(self, task: int, rollout: int) -> int:
         n_tasks, rollouts = self._shape
         if not (0 <= task < n_tasks and 0 <= rollout < rollouts):
-            raise IndexError(f"{self.name}: entry ({task}, {rollout}) outside the last reset's "
-                             f"[{n_tasks}, {rollouts}] batch.")
+            raise IndexError(
+                f"{self.name}: entry ({task}, {rollout}) outside the last reset's [{n_tasks}, {rollouts}] batch."
+            )
         return task * rollouts + rollout
 
     def _make_single(self, key: Hashable) -> Any:

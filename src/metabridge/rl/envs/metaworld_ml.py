@@ -65,8 +65,11 @@ def _fast_class(cls: type) -> type:
         model = copy.deepcopy(template[0])
         return model, mujoco.MjData(model)
 
-    fast = type(cls.__name__, (cls,), {"_initialize_simulation": _initialize_simulation,
-                                       "__module__": cls.__module__, "__doc__": cls.__doc__})
+    fast = type(
+        cls.__name__,
+        (cls,),
+        {"_initialize_simulation": _initialize_simulation, "__module__": cls.__module__, "__doc__": cls.__doc__},
+    )
     _FAST_CLASSES[cls] = fast
     return fast
 
@@ -107,7 +110,7 @@ class _MetaWorldBase(GymBatchEnv):
 
     def num_tasks(self, split: Split = "train") -> int:
         """How many tasks the split holds (50 goals per environment class)."""
-        self.benchmark
+        _ = self.benchmark  # built on first use
         return len(self._train_tasks if split == "train" else self._test_tasks)
 
     def task_info(self, task: Tensor | float) -> tuple[str, str, int]:
@@ -118,11 +121,12 @@ class _MetaWorldBase(GymBatchEnv):
         return self._all_tasks[i].env_name, split, j
 
     def _task_index(self, value: float) -> int:
-        self.benchmark
+        _ = self.benchmark  # built on first use
         i = int(round(value))
         if not (0 <= i < len(self._all_tasks)) or abs(value - i) > 1e-3:
-            raise ValueError(f"{self.name}: a task row is an integer index in [0, {len(self._all_tasks)}); "
-                             f"got {value!r}.")
+            raise ValueError(
+                f"{self.name}: a task row is an integer index in [0, {len(self._all_tasks)}); got {value!r}."
+            )
         return i
 
     # ---------------------------------------------------------------- MetaEnv API
@@ -181,13 +185,20 @@ class MetaWorldML1(_MetaWorldBase):
 
     name = "metaworld-ml1"
 
-    def __init__(self, env_name: str = "reach-v3", *, horizon: int = 150, benchmark_seed: int = 0,
-                 terminate_on_success: bool = False) -> None:
+    def __init__(
+        self,
+        env_name: str = "reach-v3",
+        *,
+        horizon: int = 150,
+        benchmark_seed: int = 0,
+        terminate_on_success: bool = False,
+    ) -> None:
         valid = _valid_ml1_names()
         name = str(env_name).strip().lower()
         if name not in valid:
-            raise ValueError(f"metaworld-ml1: unknown Meta-World environment {env_name!r}; valid names: "
-                             f"{', '.join(valid)}.")
+            raise ValueError(
+                f"metaworld-ml1: unknown Meta-World environment {env_name!r}; valid names: {', '.join(valid)}."
+            )
         self.env_name = name
         super().__init__(horizon=horizon, benchmark_seed=benchmark_seed, terminate_on_success=terminate_on_success)
 

@@ -84,16 +84,18 @@ class HalfCheetahVel(_HalfCheetahBase):
 
     name = "halfcheetah-vel"
 
-    def __init__(self, *, velocity_range: tuple[float, float] = (0.0, 2.0), horizon: int = 200,
-                 ctrl_cost_weight: float = 0.05) -> None:
+    def __init__(
+        self, *, velocity_range: tuple[float, float] = (0.0, 2.0), horizon: int = 200, ctrl_cost_weight: float = 0.05
+    ) -> None:
         self.velocity_range = _check_range(self.name, *velocity_range)
         super().__init__(horizon=horizon, ctrl_cost_weight=ctrl_cost_weight)
 
     def sample_tasks(self, n: int, generator: torch.Generator, split: Split = "train") -> Tensor:
         return _uniform_tasks(n, *self.velocity_range, generator)
 
-    def _batch_reward(self, idx: np.ndarray, velocity: np.ndarray,
-                      actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _batch_reward(
+        self, idx: np.ndarray, velocity: np.ndarray, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         goal = self._entry_tasks[idx, 0]
         return -np.abs(velocity - goal) - self._ctrl_cost(actions), np.zeros(idx.size, dtype=bool)
 
@@ -117,8 +119,9 @@ class HalfCheetahDir(_HalfCheetahBase):
     def sample_tasks(self, n: int, generator: torch.Generator, split: Split = "train") -> Tensor:
         return _direction_tasks(n, generator)
 
-    def _batch_reward(self, idx: np.ndarray, velocity: np.ndarray,
-                      actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _batch_reward(
+        self, idx: np.ndarray, velocity: np.ndarray, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         direction = self._entry_tasks[idx, 0]
         return direction * velocity - self._ctrl_cost(actions), np.zeros(idx.size, dtype=bool)
 
@@ -196,8 +199,9 @@ class AntVel(_AntBase):
 
     name = "ant-vel"
 
-    def __init__(self, *, velocity_range: tuple[float, float] = (0.0, 3.0), horizon: int = 200,
-                 forward_bonus: float = 1.0) -> None:
+    def __init__(
+        self, *, velocity_range: tuple[float, float] = (0.0, 3.0), horizon: int = 200, forward_bonus: float = 1.0
+    ) -> None:
         self.velocity_range = _check_range(self.name, *velocity_range)
         self.forward_bonus = float(forward_bonus)
         super().__init__(horizon)
@@ -205,8 +209,9 @@ class AntVel(_AntBase):
     def sample_tasks(self, n: int, generator: torch.Generator, split: Split = "train") -> Tensor:
         return _uniform_tasks(n, *self.velocity_range, generator)
 
-    def _batch_reward(self, idx: np.ndarray, velocity: np.ndarray,
-                      actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _batch_reward(
+        self, idx: np.ndarray, velocity: np.ndarray, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         costs, terminated = self._costs_and_termination(idx, actions)
         goal = self._entry_tasks[idx, 0]
         return -np.abs(velocity - goal) + self.forward_bonus - costs, terminated
@@ -233,8 +238,9 @@ class AntDir(_AntBase):
     def sample_tasks(self, n: int, generator: torch.Generator, split: Split = "train") -> Tensor:
         return _direction_tasks(n, generator)
 
-    def _batch_reward(self, idx: np.ndarray, velocity: np.ndarray,
-                      actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _batch_reward(
+        self, idx: np.ndarray, velocity: np.ndarray, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         costs, terminated = self._costs_and_termination(idx, actions)
         return self._entry_tasks[idx, 0] * velocity - costs, terminated
 

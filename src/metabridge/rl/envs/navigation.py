@@ -45,8 +45,16 @@ class Navigation2D(MetaEnv):
     action_dim = 2
     task_dim = 2
 
-    def __init__(self, horizon: int = 100, goal_low: float = -0.5, goal_high: float = 0.5, max_action: float = 0.1,
-                 action_scale: float = 0.1, success_radius: float | None = 0.01, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        horizon: int = 100,
+        goal_low: float = -0.5,
+        goal_high: float = 0.5,
+        max_action: float = 0.1,
+        action_scale: float = 0.1,
+        success_radius: float | None = 0.01,
+        device: str | torch.device = "cpu",
+    ) -> None:
         if horizon < 1:
             raise ValueError(f"horizon must be >= 1 (got {horizon}).")
         if not goal_low < goal_high:

@@ -50,18 +50,29 @@ class _RandParamsBase(MujocoBatchEnv):
     #: whether the robot has a healthy rule (healthy reward + termination)
     has_health: ClassVar[bool] = True
 
-    def __init__(self, *, log_scale_limit: float = 3.0, horizon: int = 200,
-                 rand_params: Sequence[str] = RAND_PARAMS, dof_damping_base: float = 1.3) -> None:
+    def __init__(
+        self,
+        *,
+        log_scale_limit: float = 3.0,
+        horizon: int = 200,
+        rand_params: Sequence[str] = RAND_PARAMS,
+        dof_damping_base: float = 1.3,
+    ) -> None:
         unknown = sorted(set(rand_params) - set(RAND_PARAMS))
         if unknown or not rand_params:
-            raise ValueError(f"{self.name}: rand_params must be a non-empty subset of {list(RAND_PARAMS)}; "
-                             f"got {list(rand_params)}.")
+            raise ValueError(
+                f"{self.name}: rand_params must be a non-empty subset of {list(RAND_PARAMS)}; got {list(rand_params)}."
+            )
         if float(log_scale_limit) < 0:
             raise ValueError(f"{self.name}: log_scale_limit must be >= 0, got {log_scale_limit!r}.")
         self.log_scale_limit = float(log_scale_limit)
         self.rand_params = tuple(p for p in RAND_PARAMS if p in set(rand_params))
-        self.scale_bases = {"body_mass": 1.5, "body_inertia": 1.5, "dof_damping": float(dof_damping_base),
-                            "geom_friction": 1.5}
+        self.scale_bases = {
+            "body_mass": 1.5,
+            "body_inertia": 1.5,
+            "dof_damping": float(dof_damping_base),
+            "geom_friction": 1.5,
+        }
         super().__init__(horizon)
 
     # ------------------------------------------------------------------ task layout
@@ -90,12 +101,15 @@ class _RandParamsBase(MujocoBatchEnv):
 
     def params_for(self, task: Tensor | np.ndarray) -> dict[str, np.ndarray]:
         """The model parameters one task row sets: ``base * scale ** e`` per group."""
-        row = np.asarray(task.detach().cpu().double().numpy() if isinstance(task, Tensor) else task,
-                         dtype=np.float64).reshape(-1)
+        row = np.asarray(
+            task.detach().cpu().double().numpy() if isinstance(task, Tensor) else task, dtype=np.float64
+        ).reshape(-1)
         if row.size != self.task_dim:
             raise ValueError(f"{self.name}: a task row has {self.task_dim} numbers, got {row.size}.")
-        return {name: base * np.power(self.scale_bases[name], row[sl].reshape(shape))
-                for name, (sl, shape, base) in self._layout.items()}
+        return {
+            name: base * np.power(self.scale_bases[name], row[sl].reshape(shape))
+            for name, (sl, shape, base) in self._layout.items()
+        }
 
     def sample_tasks(self, n: int, generator: torch.Generator, split: Split = "train") -> Tensor:
         limit = self.log_scale_limit
@@ -118,14 +132,15 @@ class _RandParamsBase(MujocoBatchEnv):
         nq, qstate = self.nq, self._qstate(idx)
         self._obs[idx, : nq - 1] = qstate[:, 1:nq]
         qvel = qstate[:, nq:]
-        self._obs[idx, nq - 1:] = qvel if self.qvel_clip is None else np.clip(qvel, -self.qvel_clip, self.qvel_clip)
+        self._obs[idx, nq - 1 :] = qvel if self.qvel_clip is None else np.clip(qvel, -self.qvel_clip, self.qvel_clip)
 
     def _healthy(self, state: np.ndarray) -> np.ndarray:
         """Gymnasium's healthy rule per row of ``state = [qpos, qvel]``."""
         return np.ones(state.shape[0], dtype=bool)
 
-    def _batch_reward(self, idx: np.ndarray, velocity: np.ndarray,
-                      actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _batch_reward(
+        self, idx: np.ndarray, velocity: np.ndarray, actions: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         reward = self._forward_weight * velocity - self._ctrl_weight * np.square(actions).sum(axis=1)
         if not self.has_health:
             return reward, np.zeros(idx.size, dtype=bool)

@@ -23,11 +23,20 @@ class _EnvRegistry(Registry[EnvFactory]):
     """The :class:`Registry` of environment families; the old ``register_env(name, factory,
     overwrite=True)`` still works (with a :class:`DeprecationWarning`: write ``replace=True``)."""
 
-    def register(self, name: Any = None, obj: Any = None, *, replace: bool = False,  # type: ignore[override]
-                 overwrite: bool | None = None) -> Any:
+    def register(
+        self,
+        name: Any = None,
+        obj: Any = None,
+        *,
+        replace: bool = False,  # type: ignore[override]
+        overwrite: bool | None = None,
+    ) -> Any:
         if overwrite is not None:
-            warnings.warn("register_env(..., overwrite=...) is deprecated; write replace=... (every registry's "
-                          "keyword).", DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "register_env(..., overwrite=...) is deprecated; write replace=... (every registry's keyword).",
+                DeprecationWarning,
+                stacklevel=2,
+            )
             replace = replace or overwrite
         return super().register(name, obj, replace=replace)
 
