@@ -14,11 +14,7 @@ gym = pytest.importorskip("gymnasium")
 pytest.importorskip("mujoco")
 
 from metabridge.rl.envs.mujoco_locomotion import AntDir, AntVel, HalfCheetahDir, HalfCheetahVel  # noqa: E402
-from metabridge.rl.envs.rand_params import (  # noqa: E402
-    HalfCheetahRandParams,
-    HopperRandParams,
-    Walker2DRandParams,
-)
+from metabridge.rl.envs.rand_params import HalfCheetahRandParams, HopperRandParams, Walker2DRandParams  # noqa: E402
 
 LOCOMOTION = [HalfCheetahVel, HalfCheetahDir, AntVel, AntDir]
 RAND_PARAMS = [HopperRandParams, Walker2DRandParams, HalfCheetahRandParams]
