@@ -172,6 +172,71 @@ class MTL(MetaAlgorithm):
         class_weighting_temperature: float = 0.0,
     ) -> None:
         super().__init__()
+        self._check_args(
+            feature_dim=feature_dim,
+            num_train_heads=num_train_heads,
+            task=task,
+            C=C,
+            ridge_lambda=ridge_lambda,
+            finetune_steps=finetune_steps,
+            finetune_lr=finetune_lr,
+            regression_refit=regression_refit,
+            prior_lambda=prior_lambda,
+            prior_eps=prior_eps,
+            test_batch_norm=test_batch_norm,
+            head_init=head_init,
+            train_forward=train_forward,
+            n_way=n_way,
+            class_weighting=class_weighting,
+            class_weighting_temperature=class_weighting_temperature,
+        )
+        self.class_weighting, self.class_weighting_temperature = class_weighting, class_weighting_temperature
+        self._class_weighters: dict[int, Any] = {}  # T*N -> weighting method (not a submodule)
+        self.test_batch_norm = test_batch_norm
+        self.head_init, self.train_forward, self.n_way = head_init, train_forward, n_way
+        self.regression_refit, self.prior_lambda, self.prior_eps = regression_refit, prior_lambda, prior_eps
+        self.body = body
+        self.task = task
+        self.normalize = (task == "classification") if normalize is None else normalize
+        self.C, self.ridge_lambda = C, ridge_lambda
+        self.finetune_steps, self.finetune_lr = finetune_steps, finetune_lr
+        bound = 1.0 / math.sqrt(feature_dim)
+        if task == "classification":
+            heads = torch.empty(num_train_heads, feature_dim)
+            if head_init == "official":
+                # lightning_mtl.py:119-121: kaiming_uniform_(a=sqrt(5)) on [C, D] is U(+-1/sqrt(D)) (gain
+                # sqrt(2/6) times sqrt(3/D)), drawn by the same uniform_ call as below, then scaled
+                nn.init.kaiming_uniform_(heads, a=math.sqrt(5))
+                assert n_way is not None
+                heads.mul_(math.sqrt(num_train_heads / n_way))
+            else:
+                heads.uniform_(-bound, bound)
+            self.heads = nn.Parameter(heads)
+        else:
+            self.heads = nn.Parameter(torch.empty(num_train_heads, feature_dim, out_dim).uniform_(-bound, bound))
+            self.head_bias = nn.Parameter(torch.zeros(num_train_heads, out_dim))
+
+    @staticmethod
+    def _check_args(
+        *,
+        feature_dim: int,
+        num_train_heads: int,
+        task: str,
+        C: float,
+        ridge_lambda: float,
+        finetune_steps: int,
+        finetune_lr: float,
+        regression_refit: str,
+        prior_lambda: float,
+        prior_eps: float,
+        test_batch_norm: str,
+        head_init: str,
+        train_forward: str,
+        n_way: int | None,
+        class_weighting: str,
+        class_weighting_temperature: float,
+    ) -> None:
+        """Validate :meth:`__init__`'s arguments (``ValueError`` naming the first bad one)."""
         if class_weighting not in CLASS_WEIGHTINGS:
             raise ValueError(
                 f"class_weighting must be one of {', '.join(CLASS_WEIGHTINGS)} (got {class_weighting!r}); "
@@ -185,8 +250,6 @@ class MTL(MetaAlgorithm):
                 "class_weighting_temperature must be >= 0 and is used by class_weighting='minmax' only "
                 f"(got {class_weighting_temperature} with {class_weighting!r})."
             )
-        self.class_weighting, self.class_weighting_temperature = class_weighting, class_weighting_temperature
-        self._class_weighters: dict[int, Any] = {}  # T*N -> weighting method (not a submodule)
         check_positive(feature_dim=feature_dim, num_train_heads=num_train_heads, C=C, ridge_lambda=ridge_lambda)
         if task not in ("classification", "regression"):
             raise ValueError(f"task must be 'classification' or 'regression' (got {task!r}).")
@@ -217,29 +280,6 @@ class MTL(MetaAlgorithm):
                 )
         if n_way is not None:
             check_positive(n_way=n_way)
-        self.test_batch_norm = test_batch_norm
-        self.head_init, self.train_forward, self.n_way = head_init, train_forward, n_way
-        self.regression_refit, self.prior_lambda, self.prior_eps = regression_refit, prior_lambda, prior_eps
-        self.body = body
-        self.task = task
-        self.normalize = (task == "classification") if normalize is None else normalize
-        self.C, self.ridge_lambda = C, ridge_lambda
-        self.finetune_steps, self.finetune_lr = finetune_steps, finetune_lr
-        bound = 1.0 / math.sqrt(feature_dim)
-        if task == "classification":
-            heads = torch.empty(num_train_heads, feature_dim)
-            if head_init == "official":
-                # lightning_mtl.py:119-121: kaiming_uniform_(a=sqrt(5)) on [C, D] is U(+-1/sqrt(D)) (gain
-                # sqrt(2/6) times sqrt(3/D)), drawn by the same uniform_ call as below, then scaled
-                nn.init.kaiming_uniform_(heads, a=math.sqrt(5))
-                assert n_way is not None
-                heads.mul_(math.sqrt(num_train_heads / n_way))
-            else:
-                heads.uniform_(-bound, bound)
-            self.heads = nn.Parameter(heads)
-        else:
-            self.heads = nn.Parameter(torch.empty(num_train_heads, feature_dim, out_dim).uniform_(-bound, bound))
-            self.head_bias = nn.Parameter(torch.zeros(num_train_heads, out_dim))
 
     @classmethod
     def build(cls, make_model: ModelMaker, data: DataInfo, **hparams: Any) -> MTL:

@@ -87,61 +87,80 @@ def episode(method: Method, backbone: Backbone, shot: int, mode: str) -> dict[st
         return {"way": N_WAY, "shot": shot, "query": 15, "meta_batch": 4, "source": "common choice (--episodes common)"}
     algo = method.algorithm
     if algo in ("maml", "fomaml"):
-        if reg == "omniglot":
-            ep = {
-                "way": N_WAY,
-                "shot": shot,
-                "query": shot,
-                "meta_batch": 32,
-                "source": "Finn et al. 2017 Sec. 5.2 (Omniglot 5-way: meta-batch 32, 1 step, alpha 0.4); "
-                "cbfinn/maml main.py: update_batch_size*2 images per class (query = K)",
-            }
-        else:
-            ep = {
-                "way": N_WAY,
-                "shot": shot,
-                "query": 15,
-                "meta_batch": 4 if shot == 1 else 2,
-                "source": "Finn et al. 2017 Sec. 5.2 (MiniImagenet: 5 steps, alpha 0.01, 15 queries per class, "
-                "meta-batch 4 at 1-shot and 2 at 5-shot; main.py's usage line: 4 for both)",
-            }
-            if reg == "cifarfs":
-                ep["note"] = "CIFAR-FS is not in Finn et al.: mini-ImageNet sizes"
-        if algo == "fomaml" and reg == "omniglot":
-            ep["note"] = "Finn et al. report first-order MAML on MiniImagenet only: Omniglot sizes of MAML"
-        return ep
+        return _maml_episode(algo, reg, shot)
     if algo == "protonet":
-        query = 5 if reg == "omniglot" else 15
-        paper_way = 60 if reg == "omniglot" else (30 if shot == 1 else 20)
-        ep = {
-            "way": paper_way if mode == "paper-way" else N_WAY,
-            "shot": shot,
-            "query": query,
-            "meta_batch": 1,
-            "paper_way": paper_way,
-            "source": "Snell et al. 2017 Sec. 3.1-3.2; jakesnell/prototypical-networks run_train.py "
-            "(one episode per update; Omniglot 60-way 5 queries, mini-ImageNet 30-/20-way 15 queries)",
-        }
-        if reg == "cifarfs":
-            ep["note"] = "CIFAR-FS is not in Snell et al.: mini-ImageNet sizes"
-        return ep
+        return _protonet_episode(reg, shot, mode)
     if algo == "metaoptnet":
+        return _metaoptnet_episode(reg)
+    return _mtl_episode(reg, shot)
+
+
+def _maml_episode(algo: str, reg: str, shot: int) -> dict[str, Any]:
+    """Finn et al.'s episode sizes for MAML (``algo="maml"``) or first-order MAML (``"fomaml"``)."""
+    if reg == "omniglot":
         ep = {
             "way": N_WAY,
-            "shot": 15,
-            "query": 6,
-            "meta_batch": 8,
-            "source": "kjunelee/MetaOptNet train.py defaults (--episodes-per-batch 8, --train-query 6) and README "
-            "(mini-ImageNet --train-shot 15, one embedding for every test shot)",
+            "shot": shot,
+            "query": shot,
+            "meta_batch": 32,
+            "source": "Finn et al. 2017 Sec. 5.2 (Omniglot 5-way: meta-batch 32, 1 step, alpha 0.4); "
+            "cbfinn/maml main.py: update_batch_size*2 images per class (query = K)",
         }
-        if reg != "miniimagenet":
-            ep["note"] = (
-                "not verified for CIFAR-FS; no Omniglot in Lee et al.: mini-ImageNet values"
-                if reg == "cifarfs"
-                else "no Omniglot in Lee et al.: mini-ImageNet values"
-            )
-        return ep
-    # MTL: train_shots + train_queries images per class, merged into one loss.
+    else:
+        ep = {
+            "way": N_WAY,
+            "shot": shot,
+            "query": 15,
+            "meta_batch": 4 if shot == 1 else 2,
+            "source": "Finn et al. 2017 Sec. 5.2 (MiniImagenet: 5 steps, alpha 0.01, 15 queries per class, "
+            "meta-batch 4 at 1-shot and 2 at 5-shot; main.py's usage line: 4 for both)",
+        }
+        if reg == "cifarfs":
+            ep["note"] = "CIFAR-FS is not in Finn et al.: mini-ImageNet sizes"
+    if algo == "fomaml" and reg == "omniglot":
+        ep["note"] = "Finn et al. report first-order MAML on MiniImagenet only: Omniglot sizes of MAML"
+    return ep
+
+
+def _protonet_episode(reg: str, shot: int, mode: str) -> dict[str, Any]:
+    """Snell et al.'s episode sizes (the paper's wider training way with ``mode="paper-way"``)."""
+    query = 5 if reg == "omniglot" else 15
+    paper_way = 60 if reg == "omniglot" else (30 if shot == 1 else 20)
+    ep = {
+        "way": paper_way if mode == "paper-way" else N_WAY,
+        "shot": shot,
+        "query": query,
+        "meta_batch": 1,
+        "paper_way": paper_way,
+        "source": "Snell et al. 2017 Sec. 3.1-3.2; jakesnell/prototypical-networks run_train.py "
+        "(one episode per update; Omniglot 60-way 5 queries, mini-ImageNet 30-/20-way 15 queries)",
+    }
+    if reg == "cifarfs":
+        ep["note"] = "CIFAR-FS is not in Snell et al.: mini-ImageNet sizes"
+    return ep
+
+
+def _metaoptnet_episode(reg: str) -> dict[str, Any]:
+    """Lee et al.'s MetaOptNet training episode (the same for every test shot)."""
+    ep = {
+        "way": N_WAY,
+        "shot": 15,
+        "query": 6,
+        "meta_batch": 8,
+        "source": "kjunelee/MetaOptNet train.py defaults (--episodes-per-batch 8, --train-query 6) and README "
+        "(mini-ImageNet --train-shot 15, one embedding for every test shot)",
+    }
+    if reg != "miniimagenet":
+        ep["note"] = (
+            "not verified for CIFAR-FS; no Omniglot in Lee et al.: mini-ImageNet values"
+            if reg == "cifarfs"
+            else "no Omniglot in Lee et al.: mini-ImageNet values"
+        )
+    return ep
+
+
+def _mtl_episode(reg: str, shot: int) -> dict[str, Any]:
+    """Wang et al.'s MTL episode: train_shots + train_queries images per class, merged into one loss."""
     shots_q, batch = (5, 5), 6
     if reg == "miniimagenet" and shot == 5:
         batch = 2

@@ -326,6 +326,53 @@ def _read_cache(path: Path) -> dict | None:
     return load_versioned(path, CACHE_VERSION, mmap=True)
 
 
+def _build_cache(
+    base: Path,
+    cache: Path,
+    *,
+    source_dir: str | os.PathLike[str] | None,
+    download: bool,
+    base_url: str,
+    checksums: Mapping[str, tuple[str, int]],
+    seed: int,
+    max_shift: int,
+    layout: Layout,
+    val_size: int,
+) -> dict:
+    """Read the four Fashion-MNIST files, build the pairs and write them to ``cache`` (the cache's
+    contents, read back memory-mapped when possible)."""
+    sources: dict[str, str] = {}
+    raw_dir = base / "raw"
+    src = None if source_dir is None else Path(source_dir).expanduser()
+    paths = {role: _locate(name, src, raw_dir, download, base_url) for role, name in FASHION_MNIST_FILES.items()}
+    missing = [FASHION_MNIST_FILES[r] for r, p in paths.items() if p is None]
+    if missing:
+        raise FileNotFoundError(_missing_message(missing, src, raw_dir, base_url))
+    arrays = {}
+    for role, path in paths.items():
+        assert path is not None
+        name = FASHION_MNIST_FILES[role]
+        arrays[role] = read_idx_gz(path, ndim=3 if role.endswith("images") else 1, checksum=checksums.get(name))
+        sources[name] = str(path)
+    built = build_multi_fashion_mnist(
+        arrays["train_images"],
+        arrays["train_labels"],
+        arrays["test_images"],
+        arrays["test_labels"],
+        seed=seed,
+        max_shift=max_shift,
+        layout=layout,
+        val_size=val_size,
+    )
+    payload: dict = {"version": CACHE_VERSION, "sources": sources}
+    for split, (x, y, prov) in built.items():
+        payload[f"{split}_inputs"], payload[f"{split}_targets"], payload[f"{split}_provenance"] = x, y, prov
+    base.mkdir(parents=True, exist_ok=True)
+    with atomic_open(cache, "wb") as f:
+        torch.save(payload, f)
+    return _read_cache(cache) or payload
+
+
 def load_multi_fashion_mnist(
     root: str | os.PathLike[str] | None = None,
     *,
@@ -354,37 +401,19 @@ def load_multi_fashion_mnist(
     checksums = dict(FASHION_MNIST_SHA256 if checksums is None else checksums)
     cache = base / _cache_name(int(seed), int(max_shift), layout, int(val_size), checksums)
     d = _read_cache(cache)
-    sources: dict[str, str] = {}
     if d is None:
-        raw_dir = base / "raw"
-        src = None if source_dir is None else Path(source_dir).expanduser()
-        paths = {role: _locate(name, src, raw_dir, download, base_url) for role, name in FASHION_MNIST_FILES.items()}
-        missing = [FASHION_MNIST_FILES[r] for r, p in paths.items() if p is None]
-        if missing:
-            raise FileNotFoundError(_missing_message(missing, src, raw_dir, base_url))
-        arrays = {}
-        for role, path in paths.items():
-            assert path is not None
-            name = FASHION_MNIST_FILES[role]
-            arrays[role] = read_idx_gz(path, ndim=3 if role.endswith("images") else 1, checksum=checksums.get(name))
-            sources[name] = str(path)
-        built = build_multi_fashion_mnist(
-            arrays["train_images"],
-            arrays["train_labels"],
-            arrays["test_images"],
-            arrays["test_labels"],
+        d = _build_cache(
+            base,
+            cache,
+            source_dir=source_dir,
+            download=download,
+            base_url=base_url,
+            checksums=checksums,
             seed=seed,
             max_shift=max_shift,
             layout=layout,
             val_size=val_size,
         )
-        payload: dict = {"version": CACHE_VERSION, "sources": sources}
-        for split, (x, y, prov) in built.items():
-            payload[f"{split}_inputs"], payload[f"{split}_targets"], payload[f"{split}_provenance"] = x, y, prov
-        base.mkdir(parents=True, exist_ok=True)
-        with atomic_open(cache, "wb") as f:
-            torch.save(payload, f)
-        d = _read_cache(cache) or payload
     tasks = [
         TaskSpec("left", "classification", len(CLASS_NAMES), unit="%"),
         TaskSpec("right", "classification", len(CLASS_NAMES), unit="%"),

@@ -115,6 +115,40 @@ def _lookahead_params(shared: Mapping[str, Tensor], grads: Tensor, lr: float) ->
     return stacked
 
 
+def _losses_after_lookahead(
+    losses_at: Callable[[Mapping[str, Tensor], dict[str, Tensor]], Tensor],
+    stacked: Mapping[str, Tensor],
+    buffers: Mapping[str, Tensor],
+    k: int,
+    *,
+    mode: LookaheadMode,
+    chunk_size: int | None,
+) -> Tensor:
+    """The ``[K, K]`` losses after each of the K lookahead steps (row i: after task i's step), without
+    a graph: batched under ``vmap`` (``mode`` "vmap" or "auto") or one forward per step ("loop", and
+    "auto"'s fallback where an operation cannot be batched). Each forward gets its own buffer copies."""
+    after: Tensor | None = None
+    with torch.no_grad():
+        if mode in ("auto", "vmap"):
+            # one copy of the buffers per parameter set, so that in-place buffer updates (batch norm's
+            # running statistics in training mode) are batched like the parameters
+            bufs = {n: b.unsqueeze(0).expand(k, *b.shape).clone() for n, b in buffers.items()}
+            try:
+                after = vmap(losses_at, chunk_size=chunk_size)(stacked, bufs)
+            except (RuntimeError, NotImplementedError, ValueError):
+                if mode == "vmap":
+                    raise
+                after = None
+        if after is None:
+            after = torch.stack(
+                [
+                    losses_at({n: t[i] for n, t in stacked.items()}, {n: b.clone() for n, b in buffers.items()})
+                    for i in range(k)
+                ]
+            )
+    return after
+
+
 def lookahead_affinity(
     model: nn.Module,
     loss_fn: LossFn,
@@ -181,20 +215,7 @@ def lookahead_affinity(
     def losses_at(shared_set: Mapping[str, Tensor], bufs: dict[str, Tensor]) -> Tensor:
         return _as_loss_vector(loss_fn(functional_call(model, ({**fixed, **shared_set}, bufs), args)))
 
-    after: Tensor | None = None
-    with torch.no_grad():
-        if mode in ("auto", "vmap"):
-            # one copy of the buffers per parameter set, so that in-place buffer updates (batch norm's
-            # running statistics in training mode) are batched like the parameters
-            bufs = {n: b.unsqueeze(0).expand(k, *b.shape).clone() for n, b in buffers.items()}
-            try:
-                after = vmap(losses_at, chunk_size=chunk_size)(stacked, bufs)
-            except (RuntimeError, NotImplementedError, ValueError):
-                if mode == "vmap":
-                    raise
-                after = None
-        if after is None:
-            after = torch.stack([losses_at({n: t[i] for n, t in stacked.items()}, buffer_copies()) for i in range(k)])
+    after = _losses_after_lookahead(losses_at, stacked, buffers, k, mode=mode, chunk_size=chunk_size)
     if after.shape != (k, k):
         raise ValueError(f"loss_fn returned {tuple(after.shape[1:])} losses at the lookahead but {k} at the base.")
     return (1.0 - after.to(base.dtype) / base.unsqueeze(0)).detach()

@@ -110,36 +110,15 @@ def build_default_encoder(input_kind: InputKind, input_shape: int | Sequence[int
     raise ValueError(f"input_kind must be 'image' or 'vector' (got {input_kind!r}).")
 
 
-def build_mtl_model(
-    name: str,
-    *,
+def _resolve_encoder(
     input_kind: InputKind,
     input_shape: int | Sequence[int],
-    out_dims: Sequence[int],
-    encoder: nn.Module | str | None = None,
-    feature_dim: int | None = None,
-    **kwargs: Any,
-) -> MultiTaskModel:
-    """Build the architecture registered as ``name`` for inputs of ``input_kind``/``input_shape`` and
-    K = len(out_dims) tasks.
-
-    Args:
-        name: one of :func:`available_mtl_models` (``"hard_sharing"``, ``"concat"``, ``"add"``,
-            ``"multiply"``, ``"film"``, ``"hypernetwork"``, ``"mmoe"``, ``"cross_stitch"``, or your own).
-        input_kind: ``"image"`` (input_shape (C, S, S)) or ``"vector"`` (input_shape (D,)).
-        input_shape: the shape of one input.
-        out_dims: every task's output size (classes, or 1 for regression).
-        encoder: ``None`` for the default encoder, a module of your own, or ``"none"`` for no encoder
-            (vector inputs; the architecture then reads x itself).
-        feature_dim: the output size of an encoder module of your own (default: its ``out_dim``).
-        kwargs: ``encoder_*`` keywords for the default encoder, the rest for the architecture.
-    """
-    factory = MTL_MODELS.get(name)
-    if input_kind not in ("image", "vector"):
-        raise ValueError(f"input_kind must be 'image' or 'vector' (got {input_kind!r}).")
-    dims = check_out_dims(f"build_mtl_model({name!r})", out_dims)
-    encoder_kwargs = {k[len("encoder_") :]: v for k, v in kwargs.items() if k.startswith("encoder_")}
-    model_kwargs = {k: v for k, v in kwargs.items() if not k.startswith("encoder_")}
+    encoder: nn.Module | str | None,
+    feature_dim: int | None,
+    encoder_kwargs: dict[str, Any],
+) -> tuple[nn.Module | None, int]:
+    """:func:`build_mtl_model`'s ``encoder`` argument -> ``(encoder module or None, feature size)``:
+    the default encoder built from the ``encoder_*`` keywords, your own module, or none (``"none"``)."""
     if encoder is None:
         if feature_dim is not None:
             raise ValueError(
@@ -170,6 +149,40 @@ def build_mtl_model(
                 raise ValueError("give feature_dim=, the output size of your encoder (it has no out_dim attribute).")
         else:
             raise ValueError(f"encoder must be None, an nn.Module or 'none' (got {type(encoder).__name__}).")
+    return built, feature_dim  # type: ignore[return-value]
+
+
+def build_mtl_model(
+    name: str,
+    *,
+    input_kind: InputKind,
+    input_shape: int | Sequence[int],
+    out_dims: Sequence[int],
+    encoder: nn.Module | str | None = None,
+    feature_dim: int | None = None,
+    **kwargs: Any,
+) -> MultiTaskModel:
+    """Build the architecture registered as ``name`` for inputs of ``input_kind``/``input_shape`` and
+    K = len(out_dims) tasks.
+
+    Args:
+        name: one of :func:`available_mtl_models` (``"hard_sharing"``, ``"concat"``, ``"add"``,
+            ``"multiply"``, ``"film"``, ``"hypernetwork"``, ``"mmoe"``, ``"cross_stitch"``, or your own).
+        input_kind: ``"image"`` (input_shape (C, S, S)) or ``"vector"`` (input_shape (D,)).
+        input_shape: the shape of one input.
+        out_dims: every task's output size (classes, or 1 for regression).
+        encoder: ``None`` for the default encoder, a module of your own, or ``"none"`` for no encoder
+            (vector inputs; the architecture then reads x itself).
+        feature_dim: the output size of an encoder module of your own (default: its ``out_dim``).
+        kwargs: ``encoder_*`` keywords for the default encoder, the rest for the architecture.
+    """
+    factory = MTL_MODELS.get(name)
+    if input_kind not in ("image", "vector"):
+        raise ValueError(f"input_kind must be 'image' or 'vector' (got {input_kind!r}).")
+    dims = check_out_dims(f"build_mtl_model({name!r})", out_dims)
+    encoder_kwargs = {k[len("encoder_") :]: v for k, v in kwargs.items() if k.startswith("encoder_")}
+    model_kwargs = {k: v for k, v in kwargs.items() if not k.startswith("encoder_")}
+    built, feature_dim = _resolve_encoder(input_kind, input_shape, encoder, feature_dim, encoder_kwargs)
     passed = dict(encoder=built, feature_dim=feature_dim, input_kind=input_kind, input_shape=input_shape, out_dims=dims)
     try:
         signature: inspect.Signature | None = inspect.signature(factory)

@@ -52,7 +52,7 @@ alpha when ECOS fails); here the system itself is solved to ``tol``, and failure
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, NoReturn
 
 import torch
 from torch import Tensor
@@ -75,17 +75,11 @@ class NashMTLSolveError(RuntimeError):
         self.cause = cause
 
 
-def nash_weights(gram: Tensor, tol: float = 1e-7, max_iter: int = 100) -> Tensor:
-    """alpha > 0 with M alpha = 1/alpha (M = G G^T [K, K]) by damped Newton on
-    f(alpha) = 1/2 alpha^T M alpha - sum log alpha; raises :class:`NashMTLSolveError` on failure.
-
-    Newton runs until the residual max_i |alpha_i (M alpha)_i - 1| reaches 1000 eps of M's dtype
-    or stops decreasing (round-off on an ill-conditioned M), for at most ``max_iter`` steps; the
-    solve succeeds when that residual is <= ``tol``. Well-conditioned problems end near machine
-    precision whatever ``tol``."""
+def _check_gram(gram: Tensor) -> None:
+    """Raise :class:`NashMTLSolveError` when ``gram`` (M = G G^T) has non-finite entries or a task with a
+    zero gradient (then f is unbounded below)."""
     k = gram.shape[0]
-    dtype, device = gram.dtype, gram.device
-    target = 1e3 * torch.finfo(dtype).eps
+    dtype = gram.dtype
     if not bool(torch.isfinite(gram).all()):
         raise NashMTLSolveError("Nash-MTL: the Gram matrix G G^T has non-finite entries.", "nonfinite")
     diag = gram.diagonal()
@@ -97,6 +91,42 @@ def nash_weights(gram: Tensor, tol: float = 1e-7, max_iter: int = 100) -> Tensor
             "f(alpha) = 1/2 alpha^T M alpha - sum log alpha is unbounded below (M is singular).",
             "unbounded",
         )
+
+
+def _raise_not_converged(m: Tensor, residual: float, tol: float, max_iter: int) -> NoReturn:
+    """The Newton solve on the unit-diagonal ``m`` did not converge: raise :class:`NashMTLSolveError`
+    with its cause."""
+    # not converged: unbounded below if 0 is in the convex hull of the gradients (min-norm point
+    # at 0 to 1e-5 of the unit gradients' scale)
+    w = min_norm_weights(m, tol=1e-14)
+    if bool(w @ m @ w <= 1e-10):
+        raise NashMTLSolveError(
+            "Nash-MTL: f(alpha) = 1/2 alpha^T M alpha - sum log alpha is unbounded below: a "
+            "nonnegative combination of the task gradients is zero (e.g. two opposite gradients; "
+            "M = G G^T is singular), so M alpha = 1/alpha has no solution.",
+            "unbounded",
+        )
+    raise NashMTLSolveError(
+        f"Nash-MTL: the Newton solve of M alpha = 1/alpha did not converge ({max_iter} "
+        f"iterations at most; residual max_i |alpha_i (M alpha)_i - 1| = {residual:.3g} > "
+        f"tol {tol:g}).",
+        "nonconvergence",
+    )
+
+
+def nash_weights(gram: Tensor, tol: float = 1e-7, max_iter: int = 100) -> Tensor:
+    """alpha > 0 with M alpha = 1/alpha (M = G G^T [K, K]) by damped Newton on
+    f(alpha) = 1/2 alpha^T M alpha - sum log alpha; raises :class:`NashMTLSolveError` on failure.
+
+    Newton runs until the residual max_i |alpha_i (M alpha)_i - 1| reaches 1000 eps of M's dtype
+    or stops decreasing (round-off on an ill-conditioned M), for at most ``max_iter`` steps; the
+    solve succeeds when that residual is <= ``tol``. Well-conditioned problems end near machine
+    precision whatever ``tol``."""
+    k = gram.shape[0]
+    dtype, device = gram.dtype, gram.device
+    target = 1e3 * torch.finfo(dtype).eps
+    _check_gram(gram)
+    diag = gram.diagonal()
     # M alpha = 1/alpha is invariant to rescaling the tasks (g_i -> c_i g_i, alpha_i -> alpha_i / c_i):
     # solve it for the unit-diagonal D M D, D = diag(1 / ||g_i||), and return D alpha
     dscale = diag.rsqrt()
@@ -144,22 +174,7 @@ def nash_weights(gram: Tensor, tol: float = 1e-7, max_iter: int = 100) -> Tensor
     residual = float((a * (m @ a) - 1).abs().max())
     if bool(torch.isfinite(a).all()) and bool((a > 0).all()) and residual <= tol and float(a.max()) <= runaway:
         return a * dscale
-    # not converged: unbounded below if 0 is in the convex hull of the gradients (min-norm point
-    # at 0 to 1e-5 of the unit gradients' scale)
-    w = min_norm_weights(m, tol=1e-14)
-    if bool(w @ m @ w <= 1e-10):
-        raise NashMTLSolveError(
-            "Nash-MTL: f(alpha) = 1/2 alpha^T M alpha - sum log alpha is unbounded below: a "
-            "nonnegative combination of the task gradients is zero (e.g. two opposite gradients; "
-            "M = G G^T is singular), so M alpha = 1/alpha has no solution.",
-            "unbounded",
-        )
-    raise NashMTLSolveError(
-        f"Nash-MTL: the Newton solve of M alpha = 1/alpha did not converge ({max_iter} "
-        f"iterations at most; residual max_i |alpha_i (M alpha)_i - 1| = {residual:.3g} > "
-        f"tol {tol:g}).",
-        "nonconvergence",
-    )
+    _raise_not_converged(m, residual, tol, max_iter)
 
 
 @register_weighting("nash_mtl")
