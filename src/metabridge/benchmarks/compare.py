@@ -18,7 +18,6 @@ Python use: ``run(CompareConfig(methods=["mtl", "maml"], budget_seconds=60))``.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import subprocess
@@ -30,11 +29,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from ..config import CommandConfig, ExperimentConfig, KeyValues, load_plugins
+from ..config import CommandConfig, ExperimentConfig, KeyValues
 from ..machine_info import machine
 from ..recipes import get_recipe
 from ._compare_methods import ALL_METHODS, BLACK_BOX, DEFAULT_METHODS, GBML, LABELS, METHOD_SETTINGS, REFERENCES
 from ._compare_report import budget_axis, format_table, merge_files, summarize, write_report
+from ._compare_settings import FULL_DEFAULTS, SHORT_DEFAULTS, check_method
 
 __all__ = [
     "ALL_METHODS",
@@ -52,10 +52,6 @@ __all__ = [
     "run_worker",
 ]
 
-#: What ``--full`` sets unless given: 20 minutes of training per method, validation every 60 s
-#: on 300 episodes, 1000 test episodes; without it the defaults are the short main job's.
-FULL_DEFAULTS = {"budget_seconds": 1200.0, "eval_every_seconds": 60.0, "val_episodes": 300, "test_episodes": 1000}
-SHORT_DEFAULTS = {"budget_seconds": 200.0, "eval_every_seconds": 25.0, "val_episodes": 100, "test_episodes": 600}
 _DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?|mps)$"
 
 
@@ -384,24 +380,6 @@ class CompareConfig(CommandConfig):
 
 
 CONFIG = CompareConfig
-
-
-def check_method(method: str, plugins: list[str]) -> None:
-    """``ValueError`` naming the closest known name unless ``method`` is in
-    :data:`METHOD_SETTINGS` or an algorithm registered (by one of the ``plugins`` modules)."""
-    if method in METHOD_SETTINGS:
-        return
-    from ..algorithms.registry import ALGORITHMS
-
-    load_plugins(plugins)
-    if method not in ALGORITHMS:
-        known = sorted(set(METHOD_SETTINGS) | set(ALGORITHMS))
-        close = difflib.get_close_matches(method, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(
-            f"unknown method {method!r}{hint}; choose from {', '.join(known)} or an algorithm "
-            "registered with register_algorithm in a --plugin module."
-        )
 
 
 def run_worker(spec: dict[str, Any]) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from metabridge.atomic import atomic_replace, atomic_write_text, fsync_directory
+from metabridge.data._extract_temps import remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -433,28 +434,6 @@ def _members(archive: Path) -> Iterator[tuple[PurePosixPath, bool, Callable[[], 
     raise DownloadError(f"{archive} is not a zip or tar archive. Delete it and download it again.")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale_temps(parent: Path, stem: str) -> None:
-    """Remove temp directories left by extractions whose process has died."""
-    prefix = f".{stem}.extracting-"
-    for p in parent.glob(prefix + "*"):
-        try:
-            pid = int(p.name[len(prefix) :].split("-", 1)[0])
-        except ValueError:
-            continue
-        if p.is_dir() and not _pid_alive(pid):
-            shutil.rmtree(p, ignore_errors=True)
-
-
 def extract_archive(archive: str | os.PathLike, target: str | os.PathLike, *, top: str | None = None) -> Path:
     """Extract ``archive`` so that ``target`` appears complete or not at all.
 
@@ -468,7 +447,7 @@ def extract_archive(archive: str | os.PathLike, target: str | os.PathLike, *, to
         return target
     parent = target.parent
     parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(parent, target.name)
+    remove_stale_temps(parent, target.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.extracting-{os.getpid()}-", dir=parent))
     try:
         for rel, is_dir, opener in _members(archive):

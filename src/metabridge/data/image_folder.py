@@ -39,13 +39,11 @@ editing ``splits.json`` never decodes again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
 import random
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from metabridge.data._image_cache_keys import cache_path, folder_fingerprint, remove_outdated
 from metabridge.data.cache import load_dataset_cache, resize_uint8, save_dataset
 from metabridge.data.class_dataset import ClassDataset
 from metabridge.data.spec import DatasetFormatError, canonical_split
@@ -131,15 +130,6 @@ def _scan_folder(root: Path) -> tuple[list[str], list[list[Path]]]:
     if skipped:
         log.warning("%s: skipped %d files that are not images, e.g. %s", root, len(skipped), skipped[0])
     return names, files
-
-
-def _folder_fingerprint(names: list[str], files: list[list[Path]]) -> list[list[Any]]:
-    out: list[list[Any]] = []
-    for name, paths in zip(names, files):
-        for p in paths:
-            st = p.stat()
-            out.append([name, p.name, st.st_size, st.st_mtime_ns])
-    return out
 
 
 def _normalise(im: Any) -> Any:
@@ -363,30 +353,11 @@ def read_split_file(path: str | os.PathLike[str], class_names: Sequence[str]) ->
 # ----------------------------------------------------------------------------- cache
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", text)[:40].strip("_") or "images"
-
-
-def _cache_path(source: Path, options: dict[str, Any], fingerprint: Any, cache_dir: Path) -> Path:
-    """``<name>-<hash of path and options>-<hash of the files>.pt`` in ``cache_dir``."""
-    where = hashlib.sha256(json.dumps([str(source), options], sort_keys=True).encode()).hexdigest()[:12]
-    what = hashlib.sha256(json.dumps(fingerprint).encode()).hexdigest()[:16]
-    return cache_dir / f"{_slug(source.name)}-{where}-{what}.pt"
-
-
-def _remove_outdated(current: Path) -> None:
-    """Delete caches of the same source and options whose files have since changed."""
-    stem = current.name.rsplit("-", 1)[0]
-    for old in current.parent.glob(f"{stem}-*.pt"):
-        if old != current and old.name.rsplit("-", 1)[0] == stem:
-            old.unlink(missing_ok=True)
-
-
 def _load_all_classes(source: Path, image_size: int | None, channels: int | None, cache_dir: Path) -> ClassDataset:
     """Every class of ``source``, from the cache when it matches the files, else decoded and cached."""
     if source.is_dir():
         names, files = _scan_folder(source)
-        fingerprint: Any = _folder_fingerprint(names, files)
+        fingerprint: Any = folder_fingerprint(names, files)
         from PIL import __version__ as pillow
 
         def build() -> ClassDataset:
@@ -399,7 +370,7 @@ def _load_all_classes(source: Path, image_size: int | None, channels: int | None
             return _read_npz(source, image_size, channels)
 
     options = {"format": CACHE_FORMAT, "image_size": image_size, "channels": channels, "pillow": pillow}
-    path = _cache_path(source, options, fingerprint, cache_dir)
+    path = cache_path(source, options, fingerprint, cache_dir)
     ds = load_dataset_cache(path)
     if ds is not None:
         return ds
@@ -414,7 +385,7 @@ def _load_all_classes(source: Path, image_size: int | None, channels: int | None
             e,
         )
         return ds
-    _remove_outdated(path)
+    remove_outdated(path)
     mapped = load_dataset_cache(path)
     return mapped if mapped is not None else ds
 

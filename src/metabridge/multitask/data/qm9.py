@@ -58,7 +58,6 @@ The raw descriptor and targets are computed once and cached (float32, atomic wri
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import importlib.util
 import json
@@ -76,6 +75,7 @@ from metabridge.data.spec import DatasetFormatError
 
 from ..tasks import MultiTaskBenchmark, MultiTaskData, TaskSpec
 from . import mtl_cache_root
+from ._qm9_csv import csv_files, read_csv_file, strip_list
 
 __all__ = [
     "ATOMREF_HARTREE",
@@ -151,21 +151,6 @@ def qm9pack_data_dir() -> Path:
     )
 
 
-def _csv_files(csv_dir: Path) -> list[Path]:
-    if not csv_dir.is_dir():
-        raise FileNotFoundError(
-            f"QM9 CSV folder {csv_dir} does not exist: pass csv_dir= the folder of qm9pack's "
-            f"qm9_part*.csv files, or install them with `pip install 'metabridge[qm9]'`."
-        )
-    files = sorted(csv_dir.glob("qm9_part*.csv"), key=lambda p: (len(p.name), p.name))
-    if not files:
-        raise FileNotFoundError(
-            f"no qm9_part*.csv in {csv_dir}: pass csv_dir= the folder of qm9pack's CSV files, "
-            f"or install them with `pip install 'metabridge[qm9]'`."
-        )
-    return files
-
-
 @dataclass
 class QM9Molecules:
     """Parsed molecules, ordered by QM9 index: atomic numbers ``z`` int64 ``[N, 29]`` (0 = padding),
@@ -181,42 +166,6 @@ class QM9Molecules:
         return int(self.index.shape[0])
 
 
-def _strip_list(text: str) -> str:
-    return text.replace("[", "").replace("]", "").replace("'", "").replace('"', "").replace("*^", "e")
-
-
-def _read_file(path: Path) -> tuple[list[int], list[int], list[str], list[str], list[list[str]]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise DatasetFormatError(f"{path} is empty; it is not a qm9pack QM9 CSV file.") from None
-        missing = [c for c in REQUIRED_COLUMNS if c not in header]
-        if missing:
-            raise DatasetFormatError(
-                f"{path} lacks the column(s) {', '.join(missing)}: it is not a qm9pack QM9 CSV "
-                f"file (expected columns include {', '.join(REQUIRED_COLUMNS)})."
-            )
-        cols = [header.index(c) for c in REQUIRED_COLUMNS]
-        width = max(cols) + 1
-        index, natoms, elements, xyz, values = [], [], [], [], []
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) < width:
-                raise DatasetFormatError(f"{path}, line {line}: {len(row)} fields, expected at least {width}.")
-            try:
-                index.append(int(row[cols[0]]))
-                natoms.append(int(row[cols[1]]))
-            except ValueError as e:
-                raise DatasetFormatError(f"{path}, line {line}: Index/N_atoms are not integers ({e}).") from e
-            elements.append(row[cols[2]])
-            xyz.append(row[cols[3]])
-            values.append([row[c] for c in cols[4:]])
-    return index, natoms, elements, xyz, values
-
-
 def read_qm9_csv(csv_dir: str | os.PathLike[str]) -> QM9Molecules:
     """Parse every ``qm9_part*.csv`` of ``csv_dir`` into :class:`QM9Molecules` (targets converted).
 
@@ -224,14 +173,14 @@ def read_qm9_csv(csv_dir: str | os.PathLike[str]) -> QM9Molecules:
     element list or coordinates disagree with ``N_atoms``, an unknown element, more than 29
     atoms, or a repeated ``Index``.
     """
-    files = _csv_files(Path(csv_dir))
+    files = csv_files(Path(csv_dir))
     index: list[int] = []
     natoms: list[int] = []
     elements: list[str] = []
     xyz: list[str] = []
     values: list[list[str]] = []
     for path in files:
-        i, n, e, x, v = _read_file(path)
+        i, n, e, x, v = read_csv_file(path, REQUIRED_COLUMNS)
         index += i
         natoms += n
         elements += e
@@ -252,12 +201,12 @@ def read_qm9_csv(csv_dir: str | os.PathLike[str]) -> QM9Molecules:
                 f"{elem.count(',') + 1} elements and {coord_text.count(',') + 1} coordinates "
                 f"(expected {count} and {3 * count})."
             )
-    symbols = _strip_list(",".join(elements)).replace(" ", "").split(",")
+    symbols = strip_list(",".join(elements)).replace(" ", "").split(",")
     unknown = sorted(set(symbols) - set(ATOMIC_NUMBER))
     if unknown:
         raise DatasetFormatError(f"{where}: unknown element(s) {unknown}; QM9 has only {', '.join(ELEMENTS)}.")
     try:
-        coords = np.array(_strip_list(",".join(xyz)).split(","), dtype=np.float64)
+        coords = np.array(strip_list(",".join(xyz)).split(","), dtype=np.float64)
         raw = np.array(values, dtype=np.float64)
     except ValueError as e:
         raise DatasetFormatError(f"{where}: a coordinate or property is not a number ({e}).") from e
@@ -454,7 +403,7 @@ def load_qm9(
         seed, test_size, val_size: the split rule (:func:`qm9_split`).
     """
     source = Path(csv_dir).expanduser() if csv_dir is not None else qm9pack_data_dir()
-    files = _csv_files(source)
+    files = csv_files(source)
     base = mtl_cache_root(root) / "qm9"
     key = json.dumps(
         {"v": CACHE_VERSION, "bins": HIST_BINS, "range": HIST_RANGE, "atoms": MAX_ATOMS, "files": _fingerprint(files)}
