@@ -35,9 +35,12 @@ from typing import Annotated, Any, Literal
 
 import tomllib
 import tyro
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ._validation_messages import plain_message as _plain_message
 from .atomic import atomic_write_text
+from .hparams import hparams_model as hparams_model  # re-exported: the hyperparameter schema
+from .hparams import validate_hparams
 from .plugins import load_plugins
 
 #: Task family names handled without a dataset loader.
@@ -452,92 +455,12 @@ def describe_validation_error(exc: ValidationError, options: bool = True, model:
     return "invalid config: " + text + "."
 
 
-def _plain_message(err: Any) -> str:
-    """pydantic's message for one error, in the project's words ("must be >= 1")."""
-    ctx = err.get("ctx") or {}
-    kind = err["type"]
-    words = {
-        "greater_than_equal": "must be >= {ge}",
-        "greater_than": "must be > {gt}",
-        "less_than": "must be < {lt}",
-        "less_than_equal": "must be <= {le}",
-        "finite_number": "must be a finite number",
-        "string_too_short": "must not be empty",
-        "string_pattern_mismatch": "must be auto, cpu, cuda, cuda:N or mps",
-        "missing": "is required",
-    }
-    if kind in words:
-        return words[kind].format(**ctx)
-    if kind == "value_error" and "error" in ctx:  # a validator's own sentence, without "Value error, "
-        return str(ctx["error"]).rstrip(".")
-    return str(err["msg"])
-
-
 # ------------------------------------------------------------------ plugins
 # load_plugins lives in metabridge.plugins (imported above), below every package that needs it.
 
 
 # --------------------------------------------------------- hyperparameters
-def hparams_model(algorithm: str) -> type[BaseModel]:
-    """A pydantic model of ``algorithm``'s settable constructor arguments.
-
-    Generated from the constructor's signature (types from its annotations, defaults
-    from its defaults) by :func:`metabridge.algorithms.registry.algorithm_hparams`, so
-    built-in and user-registered algorithms are checked alike and nothing is kept by hand.
-    """
-    import typing
-
-    from .algorithms.registry import ALGORITHMS, algorithm_hparams
-
-    if algorithm not in ALGORITHMS:
-        raise ValueError(
-            f"unknown algorithm {algorithm!r}; choose one of {', '.join(sorted(ALGORITHMS))} "
-            "(or register your own with metabridge.register_algorithm and --plugin MODULE)."
-        )
-    cls = ALGORITHMS[algorithm]
-    params = algorithm_hparams(algorithm)
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except Exception:  # unresolvable annotations in a user's class: accept any value
-        hints = {}
-    fields: dict[str, Any] = {}
-    for name, p in params.items():
-        ann = hints.get(name, Any)
-        default = ... if p.default is p.empty else p.default
-        fields[name] = (ann, default)
-    config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, allow_inf_nan=False)
-    return create_model(f"{cls.__name__}HParams", __config__=config, **fields)
-
-
-def validate_hparams(algorithm: str, hparams: dict[str, Any]) -> dict[str, Any]:
-    """Check ``hparams`` against ``algorithm``'s constructor; return them parsed to their types.
-
-    Unknown names, values of the wrong type and non-finite floats (NaN, +-inf) are errors
-    listing the valid keys; a value given as text (``--hp inner_lr=0.5`` read from a file as
-    ``"0.5"``) comes back as the constructor's type (``0.5``). Value ranges (a positive step
-    size, ...) are checked by the constructor itself.
-    """
-    model = hparams_model(algorithm)
-    try:
-        parsed = model.model_validate(hparams)
-    except ValidationError as exc:
-        valid = ", ".join(
-            f"{k} ({_type_name(f.annotation)}, default {f.default!r})" for k, f in model.model_fields.items()
-        )
-        problems = []
-        for err in exc.errors():
-            key = ".".join(str(x) for x in err["loc"])
-            if err["type"] == "extra_forbidden":
-                problems.append(f"{algorithm} has no hyperparameter {key!r}")
-            else:
-                problems.append(f"--hp {key}: {_plain_message(err)} (got {err.get('input')!r})")
-        raise ValueError(f"{'; '.join(problems)}. Valid --hp keys of {algorithm}: {valid or '(none)'}.") from None
-    return {key: getattr(parsed, key) for key in hparams}
-
-
-def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if isinstance(annotation, type) else None
-    return text or str(annotation).replace("typing.", "")
+# hparams_model and validate_hparams live in metabridge.hparams (imported above, re-exported here).
 
 
 class CommandConfig(BaseModel):
