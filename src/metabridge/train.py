@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +49,8 @@ from typing import Any
 
 import torch
 
-from .checkpoint import CheckpointError, CheckpointManager, capture_rng_state, make_payload, restore_rng_state
+from ._train_checkpoints import CheckpointMixin
+from .checkpoint import CheckpointManager
 from .config import ExperimentConfig
 from .device import resolve_device
 from .distributed import DistributedContext, GradientAverager, rank_seed, shard_size
@@ -65,7 +65,7 @@ from .experiment import (
 )
 from .metrics_log import read_metrics  # re-exported for callers of train
 from .stats import MeanCI
-from .training import NonFiniteError, StepEnd, TrainingLoop, clear_checkpoints, prepare_run, resume_command
+from .training import NonFiniteError, StepEnd, TrainingLoop, resume_command
 from .training.recipe import (
     Metric,
     build_optimizer,
@@ -143,12 +143,8 @@ class TrainResult:
     stopped_early: bool = False
 
 
-def _all_finite(module: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
-
-
 # ----------------------------------------------------------------------- trainer
-class Trainer(ValidationMixin):
+class Trainer(ValidationMixin, CheckpointMixin):
     """Runs (or resumes) the training described by an :class:`ExperimentConfig`.
 
     Args:
@@ -173,7 +169,8 @@ class Trainer(ValidationMixin):
             message names the resume command); ``False`` leaves the signals alone.
 
     Validation-driven recipe (plateau schedule, early stopping) and the training-progress
-    hook: see :class:`~metabridge.training.validation.ValidationMixin` and :meth:`training_progress`.
+    hook: see :class:`~metabridge.training.validation.ValidationMixin` and :meth:`training_progress`;
+    run directory and checkpoints: :class:`~metabridge._train_checkpoints.CheckpointMixin`.
     """
 
     def __init__(
@@ -226,49 +223,6 @@ class Trainer(ValidationMixin):
         self._saved_steps: int | None = None
 
     # -------------------------------------------------------------- set-up
-    def _prepare_dir(self) -> dict[str, Any] | None:
-        """Check and create the run directory (rank 0 writes; every rank reads the checkpoint)."""
-        ctx = self.distributed
-
-        def mismatch(saved: int) -> str:
-            if not ctx.enabled:
-                return (
-                    f"{self.run_dir} was trained with {saved} processes; resume it with torchrun "
-                    f"--nproc-per-node {saved} (each rank's task stream is in the checkpoint)."
-                )
-            return (
-                f"{self.run_dir} was trained with {saved} process(es) and is resumed with {ctx.world_size}; "
-                f"each rank's task stream is in the checkpoint, so resume with torchrun --nproc-per-node "
-                f"{saved} (or start a new run in another --out directory)."
-            )
-
-        return prepare_run(ctx, self._prepare_dir_here, self.resume, mismatch)
-
-    def _prepare_dir_here(self, write: bool) -> dict[str, Any] | None:
-        ckpt = None
-        if self.resume:
-            ckpt, path = self.checkpoints.load_latest()
-            check_resume_compatible(ExperimentConfig.from_dict(ckpt["config"]), self.config)
-            if ckpt["step"] > self.config.steps:
-                raise ValueError(
-                    f"the checkpoint {path} is at step {ckpt['step']}, past --steps {self.config.steps}; "
-                    f"pass --steps >= {ckpt['step']}."
-                )
-            self._last_ckpt = (path, ckpt["step"])
-            self._saved_steps = int(ckpt["config"].get("steps", self.config.steps))
-            if not write:
-                return ckpt
-        elif self.checkpoints.exists():
-            if not self.overwrite:
-                raise ValueError(
-                    f"{self.run_dir} already holds a run's checkpoints; pass --resume to continue it, "
-                    "--overwrite to replace it, or choose another --out directory."
-                )
-            clear_checkpoints(self.checkpoints)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.config.save(self.run_dir / CONFIG_FILE)
-        return ckpt
-
     def setup(self) -> None:
         """Build everything; restore the checkpoint when resuming."""
         cfg = self.config
@@ -296,36 +250,7 @@ class Trainer(ValidationMixin):
         self.validations_since_best = 0
         self.stopped_early = False
         if ckpt is not None:
-            try:
-                algo.load_state_dict(ckpt["algorithm"])
-                self.optimizer.load_state_dict(ckpt["optimizer"])
-                if self.scheduler is not None and ckpt.get("scheduler") is not None:
-                    self.scheduler.load_state_dict(ckpt["scheduler"])
-            except (RuntimeError, ValueError, KeyError) as exc:
-                raise CheckpointError(
-                    f"the checkpoint in {self.run_dir} does not fit this algorithm/optimizer ({exc}); "
-                    "resume with the config the run was started with."
-                ) from exc
-            rank_rng = ckpt.get("extra", {}).get("rank_rng")
-            restore_rng_state(
-                rank_rng[self.distributed.rank] if self.distributed.enabled else ckpt["rng"], self.generator
-            )
-            self.step = int(ckpt["step"])
-            self.best = ckpt.get("best")
-            extra = ckpt.get("extra", {})
-            self._wall_offset = float(extra.get("wall_time", 0.0))
-            self._train_seconds = float(extra.get("train_seconds", 0.0))
-            self._consensus_seconds = self._train_seconds
-            self.validations_since_best = int(extra.get("validations_since_best", 0))
-            if self._progress_hooks and self._saved_steps is not None and self._saved_steps != cfg.steps:
-                names = sorted({type(getattr(h, "__self__", h)).__name__ for h in self._progress_hooks})
-                warnings.warn(
-                    f"{', '.join(names)} define(s) set_training_progress (step / steps); where that "
-                    f"drives a schedule (e.g. a DropBlock ramp), resuming with --steps {cfg.steps} "
-                    f"instead of {self._saved_steps} changes it from here on, so this run will not "
-                    "equal an uninterrupted one of either length.",
-                    stacklevel=2,
-                )
+            self._restore_checkpoint(ckpt, algo)
         else:
             self._wall_offset = 0.0
             self._train_seconds = 0.0
@@ -428,42 +353,6 @@ class Trainer(ValidationMixin):
     def _fail(self, step: int, what: str, value: float) -> None:
         ckpt, ckpt_step = self._last_ckpt if self._last_ckpt is not None else (None, None)
         raise NonFiniteLossError(step, what, value, ckpt, ckpt_step, self.config)
-
-    def save_checkpoint(self, step: int, is_best: bool, wall: float) -> Path:
-        """Write ``last.pt`` (and ``best.pt``); distributed: every rank takes part (its task
-        generator's state is gathered), rank 0 writes."""
-        assert self.experiment is not None and self.optimizer is not None
-        self.flush()
-        algo = self.experiment.algorithm
-        if not _all_finite(algo):
-            self._fail(step, "parameters", float("nan"))
-        ctx = self.distributed
-        extra: dict[str, Any] = {
-            "wall_time": wall,
-            "train_seconds": self._consensus_seconds,
-            "validations_since_best": self.validations_since_best,
-            "stopped_early": self.stopped_early,
-            "world_size": ctx.world_size,
-        }
-        if ctx.enabled:  # every rank's RNGs (task stream, torch, NumPy, Python), in rank order
-            extra["rank_rng"] = ctx.gather_objects(capture_rng_state(self.generator))
-        path = self.checkpoints.last
-        if ctx.is_main:
-            payload = make_payload(
-                algorithm=algo,
-                optimizer=self.optimizer,
-                step=step,
-                config=self.config.to_dict(),
-                task_generator=self.generator,
-                scheduler=self.scheduler,
-                best=self.best,
-                extra=extra,
-                build=self.experiment.record,
-            )
-            path = self.checkpoints.save(payload, is_best=is_best)
-        ctx.barrier()  # no rank runs ahead of a checkpoint it could be resumed from
-        self._last_ckpt = (path, step)
-        return path
 
     # ------------------------------------------------------------------ loop
     def resume_hint(self) -> str:
