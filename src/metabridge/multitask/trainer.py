@@ -36,7 +36,6 @@ the uninterrupted run's parameters and result for a method whose state is in its
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -47,21 +46,19 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..atomic import atomic_write_text
-from ..checkpoint import CheckpointError, CheckpointManager, make_payload, restore_rng_state
+from ..checkpoint import CheckpointManager
 from ..collectives import RankMean
 from ..distributed import DistributedContext
-from ..training import NonFiniteError, TrainingLoop, clear_checkpoints, prepare_run, resume_command
+from ..training import NonFiniteError, TrainingLoop, resume_command
+from ._checkpointing import CONFIG_FILE as CONFIG_FILE  # re-exported: the run directory's settings file
+from ._checkpointing import RESUMABLE as RESUMABLE  # re-exported: the settings a resumed run may change
+from ._checkpointing import CheckpointedRun
 from .gradients import GradientMode
 from .models.base import MultiTaskModel, TaskOutputs
 from .tasks import MultiTaskBenchmark, MultiTaskData, TaskSpec
 from .weighting.base import Weighting, weighted_backward
 
 __all__ = ["MultiTaskDivergedError", "MultiTaskResult", "evaluate_split", "task_losses", "train_multitask"]
-
-CONFIG_FILE = "config.json"
-#: settings a resumed run may change (the others would make it a different run)
-RESUMABLE = frozenset({"steps"})
 
 
 class MultiTaskDivergedError(NonFiniteError, FloatingPointError):
@@ -179,6 +176,48 @@ def train_multitask(
         interrupts: with ``run_dir``, on SIGINT/SIGTERM finish the step in flight, checkpoint it and
             raise :class:`~metabridge.training.TrainingInterrupted`, whose message says how to resume.
     """
+    ctx = _check_arguments(weighting, benchmark, steps, batch_size, resume, overwrite, run_dir, distributed, on_batch)
+    run = _MultiTaskRun(
+        model,
+        weighting,
+        benchmark,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        eval_every=eval_every,
+        log_every=log_every,
+        seed=seed,
+        device=torch.device(device),
+        gradient_mode=gradient_mode,
+        on_batch=on_batch,
+        ctx=ctx,
+    )
+    run.loop = _open_loop(
+        run,
+        run_dir,
+        resume=resume,
+        overwrite=overwrite,
+        checkpoint_every=checkpoint_every,
+        progress=progress,
+        interrupts=interrupts,
+    )
+    run.loop.run(run.step)
+    return run.result()
+
+
+def _check_arguments(
+    weighting: Weighting,
+    benchmark: MultiTaskBenchmark,
+    steps: int,
+    batch_size: int,
+    resume: bool,
+    overwrite: bool,
+    run_dir: str | Path | None,
+    distributed: DistributedContext | None,
+    on_batch: Callable[[int, Tensor, Tensor, Tensor], None] | None,
+) -> DistributedContext:
+    """Check :func:`train_multitask`'s arguments; returns the run's processes (one by default)."""
     if steps < 1 or batch_size < 1:
         raise ValueError(f"steps and batch_size must be >= 1 (got steps={steps}, batch_size={batch_size}).")
     if weighting.num_tasks != benchmark.train.num_tasks:
@@ -196,29 +235,28 @@ def train_multitask(
             "on_batch hooks (training diagnostics) see one process's minibatch; run them without "
             "torchrun (diagnostics_every 0 under data parallelism)."
         )
-    run = _MultiTaskRun(
-        model,
-        weighting,
-        benchmark,
-        steps=steps,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=weight_decay,
-        eval_every=eval_every,
-        log_every=log_every,
-        seed=seed,
-        device=torch.device(device),
-        gradient_mode=gradient_mode,
-        on_batch=on_batch,
-        ctx=ctx,
-    )
+    return ctx
+
+
+def _open_loop(
+    run: _MultiTaskRun,
+    run_dir: str | Path | None,
+    *,
+    resume: bool,
+    overwrite: bool,
+    checkpoint_every: int,
+    progress: bool,
+    interrupts: bool,
+) -> TrainingLoop:
+    """Prepare ``run_dir`` (restoring its checkpoint when resuming) and build the run's training loop."""
+    ctx = run.ctx
     start, saved = 0, None
     if run_dir is not None:
         start, saved = run.open_dir(Path(run_dir), resume, overwrite)
     hint = resume_command(ctx.world_size) or f"train_multitask(..., run_dir={str(run_dir)!r}, resume=True)"
-    run.loop = TrainingLoop(
+    return TrainingLoop(
         start=start,
-        steps=steps,
+        steps=run.steps,
         save=run.save if run_dir is not None else None,
         resume=hint,
         run_dir=Path(run_dir) if run_dir is not None else None,
@@ -227,15 +265,14 @@ def train_multitask(
         saved=saved,
         distributed=ctx,
         progress=progress,
-        desc=type(weighting).__name__,
+        desc=type(run.weighting).__name__,
         interrupts=interrupts and run_dir is not None,
     )
-    run.loop.run(run.step)
-    return run.result()
 
 
-class _MultiTaskRun:
-    """The state of one :func:`train_multitask` run: its update, evaluation and checkpoint."""
+class _MultiTaskRun(CheckpointedRun):
+    """The state of one :func:`train_multitask` run: its update and evaluation (the checkpoint
+    handling is :class:`~metabridge.multitask._checkpointing.CheckpointedRun`'s)."""
 
     def __init__(
         self,
@@ -413,96 +450,3 @@ class _MultiTaskRun:
             world_size=ctx.world_size,
             comm_s_per_step=comm,
         )
-
-    # ------------------------------------------------------------------ the run directory
-    def open_dir(self, run_dir: Path, resume: bool, overwrite: bool) -> tuple[int, tuple[Path, int] | None]:
-        """Prepare ``run_dir`` (rank 0 writes) and restore its checkpoint when resuming;
-        returns the step to start from and the checkpoint on disk."""
-        self.checkpoints = checkpoints = CheckpointManager(run_dir)
-
-        def prepare(write: bool) -> dict[str, Any] | None:
-            ckpt = None
-            if resume:
-                ckpt, _ = checkpoints.load_latest()
-                changed = sorted(
-                    k for k, v in self.settings.items() if k not in RESUMABLE and ckpt["config"].get(k) != v
-                )
-                if changed:
-                    raise CheckpointError(
-                        f"cannot resume {run_dir}: {', '.join(changed)} differ from the run's "
-                        f"{CONFIG_FILE} (only steps may change); start a new run in another "
-                        "run_dir, or pass overwrite=True."
-                    )
-            elif checkpoints.exists():
-                if not overwrite:
-                    raise FileExistsError(
-                        f"{run_dir} already holds a run; pass resume=True (--resume) to continue "
-                        "it or overwrite=True (--overwrite) to start again."
-                    )
-                clear_checkpoints(checkpoints)
-            if write:
-                run_dir.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(run_dir / CONFIG_FILE, json.dumps(self.settings, indent=2) + "\n")
-            return ckpt
-
-        ckpt = prepare_run(
-            self.ctx,
-            prepare,
-            resume,
-            lambda saved: (
-                f"{run_dir} was trained with {saved} process(es) and is resumed with {self.ctx.world_size}; resume it "
-                "with the same number of processes."
-            ),
-        )
-        if ckpt is None:
-            return 0, None
-        self.restore(ckpt)
-        return int(ckpt["step"]), (checkpoints.last, int(ckpt["step"]))
-
-    def save(self, i: int, best: bool = False) -> Path:
-        """Checkpoint the state after step ``i`` (rank 0 writes)."""
-        assert self.checkpoints is not None
-        path = self.checkpoints.last
-        if self.ctx.is_main:
-            extra = {
-                "weighting": self.weighting.state_dict(),
-                "order": self.order,
-                "best": list(self.best),
-                "curve": self.curve,
-                "weights_log": self.weights_log,
-                "losses_log": self.losses_log,
-                "timing": [self.train_seconds, self.timed_steps, self.comm_seconds],
-                "world_size": self.ctx.world_size,
-                "kind": "multi-task",
-            }
-            payload = make_payload(
-                algorithm=self.model,
-                optimizer=self.optimizer,
-                step=i,
-                config=self.settings,
-                task_generator=self.generator,
-                extra=extra,
-            )
-            path = self.checkpoints.save(payload)
-        self.ctx.barrier()  # no rank runs ahead of a checkpoint it could be resumed from
-        return path
-
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        """Put the run back to a checkpoint of :meth:`save` (every global RNG included)."""
-        extra = ckpt["extra"]
-        try:
-            self.model.load_state_dict(ckpt["algorithm"])
-            self.weighting.load_state_dict(extra["weighting"])
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise CheckpointError(
-                f"the checkpoint does not fit this model or method ({exc}); resume with the "
-                "settings the run was started with."
-            ) from None
-        restore_rng_state(ckpt["rng"], self.generator)
-        self.order = extra["order"]
-        score, step, val, test = extra["best"]
-        self.best = (float(score), int(step), val, test)
-        self.curve, self.weights_log, self.losses_log = extra["curve"], extra["weights_log"], extra["losses_log"]
-        seconds, timed, comm = extra["timing"]
-        self.train_seconds, self.timed_steps, self.comm_seconds = float(seconds), int(timed), float(comm)
