@@ -412,12 +412,10 @@ class _Sweep:
         stl_runs: list[list[dict[str, Any]]] | None = [[] for _ in self.all_tasks] if cfg.stl else None
         for seed in cfg.seeds:
             for j, t in enumerate(self.all_tasks if stl_runs is not None else []):
-                stl_runs[j].append(
-                    self._run(
-                        {"method": "equal", "tasks": [t], "seed": seed},  # type: ignore[index]
-                        f"STL {self.task_names[t]} seed {seed}",
-                    )
+                record = self._run(
+                    {"method": "equal", "tasks": [t], "seed": seed}, f"STL {self.task_names[t]} seed {seed}"
                 )
+                stl_runs[j].append(record)  # type: ignore[index]
             for m in cfg.methods:
                 method_runs.setdefault(m, []).append(self._run(self._method_spec(m, seed), f"{m} seed {seed}"))
             if cfg.tune_equal_lrs:

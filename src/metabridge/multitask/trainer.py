@@ -439,8 +439,8 @@ class _MultiTaskRun(CheckpointedRun):
         ctx = self.ctx
         comm = ctx.gather_objects(self.comm_seconds / max(self.timed_steps, 1)) if ctx.enabled else None
         return MultiTaskResult(
-            test_metric=best_test,
-            val_metric=best_val,
+            test_metric=best_test,  # type: ignore[arg-type]
+            val_metric=best_val,  # type: ignore[arg-type]
             best_step=best_step,  # type: ignore[arg-type]
             steps=self.steps,
             seconds_per_step=self.train_seconds / max(self.timed_steps, 1),

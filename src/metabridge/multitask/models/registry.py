@@ -248,7 +248,7 @@ def _conditioned(mode: str) -> MTLFactory:
             feature_dim,
             len(out_dims),
             out_dims,
-            mode=mode,
+            mode=mode,  # type: ignore[arg-type]
             descriptor=descriptor,  # type: ignore[arg-type]
             embedding_dim=embedding_dim,
             hidden=hidden,
