@@ -277,6 +277,8 @@ def test_ctrl_c_checkpoints_the_run_in_progress_and_the_same_command_continues_i
     import subprocess
     import time
 
+    from signals import default_sigint
+
     out = tmp_path / "sweep"
     cmd = [
         sys.executable,
@@ -298,7 +300,9 @@ def test_ctrl_c_checkpoints_the_run_in_progress_and_the_same_command_continues_i
         str(out),
     ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "support")}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=default_sigint
+    )
     deadline, logged = time.time() + 120, []
     while time.time() < deadline and sum(p.stat().st_size for p in logged) < 2000 and proc.poll() is None:
         time.sleep(0.1)

@@ -13,6 +13,15 @@ import pytest
 from metabridge.training import InterruptGuard, StepEnd, TrainingInterrupted, TrainingLoop, resume_command
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own SIGINT handler during each test, whatever the test run inherited (a job a shell
+    starts in the background ignores SIGINT, and the guard rightly leaves an ignored signal alone)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_handlers_are_restored_after_the_run() -> None:
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     with InterruptGuard(announce=False) as guard:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from signals import default_sigint
 
 from metabridge.checkpoint import CheckpointError, load_checkpoint
 
@@ -48,6 +49,7 @@ def interrupt_run(
         text=True,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=default_sigint,
     )
     deadline = time.monotonic() + timeout
     try:
@@ -302,6 +304,7 @@ def test_a_signal_to_one_rank_stops_every_rank_at_the_same_checkpointed_step(tmp
                 text=True,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
+                preexec_fn=default_sigint,
             )
         )
     try:
