@@ -136,7 +136,7 @@ class ExperimentConfig(BaseModel):
         "maml",
         min_length=1,
         description=(
-            "Method: mtl, drs, maml, fomaml, anil, reptile, metasgd, protonet, metaoptnet, or one registered with "
+            "Method: mtl, joint, maml, fomaml, anil, reptile, metasgd, protonet, metaoptnet, or one registered with "
             "register_algorithm (metabridge list algorithms shows each one's hyperparameters)."
         ),
     )

@@ -17,6 +17,7 @@ from metabridge.algorithms import (
     FOMAML,
     MAML,
     MTL,
+    JointTraining,
     MetaAlgorithm,
     MetaOptNet,
     MetaSGD,
@@ -183,6 +184,18 @@ def test_unknown_names_suggest_the_closest_one():
         build_model("conv5", 5)
 
 
+def test_joint_training_is_listed_as_joint_and_drs_still_builds_it():
+    """The few-shot joint training is ``joint`` (not RL's drs-trpo / drs-ppo); ``drs``, its 0.x name, is an alias."""
+    import metabridge
+
+    assert "joint" in list(ALGORITHMS) and "drs" not in list(ALGORITHMS)
+    for name in ("joint", "drs", "DRS"):
+        assert type(build_algorithm(name, model="mlp", out_dim=1)) is JointTraining
+    assert ALGORITHMS.canonical("drs") == "joint" and "drs" in ALGORITHMS
+    assert DRS is JointTraining and JointTraining.name == "joint"
+    assert metabridge.DRS is metabridge.JointTraining is JointTraining
+
+
 def test_builtins_are_built_as_before():
     """The rule each built-in had in build_algorithm's old if/elif, now in its classmethod."""
     kw = {"model": "conv4", "out_dim": 5, "image_size": 16, "num_train_classes": 20}
@@ -191,10 +204,10 @@ def test_builtins_are_built_as_before():
         assert type(alg) is ALGORITHMS[name] and alg.model.head.out_features == 5
         assert all(not bn.track_running_stats for bn in _bns(alg.model)) and alg.batched
         assert alg.backbone is alg.model.body
-    drs = build_algorithm("drs", **kw)
+    drs = build_algorithm("joint", **kw)
     assert drs.model.head.out_features == 20 and all(bn.track_running_stats for bn in _bns(drs.model))
     assert drs.model.body.blocks[0][0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert build_algorithm("drs", model="mlp", out_dim=1).model.head.out_features == 1
+    assert build_algorithm("joint", model="mlp", out_dim=1).model.head.out_features == 1
     for name, cls in (("protonet", ProtoNet), ("metaoptnet", MetaOptNet), ("mtl", MTL)):
         alg = build_algorithm(name, **kw)
         assert type(alg) is cls and all(bn.track_running_stats for bn in _bns(alg.body))

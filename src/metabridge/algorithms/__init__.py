@@ -3,7 +3,7 @@
 from .anil import ANIL
 from .base import DataInfo, MetaAlgorithm, ModelMaker, Predictor, per_task_score, task_loss
 from .black_box import BlackBoxLearner
-from .drs import DRS
+from .drs import DRS, JointTraining
 from .execution import ExecutionOptions
 from .fomaml import FOMAML
 from .in_context_transformer import InContextTransformer
@@ -26,6 +26,7 @@ __all__ = [
     "ExecutionOptions",
     "FOMAML",
     "InContextTransformer",
+    "JointTraining",
     "MAML",
     "MANN",
     "MTL",

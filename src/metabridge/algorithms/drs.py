@@ -16,7 +16,7 @@ jointly trained weights as they are (Finn et al.'s "pretrained" curve at 0 steps
 reference point of Gao & Sener's trade-off). In classification the fresh zero head
 would predict chance, so adapting with 0 steps is refused there.
 
-Batch norm keeps running statistics (the registry builds DRS that way): joint training
+Batch norm keeps running statistics (the registry builds JointTraining that way): joint training
 updates them and test-time fine-tuning, in eval mode, normalizes with them.
 """
 
@@ -36,7 +36,7 @@ from .inner_loop import LossFn, Params, check_positive
 from .maml import MAML, check_steps, running_stat_buffers
 
 
-class DRS(MAML):
+class JointTraining(MAML):
     """Joint training with gradient fine-tuning at test time.
 
     Args:
@@ -50,7 +50,7 @@ class DRS(MAML):
         execution: :class:`ExecutionOptions` for the fine-tuning (or a dict of its fields).
     """
 
-    name: ClassVar[str] = "drs"
+    name: ClassVar[str] = "joint"
 
     def __init__(
         self,
@@ -74,7 +74,7 @@ class DRS(MAML):
         self._train_mode_stats = running_stat_buffers(model)
 
     @classmethod
-    def build(cls, make_model: ModelMaker, data: DataInfo, **hparams: Any) -> DRS:
+    def build(cls, make_model: ModelMaker, data: DataInfo, **hparams: Any) -> JointTraining:
         """Registry rule: one network with running statistics whose head spans the training
         classes (classification) or the targets (regression)."""
         width = data.num_train_classes if data.is_classification else data.out_dim
@@ -116,3 +116,7 @@ class DRS(MAML):
             params["head.weight"] = torch.zeros(batch.n_way, w.shape[1], dtype=w.dtype, device=w.device)
             params["head.bias"] = torch.zeros(batch.n_way, dtype=w.dtype, device=w.device)
         return params
+
+
+#: The 0.x name of :class:`JointTraining` (registered name ``drs``, now an alias of ``joint``).
+DRS = JointTraining

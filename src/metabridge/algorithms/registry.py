@@ -36,7 +36,7 @@ from ..models import ModelFactory, build_model, resolve_model_factory
 from ..registry import Registry
 from .anil import ANIL
 from .base import DataInfo, MetaAlgorithm, ModelMaker
-from .drs import DRS
+from .drs import JointTraining
 from .fomaml import FOMAML
 from .maml import MAML
 from .meta_sgd import MetaSGD
@@ -60,7 +60,12 @@ def _check_algorithm(name: str, cls: object) -> None:
 
 #: name -> algorithm class (a :class:`~metabridge.registry.Registry`; add one with :func:`register_algorithm`).
 ALGORITHMS: Registry[type[MetaAlgorithm]] = Registry(
-    "algorithm", "algorithms", register_hint="metabridge.register_algorithm", check=_check_algorithm
+    "algorithm",
+    "algorithms",
+    register_hint="metabridge.register_algorithm",
+    check=_check_algorithm,
+    # the 0.x name of joint training, still accepted (CLI, build_algorithm, stored checkpoints and records)
+    aliases={"drs": "joint"},
 )
 
 #: ``register_algorithm("name", cls)``, ``@register_algorithm("name")`` or ``@register_algorithm()``
@@ -70,7 +75,7 @@ register_algorithm = ALGORITHMS.register
 #: Remove a registered algorithm (returns its class); built-in ones cannot be removed.
 unregister_algorithm = ALGORITHMS.unregister
 
-for _cls in (MTL, DRS, MAML, FOMAML, ANIL, Reptile, MetaSGD, ProtoNet, MetaOptNet):
+for _cls in (MTL, JointTraining, MAML, FOMAML, ANIL, Reptile, MetaSGD, ProtoNet, MetaOptNet):
     register_algorithm(None, _cls)
 
 
@@ -164,7 +169,7 @@ def build_algorithm(
     """Build algorithm ``name`` over backbone ``model`` with ``cls.build`` (module docstring).
 
     Args:
-        name: a key of :data:`ALGORITHMS` (built in: mtl, drs, maml, fomaml, anil, reptile,
+        name: a key of :data:`ALGORITHMS` (built in: mtl, joint, maml, fomaml, anil, reptile,
             metasgd, protonet, metaoptnet; or one registered with :func:`register_algorithm`).
         model: a key of :data:`metabridge.models.MODELS` (``mlp``, ``conv4``, ``resnet12``, or
             one registered with ``register_model``), or a factory with the same signature.
@@ -173,7 +178,7 @@ def build_algorithm(
             regression task (give ``n_way`` or ``out_dim``; default 5 when neither is given).
         in_channels: input channels (or input dimension for ``mlp``).
         image_size: image side (ignored by ``mlp``).
-        num_train_classes: training classes (classification; sizes MTL's and DRS's heads).
+        num_train_classes: training classes (classification; sizes MTL's and joint training's heads).
             ``None`` means regression.
         num_train_tasks: size of the training task pool (regression MTL).
         model_kwargs: extra backbone arguments (e.g. ``hidden=(40, 40)`` for ``mlp``).

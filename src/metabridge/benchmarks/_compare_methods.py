@@ -23,7 +23,7 @@ LABELS = {
     "metaoptnet": "MetaOptNet-SVM",
     "metasgd": "Meta-SGD",
     "reptile": "Reptile",
-    "drs": "DRS (joint training)",
+    "joint": "joint training (DRS)",
     "mann": "MANN (LSTM + memory)",
     "snail": "SNAIL",
     "icl": "ICL transformer",
@@ -50,7 +50,7 @@ METHOD_SETTINGS: dict[str, dict[str, Any]] = {
     "reptile": {"optimizer": "sgd", "lr": 1.0, "hparams": {"inner_lr": 0.01, "inner_steps": 5, "eval_steps": 10}},
     "protonet": {"hparams": {}},
     "metaoptnet": {"hparams": {"head": "svm", "C": 0.1}},
-    "drs": {"hparams": {"finetune_lr": 0.01, "finetune_steps": 10, "finetune": "head"}},
+    "joint": {"hparams": {"finetune_lr": 0.01, "finetune_steps": 10, "finetune": "head"}},
     # black-box learners, Adam 1e-3: the CS330 LSTM (2 x 128); SNAIL's 5-way Omniglot architecture
     # (Mishra et al. 2018, appendix), its TC blocks sized for 5-way 5-shot sequences (T = 26);
     # a small set-encoder / cross-attention transformer.

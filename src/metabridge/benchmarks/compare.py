@@ -70,7 +70,7 @@ class CompareConfig(CommandConfig):
         min_length=1,
         description=(
             "Methods to train (e.g. --methods mtl maml): mtl, fomaml, maml, anil, metasgd, "
-            "reptile, protonet, metaoptnet, drs, the black-box learners mann, snail, icl, or an algorithm "
+            "reptile, protonet, metaoptnet, joint (or its old name drs), the black-box learners mann, snail, icl, or an algorithm "
             "registered by a --plugin module."
         ),
     )
@@ -306,7 +306,11 @@ class CompareConfig(CommandConfig):
 
     def method_config(self, method: str) -> ExperimentConfig:
         """The training run of ``method`` under this comparison's shared budget."""
+        from ..algorithms.registry import ALGORITHMS
+
         s = METHOD_SETTINGS.get(method)
+        if s is None and method in ALGORITHMS:  # an old name or other spelling ("drs" -> "joint")
+            s = METHOD_SETTINGS.get(ALGORITHMS.canonical(method))
         if s is None:  # an algorithm registered by a plugin runs with its constructor's defaults
             check_method(method, self.plugins)
             s = {"hparams": {}}

@@ -5,7 +5,7 @@ K = 10 support and 10 query points per training task; 25 tasks per meta-batch;
 Adam (lr 1e-3) in the outer loop; MAML takes one inner step of size 0.01 in training.
 At test time every method sees K = 5 support points of a new task and is scored by
 its mean squared error on ``query_points`` fresh points of that task, after 1, 5 and
-10 SGD steps of size 0.01 (MAML, and DRS = "pretrained on all tasks"). MTL (Wang et
+10 SGD steps of size 0.01 (MAML, and joint training = "pretrained on all tasks"). MTL (Wang et
 al. 2021) learns one head per task of a finite pool and refits the head in closed
 form on the support set, so it has one number for every step count.
 
@@ -40,12 +40,12 @@ from ..machine_info import machine
 from ..tasks.sinusoid import SinusoidFamily
 from ..train import Trainer, read_metrics
 
-PAPER = {"maml": [0.67, 0.38, 0.35], "drs": [2.41, 2.23, 2.19]}
+PAPER = {"maml": [0.67, 0.38, 0.35], "joint": [2.41, 2.23, 2.19]}
 STEPS_EVAL = (1, 5, 10)
 LABELS = {
     "maml": "MAML",
     "fomaml": "first-order MAML",
-    "drs": "DRS (pretrained on all tasks)",
+    "joint": "joint training (pretrained on all tasks)",
     "mtl": "MTL (head refit)",
     "anil": "ANIL",
     "reptile": "Reptile",
@@ -56,17 +56,25 @@ LABELS = {
 }
 
 
+def _canonical(method: str) -> str:
+    """The registered name ``method`` stands for (``drs``, the 0.x name, is ``joint``)."""
+    from ..algorithms.registry import ALGORITHMS
+
+    return ALGORITHMS.canonical(method) if method in ALGORITHMS else method
+
+
 def method_config(
     method: str, steps: int, out_dir: Path, seed: int, num_train_tasks: int, device: str
 ) -> ExperimentConfig:
     """The training run of one method under Finn et al.'s protocol."""
     hparams: dict[str, Any] = {}
     pool = None
+    kind = _canonical(method)
     if method in ("maml", "fomaml", "anil", "metasgd"):
         hparams = {"inner_lr": 0.01, "inner_steps": 1, "eval_steps": 10}
     elif method == "reptile":
         hparams = {"inner_lr": 0.01, "inner_steps": 5, "eval_steps": 10}
-    elif method == "drs":
+    elif kind == "joint":
         hparams = {"finetune_lr": 0.01, "finetune_steps": 10}
     elif method == "mtl":
         pool = num_train_tasks
@@ -121,10 +129,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
             yerr=[r["ci95"] for r in res["test"]],
             marker="o",
             capsize=3,
-            label=f"{LABELS.get(method, method)} (ours)",
+            label=f"{LABELS.get(_canonical(method), method)} (ours)",
         )
-        if method in PAPER:
-            ax.plot(list(STEPS_EVAL), PAPER[method], "k--", alpha=0.4)
+        if _canonical(method) in PAPER:
+            ax.plot(list(STEPS_EVAL), PAPER[_canonical(method)], "k--", alpha=0.4)
     ax.plot([], [], "k--", alpha=0.4, label="Finn et al. 2017, Table 2")
     ax.set_xlabel("gradient steps at test time (5-shot support)")
     ax.set_ylabel("query MSE (mean ± 95% CI)")
@@ -147,11 +155,13 @@ def format_table(results: dict[str, Any]) -> str:
     lines = [head, "-" * len(head)]
     for method, res in results["methods"].items():
         cells = " ".join(_cell(r["mean"], r["ci95"]) for r in res["test"])
-        lines.append(f"{LABELS.get(method, method) + ' (best val.)':36s} {cells} {res['train_seconds']:>8.0f}")
+        lines.append(
+            f"{LABELS.get(_canonical(method), method) + ' (best val.)':36s} {cells} {res['train_seconds']:>8.0f}"
+        )
         cells = " ".join(_cell(r["mean"], r["ci95"]) for r in res["test_final"])
         lines.append(f"{'  final weights':36s} {cells}")
-        if method in PAPER:
-            lines.append(f"{'  Finn et al. 2017':36s} " + " ".join(f"{v:>17.2f}" for v in PAPER[method]))
+        if _canonical(method) in PAPER:
+            lines.append(f"{'  Finn et al. 2017':36s} " + " ".join(f"{v:>17.2f}" for v in PAPER[_canonical(method)]))
     return "\n".join(lines)
 
 
@@ -175,7 +185,7 @@ def _train_or_load(cfg: ExperimentConfig, train: bool, progress: bool) -> tuple[
 
 
 class SinusoidConfig(CommandConfig):
-    """Settings of ``metabridge bench sinusoid``: Finn et al. (2017)'s sinusoid table, MAML, DRS
+    """Settings of ``metabridge bench sinusoid``: Finn et al. (2017)'s sinusoid table, MAML, joint training
     (pretrained) and MTL."""
 
     out: Path = Field(
@@ -185,10 +195,10 @@ class SinusoidConfig(CommandConfig):
         ),
     )
     methods: list[str] = Field(
-        ["maml", "drs", "mtl"],
+        ["maml", "joint", "mtl"],
         min_length=1,
         description=(
-            "Algorithms: maml, fomaml, anil, metasgd, reptile, drs, mtl, and the black-box "
+            "Algorithms: maml, fomaml, anil, metasgd, reptile, joint (or its old name drs), mtl, and the black-box "
             "learners mann, snail, icl, which read the support in one forward (one number for every step count, "
             "like MTL)."
         ),
@@ -264,7 +274,7 @@ def reproduce(config: SinusoidConfig) -> dict[str, Any]:
 
 
 def run(config: SinusoidConfig) -> dict[str, Any]:
-    """Reproduce Finn et al. (2017)'s sinusoid table: MAML, DRS (pretrained) and MTL; prints
+    """Reproduce Finn et al. (2017)'s sinusoid table: MAML, joint training (pretrained) and MTL; prints
     the table and writes ``sinusoid.json`` and ``sinusoid.png`` into ``config.out``."""
     config.write_resolved()
     res = reproduce(config)
