@@ -267,3 +267,30 @@ def compare_machine(data: dict[str, Any]) -> str:
         parts = f" (merged from {merged if isinstance(merged, int) else len(merged)} runs)" if merged else ""
         line += f" Wall time of the run{parts}: {data['total_seconds'] / 60:.1f} min."
     return line
+
+
+# ---------------------------------------------------------------- over seeds
+def over_seeds(values: Sequence[float], digits: int = 2, scale: float = 1.0) -> str:
+    """``mean ± t-interval (n seeds)`` of one figure over independent runs (seeds), from
+    :func:`metabridge.stats.mean_t_interval95`; ``scale=100`` writes fractions as percentages.
+    One run: its value and "1 seed" (no interval)."""
+    from metabridge.stats import mean_t_interval95
+
+    if not values:
+        return "—"
+    r = mean_t_interval95([scale * v for v in values])
+    seeds = f"{r.n} seed{'s' if r.n != 1 else ''}"
+    if r.n == 1:
+        return f"{num(r.mean, digits)} ({seeds})"
+    return f"{num(r.mean, digits)} ± {num(r.ci95, digits)} ({seeds})"
+
+
+def flips(outcomes: dict[Any, Any]) -> str:
+    """A sentence on whether a categorical conclusion (``{seed: outcome}``) holds across seeds:
+    "the same for seeds 0, 1, 2" or "flips: seed 0 X; seed 1 Y"."""
+    if not outcomes:
+        return "no seed run"
+    seeds = ", ".join(str(s) for s in outcomes)
+    if len(set(map(str, outcomes.values()))) == 1:
+        return f"the same for seed{'s' if len(outcomes) > 1 else ''} {seeds}"
+    return "flips between seeds: " + "; ".join(f"seed {s} {o}" for s, o in outcomes.items())

@@ -82,7 +82,7 @@ from .rl import (
     register_rl_algorithm,
     train_rl,
 )
-from .stats import MeanCI, mean_ci95
+from .stats import MeanCI, mean_ci95, mean_t_interval95
 from .tasks import EpisodeSampler, LinearRegressionFamily, SinusoidFamily, TaskBatch
 from .train import NonFiniteLossError, Trainer, TrainResult
 
@@ -133,6 +133,7 @@ __all__ = [
     "load_plugins",
     "load_pretrained",
     "mean_ci95",
+    "mean_t_interval95",
     "register_algorithm",
     "register_dataset",
     "register_model",
