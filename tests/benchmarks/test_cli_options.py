@@ -101,6 +101,9 @@ def test_compare_merges_from_the_command_line(tmp_path) -> None:
     [
         (["compare", "--methods", "mtl", "protonett"], "did you mean 'protonet'"),
         (["compare", "--test-shots", "1", "5", "--test-queries", "10"], "one --test-queries per --test-shots"),
+        (["compare", "--budget-steps", "10", "--budget-seconds", "5"], "--budget-steps or --budget-seconds, not both"),
+        (["compare", "--eval-every-seconds", "5"], "--eval-every-seconds needs --budget-seconds"),
+        (["compare", "--budget-seconds", "5", "--eval-every-steps", "2"], "--eval-every-steps needs a step budget"),
         (["bench", "cost", "--methods", "mtl", "--hparams", 'anil={"C": 3.0}'], "not among --methods"),
         (["bench", "peers", "--libs", "metabridge", "tensorflow"], "unknown library"),
     ],

@@ -232,7 +232,8 @@ def test_compare_needs_one_query_count_per_shot() -> None:
 
 
 def _report(methods: dict[str, list[tuple[float, float]]], **settings_overrides) -> dict:
-    settings = dict(CompareConfig().report_settings(), methods=list(methods), **settings_overrides)
+    """A ``compare.json`` of a wall-clock comparison (the curves' points are ``(seconds, accuracy)``)."""
+    settings = dict(CompareConfig(budget_seconds=200.0).report_settings(), methods=list(methods), **settings_overrides)
     runs = {
         m: {
             "curve": _curve(pts, ci=0.01),
@@ -266,6 +267,9 @@ def test_merge_recomputes_the_target_over_the_union_of_methods() -> None:
     assert math.isclose(merged["summary"]["speedup_vs_best_gbml"], 2.0)
     assert merged["total_seconds"] == 120.0
     assert "MAML" in format_table(merged)
+    # MAML reached its own target 0.81 - 0.01 = 0.80 at 40 s, MTL at 20 s: a clock budget decides by seconds
+    assert (merged["verdict"]["mtl_to_reference"], merged["verdict"]["decided_by"]) == ("sooner", "seconds")
+    assert math.isclose(merged["verdict"]["time_ratio"], 2.0)
 
 
 def test_merge_refuses_runs_that_are_not_comparable() -> None:
@@ -331,14 +335,16 @@ def test_compare_options_reach_the_settings_and_plugins_reach_the_workers(tmp_pa
     )
     s = seen["settings"]
     assert (s.k_shot, s.q_query, s.test_shots, s.test_queries, s.n_way) == (2, 7, [1, 5, 10], [4, 3, 2], 4)
-    # --full sets the long run's defaults; a value given explicitly wins
-    assert [s.resolved(k) for k in ("budget_seconds", "eval_every_seconds", "val_episodes", "test_episodes")] == [
-        1200.0,
-        60.0,
+    # --full sets the long run's defaults (a step budget); a value given explicitly wins
+    assert [s.resolved(k) for k in ("budget_steps", "eval_every_steps", "val_episodes", "test_episodes")] == [
+        1000,
+        50,
         50,
         1000,
     ]
-    assert (seen["config"].max_train_seconds, seen["config"].val_episodes) == (1200.0, 50)
+    assert s.resolved("budget_seconds") is None and s.resolved("eval_every_seconds") is None
+    assert (seen["config"].steps, seen["config"].eval_every, seen["config"].val_episodes) == (1000, 50, 50)
+    assert seen["config"].max_train_seconds is None
     assert seen["config"].plugins == ["compare_test_plugin"]  # the worker's config imports it before building
     assert (seen["config"].k_shot, seen["config"].q_query) == (2, 7)
     written = json.loads((tmp_path / "config.json").read_text())
@@ -349,6 +355,7 @@ def test_compare_options_reach_the_settings_and_plugins_reach_the_workers(tmp_pa
 def test_recipe_and_switches_reach_each_methods_config() -> None:
     settings = CompareConfig(
         recipe="official",
+        budget_seconds=60.0,  # a wall-clock budget keeps the recipe's schedule
         methods=["mtl", "maml"],
         model="resnet12",
         early_stopping_patience="never",
@@ -360,7 +367,11 @@ def test_recipe_and_switches_reach_each_methods_config() -> None:
     assert mtl.lr_schedule == maml.lr_schedule == "plateau" and mtl.augment == maml.augment == "auto"
     assert mtl.early_stopping_patience is None and "head_init" not in maml.hparams
     assert mtl.model_kwargs == {"variant": "official", "widths": [16, 40, 80, 160]}
-    assert CompareConfig(recipe="official").method_config("mtl").early_stopping_patience == 15
+    assert CompareConfig(budget_seconds=60.0).method_config("mtl").early_stopping_patience == 15
+    by_steps = CompareConfig(recipe="official").method_config("mtl")  # a step budget: cosine to its end
+    assert (by_steps.lr_schedule, by_steps.early_stopping_patience, by_steps.augment) == ("cosine", None, "auto")
+    switched = CompareConfig(lr_schedule="plateau", early_stopping_patience=4).method_config("maml")
+    assert (switched.lr_schedule, switched.early_stopping_patience) == ("plateau", 4)  # the switches still win
     assert CompareConfig(early_stopping_patience=3, augment="none").method_config("mtl").augment is None
     with pytest.raises(ValueError, match="model_kwargs"):
         CompareConfig(model_kwargs=[1, 2])
@@ -451,9 +462,7 @@ def test_a_step_budget_trains_every_method_the_same_number_of_steps(tmp_path, bl
     )
     cfg = settings.method_config("mtl")
     assert (cfg.steps, cfg.max_train_seconds, cfg.eval_every, cfg.eval_every_seconds) == (6, None, 2, None)
-    assert CompareConfig(budget_steps=100).method_config("mtl").eval_every == 5  # 20 validations by default
-    with pytest.raises(ValueError, match="needs --budget-steps"):
-        CompareConfig(eval_every_steps=5)
+    assert CompareConfig(budget_steps=100).method_config("mtl").eval_every == 20  # every 20 steps by default
     out = run_method(
         {
             "method": "mtl",

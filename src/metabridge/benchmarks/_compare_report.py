@@ -89,14 +89,29 @@ def convergence(
     }
 
 
+def settled_state(result: dict[str, Any], settings: dict[str, Any]) -> str:
+    """``"converged"`` (the project's flatness rule), ``"annealed"`` (a cosine schedule run to
+    the last step of a step budget) or ``"open"`` (neither: its accuracy is the budget's)."""
+    if convergence(result["curve"], axis=budget_axis(settings))["converged"]:
+        return "converged"
+    schedule = (result.get("config") or {}).get("lr_schedule") or (settings.get("training") or {}).get("lr_schedule")
+    budget = settings.get("budget_steps")
+    if schedule == "cosine" and budget and result.get("steps") == budget and not result.get("stopped_early"):
+        return "annealed"
+    return "open"
+
+
 def _converged_label(flag: bool | None) -> str:
     return {True: "yes", False: "no", None: "unknown"}[flag]
 
 
-def summarize(results: dict[str, dict[str, Any]], axis: str = "train_seconds") -> dict[str, Any]:
-    """The time-to-accuracy target, each method's time to reach it, and whether each
-    method's validation curve had flattened by the end of its budget (counted in ``axis``,
-    :func:`budget_axis`)."""
+def summarize(
+    results: dict[str, dict[str, Any]], axis: str = "train_seconds", settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The time-to-accuracy target, each method's time to reach it, whether each method's
+    validation curve had flattened by the end of its budget (counted in ``axis``,
+    :func:`budget_axis`) and, given the comparison's ``settings``, whether each settled
+    (:func:`settled_state`)."""
     gbml = {m: r for m, r in results.items() if m in GBML and r["curve"]}
     summary: dict[str, Any] = {
         "target": None,
@@ -105,6 +120,8 @@ def summarize(results: dict[str, dict[str, Any]], axis: str = "train_seconds") -
         "speedup_vs_best_gbml": None,
         "converged": {m: convergence(r["curve"], axis=axis)["converged"] for m, r in results.items()},
     }
+    if settings is not None:
+        summary["settled"] = {m: settled_state(r, settings) for m, r in results.items()}
     if not gbml:
         return summary
     best = max(gbml, key=lambda m: gbml[m]["curve"][-1]["val_mean"])
@@ -127,11 +144,13 @@ def speedup_sentence(summary: dict[str, Any]) -> str:
     speedup = summary["speedup_vs_best_gbml"]
     if "mtl" not in summary["time_to_target"]:
         return "MTL was not run."
-    converged = summary.get("converged", {})
-    unconverged = [LABELS.get(m, m) for m in ("mtl", summary["best_gbml"]) if converged.get(m) is not True]
+    settled = summary.get("settled") or {
+        m: "converged" if c else "open" for m, c in summary.get("converged", {}).items()
+    }
+    unconverged = [LABELS.get(m, m) for m in ("mtl", summary["best_gbml"]) if settled.get(m, "open") == "open"]
     if unconverged:
         return (
-            f"not converged: {', '.join(unconverged)} still changing over the last third of the budget "
+            f"not converged: {', '.join(unconverged)} still changing over the last third of the budget, not annealed "
             "(or too few validations to tell), so no time-to-target verdict; train longer "
             "(--budget-seconds or --budget-steps)."
         )
@@ -155,7 +174,9 @@ def format_table(report: dict[str, Any]) -> str:
     conv = report["summary"].get("converged") or {
         m: convergence(r["curve"], axis=axis)["converged"] for m, r in report["methods"].items()
     }
+    settled = report["summary"].get("settled", {})
     for m, r in report["methods"].items():
+        label = "annealed" if settled.get(m) == "annealed" else _converged_label(conv.get(m))
         accs = " ".join(
             f"{100 * r['test'][str(s)]['mean']:>7.2f} ± {100 * r['test'][str(s)]['ci95']:<5.2f}" for s in shots
         )
@@ -163,7 +184,7 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(
             f"{LABELS.get(m, m):20s} {accs} {r['train_seconds']:>11.0f} {r['steps']:>11d} "
             f"{r['seconds_per_iteration']:>11.3f} {r['peak_memory_mb'] or float('nan'):>11.0f} "
-            f"{f'{t:.0f}' if t is not None else 'never':>11s} {_converged_label(conv.get(m)):>11s}"
+            f"{f'{t:.0f}' if t is not None else 'never':>11s} {label:>11s}"
         )
     s = report["summary"]
     if s["target"] is not None:
@@ -199,9 +220,10 @@ def accuracy_sentences(report: dict[str, Any]) -> list[str]:
                 f"{'CIs overlap' if overlap else 'CIs disjoint'})"
             )
         out.append(line + ".")
-    stopped = [LABELS.get(m, m) for m in methods if conv.get(m) is not True]
+    settled = report["summary"].get("settled", {})
+    stopped = [LABELS.get(m, m) for m in methods if conv.get(m) is not True and settled.get(m) != "annealed"]
     if stopped:
-        out.append(f"not converged (accuracy at the budget, not final): {', '.join(stopped)}.")
+        out.append(f"not converged nor annealed (accuracy at the budget, not final): {', '.join(stopped)}.")
     return out
 
 
@@ -266,7 +288,7 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     sitting: run ``--methods mtl --methods maml`` once and ``--methods fomaml --methods anil``
     later, then merge. The runs must share every setting but the method list (same dataset,
     budget, episodes, seed) and the machine, or their times and accuracies are not comparable;
-    the time-to-target is recomputed over the union of methods.
+    the time-to-target and the verdict are recomputed over the union of methods.
     """
     if not reports:
         raise ValueError("nothing to merge: give at least one compare.json.")
@@ -295,16 +317,20 @@ def merge_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
                     "(drop one of the two runs)."
                 )
             merged_methods[m] = r
+    from ._compare_verdict import verdict  # it builds on this module
+
     settings = dict(first["settings"], methods=list(merged_methods))
-    return {
+    merged = {
         "benchmark": "compare",
         "settings": settings,
         "machine": first["machine"],
         "total_seconds": sum(r["total_seconds"] for r in reports),
         "merged_from": len(reports),
         "methods": merged_methods,
-        "summary": summarize(merged_methods, budget_axis(settings)),
+        "summary": summarize(merged_methods, budget_axis(settings), settings),
     }
+    merged["verdict"] = verdict(merged)
+    return merged
 
 
 def merge_files(paths: list[Path], out: Path) -> dict[str, Any]:

@@ -6,14 +6,18 @@ time) reaches the accuracy of gradient-based meta-learning (MAML, first-order MA
 ANIL, MetaOptNet) on few-shot classification at a fraction of the training cost.
 
 Every method trains on the same 5-way episodes of the same dataset for the same
-budget of training wall-clock (validation and checkpoints are not counted), with
-its validation accuracy recorded as training time passes; its best-validation
-weights are then tested on identical fixed 5-way 1-shot and 5-shot test episodes.
+budget of training steps (so the accuracies do not depend on the machine's speed or
+load; ``budget_seconds`` gives a wall-clock budget instead), under the seed paper's
+training recipe (``recipe="official"``: its augmentation for every method, MTL's head
+initialisation and per-task forward) with a cosine schedule that anneals every method
+to the end of its budget, its validation accuracy recorded as training goes; its
+best-validation weights are then tested on identical fixed 5-way 1-shot and 5-shot
+test episodes, and the run ends with a verdict (:mod:`._compare_verdict`).
 Time-to-accuracy, as in the paper's speed comparison: the training time at which a
 method's validation accuracy first reaches the target = (best final validation
 accuracy among the GBML methods) - (its 95% CI half-width).
 
-Python use: ``run(CompareConfig(methods=["mtl", "maml"], budget_seconds=60))``.
+Python use: ``run(CompareConfig(methods=["mtl", "maml"], budget_steps=100))``.
 """
 
 from __future__ import annotations
@@ -34,7 +38,16 @@ from ..machine_info import machine
 from ..recipes import get_recipe
 from ._compare_methods import ALL_METHODS, BLACK_BOX, DEFAULT_METHODS, GBML, LABELS, METHOD_SETTINGS, REFERENCES
 from ._compare_report import budget_axis, format_table, merge_files, summarize, write_report
-from ._compare_settings import FULL_DEFAULTS, SHORT_DEFAULTS, check_method
+from ._compare_settings import (
+    SECONDS_SETTINGS,
+    SHORT_DEFAULTS,
+    budget_fields,
+    check_budget,
+    check_method,
+    default_setting,
+    training_switches,
+)
+from ._compare_verdict import format_verdict, verdict
 
 __all__ = [
     "ALL_METHODS",
@@ -108,30 +121,34 @@ class CompareConfig(CommandConfig):
             "K+Q <= 11 by default)."
         ),
     )
+    budget_steps: int | None = Field(
+        None,
+        gt=0,
+        description=(
+            "Training steps per method: the accuracies do not depend on the machine's speed or load "
+            "[default: 300; 1000 with --full]."
+        ),
+    )
+    eval_every_steps: int | None = Field(
+        None, gt=0, description=("Validate every this many training steps [default: 20; 50 with --full].")
+    )
     budget_seconds: float | None = Field(
         None,
         gt=0,
         allow_inf_nan=False,
         description=(
-            "Training wall-clock per method in seconds, validation excluded [default: 200; 1200 with --full]."
+            "A wall-clock budget per method in seconds (validation excluded) instead of --budget-steps: the "
+            "steps it buys, and so the accuracies, then depend on the machine and its load [default: a step budget]."
         ),
     )
     eval_every_seconds: float | None = Field(
         None,
         gt=0,
         allow_inf_nan=False,
-        description=("Validate each time this many more training seconds have passed [default: 25; 60 with --full]."),
-    )
-    budget_steps: int | None = Field(
-        None,
-        gt=0,
         description=(
-            "A budget of training steps per method instead of seconds: the accuracies then do not depend on "
-            "the machine's speed or load [default: a budget in seconds]."
+            "With --budget-seconds, validate each time this many more training seconds have passed "
+            "[default: 25; 60 with --full]."
         ),
-    )
-    eval_every_steps: int | None = Field(
-        None, gt=0, description=("With --budget-steps, validate every this many steps [default: 20 validations].")
     )
     val_episodes: int | None = Field(
         None, gt=0, description=("Fixed validation episodes per validation [default: 100; 300 with --full].")
@@ -145,8 +162,8 @@ class CompareConfig(CommandConfig):
     full: bool = Field(
         False,
         description=(
-            "The long run: the defaults of --budget-seconds, --eval-every-seconds, --val-episodes and "
-            "--test-episodes become 1200, 60, 300 and 1000 (values given explicitly still win)."
+            "The long run: the defaults of --budget-steps, --eval-every-steps, --val-episodes and "
+            "--test-episodes become 1000, 50, 300 and 1000 (values given explicitly still win)."
         ),
     )
     seed: int = Field(0, description="Training seed (test episodes use a fixed seed of their own).")
@@ -159,24 +176,26 @@ class CompareConfig(CommandConfig):
         ),
     )
     recipe: str = Field(
-        "default",
+        "official",
         description=(
-            "A named set of the switches below: default, or official (Wang et al.'s MTL code: plateau schedule, "
-            "early stopping 15, augmentation, MTL head_init=official and train_forward=per_task, ResNet-12 "
-            "variant=official; see metabridge.recipes)."
+            "A named set of the switches below: official (Wang et al.'s MTL code: plateau schedule, early "
+            "stopping 15, augmentation, MTL head_init=official and train_forward=per_task, ResNet-12 "
+            "variant=official; see metabridge.recipes) or default (none of them)."
         ),
     )
     lr_schedule: Literal["constant", "cosine", "plateau"] | None = Field(
         None,
         description=(
             "Every method's learning-rate schedule over the recipe's: constant, cosine or plateau (x0.1 after 4 "
-            "validations without improvement) [default: the recipe's]."
+            "validations without improvement) [default: cosine to the end of a step budget, so that every "
+            "method ends annealed; the recipe's under --budget-seconds]."
         ),
     )
     early_stopping_patience: int | Literal["never"] | None = Field(
         None,
         description=(
-            "Stop a method after this many validations without improvement, or never [default: the recipe's]."
+            "Stop a method after this many validations without improvement, or never [default: never under a "
+            "step budget; the recipe's under --budget-seconds]."
         ),
     )
     augment: str | None = Field(
@@ -257,10 +276,7 @@ class CompareConfig(CommandConfig):
                 f"give one --test-queries per --test-shots (got {len(self.test_shots)} shots, "
                 f"{len(self.test_queries)} query counts)."
             )
-        if self.eval_every_steps is not None and self.budget_steps is None:
-            raise ValueError(
-                "--eval-every-steps needs --budget-steps (a budget in seconds validates by --eval-every-seconds)."
-            )
+        check_budget(self.budget_steps, self.eval_every_steps, self.budget_seconds, self.eval_every_seconds)
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"--methods names a method twice ({', '.join(self.methods)}).")
         self.check_methods()
@@ -269,24 +285,16 @@ class CompareConfig(CommandConfig):
     # ---------------------------------------------------------------- resolution
     def resolved(self, name: str) -> Any:
         """A setting whose ``None`` means "the default": the value given, else the default of
-        this run (the short main job's, or with ``full`` the long run's)."""
+        this run (the short main job's, or with ``full`` the long run's; ``None`` for a setting
+        of the other kind of budget)."""
         value = getattr(self, name)
-        if value is not None:
-            return value
-        return (FULL_DEFAULTS if self.full else SHORT_DEFAULTS)[name]
+        return value if value is not None else default_setting(name, self.full, self.budget_seconds is None)
 
     def training(self) -> dict[str, Any]:
-        """The training-recipe switches given, as config fields applied over the recipe's."""
-        out: dict[str, Any] = {}
-        if self.lr_schedule is not None:
-            out["lr_schedule"] = self.lr_schedule
-        if self.early_stopping_patience is not None:
-            out["early_stopping_patience"] = (
-                None if self.early_stopping_patience == "never" else self.early_stopping_patience
-            )
-        if self.augment is not None:
-            out["augment"] = None if self.augment == "none" else self.augment
-        return out
+        """The training-recipe switches, as config fields applied over the recipe's (under a step
+        budget: cosine and no early stopping unless given)."""
+        by_steps = self.budget_seconds is None
+        return training_switches(self.lr_schedule, self.early_stopping_patience, self.augment, by_steps)
 
     def all_method_hparams(self) -> dict[str, dict[str, Any]]:
         """Per-method hyperparameters: the MTL switches, with ``method_hparams`` winning."""
@@ -318,20 +326,7 @@ class CompareConfig(CommandConfig):
         hparams = {**s["hparams"], **recipe.hparams.get(method, {}), **self.all_method_hparams().get(method, {})}
         model_kwargs = {**recipe.model_kwargs.get(self.model, {}), **self.all_model_kwargs()}
         training = {**recipe.config, **self.training()}
-        if self.budget_steps is not None:  # a step budget: validation by step, no clock
-            budget = {
-                "steps": self.budget_steps,
-                "max_train_seconds": None,
-                "eval_every_seconds": None,
-                "eval_every": self.eval_every_steps or max(self.budget_steps // 20, 1),
-            }
-        else:
-            budget = {
-                "steps": 10**9,
-                "max_train_seconds": self.resolved("budget_seconds"),
-                "eval_every": 0,
-                "eval_every_seconds": self.resolved("eval_every_seconds"),
-            }
+        budget = budget_fields(*map(self.resolved, ("budget_steps", "eval_every_steps", *SECONDS_SETTINGS)))
         return ExperimentConfig(
             task=self.dataset,
             data_root=self.data_root,
@@ -431,9 +426,8 @@ def compare(config: CompareConfig, progress: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     for i, (m, cfg) in enumerate(configs.items(), 1):
         if progress:
-            budget = (
-                f"{config.budget_steps} steps" if config.budget_steps else f"{config.resolved('budget_seconds'):.0f} s"
-            )
+            steps = config.resolved("budget_steps")
+            budget = f"{steps} steps" if steps else f"{config.budget_seconds:.0f} s"
             print(
                 f"[{i}/{len(configs)}] {LABELS.get(m, m)}: training for {budget}, "
                 f"then testing on {test_episodes} episodes per shot",
@@ -459,8 +453,9 @@ def compare(config: CompareConfig, progress: bool = True) -> dict[str, Any]:
         "machine": {**machine(str(resolve_device(config.device))), "device": device_label},
         "total_seconds": time.perf_counter() - t0,
         "methods": results,
-        "summary": summarize(results, budget_axis(settings)),
+        "summary": summarize(results, budget_axis(settings), settings),
     }
+    report["verdict"] = verdict(report)
     write_report(report, config.out)
     return report
 
@@ -480,5 +475,7 @@ def run(config: CompareConfig) -> dict[str, Any]:
     out = Path(config.out)
     print("")
     print(format_table(report))
+    if "maml" in report["methods"] and "mtl" in report["methods"]:
+        print("\n" + format_verdict(report))
     print(f"\nwrote {out / 'compare.json'} and {out / 'compare.png'} ({report['total_seconds'] / 60:.1f} min in all)")
     return report
