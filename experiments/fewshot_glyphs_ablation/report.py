@@ -9,24 +9,29 @@ import _pagekit as kit
 
 NAME = "fewshot_glyphs_ablation"
 ROWS_200S = [
-    ("1_head_init", "+ official head scale", "--head-init official"),
+    ("1_head_init", "+ official head scale", "--recipe default --head-init official"),
     (
         "2_schedule",
         "+ plateau schedule, early stopping 15",
-        "--head-init official --lr-schedule plateau --early-stopping-patience 15",
+        "--recipe default --head-init official --lr-schedule plateau --early-stopping-patience 15",
     ),
     (
         "3_augment",
         "+ augmentation (crop, padding 2)",
-        "--head-init official --lr-schedule plateau --early-stopping-patience 15 --augment auto",
+        "--recipe default --head-init official --lr-schedule plateau --early-stopping-patience 15 --augment auto",
     ),
     ("4_per_task", "+ one task per forward = the whole official recipe", "--recipe official"),
 ]
-ROWS_1000 = (
-    [("0_default", "MTL defaults", "")]
-    + ROWS_200S
-    + [("5_augment_only", "MTL defaults + augmentation only", "--augment auto")]
-)
+# At 1000 steps a row that sets no schedule states its recipe's own: constant without early stopping under the
+# default recipe, plateau with early stopping 15 under the official one.
+CONSTANT = "--lr-schedule constant --early-stopping-patience never"
+ROWS_1000 = [
+    ("0_default", "MTL defaults", f"--recipe default {CONSTANT}"),
+    ("1_head_init", "+ official head scale", f"--recipe default {CONSTANT} --head-init official"),
+    *ROWS_200S[1:3],
+    ("4_per_task", ROWS_200S[3][1], "--recipe official --lr-schedule plateau --early-stopping-patience 15"),
+    ("5_augment_only", "MTL defaults + augmentation only", f"--recipe default {CONSTANT} --augment auto"),
+]
 
 
 def _entries(folder: Path, prefix: str, rows: list[tuple[str, str, str]]) -> list[tuple[str, dict, str]]:
@@ -49,17 +54,19 @@ def render(folder: Path) -> str:
                 "Protocol: MTL only, each part added to the previous ones; the main job's episodes (5-way 1-shot, 10 "
                 "queries, meta-batch 16) and test episodes.",
                 "## 200 s per row",
-                "Validation every 25 s on 100 episodes, 600 test episodes per shot. The row without any part is the main "
-                "job's MTL (its page: `fewshot_glyphs_main_job`). Each row: `metabridge compare --methods mtl` plus:",
+                "A wall-clock budget, validation every 25 s on 100 episodes, 600 test episodes per shot. The row without "
+                "any part is the MTL of the main job's 200 s run (its page: `fewshot_glyphs_main_job`). Each row: "
+                "`metabridge compare --methods mtl --budget-seconds 200 --eval-every-seconds 25` plus:",
                 kit.table(["row", "switches"], [[label, f"`{sw}`"] for _, label, sw in ROWS_200S]),
                 kit.runs_table(short, ["acc1", "acc5", "steps", "s_step", "val_at", "converged"]),
                 kit.compare_machine(short[0][1]),
                 "## 1000 steps per row, the `--full` protocol",
                 "`--budget-steps` trains every row the same number of steps, so the rows do not depend on the machine's "
                 "speed or load; validation every 50 steps on 300 episodes, 1000 test episodes per shot. Each row: "
-                "`metabridge compare --methods mtl --full --budget-steps 1000 --eval-every-steps 50` plus the switches "
-                "above (the last row: `--augment auto` only). The rows ran as two streams of one torch thread each, side "
-                "by side: the s / step are those of a shared machine, not costs.",
+                "`metabridge compare --methods mtl --full --budget-steps 1000 --eval-every-steps 50` plus:",
+                kit.table(["row", "switches"], [[label, f"`{sw}`"] for _, label, sw in ROWS_1000]),
+                "The rows ran as two streams of one torch thread each, side by side: the s / step are those of a "
+                "shared machine, not costs.",
                 kit.runs_table(long, ["acc1", "acc5", "val_at", "best_val", "s_step", "rss", "converged"]),
                 kit.compare_machine(long[0][1]),
                 "What it says: no single part is a free win. The head scale costs accuracy and its loss does not wear off "

@@ -16,14 +16,19 @@ DIAGNOSTICS = [
     ("mtl_test_1shot_ft10.json", "10 steps of full fine-tuning after the refit"),
     ("mtl_test_1shot_taskbn.json", "per-task batch-norm statistics instead of running ones"),
 ]
+FULL = "--full --recipe default --budget-seconds 1200 --eval-every-seconds 60"
 FULL_COMMANDS = [
-    "metabridge compare --full --methods mtl maml --out runs/experiments/full/mtl_maml",
+    f"metabridge compare {FULL} --methods mtl maml --out runs/experiments/full/mtl_maml",
     "for m in anil metaoptnet fomaml protonet; do",
-    "  metabridge compare --full --methods $m --out runs/experiments/full/$m",
+    f"  metabridge compare {FULL} --methods $m --out runs/experiments/full/$m",
     "done",
     "metabridge compare --merge runs/experiments/full/{mtl_maml,anil,metaoptnet,fomaml,protonet} "
     "--out runs/experiments/full/merged",
 ]
+STEPS = (
+    "--full --budget-steps 1000 --eval-every-steps 50 --recipe default --lr-schedule constant "
+    "--early-stopping-patience never"
+)
 
 
 def _curves(data: dict[str, Any]) -> str:
@@ -72,7 +77,7 @@ def _diagnostics(folder: Path) -> str:
 def _full(folder: Path) -> list[str]:
     full = kit.load(folder, "full_protocol_merged.json")
     return [
-        "## The `--full` protocol: 1200 s per method, six methods",
+        "## The `--full` protocol by wall-clock: 1200 s per method, six methods",
         "1200 s of training per method, validation every 60 s on 300 episodes, test on 1000 episodes per shot, "
         "best-validation weights; run in five sittings on one machine and merged (`compare --merge` refuses runs "
         "whose settings or machine differ; the parts are in `results/full_protocol_parts/`).",
@@ -102,10 +107,8 @@ def _augment(folder: Path) -> list[str]:
         "steps per method, validation every 50 steps; MTL and MAML trained in two runs and merged. The s / step "
         "are those of one torch thread on a shared machine, not costs.",
         kit.command(
-            "metabridge compare --methods mtl --full --budget-steps 1000 --eval-every-steps 50 "
-            "--augment auto --out runs/experiments/augment_1000/mtl",
-            "metabridge compare --methods maml --full --budget-steps 1000 --eval-every-steps 50 "
-            "--augment auto --out runs/experiments/augment_1000/maml",
+            f"metabridge compare --methods mtl {STEPS} --augment auto --out runs/experiments/augment_1000/mtl",
+            f"metabridge compare --methods maml {STEPS} --augment auto --out runs/experiments/augment_1000/maml",
             "metabridge compare --merge runs/experiments/augment_1000/mtl runs/experiments/augment_1000/maml "
             "--out runs/experiments/augment_1000/merged",
         ),
@@ -114,9 +117,10 @@ def _augment(folder: Path) -> list[str]:
         f"MTL's step took {m['seconds_per_iteration'] / a['seconds_per_iteration']:.2f}x MAML's here "
         f"({m['seconds_per_iteration']:.3f} vs {a['seconds_per_iteration']:.3f} s).",
         kit.image(NAME, "results/augment_1000steps_mtl_vs_maml.png", "MTL vs MAML with augmentation, by steps"),
-        "## Augmentation for every method of the main job, 200 s each",
+        "## Augmentation for MTL, MAML and ProtoNet, 200 s each",
         kit.command(
-            "metabridge compare --methods mtl maml protonet --augment auto --out runs/experiments/augment_200s"
+            "metabridge compare --methods mtl maml protonet --recipe default --budget-seconds 200 "
+            "--eval-every-seconds 25 --augment auto --out runs/experiments/augment_200s"
         ),
         kit.compare_table(short, ["method", "acc1", "acc5", "steps", "s_step", "target", "converged"]),
         kit.compare_machine(short),
@@ -130,17 +134,19 @@ def render(folder: Path) -> str:
         "\n\n".join(
             [
                 "# Few-shot glyphs: MTL against gradient-based meta-learning, trained longer",
-                "Question: given more training than the main job's 200 s, does MTL (Wang et al.) match MAML and its "
+                "Question: given more training than 200 s per method, does MTL (Wang et al.) match MAML and its "
                 "relatives on held-out alphabets, and how much sooner does it reach their validation accuracy (the seed "
                 "paper claims an order of magnitude)?",
                 "All runs: glyph episodes, 5-way 1-shot training with 10 queries, meta-batch 16, Conv-4; MAML / first-order "
                 "MAML / ANIL: one inner step of 0.4 in training, three at test; MetaOptNet: SVM head, C = 0.1; MTL: RAdam "
                 "1e-3, others Adam 1e-3; best-validation weights tested on fixed 5-way 1-shot (10 queries) and 5-shot "
-                "(6 queries) episodes. Time to target and the convergence rule are as on the main job's page.",
+                "(6 queries) episodes. Time to target and the convergence rule are as on the main job's page. Every run "
+                "states `--recipe default` (none of the official recipe's switches) and its budget: the defaults of "
+                "`compare` are those of a step budget under the official recipe.",
                 "Every part at once: `bash experiments/fewshot_glyphs_mtl_vs_maml/run.sh` (resumable, part by part).",
                 "## 500 s per method",
                 kit.command(
-                    "metabridge compare --methods mtl metaoptnet maml anil --budget-seconds 500 "
+                    "metabridge compare --methods mtl metaoptnet maml anil --recipe default --budget-seconds 500 "
                     "--eval-every-seconds 50 --out runs/experiments/four_methods_500s"
                 ),
                 kit.compare_table(mid, ["method", "acc1", "acc5", "train_s", "steps", "s_step", "rss", "target"]),

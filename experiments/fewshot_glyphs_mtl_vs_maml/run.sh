@@ -15,11 +15,13 @@ part() {  # part RESULT ARGS...: one `metabridge compare`, its JSON and plot cop
   cp "$RUNS/$name/compare.png" "$HERE/results/$name.png"
 }
 
-part four_methods_500s --methods mtl metaoptnet maml anil --budget-seconds 500 --eval-every-seconds 50
+# Every part states the recipe, budget and schedule it ran with (compare's defaults have changed since).
+part four_methods_500s --methods mtl metaoptnet maml anil --recipe default --budget-seconds 500 --eval-every-seconds 50
 
 # The --full protocol (1200 s per method), in sittings, then merged.
-part full_protocol_parts/mtl_maml --full --methods mtl maml
-for m in anil metaoptnet fomaml protonet; do part "full_protocol_parts/$m" --full --methods "$m"; done
+FULL=(--full --recipe default --budget-seconds 1200 --eval-every-seconds 60)
+part full_protocol_parts/mtl_maml "${FULL[@]}" --methods mtl maml
+for m in anil metaoptnet fomaml protonet; do part "full_protocol_parts/$m" "${FULL[@]}" --methods "$m"; done
 part full_protocol_merged --merge "$RUNS"/full_protocol_parts/{mtl_maml,anil,metaoptnet,fomaml,protonet}
 mv -f "$HERE/results/full_protocol_merged.png" "$HERE/plot.png" 2>/dev/null || true
 for d in "" _C1 _C10 _ft10 _taskbn; do  # what MTL's validation-to-test gap is not
@@ -30,8 +32,9 @@ for d in "" _C1 _C10 _ft10 _taskbn; do  # what MTL's validation-to-test gap is n
   "$MB" eval "$RUNS/full_protocol_parts/mtl_maml/mtl" --split test --k-shot 1 --episodes 1000 "${hp[@]}" --out "$out"
 done
 
-# Augmentation: MTL and MAML by steps, merged; every method of the main job at 200 s.
-part augment_1000steps_mtl --methods mtl --full --budget-steps 1000 --eval-every-steps 50 --augment auto
-part augment_1000steps_maml --methods maml --full --budget-steps 1000 --eval-every-steps 50 --augment auto
+# Augmentation: MTL and MAML by steps, merged; MTL, MAML and ProtoNet at 200 s.
+STEPS=(--full --budget-steps 1000 --eval-every-steps 50 --recipe default --lr-schedule constant --early-stopping-patience never)
+part augment_1000steps_mtl --methods mtl "${STEPS[@]}" --augment auto
+part augment_1000steps_maml --methods maml "${STEPS[@]}" --augment auto
 part augment_1000steps_mtl_vs_maml --merge "$RUNS/augment_1000steps_mtl" "$RUNS/augment_1000steps_maml"
-part augment_200s --methods mtl maml protonet --augment auto
+part augment_200s --methods mtl maml protonet --recipe default --budget-seconds 200 --eval-every-seconds 25 --augment auto

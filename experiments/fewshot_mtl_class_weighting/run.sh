@@ -8,10 +8,13 @@ MB="${MB:-.venv/bin/metabridge}"
 RUNS="${RUNS:-runs/experiments}/fewshot_mtl_class_weighting"
 mkdir -p "$HERE/results"
 
+# The recipe and the 200 s wall-clock budget the runs had, stated (compare's defaults have changed since).
+OLD=(--recipe default --budget-seconds 200 --eval-every-seconds 25)
+
 part() {  # part NAME ARGS...: one `compare` run of MTL, its JSON and plot copied into results/
   local name=$1; shift
   [[ -f "$HERE/results/$name.json" ]] && { echo "skip $name: results/$name.json exists"; return; }
-  "$MB" compare --methods mtl "$@" --out "$RUNS/$name"
+  "$MB" compare --methods mtl "${OLD[@]}" "$@" --out "$RUNS/$name"
   cp "$RUNS/$name/compare.json" "$HERE/results/$name.json"
   cp "$RUNS/$name/compare.png" "$HERE/results/$name.png"
 }
