@@ -68,15 +68,30 @@ Two test-time adaptations are measured in the same run:
 It uses the library's algorithms (:mod:`metabridge.algorithms`) and MLP
 (:mod:`metabridge.models.mlp`); this is a measurement, not a proof: with finite
 training the gap also contains optimisation noise, which we report alongside.
+
+Two parameterisations (``ClosenessSettings.parameterization``):
+
+* ``"standard"``: PyTorch's ``nn.Linear`` layers (the default, trained with Adam);
+* ``"ntk"``: :func:`~metabridge.theory.ntk.ntk_mlp` (weights N(0, 1), forward scaled by
+  ``1/sqrt(fan_in)``; MTL's per-task heads drawn N(0, 1) like the GBML head), meant to be
+  trained with ``optimizer="sgd"``: plain gradient steps of a width-independent size, the
+  setting in which a wide network stays in the kernel regime that Wang et al.'s analysis
+  assumes (:mod:`metabridge.theory.ntk`).
+
+Every row also records ``featmove_<algo>``, the relative movement of the trained body's
+features on the test queries, ``||phi_T - phi_0|| / ||phi_0||``
+(:func:`~metabridge.theory.ntk.feature_movement`): how far each run was from the kernel
+regime.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -89,6 +104,7 @@ from metabridge.heads.ridge import ridge_fit, ridge_predict
 from metabridge.models.mlp import MLP
 from metabridge.tasks.batch import TaskBatch
 from metabridge.tasks.sinusoid import SinusoidFamily
+from metabridge.theory.ntk import feature_movement, ntk_mlp
 
 __all__ = [
     "linear_head_grad",
@@ -200,10 +216,12 @@ class ClosenessSettings:
         k_shot: support points per task (training and test); ``q_query`` query points.
         inner_lr: step size of the ANIL/MAML inner loop (train and test).
         inner_steps: inner steps during training; ``eval_steps`` at test time.
-        outer_lr: Adam learning rate of every algorithm.
+        outer_lr: learning rate of every algorithm's optimizer.
         test_tasks: unseen test sinusoids on which predictions are compared.
         ridge_lambda: MTL's test-time ridge strength.
         seeds: training seeds per configuration (gaps are averaged).
+        parameterization: ``"standard"`` (``nn.Linear``) or ``"ntk"`` (:func:`ntk_mlp`).
+        optimizer: ``"adam"`` or ``"sgd"`` (plain gradient steps of ``outer_lr``).
     """
 
     widths: Sequence[int] = (16, 32, 64)
@@ -220,6 +238,8 @@ class ClosenessSettings:
     test_tasks: int = 200
     ridge_lambda: float = 1e-2
     seeds: Sequence[int] = (0,)
+    parameterization: Literal["standard", "ntk"] = "standard"
+    optimizer: Literal["adam", "sgd"] = "adam"
 
 
 ALGORITHMS = ("mtl", "anil", "maml")
@@ -227,15 +247,20 @@ PAIRS = (("mtl", "anil"), ("mtl", "maml"), ("anil", "maml"))
 
 
 def _build(name: str, width: int, depth: int, cfg: ClosenessSettings) -> MetaAlgorithm:
-    model = MLP(1, 1, hidden=(width,) * depth)
+    ntk = cfg.parameterization == "ntk"
+    model = ntk_mlp(1, 1, width, depth) if ntk else MLP(1, 1, hidden=(width,) * depth)
     if name == "mtl":
-        return MTL(
+        mtl = MTL(
             model.body,
             model.feature_dim,
             num_train_heads=cfg.train_tasks,
             task="regression",
             ridge_lambda=cfg.ridge_lambda,
         )
+        if ntk:  # the NTK head scale, as for the GBML head (MTL draws heads of the standard scale)
+            with torch.no_grad():
+                mtl.heads.normal_()
+        return mtl
     cls = ANIL if name == "anil" else MAML
     return cls(model, inner_lr=cfg.inner_lr, inner_steps=cfg.inner_steps, eval_steps=cfg.eval_steps)
 
@@ -255,8 +280,12 @@ def refit_predict(algo: MetaAlgorithm, batch: TaskBatch, lam: float) -> Tensor:
 
 
 def _train(algo: MetaAlgorithm, family: SinusoidFamily, cfg: ClosenessSettings, seed: int) -> float:
-    """Adam on ``meta_loss``; every algorithm sees the same batch sequence for a seed."""
-    opt = torch.optim.Adam(algo.parameters(), lr=cfg.outer_lr)
+    """Adam or SGD on ``meta_loss``; every algorithm sees the same batch sequence for a seed."""
+    opt: torch.optim.Optimizer
+    if cfg.optimizer == "sgd":
+        opt = torch.optim.SGD(algo.parameters(), lr=cfg.outer_lr)
+    else:
+        opt = torch.optim.Adam(algo.parameters(), lr=cfg.outer_lr)
     g = torch.Generator().manual_seed(10_000 + seed)
     loss = torch.tensor(float("nan"))
     for _ in range(cfg.steps):
@@ -284,7 +313,10 @@ def closeness_experiment(cfg: ClosenessSettings, log: Any = None) -> dict[str, A
                 for name in ALGORITHMS:
                     torch.manual_seed(seed)  # same initial body for all three algorithms
                     algo = _build(name, width, depth, cfg)
+                    body0 = copy.deepcopy(_body(algo))
                     _train(algo, train_family, cfg, seed)
+                    move = feature_movement(body0, _body(algo), test_batch.query_x.flatten(0, 1))
+                    acc.setdefault(f"featmove_{name}", []).append(move)
                     preds["native"][name] = algo.predict(test_batch).detach()
                     preds["refit"][name] = refit_predict(algo, test_batch, cfg.ridge_lambda)
                     for mode, pm in preds.items():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, NonNegativeFloat, PositiveInt, model_validator
@@ -212,12 +212,22 @@ class ClosenessConfig(CommandConfig):
     )
     inner_steps: PositiveInt = Field(1, description="ANIL/MAML inner steps during training.")
     eval_steps: PositiveInt = Field(1, description="ANIL/MAML inner steps at test time (native adaptation).")
-    outer_lr: float = Field(3e-3, gt=0, allow_inf_nan=False, description="Adam learning rate of every algorithm.")
+    outer_lr: float = Field(
+        3e-3, gt=0, allow_inf_nan=False, description="Learning rate of every algorithm's optimizer (--optimizer)."
+    )
     test_tasks: PositiveInt = Field(200, description="Unseen sinusoid tasks on which predictions are compared.")
     ridge_lambda: float = Field(
         1e-2, gt=0, allow_inf_nan=False, description="Ridge strength of the common last-layer refit."
     )
     seeds: list[int] = Field([0], min_length=1, description="Training seeds per configuration (gaps averaged).")
+    parameterization: Literal["standard", "ntk"] = Field(
+        "standard",
+        description="Layer parameterisation: 'standard' (PyTorch's nn.Linear) or 'ntk' (weights N(0,1), forward "
+        "scaled by 1/sqrt(fan_in): the kernel regime as the width grows, with --optimizer sgd).",
+    )
+    optimizer: Literal["adam", "sgd"] = Field(
+        "adam", description="Optimizer of every algorithm: 'adam' or 'sgd' (plain gradient steps of --outer-lr)."
+    )
     threads: PositiveInt | None = Field(
         None,
         description="Torch CPU threads while the experiment runs (the "
