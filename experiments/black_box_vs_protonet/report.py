@@ -7,14 +7,20 @@ from pathlib import Path
 from typing import Any
 
 import _pagekit as kit
+import _seeds
 
 NAME = "black_box_vs_protonet"
+HEADLINE_PART = "trained_5shot_1000steps_augment"
+PLANNED = (0, 1, 2)  # the seeds run.sh runs by default
+SEED_COMMAND = 'SEEDS="0 1 2" bash experiments/black_box_vs_protonet/run.sh'
+OLD = "--recipe default"  # compare's recipe when these parts ran (today's default is official)
+SHORT = "--budget-seconds 200 --eval-every-seconds 25"  # compare's budget when these parts ran
 BEFORE_REPAIRS = {"mann": "MANN (the CS330 LSTM, no memory)", "snail": "SNAIL (key maps at random)"}
 PARTS = [
     (
         "with_mtl_maml_1shot_200s",
         "Beside the main job's methods, trained at 1-shot, 200 s each (before the repairs)",
-        "--methods mtl maml protonet mann snail icl",
+        f"{OLD} --methods mtl maml protonet mann snail icl {SHORT}",
         ["acc1", "acc5", "steps", "s_step", "rss", "converged"],
         "MANN here is the CS330 two-layer LSTM and SNAIL's key maps start at random: both stayed at chance, on a "
         "label-binding plateau (to beat chance they must learn at once to match a query to the support example it "
@@ -26,21 +32,21 @@ PARTS = [
     (
         "trained_1shot_200s",
         "Trained at 1-shot, 200 s each, after the repairs",
-        "--methods protonet icl mann snail",
+        f"{OLD} --methods protonet icl mann snail {SHORT}",
         ["acc1", "acc5", "steps", "s_step", "rss", "converged"],
         "",
     ),
     (
         "trained_5shot_200s",
         "Trained at 5-way 5-shot, 200 s each (glyphs allow K + Q <= 11: 6 training queries)",
-        "--methods protonet icl mann snail --k-shot 5 --q-query 6",
+        f"{OLD} --methods protonet icl mann snail --k-shot 5 --q-query 6 {SHORT}",
         ["acc1", "acc5", "steps", "s_step", "rss", "converged"],
         "",
     ),
     (
         "trained_5shot_500s_cosine",
         "Trained at 5-shot, 500 s each, cosine-annealed rate",
-        "--methods protonet icl --k-shot 5 --q-query 6 --budget-seconds 500 --eval-every-seconds 50 "
+        f"{OLD} --methods protonet icl --k-shot 5 --q-query 6 --budget-seconds 500 --eval-every-seconds 50 "
         "--lr-schedule cosine",
         ["acc1", "acc5", "steps", "s_step", "rss", "val_at", "converged"],
         "",
@@ -48,16 +54,16 @@ PARTS = [
     (
         "trained_5shot_500steps_augment",
         "Trained at 5-shot, 500 steps each, cosine, `--augment auto`",
-        "--methods protonet icl --k-shot 5 --q-query 6 --budget-steps 500 --eval-every-steps 50 --lr-schedule cosine "
-        "--augment auto",
+        f"{OLD} --methods protonet icl --k-shot 5 --q-query 6 --budget-steps 500 --eval-every-steps 50 "
+        "--lr-schedule cosine --early-stopping-patience never --augment auto",
         ["acc1", "acc5", "val_at", "best_val", "s_step", "converged"],
         "One torch thread beside another run: the s / step are those of a shared machine.",
     ),
     (
         "trained_5shot_1000steps_augment",
         "Trained at 5-shot, 1000 steps each, cosine, `--augment auto`",
-        "--methods protonet icl --k-shot 5 --q-query 6 --budget-steps 1000 --eval-every-steps 100 "
-        "--lr-schedule cosine --augment auto",
+        f"{OLD} --methods protonet icl --k-shot 5 --q-query 6 --budget-steps 1000 --eval-every-steps 100 "
+        "--lr-schedule cosine --early-stopping-patience never --augment auto --seed 0",
         ["acc1", "acc5", "val_at", "best_val", "s_step", "converged"],
         "One torch thread beside another run: the s / step are those of a shared machine; the budget is one of "
         "steps (the same number of meta-updates for both), not of seconds.",
@@ -87,7 +93,10 @@ def render(folder: Path) -> str:
         "Protocol: the main job's (`metabridge compare`: Conv-4 bodies, meta-batch 16, validation on 100 fixed "
         "episodes, best-validation weights tested on the same 600 fixed 1-shot and 5-shot episodes); the training "
         "shot, budget, schedule and augmentation of each part are in its heading and command. Every part: "
-        "`bash experiments/black_box_vs_protonet/run.sh` (resumable).",
+        "`bash experiments/black_box_vs_protonet/run.sh` (resumable). Each command states the recipe (`default`) "
+        "and the budget settings `metabridge compare` had when the part ran, so that it re-creates the JSON under "
+        "today's defaults; the first part's MANN and SNAIL are the models before the repairs, which no flag brings "
+        "back.",
     ]
     for name, title, args, columns, note in PARTS:
         data = kit.load(folder, f"{name}.json")
@@ -101,6 +110,8 @@ def render(folder: Path) -> str:
             out.append(note)
         if name.startswith("trained_5shot_"):
             out.append(_within(data))
+        if name == HEADLINE_PART:
+            out.append(_seeds_section(folder))
     out += [
         "What it says: after the repairs MANN learns on glyphs and the transformer comes closest; with a longer, "
         "annealed and augmented run the transformer reaches ProtoNet at 5-shot, at a higher cost per step, while "
@@ -115,16 +126,74 @@ def render(folder: Path) -> str:
     return "\n\n".join(out) + "\n"
 
 
+def _seed_of(data: dict[str, Any]) -> int:
+    return int(data["settings"]["seed"])
+
+
+def _target(data: dict[str, Any]) -> str:
+    proto, icl = data["methods"]["protonet"]["test"]["5"], data["methods"]["icl"]["test"]["5"]
+    inside = proto["mean"] - proto["ci95"] <= icl["mean"] <= proto["mean"] + proto["ci95"]
+    return "met" if inside else "not met"
+
+
+def _seeds_section(folder: Path) -> str:
+    """The headline part over training seeds: mean ± t-interval, each seed's own CIs, and where it flips."""
+    runs = _seeds.runs(folder, HEADLINE_PART, _seed_of)
+    shots = ("1", "5")
+    methods = list(next(iter(runs.values()))["methods"])
+    over = [
+        [
+            kit.LABELS.get(m, m),
+            *[kit.over_seeds([d["methods"][m]["test"][k]["mean"] for d in runs.values()], 2, 100) for k in shots],
+        ]
+        for m in methods
+    ]
+    each = [
+        [
+            str(seed),
+            kit.LABELS.get(m, m),
+            *[
+                kit.pm(100 * d["methods"][m]["test"][k]["mean"], 100 * d["methods"][m]["test"][k]["ci95"])
+                for k in shots
+            ],
+        ]
+        for seed, d in runs.items()
+        for m in methods
+    ]
+    versus = {
+        seed: _seeds.versus(
+            d["methods"]["icl"]["test"]["5"], d["methods"]["protonet"]["test"]["5"], "the transformer", "ProtoNet"
+        )
+        for seed, d in runs.items()
+    }
+    return "\n\n".join(
+        [
+            "### Over training seeds",
+            "This part once per training seed (same validation and test episodes). Test accuracy %, mean over seeds "
+            "± the 95% Student-t interval of the seeds' means:",
+            kit.table(["method", *[f"{k}-shot acc %" for k in shots]], over),
+            "Each seed's own result, mean ± 95% CI over the test episodes:",
+            kit.table(["seed", "method", *[f"{k}-shot acc %" for k in shots]], each),
+            "The target (the transformer's 5-shot mean inside ProtoNet's interval): "
+            + _seeds.conclusion({seed: _target(d) for seed, d in runs.items()})
+            + ". At 5-shot: "
+            + _seeds.conclusion(versus)
+            + ".",
+            _seeds.coverage(list(runs), PLANNED, SEED_COMMAND),
+        ]
+    )
+
+
 def headline(folder: Path) -> list[dict[str, str]]:
-    """README row: the transformer against ProtoNet at 5-way 5-shot, the longest run."""
-    data = kit.load(folder, "trained_5shot_1000steps_augment.json")["methods"]
-    icl, proto = data["icl"]["test"]["5"], data["protonet"]["test"]["5"]
+    """README row: the transformer against ProtoNet at 5-way 5-shot, the longest run, over its seeds."""
+    runs = _seeds.runs(folder, HEADLINE_PART, _seed_of)
+    acc = {m: [d["methods"][m]["test"]["5"]["mean"] for d in runs.values()] for m in ("icl", "protonet")}
     return [
         {
             "order": 4,
             "method": "in-context transformer, MANN, SNAIL",
             "paper": "Santoro et al. 2016; Mishra et al. 2018",
-            "headline": f"glyphs 5-way 5-shot: transformer {kit.pm(100 * icl['mean'], 100 * icl['ci95'])}% vs "
-            f"ProtoNet {kit.pm(100 * proto['mean'], 100 * proto['ci95'])}%",
+            "headline": f"glyphs 5-way 5-shot test %, mean over seeds: transformer {kit.over_seeds(acc['icl'], 2, 100)} "
+            f"vs ProtoNet {kit.over_seeds(acc['protonet'], 2, 100)}",
         }
     ]

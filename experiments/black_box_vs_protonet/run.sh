@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Re-create results/*.json of the black-box learners against ProtoNet. Resumable: a part whose JSON exists
 # is skipped (delete it to rerun).
+# Every part states `metabridge compare`'s settings of the time it ran (--recipe default; 200 s validated every
+# 25 s without a budget; a step budget with a constant rate unless given, no early stopping and 20 validations),
+# so that it re-creates the stored JSON under today's defaults.
+# The headline part (5-shot, 1000 steps, cosine, augmentation) runs once per training seed in SEEDS (default
+# "0 1 2"): seed 0 writes results/trained_5shot_1000steps_augment.json, seed N ..._seedN.json.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 MB="${MB:-.venv/bin/metabridge}"
@@ -15,13 +20,20 @@ part() {  # part RESULT ARGS...: one `metabridge compare`, JSON and plot copied 
   cp "$RUNS/$name/compare.png" "$HERE/results/$name.png"
 }
 
+OLD=(--recipe default)
+SHORT=(--budget-seconds 200 --eval-every-seconds 25)
 K5=(--methods protonet icl --k-shot 5 --q-query 6)
 # The first part used the models before the repairs: MANN as the CS330 LSTM, SNAIL's keys at random.
-part with_mtl_maml_1shot_200s --methods mtl maml protonet mann snail icl
-part trained_1shot_200s --methods protonet icl mann snail
-part trained_5shot_200s --methods protonet icl mann snail --k-shot 5 --q-query 6
-part trained_5shot_500s_cosine "${K5[@]}" --budget-seconds 500 --eval-every-seconds 50 --lr-schedule cosine
-OMP_NUM_THREADS=1 part trained_5shot_500steps_augment "${K5[@]}" --budget-steps 500 --eval-every-steps 50 \
-  --lr-schedule cosine --augment auto
-OMP_NUM_THREADS=1 part trained_5shot_1000steps_augment "${K5[@]}" --budget-steps 1000 --eval-every-steps 100 \
-  --lr-schedule cosine --augment auto
+part with_mtl_maml_1shot_200s "${OLD[@]}" --methods mtl maml protonet mann snail icl "${SHORT[@]}"
+part trained_1shot_200s "${OLD[@]}" --methods protonet icl mann snail "${SHORT[@]}"
+part trained_5shot_200s "${OLD[@]}" --methods protonet icl mann snail --k-shot 5 --q-query 6 "${SHORT[@]}"
+part trained_5shot_500s_cosine "${OLD[@]}" "${K5[@]}" --budget-seconds 500 --eval-every-seconds 50 \
+  --lr-schedule cosine
+OMP_NUM_THREADS=1 part trained_5shot_500steps_augment "${OLD[@]}" "${K5[@]}" --budget-steps 500 \
+  --eval-every-steps 50 --lr-schedule cosine --early-stopping-patience never --augment auto
+for seed in ${SEEDS:-0 1 2}; do
+  name=trained_5shot_1000steps_augment
+  [[ $seed == 0 ]] || name+="_seed$seed"
+  OMP_NUM_THREADS=1 part "$name" "${OLD[@]}" "${K5[@]}" --budget-steps 1000 --eval-every-steps 100 \
+    --lr-schedule cosine --early-stopping-patience never --augment auto --seed "$seed"
+done

@@ -10,6 +10,8 @@ import _pagekit as kit
 import _weighting_sweep as sweep
 
 NAME = "multitask_multi_fashion_mnist"
+PLANNED = (0, 1, 2)  # the seeds run.sh runs by default
+SEED_COMMAND = 'SEEDS="0 1 2" bash experiments/multitask_multi_fashion_mnist/run.sh'
 TEST_EXAMPLES = 10_000  # size of the benchmark's test split (a property of the benchmark, not a measurement)
 
 
@@ -70,6 +72,7 @@ def render(folder: Path) -> str:
         "Test accuracy (%):",
         sweep.sweep_table(report),
         kit.machine(report["machine"]),
+        sweep.seeds_section(folder, PLANNED, SEED_COMMAND),
         "What it shows:",
         _findings(report),
         kit.image(NAME, "plot.png", "Delta_m per method, Multi-Fashion-MNIST"),

@@ -6,11 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import _pagekit as kit
+import _seeds
 
 NAME = "sinusoid_finn_table2"
+PART = "maml_drs_mtl"
+PLANNED = (0, 1, 2, 3, 4)  # the seeds run.sh runs by default
+SEED_COMMAND = 'SEEDS="0 1 2 3 4" bash experiments/sinusoid_finn_table2/run.sh'
+HEADLINE_METHODS = ("maml", "joint", "mtl")
 LABELS = {
     "maml": "MAML (best validation)",
     "drs": "pretrained on all tasks (joint training)",
+    "joint": "pretrained on all tasks (joint training)",
     "mtl": "MTL (1000 training tasks, head refit in closed form)",
     "icl": "in-context transformer (`icl`; no inner steps)",
     "mann": "MANN (LSTM + memory; no inner steps)",
@@ -64,7 +70,9 @@ def render(folder: Path) -> str:
                 _table([main, mann_icl, snail]),
                 kit.machine(main["machine"], main["torch"], main["threads"])
                 + f" The black-box runs: {mann_icl['threads']} (MANN, transformer) and {snail['threads']} (SNAIL) thread(s)."
-                + f" Training seed {main['seed']} (one seed; the test tasks are fixed).",
+                + f" Training seed {main['seed']} (the test tasks are fixed); the other seeds of the headline part are "
+                "in the next section.",
+                _seeds_section(folder),
                 "MAML's weights after the last step instead of the best validation ones "
                 f"(step {best['step_final']} against {best['step']}), same test tasks:",
                 kit.table(
@@ -90,15 +98,74 @@ def render(folder: Path) -> str:
 
 def headline(folder: Path) -> list[dict[str, str]]:
     """README rows: MAML's reproduction of Finn et al.'s Table 2."""
+    runs = _seeds.runs(folder, PART, lambda run: run["seed"])
     main = kit.load(folder, "maml_drs_mtl.json")
-    test = main["methods"]["maml"]["test"][0]
+    values = [run["methods"]["maml"]["test"][0]["mean"] for run in runs.values()]
     paper = main["paper"]["maml"][0]
     return [
         {
             "order": 3,
             "method": "MAML, sinusoid",
             "paper": "Finn et al. 2017",
-            "headline": f"{main['k_shot_test']}-shot MSE after 1 step {kit.pm(test['mean'], test['ci95'], 3)} "
-            f"(paper {paper})",
+            "headline": f"{main['k_shot_test']}-shot MSE after 1 step, mean over seeds {kit.over_seeds(values, 3)}; "
+            f"paper {paper}",
         }
     ]
+
+
+def _named(run: dict[str, Any]) -> dict[str, Any]:
+    """The run's methods under today's names (joint training was stored as ``drs`` before its rename)."""
+    return {("joint" if m == "drs" else m): r for m, r in run["methods"].items()}
+
+
+def _order(methods: dict[str, Any], step: int) -> str:
+    ranked = sorted(HEADLINE_METHODS, key=lambda m: methods[m]["test"][step]["mean"])
+    return " < ".join(LABELS[m].split(" (")[0] for m in ranked)
+
+
+def _against_paper(test: dict[str, float], paper: float) -> str:
+    if test["mean"] + test["ci95"] < paper:
+        return "below the paper's value beyond its CI"
+    if test["mean"] - test["ci95"] > paper:
+        return "above the paper's value beyond its CI"
+    return "the paper's value inside its CI"
+
+
+def _seeds_section(folder: Path) -> str:
+    """The headline part over training seeds: mean ± t-interval, each seed's own values, and the flips."""
+    runs = _seeds.runs(folder, PART, lambda run: run["seed"])
+    named = {seed: _named(run) for seed, run in runs.items()}
+    first = next(iter(named.values()))
+    steps = [t["steps"] for t in first["maml"]["test"]]
+    digits = {"maml": 3, "joint": 3, "mtl": 5}
+    over = [
+        [
+            LABELS[m].split(" (")[0],
+            *[kit.over_seeds([n[m]["test"][i]["mean"] for n in named.values()], digits[m]) for i in range(len(steps))],
+        ]
+        for m in HEADLINE_METHODS
+    ]
+    each = [
+        [str(seed), LABELS[m].split(" (")[0], *[kit.pm(t["mean"], t["ci95"], digits[m]) for t in n[m]["test"]]]
+        for seed, n in named.items()
+        for m in HEADLINE_METHODS
+    ]
+    first_run = runs[min(runs)]
+    paper = first_run["paper"]["maml"][0]
+    last = len(steps) - 1
+    return "\n\n".join(
+        [
+            "## Over training seeds",
+            f"The headline part (MAML, joint training, MTL; {first_run['train_steps']} iterations each) once per "
+            "training seed, on the same fixed test tasks. Mean over seeds ± the 95% Student-t interval of the seeds' means (5-shot test MSE):",
+            kit.table(["method", *[f"{s} step(s)" for s in steps]], over),
+            "Each seed's own result, mean ± 95% CI over the test tasks:",
+            kit.table(["seed", "method", *[f"{s} step(s)" for s in steps]], each),
+            f"Order of the three methods after {steps[last]} steps (lowest MSE first): "
+            + _seeds.conclusion({seed: _order(n, last) for seed, n in named.items()})
+            + f". MAML after {steps[0]} step against the paper's {paper}: "
+            + _seeds.conclusion({seed: _against_paper(n["maml"]["test"][0], paper) for seed, n in named.items()})
+            + ".",
+            _seeds.coverage(list(runs), PLANNED, SEED_COMMAND),
+        ]
+    )
