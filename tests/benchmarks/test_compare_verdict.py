@@ -177,5 +177,7 @@ def test_format_verdict_gives_the_ratios() -> None:
         "  time: MTL reached MAML's final validation accuracy minus its CI (69.00%) sooner (in training steps): "
         "MAML took 6.00x MTL's training seconds and 1.50x its steps." in text.splitlines()
     )
+    same = format_verdict(_report(_timed([(20.0, 30, 0.70)])))  # step 30 as MAML's, at 20 s against its 60 s
+    assert "(69.00%) as soon as MAML (in training steps): MAML took 3.00x MTL's training seconds and 1.00x its" in same
     never = format_verdict(_report(_timed([(5.0, 10, 0.6)])))
     assert "  time: MTL never reached MAML's final validation accuracy minus its CI." in never.splitlines()

@@ -159,8 +159,8 @@ def speedup_sentence(summary: dict[str, Any]) -> str:
     if speedup is None:
         return f"no time-to-target ratio: {best} reached the target at its first validation."
     if speedup >= 1:
-        return f"MTL reached it {speedup:.1f}x sooner than {best}."
-    return f"MTL reached it later: it took {1 / speedup:.1f}x as long as {best}."
+        return f"MTL reached it {speedup:.1f}x sooner than {best} (in training seconds)."
+    return f"MTL reached it later: it took {1 / speedup:.1f}x as long as {best} (in training seconds)."
 
 
 def format_table(report: dict[str, Any]) -> str:

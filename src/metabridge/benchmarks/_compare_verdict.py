@@ -109,10 +109,11 @@ def format_verdict(report: dict[str, Any], v: dict[str, Any] | None = None) -> s
     if v["mtl_to_reference"] == "never":
         lines.append(f"  time: MTL never reached {ref}'s final validation accuracy minus its CI.")
     elif v["mtl_to_reference"] is not None:
+        when = {"same": f"as soon as {ref}"}.get(v["mtl_to_reference"], v["mtl_to_reference"])
         lines.append(
             f"  time: MTL reached {ref}'s final validation accuracy minus its CI ({100 * v['target']:.2f}%) "
-            f"{v['mtl_to_reference']} (in training {v.get('decided_by', 'steps')}): {ref} took {v['time_ratio']:.2f}x MTL's training seconds and "
-            f"{v['step_ratio']:.2f}x its steps."
+            f"{when} (in training {v.get('decided_by', 'steps')}): {ref} took {v['time_ratio']:.2f}x MTL's "
+            f"training seconds and {v['step_ratio']:.2f}x its steps."
         )
     states = ", ".join(f"{_label(m)} {s}" for m, s in v["settled"].items())
     settled = all(s != "open" for s in v["settled"].values())
