@@ -13,7 +13,9 @@ from metabridge.config import ExperimentConfig
 from metabridge.train import NonFiniteLossError, Trainer, read_metrics, resume_config
 
 
-@pytest.mark.parametrize("optimizer,schedule", [("adam", "constant"), ("sgd", "cosine"), ("adam", "plateau")])
+@pytest.mark.parametrize(
+    "optimizer,schedule", [("adam", "constant"), ("sgd", "cosine"), ("adam", "step"), ("adam", "plateau")]
+)
 def test_resume_is_bit_identical(tmp_path, optimizer, schedule):
     cfg = dict(optimizer=optimizer, lr_schedule=schedule, steps=12, checkpoint_every=4, eval_every=3)
     full = Trainer(toy_config(tmp_path / "full", **cfg), builder=toy_builder(), progress=False)
@@ -133,6 +135,18 @@ def test_a_cosine_schedule_cannot_be_stretched_on_resume(tmp_path):
     Trainer(toy_config(tmp_path, steps=2, lr_schedule="cosine"), builder=toy_builder(), progress=False).run()
     with pytest.raises(ValueError, match="cosine learning-rate schedule"):
         Trainer(resume_config(tmp_path, steps=4), builder=toy_builder(), progress=False, resume=True).run()
+
+
+def test_the_step_schedule_cuts_the_rate_once_after_80_percent_of_the_steps(tmp_path):
+    t = Trainer(toy_config(tmp_path, steps=10, lr=0.5, lr_schedule="step", plateau_factor=0.1), builder=toy_builder())
+    t.progress = False
+    t.run()
+    lrs = [r["lr"] for r in read_metrics(tmp_path) if r["kind"] == "train"]
+    steps = [r["step"] for r in read_metrics(tmp_path) if r["kind"] == "train"]
+    expected = [0.5 if s < 8 else 0.05 for s in steps]  # the rate logged after step s; cut after step 8
+    assert lrs == pytest.approx(expected)
+    with pytest.raises(ValueError, match="step learning-rate schedule"):
+        Trainer(resume_config(tmp_path, steps=20), builder=toy_builder(), progress=False, resume=True).run()
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path):

@@ -46,7 +46,7 @@ from .plugins import load_plugins
 #: Task family names handled without a dataset loader.
 REGRESSION_FAMILIES = ("sinusoid",)
 Optimizer = Literal["adam", "adamw", "radam", "sgd"]
-LRSchedule = Literal["constant", "cosine", "plateau"]
+LRSchedule = Literal["constant", "cosine", "step", "plateau"]
 OPTIMIZERS: tuple[str, ...] = Optimizer.__args__  # type: ignore[attr-defined]
 LR_SCHEDULES: tuple[str, ...] = LRSchedule.__args__  # type: ignore[attr-defined]
 _DEVICE_PATTERN = r"^(auto|cpu|cuda(:\d+)?|mps)$"
@@ -174,7 +174,9 @@ class ExperimentConfig(BaseModel):
     lr_schedule: LRSchedule = Field(
         "constant",
         description=(
-            "Learning-rate schedule: constant; cosine (annealed to 0 over --steps, stepped every step); or "
+            "Learning-rate schedule: constant; cosine (annealed to 0 over --steps, stepped every step); step (the "
+            "rate multiplied by --plateau-factor once, after 80% of --steps: the official recipe's cut at a fixed "
+            "point of the budget); or "
             "plateau (torch's ReduceLROnPlateau on the validation score, as Wang et al.'s official MTL code: the "
             "rate is multiplied by --plateau-factor once more than --plateau-patience validations in a row did "
             "not improve; stepped on validations, so it needs --eval-every or --eval-every-seconds)."

@@ -272,7 +272,7 @@ def check_resume_compatible(saved: ExperimentConfig, config: ExperimentConfig) -
     """Raise ``ValueError`` if ``config`` changes a field that would break an exact resume."""
     a, b = json.loads(saved.to_json()), json.loads(config.to_json())  # tuples and lists compare alike
     diff = sorted(k for k in a if k not in RESUMABLE_OVERRIDES and a[k] != b.get(k))
-    if not diff and saved.lr_schedule == "cosine" and saved.steps != config.steps:
+    if not diff and saved.lr_schedule in ("cosine", "step") and saved.steps != config.steps:
         raise ValueError(
             f"the run's {saved.lr_schedule} learning-rate schedule spans --steps {saved.steps}; it cannot be "
             "resumed with a different --steps (start a new run with the longer schedule instead)."

@@ -368,8 +368,8 @@ def test_recipe_and_switches_reach_each_methods_config() -> None:
     assert mtl.early_stopping_patience is None and "head_init" not in maml.hparams
     assert mtl.model_kwargs == {"variant": "official", "widths": [16, 40, 80, 160]}
     assert CompareConfig(budget_seconds=60.0).method_config("mtl").early_stopping_patience == 15
-    by_steps = CompareConfig(recipe="official").method_config("mtl")  # a step budget: cosine to its end
-    assert (by_steps.lr_schedule, by_steps.early_stopping_patience, by_steps.augment) == ("cosine", None, "auto")
+    by_steps = CompareConfig(recipe="official").method_config("mtl")  # a step budget: the step schedule
+    assert (by_steps.lr_schedule, by_steps.early_stopping_patience, by_steps.augment) == ("step", None, "auto")
     switched = CompareConfig(lr_schedule="plateau", early_stopping_patience=4).method_config("maml")
     assert (switched.lr_schedule, switched.early_stopping_patience) == ("plateau", 4)  # the switches still win
     assert CompareConfig(early_stopping_patience=3, augment="none").method_config("mtl").augment is None

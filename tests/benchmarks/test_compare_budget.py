@@ -25,12 +25,12 @@ def test_the_main_job_is_a_step_budget_under_the_official_recipe_annealed_to_its
                 None,
             )
             assert (cfg.val_episodes, cfg.test_episodes) == (val, test)
-            assert (cfg.lr_schedule, cfg.early_stopping_patience, cfg.augment) == ("cosine", None, "auto")
+            assert (cfg.lr_schedule, cfg.early_stopping_patience, cfg.augment) == ("step", None, "auto")
         assert config.method_config("mtl").hparams == {"head_init": "official", "train_forward": "per_task"}
         settings = config.report_settings()
         assert (settings["budget_steps"], settings["eval_every_steps"]) == (steps, every)
         assert settings["budget_seconds"] is None and settings["eval_every_seconds"] is None
-        assert settings["training"] == {"lr_schedule": "cosine", "early_stopping_patience": None}
+        assert settings["training"] == {"lr_schedule": "step", "early_stopping_patience": None}
 
 
 def test_budget_seconds_is_the_opt_in_wall_clock_budget() -> None:

@@ -90,13 +90,13 @@ def convergence(
 
 
 def settled_state(result: dict[str, Any], settings: dict[str, Any]) -> str:
-    """``"converged"`` (the project's flatness rule), ``"annealed"`` (a cosine schedule run to
+    """``"converged"`` (the project's flatness rule), ``"annealed"`` (a cosine or step schedule run to
     the last step of a step budget) or ``"open"`` (neither: its accuracy is the budget's)."""
     if convergence(result["curve"], axis=budget_axis(settings))["converged"]:
         return "converged"
     schedule = (result.get("config") or {}).get("lr_schedule") or (settings.get("training") or {}).get("lr_schedule")
     budget = settings.get("budget_steps")
-    if schedule == "cosine" and budget and result.get("steps") == budget and not result.get("stopped_early"):
+    if schedule in ("cosine", "step") and budget and result.get("steps") == budget and not result.get("stopped_early"):
         return "annealed"
     return "open"
 

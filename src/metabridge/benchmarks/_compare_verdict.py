@@ -17,7 +17,7 @@ verdict answers, from one ``compare.json``:
   exceeds 1, ``later`` below 1, ``same`` at 1, ``never`` when MTL did not reach the target;
 * whether every method ended settled: converged by the project's rule
   (:func:`~metabridge.benchmarks._compare_report.convergence`) or annealed to the end of
-  its step budget by a cosine schedule.
+  its step budget by a cosine or step schedule.
 """
 
 from __future__ import annotations
