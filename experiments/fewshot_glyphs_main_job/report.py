@@ -13,7 +13,7 @@ from metabridge.benchmarks.compare import verdict, verdict_key
 
 NAME = "fewshot_glyphs_main_job"
 WALL_CLOCK = "mtl_maml_protonet_200s.json"
-COSINE = "cosine_schedule_seed0.json"
+COSINE = "cosine_schedule_seed0_curves.json"
 SHOTS = ("1", "5")
 
 
@@ -149,21 +149,28 @@ def _cosine_section(folder: Path, runs: dict[int, dict[str, Any]]) -> str:
     rows = []
     for m, r in cosine["methods"].items():
         step = runs.get(0, {}).get("methods", {}).get(m)
-        cells = [
-            _short(m),
-            kit.pct(r["curve"][-1]["val_mean"], 1),
-            kit.pct(step["curve"][-1]["val_mean"], 1) if step else "—",
-        ]
-        cells += [kit.pm(100 * r["test"]["1"]["mean"], 100 * r["test"]["1"]["ci95"])]
-        cells += [kit.pm(100 * step["test"]["1"]["mean"], 100 * step["test"]["1"]["ci95"]) if step else "—"]
+        at = [p for p in r["curve"] if p["step"] <= r["curve"][-1]["step"] // 2][-1]
+        cells = [_short(m), kit.pm(100 * at["val_mean"], 100 * at["val_ci95"], 1)]
+        cells += [kit.pm(100 * r["curve"][-1]["val_mean"], 100 * r["curve"][-1]["val_ci95"], 1)]
+        last = step["curve"][-1] if step else None
+        cells.append(kit.pm(100 * last["val_mean"], 100 * last["val_ci95"], 1) if last else "—")
         rows.append(cells)
-    headers = ["method", "final validation %, cosine", "final validation %, step", "1-shot test %, cosine"]
+    steps = cosine["settings"]["steps"]
     return (
         "## Why the step schedule rather than a cosine\n\nSeed 0 of the same protocol with a cosine schedule over the "
-        f"{cosine['settings']['budget_steps']} steps (`--lr-schedule cosine`, kept in `results/{COSINE}`): the cosine "
-        "halves the rate by mid-budget, and MTL, whose per-class heads are each updated only when their class is drawn, "
-        "stalls; the official recipe's single x0.1 cut placed after 80% of the budget keeps the rate until then.\n\n"
-        + kit.table(headers + ["1-shot test %, step"], rows)
+        f"{steps} steps (`--lr-schedule cosine`; MTL and MAML trained, the run then stopped; their validation curves are "
+        f"kept in `results/{COSINE}`): the cosine halves the rate by mid-budget, and MTL, whose per-class heads are "
+        "each updated only when their class is drawn, stalls below MAML; the official recipe's single x0.1 cut placed "
+        "after 80% of the budget keeps the full rate until then.\n\n"
+        + kit.table(
+            [
+                "method",
+                f"validation % at step {steps // 2}, cosine",
+                f"at step {steps}, cosine",
+                "at the last step, step schedule (seed 0)",
+            ],
+            rows,
+        )
     )
 
 
