@@ -41,15 +41,17 @@ def _protocol(data: dict[str, Any]) -> str:
         f"head initialisation `{cfg['hparams'].get('head_init')}` and per-task forward `"
         f"{cfg['hparams'].get('train_forward')}`) with the `{cfg['lr_schedule']}` schedule (the recipe's x"
         f"{cfg['plateau_factor']} learning-rate cut, placed after 80% of the budget instead of at a validation "
-        "plateau, so that every method ends annealed), no early stopping; validation every {s['eval_every_steps']} steps on "
+        f"plateau, so that every method ends annealed), no early stopping; validation every {s['eval_every_steps']} "
+        "steps on "
         f"{s['val_episodes']} fixed episodes; best-validation weights tested on the same {s['test_episodes']} fixed "
         f"episodes per shot ({' and '.join(map(str, s['test_shots']))}-shot, "
         f"{' and '.join(map(str, s['test_queries']))} queries). MAML: one inner step of 0.4 in training, three at "
         "test, Adam 1e-3; MTL: RAdam 1e-3; ProtoNet: Adam 1e-3. Time to MAML's accuracy: training seconds (and "
-        "steps) until validation first reaches MAML's final validation accuracy minus its CI. Settled: converged by "
-        "the project's rule (over the last third of the budget the validation trend gains at most the final CI and "
-        "the last third's mean is at most a CI above the middle third's) or annealed to the last step by the cosine "
-        "schedule."
+        "steps) until validation first reaches MAML's final validation accuracy minus its CI; sooner or later is "
+        "decided in steps, the budget's unit, at the validations' resolution (a lead of one validation interval or "
+        "less is 'as soon as'). Settled: converged by the project's rule (over the last third of the budget the "
+        "validation trend gains at most the final CI and the last third's mean is at most a CI above the middle "
+        "third's) or annealed: trained to the last step of the budget under the annealing schedule."
     )
 
 
@@ -80,7 +82,9 @@ def _verdict_rows(runs: dict[int, dict[str, Any]]) -> list[list[str]]:
             tied = v["tied_with_best"][shot]
             cells.append(_short(v["best"][shot]) + (f" (tied: {', '.join(map(_short, tied))})" if tied else ""))
         cells += [v["mtl_vs_reference"][shot] for shot in SHOTS]
-        ratio = f"{v['mtl_to_reference']}"
+        ratio = {"same": "as soon as (within one validation interval)"}.get(
+            v["mtl_to_reference"], v["mtl_to_reference"]
+        )
         if v["time_ratio"] is not None:
             ratio += f" ({kit.num(v['time_ratio'])}x by seconds, {kit.num(v['step_ratio'])}x by steps)"
         cells.append(ratio)
@@ -146,16 +150,17 @@ def _cosine_section(folder: Path, runs: dict[int, dict[str, Any]]) -> str:
     if not (folder / "results" / COSINE).exists():
         return ""
     cosine = kit.load(folder, COSINE)
+    steps = cosine["methods"]["mtl"]["config"]["steps"]
+    mid = [p["step"] for p in cosine["methods"]["mtl"]["curve"] if p["step"] <= steps // 2][-1]
     rows = []
     for m, r in cosine["methods"].items():
         step = runs.get(0, {}).get("methods", {}).get(m)
-        at = [p for p in r["curve"] if p["step"] <= r["curve"][-1]["step"] // 2][-1]
+        at = [p for p in r["curve"] if p["step"] <= mid][-1]
         cells = [_short(m), kit.pm(100 * at["val_mean"], 100 * at["val_ci95"], 1)]
         cells += [kit.pm(100 * r["curve"][-1]["val_mean"], 100 * r["curve"][-1]["val_ci95"], 1)]
         last = step["curve"][-1] if step else None
         cells.append(kit.pm(100 * last["val_mean"], 100 * last["val_ci95"], 1) if last else "—")
         rows.append(cells)
-    steps = cosine["settings"]["steps"]
     return (
         "## Why the step schedule rather than a cosine\n\nSeed 0 of the same protocol with a cosine schedule over the "
         f"{steps} steps (`--lr-schedule cosine`; MTL and MAML trained, the run then stopped; their validation curves are "
@@ -165,7 +170,7 @@ def _cosine_section(folder: Path, runs: dict[int, dict[str, Any]]) -> str:
         + kit.table(
             [
                 "method",
-                f"validation % at step {steps // 2}, cosine",
+                f"validation % at step {mid}, cosine",
                 f"at step {steps}, cosine",
                 "at the last step, step schedule (seed 0)",
             ],

@@ -181,3 +181,20 @@ def test_format_verdict_gives_the_ratios() -> None:
     assert "(69.00%) as soon as MAML (in training steps): MAML took 3.00x MTL's training seconds and 1.00x its" in same
     never = format_verdict(_report(_timed([(5.0, 10, 0.6)])))
     assert "  time: MTL never reached MAML's final validation accuracy minus its CI." in never.splitlines()
+
+
+def test_sooner_or_later_needs_more_than_one_validation_interval() -> None:
+    # MTL reaches the target (0.69) at step 20, MAML at step 30: 10 steps apart
+    report = _report(_timed([(5.0, 10, 0.6), (10.0, 20, 0.695), (15.0, 30, 0.7)]))
+    report["settings"]["eval_every_steps"] = 10  # each time is known to 10 steps: a 10-step lead is no lead
+    v = verdict(report)
+    assert (v["mtl_to_reference"], v["validation_interval"]) == ("same", 10.0)
+    assert "as soon as MAML within one validation interval (10 steps)" in format_verdict(report, v)
+    report["settings"]["eval_every_steps"] = 5  # validations every 5 steps: 10 steps is two intervals
+    assert verdict(report)["mtl_to_reference"] == "sooner"
+    late = _report(_timed([(5.0, 10, 0.6), (10.0, 20, 0.6), (15.0, 50, 0.7)]))  # MTL at step 50, 20 after MAML
+    late["settings"]["eval_every_steps"] = 10
+    assert verdict(late)["mtl_to_reference"] == "later"
+    clock = _report(_timed([(5.0, 10, 0.6), (10.0, 20, 0.695), (15.0, 30, 0.7)]), by_steps=False)
+    clock["settings"]["eval_every_seconds"] = 60.0  # MAML's 60 s against MTL's 10 s: 50 s, within one minute
+    assert verdict(clock)["mtl_to_reference"] == "same"

@@ -12,9 +12,12 @@ verdict answers, from one ``compare.json``:
   ``below`` (MAML's mean +- its half-width);
 * MTL's time to MAML's accuracy as a ratio: the training seconds (and steps) MAML needed
   until its validation first reached target = (its final validation accuracy) - (that
-  validation's CI half-width), divided by MTL's to the same target; ``sooner`` when the
-  ratio in the budget's unit (steps under a step budget, seconds under ``--budget-seconds``)
-  exceeds 1, ``later`` below 1, ``same`` at 1, ``never`` when MTL did not reach the target;
+  validation's CI half-width), divided by MTL's to the same target; decided in the budget's
+  unit (steps under a step budget, seconds under ``--budget-seconds``) at the resolution
+  the validations give: ``sooner`` when MTL got there more than one validation interval
+  before MAML, ``later`` when more than one interval after, ``same`` within one interval
+  (the two times are each known only to the interval between validations), ``never`` when
+  MTL did not reach the target;
 * whether every method ended settled: converged by the project's rule
   (:func:`~metabridge.benchmarks._compare_report.convergence`) or annealed to the end of
   its step budget by a cosine or step schedule.
@@ -35,6 +38,18 @@ def _reach(curve: list[dict[str, Any]], target: float) -> dict[str, float] | Non
         if point["val_mean"] >= target:
             return {"seconds": float(point["train_seconds"]), "steps": float(point["step"])}
     return None
+
+
+def _validation_interval(methods: dict[str, Any], settings: dict[str, Any], by_steps: bool) -> float:
+    """The spacing of the validations, in the budget's unit: ``eval_every_steps`` (or the runs' ``eval_every``)
+    under a step budget, ``eval_every_seconds`` under a wall-clock one (0 when unknown)."""
+    if by_steps:
+        every = settings.get("eval_every_steps") or max(
+            ((r.get("config") or {}).get("eval_every") or 0 for r in methods.values()), default=0
+        )
+    else:
+        every = settings.get("eval_every_seconds") or 0
+    return float(every)
 
 
 def _position(value: float, mean: float, half: float) -> str:
@@ -74,8 +89,11 @@ def verdict(report: dict[str, Any], reference: str = "maml") -> dict[str, Any]:
         else:
             out["time_ratio"] = ref_reach["seconds"] / mtl_reach["seconds"]
             out["step_ratio"] = ref_reach["steps"] / mtl_reach["steps"]
-            ratio = out["step_ratio"] if out["decided_by"] == "steps" else out["time_ratio"]
-            out["mtl_to_reference"] = "sooner" if ratio > 1 else "later" if ratio < 1 else "same"
+            by_steps = out["decided_by"] == "steps"
+            lead = ref_reach["steps"] - mtl_reach["steps"] if by_steps else ref_reach["seconds"] - mtl_reach["seconds"]
+            interval = _validation_interval(methods, settings, by_steps)
+            out["validation_interval"] = interval
+            out["mtl_to_reference"] = "sooner" if lead > interval else "later" if lead < -interval else "same"
     return out
 
 
@@ -109,10 +127,13 @@ def format_verdict(report: dict[str, Any], v: dict[str, Any] | None = None) -> s
     if v["mtl_to_reference"] == "never":
         lines.append(f"  time: MTL never reached {ref}'s final validation accuracy minus its CI.")
     elif v["mtl_to_reference"] is not None:
-        when = {"same": f"as soon as {ref}"}.get(v["mtl_to_reference"], v["mtl_to_reference"])
+        unit = v.get("decided_by", "steps")
+        interval = v.get("validation_interval")
+        within = f" within one validation interval ({interval:g} {unit})" if interval else ""
+        when = {"same": f"as soon as {ref}{within}"}.get(v["mtl_to_reference"], v["mtl_to_reference"])
         lines.append(
             f"  time: MTL reached {ref}'s final validation accuracy minus its CI ({100 * v['target']:.2f}%) "
-            f"{when} (in training {v.get('decided_by', 'steps')}): {ref} took {v['time_ratio']:.2f}x MTL's "
+            f"{when} (in training {unit}): {ref} took {v['time_ratio']:.2f}x MTL's "
             f"training seconds and {v['step_ratio']:.2f}x its steps."
         )
     states = ", ".join(f"{_label(m)} {s}" for m, s in v["settled"].items())
