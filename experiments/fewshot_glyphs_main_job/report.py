@@ -14,6 +14,8 @@ from metabridge.benchmarks.compare import verdict, verdict_key
 NAME = "fewshot_glyphs_main_job"
 WALL_CLOCK = "mtl_maml_protonet_200s.json"
 COSINE = "cosine_schedule_seed0_curves.json"
+#: The default command run alone on the machine (nothing else running, its default threads), for its wall time.
+ALONE = "alone_default_command.json"
 SHOTS = ("1", "5")
 
 
@@ -125,6 +127,24 @@ def _agreement(runs: dict[int, dict[str, Any]]) -> str:
     return head + "\n\n" + "\n".join(lines)
 
 
+def _alone_section(folder: Path) -> str:
+    if not (folder / "results" / ALONE).exists():
+        return (
+            "Wall time alone on the machine: not measured yet (the seeds above shared the machine with other runs, "
+            "one thread each, so their minutes are not the command's)."
+        )
+    data = kit.load(folder, ALONE)
+    v = verdict(data)
+    same = verdict_key(v) == verdict_key(verdict(next(iter(seed_runs(folder).values()), data)))
+    return (
+        f"## Wall time of the default command\n\n`metabridge compare` with no options, alone on the machine "
+        f"(`results/{ALONE}`, seed {data['settings']['seed']}, {data['machine'].get('torch_threads', '?')} torch threads): "
+        f"**{data['total_seconds'] / 60:.1f} minutes** from start to verdict; per method "
+        + ", ".join(f"{_short(m)} {r['seconds_per_iteration']:.2f} s a step" for m, r in data["methods"].items())
+        + f". Its verdict is {'the same as' if same else '**not** the same as'} that of the seeds above."
+    )
+
+
 def _machines(runs: dict[int, dict[str, Any]]) -> str:
     lines = {kit.machine(d.get("machine")) for d in runs.values()}
     if len(lines) == 1:
@@ -216,6 +236,7 @@ def render(folder: Path) -> str:
         "Mean ± 95% Student-t interval over seeds, beside each seed's own 95% interval over its test episodes.",
         _accuracy_table(runs),
         _machines(runs),
+        _alone_section(folder),
         kit.image(
             NAME, "plot.png", "validation accuracy against training steps for every seed, test accuracy as stars"
         ),
