@@ -135,13 +135,16 @@ def _alone_section(folder: Path) -> str:
         )
     data = kit.load(folder, ALONE)
     v = verdict(data)
-    same = verdict_key(v) == verdict_key(verdict(next(iter(seed_runs(folder).values()), data)))
+    runs = seed_runs(folder)
+    twin = runs.get(data["settings"]["seed"])
+    same = twin is not None and verdict_key(v) == verdict_key(verdict(twin))
     return (
         f"## Wall time of the default command\n\n`metabridge compare` with no options, alone on the machine "
         f"(`results/{ALONE}`, seed {data['settings']['seed']}, {data['machine'].get('torch_threads', '?')} torch threads): "
         f"**{data['total_seconds'] / 60:.1f} minutes** from start to verdict; per method "
         + ", ".join(f"{_short(m)} {r['seconds_per_iteration']:.2f} s a step" for m, r in data["methods"].items())
-        + f". Its verdict is {'the same as' if same else '**not** the same as'} that of the seeds above."
+        + f". Its verdict is {'the same as' if same else '**not** the same as'} that of seed "
+        f"{data['settings']['seed']} above (which ran one thread under load)."
     )
 
 
