@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from metabridge.benchmarks._compare_merge import merge_reports
 from metabridge.benchmarks._compare_report import (
     accuracy_sentences,
     convergence,
     format_table,
-    merge_reports,
     speedup_sentence,
     summarize,
     time_to_target,

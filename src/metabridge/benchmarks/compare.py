@@ -37,8 +37,9 @@ from pydantic import Field, field_validator, model_validator
 from ..config import CommandConfig, ExperimentConfig, KeyValues
 from ..machine_info import machine
 from ..recipes import get_recipe
+from ._compare_merge import merge_files
 from ._compare_methods import ALL_METHODS, BLACK_BOX, DEFAULT_METHODS, GBML, LABELS, METHOD_SETTINGS, REFERENCES
-from ._compare_report import budget_axis, format_table, merge_files, summarize, write_report
+from ._compare_report import budget_axis, format_table, summarize, write_report
 from ._compare_settings import (
     SECONDS_SETTINGS,
     SHORT_DEFAULTS,
